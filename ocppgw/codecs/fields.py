@@ -1,0 +1,82 @@
+"""
+Building a message from envelope fields, shared by the envelope codecs.
+
+The JSON envelope and the protobuf ``Message`` wrapper carry the same fields
+(MessageTypeId, UniqueId, Action, Payload, ErrorCode, ErrorDescription,
+ErrorDetails); both check them here, so a backend gets the same error for the
+same mistake whichever profile it speaks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocppgw.envelope import CodecError
+from ocppgw.messages import (
+    Call,
+    CallError,
+    CallResult,
+    CallResultError,
+    Message,
+    MessageType,
+    Send,
+    check_unique_id,
+)
+from ocppgw.versions import error_codes, has_21_types
+
+
+def message_from_fields(
+    version: str,
+    type_id: object,
+    unique_id: object,
+    action: object = None,
+    payload: object = None,
+    error_code: object = None,
+    error_description: object = None,
+    error_details: object = None,
+) -> Message:
+    """
+    The message these fields describe, for a charge point of ``version``.
+
+    :raises CodecError: naming the first field that is missing or wrong.
+    """
+    if not isinstance(type_id, int) or isinstance(type_id, bool):
+        raise CodecError("MessageTypeId is missing or not an integer")
+    try:
+        mtype = MessageType(type_id)
+    except ValueError:
+        raise CodecError(f"MessageTypeId {type_id} is not one of 2, 3, 4, 5, 6") from None
+    if mtype in (MessageType.CALLRESULTERROR, MessageType.SEND) and not has_21_types(version):
+        raise CodecError(f"MessageTypeId {type_id} does not exist in {version}")
+    uid = check_unique_id(unique_id)
+    if uid is None:
+        raise CodecError("UniqueId must be a string of 1 to 36 characters")
+    if mtype in (MessageType.CALL, MessageType.SEND):
+        if not isinstance(action, str) or not action:
+            raise CodecError("Action is missing or not a non-empty string")
+        body = _object("Payload", payload)
+        return Call(uid, action, body) if mtype is MessageType.CALL else Send(uid, action, body)
+    if mtype is MessageType.CALLRESULT:
+        return CallResult(uid, _object("Payload", payload))
+    if not isinstance(error_code, str) or not error_code:
+        raise CodecError("ErrorCode is missing or not a non-empty string")
+    valid = error_codes(version)
+    if error_code not in valid:
+        raise CodecError(
+            f"ErrorCode {error_code!r} is not an error code of {version}; "
+            f"valid: {', '.join(sorted(valid))}"
+        )
+    if error_description is None:
+        error_description = ""
+    if not isinstance(error_description, str):
+        raise CodecError("ErrorDescription is not a string")
+    details = {} if error_details is None else _object("ErrorDetails", error_details)
+    if mtype is MessageType.CALLERROR:
+        return CallError(uid, error_code, error_description, details)
+    return CallResultError(uid, error_code, error_description, details)
+
+
+def _object(name: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CodecError(f"{name} is missing or not a JSON object")
+    return value

@@ -1,0 +1,82 @@
+"""
+The JSON envelope (DESIGN.md), with the field names of the Chargerlink
+``Message`` class and the EMQX gateway::
+
+    {"MessageTypeId": 2, "UniqueId": "1", "Action": "Heartbeat", "Payload": {}}
+    {"MessageTypeId": 3, "UniqueId": "1", "Action": "Heartbeat", "Payload": {...}}
+    {"MessageTypeId": 4, "UniqueId": "1", "ErrorCode": "NotSupported",
+     "ErrorDescription": "...", "ErrorDetails": {}}
+
+Upstream, results and errors also carry the ``Action`` of their CALL, and every
+envelope carries ``Protocol``, ``ChargePointId`` and ``Timestamp``; envelopes
+that the gateway made itself carry ``Origin: "gateway"``, and an answer that
+came after its timeout ``Late: true``.  Downstream, unknown fields are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zope.interface import implementer
+
+from ocppgw.codecs import ICodec
+from ocppgw.codecs.fields import message_from_fields
+from ocppgw.envelope import CodecError, DecodeContext, Envelope
+from ocppgw.messages import CallError, CallResult, CallResultError, dumps, loads
+
+
+def envelope_fields(envelope: Envelope) -> dict[str, Any]:
+    """The JSON object of ``envelope``, in the field order of the Message class."""
+    message = envelope.message
+    out: dict[str, Any] = {
+        "MessageTypeId": int(message.message_type),
+        "UniqueId": message.unique_id,
+    }
+    if message.action is not None:
+        out["Action"] = message.action
+    if isinstance(message, CallError | CallResultError):
+        out["ErrorCode"] = message.error_code
+        out["ErrorDescription"] = message.error_description
+        out["ErrorDetails"] = message.error_details
+    else:
+        out["Payload"] = message.payload
+    if envelope.version is not None:
+        out["Protocol"] = envelope.version
+    if envelope.charge_point is not None:
+        out["ChargePointId"] = envelope.charge_point
+    if envelope.timestamp is not None:
+        out["Timestamp"] = envelope.timestamp
+    if envelope.origin is not None:
+        out["Origin"] = envelope.origin
+    if envelope.late:
+        out["Late"] = True
+    return out
+
+
+@implementer(ICodec)
+class JSONCodec:
+    name = "json"
+
+    def encode(self, envelope: Envelope) -> bytes:
+        return dumps(envelope_fields(envelope)).encode("utf-8")
+
+    def decode(self, data: bytes, context: DecodeContext) -> Envelope:
+        try:
+            obj = loads(data)
+        except (ValueError, RecursionError) as e:
+            raise CodecError(f"payload is not valid UTF-8 JSON: {str(e)[:120]}") from None
+        if not isinstance(obj, dict):
+            raise CodecError("envelope is not a JSON object")
+        message = message_from_fields(
+            context.version,
+            obj.get("MessageTypeId"),
+            obj.get("UniqueId"),
+            obj.get("Action"),
+            obj.get("Payload"),
+            obj.get("ErrorCode"),
+            obj.get("ErrorDescription"),
+            obj.get("ErrorDetails"),
+        )
+        if isinstance(message, CallResult) and isinstance(obj.get("Action"), str):
+            message = CallResult(message.unique_id, message.payload, obj["Action"])
+        return Envelope(message, version=context.version)

@@ -1,0 +1,86 @@
+"""
+What travels between the gateway and the broker, before a codec gives it bytes.
+
+An :class:`Envelope` is one OCPP-J message plus what the gateway knows about it
+and the wire does not say: the charge point, its OCPP version, the Action of a
+result or error, and whether the gateway itself made the message (a timeout,
+an offline charge point...).  Codecs (:mod:`ocppgw.codecs`) turn envelopes into
+bytes and back; they never know a topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from ocppgw.messages import Message
+
+
+class GatewayError(Enum):
+    """
+    Error codes of error envelopes that the gateway itself publishes.
+
+    They are not OCPP error codes: they tell the backend why the gateway could
+    not deliver or complete an exchange.  Each envelope carrying one has
+    ``Origin: "gateway"``.
+    """
+
+    #: The downstream message could not be decoded or is not a valid message.
+    INVALID = "Invalid"
+    #: The charge point is not connected to this gateway.
+    OFFLINE = "Offline"
+    #: The charge point's downstream queue is full.
+    QUEUE_FULL = "QueueFull"
+    #: No answer came in time.
+    TIMEOUT = "Timeout"
+    #: The connection was replaced by a newer one for the same identity.
+    REPLACED = "Replaced"
+    #: The answer matches no pending CALL.
+    UNMATCHED = "Unmatched"
+    #: The charge point disconnected before answering.
+    DISCONNECTED = "Disconnected"
+    #: The charge point's message failed validation.
+    VALIDATION = "ValidationFailed"
+    #: The gateway is shutting down.
+    SHUTDOWN = "Shutdown"
+
+
+GATEWAY_ERROR_CODES: tuple[str, ...] = tuple(e.value for e in GatewayError)
+
+#: The value of ``Origin`` on envelopes made by the gateway.
+ORIGIN_GATEWAY = "gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message between the gateway and the broker, with its metadata."""
+
+    message: Message
+    #: The OCPP version (subprotocol) of the charge point, e.g. ``ocpp1.6``.
+    version: str | None = None
+    #: The charge point identity.
+    charge_point: str | None = None
+    #: When the gateway received the message (RFC 3339, UTC), upstream only.
+    timestamp: str | None = None
+    #: ``"gateway"`` when the gateway made this message itself.
+    origin: str | None = None
+    #: True for an answer that arrived after its CALL had timed out.
+    late: bool = False
+    #: The OCPP-J text exactly as the charge point sent it, when there was one.
+    frame: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeContext:
+    """What a codec may need to decode a downstream message."""
+
+    #: The OCPP version of the charge point the message is for.
+    version: str
+    #: The Action of the pending exchange with this message id, if any: a
+    #: CALLRESULT does not name its Action, but a typed codec needs it.
+    action_of: Callable[[str], str | None] = lambda unique_id: None
+
+
+class CodecError(Exception):
+    """Bytes that a codec cannot turn into a message; the text names the problem."""

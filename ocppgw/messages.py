@@ -1,0 +1,282 @@
+"""
+OCPP-J RPC messages as frozen values, and their text framing.
+
+The five message types (OCPP-J 1.6 §4.2, OCPP 2.0.1 Part 4 §4.2, OCPP 2.1
+Part 4 §4.1.3-4.2.4)::
+
+    CALL             [2, "<id>", "<Action>", {payload}]
+    CALLRESULT       [3, "<id>", {payload}]
+    CALLERROR        [4, "<id>", "<errorCode>", "<errorDescription>", {errorDetails}]
+    CALLRESULTERROR  [5, "<id>", "<errorCode>", "<errorDescription>", {errorDetails}]  (2.1)
+    SEND             [6, "<id>", "<Action>", {payload}]                                (2.1)
+
+:func:`parse_frame` turns the text of one WebSocket frame into one of these
+values, or raises :class:`FrameError` saying what is wrong with it and how the
+sender's version wants that reported.  :func:`encode_frame` is its inverse.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from ocppgw.versions import ErrorKind, has_21_types
+
+#: OCPP-J 1.6 §4.1.4, OCPP 2.0.1 Part 4 Table 4: a message id is a string of
+#: at most 36 characters.
+MAX_UNIQUE_ID_LENGTH = 36
+
+#: OCPP 2.0.1 Part 4 §4.2.3, OCPP 2.1 Part 4 §4.2.3: when the message id of an
+#: unreadable message cannot be read, the CALLERROR carries "-1".  1.6 has no
+#: rule; the gateway uses "-1" there too.
+UNREADABLE_ID = "-1"
+
+#: OCPP 2.0.1 Part 4 Table 7: errorDescription is string[255].
+MAX_ERROR_DESCRIPTION_LENGTH = 255
+
+
+class MessageType(IntEnum):
+    CALL = 2
+    CALLRESULT = 3
+    CALLERROR = 4
+    CALLRESULTERROR = 5
+    SEND = 6
+
+
+JSONObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A request: the sender waits for a CALLRESULT or CALLERROR."""
+
+    unique_id: str
+    action: str
+    payload: JSONObject
+    message_type: MessageType = field(default=MessageType.CALL, init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """OCPP 2.1 SEND: like a CALL but never answered (2.1 Part 4 §4.2.5)."""
+
+    unique_id: str
+    action: str
+    payload: JSONObject
+    message_type: MessageType = field(default=MessageType.SEND, init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """The answer to a CALL.  ``action`` is not on the wire; the gateway adds it."""
+
+    unique_id: str
+    payload: JSONObject
+    action: str | None = None
+    message_type: MessageType = field(default=MessageType.CALLRESULT, init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CallError:
+    """A CALL could not be handled.  ``action`` is not on the wire."""
+
+    unique_id: str
+    error_code: str
+    error_description: str = ""
+    error_details: JSONObject = field(default_factory=dict)
+    action: str | None = None
+    message_type: MessageType = field(default=MessageType.CALLERROR, init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CallResultError:
+    """OCPP 2.1: a CALLRESULT could not be handled (2.1 Part 4 §4.2.4)."""
+
+    unique_id: str
+    error_code: str
+    error_description: str = ""
+    error_details: JSONObject = field(default_factory=dict)
+    action: str | None = None
+    message_type: MessageType = field(default=MessageType.CALLRESULTERROR, init=False)
+
+
+Message = Call | Send | CallResult | CallError | CallResultError
+
+#: The types that start an exchange (they carry an Action).
+Request = Call | Send
+#: The types that answer a CALL (they carry no Action on the wire).
+Answer = CallResult | CallError
+ErrorMessage = CallError | CallResultError
+
+
+class FrameError(Exception):
+    """
+    A frame that is not a valid OCPP-J message.
+
+    ``unique_id`` is the id to answer with (:data:`UNREADABLE_ID` when it could
+    not be read); ``message_type`` is the type id when it could be read, so the
+    receiver knows whether the sender was calling or answering.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        description: str,
+        unique_id: str = UNREADABLE_ID,
+        message_type: int | None = None,
+        action: str | None = None,
+    ) -> None:
+        super().__init__(description)
+        self.kind = kind
+        self.description = description
+        self.unique_id = unique_id
+        self.message_type = message_type
+        self.action = action
+
+
+def _known_types(version: str) -> frozenset[int]:
+    if has_21_types(version):
+        return frozenset(MessageType)
+    return frozenset({MessageType.CALL, MessageType.CALLRESULT, MessageType.CALLERROR})
+
+
+def check_unique_id(value: object) -> str | None:
+    """The message id if ``value`` is a valid one, else ``None``."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_UNIQUE_ID_LENGTH:
+        return value
+    return None
+
+
+def parse_frame(text: str, version: str) -> Message:
+    """
+    Parse one text frame received on a connection speaking ``version``.
+
+    :raises FrameError: the frame is not a valid message of that version.
+    """
+    try:
+        frame = loads(text)
+    except (ValueError, RecursionError) as e:
+        # OCPP 2.0.1 Part 4 §4.2.3: the reply must not echo invalid JSON.
+        raise FrameError(ErrorKind.RPC_FRAMEWORK, f"frame is not valid JSON: {_short(e)}") from None
+    return parse_value(frame, version)
+
+
+def parse_value(frame: object, version: str) -> Message:
+    """Parse an already decoded JSON value as an OCPP-J message of ``version``."""
+    if not isinstance(frame, list) or not frame:
+        raise FrameError(ErrorKind.RPC_FRAMEWORK, "frame is not a non-empty JSON array")
+    type_id = frame[0]
+    if not isinstance(type_id, int) or isinstance(type_id, bool):
+        raise FrameError(ErrorKind.RPC_FRAMEWORK, "MessageTypeId is not an integer")
+    raw_id = frame[1] if len(frame) > 1 else None
+    unique_id = check_unique_id(raw_id)
+    if type_id not in _known_types(version):
+        # OCPP 2.0.1 Part 4 §4.4: MessageTypeNotSupported.
+        raise FrameError(
+            ErrorKind.MESSAGE_TYPE_NOT_SUPPORTED,
+            f"MessageTypeId {type_id} is not supported by {version}",
+            unique_id or UNREADABLE_ID,
+            type_id,
+        )
+    if unique_id is None:
+        if isinstance(raw_id, str):
+            why = f"MessageId is {'empty' if not raw_id else 'longer than 36 characters'}"
+        else:
+            why = "MessageId is missing or not a string"
+        raise FrameError(ErrorKind.RPC_FRAMEWORK, why, UNREADABLE_ID, type_id)
+    mtype = MessageType(type_id)
+    if mtype in (MessageType.CALL, MessageType.SEND):
+        _expect_length(frame, 4, mtype, unique_id)
+        action = frame[2]
+        if not isinstance(action, str) or not action:
+            raise FrameError(
+                ErrorKind.RPC_FRAMEWORK, "Action is not a non-empty string", unique_id, type_id
+            )
+        payload = _payload(frame[3], version, unique_id, type_id, action)
+        if mtype is MessageType.CALL:
+            return Call(unique_id, action, payload)
+        return Send(unique_id, action, payload)
+    if mtype is MessageType.CALLRESULT:
+        _expect_length(frame, 3, mtype, unique_id)
+        return CallResult(unique_id, _payload(frame[2], version, unique_id, type_id, None))
+    _expect_length(frame, 5, mtype, unique_id)
+    code, description, details = frame[2], frame[3], frame[4]
+    if not isinstance(code, str) or not code:
+        raise FrameError(
+            ErrorKind.RPC_FRAMEWORK, "ErrorCode is not a non-empty string", unique_id, type_id
+        )
+    if not isinstance(description, str):
+        raise FrameError(
+            ErrorKind.RPC_FRAMEWORK, "ErrorDescription is not a string", unique_id, type_id
+        )
+    if details is None:
+        # OCPP-J 1.6 Table 6 says {} when empty; some chargers send null.
+        details = {}
+    if not isinstance(details, dict):
+        raise FrameError(
+            ErrorKind.RPC_FRAMEWORK, "ErrorDetails is not a JSON object", unique_id, type_id
+        )
+    if mtype is MessageType.CALLERROR:
+        return CallError(unique_id, code, description, details)
+    return CallResultError(unique_id, code, description, details)
+
+
+def _expect_length(frame: list[Any], n: int, mtype: MessageType, unique_id: str) -> None:
+    if len(frame) != n:
+        raise FrameError(
+            ErrorKind.RPC_FRAMEWORK,
+            f"{mtype.name} must have {n} elements, not {len(frame)}",
+            unique_id,
+            int(mtype),
+        )
+
+
+def _payload(
+    value: object, version: str, unique_id: str, type_id: int, action: str | None
+) -> JSONObject:
+    if isinstance(value, dict):
+        return value
+    if value is None and version == "ocpp1.6":
+        # OCPP-J 1.6 §4.2.1 only prefers {} over null for an empty payload.
+        return {}
+    raise FrameError(ErrorKind.FORMAT, "Payload is not a JSON object", unique_id, type_id, action)
+
+
+def to_value(message: Message) -> list[Any]:
+    """The JSON array of ``message`` as OCPP-J sends it."""
+    if isinstance(message, Call | Send):
+        return [int(message.message_type), message.unique_id, message.action, message.payload]
+    if isinstance(message, CallResult):
+        return [3, message.unique_id, message.payload]
+    return [
+        int(message.message_type),
+        message.unique_id,
+        message.error_code,
+        message.error_description[:MAX_ERROR_DESCRIPTION_LENGTH],
+        message.error_details,
+    ]
+
+
+def encode_frame(message: Message) -> str:
+    """The OCPP-J text frame of ``message``."""
+    return dumps(to_value(message))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(text: str | bytes) -> Any:
+    """Strict JSON: NaN and Infinity, which Python accepts, are refused (RFC 8259 §6)."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def dumps(value: object) -> str:
+    """Compact JSON, non-ASCII kept as is (frames and envelopes are UTF-8)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _short(e: Exception) -> str:
+    return str(e)[:120]
