@@ -1,0 +1,53 @@
+# ocppgw: `make run` runs the gateway, `make test` runs the whole suite.
+# Both install what they need first (a virtual env in .venv, and mosquitto).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= etc/ocppgw.ini
+
+.PHONY: install run test lint typecheck unit clean proto bench
+
+install: $(VENV)/.installed mosquitto
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# compat mode exposes twisted/plugins to twistd (STYLE.md, packaging facts)
+	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test]'
+	@touch $@
+
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
+	  echo "mosquitto not found: installing it with apt-get"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  { $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; } || { \
+	    echo "error: could not install mosquitto; install it by hand (apt-get install mosquitto)" >&2; \
+	    exit 1; }; }
+
+run: install
+	$(VENV)/bin/twistd --nodaemon --pidfile= ocppgw --config $(CONFIG)
+
+lint: install
+	$(VENV)/bin/ruff check ocppgw tests bench tools twisted
+	$(VENV)/bin/ruff format --check ocppgw
+
+typecheck: install
+	$(VENV)/bin/mypy ocppgw
+
+# pytest exits 5 when it collects no test: that is a failure here too.
+test: install lint typecheck
+	$(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+unit: install
+	$(PY) -m pytest -q tests/unit
+
+bench: install
+	$(PY) bench/wire_size.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info twisted/plugins/dropin.cache
+
+-include Makefile.proto

@@ -1,0 +1,471 @@
+"""
+The INI configuration, validated whole into frozen, typed values.
+
+Every section and key the gateway knows is declared once in :data:`SECTIONS`
+with its parser and default; anything else in the file is an error.  Each
+error names the section and key (``[mqtt] qos: must be 0, 1 or 2, not '3'``)
+and is raised as :class:`ConfigError` before any service is built.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ocppgw import codecs
+from ocppgw.topics import TemplateError, TopicTemplate
+from ocppgw.versions import SUPPORTED
+
+
+class ConfigError(Exception):
+    """The configuration is not usable; the message names section and key."""
+
+
+# --- parsers: each takes the raw string and returns a value or raises ValueError ---
+
+
+def _str(value: str) -> str:
+    return value
+
+
+def _nonempty(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _int_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            n = int(value, 10)
+        except ValueError:
+            raise ValueError(f"must be a whole number, not {value!r}") from None
+        if n < lo or (hi is not None and n > hi):
+            bound = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+            raise ValueError(f"must be {bound}, not {n}")
+        return n
+
+    return parse
+
+
+def _seconds(allow_zero: bool = False) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            n = float(value)
+        except ValueError:
+            raise ValueError(f"must be a number of seconds, not {value!r}") from None
+        if n != n or n in (float("inf"), float("-inf")) or n < 0 or (n == 0 and not allow_zero):
+            raise ValueError(
+                f"must be a {'non-negative' if allow_zero else 'positive'} "
+                f"number of seconds, not {value!r}"
+            )
+        return n
+
+    return parse
+
+
+def _bool(value: str) -> bool:
+    v = value.lower()
+    if v in ("1", "yes", "true", "on"):
+        return True
+    if v in ("0", "no", "false", "off"):
+        return False
+    raise ValueError(f"must be true or false, not {value!r}")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, not {value!r}")
+        return value
+
+    return parse
+
+
+def _qos(value: str) -> int:
+    if value not in ("0", "1", "2"):
+        raise ValueError(f"must be 0, 1 or 2, not {value!r}")
+    return int(value)
+
+
+def _versions(value: str) -> tuple[str, ...]:
+    items = value.split()
+    if not items:
+        raise ValueError(f"must name at least one of {' '.join(SUPPORTED)}")
+    for v in items:
+        if v not in SUPPORTED:
+            raise ValueError(f"unknown version {v!r}; supported: {' '.join(SUPPORTED)}")
+    if len(set(items)) != len(items):
+        raise ValueError("names a version twice")
+    return tuple(items)
+
+
+def _version(value: str) -> str:
+    if value and value not in SUPPORTED:
+        raise ValueError(f"unknown version {value!r}; supported: {' '.join(SUPPORTED)}")
+    return value
+
+
+def _codec(value: str) -> str:
+    if not value:
+        return value  # optional codec keys: empty means "the section's codec"
+    try:
+        codecs.get(value)
+    except codecs.UnknownCodec as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
+def _nonempty_codec(value: str) -> str:
+    return _codec(_nonempty(value))
+
+
+def _path(value: str) -> str:
+    if not value.startswith("/") or (value.endswith("/") and value != "/"):
+        raise ValueError(f"must start with / and not end with /, not {value!r}")
+    return value
+
+
+def _gateway_id(value: str) -> str:
+    if not value:
+        return socket.gethostname() or "ocppgw"
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
+        raise ValueError("must be 1 to 64 of the characters A-Z a-z 0-9 _ . : -")
+    return value
+
+
+def _profile(value: str) -> int:
+    return _int_range(0, 1)(value)
+
+
+# --- the declared sections ---
+
+
+@dataclass(frozen=True)
+class Key:
+    parse: Callable[[str], Any]
+    #: The default as it would be written in the file; None: the key is required.
+    default: str | None
+
+
+#: Every key of every section.  A section name ending in ``:`` takes a suffix
+#: (``[listener:NAME]``, ``[upstream:ACTION]``).
+SECTIONS: dict[str, dict[str, Key]] = {
+    "gateway": {
+        "id": Key(_gateway_id, ""),
+        "versions": Key(_versions, " ".join(SUPPORTED)),
+    },
+    "listener:": {
+        "endpoint": Key(_nonempty, None),
+        "path": Key(_path, "/ocpp"),
+        "security_profile": Key(_profile, "0"),
+        "default_version": Key(_version, ""),
+        "max_frame_size": Key(_int_range(1024, 16 * 1024 * 1024), "65536"),
+        "handshake_timeout": Key(_seconds(), "10"),
+    },
+    "auth": {
+        "credentials": Key(_str, ""),
+    },
+    "mqtt": {
+        "broker": Key(_nonempty, "embedded"),
+        "client_id": Key(_str, ""),
+        "qos": Key(_qos, "1"),
+        "keepalive": Key(_int_range(5, 65535), "30"),
+        "username": Key(_str, ""),
+        "password": Key(_str, ""),
+        "protocol": Key(_choice("5", "3.1.1"), "5"),
+        "session_expiry": Key(_int_range(0, 2**32 - 1), "300"),
+        "max_inflight": Key(_int_range(1, 65535), "1000"),
+        "max_buffer": Key(_int_range(1), "100000"),
+        "reconnect_min": Key(_seconds(), "0.5"),
+        "reconnect_max": Key(_seconds(), "30"),
+        "embedded_host": Key(_nonempty, "127.0.0.1"),
+        "embedded_port": Key(_int_range(1, 65535), "1883"),
+        "mosquitto": Key(_str, ""),
+    },
+    "upstream": {
+        "topic": Key(_nonempty, "ocpp/cp/${cid}/${action}"),
+        "codec": Key(_nonempty_codec, "json"),
+        "reply_topic": Key(_nonempty, "ocpp/cp/Reply/${cid}"),
+        "reply_codec": Key(_codec, ""),
+        "error_topic": Key(_nonempty, "ocpp/cp/Error/${cid}"),
+        "error_codec": Key(_codec, ""),
+    },
+    "upstream:": {
+        "topic": Key(_nonempty, ""),
+        "codec": Key(_codec, ""),
+    },
+    "dnstream": {
+        "topic": Key(_nonempty, "ocpp/cs/${cid}/+/+"),
+        "codec": Key(_nonempty_codec, "json"),
+    },
+}
+
+
+# --- typed values ---
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic template and the codec of the messages on it."""
+
+    template: TopicTemplate
+    codec: str
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    name: str
+    endpoint: str
+    path: str
+    security_profile: int
+    default_version: str | None
+    max_frame_size: int
+    handshake_timeout: float
+
+
+@dataclass(frozen=True)
+class MQTTConfig:
+    embedded: bool
+    host: str
+    port: int
+    client_id: str
+    qos: int
+    keepalive: int
+    username: str | None
+    password: str | None
+    protocol: str
+    session_expiry: int
+    max_inflight: int
+    max_buffer: int
+    reconnect_min: float
+    reconnect_max: float
+    mosquitto: str
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    call: Topic
+    reply: Topic
+    error: Topic
+    overrides: Mapping[str, Topic]
+
+    def call_topic(self, action: str) -> Topic:
+        """The topic of CALLs (and SENDs) of ``action``."""
+        return self.overrides.get(action, self.call)
+
+
+@dataclass(frozen=True)
+class DnstreamConfig:
+    topic: Topic
+
+
+@dataclass(frozen=True)
+class Config:
+    gateway_id: str
+    versions: tuple[str, ...]
+    listeners: tuple[ListenerConfig, ...]
+    credentials: str | None
+    mqtt: MQTTConfig
+    upstream: UpstreamConfig
+    dnstream: DnstreamConfig
+
+
+# --- loading ---
+
+
+def _spec_for(section: str) -> tuple[str, dict[str, Key]] | None:
+    if section in SECTIONS and not section.endswith(":"):
+        return section, SECTIONS[section]
+    base, sep, suffix = section.partition(":")
+    if sep and suffix and base + ":" in SECTIONS:
+        return base + ":", SECTIONS[base + ":"]
+    return None
+
+
+def _read(parser: configparser.ConfigParser) -> dict[str, dict[str, Any]]:
+    """Every section of the file, each key parsed, defaults filled in."""
+    out: dict[str, dict[str, Any]] = {}
+    for section in parser.sections():
+        found = _spec_for(section)
+        if found is None:
+            known = ", ".join(f"[{s}NAME]" if s.endswith(":") else f"[{s}]" for s in SECTIONS)
+            raise ConfigError(f"[{section}]: unknown section; known sections: {known}")
+        out[section] = _read_section(parser, section, found[1])
+    for name, keys in SECTIONS.items():
+        if not name.endswith(":") and name not in out:
+            out[name] = {
+                k: key.parse(key.default) for k, key in keys.items() if key.default is not None
+            }
+    return out
+
+
+def _read_section(
+    parser: configparser.ConfigParser, section: str, keys: dict[str, Key]
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    items = dict(parser.items(section, raw=True))
+    for k in items:
+        if k not in keys:
+            raise ConfigError(
+                f"[{section}] {k}: unknown key; known keys: {', '.join(sorted(keys))}"
+            )
+    for k, key in keys.items():
+        raw = items.get(k)
+        if raw is None:
+            if key.default is None:
+                raise ConfigError(f"[{section}] {k}: required key is missing")
+            raw = key.default
+        try:
+            values[k] = key.parse(raw.strip())
+        except ValueError as e:
+            raise ConfigError(f"[{section}] {k}: {e}") from None
+    return values
+
+
+def _template(section: str, key: str, value: str, *, downstream: bool = False) -> TopicTemplate:
+    try:
+        return TopicTemplate.parse(value, downstream=downstream)
+    except TemplateError as e:
+        raise ConfigError(f"[{section}] {key}: {e}") from None
+
+
+def _broker(value: str) -> tuple[bool, str, int]:
+    if value == "embedded":
+        return True, "", 0
+    url = urlsplit(value)
+    if url.scheme != "mqtt" or not url.hostname or url.path not in ("", "/"):
+        raise ConfigError(f"[mqtt] broker: must be 'embedded' or mqtt://HOST:PORT, not {value!r}")
+    try:
+        port = url.port or 1883
+    except ValueError:
+        raise ConfigError(f"[mqtt] broker: bad port in {value!r}") from None
+    return False, unquote(url.hostname), port
+
+
+def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
+    """
+    The configuration in the INI ``text``; relative file names in it are
+    relative to ``base_dir`` (the directory of the file).
+
+    :raises ConfigError: the first problem, naming its section and key.
+    """
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
+    try:
+        parser.read_string(text, source=source)
+    except configparser.Error as e:
+        raise ConfigError(f"{source}: {e}") from None
+    raw = _read(parser)
+    gw = raw["gateway"]
+
+    listeners = []
+    for section, values in raw.items():
+        if section.startswith("listener:"):
+            listeners.append(
+                ListenerConfig(
+                    name=section.partition(":")[2],
+                    endpoint=values["endpoint"],
+                    path=values["path"],
+                    security_profile=values["security_profile"],
+                    default_version=values["default_version"] or None,
+                    max_frame_size=values["max_frame_size"],
+                    handshake_timeout=values["handshake_timeout"],
+                )
+            )
+            dv = values["default_version"]
+            if dv and dv not in gw["versions"]:
+                raise ConfigError(f"[{section}] default_version: {dv} is not in [gateway] versions")
+    if not listeners:
+        raise ConfigError("[listener:NAME]: at least one listener section is required")
+
+    auth = raw["auth"]
+    credentials = auth["credentials"] or None
+    if credentials is not None:
+        credentials = os.path.normpath(os.path.join(base_dir, credentials))
+    if any(li.security_profile >= 1 for li in listeners):
+        if credentials is None:
+            raise ConfigError("[auth] credentials: required when a listener has security_profile 1")
+        if not os.path.isfile(credentials):
+            raise ConfigError(f"[auth] credentials: no such file: {credentials}")
+
+    m = raw["mqtt"]
+    embedded, host, port = _broker(m["broker"])
+    if embedded:
+        host, port = m["embedded_host"], m["embedded_port"]
+    if m["reconnect_min"] > m["reconnect_max"]:
+        raise ConfigError("[mqtt] reconnect_min: must not be larger than reconnect_max")
+    mqtt = MQTTConfig(
+        embedded=embedded,
+        host=host,
+        port=port,
+        client_id=m["client_id"] or f"ocppgw-{gw['id']}",
+        qos=m["qos"],
+        keepalive=m["keepalive"],
+        username=m["username"] or None,
+        password=m["password"] or None,
+        protocol=m["protocol"],
+        session_expiry=m["session_expiry"],
+        max_inflight=m["max_inflight"],
+        max_buffer=m["max_buffer"],
+        reconnect_min=m["reconnect_min"],
+        reconnect_max=m["reconnect_max"],
+        mosquitto=m["mosquitto"],
+    )
+
+    up = raw["upstream"]
+    codec = up["codec"]
+    upstream_call = Topic(_template("upstream", "topic", up["topic"]), codec)
+    overrides: dict[str, Topic] = {}
+    for section, values in raw.items():
+        if section.startswith("upstream:"):
+            action = section.partition(":")[2]
+            if not re.fullmatch(r"[A-Za-z0-9]+", action):
+                raise ConfigError(f"[{section}]: {action!r} is not an OCPP action name")
+            template = (
+                _template(section, "topic", values["topic"])
+                if values["topic"]
+                else upstream_call.template
+            )
+            overrides[action] = Topic(template, values["codec"] or codec)
+    upstream = UpstreamConfig(
+        call=upstream_call,
+        reply=Topic(
+            _template("upstream", "reply_topic", up["reply_topic"]), up["reply_codec"] or codec
+        ),
+        error=Topic(
+            _template("upstream", "error_topic", up["error_topic"]), up["error_codec"] or codec
+        ),
+        overrides=MappingProxyType(overrides),
+    )
+    dn = raw["dnstream"]
+    dnstream = DnstreamConfig(
+        Topic(_template("dnstream", "topic", dn["topic"], downstream=True), dn["codec"])
+    )
+    return Config(
+        gateway_id=gw["id"],
+        versions=gw["versions"],
+        listeners=tuple(listeners),
+        credentials=credentials,
+        mqtt=mqtt,
+        upstream=upstream,
+        dnstream=dnstream,
+    )
+
+
+def load(path: str) -> Config:
+    """The configuration in the file at ``path``; see :func:`parse`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text") from None
+    return parse(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))

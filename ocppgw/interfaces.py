@@ -1,0 +1,61 @@
+"""
+The contracts between the layers (DESIGN.md, "Data flow").
+
+    connection  --IChargePointConnection-->  (the session talks to its socket)
+    session     --IUpstream-->               (the session hands messages to the router)
+    router      --IMQTTClient-->             (the router publishes and subscribes)
+
+Each layer sees only the interface of the one beside it, so the session never
+imports Autobahn or paho, and tests replace a neighbour by a recording fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from ocppgw.envelope import Envelope
+
+
+class IChargePointConnection(Interface):
+    """One charge point's WebSocket, as the session sees it."""
+
+    peer: str = Attribute("The remote address, for presence and logs.")
+
+    def send_frame(text: str) -> None:
+        """Send one OCPP-J text frame."""
+
+    def close(code: int, reason: str) -> None:
+        """Close the WebSocket with a close code and reason."""
+
+
+class IUpstream(Interface):
+    """Where a session sends what is meant for the backend."""
+
+    def publish(envelope: Envelope) -> Deferred[None]:
+        """
+        Publish ``envelope`` on the topic its type and Action select.
+
+        The Deferred fires once the broker has the message (PUBACK at QoS >= 1)
+        and fails when it cannot be published (buffer full, no such topic).
+        """
+
+
+class IMQTTClient(Interface):
+    """The MQTT connection as the router sees it."""
+
+    def publish(topic: str, payload: bytes, qos: int, retain: bool = False) -> Deferred[None]:
+        """Publish; the Deferred fires on PUBACK (QoS >= 1) or once written (QoS 0)."""
+
+    def subscribe(topic_filter: str, qos: int) -> None:
+        """Subscribe now and again after every reconnect."""
+
+    def unsubscribe(topic_filter: str) -> None:
+        """Stop receiving ``topic_filter``."""
+
+    def set_message_handler(handler: Callable[[str, bytes], None]) -> None:
+        """Call ``handler(topic, payload)`` for every message received."""

@@ -1,0 +1,302 @@
+"""
+paho-mqtt driven by the Twisted reactor: no network thread.
+
+paho tells us when its socket opens, closes, and wants to write
+(``on_socket_*`` callbacks); the reactor tells us when the socket is readable
+or writable, and we call ``loop_read``/``loop_write``; a LoopingCall runs
+``loop_misc`` for keepalives.  The connection is re-established with
+exponential backoff, and every subscription is restored after a reconnect.
+
+With MQTT 5 the first connect starts a clean session and reconnects resume it
+(``clean_start = FIRST_ONLY`` with a session expiry), so the broker keeps the
+downstream messages that arrive during a short outage.  QoS >= 1 messages
+published while the broker is away wait in paho's queue, bounded by
+``[mqtt] max_buffer``, and are sent on reconnect; a publish counts as done
+only on PUBACK.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorCore, IReactorFDSet, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ocppgw.config import MQTTConfig
+from ocppgw.interfaces import IMQTTClient
+
+_log = Logger()
+
+
+class PublishError(Exception):
+    """A message could not be handed to the broker."""
+
+
+@implementer(IMQTTClient)
+class MQTTClient:
+    """One MQTT connection, shared by every session of the gateway."""
+
+    def __init__(
+        self,
+        config: MQTTConfig,
+        reactor: Any,
+        will: tuple[str, bytes] | None = None,
+    ) -> None:
+        self._config = config
+        self._reactor: IReactorFDSet & IReactorTime & IReactorCore = reactor
+        self._handler: Callable[[str, bytes], None] = lambda topic, payload: None
+        self._subscriptions: dict[str, int] = {}
+        self._acks: dict[int, Deferred[None]] = {}
+        self._descriptor: _Descriptor | None = None
+        self._retry_delay = config.reconnect_min
+        self._retry_call: Any = None
+        self._misc = LoopingCall(self._loop_misc)
+        self._misc.clock = reactor
+        self._stopping = False
+        self.connected = False
+        #: Fired (and replaced) each time a connection is acknowledged.
+        self._connected_waiters: list[Deferred[None]] = []
+        v5 = config.protocol == "5"
+        self._v5 = v5
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=config.client_id,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            clean_session=None if v5 else True,
+        )
+        if config.username is not None:
+            client.username_pw_set(config.username, config.password)
+        if will is not None:
+            client.will_set(will[0], will[1], qos=1, retain=True)
+        client.max_inflight_messages_set(config.max_inflight)
+        client.max_queued_messages_set(config.max_buffer)
+        client.on_socket_open = self._socket_open
+        client.on_socket_close = self._socket_close
+        client.on_socket_register_write = self._register_write
+        client.on_socket_unregister_write = self._unregister_write
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        self._client = client
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        """Connect now, and keep reconnecting until :meth:`stop`."""
+        self._stopping = False
+        properties = None
+        if self._v5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self._config.session_expiry
+        self._client.connect_async(
+            self._config.host,
+            self._config.port,
+            keepalive=self._config.keepalive,
+            clean_start=paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+        )
+        self._misc.start(1.0, now=False)
+        self._connect()
+
+    def when_connected(self) -> Deferred[None]:
+        """Fires once the broker has acknowledged a connection."""
+        if self.connected:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._connected_waiters.append(d)
+        return d
+
+    def stop(self) -> Deferred[None]:
+        """Disconnect cleanly; in-flight publishes that are not acked fail."""
+        self._stopping = True
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        if self._misc.running:
+            self._misc.stop()
+        if self.connected:
+            self._client.disconnect()
+            # Flush the DISCONNECT packet now; the reactor may be stopping.
+            self._client.loop_write()
+        self._client._sock_close()
+        self.connected = False
+        for d in list(self._acks.values()):
+            d.errback(Failure(PublishError("MQTT client stopped before PUBACK")))
+        self._acks.clear()
+        return succeed(None)
+
+    def unacknowledged(self) -> int:
+        """How many QoS >= 1 publishes still wait for their PUBACK."""
+        return len(self._acks)
+
+    def _connect(self) -> None:
+        self._retry_call = None
+        if self._stopping:
+            return
+        try:
+            # A blocking TCP connect, bounded by paho's connect_timeout (5 s).
+            rc = self._client.reconnect()
+        except OSError as e:
+            _log.warn(
+                "MQTT broker {host}:{port} unreachable ({why}); retrying in {delay:.1f} s",
+                host=self._config.host,
+                port=self._config.port,
+                why=e.strerror or str(e),
+                delay=self._retry_delay,
+            )
+            self._schedule_reconnect()
+            return
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        if self._stopping or self._retry_call is not None:
+            return
+        self._retry_call = self._reactor.callLater(self._retry_delay, self._connect)
+        self._retry_delay = min(self._retry_delay * 2, self._config.reconnect_max)
+
+    # --- paho socket callbacks ---
+
+    def _socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        try:
+            # DESIGN.md: Nagle's algorithm is the largest latency cost here.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self._descriptor = _Descriptor(sock, client)
+        self._reactor.addReader(self._descriptor)
+
+    def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._descriptor is not None:
+            self._reactor.removeReader(self._descriptor)
+            self._reactor.removeWriter(self._descriptor)
+            self._descriptor = None
+
+    def _register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._descriptor is not None:
+            self._reactor.addWriter(self._descriptor)
+
+    def _unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._descriptor is not None:
+            self._reactor.removeWriter(self._descriptor)
+
+    def _loop_misc(self) -> None:
+        self._client.loop_misc()
+
+    # --- paho protocol callbacks ---
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            _log.error("MQTT broker refused the connection: {reason}", reason=str(reason))
+            return
+        self.connected = True
+        self._retry_delay = self._config.reconnect_min
+        _log.info(
+            "MQTT connected to {host}:{port} (session present: {present})",
+            host=self._config.host,
+            port=self._config.port,
+            present=bool(getattr(flags, "session_present", False)),
+        )
+        # Restore every subscription: the session may not have survived.
+        for topic_filter, qos in self._subscriptions.items():
+            client.subscribe(topic_filter, qos)
+        waiters, self._connected_waiters = self._connected_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        was = self.connected
+        self.connected = False
+        if self._stopping:
+            return
+        if was:
+            _log.warn("MQTT connection lost ({reason}); reconnecting", reason=str(reason))
+        self._schedule_reconnect()
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            self._handler(message.topic, message.payload)
+        except Exception:
+            _log.failure("handling a message on {topic} failed", topic=message.topic)
+
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
+        d = self._acks.pop(mid, None)
+        if d is None:
+            return
+        if reason is not None and getattr(reason, "is_failure", False):
+            d.errback(Failure(PublishError(f"broker refused the message: {reason}")))
+        else:
+            d.callback(None)
+
+    # --- IMQTTClient ---
+
+    def set_message_handler(self, handler: Callable[[str, bytes], None]) -> None:
+        self._handler = handler
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            return fail(
+                PublishError(
+                    f"MQTT buffer full ({self._config.max_buffer} messages waiting for the broker)"
+                )
+            )
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            return fail(PublishError(f"publish failed: {paho.error_string(info.rc)}"))
+        if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+            # QoS 0 is not queued by paho while disconnected.
+            return fail(PublishError("MQTT broker not connected"))
+        if info.is_published():
+            return succeed(None)
+        self._acks[info.mid] = d
+        return d
+
+    def subscribe(self, topic_filter: str, qos: int) -> None:
+        self._subscriptions[topic_filter] = qos
+        if self.connected:
+            self._client.subscribe(topic_filter, qos)
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        if self._subscriptions.pop(topic_filter, None) is not None and self.connected:
+            self._client.unsubscribe(topic_filter)
+
+
+class _Descriptor:
+    """paho's socket as a Twisted file descriptor."""
+
+    def __init__(self, sock: Any, client: paho.Client) -> None:
+        self._sock = sock
+        self._client = client
+        self._fileno = sock.fileno()
+
+    def fileno(self) -> int:
+        return int(self._fileno)
+
+    def logPrefix(self) -> str:
+        return "mqtt"
+
+    def doRead(self) -> None:
+        self._client.loop_read()
+
+    def doWrite(self) -> None:
+        self._client.loop_write()
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass

@@ -1,0 +1,42 @@
+"""
+``twistd ocppgw``: the command-line options and the service they build.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from ocppgw.config import ConfigError, load
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE]"
+    longdesc = (
+        "Run the ocppgw OCPP-J gateway: charge points connect over WebSocket "
+        "(OCPP 1.6J, 2.0.1, 2.1) and every message is bridged to MQTT. "
+        "Every option of the INI file is documented in etc/ocppgw.ini."
+    )
+    optParameters = [
+        ["config", "c", "etc/ocppgw.ini", "The INI configuration file."],
+    ]
+
+    def postOptions(self) -> None:
+        try:
+            self["parsed"] = load(self["config"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    from ocppgw.service import build
+
+    try:
+        service: Any = build(options["parsed"], reactor)
+    except ConfigError as e:
+        raise usage.UsageError(str(e)) from None
+    return service  # type: ignore[no-any-return]

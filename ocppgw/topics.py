@@ -1,0 +1,159 @@
+"""
+Topic templates: ``ocpp/cp/${cid}/${action}`` and friends.
+
+Placeholders: ``${cid}`` (charge point identity), ``${action}``, ``${type}``
+(MessageTypeId), ``${id}`` (UniqueId), ``${version}`` (subprotocol) and
+``${gateway}`` (the gateway's id).  Upstream templates render to the topic a
+message is published on, and may not contain MQTT wildcards.  The downstream
+template renders to one subscription per charge point: it must contain
+``${cid}``; ``${action}``, ``${type}`` and ``${id}`` become ``+`` there, since
+the message is not known yet.
+
+A value is never allowed to change the shape of a topic: ``/``, ``+``, ``#``,
+``%`` and NUL in a value are percent-encoded (``a/b`` -> ``a%2Fb``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+PLACEHOLDERS = frozenset({"cid", "action", "type", "id", "version", "gateway"})
+#: Placeholders whose value is only known once a message is there.
+PER_MESSAGE = frozenset({"action", "type", "id"})
+
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_UNSAFE = re.compile(r"[/+#%\x00]")
+
+
+class TemplateError(ValueError):
+    """A topic template that cannot be used; the text says why."""
+
+
+def escape(value: str) -> str:
+    """``value`` made safe as (part of) one topic level."""
+    return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", value)
+
+
+_ESCAPED = re.compile(r"%(2F|2B|23|25|00)")
+
+
+def unescape(value: str) -> str:
+    """The inverse of :func:`escape`."""
+    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), value)
+
+
+def _level_pattern(level: str) -> str:
+    out = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(level):
+        out.append(re.escape(level[pos : m.start()]))
+        out.append(
+            "(?P<cid>[^/]+)" if m.group(1) == "cid" and "(?P<cid>" not in "".join(out) else "[^/]*"
+        )
+        pos = m.end()
+    out.append(re.escape(level[pos:]))
+    return "".join(out)
+
+
+def _matcher(text: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    levels = text.split("/")
+    for i, level in enumerate(levels):
+        sep = "/" if i else ""
+        if level == "#":
+            parts.append(f"(?:{sep}.*)?" if i else ".*")
+        elif level == "+":
+            parts.append(sep + "[^/]*")
+        else:
+            parts.append(sep + _level_pattern(level))
+    return re.compile("".join(parts))
+
+
+@dataclass(frozen=True)
+class TopicTemplate:
+    text: str
+    downstream: bool
+    _matcher: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, text: str, *, downstream: bool = False) -> TopicTemplate:
+        """
+        Check ``text`` as an upstream (publish) or downstream (subscribe) template.
+
+        :raises TemplateError: naming the problem.
+        """
+        if not text:
+            raise TemplateError("topic must not be empty")
+        if "\x00" in text:
+            raise TemplateError("topic must not contain NUL")
+        stripped = _PLACEHOLDER.sub("", text)
+        if "$" in stripped.replace("$SYS", "") or "{" in stripped or "}" in stripped:
+            raise TemplateError(f"malformed placeholder in {text!r}; write ${{name}}")
+        for name in _PLACEHOLDER.findall(text):
+            if name not in PLACEHOLDERS:
+                raise TemplateError(
+                    f"unknown placeholder ${{{name}}}; known: "
+                    + ", ".join(f"${{{p}}}" for p in sorted(PLACEHOLDERS))
+                )
+        levels = text.split("/")
+        if downstream:
+            if "${cid}" not in text:
+                raise TemplateError("downstream topic must contain ${cid}")
+            for i, level in enumerate(levels):
+                if ("+" in level and level != "+") or ("#" in level and level != "#"):
+                    raise TemplateError("a wildcard must fill a whole topic level")
+                if level == "#" and i != len(levels) - 1:
+                    raise TemplateError("# may only be the last topic level")
+            if len(levels) > 1 and levels[0] == "" and text.startswith("#"):
+                raise TemplateError("bad topic")
+        elif "+" in text or "#" in text:
+            raise TemplateError("a publish topic must not contain the wildcards + or #")
+        return cls(text, downstream, _matcher(text) if downstream else None)
+
+    def charge_point_of(self, topic: str) -> str | None:
+        """
+        The identity that a topic matching this downstream template is for.
+
+        The caller still checks the topic against that identity's subscription
+        (``${cid}`` may stand beside other text in a level).
+        """
+        assert self._matcher is not None, "only downstream templates match topics"
+        m = self._matcher.fullmatch(topic)
+        return unescape(m.group("cid")) if m else None
+
+    def render(self, values: Mapping[str, str]) -> str:
+        """The topic with every placeholder replaced by its (escaped) value."""
+        return _PLACEHOLDER.sub(lambda m: escape(values.get(m.group(1), "")), self.text)
+
+    def subscription(self, values: Mapping[str, str]) -> str:
+        """
+        The subscription filter of a downstream template for one charge point.
+
+        A level that holds a per-message placeholder becomes ``+``.
+        """
+        levels = []
+        for level in self.text.split("/"):
+            names = set(_PLACEHOLDER.findall(level))
+            if names & PER_MESSAGE:
+                levels.append("+")
+            else:
+                levels.append(_PLACEHOLDER.sub(lambda m: escape(values.get(m.group(1), "")), level))
+        return "/".join(levels)
+
+
+def topic_matches(subscription: str, topic: str) -> bool:
+    """True when ``topic`` matches the MQTT filter ``subscription`` (MQTT 3.1.1 §4.7)."""
+    sub_levels = subscription.split("/")
+    top_levels = topic.split("/")
+    if topic.startswith("$") and sub_levels[0] in ("+", "#"):
+        return False
+    for i, s in enumerate(sub_levels):
+        if s == "#":
+            return True
+        if i >= len(top_levels):
+            return False
+        if s != "+" and s != top_levels[i]:
+            return False
+    return len(sub_levels) == len(top_levels)
