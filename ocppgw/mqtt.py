@@ -26,7 +26,6 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorCore, IReactorFDSet, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -53,7 +52,7 @@ class MQTTClient:
         will: tuple[str, bytes] | None = None,
     ) -> None:
         self._config = config
-        self._reactor: IReactorFDSet & IReactorTime & IReactorCore = reactor
+        self._reactor: Any = reactor
         self._handler: Callable[[str, bytes], None] = lambda topic, payload: None
         self._subscriptions: dict[str, int] = {}
         self._acks: dict[int, Deferred[None]] = {}
@@ -229,7 +228,7 @@ class MQTTClient:
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         try:
-            self._handler(message.topic, message.payload)
+            self._handler(message.topic, bytes(message.payload))
         except Exception:
             _log.failure("handling a message on {topic} failed", topic=message.topic)
 

@@ -120,7 +120,7 @@ def choose_version(
 
 
 @implementer(IChargePointConnection)
-class OCPPServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
+class OCPPServerProtocol(WebSocketServerProtocol):
     """One charge point connection."""
 
     factory: OCPPServerFactory
@@ -164,7 +164,9 @@ class OCPPServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             self._authenticate(identity, request.headers.get("authorization"))
         self.identity = identity
         self.version = version
-        return version
+        # With no offer at all the default version is spoken but not echoed:
+        # RFC 6455 §4.2.2 allows only a subprotocol the client offered.
+        return version if request.protocols else None
 
     def _authenticate(self, identity: str, header: str | None) -> None:
         challenge = [("WWW-Authenticate", 'Basic realm="ocppgw", charset="UTF-8"')]
@@ -229,10 +231,10 @@ def _accept_deflate(offers: list[Any]) -> Any:
     return None
 
 
-class OCPPServerFactory(WebSocketServerFactory):  # type: ignore[misc]
+class OCPPServerFactory(WebSocketServerFactory):
     """The charge point endpoint of one ``[listener:NAME]``."""
 
-    protocol = OCPPServerProtocol
+    protocol = OCPPServerProtocol  # type: ignore[assignment]
 
     def __init__(
         self,

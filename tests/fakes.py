@@ -1,0 +1,81 @@
+"""Recording fakes of the layer interfaces, for unit tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from ocppgw.envelope import Envelope
+from ocppgw.interfaces import IChargePointConnection, IMQTTClient, IUpstream
+
+
+@implementer(IChargePointConnection)
+class FakeConnection:
+    """Records the frames a session sends and how it closed."""
+
+    peer = "tcp4:192.0.2.1:5555"
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+        self.closed: tuple[int, str] | None = None
+
+    def send_frame(self, text: str) -> None:
+        self.frames.append(text)
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def sent(self) -> list[Any]:
+        """The frames sent, decoded."""
+        return [json.loads(f) for f in self.frames]
+
+
+@implementer(IUpstream)
+class FakeUpstream:
+    """Records published envelopes; each publish succeeds unless told otherwise."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+        self.failing = False
+
+    def publish(self, envelope: Envelope) -> Deferred[None]:
+        self.envelopes.append(envelope)
+        if self.failing:
+            return fail(RuntimeError("broker gone"))
+        return succeed(None)
+
+
+@implementer(IMQTTClient)
+class FakeMQTT:
+    """Records publishes and subscriptions; acks each publish at once."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes, int, bool]] = []
+        self.subscriptions: dict[str, int] = {}
+        self.handler: Callable[[str, bytes], None] | None = None
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> Deferred[None]:
+        self.published.append((topic, payload, qos, retain))
+        return succeed(None)
+
+    def subscribe(self, topic_filter: str, qos: int) -> None:
+        self.subscriptions[topic_filter] = qos
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        del self.subscriptions[topic_filter]
+
+    def set_message_handler(self, handler: Callable[[str, bytes], None]) -> None:
+        self.handler = handler
+
+    def deliver(self, topic: str, payload: object) -> None:
+        """Hand the router a message as the broker would."""
+        assert self.handler is not None
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.handler(topic, data)
+
+    def json(self) -> list[tuple[str, Any]]:
+        return [(t, json.loads(p)) for t, p, _, _ in self.published]

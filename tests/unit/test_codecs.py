@@ -1,0 +1,86 @@
+"""The json and raw codecs, and the codec registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ocppgw import codecs
+from ocppgw.envelope import CodecError, DecodeContext, Envelope
+from ocppgw.messages import Call, CallError, CallResult, Send
+
+CTX = DecodeContext("ocpp2.1")
+
+
+def test_registry_names_known_codecs() -> None:
+    """An unknown codec name fails with the list of known ones."""
+    with pytest.raises(codecs.UnknownCodec, match="known codecs: .*json.*raw"):
+        codecs.get("xml")
+
+
+def test_json_envelope_shape() -> None:
+    """The JSON envelope has the DESIGN.md field names, Action added to results."""
+    env = Envelope(CallResult("1", {"status": "Accepted"}, "BootNotification"),
+                   version="ocpp1.6", charge_point="CP1", timestamp="t")
+    out = json.loads(codecs.get("json").encode(env))
+    assert out == {"MessageTypeId": 3, "UniqueId": "1", "Action": "BootNotification",
+                   "Payload": {"status": "Accepted"}, "Protocol": "ocpp1.6",
+                   "ChargePointId": "CP1", "Timestamp": "t"}
+
+
+def test_json_error_carries_details() -> None:
+    """ErrorDetails is carried in both directions."""
+    codec = codecs.get("json")
+    env = Envelope(CallError("1", "NotSupported", "d", {"k": [1]}))
+    assert codec.decode(codec.encode(env), CTX).message == env.message
+
+
+@pytest.mark.parametrize("message", [
+    Call("1", "Reset", {"type": "Soft"}),
+    Send("2", "NotifyPeriodicEventStream", {}),
+    CallResult("3", {}),
+    CallError("4", "GenericError", "", {}),
+])
+def test_round_trips(message: object) -> None:
+    """json and raw decode what they encode."""
+    for name in ("json", "raw"):
+        codec = codecs.get(name)
+        assert codec.decode(codec.encode(Envelope(message)), CTX).message == message  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"\xff", "not valid UTF-8 JSON"),
+    (b"[]", "not a JSON object"),
+    (b'{"MessageTypeId": 7, "UniqueId": "1"}', "not one of"),
+    (b'{"MessageTypeId": 2, "UniqueId": 1, "Action": "A", "Payload": {}}', "UniqueId"),
+    (b'{"MessageTypeId": 2, "UniqueId": "1", "Payload": {}}', "Action"),
+    (b'{"MessageTypeId": 3, "UniqueId": "1"}', "Payload"),
+    (b'{"MessageTypeId": 4, "UniqueId": "1", "ErrorCode": "Nope"}', "ErrorCode"),
+    (b'{"MessageTypeId": 4, "UniqueId": "1", "ErrorCode": "GenericError", "ErrorDetails": 1}',
+     "ErrorDetails"),
+])
+def test_json_decode_errors(payload: bytes, message: str) -> None:
+    """Every bad downstream envelope raises CodecError naming the field."""
+    with pytest.raises(CodecError, match=message):
+        codecs.get("json").decode(payload, CTX)
+
+
+def test_json_21_types_only_for_21() -> None:
+    """MessageTypeId 5 and 6 are refused for a 1.6 or 2.0.1 charge point."""
+    payload = b'{"MessageTypeId": 6, "UniqueId": "1", "Action": "A", "Payload": {}}'
+    with pytest.raises(CodecError, match="does not exist in ocpp2.0.1"):
+        codecs.get("json").decode(payload, DecodeContext("ocpp2.0.1"))
+
+
+def test_raw_keeps_original_text() -> None:
+    """raw publishes the charge point's frame byte for byte."""
+    text = '[2, "1", "Heartbeat", {} ]'
+    env = Envelope(Call("1", "Heartbeat", {}), frame=text)
+    assert codecs.get("raw").encode(env) == text.encode()
+
+
+def test_raw_decode_error() -> None:
+    """A raw downstream payload that is not an OCPP-J frame is a CodecError."""
+    with pytest.raises(CodecError, match="not an OCPP-J frame"):
+        codecs.get("raw").decode(b'{"a":1}', CTX)

@@ -1,0 +1,122 @@
+"""The INI configuration: defaults, and errors that name section and key."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from ocppgw.config import SECTIONS, ConfigError, load, parse
+
+ROOT = Path(__file__).resolve().parents[2]
+MINIMAL = "[listener:ws]\nendpoint = tcp:8080\n"
+
+
+def test_defaults() -> None:
+    """A minimal file gets the documented defaults (EMQX gateway topics)."""
+    config = parse(MINIMAL)
+    assert config.versions == ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
+    assert config.mqtt.embedded and config.mqtt.qos == 1
+    assert config.upstream.call.template.text == "ocpp/cp/${cid}/${action}"
+    assert config.upstream.reply.template.text == "ocpp/cp/Reply/${cid}"
+    assert config.upstream.error.template.text == "ocpp/cp/Error/${cid}"
+    assert config.dnstream.topic.template.text == "ocpp/cs/${cid}/+/+"
+    assert config.upstream.call.codec == "json"
+    (listener,) = config.listeners
+    assert (listener.name, listener.path, listener.security_profile) == ("ws", "/ocpp", 0)
+
+
+def test_action_override_and_codecs() -> None:
+    """[upstream:ACTION] overrides topic and codec of that action's CALLs only."""
+    config = parse(
+        MINIMAL
+        + "[upstream]\ncodec = raw\nerror_codec = json\n"
+        + "[upstream:StatusNotification]\ntopic = st/${cid}\ncodec = json\n"
+    )
+    status = config.upstream.call_topic("StatusNotification")
+    assert (status.template.text, status.codec) == ("st/${cid}", "json")
+    heartbeat = config.upstream.call_topic("Heartbeat")
+    assert (heartbeat.template.text, heartbeat.codec) == ("ocpp/cp/${cid}/${action}", "raw")
+    assert config.upstream.reply.codec == "raw"
+    assert config.upstream.error.codec == "json"
+
+
+def test_external_broker() -> None:
+    """mqtt://HOST:PORT selects an external broker."""
+    config = parse(MINIMAL + "[mqtt]\nbroker = mqtt://broker.example:1884\n")
+    assert (config.mqtt.embedded, config.mqtt.host, config.mqtt.port) == (
+        False, "broker.example", 1884)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", r"\[listener:NAME\]: at least one"),
+        ("[listener:a]\n", r"\[listener:a\] endpoint: required"),
+        (MINIMAL + "[gateway]\ncolour = blue\n", r"\[gateway\] colour: unknown key"),
+        (MINIMAL + "[nonsense]\n", r"\[nonsense\]: unknown section"),
+        (MINIMAL + "[mqtt]\nqos = 3\n", r"\[mqtt\] qos: must be 0, 1 or 2"),
+        (MINIMAL + "[mqtt]\nbroker = http://x\n", r"\[mqtt\] broker:"),
+        (MINIMAL + "[mqtt]\nkeepalive = soon\n", r"\[mqtt\] keepalive: must be a whole"),
+        (MINIMAL + "[gateway]\nversions = ocpp1.5\n", r"\[gateway\] versions: unknown version"),
+        (MINIMAL + "[upstream]\ncodec = xml\n", r"\[upstream\] codec: unknown codec 'xml'"),
+        (MINIMAL + "[upstream]\ntopic = a/${x}\n", r"\[upstream\] topic: unknown placeholder"),
+        (MINIMAL + "[dnstream]\ntopic = cs/+\n", r"\[dnstream\] topic: .*\$\{cid\}"),
+        (MINIMAL + "[upstream:Boot/x]\ntopic = a\n", r"\[upstream:Boot/x\]: .*not an OCPP"),
+        ("[listener:a]\nendpoint = tcp:1\nsecurity_profile = 1\n",
+         r"\[auth\] credentials: required"),
+        ("[listener:a]\nendpoint = tcp:1\nsecurity_profile = 7\n",
+         r"\[listener:a\] security_profile: must be from 0 to 1"),
+        ("[listener:a]\nendpoint = tcp:1\ndefault_version = ocpp2.1\n"
+         "[gateway]\nversions = ocpp1.6\n", r"\[listener:a\] default_version"),
+        ("[listener:a]\nendpoint = tcp:1\npath = ocpp\n", r"\[listener:a\] path: must start"),
+        ("garbage", r"<string>"),
+    ],
+)
+def test_errors_name_section_and_key(text: str, message: str) -> None:
+    """Each bad configuration fails with a message naming its section and key."""
+    with pytest.raises(ConfigError, match=message):
+        parse(text)
+
+
+def test_missing_credentials_file(tmp_path: Path) -> None:
+    """A credentials file that does not exist is named in the error."""
+    ini = tmp_path / "gw.ini"
+    ini.write_text("[listener:a]\nendpoint = tcp:1\nsecurity_profile = 1\n"
+                   "[auth]\ncredentials = creds.txt\n")
+    with pytest.raises(ConfigError, match=re.escape(str(tmp_path / "creds.txt"))):
+        load(str(ini))
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    """[auth] credentials is resolved against the INI file's directory."""
+    (tmp_path / "creds.txt").write_text("")
+    ini = tmp_path / "gw.ini"
+    ini.write_text("[listener:a]\nendpoint = tcp:1\nsecurity_profile = 1\n"
+                   "[auth]\ncredentials = creds.txt\n")
+    assert load(str(ini)).credentials == str(tmp_path / "creds.txt")
+
+
+def test_missing_file() -> None:
+    """A configuration file that cannot be read is a clear error."""
+    with pytest.raises(ConfigError, match="cannot read configuration file"):
+        load("/nonexistent/ocppgw.ini")
+
+
+def test_shipped_file_is_valid_and_documents_every_key() -> None:
+    """etc/ocppgw.ini loads, and names every key of every section with its default."""
+    path = ROOT / "etc" / "ocppgw.ini"
+    load(str(path))
+    text = path.read_text()
+    for section, keys in SECTIONS.items():
+        header = f"[{section}" if section.endswith(":") else f"[{section}]"
+        assert header in text, f"{header} is not documented"
+        for key, spec in keys.items():
+            if section.endswith(":") or spec.default in (None, ""):
+                pattern = rf"^#?{key} ="
+            else:
+                pattern = rf"^#?{key} = {re.escape(spec.default)}$"
+            assert re.search(pattern, text, re.M), f"[{section}] {key} is not documented"
+    assert os.path.basename(path) == "ocppgw.ini"

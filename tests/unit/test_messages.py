@@ -1,0 +1,110 @@
+"""OCPP-J framing: parse_frame / encode_frame per version."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ocppgw.messages import (
+    Call,
+    CallError,
+    CallResult,
+    CallResultError,
+    FrameError,
+    MessageType,
+    Send,
+    encode_frame,
+    parse_frame,
+)
+from ocppgw.versions import OCPP16, OCPP21, OCPP201, ErrorKind, error_code
+
+
+def test_call_round_trip() -> None:
+    """A CALL frame parses into a Call value and encodes back to the same JSON."""
+    text = '[2,"19223201","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
+    message = parse_frame(text, OCPP16)
+    assert message == Call(
+        "19223201", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}
+    )
+    assert json.loads(encode_frame(message)) == json.loads(text)
+
+
+def test_result_and_error_round_trip() -> None:
+    """CALLRESULT and CALLERROR (with ErrorDetails) survive parse and encode."""
+    result = parse_frame('[3,"1",{"status":"Accepted"}]', OCPP201)
+    assert result == CallResult("1", {"status": "Accepted"})
+    error = parse_frame('[4,"1","NotSupported","nope",{"k":"v"}]', OCPP201)
+    assert error == CallError("1", "NotSupported", "nope", {"k": "v"})
+    assert encode_frame(error) == '[4,"1","NotSupported","nope",{"k":"v"}]'
+
+
+def test_21_types() -> None:
+    """CALLRESULTERROR (5) and SEND (6) exist in 2.1 only."""
+    assert parse_frame('[6,"7","NotifyPeriodicEventStream",{}]', OCPP21) == Send(
+        "7", "NotifyPeriodicEventStream", {}
+    )
+    assert parse_frame('[5,"7","FormatViolation","bad",{}]', OCPP21) == CallResultError(
+        "7", "FormatViolation", "bad", {}
+    )
+    for version in (OCPP16, OCPP201):
+        with pytest.raises(FrameError) as e:
+            parse_frame('[6,"7","X",{}]', version)
+        assert e.value.kind is ErrorKind.MESSAGE_TYPE_NOT_SUPPORTED
+        assert e.value.unique_id == "7"
+
+
+@pytest.mark.parametrize(
+    "text, kind, unique_id",
+    [
+        ("not json", ErrorKind.RPC_FRAMEWORK, "-1"),
+        ("{}", ErrorKind.RPC_FRAMEWORK, "-1"),
+        ("[]", ErrorKind.RPC_FRAMEWORK, "-1"),
+        ('["2","1","A",{}]', ErrorKind.RPC_FRAMEWORK, "-1"),
+        ('[2,1,"A",{}]', ErrorKind.RPC_FRAMEWORK, "-1"),
+        ('[2,"' + "x" * 37 + '","A",{}]', ErrorKind.RPC_FRAMEWORK, "-1"),
+        ('[2,"","A",{}]', ErrorKind.RPC_FRAMEWORK, "-1"),
+        ('[2,"1","A"]', ErrorKind.RPC_FRAMEWORK, "1"),
+        ('[2,"1",5,{}]', ErrorKind.RPC_FRAMEWORK, "1"),
+        ('[2,"1","A",[]]', ErrorKind.FORMAT, "1"),
+        ('[9,"1","A",{}]', ErrorKind.MESSAGE_TYPE_NOT_SUPPORTED, "1"),
+        ('[2,"1","A",{"x":NaN}]', ErrorKind.RPC_FRAMEWORK, "-1"),
+        ('[4,"1","NotSupported","d",[]]', ErrorKind.RPC_FRAMEWORK, "1"),
+        ('[true,"1","A",{}]', ErrorKind.RPC_FRAMEWORK, "-1"),
+    ],
+)
+def test_bad_frames(text: str, kind: ErrorKind, unique_id: str) -> None:
+    """Each malformed frame is refused with its error kind and the id to answer with."""
+    with pytest.raises(FrameError) as e:
+        parse_frame(text, OCPP201)
+    assert e.value.kind is kind
+    assert e.value.unique_id == unique_id
+
+
+def test_id_of_36_characters_is_fine() -> None:
+    """A message id of exactly 36 characters is valid (OCPP-J 1.6 §4.1.4)."""
+    assert parse_frame('[2,"' + "x" * 36 + '","Heartbeat",{}]', OCPP16).unique_id == "x" * 36
+
+
+def test_null_payload_in_16() -> None:
+    """1.6 tolerates null for an empty payload (§4.2.1 only prefers {}); 2.x does not."""
+    assert parse_frame('[2,"1","Heartbeat",null]', OCPP16) == Call("1", "Heartbeat", {})
+    with pytest.raises(FrameError):
+        parse_frame('[2,"1","Heartbeat",null]', OCPP201)
+
+
+def test_error_codes_per_version() -> None:
+    """1.6 keeps its misspellings; 2.x uses its own names."""
+    assert error_code(OCPP16, ErrorKind.FORMAT) == "FormationViolation"
+    assert error_code(OCPP201, ErrorKind.FORMAT) == "FormatViolation"
+    assert error_code(OCPP16, ErrorKind.OCCURRENCE_CONSTRAINT) == "OccurenceConstraintViolation"
+    assert error_code(OCPP21, ErrorKind.OCCURRENCE_CONSTRAINT) == "OccurrenceConstraintViolation"
+    assert error_code(OCPP16, ErrorKind.RPC_FRAMEWORK) == "FormationViolation"
+    assert error_code(OCPP201, ErrorKind.RPC_FRAMEWORK) == "RpcFrameworkError"
+
+
+def test_description_truncated_to_255() -> None:
+    """ErrorDescription is string[255] (2.0.1 Part 4 Table 7): longer ones are cut."""
+    frame = json.loads(encode_frame(CallError("1", "GenericError", "d" * 400)))
+    assert len(frame[3]) == 255
+    assert frame[0] == MessageType.CALLERROR

@@ -1,0 +1,71 @@
+"""ocppgw-passwd and the credentials file."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from ocppgw.auth import Credentials, CredentialsError, read_file
+from ocppgw.passwd import main
+
+
+def run(monkeypatch: pytest.MonkeyPatch, argv: list[str], stdin: str = "") -> int:
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    return main(argv)
+
+
+def test_set_list_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    """set stores a salted hash (never the password), list shows it, delete removes it."""
+    f = str(tmp_path / "creds")
+    assert run(monkeypatch, ["--file", f, "set", "CP 1"], "s3cret-password-1\n") == 0
+    text = Path(f).read_text()
+    assert "s3cret" not in text and "CP%201 sha256$" in text
+    assert Credentials(f).check("CP 1", b"s3cret-password-1")
+    assert not Credentials(f).check("CP 1", b"s3cret-password-2")
+    assert run(monkeypatch, ["--file", f, "list"]) == 0
+    assert "CP 1\tprofile=1" in capsys.readouterr().out
+    assert run(monkeypatch, ["--file", f, "delete", "CP 1"]) == 0
+    assert read_file(f) == {}
+    assert (Path(f).stat().st_mode & 0o777) == 0o600
+
+
+def test_hex_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--hex stores the AuthorizationKey's raw bytes as the password."""
+    f = str(tmp_path / "creds")
+    assert run(monkeypatch, ["--file", f, "set", "CP16", "--hex", "deadbeef" * 5]) == 0
+    assert Credentials(f).check("CP16", bytes.fromhex("deadbeef" * 5))
+
+
+@pytest.mark.parametrize("argv, stdin, message", [
+    (["set", "CP1", "--hex", "xyz"], "", "hexadecimal"),
+    (["set", "CP1", "--hex", "00" * 21], "", "at most 20 bytes"),
+    (["set", "CP1"], "", "no password"),
+    (["set", "a/b"], "pw\n", "must not contain"),
+    (["delete", "nobody"], "", "no such identity"),
+])
+def test_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                capsys: pytest.CaptureFixture[str], argv: list[str], stdin: str,
+                message: str) -> None:
+    """Bad input exits 2 with a message naming the problem."""
+    assert run(monkeypatch, ["--file", str(tmp_path / "c"), *argv], stdin) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_file_names_line(tmp_path: Path) -> None:
+    """A corrupt credentials file is reported with its file and line."""
+    f = tmp_path / "creds"
+    f.write_text("# comment\nCP1 md5$abc$def\n")
+    with pytest.raises(CredentialsError, match=r"creds:2: unknown hash scheme"):
+        read_file(str(f))
+
+
+def test_reloads_when_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running gateway sees ocppgw-passwd's changes without a restart."""
+    f = str(tmp_path / "creds")
+    run(monkeypatch, ["--file", f, "set", "CP1"], "first-password-16\n")
+    creds = Credentials(f)
+    run(monkeypatch, ["--file", f, "set", "CP2"], "second-password-16\n")
+    assert creds.check("CP2", b"second-password-16")

@@ -1,0 +1,228 @@
+"""The session's OCPP-J rules, on a task.Clock with recording fakes."""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from ocppgw.envelope import Envelope
+from ocppgw.interfaces import IChargePointConnection, IUpstream
+from ocppgw.messages import Call, CallError, CallResult, CallResultError, Send
+from ocppgw.session import Session, SessionOptions
+from ocppgw.versions import OCPP16, OCPP21, OCPP201
+from tests.fakes import FakeConnection, FakeUpstream
+
+
+def make(version: str = OCPP16, **options: object) -> tuple[Session, FakeConnection,
+                                                            FakeUpstream, Clock]:
+    connection, upstream, clock = FakeConnection(), FakeUpstream(), Clock()
+    clock.advance(1_700_000_000)
+    session = Session("CP1", version, connection, upstream, clock,
+                      SessionOptions(**options))  # type: ignore[arg-type]
+    return session, connection, upstream, clock
+
+
+class FakesTests(SynchronousTestCase):
+    def test_fakes_provide_interfaces(self) -> None:
+        """The fakes implement the interfaces the session relies on."""
+        self.assertTrue(verifyObject(IChargePointConnection, FakeConnection()))
+        self.assertTrue(verifyObject(IUpstream, FakeUpstream()))
+
+
+class UpstreamTests(SynchronousTestCase):
+    def test_call_published_with_metadata(self) -> None:
+        """A charge point CALL is published with version, identity, time and frame."""
+        session, _, upstream, _ = make()
+        text = '[2,"1","Heartbeat",{}]'
+        session.frame_received(text)
+        (env,) = upstream.envelopes
+        self.assertEqual(env.message, Call("1", "Heartbeat", {}))
+        self.assertEqual((env.version, env.charge_point, env.frame), (OCPP16, "CP1", text))
+        self.assertEqual(env.timestamp, "2023-11-14T22:13:20.000Z")
+
+    def test_backend_answer_reaches_charge_point(self) -> None:
+        """The backend's CALLRESULT for the pending CALL is sent as an OCPP-J frame."""
+        session, connection, _, _ = make()
+        session.frame_received('[2,"1","Heartbeat",{}]')
+        session.deliver(Envelope(CallResult("1", {"currentTime": "t"})))
+        self.assertEqual(connection.sent(), [[3, "1", {"currentTime": "t"}]])
+
+    def test_backend_error_keeps_details(self) -> None:
+        """A backend CALLERROR reaches the charge point with its ErrorDetails."""
+        session, connection, _, _ = make()
+        session.frame_received('[2,"1","Heartbeat",{}]')
+        session.deliver(Envelope(CallError("1", "NotSupported", "no", {"k": 1})))
+        self.assertEqual(connection.sent(), [[4, "1", "NotSupported", "no", {"k": 1}]])
+
+    def test_unmatched_backend_answer_not_sent(self) -> None:
+        """An answer that matches no pending CALL goes back to the backend, not the CP."""
+        session, connection, upstream, _ = make()
+        session.deliver(Envelope(CallResult("nope", {})))
+        self.assertEqual(connection.frames, [])
+        (env,) = upstream.envelopes
+        assert isinstance(env.message, CallError)
+        self.assertEqual((env.message.error_code, env.origin), ("Unmatched", "gateway"))
+
+    def test_upstream_timeout(self) -> None:
+        """No backend answer in time: InternalError to the CP, Timeout to the backend."""
+        session, connection, upstream, clock = make(upstream_timeout=30)
+        session.frame_received('[2,"1","Authorize",{"idTag":"x"}]')
+        clock.advance(29.9)
+        self.assertEqual(connection.frames, [])
+        clock.advance(0.2)
+        self.assertEqual(connection.sent(), [[4, "1", "InternalError", "backend did not answer",
+                                              {}]])
+        timeout = upstream.envelopes[-1].message
+        assert isinstance(timeout, CallError)
+        self.assertEqual((timeout.error_code, timeout.action, timeout.unique_id),
+                         ("Timeout", "Authorize", "1"))
+        # The answer that comes after the timeout is not sent to the charge point.
+        session.deliver(Envelope(CallResult("1", {})))
+        self.assertEqual(len(connection.frames), 1)
+
+    def test_second_call_refused_when_strict(self) -> None:
+        """A second CALL while one is pending gets a CALLERROR and is not published."""
+        session, connection, upstream, _ = make(OCPP201)
+        session.frame_received('[2,"1","Heartbeat",{}]')
+        session.frame_received('[2,"2","Heartbeat",{}]')
+        self.assertEqual(len(upstream.envelopes), 1)
+        (frame,) = connection.sent()
+        self.assertEqual(frame[:3], [4, "2", "RpcFrameworkError"])
+
+    def test_second_call_allowed_when_not_strict(self) -> None:
+        """strict = false lets overlapping CALLs through, each answered by id."""
+        session, connection, upstream, _ = make(strict=False)
+        session.frame_received('[2,"1","Heartbeat",{}]')
+        session.frame_received('[2,"2","Heartbeat",{}]')
+        self.assertEqual(len(upstream.envelopes), 2)
+        session.deliver(Envelope(CallResult("2", {})))
+        session.deliver(Envelope(CallResult("1", {})))
+        self.assertEqual([f[1] for f in connection.sent()], ["2", "1"])
+
+    def test_publish_failure_answers_charge_point(self) -> None:
+        """A CALL that cannot be published is answered with InternalError at once."""
+        session, connection, upstream, _ = make()
+        upstream.failing = True
+        session.frame_received('[2,"1","Heartbeat",{}]')
+        (frame,) = connection.sent()
+        self.assertEqual(frame[:3], [4, "1", "InternalError"])
+
+    def test_unsafe_action(self) -> None:
+        """An Action that is not an identifier gets NotImplemented, nothing published."""
+        session, connection, upstream, _ = make()
+        session.frame_received('[2,"1","a/#",{}]')
+        self.assertEqual(upstream.envelopes, [])
+        self.assertEqual(connection.sent()[0][:3], [4, "1", "NotImplemented"])
+
+    def test_send_is_published_not_answered(self) -> None:
+        """A 2.1 SEND is published and never answered."""
+        session, connection, upstream, _ = make(OCPP21)
+        session.frame_received('[6,"1","NotifyPeriodicEventStream",{}]')
+        self.assertEqual(upstream.envelopes[0].message, Send("1", "NotifyPeriodicEventStream",
+                                                             {}))
+        self.assertEqual(connection.frames, [])
+
+
+class BadFrameTests(SynchronousTestCase):
+    def test_unreadable_2x(self) -> None:
+        """2.x: invalid JSON gets RpcFrameworkError with id "-1" (Part 4 §4.2.3)."""
+        session, connection, upstream, _ = make(OCPP201)
+        session.frame_received("not json")
+        self.assertEqual(connection.sent()[0][:3], [4, "-1", "RpcFrameworkError"])
+        self.assertEqual(upstream.envelopes, [])
+
+    def test_unreadable_16(self) -> None:
+        """1.6: invalid JSON gets FormationViolation with id "-1"."""
+        session, connection, _, _ = make(OCPP16)
+        session.frame_received("[2,")
+        self.assertEqual(connection.sent()[0][:3], [4, "-1", "FormationViolation"])
+
+    def test_unknown_type_201(self) -> None:
+        """2.0.1: an unknown MessageTypeId gets MessageTypeNotSupported (§4.4)."""
+        session, connection, _, _ = make(OCPP201)
+        session.frame_received('[7,"5",{}]')
+        self.assertEqual(connection.sent()[0][:3], [4, "5", "MessageTypeNotSupported"])
+
+    def test_bad_answer_fails_pending_call(self) -> None:
+        """A malformed CALLRESULT for the pending downstream CALL is reported as Invalid."""
+        session, connection, upstream, _ = make(OCPP21)
+        session.deliver(Envelope(Call("d1", "Reset", {"type": "Immediate"})))
+        session.frame_received('[3,"d1","not an object"]')
+        err = upstream.envelopes[-1].message
+        assert isinstance(err, CallError)
+        self.assertEqual((err.error_code, err.action), ("Invalid", "Reset"))
+        # 2.1 Part 4 §4.2.4: the charge point hears of it as CALLRESULTERROR.
+        self.assertEqual(connection.sent()[-1][:2], [5, "d1"])
+
+
+class DownstreamTests(SynchronousTestCase):
+    def test_one_call_in_flight(self) -> None:
+        """Backend CALLs go out one at a time, in order, each after the last is answered."""
+        session, connection, upstream, _ = make()
+        for i in range(3):
+            session.deliver(Envelope(Call(f"d{i}", "Reset", {"type": "Soft"})))
+        self.assertEqual([f[1] for f in connection.sent()], ["d0"])
+        session.frame_received('[3,"d0",{"status":"Accepted"}]')
+        self.assertEqual([f[1] for f in connection.sent()], ["d0", "d1"])
+        reply = upstream.envelopes[-1]
+        self.assertEqual(reply.message, CallResult("d0", {"status": "Accepted"}, "Reset"))
+        session.frame_received('[4,"d1","NotSupported","",{}]')
+        self.assertEqual([f[1] for f in connection.sent()], ["d0", "d1", "d2"])
+        err = upstream.envelopes[-1].message
+        assert isinstance(err, CallError)
+        self.assertEqual((err.error_code, err.action), ("NotSupported", "Reset"))
+
+    def test_queue_full(self) -> None:
+        """Beyond max_queue waiting CALLs, a QueueFull error envelope answers."""
+        session, connection, upstream, _ = make(max_queue=2)
+        for i in range(4):
+            session.deliver(Envelope(Call(f"d{i}", "Reset", {"type": "Soft"})))
+        self.assertEqual(len(connection.frames), 1)
+        (err,) = [e.message for e in upstream.envelopes]
+        assert isinstance(err, CallError)
+        self.assertEqual((err.unique_id, err.error_code), ("d3", "QueueFull"))
+
+    def test_dnstream_timeout_and_late_answer(self) -> None:
+        """No answer in time: Timeout envelope, next CALL sent; a late answer is marked."""
+        session, connection, upstream, clock = make(dnstream_timeout=30)
+        session.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        session.deliver(Envelope(Call("d1", "Reset", {"type": "Soft"})))
+        clock.advance(30)
+        err = upstream.envelopes[-1].message
+        assert isinstance(err, CallError)
+        self.assertEqual((err.unique_id, err.error_code), ("d0", "Timeout"))
+        self.assertEqual([f[1] for f in connection.sent()], ["d0", "d1"])
+        session.frame_received('[3,"d0",{"status":"Accepted"}]')
+        late = upstream.envelopes[-1]
+        self.assertTrue(late.late)
+        self.assertEqual(late.message, CallResult("d0", {"status": "Accepted"}, "Reset"))
+
+    def test_duplicate_downstream_id(self) -> None:
+        """A CALL whose UniqueId is already queued or in flight is refused as Invalid."""
+        session, connection, upstream, _ = make()
+        session.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        session.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        self.assertEqual(len(connection.frames), 1)
+        err = upstream.envelopes[-1].message
+        assert isinstance(err, CallError)
+        self.assertEqual(err.error_code, "Invalid")
+
+    def test_disconnect_fails_everything_pending(self) -> None:
+        """On disconnect, the in-flight CALL and every queued one get an error envelope."""
+        session, _, upstream, clock = make()
+        session.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        session.deliver(Envelope(Call("d1", "Reset", {"type": "Soft"})))
+        session.connection_lost()
+        codes = [(e.message.unique_id, e.message.error_code) for e in upstream.envelopes
+                 if isinstance(e.message, CallError)]
+        self.assertEqual(codes, [("d0", "Disconnected"), ("d1", "Offline")])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_callresulterror_passed_on(self) -> None:
+        """A 2.1 CALLRESULTERROR from the backend is sent to the charge point."""
+        session, connection, _, _ = make(OCPP21)
+        session.deliver(Envelope(CallResultError("x", "FormatViolation", "bad", {})))
+        self.assertEqual(json.loads(connection.frames[0])[0], 5)

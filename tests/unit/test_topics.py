@@ -1,0 +1,87 @@
+"""Topic templates: rendering, subscriptions and matching."""
+
+from __future__ import annotations
+
+import pytest
+
+from ocppgw.topics import TemplateError, TopicTemplate, escape, topic_matches, unescape
+
+
+def test_render_upstream() -> None:
+    """Placeholders are replaced by their values."""
+    t = TopicTemplate.parse("ocpp/cp/${cid}/${action}/${type}/${id}/${version}/${gateway}")
+    values = {"cid": "CP1", "action": "Heartbeat", "type": "2", "id": "9",
+              "version": "ocpp1.6", "gateway": "gw1"}
+    assert t.render(values) == "ocpp/cp/CP1/Heartbeat/2/9/ocpp1.6/gw1"
+
+
+def test_values_cannot_change_topic_shape() -> None:
+    """/ + # % and NUL in a value are percent-encoded, and decode back."""
+    t = TopicTemplate.parse("up/${id}")
+    assert t.render({"id": "a/b+c#d%e\x00"}) == "up/a%2Fb%2Bc%23d%25e%00"
+    assert unescape(escape("a/b+c#d%e\x00")) == "a/b+c#d%e\x00"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty"),
+        ("a/${nope}", "unknown placeholder"),
+        ("a/$cid", "malformed placeholder"),
+        ("a/+/b", "wildcards"),
+        ("a/#", "wildcards"),
+    ],
+)
+def test_bad_upstream_templates(text: str, message: str) -> None:
+    """Bad upstream templates are refused with a reason."""
+    with pytest.raises(TemplateError, match=message):
+        TopicTemplate.parse(text)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("ocpp/cs/+/+", "must contain"),
+        ("ocpp/cs/${cid}/a+", "whole topic level"),
+        ("ocpp/#/${cid}", "last topic level"),
+    ],
+)
+def test_bad_downstream_templates(text: str, message: str) -> None:
+    """Bad downstream templates are refused with a reason."""
+    with pytest.raises(TemplateError, match=message):
+        TopicTemplate.parse(text, downstream=True)
+
+
+def test_subscription_and_match() -> None:
+    """Per-message placeholders become +; a topic leads back to its identity."""
+    t = TopicTemplate.parse("ocpp/cs/${cid}/${action}/+", downstream=True)
+    sub = t.subscription({"cid": "CP 1"})
+    assert sub == "ocpp/cs/CP 1/+/+"
+    assert t.charge_point_of("ocpp/cs/CP 1/RemoteStartTransaction/x") == "CP 1"
+    assert t.charge_point_of("ocpp/cs/CP 1/too/many/levels") is None
+    assert t.charge_point_of("other/cs/CP 1/a/b") is None
+
+
+def test_match_with_escaped_identity_and_hash() -> None:
+    """An identity with % is found through its escaped form; # matches any depth."""
+    t = TopicTemplate.parse("cs/${cid}/#", downstream=True)
+    sub = t.subscription({"cid": "a%b"})
+    assert sub == "cs/a%25b/#"
+    assert t.charge_point_of("cs/a%25b/x/y") == "a%b"
+    assert t.charge_point_of("cs/a%25b") == "a%b"
+
+
+@pytest.mark.parametrize(
+    "sub, topic, expected",
+    [
+        ("a/+/c", "a/b/c", True),
+        ("a/+/c", "a/b/d", False),
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("a/b", "a/b/c", False),
+        ("+/x", "$SYS/x", False),
+    ],
+)
+def test_topic_matches(sub: str, topic: str, expected: bool) -> None:
+    """MQTT filter matching follows MQTT 3.1.1 §4.7."""
+    assert topic_matches(sub, topic) is expected
