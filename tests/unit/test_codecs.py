@@ -15,7 +15,7 @@ CTX = DecodeContext("ocpp2.1")
 
 def test_registry_names_known_codecs() -> None:
     """An unknown codec name fails with the list of known ones."""
-    with pytest.raises(codecs.UnknownCodec, match="known codecs: .*json.*raw"):
+    with pytest.raises(codecs.UnknownCodec, match=r"known codecs: .*json.*raw"):
         codecs.get("xml")
 
 
@@ -69,7 +69,7 @@ def test_json_decode_errors(payload: bytes, message: str) -> None:
 def test_json_21_types_only_for_21() -> None:
     """MessageTypeId 5 and 6 are refused for a 1.6 or 2.0.1 charge point."""
     payload = b'{"MessageTypeId": 6, "UniqueId": "1", "Action": "A", "Payload": {}}'
-    with pytest.raises(CodecError, match="does not exist in ocpp2.0.1"):
+    with pytest.raises(CodecError, match=r"does not exist in ocpp2\.0\.1"):
         codecs.get("json").decode(payload, DecodeContext("ocpp2.0.1"))
 
 

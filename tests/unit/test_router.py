@@ -40,7 +40,7 @@ class RouterTests(SynchronousTestCase):
 
     def test_topics_by_message_type(self) -> None:
         """CALL, CALLRESULT and CALLERROR go to topic, reply_topic and error_topic."""
-        router, mqtt, session, _ = setup()
+        _router, mqtt, session, _ = setup()
         session.frame_received('[2,"1","Heartbeat",{}]')
         mqtt.deliver("ocpp/cs/CP1/Call/Reset",
                      {"MessageTypeId": 2, "UniqueId": "d1", "Action": "Reset",
@@ -59,7 +59,7 @@ class RouterTests(SynchronousTestCase):
 
     def test_action_override(self) -> None:
         """[upstream:ACTION] sends that action's CALLs to its own topic and codec."""
-        router, mqtt, session, _ = setup("[upstream:Heartbeat]\ntopic = hb/${cid}\ncodec = raw\n")
+        _router, mqtt, session, _ = setup("[upstream:Heartbeat]\ntopic = hb/${cid}\ncodec = raw\n")
         session.frame_received('[2,"1","Heartbeat",{}]')
         mqtt.deliver("ocpp/cs/CP1/Reply/Heartbeat",
                      {"MessageTypeId": 3, "UniqueId": "1", "Payload": {"currentTime": "t"}})
@@ -69,7 +69,7 @@ class RouterTests(SynchronousTestCase):
 
     def test_invalid_downstream_envelope(self) -> None:
         """A downstream payload that is not a valid envelope gets an Invalid error envelope."""
-        router, mqtt, _, connection = setup()
+        _router, mqtt, _, connection = setup()
         mqtt.deliver("ocpp/cs/CP1/Call/Reset", {"MessageTypeId": 2, "UniqueId": "d1"})
         self.assertEqual(connection.frames, [])
         ((topic, env),) = mqtt.json()
@@ -80,7 +80,7 @@ class RouterTests(SynchronousTestCase):
 
     def test_invalid_error_code_for_version(self) -> None:
         """A downstream CALLERROR with a code the CP's version lacks is refused."""
-        router, mqtt, session, connection = setup()
+        _router, mqtt, session, connection = setup()
         session.frame_received('[2,"1","Heartbeat",{}]')
         mqtt.deliver("ocpp/cs/CP1/Reply/Heartbeat",
                      {"MessageTypeId": 4, "UniqueId": "1", "ErrorCode": "FormatViolation"})
