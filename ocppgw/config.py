@@ -161,6 +161,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "gateway": {
         "id": Key(_gateway_id, ""),
         "versions": Key(_versions, " ".join(SUPPORTED)),
+        "strict": Key(_bool, "true"),
+        "shutdown_timeout": Key(_seconds(), "10"),
     },
     "listener:": {
         "endpoint": Key(_nonempty, None),
@@ -169,6 +171,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "default_version": Key(_version, ""),
         "max_frame_size": Key(_int_range(1024, 16 * 1024 * 1024), "65536"),
         "handshake_timeout": Key(_seconds(), "10"),
+        "ping_interval": Key(_seconds(allow_zero=True), "60"),
+        "pong_timeout": Key(_seconds(), "30"),
     },
     "auth": {
         "credentials": Key(_str, ""),
@@ -197,6 +201,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "reply_codec": Key(_codec, ""),
         "error_topic": Key(_nonempty, "ocpp/cp/Error/${cid}"),
         "error_codec": Key(_codec, ""),
+        "invalid_topic": Key(_str, ""),
+        "awaiting_timeout": Key(_seconds(), "30"),
     },
     "upstream:": {
         "topic": Key(_nonempty, ""),
@@ -205,6 +211,20 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "dnstream": {
         "topic": Key(_nonempty, "ocpp/cs/${cid}/+/+"),
         "codec": Key(_nonempty_codec, "json"),
+        "max_queue": Key(_int_range(0, 1_000_000), "100"),
+        "awaiting_timeout": Key(_seconds(), "30"),
+        "offline_ttl": Key(_seconds(allow_zero=True), "60"),
+    },
+    "validation": {
+        "mode": Key(_choice("all", "upstream", "dnstream", "off"), "all"),
+        "schema_dir": Key(_str, ""),
+    },
+    "local": {
+        "heartbeat": Key(_bool, "false"),
+    },
+    "presence": {
+        "topic": Key(_nonempty, "ocpp/presence/${cid}"),
+        "gateway_topic": Key(_nonempty, "ocpp/gateway/${gateway}"),
     },
 }
 
@@ -229,6 +249,8 @@ class ListenerConfig:
     default_version: str | None
     max_frame_size: int
     handshake_timeout: float
+    ping_interval: float = 60.0
+    pong_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -256,6 +278,9 @@ class UpstreamConfig:
     reply: Topic
     error: Topic
     overrides: Mapping[str, Topic]
+    #: Where frames refused by validation are published whole, if anywhere.
+    invalid: TopicTemplate | None = None
+    awaiting_timeout: float = 30.0
 
     def call_topic(self, action: str) -> Topic:
         """The topic of CALLs (and SENDs) of ``action``."""
@@ -265,6 +290,17 @@ class UpstreamConfig:
 @dataclass(frozen=True)
 class DnstreamConfig:
     topic: Topic
+    max_queue: int = 100
+    awaiting_timeout: float = 30.0
+    offline_ttl: float = 60.0
+
+
+@dataclass(frozen=True)
+class PresenceConfig:
+    #: Retained, per charge point: online or offline, gateway, version, since.
+    topic: TopicTemplate
+    #: Retained, per gateway instance; its MQTT last will says "offline".
+    gateway_topic: TopicTemplate
 
 
 @dataclass(frozen=True)
@@ -276,6 +312,12 @@ class Config:
     mqtt: MQTTConfig
     upstream: UpstreamConfig
     dnstream: DnstreamConfig
+    presence: PresenceConfig
+    strict: bool = True
+    shutdown_timeout: float = 10.0
+    validation_mode: str = "all"
+    schema_dir: str | None = None
+    local_heartbeat: bool = False
 
 
 # --- loading ---
@@ -377,6 +419,8 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
                     default_version=values["default_version"] or None,
                     max_frame_size=values["max_frame_size"],
                     handshake_timeout=values["handshake_timeout"],
+                    ping_interval=values["ping_interval"],
+                    pong_timeout=values["pong_timeout"],
                 )
             )
             dv = values["default_version"]
@@ -443,11 +487,31 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
             _template("upstream", "error_topic", up["error_topic"]), up["error_codec"] or codec
         ),
         overrides=MappingProxyType(overrides),
+        invalid=_template("upstream", "invalid_topic", up["invalid_topic"])
+        if up["invalid_topic"]
+        else None,
+        awaiting_timeout=up["awaiting_timeout"],
     )
     dn = raw["dnstream"]
     dnstream = DnstreamConfig(
-        Topic(_template("dnstream", "topic", dn["topic"], downstream=True), dn["codec"])
+        Topic(_template("dnstream", "topic", dn["topic"], downstream=True), dn["codec"]),
+        max_queue=dn["max_queue"],
+        awaiting_timeout=dn["awaiting_timeout"],
+        offline_ttl=dn["offline_ttl"],
     )
+    pr = raw["presence"]
+    presence = PresenceConfig(
+        topic=_template("presence", "topic", pr["topic"]),
+        gateway_topic=_template("presence", "gateway_topic", pr["gateway_topic"]),
+    )
+    if "${cid}" not in presence.topic.text:
+        raise ConfigError("[presence] topic: must contain ${cid}")
+    val = raw["validation"]
+    schema_dir = val["schema_dir"] or None
+    if schema_dir is not None:
+        schema_dir = os.path.normpath(os.path.join(base_dir, schema_dir))
+        if not os.path.isdir(schema_dir):
+            raise ConfigError(f"[validation] schema_dir: no such directory: {schema_dir}")
     return Config(
         gateway_id=gw["id"],
         versions=gw["versions"],
@@ -456,6 +520,12 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
         mqtt=mqtt,
         upstream=upstream,
         dnstream=dnstream,
+        presence=presence,
+        strict=gw["strict"],
+        shutdown_timeout=gw["shutdown_timeout"],
+        validation_mode=val["mode"],
+        schema_dir=schema_dir,
+        local_heartbeat=raw["local"]["heartbeat"],
     )
 
 

@@ -44,6 +44,9 @@ class IUpstream(Interface):
         and fails when it cannot be published (buffer full, no such topic).
         """
 
+    def publish_invalid(charge_point: str, version: str, frame: str) -> None:
+        """Publish a frame refused by validation, whole, on the invalid topic (if set)."""
+
 
 class IMQTTClient(Interface):
     """The MQTT connection as the router sees it."""

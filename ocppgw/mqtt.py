@@ -63,6 +63,10 @@ class MQTTClient:
         self._misc.clock = reactor
         self._stopping = False
         self.connected = False
+        #: The retained (topic, payload) the broker publishes if we vanish.
+        self.will: tuple[str, bytes] | None = will
+        #: Called after each acknowledged connect, e.g. to publish presence.
+        self.on_connected: Callable[[], object] | None = None
         #: Fired (and replaced) each time a connection is acknowledged.
         self._connected_waiters: list[Deferred[None]] = []
         v5 = config.protocol == "5"
@@ -75,8 +79,6 @@ class MQTTClient:
         )
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
-        if will is not None:
-            client.will_set(will[0], will[1], qos=1, retain=True)
         client.max_inflight_messages_set(config.max_inflight)
         client.max_queued_messages_set(config.max_buffer)
         client.on_socket_open = self._socket_open
@@ -94,6 +96,8 @@ class MQTTClient:
     def start(self) -> None:
         """Connect now, and keep reconnecting until :meth:`stop`."""
         self._stopping = False
+        if self.will is not None:
+            self._client.will_set(self.will[0], self.will[1], qos=1, retain=True)
         properties = None
         if self._v5:
             properties = Properties(PacketTypes.CONNECT)
@@ -211,6 +215,8 @@ class MQTTClient:
         # Restore every subscription: the session may not have survived.
         for topic_filter, qos in self._subscriptions.items():
             client.subscribe(topic_filter, qos)
+        if self.on_connected is not None:
+            self.on_connected()
         waiters, self._connected_waiters = self._connected_waiters, []
         for d in waiters:
             d.callback(None)

@@ -7,11 +7,21 @@ CALLRESULTERROR: ``error_topic``) and encodes it with that topic's codec.
 Downstream it holds one subscription per connected charge point, finds the
 session a message is for, and decodes it with ``[dnstream] codec``.  Whatever
 cannot be delivered is answered with an error envelope, never dropped.
+
+It also keeps each identity's presence: a retained message per charge point
+(online or offline, which gateway, since when), read back by every instance
+sharing the broker so that the newest connection of an identity wins across
+instances, and an offline grace period (``[dnstream] offline_ttl``) during
+which the subscription stays and backend CALLs are held for a reconnection.
 """
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
+import json
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -27,9 +37,12 @@ from ocppgw.messages import (
     check_unique_id,
     loads,
 )
-from ocppgw.session import Session
-from ocppgw.topics import topic_matches
+from ocppgw.session import Session, rfc3339
+from ocppgw.topics import TopicTemplate, topic_matches
 from ocppgw.versions import OCPP21
+
+#: RFC 6455 close code for a connection replaced by a newer one.
+CLOSE_REPLACED = 1000
 
 _log = Logger()
 
@@ -38,49 +51,147 @@ _log = Logger()
 class Router:
     """Sessions by identity, and the topics between them and the broker."""
 
-    def __init__(self, config: Config, mqtt: IMQTTClient) -> None:
+    def __init__(self, config: Config, mqtt: IMQTTClient, clock: IReactorTime) -> None:
         self._config = config
         self._mqtt = mqtt
+        self._clock = clock
         self._qos = config.mqtt.qos
         self._sessions: dict[str, Session] = {}
         self._subscriptions: dict[str, str] = {}
+        self._expiry: dict[str, IDelayedCall] = {}
+        #: When each identity's current connection was made (epoch seconds).
+        self._since: dict[str, float] = {}
         self._dn = config.dnstream.topic
         self._dn_codec = codecs.get(self._dn.codec)
+        self._dn_any = self._dn.template.subscription(self._values("", None), any_cid=True)
+        presence = config.presence.topic.text
+        self._presence_in = TopicTemplate.parse(presence, downstream=True)
+        self._presence_filter = self._presence_in.subscription(self._values("", None), any_cid=True)
         mqtt.set_message_handler(self.message_received)
+        mqtt.subscribe(self._presence_filter, self._qos)
 
     # --- sessions ---
 
     def session(self, identity: str) -> Session | None:
+        """The session of ``identity``, connected or in its offline grace period."""
         return self._sessions.get(identity)
 
-    def attach(self, session: Session) -> Session | None:
+    def attach(self, session: Session, peer: str = "") -> None:
         """
         Route ``identity``'s downstream messages to ``session``.
 
-        Returns the session it replaces, if the identity was connected already;
-        the caller closes that one's connection.
+        A connection the identity already has is replaced: its socket is
+        closed (reason "replaced"), and the CALLs queued for it move over.
         """
-        old = self._sessions.get(session.identity)
-        self._sessions[session.identity] = session
-        if session.identity not in self._subscriptions:
-            topic_filter = self._dn.template.subscription(
-                self._values(session.identity, session.version)
-            )
-            self._subscriptions[session.identity] = topic_filter
+        identity = session.identity
+        old = self._sessions.get(identity)
+        timer = self._expiry.pop(identity, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._sessions[identity] = session
+        self._since[identity] = self._clock.seconds()
+        if old is not None:
+            if old.connected:
+                _log.info("{cid}: new connection replaces the old one", cid=identity)
+                old.connection.close(CLOSE_REPLACED, "replaced")
+                old.connection_lost(replaced=True)
+            session.adopt(old)
+        if identity not in self._subscriptions:
+            topic_filter = self._dn.template.subscription(self._values(identity, session.version))
+            self._subscriptions[identity] = topic_filter
             self._mqtt.subscribe(topic_filter, self._qos)
-        return old
+        self._publish_presence(identity, session.version, True, peer)
 
     def detach(self, session: Session) -> None:
-        """``session``'s connection is gone; stop its downstream topic."""
-        if self._sessions.get(session.identity) is not session:
+        """
+        ``session``'s connection is gone.  Its downstream topic stays for
+        ``offline_ttl`` seconds; CALLs arriving then wait for a reconnection.
+        """
+        identity = session.identity
+        if self._sessions.get(identity) is not session:
             return
-        del self._sessions[session.identity]
-        topic_filter = self._subscriptions.pop(session.identity, None)
+        self._publish_presence(identity, session.version, False)
+        ttl = self._config.dnstream.offline_ttl
+        if ttl > 0:
+            self._expiry[identity] = self._clock.callLater(ttl, self._expire, session)
+        else:
+            self._expire(session)
+
+    def _expire(self, session: Session) -> None:
+        identity = session.identity
+        self._expiry.pop(identity, None)
+        if self._sessions.get(identity) is not session:
+            return
+        del self._sessions[identity]
+        self._since.pop(identity, None)
+        session.expire()
+        topic_filter = self._subscriptions.pop(identity, None)
         if topic_filter is not None:
             self._mqtt.unsubscribe(topic_filter)
 
     def sessions(self) -> list[Session]:
+        """Every session, connected or in its offline grace period."""
         return list(self._sessions.values())
+
+    def connected(self) -> list[Session]:
+        """Every session whose charge point is connected now."""
+        return [s for s in self._sessions.values() if s.connected]
+
+    # --- presence ---
+
+    def _publish_presence(
+        self, identity: str, version: str | None, online: bool, peer: str = ""
+    ) -> None:
+        now = self._clock.seconds()
+        body: dict[str, Any] = {
+            "ChargePointId": identity,
+            "Online": online,
+            "Gateway": self._config.gateway_id,
+            "Protocol": version,
+            "Since": rfc3339(self._since.get(identity, now) if online else now),
+        }
+        if online:
+            body["RemoteAddress"] = peer
+        topic = self._config.presence.topic.render(self._values(identity, version))
+        self._mqtt.publish(topic, json.dumps(body).encode(), self._qos, retain=True).addErrback(
+            lambda f: _log.error(
+                "presence of {cid} not published: {f}", cid=identity, f=f.getErrorMessage()
+            )
+        )
+
+    def gateway_presence(self, online: bool) -> tuple[str, bytes]:
+        """The retained topic and payload saying whether this instance is up."""
+        topic = self._config.presence.gateway_topic.render(self._values("", None))
+        body = {
+            "Gateway": self._config.gateway_id,
+            "Online": online,
+            "Since": rfc3339(self._clock.seconds()),
+        }
+        return topic, json.dumps(body).encode()
+
+    def _presence_received(self, identity: str, payload: bytes) -> None:
+        try:
+            body = json.loads(payload)
+            online, gateway = body["Online"], body["Gateway"]
+        except (ValueError, KeyError, TypeError):
+            return  # not ours to judge; an empty retained message clears presence
+        if gateway == self._config.gateway_id:
+            if online is True and identity not in self._sessions:
+                # A presence left behind by an earlier run of this instance.
+                self._publish_presence(identity, body.get("Protocol"), False)
+            return
+        session = self._sessions.get(identity)
+        if online is not True or session is None or not session.connected:
+            return
+        since = body.get("Since")
+        if isinstance(since, str) and since > rfc3339(self._since.get(identity, 0)):
+            # A newer connection for this identity on another instance wins.
+            _log.info(
+                "{cid}: connected again through gateway {gw}; closing here",
+                cid=identity,
+                gw=gateway,
+            )
+            session.connection.close(CLOSE_REPLACED, "replaced")
 
     # --- upstream ---
 
@@ -111,15 +222,28 @@ class Router:
             payload = codecs.get(topic.codec).encode(envelope)
         except Exception as e:  # a codec bug must not take the session down
             _log.failure("encoding for {topic} failed", topic=name)
-            from twisted.internet.defer import fail
-
             return fail(e)
         return self._mqtt.publish(name, payload, self._qos)
+
+    def publish_invalid(self, charge_point: str, version: str, frame: str) -> None:
+        template = self._config.upstream.invalid
+        if template is None:
+            return
+        topic = template.render(self._values(charge_point, version))
+        self._mqtt.publish(topic, frame.encode("utf-8"), self._qos).addErrback(
+            lambda f: _log.error("invalid frame not published: {f}", f=f.getErrorMessage())
+        )
 
     # --- downstream ---
 
     def message_received(self, topic: str, payload: bytes) -> None:
-        """A message arrived on a downstream topic."""
+        """A message arrived on a downstream or presence topic."""
+        if topic_matches(self._presence_filter, topic):
+            identity = self._presence_in.charge_point_of(topic)
+            if identity is not None:
+                self._presence_received(identity, payload)
+            if not topic_matches(self._dn_any, topic):
+                return
         identity = self._dn.template.charge_point_of(topic)
         if identity is None:
             _log.warn("message on {topic} matches no downstream topic", topic=topic)

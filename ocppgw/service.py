@@ -2,9 +2,12 @@
 The gateway as a Twisted service: broker, MQTT client, router and listeners.
 
 :func:`build` turns a validated :class:`~ocppgw.config.Config` into a
-``MultiService``.  Start order: the embedded broker (if any), the MQTT client,
-then the listeners; stop order is the reverse, so charge points are closed
-before the MQTT connection.
+:class:`GatewayService`.  It starts the embedded broker (if any), the MQTT
+client and the listeners, and stops in the order that loses nothing
+(SIGTERM/SIGINT): stop accepting, close every charge point with 1001 (which
+publishes its offline presence), wait (bounded by ``[gateway]
+shutdown_timeout``) for outstanding PUBACKs, disconnect from the broker, and
+stop the embedded broker last.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 from autobahn import websocket as autobahn_websocket
 from twisted.application import strports
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from ocppgw.auth import Credentials, CredentialsError
@@ -22,10 +26,36 @@ from ocppgw.broker import EmbeddedBroker, find_mosquitto
 from ocppgw.config import Config, ConfigError
 from ocppgw.mqtt import MQTTClient
 from ocppgw.router import Router
-from ocppgw.session import Session, SessionOptions
-from ocppgw.websocket import CLOSE_GOING_AWAY, CLOSE_NORMAL, OCPPServerFactory, OCPPServerProtocol
+from ocppgw.session import Session, SessionOptions, Validate
+from ocppgw.websocket import CLOSE_GOING_AWAY, OCPPServerFactory, OCPPServerProtocol
 
 _log = Logger()
+
+
+def session_options(config: Config) -> SessionOptions:
+    """The session rules the configuration asks for."""
+    validate_up: Validate | None = None
+    validate_dn: Validate | None = None
+    if config.validation_mode != "off":
+        from ocppgw.validation import Validator
+
+        try:
+            validate = Validator(config.schema_dir).validate
+        except ValueError as e:
+            raise ConfigError(f"[validation] schema_dir: {e}") from None
+        if config.validation_mode in ("all", "upstream"):
+            validate_up = validate
+        if config.validation_mode in ("all", "dnstream"):
+            validate_dn = validate
+    return SessionOptions(
+        upstream_timeout=config.upstream.awaiting_timeout,
+        dnstream_timeout=config.dnstream.awaiting_timeout,
+        max_queue=config.dnstream.max_queue,
+        strict=config.strict,
+        local_heartbeat=config.local_heartbeat,
+        validate_upstream=validate_up,
+        validate_dnstream=validate_dn,
+    )
 
 
 class Gateway:
@@ -35,17 +65,12 @@ class Gateway:
         self.config = config
         self.reactor = reactor
         self.mqtt = mqtt
-        self.router = Router(config, mqtt)
-        self.options = SessionOptions()
+        self.router = Router(config, mqtt, reactor)
+        self.options = session_options(config)
 
     def open_session(self, identity: str, version: str, connection: OCPPServerProtocol) -> Session:
         session = Session(identity, version, connection, self.router, self.reactor, self.options)
-        old = self.router.attach(session)
-        if old is not None:
-            # A reconnecting charge point wins: close the old socket.
-            _log.info("{cid}: new connection replaces the old one", cid=identity)
-            old.connection.close(CLOSE_NORMAL, "replaced")
-            old.connection_lost()
+        self.router.attach(session, connection.peer or "")
         _log.info(
             "{cid}: connected ({version}) from {peer}",
             cid=identity,
@@ -55,50 +80,85 @@ class Gateway:
         return session
 
     def close_session(self, session: Session) -> None:
-        session.connection_lost()
+        if session.connected:
+            session.connection_lost()
         self.router.detach(session)
         _log.info("{cid}: disconnected", cid=session.identity)
 
 
-class _MQTTService(Service):
-    def __init__(self, client: MQTTClient) -> None:
-        self.client = client
+class GatewayService(MultiService):
+    """The whole gateway; stops in the order that loses nothing."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        broker: EmbeddedBroker | None,
+        listeners: list[Service],
+    ) -> None:
+        super().__init__()
+        self.gateway = gateway
+        self.broker = broker
+        self.listeners = listeners
+        if broker is not None:
+            broker.setServiceParent(self)
+        for listener in listeners:
+            listener.setServiceParent(self)
 
     def startService(self) -> None:
-        super().startService()
-        self.client.start()
+        Service.startService(self)
+        if self.broker is not None:
+            self.broker.startService()
+        self.gateway.mqtt.start()
+        for listener in self.listeners:
+            listener.startService()
 
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        return self.client.stop()
-
-
-class _Sessions(Service):
-    """Closes every charge point connection (1001, going away) on stop."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-
-    def stopService(self) -> None:
-        super().stopService()
-        for session in self.gateway.router.sessions():
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        gateway = self.gateway
+        yield DeferredList([Deferred.fromCoroutine(_stop(li)) for li in self.listeners])
+        for session in gateway.router.connected():
             session.connection.close(CLOSE_GOING_AWAY, "gateway shutting down")
+        clock = gateway.reactor
+        deadline = clock.seconds() + gateway.config.shutdown_timeout
+        while clock.seconds() < deadline and (
+            gateway.router.connected() or gateway.mqtt.unacknowledged()
+        ):
+            if not gateway.mqtt.connected and not gateway.router.connected():
+                break
+            yield deferLater(clock, 0.05, lambda: None)
+        left = gateway.mqtt.unacknowledged()
+        if left:
+            _log.warn("stopping with {n} publishes not acknowledged by the broker", n=left)
+        topic, payload = gateway.router.gateway_presence(False)
+        if gateway.mqtt.connected:
+            gateway.mqtt.publish(topic, payload, 1, retain=True)
+            yield deferLater(clock, 0.05, lambda: None)
+        yield gateway.mqtt.stop()
+        if self.broker is not None:
+            yield self.broker.stopService()
 
 
-def build(config: Config, reactor: Any) -> MultiService:
+async def _stop(service: Service) -> None:
+    result = service.stopService()
+    if isinstance(result, Deferred):
+        await result
+
+
+def build(config: Config, reactor: Any) -> GatewayService:
     """
     The whole gateway for ``config``.
 
     :raises ConfigError: for what only shows when building (credentials file
         contents, a missing mosquitto binary).
     """
-    top = MultiService()
+    broker = None
     if config.mqtt.embedded:
         try:
             binary = find_mosquitto(config.mqtt.mosquitto)
         except Exception as e:
             raise ConfigError(str(e)) from None
-        EmbeddedBroker(reactor, binary, config.mqtt.host, config.mqtt.port).setServiceParent(top)
+        broker = EmbeddedBroker(reactor, binary, config.mqtt.host, config.mqtt.port)
 
     credentials = None
     if config.credentials is not None:
@@ -108,9 +168,15 @@ def build(config: Config, reactor: Any) -> MultiService:
             raise ConfigError(f"[auth] credentials: {e}") from None
 
     client = MQTTClient(config.mqtt, reactor)
-    _MQTTService(client).setServiceParent(top)
     gateway = Gateway(config, reactor, client)
-    top.gateway = gateway  # type: ignore[attr-defined]
+    client.will = gateway.router.gateway_presence(False)
+
+    def announce() -> None:
+        topic, payload = gateway.router.gateway_presence(True)
+        client.publish(topic, payload, 1, retain=True)
+
+    client.on_connected = announce
+    listeners: list[Service] = []
     for listener in config.listeners:
         if listener.security_profile == 0:
             _log.warn(
@@ -124,6 +190,8 @@ def build(config: Config, reactor: Any) -> MultiService:
             credentials,
             gateway.open_session,
             gateway.close_session,
+            ping_interval=listener.ping_interval,
+            pong_timeout=listener.pong_timeout,
         )
         try:
             service = strports.service(listener.endpoint, factory, reactor=reactor)
@@ -133,10 +201,9 @@ def build(config: Config, reactor: Any) -> MultiService:
                 f"{listener.endpoint!r}: {e}"
             ) from None
         service.setName(f"listener:{listener.name}")
-        service.setServiceParent(top)
-    _Sessions(gateway).setServiceParent(top)
+        listeners.append(service)
     _log.info(
         "Autobahn NVX acceleration: {nvx}",
         nvx="on" if autobahn_websocket.USES_NVX else "off (pure Python, slower)",
     )
-    return top
+    return GatewayService(gateway, broker, listeners)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -53,6 +55,20 @@ _ACTION = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 _LATE_MEMORY = 32
 
 
+class Violation(Protocol):
+    """What a validator reports (see :mod:`ocppgw.validation`)."""
+
+    @property
+    def kind(self) -> ErrorKind: ...
+
+    @property
+    def description(self) -> str: ...
+
+
+#: ``validate(version, action, is_request, payload)``: None when valid.
+Validate = Callable[[str, str, bool, dict[str, Any]], Violation | None]
+
+
 @dataclass(frozen=True)
 class SessionOptions:
     #: Seconds the backend has to answer a charge point's CALL.
@@ -63,6 +79,12 @@ class SessionOptions:
     max_queue: int = 100
     #: Refuse a second upstream CALL while one is pending (OCPP-J 2.x: SHALL NOT).
     strict: bool = True
+    #: Answer Heartbeat locally (and still publish it).
+    local_heartbeat: bool = False
+    #: Schema validation of the charge point's messages, if any.
+    validate_upstream: Validate | None = None
+    #: Schema validation of the backend's messages, if any.
+    validate_dnstream: Validate | None = None
 
 
 def rfc3339(seconds: float) -> str:
@@ -241,17 +263,49 @@ class Session:
                 "a previous CALL is still waiting for its answer",
             )
             return
+        violation = self._check_upstream(call.action, True, call.payload, text)
+        if violation is not None:
+            # OCPP 2.0.1 Part 4 §4.1.7: an invalid message gets a CALLERROR.
+            self._send_error(call.unique_id, violation.kind, violation.description)
+            return
+        if self._options.local_heartbeat and call.action == "Heartbeat":
+            now = rfc3339(self._clock.seconds())
+            self._send(CallResult(call.unique_id, {"currentTime": now}))
+            self._publish(self._envelope(call, frame=text, answered=True))
+            return
         timer = self._clock.callLater(
             self._options.upstream_timeout, self._upstream_timeout, call.unique_id
         )
         self._upstream_pending[call.unique_id] = _Pending(call.unique_id, call.action, timer)
         self._publish(self._envelope(call, frame=text))
 
+    def _check_upstream(
+        self, action: str, request: bool, payload: dict[str, Any], text: str
+    ) -> Violation | None:
+        validate = self._options.validate_upstream
+        if validate is None:
+            return None
+        violation = validate(self.version, action, request, payload)
+        if violation is not None:
+            _log.warn(
+                "{cid}: invalid {action}{kind}: {why}",
+                cid=self.identity,
+                action=action,
+                kind="" if request else " response",
+                why=violation.description,
+            )
+            self._upstream.publish_invalid(self.identity, self.version, text)
+        return violation
+
     def _upstream_send(self, send: Send, text: str) -> None:
-        if _ACTION.fullmatch(send.action):
-            self._publish(self._envelope(send, frame=text))
-        else:
+        if not _ACTION.fullmatch(send.action):
             _log.warn("{cid}: SEND with unusable action dropped", cid=self.identity)
+            self._upstream.publish_invalid(self.identity, self.version, text)
+            return
+        # A SEND is never answered (2.1 Part 4 §4.2.5), so an invalid one can
+        # only be reported on the invalid topic.
+        if self._check_upstream(send.action, True, send.payload, text) is None:
+            self._publish(self._envelope(send, frame=text))
 
     def _upstream_timeout(self, unique_id: str) -> None:
         pending = self._upstream_pending.pop(unique_id, None)
@@ -272,6 +326,8 @@ class Session:
         late = False
         if pending is not None and pending.unique_id == answer.unique_id:
             action: str | None = pending.action
+            if isinstance(answer, CallResult) and self._invalid_result(answer, pending, text):
+                return
             self._finish_in_flight()
         elif answer.unique_id in self._late:
             action = self._late.pop(answer.unique_id)
@@ -296,6 +352,25 @@ class Session:
         self._publish(self._envelope(tagged, frame=text, late=late))
         self._send_next()
 
+    def _invalid_result(self, answer: CallResult, pending: _Pending, text: str) -> bool:
+        """Report a CALLRESULT that fails validation; True if it did."""
+        violation = self._check_upstream(pending.action, False, answer.payload, text)
+        if violation is None:
+            return False
+        self._finish_in_flight()
+        self.gateway_error(
+            answer.unique_id,
+            GatewayError.VALIDATION,
+            f"charge point's answer is invalid: {violation.description}",
+            pending.action,
+            {"Payload": answer.payload},
+        )
+        if has_21_types(self.version):
+            # OCPP 2.1 Part 4 §4.2.4: tell the charge point its CALLRESULT was bad.
+            self._send_error(answer.unique_id, violation.kind, violation.description, result=True)
+        self._send_next()
+        return True
+
     # --- from the backend ---
 
     def action_of(self, unique_id: str) -> str | None:
@@ -307,13 +382,40 @@ class Session:
             return self._in_flight.action
         return None
 
+    def _check_dnstream(self, message: Call | Send | CallResult, action: str) -> bool:
+        """True when the backend's message is valid; else report it."""
+        validate = self._options.validate_dnstream
+        if validate is None:
+            return True
+        request = not isinstance(message, CallResult)
+        violation = validate(self.version, action, request, message.payload)
+        if violation is None:
+            return True
+        self.gateway_error(
+            message.unique_id,
+            GatewayError.INVALID,
+            f"not sent to the charge point: {violation.description}",
+            action,
+        )
+        return False
+
     def deliver(self, envelope: Envelope) -> None:
         """A message from the backend for this charge point."""
         message = envelope.message
+        if isinstance(message, Call | Send) and not self._check_dnstream(message, message.action):
+            return
         if isinstance(message, Call):
             self._downstream_call(envelope, message)
         elif isinstance(message, Send):
-            self._send(message)
+            if self.connected:
+                self._send(message)
+            else:
+                self.gateway_error(
+                    message.unique_id,
+                    GatewayError.OFFLINE,
+                    "charge point is not connected",
+                    message.action,
+                )
         elif isinstance(message, CallResult | CallError):
             self._downstream_answer(message)
         else:
@@ -383,7 +485,14 @@ class Session:
         self._send_next()
 
     def _downstream_answer(self, answer: CallResult | CallError) -> None:
-        pending = self._upstream_pending.pop(answer.unique_id, None)
+        pending = self._upstream_pending.get(answer.unique_id)
+        if (
+            pending is not None
+            and isinstance(answer, CallResult)
+            and not self._check_dnstream(answer, pending.action)
+        ):
+            return  # the charge point's CALL stays pending for a valid answer
+        self._upstream_pending.pop(answer.unique_id, None)
         if pending is None:
             # Nothing to answer: never send the charge point an unmatched answer.
             self.gateway_error(
@@ -399,8 +508,12 @@ class Session:
 
     # --- lifecycle ---
 
-    def connection_lost(self) -> None:
-        """The WebSocket closed: fail what can no longer complete."""
+    def connection_lost(self, replaced: bool = False) -> None:
+        """
+        The WebSocket closed.  The backend CALL in flight has failed (the
+        charge point may or may not have acted on it); queued CALLs are kept
+        for :meth:`adopt` by a reconnection, or failed by :meth:`expire`.
+        """
         if not self.connected:
             return
         self.connected = False
@@ -410,18 +523,38 @@ class Session:
         if self._in_flight is not None:
             pending = self._in_flight
             self._finish_in_flight()
+            if replaced:
+                code, why = GatewayError.REPLACED, "connection replaced before the answer came"
+            else:
+                code, why = GatewayError.DISCONNECTED, "charge point disconnected before answering"
+            self.gateway_error(pending.unique_id, code, why, pending.action)
+
+    def adopt(self, old: Session) -> None:
+        """Take over the CALLs still queued for a previous connection."""
+        self._queue.extend(old._queue)
+        old._queue.clear()
+        while len(self._queue) > self._options.max_queue:
+            call = self._queue.pop().message
             self.gateway_error(
-                pending.unique_id,
-                GatewayError.DISCONNECTED,
-                "charge point disconnected before answering",
-                pending.action,
+                call.unique_id,
+                GatewayError.QUEUE_FULL,
+                "queue full after reconnection",
+                getattr(call, "action", None),
             )
+        self._send_next()
+
+    def queued(self) -> int:
+        """How many backend CALLs wait for this charge point."""
+        return len(self._queue)
+
+    def expire(self) -> None:
+        """The charge point did not come back: fail every queued CALL."""
         while self._queue:
             call = self._queue.popleft().message
             self.gateway_error(
                 call.unique_id,
                 GatewayError.OFFLINE,
-                "charge point disconnected before the CALL could be sent",
+                "charge point is offline and did not reconnect in time",
                 getattr(call, "action", None),
             )
 

@@ -127,16 +127,18 @@ class TopicTemplate:
         """The topic with every placeholder replaced by its (escaped) value."""
         return _PLACEHOLDER.sub(lambda m: escape(values.get(m.group(1), "")), self.text)
 
-    def subscription(self, values: Mapping[str, str]) -> str:
+    def subscription(self, values: Mapping[str, str], *, any_cid: bool = False) -> str:
         """
-        The subscription filter of a downstream template for one charge point.
+        The subscription filter of a downstream template for one charge point
+        (for every charge point with ``any_cid``).
 
         A level that holds a per-message placeholder becomes ``+``.
         """
+        wild = PER_MESSAGE | {"cid"} if any_cid else PER_MESSAGE
         levels = []
         for level in self.text.split("/"):
             names = set(_PLACEHOLDER.findall(level))
-            if names & PER_MESSAGE:
+            if names & wild:
                 levels.append("+")
             else:
                 levels.append(_PLACEHOLDER.sub(lambda m: escape(values.get(m.group(1), "")), level))

@@ -40,7 +40,11 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.envelopes: list[Envelope] = []
+        self.invalid: list[str] = []
         self.failing = False
+
+    def publish_invalid(self, charge_point: str, version: str, frame: str) -> None:
+        self.invalid.append(frame)
 
     def publish(self, envelope: Envelope) -> Deferred[None]:
         self.envelopes.append(envelope)
@@ -78,4 +82,9 @@ class FakeMQTT:
         self.handler(topic, data)
 
     def json(self) -> list[tuple[str, Any]]:
-        return [(t, json.loads(p)) for t, p, _, _ in self.published]
+        """Every non-retained message published, decoded."""
+        return [(t, json.loads(p)) for t, p, _, r in self.published if not r]
+
+    def retained(self) -> list[tuple[str, Any]]:
+        """Every retained message published (presence), decoded."""
+        return [(t, json.loads(p)) for t, p, _, r in self.published if r]

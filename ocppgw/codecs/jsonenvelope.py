@@ -10,7 +10,8 @@ The JSON envelope (DESIGN.md), with the field names of the Chargerlink
 Upstream, results and errors also carry the ``Action`` of their CALL, and every
 envelope carries ``Protocol``, ``ChargePointId`` and ``Timestamp``; envelopes
 that the gateway made itself carry ``Origin: "gateway"``, and an answer that
-came after its timeout ``Late: true``.  Downstream, unknown fields are ignored.
+came after its timeout ``Late: true``, and a CALL that the gateway answered
+itself (``[local] heartbeat``) ``Answered: true``.  Downstream, unknown fields are ignored.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def envelope_fields(envelope: Envelope) -> dict[str, Any]:
         out["Origin"] = envelope.origin
     if envelope.late:
         out["Late"] = True
+    if envelope.answered:
+        out["Answered"] = True
     return out
 
 

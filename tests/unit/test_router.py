@@ -15,12 +15,18 @@ from tests.fakes import FakeConnection, FakeMQTT
 BASE = "[listener:ws]\nendpoint = tcp:8080\n[gateway]\nid = gw1\n"
 
 
+CLOCK = Clock()
+
+
 def setup(extra: str = "") -> tuple[Router, FakeMQTT, Session, FakeConnection]:
+    global CLOCK
+    CLOCK = Clock()
+    CLOCK.advance(1_700_000_000)
     mqtt = FakeMQTT()
-    router = Router(parse(BASE + extra), mqtt)
+    router = Router(parse(BASE + extra), mqtt, CLOCK)
     connection = FakeConnection()
-    session = Session("CP1", "ocpp1.6", connection, router, Clock())
-    router.attach(session)
+    session = Session("CP1", "ocpp1.6", connection, router, CLOCK)
+    router.attach(session, "tcp4:192.0.2.1:5555")
     return router, mqtt, session, connection
 
 
@@ -32,11 +38,64 @@ class RouterTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IMQTTClient, mqtt))
 
     def test_subscribes_per_charge_point(self) -> None:
-        """Attaching subscribes the identity's downstream topic; detaching drops it."""
+        """Attaching subscribes the downstream topic; it goes offline_ttl after detach."""
         router, mqtt, session, _ = setup()
-        self.assertEqual(mqtt.subscriptions, {"ocpp/cs/CP1/+/+": 1})
+        self.assertEqual(mqtt.subscriptions, {"ocpp/presence/+": 1, "ocpp/cs/CP1/+/+": 1})
+        session.connection_lost()
         router.detach(session)
-        self.assertEqual(mqtt.subscriptions, {})
+        CLOCK.advance(59)
+        self.assertIn("ocpp/cs/CP1/+/+", mqtt.subscriptions)
+        CLOCK.advance(1)
+        self.assertEqual(mqtt.subscriptions, {"ocpp/presence/+": 1})
+
+    def test_presence(self) -> None:
+        """Connect and disconnect publish retained presence with gateway and version."""
+        router, mqtt, session, _ = setup()
+        session.connection_lost()
+        router.detach(session)
+        (t1, online), (t2, offline) = mqtt.retained()
+        self.assertEqual((t1, t2), ("ocpp/presence/CP1", "ocpp/presence/CP1"))
+        self.assertEqual(online, {"ChargePointId": "CP1", "Online": True, "Gateway": "gw1",
+                                  "Protocol": "ocpp1.6", "Since": "2023-11-14T22:13:20.000Z",
+                                  "RemoteAddress": "tcp4:192.0.2.1:5555"})
+        self.assertEqual((offline["Online"], offline["Gateway"]), (False, "gw1"))
+
+    def test_held_call_delivered_on_reconnect(self) -> None:
+        """A CALL for a charge point within offline_ttl is delivered when it reconnects."""
+        router, mqtt, session, _ = setup()
+        session.connection_lost()
+        router.detach(session)
+        mqtt.deliver("ocpp/cs/CP1/Call/Reset", {"MessageTypeId": 2, "UniqueId": "d1",
+                                                "Action": "Reset", "Payload": {"type": "Soft"}})
+        self.assertEqual(mqtt.json(), [])
+        CLOCK.advance(30)
+        connection = FakeConnection()
+        new = Session("CP1", "ocpp1.6", connection, router, CLOCK)
+        router.attach(new)
+        self.assertEqual(connection.sent(), [[2, "d1", "Reset", {"type": "Soft"}]])
+        new.frame_received('[3,"d1",{"status":"Accepted"}]')
+        CLOCK.advance(60)
+        self.assertEqual([(t, e["MessageTypeId"]) for t, e in mqtt.json()],
+                         [("ocpp/cp/Reply/CP1", 3)])
+
+    def test_newer_connection_elsewhere_wins(self) -> None:
+        """Another instance's newer presence for a connected identity closes ours."""
+        _router, mqtt, _, connection = setup()
+        older = {"ChargePointId": "CP1", "Online": True, "Gateway": "gw2",
+                 "Since": "2023-11-14T22:13:19.000Z"}
+        mqtt.deliver("ocpp/presence/CP1", older)
+        self.assertIsNone(connection.closed)
+        newer = dict(older, Since="2023-11-14T22:13:21.000Z")
+        mqtt.deliver("ocpp/presence/CP1", newer)
+        self.assertEqual(connection.closed, (1000, "replaced"))
+
+    def test_stale_own_presence_cleared(self) -> None:
+        """A retained 'online' of this gateway for an identity it lacks is set offline."""
+        _router, mqtt, _, _ = setup()
+        mqtt.deliver("ocpp/presence/CP9", {"ChargePointId": "CP9", "Online": True,
+                                           "Gateway": "gw1", "Since": "x"})
+        topic, body = mqtt.retained()[-1]
+        self.assertEqual((topic, body["Online"]), ("ocpp/presence/CP9", False))
 
     def test_topics_by_message_type(self) -> None:
         """CALL, CALLRESULT and CALLERROR go to topic, reply_topic and error_topic."""
@@ -64,8 +123,9 @@ class RouterTests(SynchronousTestCase):
         mqtt.deliver("ocpp/cs/CP1/Reply/Heartbeat",
                      {"MessageTypeId": 3, "UniqueId": "1", "Payload": {"currentTime": "t"}})
         session.frame_received('[2,"2","Authorize",{"idTag":"x"}]')
-        self.assertEqual(mqtt.published[0][:2], ("hb/CP1", b'[2,"1","Heartbeat",{}]'))
-        self.assertEqual(mqtt.published[1][0], "ocpp/cp/CP1/Authorize")
+        published = [p for p in mqtt.published if not p[3]]
+        self.assertEqual(published[0][:2], ("hb/CP1", b'[2,"1","Heartbeat",{}]'))
+        self.assertEqual(published[1][0], "ocpp/cp/CP1/Authorize")
 
     def test_invalid_downstream_envelope(self) -> None:
         """A downstream payload that is not a valid envelope gets an Invalid error envelope."""
@@ -88,9 +148,11 @@ class RouterTests(SynchronousTestCase):
         self.assertIn("not an error code of ocpp1.6", mqtt.json()[-1][1]["ErrorDescription"])
 
     def test_offline_charge_point(self) -> None:
-        """A message for an identity without a session gets an Offline error envelope."""
+        """After offline_ttl, a message for the identity gets an Offline error envelope."""
         router, mqtt, session, _ = setup()
+        session.connection_lost()
         router.detach(session)
+        CLOCK.advance(60)
         mqtt.deliver("ocpp/cs/CP1/Call/Reset",
                      {"MessageTypeId": 2, "UniqueId": "d1", "Action": "Reset", "Payload": {}})
         env = mqtt.json()[-1][1]
@@ -98,10 +160,13 @@ class RouterTests(SynchronousTestCase):
                          ("Offline", "d1", "Reset"))
 
     def test_replacement_keeps_subscription(self) -> None:
-        """A second session for an identity replaces the first without resubscribing."""
-        router, mqtt, old, _ = setup()
-        new = Session("CP1", "ocpp2.0.1", FakeConnection(), router, Clock())
-        self.assertIs(router.attach(new), old)
+        """A second connection for an identity closes the first ("replaced")."""
+        router, mqtt, old, old_connection = setup()
+        new = Session("CP1", "ocpp2.0.1", FakeConnection(), router, CLOCK)
+        router.attach(new)
+        self.assertEqual(old_connection.closed, (1000, "replaced"))
+        self.assertFalse(old.connected)
         router.detach(old)
-        self.assertEqual(mqtt.subscriptions, {"ocpp/cs/CP1/+/+": 1})
+        CLOCK.advance(120)
+        self.assertEqual(mqtt.subscriptions, {"ocpp/presence/+": 1, "ocpp/cs/CP1/+/+": 1})
         self.assertIs(router.session("CP1"), new)

@@ -210,16 +210,41 @@ class DownstreamTests(SynchronousTestCase):
         assert isinstance(err, CallError)
         self.assertEqual(err.error_code, "Invalid")
 
-    def test_disconnect_fails_everything_pending(self) -> None:
-        """On disconnect, the in-flight CALL and every queued one get an error envelope."""
+    def test_disconnect_fails_in_flight_and_holds_queue(self) -> None:
+        """On disconnect the in-flight CALL fails; queued ones wait until expire()."""
         session, _, upstream, clock = make()
         session.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
         session.deliver(Envelope(Call("d1", "Reset", {"type": "Soft"})))
         session.connection_lost()
-        codes = [(e.message.unique_id, e.message.error_code) for e in upstream.envelopes
-                 if isinstance(e.message, CallError)]
-        self.assertEqual(codes, [("d0", "Disconnected"), ("d1", "Offline")])
+
+        def codes() -> list[tuple[str, str]]:
+            return [(e.message.unique_id, e.message.error_code) for e in upstream.envelopes
+                    if isinstance(e.message, CallError)]
+
+        self.assertEqual(codes(), [("d0", "Disconnected")])
+        self.assertEqual(session.queued(), 1)
         self.assertEqual(clock.getDelayedCalls(), [])
+        session.expire()
+        self.assertEqual(codes(), [("d0", "Disconnected"), ("d1", "Offline")])
+
+    def test_adopt_moves_queue_to_new_connection(self) -> None:
+        """A reconnection takes the held CALLs and sends the first at once."""
+        old, _, _, _ = make()
+        old.connection_lost()
+        old.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        new, connection, _, _ = make()
+        new.adopt(old)
+        self.assertEqual([f[1] for f in connection.sent()], ["d0"])
+        self.assertEqual(old.queued(), 0)
+
+    def test_replaced_in_flight_error(self) -> None:
+        """A replaced connection's in-flight CALL gets a Replaced error envelope."""
+        session, _, upstream, _ = make()
+        session.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        session.connection_lost(replaced=True)
+        err = upstream.envelopes[-1].message
+        assert isinstance(err, CallError)
+        self.assertEqual((err.unique_id, err.error_code, err.action), ("d0", "Replaced", "Reset"))
 
     def test_callresulterror_passed_on(self) -> None:
         """A 2.1 CALLRESULTERROR from the backend is sent to the charge point."""

@@ -60,6 +60,7 @@ def test_subscription_and_match() -> None:
     assert t.charge_point_of("ocpp/cs/CP 1/RemoteStartTransaction/x") == "CP 1"
     assert t.charge_point_of("ocpp/cs/CP 1/too/many/levels") is None
     assert t.charge_point_of("other/cs/CP 1/a/b") is None
+    assert t.subscription({}, any_cid=True) == "ocpp/cs/+/+/+"
 
 
 def test_match_with_escaped_identity_and_hash() -> None:
