@@ -137,6 +137,11 @@ class GatewayService(MultiService):
         yield gateway.mqtt.stop()
         if self.broker is not None:
             yield self.broker.stopService()
+        # twistd re-raises SIGTERM/SIGINT on itself after the reactor stops
+        # (exit status 143/130). This stop was orderly and complete, so the
+        # gateway exits 0, as supervisors expect of a clean shutdown.
+        if getattr(gateway.reactor, "_exitSignal", None) is not None:
+            gateway.reactor._exitSignal = None
 
 
 async def _stop(service: Service) -> None:
