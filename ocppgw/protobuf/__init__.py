@@ -261,6 +261,15 @@ def payload_from_proto(
         )
     try:
         msg = entry.cls.FromString(data)
+        size = msg.ByteSize()
+        msg.DiscardUnknownFields()
+        if msg.ByteSize() != size:
+            # Fields this .proto does not know (or known numbers with another
+            # wire type): the sender's .proto differs; refuse rather than drop.
+            raise PayloadError(
+                f"Payload has fields that {S.message_name(action, is_request)} of {version} "
+                "does not define (is the backend's .proto current?)"
+            )
         return _read(msg, entry.plan)
     except PayloadError:
         raise
@@ -337,9 +346,13 @@ def _fill(msg: Any, plan: _Plan, obj: object) -> None:
             if type(value) is not list:
                 raise _Unrepresentable(name)
             if not value:
-                if f.alt is None:
+                # A required list always decodes (as [] when empty); an
+                # optional one needs its _empty mark, which only lists that
+                # may be empty have (a minItems >= 1 list cannot be []).
+                if f.alt is not None:
+                    setattr(msg, f.alt, True)
+                elif not f.required:
                     raise _Unrepresentable(f"{name} cannot be empty")
-                setattr(msg, f.alt, True)
                 continue
             container = getattr(msg, name)
             if f.plan is not None:
