@@ -94,28 +94,66 @@ _EXPECTED = {
 }
 
 
+# What _fill does with a property, and what _read does with a protobuf field.
+_E_STR, _E_INT, _E_BOOL, _E_NUM, _E_ENUM, _E_JSON, _E_MSG, _E_LIST = range(8)
+_D_PLAIN, _D_ENUM, _D_JSON, _D_MSG, _D_LIST, _D_ENUMS, _D_JSONS, _D_MSGS = range(8)
+_D_EMPTY, _D_RAW, _D_TEXT = range(8, 11)
+_E_OPS = {
+    S.Kind.STRING: _E_STR,
+    S.Kind.INT: _E_INT,
+    S.Kind.BOOL: _E_BOOL,
+    S.Kind.NUMBER: _E_NUM,
+    S.Kind.ENUM: _E_ENUM,
+    S.Kind.JSON: _E_JSON,
+    S.Kind.MESSAGE: _E_MSG,
+}
+_D_OPS = {S.Kind.ENUM: (_D_ENUM, _D_ENUMS), S.Kind.JSON: (_D_JSON, _D_JSONS)}
+_D_OPS[S.Kind.MESSAGE] = (_D_MSG, _D_MSGS)
+
+
 @dataclass(eq=False)
 class _Field:
     name: str
     kind: S.Kind
     repeated: bool
     required: bool
-    alt: str | None
-    enum_numbers: dict[str, int] | None = None
-    enum_strings: dict[int, str] | None = None
-    plan: _Plan | None = None
+    #: The alternative field's name, or "" (schema.Prop.alt_name).
+    alt: str
+    enum_numbers: dict[str, int] = field(default_factory=dict)
+    enum_strings: dict[int, str] = field(default_factory=dict)
+    #: For messages; an empty plan otherwise.
+    plan: _Plan = field(default_factory=lambda: _Plan())
+
+    @property
+    def encode_op(self) -> int:
+        return _E_LIST if self.repeated else _E_OPS[self.kind]
+
+    @property
+    def decode_op(self) -> int:
+        single, many = _D_OPS.get(self.kind, (_D_PLAIN, _D_LIST))
+        return many if self.repeated else single
+
+    @property
+    def alt_op(self) -> int:
+        if self.repeated:
+            return _D_EMPTY
+        return _D_RAW if self.kind is S.Kind.ENUM else _D_TEXT
 
 
 @dataclass(eq=False)
 class _Plan:
     """How one object schema maps onto one message type."""
 
-    fields: dict[str, _Field] = field(default_factory=dict)
-    #: Proto field name (main or alternative) -> (its property, is the alternative).
-    by_proto_name: dict[str, tuple[_Field, bool]] = field(default_factory=dict)
+    #: JSON name -> (encode op, property).
+    fields: dict[str, tuple[int, _Field]] = field(default_factory=dict)
+    #: Proto field name (main or alternative) -> (decode op, property).
+    by_proto_name: dict[str, tuple[int, _Field]] = field(default_factory=dict)
     required: tuple[str, ...] = ()
     #: Required properties whose field has no presence: (name, default factory).
     implicit: tuple[tuple[str, Callable[[], Any]], ...] = ()
+
+
+_UNKNOWN = (-1, _Field("", S.Kind.JSON, False, False, ""))
 
 
 class _SchemaMismatch(Exception):
@@ -146,15 +184,15 @@ def _build(node: S.JSONSchema, root: S.JSONSchema, desc: Any, depth: int = 0) ->
         alt = prop.alt_name
         if alt is not None and alt not in desc.fields_by_name:
             raise _SchemaMismatch(f"{desc.full_name}.{alt} is missing")
-        f = _Field(prop.name, prop.kind, prop.repeated, prop.required, alt)
+        f = _Field(prop.name, prop.kind, prop.repeated, prop.required, alt or "")
         if prop.kind is S.Kind.ENUM:
             f.enum_numbers, f.enum_strings = _enum_table(fd.enum_type, prop.schema["enum"])
         elif prop.kind is S.Kind.MESSAGE:
             f.plan = _build(prop.schema, root, fd.message_type, depth + 1)
-        plan.fields[prop.name] = f
-        plan.by_proto_name[prop.name] = (f, False)
+        plan.fields[prop.name] = (f.encode_op, f)
+        plan.by_proto_name[prop.name] = (f.decode_op, f)
         if alt is not None:
-            plan.by_proto_name[alt] = (f, True)
+            plan.by_proto_name[alt] = (f.alt_op, f)
         if prop.required and (prop.repeated or fd.type not in (_T_MESSAGE, _T_BYTES)):
             if prop.repeated:
                 implicit.append((prop.name, list))
@@ -292,39 +330,39 @@ def json_bytes(value: object) -> bytes:
 # -- JSON -> protobuf ---------------------------------------------------------
 
 
-def _check_scalar(f: _Field, value: Any) -> Any:
+def _item(f: _Field, value: Any) -> Any:
+    """The protobuf value of one list item (list items have no alternative)."""
     kind = f.kind
     t = type(value)
     if kind is S.Kind.STRING:
-        if t is not str:
-            raise _Unrepresentable(f.name)
-        return value
-    if kind is S.Kind.INT:
-        if t is float and value.is_integer():
-            value = int(value)
-        elif t is not int:
-            raise _Unrepresentable(f.name)
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise _Unrepresentable(f.name)
-        return value
-    if kind is S.Kind.BOOL:
-        if t is not bool:
-            raise _Unrepresentable(f.name)
-        return value
-    if kind is S.Kind.ENUM:
-        if t is not str or f.enum_numbers is None:
-            raise _Unrepresentable(f.name)
-        number = f.enum_numbers.get(value)
-        if number is None:  # a list item has no raw alternative
-            raise _Unrepresentable(f.name)
-        return number
-    if kind is S.Kind.NUMBER:
+        if t is str:
+            return value
+    elif kind is S.Kind.INT:
+        return _int(f.name, value)
+    elif kind is S.Kind.ENUM:
+        number = f.enum_numbers.get(value) if t is str else None
+        if number is not None:
+            return number
+    elif kind is S.Kind.NUMBER:
         if t is float or (t is int and _exact_double(value)):
             return value
-        raise _Unrepresentable(f.name)
-    if kind is S.Kind.JSON:
+    elif kind is S.Kind.BOOL:
+        if t is bool:
+            return value
+    elif kind is S.Kind.JSON:
         return json_bytes(value)
     raise _Unrepresentable(f.name)
+
+
+def _int(name: str, value: Any) -> int:
+    t = type(value)
+    if t is float and value.is_integer():
+        value = int(value)  # 1.0 is an integer to JSON Schema draft 6
+    elif t is not int:
+        raise _Unrepresentable(name)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise _Unrepresentable(name)
+    return int(value)
 
 
 def _exact_double(value: int) -> bool:
@@ -339,49 +377,59 @@ def _fill(msg: Any, plan: _Plan, obj: object) -> None:
         raise _Unrepresentable("not an object")
     fields = plan.fields
     for name, value in obj.items():
-        f = fields.get(name)
-        if f is None:
-            raise _Unrepresentable(f"unknown property {name}")
-        if f.repeated:
-            if type(value) is not list:
+        op, f = fields.get(name, _UNKNOWN)
+        t = type(value)
+        if op == _E_STR:
+            if t is not str:
+                raise _Unrepresentable(name)
+            setattr(msg, name, value)
+        elif op == _E_ENUM:
+            number = f.enum_numbers.get(value) if t is str else None
+            if number is not None:
+                setattr(msg, name, number)
+            elif t is str:
+                setattr(msg, f.alt, value)
+            else:
+                raise _Unrepresentable(name)
+        elif op == _E_MSG:
+            sub = getattr(msg, name)
+            sub.SetInParent()
+            _fill(sub, f.plan, value)
+        elif op == _E_INT:
+            setattr(msg, name, _int(name, value))
+        elif op == _E_NUM:
+            if t is float or (t is int and _exact_double(value)):
+                setattr(msg, name, value)
+            elif t is int:
+                setattr(msg, f.alt, str(value))
+            else:
+                raise _Unrepresentable(name)
+        elif op == _E_BOOL:
+            if t is not bool:
+                raise _Unrepresentable(name)
+            setattr(msg, name, value)
+        elif op == _E_JSON:
+            setattr(msg, name, json_bytes(value))
+        elif op == _E_LIST:
+            if t is not list:
                 raise _Unrepresentable(name)
             if not value:
                 # A required list always decodes (as [] when empty); an
                 # optional one needs its _empty mark, which only lists that
                 # may be empty have (a minItems >= 1 list cannot be []).
-                if f.alt is not None:
+                if f.alt:
                     setattr(msg, f.alt, True)
                 elif not f.required:
                     raise _Unrepresentable(f"{name} cannot be empty")
                 continue
             container = getattr(msg, name)
-            if f.plan is not None:
+            if f.kind is S.Kind.MESSAGE:
                 for item in value:
                     _fill(container.add(), f.plan, item)
             else:
-                container.extend([_check_scalar(f, item) for item in value])
-        elif f.plan is not None:
-            sub = getattr(msg, name)
-            sub.SetInParent()
-            _fill(sub, f.plan, value)
-        elif f.kind is S.Kind.ENUM:
-            number = f.enum_numbers.get(value) if type(value) is str else None  # type: ignore[union-attr]
-            if number is not None:
-                setattr(msg, name, number)
-            elif type(value) is str:
-                setattr(msg, f.alt, value)  # type: ignore[arg-type]
-            else:
-                raise _Unrepresentable(name)
-        elif f.kind is S.Kind.NUMBER:
-            t = type(value)
-            if t is float or (t is int and _exact_double(value)):
-                setattr(msg, name, value)
-            elif t is int:
-                setattr(msg, f.alt, str(value))  # type: ignore[arg-type]
-            else:
-                raise _Unrepresentable(name)
+                container.extend([_item(f, item) for item in value])
         else:
-            setattr(msg, name, _check_scalar(f, value))
+            raise _Unrepresentable(f"unknown property {name}")
     for name in plan.required:
         if name not in obj:
             raise _Unrepresentable(f"missing {name}")
@@ -390,45 +438,48 @@ def _fill(msg: Any, plan: _Plan, obj: object) -> None:
 # -- protobuf -> JSON ---------------------------------------------------------
 
 
-def _scalar_out(f: _Field, value: Any) -> Any:
-    kind = f.kind
-    if kind is S.Kind.ENUM:
-        text = f.enum_strings.get(value) if f.enum_strings is not None else None
-        if text is None:
-            raise PayloadError(f"{f.name}: enum number {value} is not a value of the schema")
-        return text
-    if kind is S.Kind.JSON:
-        try:
-            return loads(value)
-        except (ValueError, RecursionError):
-            raise PayloadError(f"{f.name} is not UTF-8 JSON") from None
-    return value
+def _enum_string(f: _Field, number: int) -> str:
+    text = f.enum_strings.get(number)
+    if text is None:
+        raise PayloadError(f"{f.name}: enum number {number} is not a value of the schema")
+    return text
+
+
+def _json_value(f: _Field, data: bytes) -> Any:
+    try:
+        return loads(data)
+    except (ValueError, RecursionError):
+        raise PayloadError(f"{f.name} is not UTF-8 JSON") from None
 
 
 def _read(msg: Any, plan: _Plan) -> JSONObject:
     out: JSONObject = {}
     by_name = plan.by_proto_name
     for fd, value in msg.ListFields():
-        f, is_alt = by_name[fd.name]
-        name = f.name
-        if is_alt:
-            if f.repeated:
-                if value:
-                    out[name] = []
-            elif f.kind is S.Kind.NUMBER:
-                out[name] = _number_text(name, value)
-            else:
-                out[name] = value
-        elif f.repeated:
-            if f.plan is not None:
-                sub = f.plan
-                out[name] = [_read(item, sub) for item in value]
-            else:
-                out[name] = [_scalar_out(f, item) for item in value]
-        elif f.plan is not None:
-            out[name] = _read(value, f.plan)
-        else:
-            out[name] = _scalar_out(f, value)
+        op, f = by_name[fd.name]
+        if op == _D_PLAIN:
+            out[f.name] = value
+        elif op == _D_ENUM:
+            out[f.name] = _enum_string(f, value)
+        elif op == _D_MSGS:
+            sub = f.plan
+            out[f.name] = [_read(item, sub) for item in value]
+        elif op == _D_MSG:
+            out[f.name] = _read(value, f.plan)
+        elif op == _D_LIST:
+            out[f.name] = list(value)
+        elif op == _D_ENUMS:
+            out[f.name] = [_enum_string(f, item) for item in value]
+        elif op == _D_JSON:
+            out[f.name] = _json_value(f, value)
+        elif op == _D_JSONS:
+            out[f.name] = [_json_value(f, item) for item in value]
+        elif op == _D_RAW:
+            out[f.name] = value
+        elif op == _D_TEXT:
+            out[f.name] = _number_text(f.name, value)
+        elif value:  # _D_EMPTY
+            out[f.name] = []
     for name, default in plan.implicit:
         if name not in out:
             out[name] = default()
