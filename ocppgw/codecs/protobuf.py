@@ -33,7 +33,12 @@ from ocppgw.protobuf import (
     payload_to_proto,
 )
 
-message_pb2 = generated_module("message_pb2")
+try:
+    message_pb2 = generated_module("message_pb2")
+except Exception as e:
+    # protobuf's runtime_version.VersionError is no ImportError: the generated
+    # modules need a runtime at least as new as the protoc that made them.
+    raise ImportError(f"the protobuf profile cannot load its generated modules: {e}") from e
 
 _ERROR_NUMBERS: dict[str, int] = {
     v.name: v.number for v in message_pb2.ErrorType.DESCRIPTOR.values if v.number != 0

@@ -27,8 +27,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.internal.conjecture import utils as conjecture_utils
+from zope.interface.verify import verifyObject
 
-from ocppgw.codecs import get
+from ocppgw.codecs import ICodec, get
 from ocppgw.codecs.protobuf import ProtobufCodec, wrapper_of
 from ocppgw.envelope import GATEWAY_ERROR_CODES, CodecError, DecodeContext, Envelope
 from ocppgw.messages import Call, CallError, CallResult, CallResultError, Message, Send
@@ -443,6 +444,13 @@ def _messages(version: str) -> list[Message]:
     return out
 
 
+def test_codec_is_registered_and_provides_icodec() -> None:
+    """The registry serves ProtobufCodec as "protobuf" and it provides ICodec."""
+    codec = get("protobuf")
+    assert isinstance(codec, ProtobufCodec)
+    assert verifyObject(ICodec, codec)
+
+
 @pytest.mark.parametrize("version", SUPPORTED)
 def test_wrapper_roundtrip_every_message_type(version: str) -> None:
     """Each message type of the version, "-1" ids included, decodes to the message encoded."""
@@ -579,18 +587,11 @@ def _descriptor_and_imports(path: Path) -> tuple[bytes, list[str]]:
 def test_generated_files_are_current(tmp_path: Path) -> None:
     """The committed .proto files and generated modules equal a fresh `make proto` run."""
     proto_dir, python_dir = tmp_path / "proto", tmp_path / "py"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tools/genproto.py"),
-            "--proto-dir",
-            str(proto_dir),
-            "--python-dir",
-            str(python_dir),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cmd = [sys.executable, str(ROOT / "tools/genproto.py")]
+    cmd += ["--proto-dir", str(proto_dir), "--python-dir", str(python_dir)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # It needs grpcio-tools (python -m grpc_tools.protoc), like `make proto`.
+    assert done.returncode == 0, f"tools/genproto.py failed:\n{done.stderr[-2000:]}"
     stale = []
     for fresh in sorted((proto_dir / "ocppgw").glob("*.proto")):
         committed = ROOT / "proto/ocppgw" / fresh.name
