@@ -213,6 +213,8 @@ class _Entry:
     cls: Any
 
 
+_NO_ENTRY = _Entry(None, None)
+#: One entry per (version, action, direction) of the schemas: bounded.
 _CACHE: dict[tuple[str, str, bool], _Entry] = {}
 _LOCK = threading.Lock()
 
@@ -222,6 +224,9 @@ def _entry(version: str, action: str, is_request: bool) -> _Entry:
     entry = _CACHE.get(key)
     if entry is not None:
         return entry
+    if action not in S.actions(version):
+        # Not cached: actions come from charge points, and may be anything.
+        return _NO_ENTRY
     with _LOCK:
         entry = _CACHE.get(key)
         if entry is None:
@@ -233,16 +238,16 @@ def _entry(version: str, action: str, is_request: bool) -> _Entry:
 def _make_entry(version: str, action: str, is_request: bool) -> _Entry:
     root = S.load(version, action, is_request) if version in S.VERSION_DIRS else None
     if root is None:
-        return _Entry(None, None)
+        return _NO_ENTRY
     cls = getattr(_module(version), S.message_name(action, is_request), None)
     if cls is None:
-        return _Entry(None, None)
+        return _NO_ENTRY
     try:
         return _Entry(_build(root, root, cls.DESCRIPTOR), cls)
     except (_SchemaMismatch, ValueError, KeyError):
         # The installed schemas and the generated modules disagree: carry this
         # action as JSON rather than guess (the staleness test catches it).
-        return _Entry(None, None)
+        return _NO_ENTRY
 
 
 def has_typed_form(version: str, action: str, is_request: bool) -> bool:

@@ -141,15 +141,18 @@ def message_name(action: str, is_request: bool) -> str:
     return action + ("Request" if is_request else "Response")
 
 
-@cache
 def load(version: str, action: str, is_request: bool) -> JSONSchema | None:
     """The schema of one payload, or ``None`` if ``version`` has no such action."""
     files = actions(version).get(action)
     if files is None:
+        # Not cached: actions come from charge points, and may be anything.
         return None
     name = files[0] if is_request else files[1]
-    if name is None:
-        return None
+    return None if name is None else _load_file(version, name)
+
+
+@cache
+def _load_file(version: str, name: str) -> JSONSchema:
     text = (schema_dir(version) / name).read_text(encoding="utf-8-sig")
     schema: JSONSchema = json.loads(text)
     return schema
