@@ -1,0 +1,156 @@
+"""
+The protobuf profile: the ``Message`` wrapper of proto/ocppgw/message.proto.
+
+Fields 1-6 are the Chargerlink guide's (MessageTypeId, UniqueId, Action,
+ErrorCode, ErrorDescription, Payload); the gateway adds ErrorDetails, Protocol,
+PayloadEncoding, ChargePointId, Timestamp, Origin, Late and ErrorCodeText from
+field 7 on.  Payload is the typed ``<Action>Request``/``<Action>Response`` of
+the version's .proto, or the payload's JSON text when PayloadEncoding is JSON
+(:mod:`ocppgw.protobuf`).  docs/protobuf.md describes it for backend authors.
+
+Downstream, a CALLRESULT needs its Action to decode a typed payload: the
+wrapper's Action if set, else the Action of the pending CALL with that id
+(:attr:`DecodeContext.action_of`).  The fields are checked by
+:func:`~ocppgw.codecs.fields.message_from_fields`, as for the JSON envelope.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zope.interface import implementer
+
+from ocppgw.codecs import ICodec
+from ocppgw.codecs.fields import message_from_fields
+from ocppgw.envelope import CodecError, DecodeContext, Envelope
+from ocppgw.messages import CallError, CallResult, CallResultError, MessageType, loads
+from ocppgw.protobuf import (
+    PayloadEncoding,
+    PayloadError,
+    generated_module,
+    json_bytes,
+    payload_from_proto,
+    payload_to_proto,
+)
+
+try:
+    message_pb2 = generated_module("message_pb2")
+except Exception as e:
+    # protobuf's runtime_version.VersionError is no ImportError: the generated
+    # modules need a runtime at least as new as the protoc that made them.
+    raise ImportError(f"the protobuf profile cannot load its generated modules: {e}") from e
+
+_ERROR_NUMBERS: dict[str, int] = {
+    v.name: v.number for v in message_pb2.ErrorType.DESCRIPTOR.values if v.number != 0
+}
+_ERROR_NAMES: dict[int, str] = {n: s for s, n in _ERROR_NUMBERS.items()}
+
+
+def wrapper_of(envelope: Envelope) -> Any:
+    """The ``ocppgw.message.Message`` that carries ``envelope``."""
+    message = envelope.message
+    out = message_pb2.Message()
+    out.MessageTypeId = int(message.message_type)
+    out.UniqueId = message.unique_id
+    if message.action is not None:
+        out.Action = message.action
+    if isinstance(message, CallError | CallResultError):
+        number = _ERROR_NUMBERS.get(message.error_code)
+        if number is not None:
+            out.ErrorCode = number
+        else:
+            out.ErrorCodeText = message.error_code
+        out.ErrorDescription = message.error_description
+        if message.error_details:
+            out.ErrorDetails = json_bytes(message.error_details)
+    else:
+        version, action = envelope.version, message.action
+        if version is not None and action is not None:
+            is_request = not isinstance(message, CallResult)
+            data, encoding = payload_to_proto(version, action, is_request, message.payload)
+        else:
+            # Without version and Action there is no typed message to use.
+            data, encoding = json_bytes(message.payload), PayloadEncoding.JSON
+        out.Payload = data
+        out.PayloadEncoding = int(encoding)
+    if envelope.version is not None:
+        out.Protocol = envelope.version
+    if envelope.charge_point is not None:
+        out.ChargePointId = envelope.charge_point
+    if envelope.timestamp is not None:
+        out.Timestamp = envelope.timestamp
+    if envelope.origin is not None:
+        out.Origin = envelope.origin
+    if envelope.late:
+        out.Late = True
+    return out
+
+
+@implementer(ICodec)
+class ProtobufCodec:
+    name = "protobuf"
+
+    def encode(self, envelope: Envelope) -> bytes:
+        data: bytes = wrapper_of(envelope).SerializeToString()
+        return data
+
+    def decode(self, data: bytes, context: DecodeContext) -> Envelope:
+        try:
+            wrapper = message_pb2.Message.FromString(data)
+        except Exception as e:  # DecodeError, and others on odd input
+            raise CodecError(f"payload is not an ocppgw.message.Message: {str(e)[:120]}") from None
+        version = context.version
+        if wrapper.Protocol and wrapper.Protocol != version:
+            raise CodecError(
+                f"Protocol is {wrapper.Protocol!r} but the charge point speaks {version}"
+            )
+        type_id = int(wrapper.MessageTypeId)
+        unique_id = wrapper.UniqueId
+        action: str | None = wrapper.Action or None
+        payload: object = None
+        code: str | None = None
+        details: object = None
+        if type_id in (MessageType.CALL, MessageType.SEND, MessageType.CALLRESULT):
+            payload = self._payload(wrapper, type_id, unique_id, action, context)
+        elif type_id in (MessageType.CALLERROR, MessageType.CALLRESULTERROR):
+            code = wrapper.ErrorCodeText or _ERROR_NAMES.get(int(wrapper.ErrorCode))
+            if wrapper.ErrorDetails:
+                try:
+                    details = loads(wrapper.ErrorDetails)
+                except (ValueError, RecursionError):
+                    raise CodecError("ErrorDetails is not UTF-8 JSON") from None
+        message = message_from_fields(
+            version, type_id, unique_id, action, payload, code, wrapper.ErrorDescription, details
+        )
+        if isinstance(message, CallResult) and action is not None:
+            message = CallResult(message.unique_id, message.payload, action)
+        return Envelope(message, version=version)
+
+    def _payload(
+        self,
+        wrapper: Any,
+        type_id: int,
+        unique_id: str,
+        action: str | None,
+        context: DecodeContext,
+    ) -> object:
+        encoding = int(wrapper.PayloadEncoding)
+        if type_id == MessageType.CALLRESULT and action is None:
+            action = context.action_of(unique_id)
+        if action is None:
+            if encoding != PayloadEncoding.JSON:
+                if type_id == MessageType.CALLRESULT:
+                    raise CodecError(
+                        f"CALLRESULT {unique_id!r} has no Action and matches no pending CALL, "
+                        "so its typed Payload cannot be read; set Action or send the "
+                        "payload as JSON (PayloadEncoding JSON)"
+                    )
+                return None  # message_from_fields names the missing Action
+            action = ""
+        try:
+            is_request = type_id != MessageType.CALLRESULT
+            return payload_from_proto(
+                context.version, action, is_request, wrapper.Payload, encoding
+            )
+        except PayloadError as e:
+            raise CodecError(f"Payload: {e}") from None

@@ -1,0 +1,284 @@
+#!/usr/bin/env python
+"""
+Generate proto/ocppgw/v16.proto, v201.proto, v21.proto from the OCPP JSON
+schemas of the PyPI ``ocpp`` package, then the Python modules of every .proto
+in proto/ocppgw/ into ocppgw/protobuf/generated/.
+
+Run it as ``make proto``.  The mapping rules live in ocppgw/protobuf/schema.py
+(shared with the converter) and are described in docs/protobuf.md; this tool
+only adds names:
+
+- a 2.x ``$ref`` definition keeps its name (``IdTokenType``); an inline object
+  or enum (all of 1.6) is named after its property (``SampledValue``,
+  ``MeasurandEnum``), qualified by its parent's name when the same name would
+  stand for different shapes (``BootNotificationResponseStatusEnum``);
+- enum values are prefixed with their enum's name, because protobuf scopes them
+  as siblings of the enum (C++ rules), and carry their wire string in the
+  ``(ocppgw.json_value)`` option.
+
+Usage: genproto.py [--proto-dir DIR] [--python-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ocppgw.protobuf import schema as S  # noqa: E402
+from ocppgw.versions import SUPPORTED  # noqa: E402
+
+#: Hand-written .proto files in proto/ocppgw/, compiled with the generated ones.
+HAND_WRITTEN = ("options.proto", "message.proto")
+GENERATED_IMPORT = "ocppgw.protobuf.generated"
+
+_DESCRIPTIVE = {"description", "javaType", "comment", "$id", "title", "$schema", "default"}
+
+
+def _shape(node: Any, root: S.JSONSchema, depth: int = 0) -> Any:
+    """``node`` fully resolved, without descriptive keywords: equal shapes map equally."""
+    if depth > 64:
+        raise ValueError("schema nests too deep (recursive $ref?)")
+    if isinstance(node, dict):
+        if "$ref" in node:
+            node, _ = S.resolve(node, root)
+        return {k: _shape(v, root, depth + 1) for k, v in node.items() if k not in _DESCRIPTIVE}
+    if isinstance(node, list):
+        return [_shape(v, root, depth + 1) for v in node]
+    return node
+
+
+def _key(node: S.JSONSchema, root: S.JSONSchema) -> str:
+    return json.dumps(_shape(node, root), sort_keys=True)
+
+
+def _cap(name: str) -> str:
+    return name[:1].upper() + name[1:]
+
+
+def _upper_snake(text: str) -> str:
+    text = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", text)
+    text = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+    return text.upper()
+
+
+@dataclass
+class _Type:
+    """One occurrence of a message or enum type in the schemas."""
+
+    key: str
+    short: str
+    is_enum: bool
+    node: S.JSONSchema
+    root: S.JSONSchema
+    parent: _Type | None
+    #: The top-level message name, for a top-level occurrence.
+    fixed: str | None = None
+    children: dict[str, _Type] = field(default_factory=dict)
+    name: str = ""
+
+
+def _collect(
+    node: S.JSONSchema, root: S.JSONSchema, occ: _Type, out: list[_Type], depth: int = 0
+) -> None:
+    if depth > 64:
+        raise ValueError("schema nests too deep (recursive $ref?)")
+    for prop in S.properties(node, root):
+        if prop.kind not in (S.Kind.MESSAGE, S.Kind.ENUM):
+            continue
+        is_enum = prop.kind is S.Kind.ENUM
+        short = prop.ref_name or (_cap(prop.name) + ("Enum" if is_enum else ""))
+        child = _Type(_key(prop.schema, root), short, is_enum, prop.schema, root, occ)
+        occ.children[prop.name] = child
+        out.append(child)
+        if not is_enum:
+            _collect(prop.schema, root, child, out, depth + 1)
+
+
+def _assign_names(tops: list[_Type], types: list[_Type]) -> None:
+    """Give every occurrence its type name (see the module docstring)."""
+    reserved = {t.fixed for t in tops}
+    keys_of: dict[str, set[str]] = {}
+    for t in types:
+        keys_of.setdefault(t.short, set()).add(t.key)
+    for t in tops:
+        assert t.fixed is not None
+        t.name = t.fixed
+    taken: dict[str, str] = {}
+    for t in types:  # parents come before their children in this list
+        assert t.parent is not None and t.parent.name
+        if len(keys_of[t.short]) == 1 and t.short not in reserved:
+            t.name = t.short
+        else:
+            t.name = t.parent.name + t.short
+        if taken.setdefault(t.name, t.key) != t.key or t.name in reserved:
+            raise SystemExit(f"genproto: type name {t.name} stands for two shapes")
+
+
+def _enum_values(t: _Type) -> list[tuple[str, str]]:
+    prefix = _upper_snake(re.sub(r"(EnumType|Enum|Type)$", "", t.name) or t.name)
+    out: list[tuple[str, str]] = []
+    used: set[str] = set()
+    for value in t.node["enum"]:
+        if not isinstance(value, str):
+            raise SystemExit(f"genproto: enum {t.name} has a non-string value {value!r}")
+        name = f"{prefix}_{_upper_snake(value) or 'VALUE'}"
+        base, n = name, 2
+        while name in used:
+            name, n = f"{base}_{n}", n + 1
+        used.add(name)
+        out.append((name, value))
+    return out
+
+
+def _render_enum(t: _Type) -> str:
+    prefix = _upper_snake(re.sub(r"(EnumType|Enum|Type)$", "", t.name) or t.name)
+    lines = [f"enum {t.name} {{", f"  {prefix}_UNSPECIFIED = 0;"]
+    for number, (name, value) in enumerate(_enum_values(t), start=1):
+        lines.append(f"  {name} = {number} [(ocppgw.json_value) = {json.dumps(value)}];")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+_SCALARS = {S.Kind.STRING: "string", S.Kind.BOOL: "bool", S.Kind.NUMBER: "double"}
+
+
+def _field_type(prop: S.Prop, t: _Type) -> str:
+    if prop.kind in (S.Kind.MESSAGE, S.Kind.ENUM):
+        return t.children[prop.name].name
+    if prop.kind is S.Kind.INT:
+        return "sint64" if prop.integer_signed else "int64"
+    if prop.kind is S.Kind.JSON:
+        return "bytes"
+    return _SCALARS[prop.kind]
+
+
+def _json_name(name: str) -> str:
+    # protoc derives json_name by dropping underscores (limit_L2 -> limitL2);
+    # OCPP's names must stay as they are.
+    return f' [json_name = "{name}"]' if "_" in name else ""
+
+
+def _note(prop: S.Prop) -> str:
+    if prop.kind is S.Kind.JSON:
+        return "  // JSON"
+    if prop.schema.get("format") == "date-time":
+        return "  // date-time, as sent"
+    return ""
+
+
+def _render_message(t: _Type) -> str:
+    lines = [f"message {t.name} {{"]
+    for prop in S.properties(t.node, t.root):
+        ftype = _field_type(prop, t)
+        decl = f"{prop.name} = {prop.number}{_json_name(prop.name)};{_note(prop)}"
+        if prop.repeated:
+            lines.append(f"  repeated {ftype} {decl}")
+            if prop.alt_name:
+                lines.append(
+                    f"  optional bool {prop.alt_name} = {prop.alt_number};  // present, empty"
+                )
+        elif prop.choice_name:
+            alt = "raw string" if prop.kind is S.Kind.ENUM else "exact text"
+            lines += [
+                f"  oneof {prop.choice_name} {{",
+                f"    {ftype} {decl}",
+                f"    string {prop.alt_name} = {prop.alt_number};  // {alt}",
+                "  }",
+            ]
+        elif prop.required or prop.kind is S.Kind.MESSAGE:
+            lines.append(f"  {ftype} {decl}")
+        else:
+            lines.append(f"  optional {ftype} {decl}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def render_version(version: str) -> str:
+    """The .proto text of one OCPP version."""
+    vdir = S.VERSION_DIRS[version]
+    tops: list[_Type] = []
+    types: list[_Type] = []
+    for action, (req, resp) in S.actions(version).items():
+        for is_request, present in ((True, req), (False, resp)):
+            if present is None:
+                continue
+            root = S.load(version, action, is_request)
+            assert root is not None
+            if not S.is_message(root):
+                raise SystemExit(f"genproto: {version} {present} is not a closed object")
+            top = _Type("", "", False, root, root, None, fixed=S.message_name(action, is_request))
+            tops.append(top)
+            _collect(root, root, top, types)
+    _assign_names(tops, types)
+    blocks = [_render_message(t) for t in tops]
+    seen: dict[str, str] = {}
+    for t in sorted(types, key=lambda t: t.name):
+        text = _render_enum(t) if t.is_enum else _render_message(t)
+        if seen.setdefault(t.name, text) != text:
+            raise SystemExit(f"genproto: {t.name} renders two ways")
+    blocks += [seen[n] for n in sorted(seen)]
+    header = [
+        f"// OCPP {version[4:]} payloads: one <Action>Request and <Action>Response message",
+        "// per action.  Generated by tools/genproto.py from the JSON schemas of the",
+        "// PyPI ocpp package; do not edit, run `make proto`.  Mapping: docs/protobuf.md.",
+        'syntax = "proto3";',
+        "",
+        f"package ocppgw.{vdir};",
+        "",
+        'import "ocppgw/options.proto";',
+        "",
+        f'option go_package = "ocppgw/pb/{vdir};{vdir}pb";',
+        "",
+    ]
+    return "\n".join(header) + "\n" + "\n\n".join(blocks) + "\n"
+
+
+def _fix_imports(text: str) -> str:
+    # protoc writes `from ocppgw import x_pb2`; the modules live in a package.
+    return re.sub(r"^from ocppgw import ", f"from {GENERATED_IMPORT} import ", text, flags=re.M)
+
+
+def generate(proto_dir: Path, python_dir: Path) -> None:
+    """Write the version .proto files into ``proto_dir``/ocppgw and all modules."""
+    src = ROOT / "proto" / "ocppgw"
+    out = proto_dir / "ocppgw"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in HAND_WRITTEN:
+        if (out / name).resolve() != (src / name).resolve():
+            shutil.copyfile(src / name, out / name)
+    for version in SUPPORTED:
+        (out / f"{S.VERSION_DIRS[version]}.proto").write_text(render_version(version))
+    protos = [*HAND_WRITTEN, *(f"{S.VERSION_DIRS[v]}.proto" for v in SUPPORTED)]
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_dir}", f"--python_out={tmp}"]
+        subprocess.run([*cmd, *(f"{proto_dir}/ocppgw/{p}" for p in protos)], check=True)
+        python_dir.mkdir(parents=True, exist_ok=True)
+        init = python_dir / "__init__.py"
+        init.write_text('"""Modules generated by protoc from proto/ocppgw/; run `make proto`."""\n')
+        for p in protos:
+            name = p.replace(".proto", "_pb2.py")
+            text = (Path(tmp) / "ocppgw" / name).read_text()
+            (python_dir / name).write_text(_fix_imports(text))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--proto-dir", type=Path, default=ROOT / "proto")
+    parser.add_argument("--python-dir", type=Path, default=ROOT / "ocppgw/protobuf/generated")
+    args = parser.parse_args()
+    generate(args.proto_dir, args.python_dir)
+
+
+if __name__ == "__main__":
+    main()
