@@ -55,7 +55,12 @@ def _load_builtins() -> None:
     register(RawCodec())
     try:
         from ocppgw.codecs.protobuf import ProtobufCodec
-    except ImportError:  # pragma: no cover - until the protobuf profile lands
+    except ImportError as e:
+        # Say so: a topic configured with codec = protobuf then fails with the
+        # list of known codecs, and this line tells why it is missing.
+        from twisted.logger import Logger
+
+        Logger().error("protobuf codec unavailable: {why}", why=str(e))
         return
     register(ProtobufCodec())
 
