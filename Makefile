@@ -37,12 +37,21 @@ typecheck: install
 	$(VENV)/bin/mypy ocppgw
 
 # pytest exits 5 when it collects no test: that is a failure here too.
+# Unit tests run on every core (pytest-xdist); integration tests run one at a
+# time, since each starts its own broker and gateway.
+PYTEST = $(PY) -m pytest -q -p no:cacheprovider
+define run_pytest
+	$(PYTEST) $(1); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "error: no tests were collected in $(2)" >&2; exit 1; fi; \
+	  exit $$rc
+endef
+
 test: install lint typecheck
-	$(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi; exit $$rc
+	$(call run_pytest,-n auto tests/unit,tests/unit)
+	$(call run_pytest,tests/integration,tests/integration)
 
 unit: install
-	$(PY) -m pytest -q tests/unit
+	$(call run_pytest,-n auto tests/unit,tests/unit)
 
 bench: install
 	$(PY) bench/wire_size.py

@@ -215,7 +215,9 @@ class Session:
             why=error.description,
             frame=text[:200],
         )
-        if error.message_type in (
+        # An answer type the version has: the backend's CALL failed. A type
+        # the version lacks (2.0.1 Part 4 §4.4) is answered like a bad CALL.
+        if error.kind is not ErrorKind.MESSAGE_TYPE_NOT_SUPPORTED and error.message_type in (
             MessageType.CALLRESULT,
             MessageType.CALLERROR,
             MessageType.CALLRESULTERROR,

@@ -106,6 +106,8 @@ def choose_version(
 
     :raises Refused: 400 when none was offered and there is no default.
     """
+    # An empty header value offers nothing (RFC 6455 §4.1: 1#token).
+    offered = [p for p in offered if p]
     if not offered:
         if default is not None:
             return default

@@ -113,8 +113,9 @@ def test_48_characters_is_fine() -> None:
 
 
 def test_no_subprotocol_offered() -> None:
-    """No Sec-WebSocket-Protocol: 400, unless the listener has a default_version."""
+    """No (or an empty) Sec-WebSocket-Protocol: 400, unless there is a default_version."""
     assert Harness().request("/ocpp/CP1", None).startswith(b"HTTP/1.1 400")
+    assert Harness().request("/ocpp/CP1", "").startswith(b"HTTP/1.1 400")
     h = Harness(default_version="ocpp1.6")
     response = h.request("/ocpp/CP1", None)
     assert response.startswith(b"HTTP/1.1 101")

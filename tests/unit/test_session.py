@@ -146,6 +146,12 @@ class BadFrameTests(SynchronousTestCase):
         session.frame_received('[7,"5",{}]')
         self.assertEqual(connection.sent()[0][:3], [4, "5", "MessageTypeNotSupported"])
 
+    def test_21_type_on_201_gets_callerror(self) -> None:
+        """2.0.1: a CALLRESULTERROR (5), which 2.0.1 lacks, gets MessageTypeNotSupported."""
+        session, connection, _, _ = make(OCPP201)
+        session.frame_received('[5,"m5","GenericError","x",{}]')
+        self.assertEqual(connection.sent()[0][:3], [4, "m5", "MessageTypeNotSupported"])
+
     def test_bad_answer_fails_pending_call(self) -> None:
         """A malformed CALLRESULT for the pending downstream CALL is reported as Invalid."""
         session, connection, upstream, _ = make(OCPP21)

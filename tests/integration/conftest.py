@@ -1,0 +1,74 @@
+"""
+Fixtures of the integration tests: a real mosquitto (one per session), the
+real gateway (one or more per test, each on its own port and INI file), and a
+test backend on the broker (one per test).  Tests stay independent by using
+charge point identities of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Backend, Broker, Gateway, Sections, start_broker, start_gateway, stop_process
+
+#: The log lines that mean the gateway hit a bug, whatever the test checks.
+_BUG_MARKERS = ("Traceback (most recent call last)", "Unhandled Error")
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A mosquitto on a free loopback port, stopped at the end of the session."""
+    b = start_broker(tmp_path_factory.mktemp("mosquitto"))
+    try:
+        yield b
+    finally:
+        stop_process(b.proc)
+
+
+@pytest.fixture
+def gateway(
+    broker: Broker, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Gateway]]:
+    """
+    Start a gateway: ``gateway({"section": {"key": "value"}})`` merges those
+    sections over a default INI (a ws listener on a free port, the test broker).
+    """
+    started: list[Gateway] = []
+    request.node._ocppgw_gateways = started
+
+    def start(extra: Sections | None = None) -> Gateway:
+        gw = start_gateway(tmp_path / f"gw{len(started)}", broker, extra)
+        started.append(gw)
+        return gw
+
+    yield start
+    bugs = []
+    for gw in started:
+        gw.stop()
+        log = gw.log()
+        if any(marker in log for marker in _BUG_MARKERS):
+            bugs.append(f"gateway {gw.name} logged an internal error:\n{log}")
+    assert not bugs, "\n".join(bugs)
+
+
+@pytest.fixture
+def backend(broker: Broker) -> Iterator[Backend]:
+    """A test backend subscribed to # on the test broker."""
+    b = Backend(broker)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    """Attach the log of every gateway a failed test started to its report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for gw in getattr(item, "_ocppgw_gateways", []):
+            report.sections.append((f"gateway {gw.name} log ({gw.log_path})", gw.log()))

@@ -1,0 +1,146 @@
+"""Session rules that need the validator or the configuration: issue 3."""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppgw.config import parse
+from ocppgw.envelope import Envelope
+from ocppgw.messages import Call, CallError, CallResult
+from ocppgw.service import session_options
+from ocppgw.session import Session, SessionOptions
+from ocppgw.validation import Validator
+from ocppgw.versions import OCPP16, OCPP21, OCPP201
+from tests.fakes import FakeConnection, FakeUpstream
+
+VALIDATE = Validator().validate
+BOOT16 = '[2,"1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
+
+
+def make(version: str, **options: object) -> tuple[Session, FakeConnection, FakeUpstream, Clock]:
+    connection, upstream, clock = FakeConnection(), FakeUpstream(), Clock()
+    opts = SessionOptions(validate_upstream=VALIDATE, validate_dnstream=VALIDATE,
+                          **options)  # type: ignore[arg-type]
+    return Session("CP1", version, connection, upstream, clock, opts), connection, upstream, clock
+
+
+class UpstreamValidationTests(SynchronousTestCase):
+    def test_valid_call_published(self) -> None:
+        """A schema-valid CALL is published, nothing sent back yet."""
+        session, connection, upstream, _ = make(OCPP16)
+        session.frame_received(BOOT16)
+        self.assertEqual(len(upstream.envelopes), 1)
+        self.assertEqual(connection.frames, [])
+
+    def test_missing_field_per_version(self) -> None:
+        """A missing required field gets the version's occurrence code and names the field."""
+        for version, code, frame in [
+            (OCPP16, "OccurenceConstraintViolation",
+             '[2,"1","BootNotification",{"chargePointVendor":"V"}]'),
+            (OCPP201, "OccurrenceConstraintViolation",
+             '[2,"1","BootNotification",{"reason":"PowerUp"}]'),
+        ]:
+            session, connection, upstream, _ = make(version)
+            session.frame_received(frame)
+            (sent,) = connection.sent()
+            self.assertEqual(sent[:3], [4, "1", code])
+            self.assertIn("chargePointModel" if version == OCPP16 else "chargingStation", sent[3])
+            self.assertEqual(upstream.envelopes, [])
+            self.assertEqual(upstream.invalid, [frame])
+
+    def test_type_and_property_violations(self) -> None:
+        """Wrong type and too-long string map to their OCPP-J codes."""
+        session, connection, _, _ = make(OCPP16)
+        session.frame_received('[2,"1","BootNotification",'
+                               '{"chargePointVendor":5,"chargePointModel":"M"}]')
+        session.frame_received('[2,"2","BootNotification",'
+                               '{"chargePointVendor":"' + "V" * 21 + '","chargePointModel":"M"}]')
+        codes = [f[2] for f in connection.sent()]
+        self.assertEqual(codes, ["TypeConstraintViolation", "PropertyConstraintViolation"])
+
+    def test_unknown_action(self) -> None:
+        """An action the version does not have gets NotImplemented."""
+        session, connection, upstream, _ = make(OCPP201)
+        session.frame_received('[2,"1","StartTransaction",{}]')
+        self.assertEqual(connection.sent()[0][:3], [4, "1", "NotImplemented"])
+        self.assertEqual(upstream.envelopes, [])
+
+    def test_invalid_callresult_reported_to_backend(self) -> None:
+        """An invalid CALLRESULT from the CP becomes a ValidationFailed envelope for that call."""
+        session, connection, upstream, _ = make(OCPP201)
+        session.deliver(Envelope(Call("d1", "Reset", {"type": "Immediate"})))
+        session.frame_received('[3,"d1",{"status":"Maybe"}]')
+        err = upstream.envelopes[-1].message
+        assert isinstance(err, CallError)
+        self.assertEqual((err.unique_id, err.error_code, err.action),
+                         ("d1", "ValidationFailed", "Reset"))
+        self.assertEqual(err.error_details, {"Payload": {"status": "Maybe"}})
+        self.assertEqual(len(connection.frames), 1)  # no CALLRESULTERROR before 2.1
+
+    def test_invalid_callresult_21_gets_callresulterror(self) -> None:
+        """2.1: the charge point also gets CALLRESULTERROR for its invalid CALLRESULT."""
+        session, connection, _, _ = make(OCPP21)
+        session.deliver(Envelope(Call("d1", "Reset", {"type": "Immediate"})))
+        session.frame_received('[3,"d1",{"status":"Maybe"}]')
+        self.assertEqual(connection.sent()[-1][:3], [5, "d1", "PropertyConstraintViolation"])
+
+
+class DownstreamValidationTests(SynchronousTestCase):
+    def test_invalid_downstream_call_not_sent(self) -> None:
+        """A backend CALL with an invalid payload never reaches the CP; Invalid envelope."""
+        session, connection, upstream, _ = make(OCPP16)
+        session.deliver(Envelope(Call("d1", "Reset", {"type": "Sideways"})))
+        self.assertEqual(connection.frames, [])
+        err = upstream.envelopes[-1].message
+        assert isinstance(err, CallError)
+        self.assertEqual((err.error_code, err.action), ("Invalid", "Reset"))
+        self.assertIn("type", err.error_description)
+
+    def test_invalid_downstream_result_keeps_call_pending(self) -> None:
+        """An invalid backend CALLRESULT is refused; a valid one after it still answers."""
+        session, connection, upstream, _ = make(OCPP16)
+        session.frame_received(BOOT16)
+        session.deliver(Envelope(CallResult("1", {"status": "Accepted"})))
+        self.assertEqual(connection.frames, [])
+        self.assertEqual(upstream.envelopes[-1].message.error_code, "Invalid")  # type: ignore[union-attr]
+        good = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 300}
+        session.deliver(Envelope(CallResult("1", good)))
+        self.assertEqual(connection.sent(), [[3, "1", good]])
+
+
+class LocalHeartbeatTests(SynchronousTestCase):
+    def test_answered_locally_and_published(self) -> None:
+        """[local] heartbeat answers with currentTime and still publishes, marked answered."""
+        session, connection, upstream, clock = make(OCPP16, local_heartbeat=True)
+        clock.advance(1_700_000_000.25)
+        session.frame_received('[2,"h1","Heartbeat",{}]')
+        now = "2023-11-14T22:13:20.250Z"
+        self.assertEqual(connection.sent(), [[3, "h1", {"currentTime": now}]])
+        (env,) = upstream.envelopes
+        self.assertTrue(env.answered)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_config_to_options(self) -> None:
+        """The INI keys of issue 3 reach the session options."""
+        config = parse("[listener:a]\nendpoint = tcp:1\n"
+                       "[gateway]\nstrict = false\n"
+                       "[upstream]\nawaiting_timeout = 5\n"
+                       "[dnstream]\nawaiting_timeout = 7\nmax_queue = 3\n"
+                       "[validation]\nmode = upstream\n"
+                       "[local]\nheartbeat = yes\n")
+        options = session_options(config)
+        self.assertEqual((options.strict, options.upstream_timeout, options.dnstream_timeout,
+                          options.max_queue, options.local_heartbeat),
+                         (False, 5.0, 7.0, 3, True))
+        self.assertIsNotNone(options.validate_upstream)
+        self.assertIsNone(options.validate_dnstream)
+
+    def test_validation_off(self) -> None:
+        """mode = off disables validation both ways."""
+        options = session_options(parse("[listener:a]\nendpoint = tcp:1\n"
+                                        "[validation]\nmode = off\n"))
+        self.assertIsNone(options.validate_upstream)
+        self.assertIsNone(options.validate_dnstream)
