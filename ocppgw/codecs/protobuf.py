@@ -3,8 +3,8 @@ The protobuf profile: the ``Message`` wrapper of proto/ocppgw/message.proto.
 
 Fields 1-6 are the Chargerlink guide's (MessageTypeId, UniqueId, Action,
 ErrorCode, ErrorDescription, Payload); the gateway adds ErrorDetails, Protocol,
-PayloadEncoding, ChargePointId, Timestamp, Origin, Late and ErrorCodeText from
-field 7 on.  Payload is the typed ``<Action>Request``/``<Action>Response`` of
+PayloadEncoding, ChargePointId, Timestamp, Origin, Late, ErrorCodeText and
+Answered from field 7 on.  Payload is the typed ``<Action>Request``/``<Action>Response`` of
 the version's .proto, or the payload's JSON text when PayloadEncoding is JSON
 (:mod:`ocppgw.protobuf`).  docs/protobuf.md describes it for backend authors.
 
@@ -83,6 +83,8 @@ def wrapper_of(envelope: Envelope) -> Any:
         out.Origin = envelope.origin
     if envelope.late:
         out.Late = True
+    if envelope.answered:
+        out.Answered = True
     return out
 
 
