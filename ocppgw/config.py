@@ -127,6 +127,12 @@ def _nonempty_codec(value: str) -> str:
     return _codec(_nonempty(value))
 
 
+def _share_group(value: str) -> str:
+    if value and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        raise ValueError("must be 1 to 64 of the characters A-Z a-z 0-9 _ . - (or empty: off)")
+    return value
+
+
 def _path(value: str) -> str:
     if not value.startswith("/") or (value.endswith("/") and value != "/"):
         raise ValueError(f"must start with / and not end with /, not {value!r}")
@@ -214,6 +220,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "max_queue": Key(_int_range(0, 1_000_000), "100"),
         "awaiting_timeout": Key(_seconds(), "30"),
         "offline_ttl": Key(_seconds(allow_zero=True), "60"),
+        "offline_group": Key(_share_group, "ocppgw"),
     },
     "validation": {
         "mode": Key(_choice("all", "upstream", "dnstream", "off"), "all"),
@@ -293,6 +300,8 @@ class DnstreamConfig:
     max_queue: int = 100
     awaiting_timeout: float = 30.0
     offline_ttl: float = 60.0
+    #: MQTT 5 shared-subscription group answering CALLs for unheld identities.
+    offline_group: str = "ocppgw"
 
 
 @dataclass(frozen=True)
@@ -498,6 +507,7 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
         max_queue=dn["max_queue"],
         awaiting_timeout=dn["awaiting_timeout"],
         offline_ttl=dn["offline_ttl"],
+        offline_group=dn["offline_group"],
     )
     pr = raw["presence"]
     presence = PresenceConfig(

@@ -54,11 +54,18 @@ class IMQTTClient(Interface):
     def publish(topic: str, payload: bytes, qos: int, retain: bool = False) -> Deferred[None]:
         """Publish; the Deferred fires on PUBACK (QoS >= 1) or once written (QoS 0)."""
 
-    def subscribe(topic_filter: str, qos: int) -> None:
-        """Subscribe now and again after every reconnect."""
+    supports_identifiers: bool = Attribute(
+        "Whether subscription identifiers and shared subscriptions (MQTT 5) work."
+    )
+
+    def subscribe(topic_filter: str, qos: int, identifier: int = 0) -> None:
+        """
+        Subscribe now and again after every reconnect; a non-zero MQTT 5
+        subscription ``identifier`` comes back with each message it matched.
+        """
 
     def unsubscribe(topic_filter: str) -> None:
         """Stop receiving ``topic_filter``."""
 
-    def set_message_handler(handler: Callable[[str, bytes], None]) -> None:
-        """Call ``handler(topic, payload)`` for every message received."""
+    def set_message_handler(handler: Callable[[str, bytes, tuple[int, ...]], None]) -> None:
+        """Call ``handler(topic, payload, subscription_identifiers)`` for every message."""

@@ -53,8 +53,9 @@ class MQTTClient:
     ) -> None:
         self._config = config
         self._reactor: Any = reactor
-        self._handler: Callable[[str, bytes], None] = lambda topic, payload: None
-        self._subscriptions: dict[str, int] = {}
+        self._handler: Callable[[str, bytes, tuple[int, ...]], None] = lambda t, p, i: None
+        #: filter -> (qos, MQTT 5 subscription identifier or 0)
+        self._subscriptions: dict[str, tuple[int, int]] = {}
         self._acks: dict[int, Deferred[None]] = {}
         self._descriptor: _Descriptor | None = None
         self._retry_delay = config.reconnect_min
@@ -213,8 +214,8 @@ class MQTTClient:
             present=bool(getattr(flags, "session_present", False)),
         )
         # Restore every subscription: the session may not have survived.
-        for topic_filter, qos in self._subscriptions.items():
-            client.subscribe(topic_filter, qos)
+        for topic_filter, (qos, identifier) in self._subscriptions.items():
+            self._subscribe(topic_filter, qos, identifier)
         if self.on_connected is not None:
             self.on_connected()
         waiters, self._connected_waiters = self._connected_waiters, []
@@ -233,8 +234,13 @@ class MQTTClient:
         self._schedule_reconnect()
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        identifiers: tuple[int, ...] = ()
+        if self._v5 and message.properties is not None:
+            found = getattr(message.properties, "SubscriptionIdentifier", None)
+            if found is not None:
+                identifiers = tuple(found) if isinstance(found, list) else (int(found),)
         try:
-            self._handler(message.topic, bytes(message.payload))
+            self._handler(message.topic, bytes(message.payload), identifiers)
         except Exception:
             _log.failure("handling a message on {topic} failed", topic=message.topic)
 
@@ -251,8 +257,13 @@ class MQTTClient:
 
     # --- IMQTTClient ---
 
-    def set_message_handler(self, handler: Callable[[str, bytes], None]) -> None:
+    def set_message_handler(self, handler: Callable[[str, bytes, tuple[int, ...]], None]) -> None:
         self._handler = handler
+
+    @property
+    def supports_identifiers(self) -> bool:
+        """MQTT 5 subscription identifiers (and shared subscriptions) are available."""
+        return self._v5
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> Deferred[None]:
         d: Deferred[None] = Deferred()
@@ -273,10 +284,17 @@ class MQTTClient:
         self._acks[info.mid] = d
         return d
 
-    def subscribe(self, topic_filter: str, qos: int) -> None:
-        self._subscriptions[topic_filter] = qos
+    def subscribe(self, topic_filter: str, qos: int, identifier: int = 0) -> None:
+        self._subscriptions[topic_filter] = (qos, identifier)
         if self.connected:
-            self._client.subscribe(topic_filter, qos)
+            self._subscribe(topic_filter, qos, identifier)
+
+    def _subscribe(self, topic_filter: str, qos: int, identifier: int) -> None:
+        properties = None
+        if self._v5 and identifier:
+            properties = Properties(PacketTypes.SUBSCRIBE)
+            properties.SubscriptionIdentifier = identifier
+        self._client.subscribe(topic_filter, qos, properties=properties)
 
     def unsubscribe(self, topic_filter: str) -> None:
         if self._subscriptions.pop(topic_filter, None) is not None and self.connected:

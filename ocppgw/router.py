@@ -44,6 +44,12 @@ from ocppgw.versions import OCPP21
 #: RFC 6455 close code for a connection replaced by a newer one.
 CLOSE_REPLACED = 1000
 
+#: MQTT 5 subscription identifiers: the shared catch-all, and the per-charge
+#: point subscriptions (so a copy that matched both is never taken for the
+#: catch-all's alone).
+CATCH_ALL = 1
+PER_CHARGE_POINT = 2
+
 _log = Logger()
 
 
@@ -61,6 +67,8 @@ class Router:
         self._expiry: dict[str, IDelayedCall] = {}
         #: When each identity's current connection was made (epoch seconds).
         self._since: dict[str, float] = {}
+        #: What other instances said of identities: (online, when we heard it).
+        self._elsewhere: dict[str, tuple[bool, float]] = {}
         self._dn = config.dnstream.topic
         self._dn_codec = codecs.get(self._dn.codec)
         self._dn_any = self._dn.template.subscription(self._values("", None), any_cid=True)
@@ -69,6 +77,11 @@ class Router:
         self._presence_filter = self._presence_in.subscription(self._values("", None), any_cid=True)
         mqtt.set_message_handler(self.message_received)
         mqtt.subscribe(self._presence_filter, self._qos)
+        group = config.dnstream.offline_group
+        if group and mqtt.supports_identifiers:
+            # One instance of the group gets each downstream message, and
+            # answers it when no instance has that charge point.
+            mqtt.subscribe(f"$share/{group}/{self._dn_any}", self._qos, CATCH_ALL)
 
     # --- sessions ---
 
@@ -99,7 +112,7 @@ class Router:
         if identity not in self._subscriptions:
             topic_filter = self._dn.template.subscription(self._values(identity, session.version))
             self._subscriptions[identity] = topic_filter
-            self._mqtt.subscribe(topic_filter, self._qos)
+            self._mqtt.subscribe(topic_filter, self._qos, PER_CHARGE_POINT)
         self._publish_presence(identity, session.version, True, peer)
 
     def detach(self, session: Session) -> None:
@@ -180,6 +193,7 @@ class Router:
                 # A presence left behind by an earlier run of this instance.
                 self._publish_presence(identity, body.get("Protocol"), False)
             return
+        self._elsewhere[identity] = (online is True, self._clock.seconds())
         session = self._sessions.get(identity)
         if online is not True or session is None or not session.connected:
             return
@@ -236,7 +250,9 @@ class Router:
 
     # --- downstream ---
 
-    def message_received(self, topic: str, payload: bytes) -> None:
+    def message_received(
+        self, topic: str, payload: bytes, identifiers: tuple[int, ...] = ()
+    ) -> None:
         """A message arrived on a downstream or presence topic."""
         if topic_matches(self._presence_filter, topic):
             identity = self._presence_in.charge_point_of(topic)
@@ -244,6 +260,9 @@ class Router:
                 self._presence_received(identity, payload)
             if not topic_matches(self._dn_any, topic):
                 return
+        if CATCH_ALL in identifiers and PER_CHARGE_POINT not in identifiers:
+            self._unclaimed(topic, payload)
+            return
         identity = self._dn.template.charge_point_of(topic)
         if identity is None:
             _log.warn("message on {topic} matches no downstream topic", topic=topic)
@@ -279,6 +298,42 @@ class Router:
             )
             return
         session.deliver(envelope)
+
+    def _unclaimed(self, topic: str, payload: bytes) -> None:
+        """
+        The catch-all copy of a downstream message: answer it Offline unless
+        some instance (this one included) has the charge point, or had it
+        within ``offline_ttl`` and so still holds its subscription.
+        """
+        identity = self._dn.template.charge_point_of(topic)
+        if identity is None or identity in self._sessions:
+            return
+        seen = self._elsewhere.get(identity)
+        if seen is not None:
+            online, when = seen
+            if online or self._clock.seconds() - when < self._config.dnstream.offline_ttl:
+                return
+            del self._elsewhere[identity]
+        try:
+            envelope = self._dn_codec.decode(payload, DecodeContext(OCPP21))
+        except CodecError as e:
+            self._reject(
+                identity,
+                None,
+                payload,
+                GatewayError.INVALID,
+                f"invalid downstream message on {topic}: {e}",
+            )
+            return
+        message = envelope.message
+        self._error(
+            identity,
+            None,
+            message.unique_id,
+            GatewayError.OFFLINE,
+            "charge point is not connected to any gateway",
+            getattr(message, "action", None),
+        )
 
     def _reject(
         self, identity: str, version: str | None, payload: bytes, code: GatewayError, why: str

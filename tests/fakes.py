@@ -11,6 +11,7 @@ from zope.interface import implementer
 
 from ocppgw.envelope import Envelope
 from ocppgw.interfaces import IChargePointConnection, IMQTTClient, IUpstream
+from ocppgw.topics import topic_matches
 
 
 @implementer(IChargePointConnection)
@@ -60,26 +61,40 @@ class FakeMQTT:
     def __init__(self) -> None:
         self.published: list[tuple[str, bytes, int, bool]] = []
         self.subscriptions: dict[str, int] = {}
-        self.handler: Callable[[str, bytes], None] | None = None
+        self.identifiers: dict[str, int] = {}
+        self.handler: Callable[[str, bytes, tuple[int, ...]], None] | None = None
+        self.supports_identifiers = True
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> Deferred[None]:
         self.published.append((topic, payload, qos, retain))
         return succeed(None)
 
-    def subscribe(self, topic_filter: str, qos: int) -> None:
+    def subscribe(self, topic_filter: str, qos: int, identifier: int = 0) -> None:
         self.subscriptions[topic_filter] = qos
+        if identifier:
+            self.identifiers[topic_filter] = identifier
 
     def unsubscribe(self, topic_filter: str) -> None:
         del self.subscriptions[topic_filter]
+        self.identifiers.pop(topic_filter, None)
 
-    def set_message_handler(self, handler: Callable[[str, bytes], None]) -> None:
+    def set_message_handler(self, handler: Callable[[str, bytes, tuple[int, ...]], None]) -> None:
         self.handler = handler
 
-    def deliver(self, topic: str, payload: object) -> None:
-        """Hand the router a message as the broker would."""
+    def deliver(self, topic: str, payload: object, via: str | None = None) -> None:
+        """
+        Hand the router a message as the broker would: through every matching
+        subscription (one copy each, with its identifier), or only ``via``.
+        """
         assert self.handler is not None
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.handler(topic, data)
+        filters = [via] if via is not None else [
+            f for f in self.subscriptions if topic_matches(f.split("/", 2)[2]
+                                                           if f.startswith("$share/") else f,
+                                                           topic)
+        ]
+        for f in filters:
+            self.handler(topic, data, (self.identifiers[f],) if f in self.identifiers else ())
 
     def json(self) -> list[tuple[str, Any]]:
         """Every non-retained message published, decoded."""

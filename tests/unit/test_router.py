@@ -40,13 +40,14 @@ class RouterTests(SynchronousTestCase):
     def test_subscribes_per_charge_point(self) -> None:
         """Attaching subscribes the downstream topic; it goes offline_ttl after detach."""
         router, mqtt, session, _ = setup()
-        self.assertEqual(mqtt.subscriptions, {"ocpp/presence/+": 1, "ocpp/cs/CP1/+/+": 1})
+        base = {"ocpp/presence/+": 1, "$share/ocppgw/ocpp/cs/+/+/+": 1}
+        self.assertEqual(mqtt.subscriptions, {**base, "ocpp/cs/CP1/+/+": 1})
         session.connection_lost()
         router.detach(session)
         CLOCK.advance(59)
         self.assertIn("ocpp/cs/CP1/+/+", mqtt.subscriptions)
         CLOCK.advance(1)
-        self.assertEqual(mqtt.subscriptions, {"ocpp/presence/+": 1})
+        self.assertEqual(mqtt.subscriptions, base)
 
     def test_presence(self) -> None:
         """Connect and disconnect publish retained presence with gateway and version."""
@@ -168,5 +169,51 @@ class RouterTests(SynchronousTestCase):
         self.assertFalse(old.connected)
         router.detach(old)
         CLOCK.advance(120)
-        self.assertEqual(mqtt.subscriptions, {"ocpp/presence/+": 1, "ocpp/cs/CP1/+/+": 1})
+        self.assertIn("ocpp/cs/CP1/+/+", mqtt.subscriptions)
         self.assertIs(router.session("CP1"), new)
+
+
+RESET = {"MessageTypeId": 2, "UniqueId": "d1", "Action": "Reset", "Payload": {"type": "Soft"}}
+
+
+class CatchAllTests(SynchronousTestCase):
+    def errors(self, mqtt: FakeMQTT) -> list[tuple[str, str]]:
+        return [(e["UniqueId"], e["ErrorCode"]) for t, e in mqtt.json() if "ErrorCode" in e]
+
+    def test_never_connected_identity_gets_offline(self) -> None:
+        """A CALL for an identity no instance has is answered Offline, once."""
+        _router, mqtt, _, _ = setup()
+        mqtt.deliver("ocpp/cs/NOBODY/Call/Reset", RESET)
+        self.assertEqual(self.errors(mqtt), [("d1", "Offline")])
+        self.assertEqual(mqtt.json()[-1][0], "ocpp/cp/Error/NOBODY")
+
+    def test_local_charge_point_not_answered_twice(self) -> None:
+        """A CALL for a connected CP arriving by both subscriptions is sent once, no error."""
+        _router, mqtt, _, connection = setup()
+        mqtt.deliver("ocpp/cs/CP1/Call/Reset", RESET)
+        self.assertEqual(len(connection.frames), 1)
+        self.assertEqual(self.errors(mqtt), [])
+
+    def test_identity_online_elsewhere_left_alone(self) -> None:
+        """The catch-all does not answer for an identity another instance holds."""
+        _router, mqtt, _, _ = setup()
+        mqtt.deliver("ocpp/presence/CP7", {"ChargePointId": "CP7", "Online": True,
+                                           "Gateway": "gw2", "Since": "x"})
+        mqtt.deliver("ocpp/cs/CP7/Call/Reset", RESET)
+        self.assertEqual(self.errors(mqtt), [])
+
+    def test_gone_elsewhere_answered_after_ttl(self) -> None:
+        """Gone from another instance: silent within offline_ttl, Offline after it."""
+        _router, mqtt, _, _ = setup()
+        mqtt.deliver("ocpp/presence/CP7", {"ChargePointId": "CP7", "Online": False,
+                                           "Gateway": "gw2", "Since": "x"})
+        mqtt.deliver("ocpp/cs/CP7/Call/Reset", RESET)
+        self.assertEqual(self.errors(mqtt), [])
+        CLOCK.advance(60)
+        mqtt.deliver("ocpp/cs/CP7/Call/Reset", RESET)
+        self.assertEqual(self.errors(mqtt), [("d1", "Offline")])
+
+    def test_off_without_group(self) -> None:
+        """offline_group empty: no shared subscription."""
+        _router, mqtt, _, _ = setup("[dnstream]\noffline_group =\n")
+        self.assertNotIn("$share/ocppgw/ocpp/cs/+/+/+", mqtt.subscriptions)
