@@ -269,32 +269,20 @@ class Router:
             return
         session = self._sessions.get(identity)
         topic_filter = self._subscriptions.get(identity)
-        if topic_filter is None or not topic_matches(topic_filter, topic):
-            session = None
-        version = session.version if session is not None else OCPP21
-        context = DecodeContext(
-            version, session.action_of if session is not None else (lambda uid: None)
-        )
+        if session is None or topic_filter is None or not topic_matches(topic_filter, topic):
+            self._answer_offline(identity, topic, payload, "charge point is not connected")
+            return
         try:
-            envelope = self._dn_codec.decode(payload, context)
+            envelope = self._dn_codec.decode(
+                payload, DecodeContext(session.version, session.action_of)
+            )
         except CodecError as e:
             self._reject(
                 identity,
-                version,
+                session.version,
                 payload,
                 GatewayError.INVALID,
                 f"invalid downstream message on {topic}: {e}",
-            )
-            return
-        if session is None:
-            message = envelope.message
-            self._error(
-                identity,
-                None,
-                message.unique_id,
-                GatewayError.OFFLINE,
-                "charge point is not connected",
-                getattr(message, "action", None),
             )
             return
         session.deliver(envelope)
@@ -314,8 +302,15 @@ class Router:
             if online or self._clock.seconds() - when < self._config.dnstream.offline_ttl:
                 return
             del self._elsewhere[identity]
+        self._answer_offline(
+            identity, topic, payload, "charge point is not connected to any gateway"
+        )
+
+    def _answer_offline(self, identity: str, topic: str, payload: bytes, why: str) -> None:
+        """Answer a downstream message for an absent charge point: Offline (or Invalid)."""
         try:
-            envelope = self._dn_codec.decode(payload, DecodeContext(OCPP21))
+            # Any version's message types are possible for an unknown peer.
+            message = self._dn_codec.decode(payload, DecodeContext(OCPP21)).message
         except CodecError as e:
             self._reject(
                 identity,
@@ -325,13 +320,12 @@ class Router:
                 f"invalid downstream message on {topic}: {e}",
             )
             return
-        message = envelope.message
         self._error(
             identity,
             None,
             message.unique_id,
             GatewayError.OFFLINE,
-            "charge point is not connected to any gateway",
+            why,
             getattr(message, "action", None),
         )
 
