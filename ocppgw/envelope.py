@@ -85,4 +85,26 @@ class DecodeContext:
 
 
 class CodecError(Exception):
-    """Bytes that a codec cannot turn into a message; the text names the problem."""
+    """
+    Bytes that a codec cannot turn into a message; the text names the problem.
+
+    ``unique_id`` and ``action`` are set when the codec could read them before
+    finding the problem, so the error envelope names the exchange it refuses.
+    """
+
+    def __init__(
+        self, message: str, unique_id: str | None = None, action: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.unique_id = unique_id
+        self.action = action
+
+    def about(self, unique_id: object, action: object) -> CodecError:
+        """This error, naming the exchange's id and Action where they are valid."""
+        from ocppgw.messages import check_unique_id
+
+        return CodecError(
+            str(self),
+            self.unique_id or check_unique_id(unique_id),
+            self.action or (action if isinstance(action, str) and action else None),
+        )

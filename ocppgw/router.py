@@ -34,8 +34,6 @@ from ocppgw.messages import (
     CallError,
     CallResult,
     Send,
-    check_unique_id,
-    loads,
 )
 from ocppgw.session import Session, rfc3339
 from ocppgw.topics import TopicTemplate, topic_matches
@@ -277,13 +275,7 @@ class Router:
                 payload, DecodeContext(session.version, session.action_of)
             )
         except CodecError as e:
-            self._reject(
-                identity,
-                session.version,
-                payload,
-                GatewayError.INVALID,
-                f"invalid downstream message on {topic}: {e}",
-            )
+            self._reject(identity, session.version, e, topic)
             return
         session.deliver(envelope)
 
@@ -312,13 +304,7 @@ class Router:
             # Any version's message types are possible for an unknown peer.
             message = self._dn_codec.decode(payload, DecodeContext(OCPP21)).message
         except CodecError as e:
-            self._reject(
-                identity,
-                None,
-                payload,
-                GatewayError.INVALID,
-                f"invalid downstream message on {topic}: {e}",
-            )
+            self._reject(identity, None, e, topic)
             return
         self._error(
             identity,
@@ -329,19 +315,15 @@ class Router:
             getattr(message, "action", None),
         )
 
-    def _reject(
-        self, identity: str, version: str | None, payload: bytes, code: GatewayError, why: str
-    ) -> None:
+    def _reject(self, identity: str, version: str | None, error: CodecError, topic: str) -> None:
+        why = f"invalid downstream message on {topic}: {error}"
         _log.warn("{cid}: {why}", cid=identity, why=why)
-        unique_id, action = "-1", None
-        try:
-            obj = loads(payload)
-            if isinstance(obj, dict):
-                unique_id = check_unique_id(obj.get("UniqueId")) or "-1"
-                action = obj.get("Action") if isinstance(obj.get("Action"), str) else None
-        except (ValueError, RecursionError):
-            pass
-        self._error(identity, version, unique_id, code, why, action)
+        unique_id = error.unique_id or "-1"
+        action = error.action
+        session = self._sessions.get(identity)
+        if action is None and session is not None and error.unique_id is not None:
+            action = session.action_of(error.unique_id)
+        self._error(identity, version, unique_id, GatewayError.INVALID, why, action)
 
     def _error(
         self,

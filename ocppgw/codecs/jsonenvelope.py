@@ -70,16 +70,19 @@ class JSONCodec:
             raise CodecError(f"payload is not valid UTF-8 JSON: {str(e)[:120]}") from None
         if not isinstance(obj, dict):
             raise CodecError("envelope is not a JSON object")
-        message = message_from_fields(
-            context.version,
-            obj.get("MessageTypeId"),
-            obj.get("UniqueId"),
-            obj.get("Action"),
-            obj.get("Payload"),
-            obj.get("ErrorCode"),
-            obj.get("ErrorDescription"),
-            obj.get("ErrorDetails"),
-        )
+        try:
+            message = message_from_fields(
+                context.version,
+                obj.get("MessageTypeId"),
+                obj.get("UniqueId"),
+                obj.get("Action"),
+                obj.get("Payload"),
+                obj.get("ErrorCode"),
+                obj.get("ErrorDescription"),
+                obj.get("ErrorDetails"),
+            )
+        except CodecError as e:
+            raise e.about(obj.get("UniqueId"), obj.get("Action")) from None
         if isinstance(message, CallResult) and isinstance(obj.get("Action"), str):
             message = CallResult(message.unique_id, message.payload, obj["Action"])
         return Envelope(message, version=context.version)

@@ -101,6 +101,13 @@ class ProtobufCodec:
             wrapper = message_pb2.Message.FromString(data)
         except Exception as e:  # DecodeError, and others on odd input
             raise CodecError(f"payload is not an ocppgw.message.Message: {str(e)[:120]}") from None
+        try:
+            return self._decode(wrapper, context)
+        except CodecError as e:
+            # The wrapper was readable: name the exchange that is refused.
+            raise e.about(wrapper.UniqueId, wrapper.Action) from None
+
+    def _decode(self, wrapper: Any, context: DecodeContext) -> Envelope:
         version = context.version
         if wrapper.Protocol and wrapper.Protocol != version:
             raise CodecError(

@@ -31,5 +31,7 @@ class RawCodec:
         try:
             message = parse_frame(text, context.version)
         except FrameError as e:
-            raise CodecError(f"not an OCPP-J frame of {context.version}: {e.description}") from None
+            raise CodecError(f"not an OCPP-J frame of {context.version}: {e.description}").about(
+                e.unique_id if e.unique_id != "-1" else None, e.action
+            ) from None
         return Envelope(message, version=context.version, frame=text)

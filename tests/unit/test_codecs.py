@@ -84,3 +84,17 @@ def test_raw_decode_error() -> None:
     """A raw downstream payload that is not an OCPP-J frame is a CodecError."""
     with pytest.raises(CodecError, match="not an OCPP-J frame"):
         codecs.get("raw").decode(b'{"a":1}', CTX)
+
+
+def test_errors_name_the_exchange() -> None:
+    """A refused envelope whose id and Action were readable names them (all codecs)."""
+    with pytest.raises(CodecError) as e:
+        codecs.get("json").decode(
+            b'{"MessageTypeId": 2, "UniqueId": "c1", "Action": "Reset", "Payload": 5}', CTX)
+    assert (e.value.unique_id, e.value.action) == ("c1", "Reset")
+    with pytest.raises(CodecError) as e:
+        codecs.get("raw").decode(b'[2,"c2","Reset",5]', CTX)
+    assert (e.value.unique_id, e.value.action) == ("c2", "Reset")
+    with pytest.raises(CodecError) as e:
+        codecs.get("json").decode(b'{"MessageTypeId": 2, "UniqueId": 7}', CTX)
+    assert e.value.unique_id is None
