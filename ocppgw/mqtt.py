@@ -279,7 +279,8 @@ class MQTTClient:
         if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
             # QoS 0 is not queued by paho while disconnected.
             return fail(PublishError("MQTT broker not connected"))
-        if info.is_published():
+        # paho's is_published() raises while disconnected; the message is queued.
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and info.is_published():
             return succeed(None)
         self._acks[info.mid] = d
         return d

@@ -203,7 +203,28 @@ class Router:
                 cid=identity,
                 gw=gateway,
             )
-            session.connection.close(CLOSE_REPLACED, "replaced")
+            self._moved(session)
+
+    def _moved(self, session: Session) -> None:
+        """
+        Let go of an identity that another instance now holds: close the old
+        socket and drop the session and subscription at once, publishing no
+        offline presence (the other instance's online presence stands) and
+        holding nothing for a reconnection here (the other instance receives
+        the downstream messages now).  What this instance had accepted and not
+        delivered is answered Replaced.
+        """
+        identity = session.identity
+        session.connection.close(CLOSE_REPLACED, "replaced")
+        session.connection_lost(replaced=True)
+        session.fail_queue(
+            GatewayError.REPLACED, "charge point moved to another gateway instance; not sent"
+        )
+        del self._sessions[identity]
+        self._since.pop(identity, None)
+        topic_filter = self._subscriptions.pop(identity, None)
+        if topic_filter is not None:
+            self._mqtt.unsubscribe(topic_filter)
 
     # --- upstream ---
 

@@ -551,14 +551,15 @@ class Session:
 
     def expire(self) -> None:
         """The charge point did not come back: fail every queued CALL."""
+        self.fail_queue(
+            GatewayError.OFFLINE, "charge point is offline and did not reconnect in time"
+        )
+
+    def fail_queue(self, code: GatewayError, why: str) -> None:
+        """Answer every queued CALL with an error envelope of ``code``."""
         while self._queue:
             call = self._queue.popleft().message
-            self.gateway_error(
-                call.unique_id,
-                GatewayError.OFFLINE,
-                "charge point is offline and did not reconnect in time",
-                getattr(call, "action", None),
-            )
+            self.gateway_error(call.unique_id, code, why, getattr(call, "action", None))
 
 
 def _cancel(timer: IDelayedCall | None) -> None:

@@ -102,15 +102,32 @@ class Broker:
         return read_log(self.log_path)
 
 
-def start_broker(directory: Path) -> Broker:
-    """A mosquitto on a free loopback port, accepting connections."""
+def start_broker(directory: Path, persistent: bool = False) -> Broker:
+    """
+    A mosquitto on a free loopback port, accepting connections.  ``persistent``:
+    it saves sessions, subscriptions and queued messages when stopped and loads
+    them when started again, like a production broker restarted for maintenance.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    conf = directory / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true"]
+    if persistent:
+        lines += ["persistence true", f"persistence_location {directory}/"]
+    else:
+        lines.append("persistence false")
+    (directory / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+    return launch_broker(directory, port)
+
+
+def launch_broker(directory: Path, port: int) -> Broker:
+    """mosquitto with ``directory``/mosquitto.conf, once it accepts on ``port``."""
     log_path = directory / "mosquitto.log"
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT, cwd=directory
+            [MOSQUITTO, "-c", str(directory / "mosquitto.conf")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
         )
     broker = Broker(port, proc, log_path)
     deadline = time.monotonic() + START_TIMEOUT
@@ -118,7 +135,7 @@ def start_broker(directory: Path) -> Broker:
         if proc.poll() is not None or time.monotonic() > deadline:
             stop_process(proc)
             raise AssertionError(f"mosquitto did not start on port {port}:\n{broker.log()}")
-        time.sleep(0.05)
+        time.sleep(0.02)
     return broker
 
 

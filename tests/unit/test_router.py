@@ -81,7 +81,7 @@ class RouterTests(SynchronousTestCase):
 
     def test_newer_connection_elsewhere_wins(self) -> None:
         """Another instance's newer presence for a connected identity closes ours."""
-        _router, mqtt, _, connection = setup()
+        router, mqtt, _, connection = setup()
         older = {"ChargePointId": "CP1", "Online": True, "Gateway": "gw2",
                  "Since": "2023-11-14T22:13:19.000Z"}
         mqtt.deliver("ocpp/presence/CP1", older)
@@ -89,6 +89,11 @@ class RouterTests(SynchronousTestCase):
         newer = dict(older, Since="2023-11-14T22:13:21.000Z")
         mqtt.deliver("ocpp/presence/CP1", newer)
         self.assertEqual(connection.closed, (1000, "replaced"))
+        # Let go at once: no offline presence over the other's online one, no
+        # subscription, nothing held here for a reconnection.
+        self.assertEqual([b["Online"] for _, b in mqtt.retained()], [True])
+        self.assertNotIn("ocpp/cs/CP1/+/+", mqtt.subscriptions)
+        self.assertIsNone(router.session("CP1"))
 
     def test_stale_own_presence_cleared(self) -> None:
         """A retained 'online' of this gateway for an identity it lacks is set offline."""

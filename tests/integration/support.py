@@ -1,0 +1,249 @@
+"""
+Helpers of test_rules.py, test_instances.py and test_fault.py on top of
+``harness``: a mosquitto that a test owns and can stop and restart on the same
+port, a gateway on such a broker, a test backend that reconnects quickly
+(optionally with a persistent session), presence waits, and a raw WebSocket
+handshake done by hand.
+
+Every wait is bounded, like the harness's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from harness import (
+    WAIT,
+    Backend,
+    Broker,
+    Gateway,
+    Msg,
+    Sections,
+    accepts,
+    launch_broker,
+    start_broker,
+    start_gateway,
+    stop_process,
+    topic_value,
+)
+from paho.mqtt.enums import CallbackAPIVersion
+from websockets.asyncio.client import ClientConnection
+
+#: The log lines that mean the gateway hit a bug (as in conftest.py).
+BUG_MARKERS = ("Traceback (most recent call last)", "Unhandled Error")
+
+NOW = "2026-01-02T03:04:05.000Z"
+
+
+# --- a broker the test owns ---
+
+
+def start_own_broker(directory: Path, persistent: bool = False) -> Broker:
+    """A broker this test owns (see :func:`harness.start_broker`)."""
+    return start_broker(directory, persistent)
+
+
+def restart_broker(broker: Broker) -> None:
+    """Start ``broker`` again after a stop: same port, same configuration, same log."""
+    assert broker.proc.poll() is not None, "restart_broker: the broker is still running"
+    broker.proc = launch_broker(broker.log_path.parent, broker.port).proc
+
+
+def stop_broker(broker: Broker) -> None:
+    """Stop ``broker`` (SIGTERM, bounded) and make sure its port is closed."""
+    stop_process(broker.proc)
+    assert not accepts(broker.port), f"port {broker.port} still accepts after the broker stopped"
+
+
+@contextlib.contextmanager
+def own_gateway(
+    directory: Path, broker: Broker, extra: Sections | None = None
+) -> Iterator[Gateway]:
+    """
+    A gateway on ``broker`` (not the session broker of ``conftest``), stopped
+    on exit; like the ``gateway`` fixture, a bug marker in its log fails.
+    """
+    gw = start_gateway(directory, broker, extra)
+    try:
+        yield gw
+    except BaseException:
+        print(f"--- gateway {gw.name} log ---\n{gw.log()}")
+        raise
+    finally:
+        gw.stop()
+    log = gw.log()
+    assert not any(marker in log for marker in BUG_MARKERS), (
+        f"gateway {gw.name} logged an internal error:\n{log}"
+    )
+
+
+# --- a backend that survives broker restarts ---
+
+
+class ReconnectingBackend(Backend):
+    """
+    The harness backend, reconnecting within half a second of the broker
+    coming back (paho's ``loop_start`` thread; ``Backend._on_connect``
+    subscribes to ``#`` again on every connect).  ``persistent``: a session
+    that the broker keeps (clean session off, a fixed client id), so that
+    messages published while it reconnects are queued for it.
+    """
+
+    def __init__(self, broker: Broker, persistent: bool = False) -> None:
+        # Backend.__init__ with another paho client; keep in step with harness.Backend.
+        self._lock = threading.Lock()
+        self._messages: list[Msg] = []
+        self._answerers = {}
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self.errors: list[str] = []
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"it-backend-{uuid.uuid4().hex[:12]}",
+            protocol=paho.MQTTv311,
+            clean_session=not persistent,
+        )
+        self.client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)  # type: ignore[arg-type]
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", broker.port, keepalive=5)
+        self.client.loop_start()
+        if not (self._connected.wait(WAIT) and self._subscribed.wait(WAIT)):
+            self.close()
+            raise AssertionError(f"test backend could not subscribe to #:\n{broker.log()}")
+
+    def is_connected(self) -> bool:
+        return bool(self.client.is_connected())
+
+
+# --- presence ---
+
+
+def presence_topic(cid: str) -> str:
+    return f"ocpp/presence/{topic_value(cid)}"
+
+
+async def presence(
+    backend: Backend,
+    cid: str,
+    online: bool,
+    gateway: str | None = None,
+    timeout: float = WAIT,
+    after: float = 0.0,
+) -> Msg:
+    """
+    The first live (not retained) presence message of ``cid`` saying
+    ``online`` (from ``gateway``, if given) that arrived after ``after``
+    (a ``time.monotonic()``).
+    """
+
+    def match(m: Msg) -> bool:
+        body = m.json()
+        return (
+            m.topic == presence_topic(cid)
+            and not m.retain
+            and m.arrived >= after
+            and isinstance(body, dict)
+            and body.get("Online") is online
+            and (gateway is None or body.get("Gateway") == gateway)
+        )
+
+    state = "online" if online else "offline"
+    return await backend.wait_for(match, f"saying {cid} is {state} ({gateway})", timeout)
+
+
+def retained(broker: Broker, topic: str, timeout: float = WAIT) -> Any:
+    """
+    The retained message on ``topic`` as a fresh subscriber gets it (parsed
+    JSON), or None when there is none.
+    """
+    got: list[bytes] = []
+    done = threading.Event()
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"it-retained-{uuid.uuid4().hex[:12]}",
+        protocol=paho.MQTTv311,
+    )
+
+    def on_connect(c: paho.Client, *args: Any) -> None:
+        c.subscribe(topic, qos=1)
+
+    def on_subscribe(c: paho.Client, *args: Any) -> None:
+        # The broker sends the retained messages right after the SUBACK.
+        threading.Timer(0.3, done.set).start()
+
+    def on_message(c: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if message.retain:
+            got.append(bytes(message.payload))
+            done.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.connect("127.0.0.1", broker.port, keepalive=30)
+    client.loop_start()
+    try:
+        assert done.wait(timeout), f"could not read the retained message on {topic}"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return json.loads(got[-1]) if got else None
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 UTC time as the gateway writes it (``...Z``)."""
+    assert isinstance(text, str) and text.endswith("Z"), f"not an RFC 3339 UTC time: {text!r}"
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def seconds_ago(text: str) -> float:
+    return (datetime.now(UTC) - parse_time(text)).total_seconds()
+
+
+# --- raw charge points ---
+
+
+async def no_frame(ws: ClientConnection, seconds: float = 0.7) -> None:
+    """Assert that ``ws`` receives no frame for ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            frame = await ws.recv()
+    except TimeoutError:
+        return
+    raise AssertionError(f"expected no frame, got {frame!r}")
+
+
+async def raw_handshake(
+    port: int, cid: str, version: str = "ocpp1.6"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """
+    A WebSocket upgrade done by hand on a plain TCP connection; returns the
+    streams after the 101 response.  The caller then never answers pings.
+    """
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), WAIT)
+    writer.write(
+        (
+            f"GET /ocpp/{cid} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\n"
+            "Upgrade: websocket\r\n"
+            "Connection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Protocol: {version}\r\n"
+            "\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    assert head.startswith(b"HTTP/1.1 101"), f"upgrade refused: {head!r}"
+    return reader, writer
