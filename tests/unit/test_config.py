@@ -68,7 +68,7 @@ def test_external_broker() -> None:
         ("[listener:a]\nendpoint = tcp:1\nsecurity_profile = 1\n",
          r"\[auth\] credentials: required"),
         ("[listener:a]\nendpoint = tcp:1\nsecurity_profile = 7\n",
-         r"\[listener:a\] security_profile: must be from 0 to 1"),
+         r"\[listener:a\] security_profile: must be from 0 to 3"),
         ("[listener:a]\nendpoint = tcp:1\ndefault_version = ocpp2.1\n"
          "[gateway]\nversions = ocpp1.6\n", r"\[listener:a\] default_version"),
         ("[listener:a]\nendpoint = tcp:1\npath = ocpp\n", r"\[listener:a\] path: must start"),
