@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         for identity in sorted(entries):
             entry = entries[identity]
-            serial = f"\tserial={entry.serial}" if entry.serial is not None else ""
-            print(f"{identity}\tprofile={entry.profile}{serial}")
+            extra = f"\tserial={entry.serial}" if entry.serial is not None else ""
+            print(f"{identity}\tprofile={entry.profile}{extra}")
         return 0
     try:
         check_identity(args.identity)
