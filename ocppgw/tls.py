@@ -27,6 +27,7 @@ right after the handshake, inside paho's connect.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -36,7 +37,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from service_identity import VerificationError
-from service_identity.cryptography import verify_certificate_hostname
+from service_identity.cryptography import (
+    verify_certificate_hostname,
+    verify_certificate_ip_address,
+)
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
@@ -315,9 +319,16 @@ class _VerifiedSSLSocket(ssl.SSLSocket):
         hostname = self.server_hostname
         if der is None or hostname is None:
             raise ssl.SSLCertVerificationError("the broker presented no certificate")
+        cert = x509.load_der_x509_certificate(der)
         try:
-            verify_certificate_hostname(x509.load_der_x509_certificate(der), hostname)
-        except VerificationError as e:
+            try:
+                address = ipaddress.ip_address(hostname)
+            except ValueError:
+                verify_certificate_hostname(cert, hostname)
+            else:
+                # An IP broker address must be an IP SAN (RFC 6125 has no CN fallback).
+                verify_certificate_ip_address(cert, str(address))
+        except (VerificationError, ValueError) as e:
             raise ssl.SSLCertVerificationError(
                 f"the broker's certificate is not valid for {hostname!r}: {e}"
             ) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import signal
 import socket
@@ -88,6 +89,9 @@ def start_broker(directory: Path, tls: tuple[Path, Path] | None = None) -> Broke
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
     if tls is not None:
         lines += [f"certfile {tls[0]}", f"keyfile {tls[1]}", "tls_version tlsv1.2"]
+    if os.geteuid() == 0:
+        # Started as root, mosquitto drops to "mosquitto", who cannot read pytest's tmp.
+        lines.append("user root")
     conf = directory / "mosquitto.conf"
     conf.write_text("\n".join(lines) + "\n")
     log_path = directory / "mosquitto.log"
