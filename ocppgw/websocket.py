@@ -309,6 +309,10 @@ class OCPPServerFactory(WebSocketServerFactory):
             maxMessagePayloadSize=listener.max_frame_size,
             openHandshakeTimeout=listener.handshake_timeout,
             closeHandshakeTimeout=5,
+            # Protocol violations (a frame over max_frame_size, bad UTF-8) are
+            # answered with a close frame naming the code (1009, 1007), not a
+            # bare TCP reset; the close handshake is bounded by the timeout above.
+            failByDrop=False,
             autoPingInterval=ping_interval,
             autoPingTimeout=pong_timeout,
             perMessageCompressionAccept=_accept_deflate,

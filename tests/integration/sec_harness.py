@@ -208,7 +208,7 @@ def ws_connect(url: str, headers: dict[str, str] | None = None,
     """A websockets (sync) client speaking ``protocol``."""
     return connect(url, subprotocols=[protocol],  # type: ignore[list-item]
                    additional_headers=headers or {}, ssl=ssl_context, open_timeout=WAIT,
-                   close_timeout=2, **kw)
+                   close_timeout=2, legacy=True, **kw)
 
 
 def heartbeat(ws: ClientConnection, timeout: float = WAIT) -> Any:
