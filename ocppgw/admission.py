@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 from cryptography import x509
 
-from ocppgw.auth import Credentials, parse_basic
+from ocppgw.auth import Credentials, Entry, parse_basic, verify
 from ocppgw.config import ListenerConfig
 from ocppgw.proxy import Origin, origin
 from ocppgw.ratelimit import LoginLimiter
@@ -77,18 +77,26 @@ class Gatekeeper:
                     f"too many failed logins; retry in {wait} s",
                     [("Retry-After", str(wait))],
                 )
+        # One look at the credentials file per handshake (it is re-read when it changed).
+        entry = self.credentials.get(identity) if self.credentials is not None else None
         try:
             if profile in (1, 2):
-                self._basic(identity, authorization)
+                self._basic(identity, entry, authorization)
             elif profile == 3:
-                self._certificate(identity, source, tls_certificate, over_tls)
+                self._certificate(identity, entry, source, tls_certificate, over_tls)
         except Refused:
             if self.limiter is not None:
                 self.limiter.failed(source.address, identity)
             raise
-        self._no_downgrade(identity)
+        if entry is not None and entry.profile > profile:
+            # A00.FR.005: a charge point's security profile is never lowered.
+            raise Refused(
+                403,
+                f"{identity!r} is registered at security profile {entry.profile}; "
+                f"this listener has profile {profile}",
+            )
 
-    def _basic(self, identity: str, header: str | None) -> None:
+    def _basic(self, identity: str, entry: Entry | None, header: str | None) -> None:
         password = parse_basic(header, identity) if header else None
         if password is None:
             raise Refused(
@@ -96,12 +104,13 @@ class Gatekeeper:
                 "HTTP Basic credentials with the charge point identity as username required",
                 _CHALLENGE,
             )
-        if self.credentials is None or not self.credentials.check(identity, password):
+        if not verify(entry, password):
             raise Refused(401, "wrong identity or password", _CHALLENGE)
 
     def _certificate(
         self,
         identity: str,
+        entry: Entry | None,
         source: Origin,
         tls_certificate: x509.Certificate | None,
         over_tls: bool,
@@ -118,7 +127,6 @@ class Gatekeeper:
             if certificate is None:
                 raise Refused(403, why or "client certificate rejected")
         if self.listener.cert_identity == "serial":
-            entry = self.credentials.get(identity) if self.credentials is not None else None
             if entry is None or entry.serial is None:
                 raise Refused(403, f"no serial number is registered for {identity!r}")
             expected = entry.serial
@@ -127,16 +135,3 @@ class Gatekeeper:
         why = check_subject(certificate, expected, self.listener.cpo_name)
         if why is not None:
             raise Refused(403, why)
-
-    def _no_downgrade(self, identity: str) -> None:
-        if self.credentials is None:
-            return
-        entry = self.credentials.get(identity)
-        profile = self.listener.security_profile
-        if entry is not None and entry.profile > profile:
-            # A00.FR.005: a charge point's security profile is never lowered.
-            raise Refused(
-                403,
-                f"{identity!r} is registered at security profile {entry.profile}; "
-                f"this listener has profile {profile}",
-            )

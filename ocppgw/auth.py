@@ -183,12 +183,16 @@ class Credentials:
 
     def check(self, identity: str, password: bytes) -> bool:
         """True when ``password`` is ``identity``'s password."""
-        entry = self.get(identity)
-        if entry is None:
-            # Spend the same work as a real check, so timing tells nothing.
-            _digest(b"\0" * 16, password)
-            return False
-        return entry.matches(password)
+        return verify(self.get(identity), password)
+
+
+def verify(entry: Entry | None, password: bytes) -> bool:
+    """True when ``password`` is ``entry``'s; the same work when there is no entry."""
+    if entry is None:
+        # Spend the same work as a real check, so timing tells nothing.
+        _digest(b"\0" * 16, password)
+        return False
+    return entry.matches(password)
 
 
 def parse_basic(header: str, identity: str) -> bytes | None:

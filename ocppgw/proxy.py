@@ -82,11 +82,13 @@ def origin(
     :raises Refused: 400 when a trusted proxy sends an unreadable
         X-Forwarded-For.
     """
+    if not trusted:
+        return Origin(peer_host)  # the default: nothing to parse, nothing believed
     try:
         peer = parse_address(peer_host)
     except ValueError:
         return Origin(peer_host)  # not an IP peer (a UNIX socket): nothing is forwarded
-    if not trusted or not is_trusted(peer, trusted):
+    if not is_trusted(peer, trusted):
         return Origin(str(peer))
     client: Address = peer
     forwarded = headers.get("x-forwarded-for")
