@@ -249,6 +249,7 @@ def main() -> int:
         "--concurrency", type=int, default=250, help="handshakes in flight per client process"
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="bound on the whole storm")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary logs")
     parser.add_argument("--profile", help="write the gateway's cProfile stats to this file")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "handshake_storm.txt"))
     args = parser.parse_args()
@@ -383,8 +384,11 @@ def main() -> int:
         f"({gateway_cpu / max(ok, 1) * 1e6:.0f} us a handshake), mosquitto {broker_cpu:.2f} s",
         f"gateway RSS: {rss_before / 1024:.0f} MiB idle, {rss_after / 1024:.0f} MiB "
         f"with {ok} connected",
-        f"logs: {work}",
     ]
+    if args.keep:
+        lines.append(f"logs: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     text = "\n".join(lines) + "\n"
     print(text, end="")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
