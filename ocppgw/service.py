@@ -250,7 +250,7 @@ def build(config: Config, reactor: Any) -> GatewayService:
             gatekeeper=Gatekeeper(listener, credentials, limiter, forwarded),
             over_tls=tls is not None,
         )
-        wrapped: Any = factory if tls is None else TLSListenerFactory(tls, factory, reactor)
+        wrapped: Any = factory if tls is None else TLSListenerFactory(tls, factory)
         try:
             service = strports.service(listener.endpoint, wrapped, reactor=reactor)
         except (ValueError, TypeError, KeyError) as e:

@@ -235,8 +235,8 @@ class TLSListenerFactory(TLSMemoryBIOFactory):
 
     protocol = _LoggedTLS
 
-    def __init__(self, tls: ServerTLS, factory: Any, clock: Any = None) -> None:
-        super().__init__(tls, False, factory, clock)
+    def __init__(self, tls: ServerTLS, factory: Any) -> None:
+        super().__init__(tls, False, factory)
         self.tls = tls
 
 

@@ -197,3 +197,50 @@ def test_mqtt_context(ca: CA, tmp_path: Path) -> None:
     assert ctx.sslsocket_class is _VerifiedSSLSocket and not ctx.check_hostname
     with pytest.raises(TLSConfigError):
         mqtt_client_context(str(tmp_path / "missing.pem"), None, None)
+
+
+def _config(tmp_path: Path, listener: str) -> object:
+    from ocppgw.config import parse
+
+    (tmp_path / "creds").write_text("")
+    return parse(
+        f"[listener:a]\nendpoint = tcp:0\n{listener}[auth]\ncredentials = creds\n"
+        "[mqtt]\nbroker = mqtt://127.0.0.1:1\n[validation]\nmode = off\n",
+        base_dir=str(tmp_path),
+    )
+
+
+def test_build_names_the_listener_for_bad_tls_files(pairs: list[tuple[str, str]],
+                                                   tmp_path: Path) -> None:
+    """A key that does not fit its certificate stops the start, naming section and keys."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from ocppgw.config import ConfigError
+    from ocppgw.service import build
+
+    config = _config(tmp_path, f"security_profile = 2\ntls_cert = {pairs[0][0]}\n"
+                               f"tls_key = {pairs[1][1]}\n")
+    with pytest.raises(ConfigError, match=r"\[listener:a\] tls_cert/tls_key/tls_ca: .*key"):
+        build(config, MemoryReactorClock())  # type: ignore[arg-type]
+
+
+def test_service_reload_keeps_the_old_context_on_error(pairs: list[tuple[str, str]],
+                                                       tmp_path: Path) -> None:
+    """GatewayService.reload (SIGHUP) re-reads certificates; a broken file keeps the old one."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from ocppgw.service import build
+
+    config = _config(tmp_path, f"security_profile = 2\ntls_cert = {pairs[1][0]}\n"
+                               f"tls_key = {pairs[1][1]}\n")
+    service = build(config, MemoryReactorClock())  # type: ignore[arg-type]
+    names = [str(item) for item in service.reloadable]
+    assert names == ["credentials", "[listener:a] certificates"]
+    tls = service.listeners[0].factory.tls  # type: ignore[attr-defined]
+    before = tls.serverConnectionForTLS(None).get_context()
+    service.reload()
+    reloaded = tls.serverConnectionForTLS(None).get_context()
+    assert reloaded is not before
+    Path(pairs[1][1]).write_text("not a key")
+    service.reload()
+    assert tls.serverConnectionForTLS(None).get_context() is reloaded
