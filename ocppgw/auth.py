@@ -5,6 +5,12 @@ The credentials file holds one identity a line::
 
     # identity  hash                                   options
     CP001       sha256$<salt, base64>$<digest, base64>  profile=1
+    CP002       sha256$<salt, base64>$<digest, base64>  profile=3 serial=SN%2012
+
+``profile`` is the security profile the identity is registered at (a listener
+of a lower profile refuses it, A00.FR.005); ``serial`` (percent-encoded) is
+the charge point's serial number, which its client certificate's CN must hold
+on a listener with ``cert_identity = serial`` (A00.FR.405).
 
 The identity is percent-encoded (so it may contain any character, spaces and
 ``:`` included).  The digest is SHA-256 over salt + password bytes.  A fast
@@ -46,6 +52,8 @@ class Entry:
     digest: bytes
     #: The security profile the identity is registered at (OCPP A00.FR.005).
     profile: int = 1
+    #: The serial number its client certificate's CN holds (A00.FR.405), if recorded.
+    serial: str | None = None
 
     def matches(self, password: bytes) -> bool:
         candidates = [password]
@@ -62,6 +70,7 @@ class Entry:
             f"{quote(self.identity, safe='')} "
             f"{SCHEME}${b64(self.salt).decode()}${b64(self.digest).decode()} "
             f"profile={self.profile}"
+            + (f" serial={quote(self.serial, safe='')}" if self.serial is not None else "")
         )
 
 
@@ -69,10 +78,12 @@ def _digest(salt: bytes, password: bytes) -> bytes:
     return hashlib.sha256(salt + password).digest()
 
 
-def make_entry(identity: str, password: bytes, profile: int = 1) -> Entry:
+def make_entry(
+    identity: str, password: bytes, profile: int = 1, serial: str | None = None
+) -> Entry:
     """A new entry for ``identity`` with a fresh random salt."""
     salt = secrets.token_bytes(16)
-    return Entry(identity, salt, _digest(salt, password), profile)
+    return Entry(identity, salt, _digest(salt, password), profile, serial)
 
 
 def parse_line(line: str, where: str) -> Entry | None:
@@ -96,13 +107,18 @@ def parse_line(line: str, where: str) -> Entry | None:
     if len(digest) != 32 or not salt:
         raise CredentialsError(f"{where}: hash has the wrong length")
     profile = 1
+    serial = None
     for option in fields[2:]:
         key, _, value = option.partition("=")
         if key == "profile" and value in ("1", "2", "3"):
             profile = int(value)
+        elif key == "serial" and value:
+            serial = unquote(value)
         else:
-            raise CredentialsError(f"{where}: unknown option {option!r} (expected profile=1|2|3)")
-    return Entry(identity, salt, digest, profile)
+            raise CredentialsError(
+                f"{where}: unknown option {option!r} (expected profile=1|2|3 or serial=S)"
+            )
+    return Entry(identity, salt, digest, profile, serial)
 
 
 def read_file(path: str) -> dict[str, Entry]:
@@ -126,7 +142,7 @@ def write_file(path: str, entries: dict[str, Entry]) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("# ocppgw credentials: IDENTITY (percent-encoded) HASH [profile=N]\n")
+        f.write("# ocppgw credentials: IDENTITY (percent-encoded) HASH [profile=N] [serial=S]\n")
         for identity in sorted(entries):
             f.write(entries[identity].line() + "\n")
     os.replace(tmp, path)
@@ -167,12 +183,16 @@ class Credentials:
 
     def check(self, identity: str, password: bytes) -> bool:
         """True when ``password`` is ``identity``'s password."""
-        entry = self.get(identity)
-        if entry is None:
-            # Spend the same work as a real check, so timing tells nothing.
-            _digest(b"\0" * 16, password)
-            return False
-        return entry.matches(password)
+        return verify(self.get(identity), password)
+
+
+def verify(entry: Entry | None, password: bytes) -> bool:
+    """True when ``password`` is ``entry``'s; the same work when there is no entry."""
+    if entry is None:
+        # Spend the same work as a real check, so timing tells nothing.
+        _digest(b"\0" * 16, password)
+        return False
+    return entry.matches(password)
 
 
 def parse_basic(header: str, identity: str) -> bytes | None:

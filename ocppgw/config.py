@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ocppgw import codecs
+from ocppgw.proxy import DEFAULT_CERT_HEADER, Network, parse_networks
 from ocppgw.topics import TemplateError, TopicTemplate
 from ocppgw.versions import SUPPORTED
 
@@ -148,7 +149,21 @@ def _gateway_id(value: str) -> str:
 
 
 def _profile(value: str) -> int:
-    return _int_range(0, 1)(value)
+    return _int_range(0, 3)(value)
+
+
+def _files(value: str) -> tuple[str, ...]:
+    return tuple(value.split())
+
+
+def _networks(value: str) -> tuple[Network, ...]:
+    return parse_networks(value)
+
+
+def _header_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9-]+", value):
+        raise ValueError(f"must be an HTTP header name (letters, digits, -), not {value!r}")
+    return value
 
 
 # --- the declared sections ---
@@ -174,6 +189,13 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "endpoint": Key(_nonempty, None),
         "path": Key(_path, "/ocpp"),
         "security_profile": Key(_profile, "0"),
+        "tls_cert": Key(_files, ""),
+        "tls_key": Key(_files, ""),
+        "tls_ca": Key(_str, ""),
+        "cert_identity": Key(_choice("cn", "serial"), "cn"),
+        "cpo_name": Key(_str, ""),
+        "trusted_proxies": Key(_networks, ""),
+        "client_cert_header": Key(_header_name, DEFAULT_CERT_HEADER),
         "default_version": Key(_version, ""),
         "max_frame_size": Key(_int_range(1024, 16 * 1024 * 1024), "65536"),
         "handshake_timeout": Key(_seconds(), "10"),
@@ -182,6 +204,10 @@ SECTIONS: dict[str, dict[str, Key]] = {
     },
     "auth": {
         "credentials": Key(_str, ""),
+        "max_failures_per_address": Key(_int_range(0), "20"),
+        "max_failures_per_identity": Key(_int_range(0), "10"),
+        "failure_window": Key(_seconds(), "60"),
+        "failure_table_size": Key(_int_range(1), "100000"),
     },
     "mqtt": {
         "broker": Key(_nonempty, "embedded"),
@@ -199,6 +225,9 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "embedded_host": Key(_nonempty, "127.0.0.1"),
         "embedded_port": Key(_int_range(1, 65535), "1883"),
         "mosquitto": Key(_str, ""),
+        "tls_ca": Key(_str, ""),
+        "tls_cert": Key(_str, ""),
+        "tls_key": Key(_str, ""),
     },
     "upstream": {
         "topic": Key(_nonempty, "ocpp/cp/${cid}/${action}"),
@@ -258,6 +287,17 @@ class ListenerConfig:
     handshake_timeout: float
     ping_interval: float = 60.0
     pong_timeout: float = 30.0
+    #: Certificate chain files and their keys, pairwise (one RSA, one ECDSA).
+    tls_cert: tuple[str, ...] = ()
+    tls_key: tuple[str, ...] = ()
+    #: The CA(s) client certificates must chain to (profile 3).
+    tls_ca: str | None = None
+    #: What a client certificate's CN must equal: the identity, or its serial.
+    cert_identity: str = "cn"
+    #: What a client certificate's O must equal, if set (A00.FR.404).
+    cpo_name: str | None = None
+    trusted_proxies: tuple[Network, ...] = ()
+    client_cert_header: str = DEFAULT_CERT_HEADER
 
 
 @dataclass(frozen=True)
@@ -277,6 +317,21 @@ class MQTTConfig:
     reconnect_min: float
     reconnect_max: float
     mosquitto: str
+    #: mqtts://: TLS to the broker, its hostname verified with service-identity.
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """[auth]: failed logins allowed per address and per identity in a window."""
+
+    per_address: int = 20
+    per_identity: int = 10
+    window: float = 60.0
+    table_size: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -327,6 +382,7 @@ class Config:
     validation_mode: str = "all"
     schema_dir: str | None = None
     local_heartbeat: bool = False
+    login_limits: LoginLimits = LoginLimits()
 
 
 # --- loading ---
@@ -388,17 +444,63 @@ def _template(section: str, key: str, value: str, *, downstream: bool = False) -
         raise ConfigError(f"[{section}] {key}: {e}") from None
 
 
-def _broker(value: str) -> tuple[bool, str, int]:
+def _broker(value: str) -> tuple[bool, str, int, bool]:
+    """(embedded, host, port, tls) of ``[mqtt] broker``."""
     if value == "embedded":
-        return True, "", 0
+        return True, "", 0, False
     url = urlsplit(value)
-    if url.scheme != "mqtt" or not url.hostname or url.path not in ("", "/"):
-        raise ConfigError(f"[mqtt] broker: must be 'embedded' or mqtt://HOST:PORT, not {value!r}")
+    if url.scheme not in ("mqtt", "mqtts") or not url.hostname or url.path not in ("", "/"):
+        raise ConfigError(
+            f"[mqtt] broker: must be 'embedded', mqtt://HOST:PORT or mqtts://HOST:PORT, "
+            f"not {value!r}"
+        )
+    tls = url.scheme == "mqtts"
     try:
-        port = url.port or 1883
+        port = url.port or (8883 if tls else 1883)
     except ValueError:
         raise ConfigError(f"[mqtt] broker: bad port in {value!r}") from None
-    return False, unquote(url.hostname), port
+    return False, unquote(url.hostname), port, tls
+
+
+def _file(section: str, key: str, value: str, base_dir: str) -> str:
+    path = os.path.normpath(os.path.join(base_dir, value))
+    if not os.path.isfile(path):
+        raise ConfigError(f"[{section}] {key}: no such file: {path}")
+    return path
+
+
+def _listener_tls(section: str, values: dict[str, Any], base_dir: str) -> dict[str, Any]:
+    """The TLS and proxy keys of a listener, checked against its profile."""
+    profile = values["security_profile"]
+    certs = tuple(_file(section, "tls_cert", v, base_dir) for v in values["tls_cert"])
+    keys = tuple(_file(section, "tls_key", v, base_dir) for v in values["tls_key"])
+    if len(certs) != len(keys):
+        raise ConfigError(
+            f"[{section}] tls_key: {len(keys)} key file(s) for {len(certs)} certificate(s); "
+            "list one key per certificate, in the same order"
+        )
+    if len(certs) > 2:
+        raise ConfigError(f"[{section}] tls_cert: at most two (one RSA, one ECDSA)")
+    offload = not certs and bool(values["trusted_proxies"])
+    if profile >= 2 and not certs and not offload:
+        raise ConfigError(
+            f"[{section}] tls_cert: required for security_profile {profile} "
+            "(or trusted_proxies, for a TLS-offloading proxy)"
+        )
+    ca = values["tls_ca"]
+    if profile == 3 and not ca:
+        raise ConfigError(f"[{section}] tls_ca: required for security_profile 3")
+    if ca and profile != 3:
+        raise ConfigError(f"[{section}] tls_ca: only used with security_profile 3")
+    return {
+        "tls_cert": certs,
+        "tls_key": keys,
+        "tls_ca": _file(section, "tls_ca", ca, base_dir) if ca else None,
+        "cert_identity": values["cert_identity"],
+        "cpo_name": values["cpo_name"] or None,
+        "trusted_proxies": values["trusted_proxies"],
+        "client_cert_header": values["client_cert_header"],
+    }
 
 
 def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
@@ -430,6 +532,7 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
                     handshake_timeout=values["handshake_timeout"],
                     ping_interval=values["ping_interval"],
                     pong_timeout=values["pong_timeout"],
+                    **_listener_tls(section, values, base_dir),
                 )
             )
             dv = values["default_version"]
@@ -442,16 +545,32 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
     credentials = auth["credentials"] or None
     if credentials is not None:
         credentials = os.path.normpath(os.path.join(base_dir, credentials))
-    if any(li.security_profile >= 1 for li in listeners):
+    if any(li.security_profile in (1, 2) or li.cert_identity == "serial" for li in listeners):
         if credentials is None:
-            raise ConfigError("[auth] credentials: required when a listener has security_profile 1")
-        if not os.path.isfile(credentials):
-            raise ConfigError(f"[auth] credentials: no such file: {credentials}")
+            raise ConfigError(
+                "[auth] credentials: required when a listener has security_profile 1 or 2 "
+                "(HTTP Basic) or cert_identity = serial"
+            )
+    if credentials is not None and not os.path.isfile(credentials):
+        raise ConfigError(f"[auth] credentials: no such file: {credentials}")
+    limits = LoginLimits(
+        per_address=auth["max_failures_per_address"],
+        per_identity=auth["max_failures_per_identity"],
+        window=auth["failure_window"],
+        table_size=auth["failure_table_size"],
+    )
 
     m = raw["mqtt"]
-    embedded, host, port = _broker(m["broker"])
+    embedded, host, port, tls = _broker(m["broker"])
     if embedded:
         host, port = m["embedded_host"], m["embedded_port"]
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        if m[key] and not tls:
+            raise ConfigError(f"[mqtt] {key}: only used with broker = mqtts://HOST:PORT")
+        if m[key]:
+            m[key] = _file("mqtt", key, m[key], base_dir)
+    if bool(m["tls_cert"]) != bool(m["tls_key"]):
+        raise ConfigError("[mqtt] tls_key: tls_cert and tls_key go together")
     if m["reconnect_min"] > m["reconnect_max"]:
         raise ConfigError("[mqtt] reconnect_min: must not be larger than reconnect_max")
     mqtt = MQTTConfig(
@@ -470,6 +589,10 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
         reconnect_min=m["reconnect_min"],
         reconnect_max=m["reconnect_max"],
         mosquitto=m["mosquitto"],
+        tls=tls,
+        tls_ca=m["tls_ca"] or None,
+        tls_cert=m["tls_cert"] or None,
+        tls_key=m["tls_key"] or None,
     )
 
     up = raw["upstream"]
@@ -536,6 +659,7 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
         validation_mode=val["mode"],
         schema_dir=schema_dir,
         local_heartbeat=raw["local"]["heartbeat"],
+        login_limits=limits,
     )
 
 

@@ -13,6 +13,11 @@ downstream messages that arrive during a short outage.  QoS >= 1 messages
 published while the broker is away wait in paho's queue, bounded by
 ``[mqtt] max_buffer``, and are sent on reconnect; a publish counts as done
 only on PUBACK.
+
+With ``mqtts://`` the connection is TLS (:func:`ocppgw.tls.mqtt_client_context`):
+the broker's chain is verified against ``[mqtt] tls_ca`` and its hostname with
+service-identity; a broker that fails either is not connected to, and the
+reason is logged at each retry.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from zope.interface import implementer
 
 from ocppgw.config import MQTTConfig
 from ocppgw.interfaces import IMQTTClient
+from ocppgw.tls import mqtt_client_context
 
 _log = Logger()
 
@@ -80,6 +86,10 @@ class MQTTClient:
         )
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
+        if config.tls:
+            client.tls_set_context(
+                mqtt_client_context(config.tls_ca, config.tls_cert, config.tls_key)
+            )
         client.max_inflight_messages_set(config.max_inflight)
         client.max_queued_messages_set(config.max_buffer)
         client.on_socket_open = self._socket_open

@@ -8,10 +8,15 @@ client and the listeners, and stops in the order that loses nothing
 publishes its offline presence), wait (bounded by ``[gateway]
 shutdown_timeout``) for outstanding PUBACKs, disconnect from the broker, and
 stop the embedded broker last.
+
+SIGHUP reloads the listeners' certificates and the credentials file without
+dropping a connection: new handshakes use the new files, and a file that
+cannot be used is logged and the old one kept.
 """
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from autobahn import websocket as autobahn_websocket
@@ -21,12 +26,15 @@ from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from ocppgw.admission import Gatekeeper
 from ocppgw.auth import Credentials, CredentialsError
 from ocppgw.broker import EmbeddedBroker, find_mosquitto
 from ocppgw.config import Config, ConfigError
 from ocppgw.mqtt import MQTTClient
+from ocppgw.ratelimit import LoginLimiter
 from ocppgw.router import Router
 from ocppgw.session import Session, SessionOptions, Validate
+from ocppgw.tls import ForwardedCertificates, ServerTLS, TLSConfigError, TLSListenerFactory
 from ocppgw.websocket import CLOSE_GOING_AWAY, OCPPServerFactory, OCPPServerProtocol
 
 _log = Logger()
@@ -94,18 +102,37 @@ class GatewayService(MultiService):
         gateway: Gateway,
         broker: EmbeddedBroker | None,
         listeners: list[Service],
+        reloadable: list[Any] | None = None,
     ) -> None:
         super().__init__()
         self.gateway = gateway
         self.broker = broker
         self.listeners = listeners
+        #: What SIGHUP re-reads: objects with a ``reload()`` and a ``name``.
+        self.reloadable = reloadable or []
+        self._previous_sighup: Any = None
         if broker is not None:
             broker.setServiceParent(self)
         for listener in listeners:
             listener.setServiceParent(self)
 
+    def reload(self) -> None:
+        """Re-read certificates and credentials; keep what fails, and say so."""
+        for item in self.reloadable:
+            try:
+                item.reload()
+            except (TLSConfigError, CredentialsError, OSError) as e:
+                _log.error("reload of {what} failed, keeping the old one: {e}", what=item, e=e)
+            else:
+                _log.info("reloaded {what}", what=item)
+
+    def _sighup(self, signum: int, frame: Any) -> None:
+        self.gateway.reactor.callFromThread(self.reload)
+
     def startService(self) -> None:
         Service.startService(self)
+        if hasattr(signal, "SIGHUP") and self.reloadable:
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
         if self.broker is not None:
             self.broker.startService()
         self.gateway.mqtt.start()
@@ -115,6 +142,9 @@ class GatewayService(MultiService):
     @inlineCallbacks
     def stopService(self) -> Any:
         Service.stopService(self)
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
         gateway = self.gateway
         yield DeferredList([Deferred.fromCoroutine(_stop(li)) for li in self.listeners])
         for session in gateway.router.connected():
@@ -172,7 +202,10 @@ def build(config: Config, reactor: Any) -> GatewayService:
         except CredentialsError as e:
             raise ConfigError(f"[auth] credentials: {e}") from None
 
-    client = MQTTClient(config.mqtt, reactor)
+    try:
+        client = MQTTClient(config.mqtt, reactor)
+    except TLSConfigError as e:
+        raise ConfigError(f"[mqtt] tls_ca/tls_cert/tls_key: {e}") from None
     gateway = Gateway(config, reactor, client)
     client.will = gateway.router.gateway_presence(False)
 
@@ -181,6 +214,11 @@ def build(config: Config, reactor: Any) -> GatewayService:
         client.publish(topic, payload, 1, retain=True)
 
     client.on_connected = announce
+    limits = config.login_limits
+    limiter = LoginLimiter(
+        reactor, limits.per_address, limits.per_identity, limits.window, limits.table_size
+    )
+    reloadable: list[Any] = [_Named("credentials", credentials)] if credentials else []
     listeners: list[Service] = []
     for listener in config.listeners:
         if listener.security_profile == 0:
@@ -189,6 +227,18 @@ def build(config: Config, reactor: Any) -> GatewayService:
                 "charge point, without a password",
                 name=listener.name,
             )
+        section = f"[listener:{listener.name}]"
+        tls = None
+        forwarded = None
+        try:
+            if listener.tls_cert:
+                tls = ServerTLS(listener.name, listener.tls_cert, listener.tls_key, listener.tls_ca)
+                reloadable.append(_Named(f"{section} certificates", tls))
+            elif listener.tls_ca is not None:
+                forwarded = ForwardedCertificates(listener.tls_ca, reactor)
+                reloadable.append(_Named(f"{section} tls_ca", forwarded))
+        except TLSConfigError as e:
+            raise ConfigError(f"{section} tls_cert/tls_key/tls_ca: {e}") from None
         factory = OCPPServerFactory(
             listener,
             config.versions,
@@ -197,9 +247,12 @@ def build(config: Config, reactor: Any) -> GatewayService:
             gateway.close_session,
             ping_interval=listener.ping_interval,
             pong_timeout=listener.pong_timeout,
+            gatekeeper=Gatekeeper(listener, credentials, limiter, forwarded),
+            over_tls=tls is not None,
         )
+        wrapped: Any = factory if tls is None else TLSListenerFactory(tls, factory)
         try:
-            service = strports.service(listener.endpoint, factory, reactor=reactor)
+            service = strports.service(listener.endpoint, wrapped, reactor=reactor)
         except (ValueError, TypeError, KeyError) as e:
             raise ConfigError(
                 f"[listener:{listener.name}] endpoint: not a usable endpoint string "
@@ -211,4 +264,18 @@ def build(config: Config, reactor: Any) -> GatewayService:
         "Autobahn NVX acceleration: {nvx}",
         nvx="on" if autobahn_websocket.USES_NVX else "off (pure Python, slower)",
     )
-    return GatewayService(gateway, broker, listeners)
+    return GatewayService(gateway, broker, listeners, reloadable)
+
+
+class _Named:
+    """Something SIGHUP reloads, named for the log."""
+
+    def __init__(self, name: str, target: Any) -> None:
+        self.name = name
+        self._target = target
+
+    def reload(self) -> None:
+        self._target.reload()
+
+    def __str__(self) -> str:
+        return self.name

@@ -12,14 +12,17 @@ the 101 response and before anything is published:
   no offer: 400 unless the listener has a ``default_version``; offers but
   none matching: the handshake completes without a subprotocol and the
   connection is closed at once (OCPP-J 1.6 §3.2, 2.0.1 Part 4 §3.2);
-- security profile 1: HTTP Basic with the identity as username (A00.FR.204),
-  checked against the credentials file; failure: 401 with WWW-Authenticate.
+- then who may connect (:mod:`ocppgw.admission`): TLS for profiles 2 and 3,
+  failed-login limits (429), HTTP Basic for profiles 1 and 2 (401), the
+  client certificate for profile 3 (403), no downgrade (403); behind trusted
+  proxies (:mod:`ocppgw.proxy`) the forwarded address is the remote address.
 
 After the upgrade, this layer only turns frames into calls on the session.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -29,13 +32,17 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
-from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from autobahn.websocket.types import ConnectionRequest
+from cryptography import x509
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ocppgw.auth import Credentials, parse_basic
+from ocppgw.admission import Gatekeeper
+from ocppgw.auth import Credentials
 from ocppgw.config import ListenerConfig
 from ocppgw.interfaces import IChargePointConnection
+from ocppgw.proxy import Origin
+from ocppgw.refusal import Refused as Refused
 
 _log = Logger()
 
@@ -48,14 +55,6 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_TOO_BIG = 1009
-
-
-class Refused(ConnectionDeny):
-    """A refused handshake, with the HTTP headers that go with the status."""
-
-    def __init__(self, code: int, reason: str, headers: list[tuple[str, str]] | None = None):
-        super().__init__(code, reason)
-        self.headers = headers or []
 
 
 def identity_from_uri(uri: str, base: str) -> str:
@@ -81,8 +80,24 @@ def identity_from_uri(uri: str, base: str) -> str:
     return identity
 
 
+#: Unicode categories refused in an identity: controls, format characters
+#: (bidi overrides, zero-width joiners), surrogates, private use, unassigned,
+#: line and paragraph separators.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def check_identity(identity: str) -> None:
-    """:raises Refused: 400 when ``identity`` cannot be used as one."""
+    """
+    :raises Refused: 400 when ``identity`` cannot be used as one.
+
+    2.x RECOMMENDS the identifierString characters (``a-z A-Z 0-9 * - _ = : +
+    | @ .``), but 1.6 names none and deployed identities hold spaces and
+    more, so any printable Unicode is accepted except: ``/`` (a topic level),
+    ``+`` and ``#`` (MQTT wildcards), the categories above (invisible or
+    direction-changing characters that let two identities look the same),
+    spaces other than U+0020, and text not in NFC (so a visible name is one
+    identity, whether a charger composed its accents or not).
+    """
     if not identity:
         raise Refused(400, "charge point identity is empty")
     if len(identity) > MAX_IDENTITY_LENGTH:
@@ -92,6 +107,13 @@ def check_identity(identity: str) -> None:
             raise Refused(400, f"charge point identity must not contain {ch!r}")
         if ord(ch) < 0x20 or ord(ch) == 0x7F:
             raise Refused(400, "charge point identity must not contain control characters")
+        category = unicodedata.category(ch)
+        if category in _REFUSED_CATEGORIES or (category == "Zs" and ch != " "):
+            raise Refused(
+                400, f"charge point identity must not contain U+{ord(ch):04X} ({category})"
+            )
+    if not unicodedata.is_normalized("NFC", identity):
+        raise Refused(400, "charge point identity must be in Unicode normalization form NFC")
 
 
 def choose_version(
@@ -127,11 +149,27 @@ class OCPPServerProtocol(WebSocketServerProtocol):
 
     factory: OCPPServerFactory
 
+    #: Autobahn copies these options from the factory in ``_connectionMade``
+    #: and pretty-prints them for a debug line whether or not debug logging
+    #: is on: about 1 ms a connection, a third of a handshake in a reconnect
+    #: storm.  We copy them ourselves and leave Autobahn nothing to print.
+    _FACTORY_OPTIONS = tuple(WebSocketServerProtocol.CONFIG_ATTRS)
+    CONFIG_ATTRS: list[str] = []
+
+    def _connectionMade(self) -> None:
+        factory = self.factory
+        for name in self._FACTORY_OPTIONS:
+            if name not in self.__dict__:
+                setattr(self, name, getattr(factory, name))
+        super()._connectionMade()
+
     def __init__(self) -> None:
         super().__init__()
         self.identity: str | None = None
         self.version: str | None = None
         self.session: Any = None
+        #: Where the handshake came from, once read (trusted proxies honoured).
+        self.origin: Origin | None = None
 
     # --- handshake ---
 
@@ -147,9 +185,11 @@ class OCPPServerProtocol(WebSocketServerProtocol):
             return self._negotiate(request)
         except Refused as e:
             self._deny_headers = e.headers
+            proxy = self.origin.proxy if self.origin is not None else None
             _log.info(
-                "refused {peer} {uri}: {code} {reason}",
-                peer=request.peer,
+                "refused {peer}{via} {uri}: {code} {reason}",
+                peer=self.peer,
+                via=f" (via proxy {proxy})" if proxy else "",
                 uri=self.http_request_uri[:120],
                 code=e.code,
                 reason=e.reason,
@@ -158,30 +198,37 @@ class OCPPServerProtocol(WebSocketServerProtocol):
 
     def _negotiate(self, request: ConnectionRequest) -> str | None:
         listener = self.factory.listener
+        gatekeeper = self.factory.gatekeeper
+        transport: Any = self.transport
+        peer_host = str(getattr(transport.getPeer(), "host", ""))
+        self.origin = source = gatekeeper.origin(peer_host, request.headers)
+        if source.proxy is not None:
+            # Logs, presence and rate limits use the client's address, not the proxy's.
+            self.peer = f"tcp{6 if ':' in source.address else 4}:{source.address}"
         identity = identity_from_uri(self.http_request_uri, listener.path)
         version = choose_version(
             list(request.protocols), self.factory.ocpp_versions, listener.default_version
         )
-        if listener.security_profile >= 1:
-            self._authenticate(identity, request.headers.get("authorization"))
+        gatekeeper.admit(
+            identity,
+            source,
+            request.headers.get("authorization"),
+            self._tls_certificate(),
+            over_tls=self.factory.over_tls,
+        )
         self.identity = identity
         self.version = version
         # With no offer at all the default version is spoken but not echoed:
         # RFC 6455 §4.2.2 allows only a subprotocol the client offered.
         return version if request.protocols else None
 
-    def _authenticate(self, identity: str, header: str | None) -> None:
-        challenge = [("WWW-Authenticate", 'Basic realm="ocppgw", charset="UTF-8"')]
-        credentials = self.factory.credentials
-        password = parse_basic(header, identity) if header else None
-        if password is None:
-            raise Refused(
-                401,
-                "HTTP Basic credentials with the charge point identity as username required",
-                challenge,
-            )
-        if credentials is None or not credentials.check(identity, password):
-            raise Refused(401, "wrong identity or password", challenge)
+    def _tls_certificate(self) -> x509.Certificate | None:
+        """The client certificate of this connection's TLS handshake, if any."""
+        if not self.factory.over_tls:
+            return None
+        transport: Any = self.transport
+        cert = transport.getPeerCertificate()
+        return None if cert is None else cert.to_cryptography()
 
     # --- connection ---
 
@@ -247,11 +294,16 @@ class OCPPServerFactory(WebSocketServerFactory):
         close_session: Callable[[Any], None],
         ping_interval: float = 60.0,
         pong_timeout: float = 30.0,
+        gatekeeper: Gatekeeper | None = None,
+        over_tls: bool = False,
     ) -> None:
         super().__init__(protocols=list(versions), server="ocppgw")
         self.listener = listener
         self.ocpp_versions = versions
         self.credentials = credentials
+        self.gatekeeper = gatekeeper or Gatekeeper(listener, credentials)
+        #: The listener wraps its connections in TLS itself (ocppgw.tls).
+        self.over_tls = over_tls
         self.open_session = open_session
         self.close_session = close_session
         self.setProtocolOptions(
@@ -259,6 +311,10 @@ class OCPPServerFactory(WebSocketServerFactory):
             maxMessagePayloadSize=listener.max_frame_size,
             openHandshakeTimeout=listener.handshake_timeout,
             closeHandshakeTimeout=5,
+            # Protocol violations (a frame over max_frame_size, bad UTF-8) are
+            # answered with a close frame naming the code (1009, 1007), not a
+            # bare TCP reset; the close handshake is bounded by the timeout above.
+            failByDrop=False,
             autoPingInterval=ping_interval,
             autoPingTimeout=pong_timeout,
             perMessageCompressionAccept=_accept_deflate,

@@ -68,7 +68,7 @@ def test_external_broker() -> None:
         ("[listener:a]\nendpoint = tcp:1\nsecurity_profile = 1\n",
          r"\[auth\] credentials: required"),
         ("[listener:a]\nendpoint = tcp:1\nsecurity_profile = 7\n",
-         r"\[listener:a\] security_profile: must be from 0 to 1"),
+         r"\[listener:a\] security_profile: must be from 0 to 3"),
         ("[listener:a]\nendpoint = tcp:1\ndefault_version = ocpp2.1\n"
          "[gateway]\nversions = ocpp1.6\n", r"\[listener:a\] default_version"),
         ("[listener:a]\nendpoint = tcp:1\npath = ocpp\n", r"\[listener:a\] path: must start"),
@@ -120,3 +120,74 @@ def test_shipped_file_is_valid_and_documents_every_key() -> None:
                 pattern = rf"^#?{key} = {re.escape(spec.default)}$"
             assert re.search(pattern, text, re.M), f"[{section}] {key} is not documented"
     assert os.path.basename(path) == "ocppgw.ini"
+
+
+def _tls_dir(tmp_path: Path) -> Path:
+    for name in ("rsa.pem", "rsa.key", "ec.pem", "ec.key", "ca.pem", "creds"):
+        (tmp_path / name).write_text("")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "listener, message",
+    [
+        ("security_profile = 2\n", r"\[listener:a\] tls_cert: required for security_profile 2"),
+        ("security_profile = 2\ntls_cert = rsa.pem ec.pem\ntls_key = rsa.key\n",
+         r"\[listener:a\] tls_key: 1 key file\(s\) for 2"),
+        ("security_profile = 2\ntls_cert = nope.pem\ntls_key = rsa.key\n",
+         r"\[listener:a\] tls_cert: no such file: .*nope.pem"),
+        ("security_profile = 3\ntls_cert = rsa.pem\ntls_key = rsa.key\n",
+         r"\[listener:a\] tls_ca: required for security_profile 3"),
+        ("security_profile = 2\ntls_cert = rsa.pem\ntls_key = rsa.key\ntls_ca = ca.pem\n",
+         r"\[listener:a\] tls_ca: only used with security_profile 3"),
+        ("cert_identity = name\n", r"\[listener:a\] cert_identity: must be one of cn, serial"),
+        ("trusted_proxies = 10.0.0.0/8 bogus\n", r"\[listener:a\] trusted_proxies: 'bogus'"),
+        ("client_cert_header = X Cert\n", r"\[listener:a\] client_cert_header: must be"),
+    ],
+)
+def test_tls_listener_errors(tmp_path: Path, listener: str, message: str) -> None:
+    """TLS and proxy keys are checked against the profile; errors name section and key."""
+    d = _tls_dir(tmp_path)
+    text = f"[listener:a]\nendpoint = tcp:1\n{listener}[auth]\ncredentials = creds\n"
+    with pytest.raises(ConfigError, match=message):
+        parse(text, base_dir=str(d))
+
+
+def test_tls_listener_values(tmp_path: Path) -> None:
+    """Files resolve against the INI's directory; offload needs only trusted_proxies."""
+    d = _tls_dir(tmp_path)
+    config = parse(
+        "[listener:a]\nendpoint = tcp:1\nsecurity_profile = 3\ntls_cert = rsa.pem ec.pem\n"
+        "tls_key = rsa.key ec.key\ntls_ca = ca.pem\ncpo_name = ACME\n"
+        "[listener:b]\nendpoint = tcp:2\nsecurity_profile = 2\ntrusted_proxies = 10.0.0.0/8\n"
+        "[auth]\ncredentials = creds\nmax_failures_per_address = 0\n",
+        base_dir=str(d),
+    )
+    a, b = config.listeners
+    assert a.tls_cert == (str(d / "rsa.pem"), str(d / "ec.pem"))
+    assert (a.tls_ca, a.cpo_name, a.cert_identity) == (str(d / "ca.pem"), "ACME", "cn")
+    assert b.tls_cert == () and [str(n) for n in b.trusted_proxies] == ["10.0.0.0/8"]
+    assert config.login_limits.per_address == 0 and config.login_limits.per_identity == 10
+
+
+@pytest.mark.parametrize(
+    "mqtt, message",
+    [
+        ("broker = mqtt://h:1\ntls_ca = ca.pem\n", r"\[mqtt\] tls_ca: only used with broker"),
+        ("broker = mqtts://h\ntls_cert = rsa.pem\n", r"\[mqtt\] tls_key: tls_cert and tls_key"),
+        ("broker = mqtts://h\ntls_ca = missing.pem\n", r"\[mqtt\] tls_ca: no such file"),
+        ("broker = tcp://h\n", r"\[mqtt\] broker: must be"),
+    ],
+)
+def test_mqtt_tls_errors(tmp_path: Path, mqtt: str, message: str) -> None:
+    """[mqtt] TLS keys need mqtts:// and readable files."""
+    with pytest.raises(ConfigError, match=message):
+        parse(MINIMAL + "[mqtt]\n" + mqtt, base_dir=str(_tls_dir(tmp_path)))
+
+
+def test_mqtts_defaults(tmp_path: Path) -> None:
+    """mqtts:// means TLS on port 8883 unless a port is given."""
+    config = parse(MINIMAL + "[mqtt]\nbroker = mqtts://broker.example\ntls_ca = ca.pem\n",
+                   base_dir=str(_tls_dir(tmp_path)))
+    assert (config.mqtt.tls, config.mqtt.port, config.mqtt.tls_ca) == (
+        True, 8883, str(tmp_path / "ca.pem"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ocppgw.auth import Credentials, CredentialsError, read_file
-from ocppgw.passwd import main
+from ocppgw.passwd import PASSWORD_ALPHABET, main
 
 
 def run(monkeypatch: pytest.MonkeyPatch, argv: list[str], stdin: str = "") -> int:
@@ -69,3 +69,49 @@ def test_reloads_when_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     creds = Credentials(f)
     run(monkeypatch, ["--file", f, "set", "CP2"], "second-password-16\n")
     assert creds.check("CP2", b"second-password-16")
+
+
+def test_generate_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    """--generate key prints 40 hex digits once; their 20 raw bytes are the password."""
+    f = str(tmp_path / "creds")
+    assert run(monkeypatch, ["--file", f, "set", "CP16", "--generate", "key"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert len(key) == 40 and int(key, 16) >= 0
+    assert Credentials(f).check("CP16", bytes.fromhex(key))
+    assert key not in Path(f).read_text()
+
+
+def test_generate_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """--generate password prints a passwordString of --length characters, different each time."""
+    f = str(tmp_path / "creds")
+    assert run(monkeypatch, ["--file", f, "set", "CP2", "--generate", "password",
+                             "--length", "16"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert len(first) == 16 and set(first) <= set(PASSWORD_ALPHABET)
+    assert Credentials(f).check("CP2", first.encode())
+    assert run(monkeypatch, ["--file", f, "set", "CP2", "--generate", "password"]) == 0
+    second = capsys.readouterr().out.strip()
+    assert len(second) == 40 and second != first
+    assert run(monkeypatch, ["--file", f, "set", "CP2", "--generate", "password",
+                             "--length", "41"]) == 2
+
+
+def test_profile_and_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--profile and --serial are stored and listed; a password change keeps them."""
+    f = str(tmp_path / "creds")
+    assert run(monkeypatch, ["--file", f, "set", "CP1"], "password-password\n") == 0
+    assert run(monkeypatch, ["--file", f, "set", "CP3", "--profile", "3", "--serial", "SN 7"],
+               "password-password\n") == 0
+    assert run(monkeypatch, ["--file", f, "set", "CP3"], "another-password-1\n") == 0
+    entries = read_file(f)
+    assert (entries["CP1"].profile, entries["CP1"].serial) == (1, None)
+    assert (entries["CP3"].profile, entries["CP3"].serial) == (3, "SN 7")
+    assert "serial=SN%207" in Path(f).read_text()
+    run(monkeypatch, ["--file", f, "list"])
+    out = capsys.readouterr().out
+    assert "CP1\tprofile=1\n" in out and "CP3\tprofile=3\tserial=SN 7\n" in out
+    with pytest.raises(SystemExit):
+        run(monkeypatch, ["--file", f, "set", "CP3", "--profile", "4"], "x\n")

@@ -1,0 +1,400 @@
+"""
+Reconnect storm: N charge points (default 10,000) connect at once to a real
+gateway (security profile 1, HTTP Basic against a credentials file of N
+identities, a real mosquitto); how fast are they all back?
+
+The clients are cheap on purpose: asyncio protocols sending the raw HTTP
+upgrade request and reading the response head, spread over a few processes,
+each with a bound on handshakes in flight (real charge points are spread over
+many hosts; one loopback host must not become the bottleneck).  Every
+connection stays open until all are done, so at the end N are connected at
+once.  Everything is bounded: a deadline on the whole storm, timeouts on
+each handshake, and the gateway and broker are stopped on the way out.
+
+    .venv/bin/python bench/handshake_storm.py [--n 10000] [--procs 2]
+
+Prints the figures and writes them to bench/results/handshake_storm.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import multiprocessing as mp
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ocppgw.auth import make_entry, write_file  # noqa: E402
+
+TWISTD = ROOT / ".venv" / "bin" / "twistd"
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+PASSWORD = b"storm-password-0123456789"
+
+
+def raise_fd_limit(wanted: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(hard, max(soft, wanted))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not start within {timeout} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def request(identity: str, port: int) -> bytes:
+    token = base64.b64encode(identity.encode() + b":" + PASSWORD).decode()
+    return (
+        f"GET /ocpp/{identity} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
+        f"Authorization: Basic {token}\r\n\r\n"
+    ).encode()
+
+
+class _Upgrade(asyncio.Protocol):
+    """One charge point: sends the upgrade request, waits for the response head."""
+
+    def __init__(self, payload: bytes, answered: asyncio.Future[bool]) -> None:
+        self.payload = payload
+        self.answered = answered
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.payload)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self.answered.done():
+            return  # WebSocket frames after the upgrade (none expected)
+        self.buffer += data
+        if b"\r\n\r\n" in self.buffer:
+            self.answered.set_result(self.buffer.startswith(b"HTTP/1.1 101"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answered.done():
+            self.answered.set_result(False)
+
+
+async def storm(
+    identities: list[str],
+    port: int,
+    start_at: float,
+    concurrency: int,
+    deadline: float,
+    release: Any,
+    results: Any,
+) -> None:
+    """
+    Handshake every identity; put (completion times, latencies, failures) on
+    ``results``, then hold the connections until ``release`` is set.
+    """
+    loop = asyncio.get_running_loop()
+    done: list[float] = []
+    latencies: list[float] = []
+    failures = 0
+    transports: list[asyncio.BaseTransport] = []
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(identity: str) -> None:
+        nonlocal failures
+        async with gate:
+            t0 = time.time()
+            answered: asyncio.Future[bool] = loop.create_future()
+            try:
+                transport, _ = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: _Upgrade(request(identity, port), answered), "127.0.0.1", port
+                    ),
+                    max(0.1, deadline - t0),
+                )
+                ok = await asyncio.wait_for(answered, max(0.1, deadline - time.time()))
+            except (TimeoutError, OSError):
+                failures += 1
+                return
+            if ok:
+                t1 = time.time()
+                done.append(t1)
+                latencies.append(t1 - t0)
+                transports.append(transport)
+            else:
+                failures += 1
+                transport.close()
+
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    await asyncio.gather(*(one(i) for i in identities))
+    results.put((done, latencies, failures))
+    # Hold every connection until all client processes are done.
+    while not release.is_set() and time.time() < deadline + 5:
+        await asyncio.sleep(0.05)
+    for t in transports:
+        t.close()
+
+
+def client(
+    identities: list[str],
+    port: int,
+    start_at: float,
+    concurrency: int,
+    deadline: float,
+    release: Any,
+    results: Any,
+) -> None:
+    raise_fd_limit(len(identities) + 256)
+    asyncio.run(storm(identities, port, start_at, concurrency, deadline, release, results))
+
+
+def in_process_rate(creds: Path, identities: list[str], seconds: float = 2.0) -> float:
+    """
+    Handshakes/s of the WebSocket layer with Basic auth alone: the real
+    Autobahn protocol and admission checks over an in-memory transport, no
+    sockets and no MQTT (the session opener is a no-op).
+    """
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from ocppgw.admission import Gatekeeper
+    from ocppgw.auth import Credentials
+    from ocppgw.config import ListenerConfig
+    from ocppgw.ratelimit import LoginLimiter
+    from ocppgw.websocket import OCPPServerFactory
+
+    listener = ListenerConfig("bench", "tcp:0", "/ocpp", 1, None, 65536, 10.0)
+    credentials = Credentials(str(creds))
+    limiter = LoginLimiter(Clock(), 20, 10, 60.0, 100_000)
+    factory = OCPPServerFactory(
+        listener,
+        ("ocpp1.6",),
+        credentials,
+        lambda *a: object(),
+        lambda s: None,
+        gatekeeper=Gatekeeper(listener, credentials, limiter),
+    )
+    address = IPv4Address("TCP", "127.0.0.1", 5555)
+    requests = [request(i, 1) for i in identities]
+    count = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for payload in requests[:1000]:
+            proto = factory.buildProtocol(address)
+            transport = StringTransport(peerAddress=address)
+            proto.makeConnection(transport)
+            proto.dataReceived(payload)
+            if not transport.value().startswith(b"HTTP/1.1 101"):
+                raise SystemExit(f"in-process handshake failed: {transport.value()[:80]!r}")
+            count += 1
+    return count / (time.perf_counter() - t0)
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=10_000, help="charge points (default 10000)")
+    parser.add_argument("--procs", type=int, default=2, help="client processes (default 2)")
+    parser.add_argument(
+        "--concurrency", type=int, default=250, help="handshakes in flight per client process"
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="bound on the whole storm")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary logs")
+    parser.add_argument("--profile", help="write the gateway's cProfile stats to this file")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "handshake_storm.txt"))
+    args = parser.parse_args()
+    n = args.n
+    limit = raise_fd_limit(n + 1024)
+    if limit < n + 256:
+        raise SystemExit(f"RLIMIT_NOFILE hard limit {limit} is too low for {n} connections")
+
+    work = Path(tempfile.mkdtemp(prefix="ocppgw-storm-"))
+    identities = [f"STORM{i:06d}" for i in range(n)]
+    t = time.perf_counter()
+    write_file(str(work / "creds"), {i: make_entry(i, PASSWORD) for i in identities})
+    print(f"credentials for {n} identities written in {time.perf_counter() - t:.2f} s")
+    layer_rate = in_process_rate(work / "creds", identities)
+    print(f"in-process WebSocket handshake + Basic auth: {layer_rate:.0f}/s")
+    mport, gport = free_port(), free_port()
+    (work / "mosquitto.conf").write_text(
+        f"listener {mport} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "set_tcp_nodelay true\nmax_queued_messages 100000\nmax_inflight_messages 0\n"
+    )
+    (work / "ocppgw.ini").write_text(
+        f"[gateway]\nid = storm\n[listener:ws]\n"
+        f"endpoint = tcp:{gport}:interface=127.0.0.1:backlog=4096\n"
+        f"security_profile = 1\nhandshake_timeout = 60\nping_interval = 0\n"
+        f"[auth]\ncredentials = {work / 'creds'}\n"
+        f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n"
+    )
+    broker_log = open(work / "mosquitto.log", "wb")
+    gateway_log = open(work / "gateway.log", "wb")
+    broker = subprocess.Popen(
+        [MOSQUITTO, "-c", str(work / "mosquitto.conf")], stdout=broker_log, stderr=subprocess.STDOUT
+    )
+    gateway = None
+    procs: list[mp.Process] = []
+    try:
+        wait_port(mport, broker, "mosquitto")
+        profile = (
+            ["--profile", args.profile, "--profiler", "cprofile", "--savestats"]
+            if args.profile
+            else []
+        )
+        gateway = subprocess.Popen(
+            [
+                str(TWISTD),
+                "-n",
+                "--pidfile=",
+                *profile,
+                "ocppgw",
+                "--config",
+                str(work / "ocppgw.ini"),
+            ],
+            stdout=gateway_log,
+            stderr=subprocess.STDOUT,
+            cwd=work,
+        )
+        wait_port(gport, gateway, "gateway")
+        time.sleep(1.0)  # MQTT connect
+        rss_before = rss_kb(gateway.pid)
+        cpu_before = cpu_seconds(gateway.pid)
+        broker_cpu_before = cpu_seconds(broker.pid)
+        ctx = mp.get_context("fork")
+        release = ctx.Event()
+        results = ctx.Queue()
+        start_at = time.time() + 1.0
+        deadline = start_at + args.timeout
+        for k in range(args.procs):
+            p = ctx.Process(
+                target=client,
+                args=(
+                    identities[k :: args.procs],
+                    gport,
+                    start_at,
+                    args.concurrency,
+                    deadline,
+                    release,
+                    results,
+                ),
+            )
+            p.start()
+            procs.append(p)
+        collected = []
+        for _ in procs:
+            collected.append(results.get(timeout=args.timeout + 30))
+            if len(collected) == len(procs):
+                release.set()
+        rss_after = rss_kb(gateway.pid)
+        gateway_cpu = cpu_seconds(gateway.pid) - cpu_before
+        broker_cpu = cpu_seconds(broker.pid) - broker_cpu_before
+        for p in procs:
+            p.join(30)
+        done = sorted(t for c in collected for t in c[0])
+        latencies = sorted(x for c in collected for x in c[1])
+        failures = sum(c[2] for c in collected)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+        if gateway is not None:
+            stop(gateway)
+        stop(broker)
+        broker_log.close()
+        gateway_log.close()
+
+    ok = len(done)
+    all_back = done[-1] - start_at if ok else float("nan")
+    rate = ok / all_back if ok else 0.0
+    per_second: dict[int, int] = {}
+    for x in done:
+        per_second[int(x - start_at)] = per_second.get(int(x - start_at), 0) + 1
+    peak = max(per_second.values()) if per_second else 0
+    lines = [
+        f"handshake storm: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {platform.node()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"charge points: {n} (security profile 1, HTTP Basic), client processes: {args.procs}, "
+        f"in flight per process: {args.concurrency}",
+        f"WebSocket handshake + Basic auth alone (in-process, no sockets, no MQTT): "
+        f"{layer_rate:.0f} handshakes/s",
+        "end to end (sockets, session, MQTT subscribe and presence publish, logging):",
+        f"connected: {ok}, failed: {failures}",
+        f"time until all connected: {all_back:.2f} s",
+        f"average rate: {rate:.0f} handshakes/s; peak 1-second window: {peak}/s",
+        "handshake latency: "
+        + (
+            f"p50 {statistics.median(latencies) * 1000:.0f} ms, "
+            f"p99 {latencies[int(0.99 * (len(latencies) - 1))] * 1000:.0f} ms, "
+            f"max {latencies[-1] * 1000:.0f} ms"
+            if latencies
+            else "n/a"
+        ),
+        f"CPU during the storm: gateway {gateway_cpu:.2f} s "
+        f"({gateway_cpu / max(ok, 1) * 1e6:.0f} us a handshake), mosquitto {broker_cpu:.2f} s",
+        f"gateway RSS: {rss_before / 1024:.0f} MiB idle, {rss_after / 1024:.0f} MiB "
+        f"with {ok} connected",
+    ]
+    if args.keep:
+        lines.append(f"logs: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    return 0 if ok == n else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""
+TLS: the wss listeners of security profiles 2 and 3, and the MQTT client.
+
+Listeners (OCPP 1.6 security whitepaper §2.4-2.6, OCPP 2.0.1 Part 2 A00):
+
+- TLS 1.2 or newer only (A00.FR.312 allows 1.0/1.1 only for 1.6 charge
+  points that cannot do better; this gateway does not).
+- The TLS 1.2 suites of A00.FR.317: ECDHE-ECDSA and ECDHE-RSA with
+  AES-128/256-GCM, and RSA key exchange with AES-128/256-GCM; TLS 1.3 suites
+  are OpenSSL's defaults.
+- One RSA and one ECDSA certificate on the same context (A00.FR.317: the
+  CSMS must support both kinds of suites); OpenSSL picks by the client's
+  offer.  ``tls_cert`` and ``tls_key`` list them pairwise.
+- No TLS compression (A00.FR.320).
+- Profile 3: the client must present a certificate that chains to ``tls_ca``
+  (A00.FR.403); a missing, untrusted or expired one fails the TLS handshake
+  with an alert, logged with the reason.
+
+:class:`ServerTLS` builds a new ``SSL.Context`` on :meth:`ServerTLS.reload`
+(SIGHUP): new handshakes use it, established connections keep theirs.
+
+The MQTT client uses the standard ``ssl`` module (paho needs an
+``ssl.SSLContext``); the broker's hostname is verified with service-identity
+right after the handshake, inside paho's connect.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
+from service_identity import VerificationError
+from service_identity.cryptography import (
+    verify_certificate_hostname,
+    verify_certificate_ip_address,
+)
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.logger import Logger
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+_log = Logger()
+
+#: A00.FR.317's TLS 1.2 suites, strongest key exchange first.
+TLS12_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "AES256-GCM-SHA384",
+        "AES128-GCM-SHA256",
+    ]
+)
+
+#: OpenSSL X509_V_ERR_* codes worth a readable name in the log.
+_VERIFY_ERRORS = {
+    2: "unable to get issuer certificate",
+    7: "certificate signature failure",
+    9: "certificate is not yet valid",
+    10: "certificate has expired",
+    18: "self-signed certificate",
+    19: "self-signed certificate in certificate chain",
+    20: "unable to get local issuer certificate (not issued by tls_ca)",
+    21: "unable to verify the first certificate",
+    23: "certificate revoked",
+    26: "unsupported certificate purpose",
+}
+
+
+class TLSConfigError(Exception):
+    """Certificates or keys that cannot be used; the text names the file."""
+
+
+def _load_pem_certs(path: str) -> list[x509.Certificate]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise TLSConfigError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise TLSConfigError(f"{path} holds no PEM certificate") from None
+    return certs
+
+
+def _key_kind(cert: x509.Certificate) -> str:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ECDSA"
+    return type(key).__name__
+
+
+def server_context(
+    name: str,
+    pairs: Sequence[tuple[str, str]],
+    ca: str | None,
+) -> SSL.Context:
+    """
+    A server context serving each (certificate chain file, key file) of
+    ``pairs``; with ``ca``, client certificates are required and verified.
+
+    :raises TLSConfigError: naming the file at fault.
+    """
+    if not pairs:
+        raise TLSConfigError("no certificate")
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+    ctx.set_cipher_list(TLS12_CIPHERS.encode("ascii"))
+    # Session resumption with client certificates needs a session id context.
+    ctx.set_session_id(b"ocppgw-" + name.encode("utf-8")[:24])
+    kinds: dict[str, str] = {}
+    for cert_path, key_path in pairs:
+        leaf = _load_pem_certs(cert_path)[0]
+        kind = _key_kind(leaf)
+        if kind not in ("RSA", "ECDSA"):
+            raise TLSConfigError(f"{cert_path}: a {kind} key; RSA or ECDSA expected")
+        if kind in kinds:
+            raise TLSConfigError(
+                f"{cert_path} and {kinds[kind]} are both {kind}; "
+                "give at most one RSA and one ECDSA certificate"
+            )
+        kinds[kind] = cert_path
+        try:
+            ctx.use_certificate_chain_file(cert_path.encode())
+        except SSL.Error as e:
+            raise TLSConfigError(f"{cert_path}: unusable certificate chain: {e}") from None
+        try:
+            ctx.use_privatekey_file(key_path.encode())
+            ctx.check_privatekey()
+        except SSL.Error:
+            raise TLSConfigError(f"{key_path}: not a readable private key of {cert_path}") from None
+    if ca is not None:
+        _load_pem_certs(ca)  # a clear error for a bad file
+        try:
+            ctx.load_verify_locations(ca)
+        except SSL.Error as e:
+            raise TLSConfigError(f"{ca}: unusable CA file: {e}") from None
+        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _log_verify_failure)
+    return ctx
+
+
+def _log_verify_failure(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+    # A00.FR.403/407: the chain must verify; OpenSSL decides, we say why.
+    if not ok:
+        protocol = conn.get_app_data()
+        _log.info(
+            "TLS: refused client certificate from {peer}: {why} (depth {depth}, subject {subject})",
+            peer=_peer(protocol),
+            why=_VERIFY_ERRORS.get(errno, f"verify error {errno}"),
+            depth=depth,
+            subject=_subject_text(cert),
+        )
+    return bool(ok)
+
+
+def _subject_text(cert: Any) -> str:
+    try:
+        return str(cert.to_cryptography().subject.rfc4514_string())
+    except Exception:
+        return "?"
+
+
+def _peer(protocol: Any) -> str:
+    try:
+        address = protocol.transport.getPeer()
+        return f"{address.host}:{address.port}"
+    except Exception:
+        return "?"
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
+    """The TLS side of one listener; :meth:`reload` picks up new certificate files."""
+
+    def __init__(
+        self,
+        name: str,
+        certs: Sequence[str],
+        keys: Sequence[str],
+        ca: str | None = None,
+    ) -> None:
+        self.name = name
+        self._pairs = list(zip(certs, keys, strict=True))
+        self._ca = ca
+        self._context = server_context(name, self._pairs, ca)
+
+    @property
+    def requires_client_certificate(self) -> bool:
+        return self._ca is not None
+
+    def reload(self) -> None:
+        """
+        Read the files again; new handshakes use them, established
+        connections keep their context.
+
+        :raises TLSConfigError: the old context stays in use.
+        """
+        self._context = server_context(self.name, self._pairs, self._ca)
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        conn = SSL.Connection(self._context, None)
+        conn.set_app_data(tlsProtocol)
+        return conn
+
+
+class _LoggedTLS(BufferingTLSTransport):
+    """Logs a failed TLS handshake with its reason (A00.FR.407: why it ended)."""
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        if not self._handshakeDone:
+            why = getattr(self, "_reason", None) or reason
+            _log.info(
+                "TLS handshake with {peer} failed: {why}",
+                peer=_peer(self),
+                why=why.getErrorMessage() if isinstance(why, Failure) else str(why),
+            )
+        super().connectionLost(reason)
+
+
+class TLSListenerFactory(TLSMemoryBIOFactory):
+    """``factory``'s connections wrapped in server-side TLS from ``tls``."""
+
+    protocol = _LoggedTLS
+
+    def __init__(self, tls: ServerTLS, factory: Any) -> None:
+        super().__init__(tls, False, factory)
+        self.tls = tls
+
+
+# --- client certificates (profile 3) ---
+
+
+def _attributes(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
+    return [str(a.value) for a in name.get_attributes_for_oid(oid)]
+
+
+def check_subject(
+    cert: x509.Certificate,
+    expected_cn: str,
+    cpo_name: str | None,
+) -> str | None:
+    """
+    Why ``cert`` does not belong to the charge point, or None if it does.
+
+    The subject must hold exactly one CN, equal to ``expected_cn`` (A00.FR.405),
+    and, when ``cpo_name`` is set, an O equal to it (A00.FR.404).
+    """
+    cns = _attributes(cert.subject, NameOID.COMMON_NAME)
+    if len(cns) != 1:
+        return f"certificate subject has {len(cns)} CN attributes, expected one"
+    if cns[0] != expected_cn:
+        return f"certificate CN {cns[0]!r} is not {expected_cn!r}"
+    if cpo_name is not None:
+        orgs = _attributes(cert.subject, NameOID.ORGANIZATION_NAME)
+        if cpo_name not in orgs:
+            return f"certificate O {orgs!r} does not hold the CPO name {cpo_name!r}"
+    return None
+
+
+class ForwardedCertificates:
+    """
+    Verifies client certificates that a TLS-offloading proxy forwarded in a
+    header, against ``tls_ca``, the way OpenSSL verifies them in a handshake.
+    """
+
+    def __init__(self, ca: str, clock: Any) -> None:
+        self._ca = ca
+        self._clock = clock
+        self._anchors = [crypto.X509.from_cryptography(c) for c in _load_pem_certs(ca)]
+
+    def reload(self) -> None:
+        self._anchors = [crypto.X509.from_cryptography(c) for c in _load_pem_certs(self._ca)]
+
+    def verify(self, pem: str) -> tuple[x509.Certificate | None, str | None]:
+        """(the leaf certificate, None) if ``pem`` verifies, else (None, why)."""
+        try:
+            chain = x509.load_pem_x509_certificates(pem.encode("ascii", "replace"))
+        except ValueError:
+            return None, "forwarded client certificate is not readable PEM"
+        store = crypto.X509Store()
+        for anchor in self._anchors:
+            store.add_cert(anchor)
+        store.set_time(datetime.datetime.fromtimestamp(self._clock.seconds(), datetime.UTC))
+        leaf = chain[0]
+        context = crypto.X509StoreContext(
+            store,
+            crypto.X509.from_cryptography(leaf),
+            [crypto.X509.from_cryptography(c) for c in chain[1:]],
+        )
+        try:
+            context.verify_certificate()
+        except crypto.X509StoreContextError as e:
+            return None, f"forwarded client certificate rejected: {e}"
+        return leaf, None
+
+
+# --- the MQTT client ---
+
+
+class _VerifiedSSLSocket(ssl.SSLSocket):
+    """Checks the broker's hostname with service-identity as the handshake ends."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        super().do_handshake(block)
+        der = self.getpeercert(binary_form=True)
+        hostname = self.server_hostname
+        if der is None or hostname is None:
+            raise ssl.SSLCertVerificationError("the broker presented no certificate")
+        cert = x509.load_der_x509_certificate(der)
+        try:
+            try:
+                address = ipaddress.ip_address(hostname)
+            except ValueError:
+                verify_certificate_hostname(cert, hostname)
+            else:
+                # An IP broker address must be an IP SAN (RFC 6125 has no CN fallback).
+                verify_certificate_ip_address(cert, str(address))
+        except (VerificationError, ValueError) as e:
+            raise ssl.SSLCertVerificationError(
+                f"the broker's certificate is not valid for {hostname!r}: {e}"
+            ) from None
+
+
+def mqtt_client_context(ca: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
+    """
+    An ``ssl.SSLContext`` for paho: TLS 1.2+, the broker's chain verified
+    against ``ca`` (or the system's CAs), its hostname by service-identity,
+    and our client certificate when ``cert`` is given.
+
+    :raises TLSConfigError: naming the file at fault.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    # service-identity checks the name (in _VerifiedSSLSocket), not the ssl module.
+    ctx.check_hostname = False
+    ctx.sslsocket_class = _VerifiedSSLSocket
+    try:
+        if ca:
+            ctx.load_verify_locations(cafile=ca)
+        else:
+            ctx.load_default_certs()
+    except (OSError, ssl.SSLError) as e:
+        raise TLSConfigError(f"{ca}: unusable CA file: {e}") from None
+    if cert:
+        try:
+            ctx.load_cert_chain(cert, key or None)
+        except (OSError, ssl.SSLError) as e:
+            raise TLSConfigError(f"{cert} / {key}: unusable certificate or key: {e}") from None
+    return ctx
