@@ -320,7 +320,4 @@ class OCPPServerFactory(WebSocketServerFactory):
             perMessageCompressionAccept=_accept_deflate,
             # The identity lives in the path; accept any Host/Origin.
             allowedOrigins=["*"],
-            # Protocol errors Autobahn detects itself (a frame over
-            # max_frame_size: 1009) close with their code, not a TCP reset.
-            failByDrop=False,
         )
