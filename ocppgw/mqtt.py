@@ -47,6 +47,24 @@ class PublishError(Exception):
     """A message could not be handed to the broker."""
 
 
+class _Client(paho.Client):
+    """
+    paho's client, minus a quadratic cost: after every PUBACK paho walks all
+    its outgoing messages looking for queued ones to send (``_update_inflight``),
+    which with a large in-flight window was ~15% of the gateway's CPU in a
+    reconnect storm.  Queued messages exist only when there are more outgoing
+    messages than in flight, so the walk is skipped otherwise.
+    """
+
+    def _update_inflight(self) -> MQTTErrorCode:
+        out = getattr(self, "_out_messages", None)
+        inflight = getattr(self, "_inflight_messages", None)
+        if out is not None and inflight is not None and len(out) <= inflight:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        rc: MQTTErrorCode = super()._update_inflight()
+        return rc
+
+
 @implementer(IMQTTClient)
 class MQTTClient:
     """One MQTT connection, shared by every session of the gateway."""
@@ -78,7 +96,7 @@ class MQTTClient:
         self._connected_waiters: list[Deferred[None]] = []
         v5 = config.protocol == "5"
         self._v5 = v5
-        client = paho.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
