@@ -218,7 +218,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "password": Key(_str, ""),
         "protocol": Key(_choice("5", "3.1.1"), "5"),
         "session_expiry": Key(_int_range(0, 2**32 - 1), "300"),
-        "max_inflight": Key(_int_range(1, 65535), "1000"),
+        "max_inflight": Key(_int_range(1, 65535), "20000"),
         "max_buffer": Key(_int_range(1), "100000"),
         "reconnect_min": Key(_seconds(), "0.5"),
         "reconnect_max": Key(_seconds(), "30"),
