@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -26,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+from harness import MOSQUITTO, accepts, free_port
+from harness import stop_process as stop
 from paho.mqtt.enums import CallbackAPIVersion
 from websockets.sync.client import ClientConnection, connect
 
@@ -35,33 +35,7 @@ if str(ROOT) not in sys.path:  # for tests.certs when only this directory is col
 _VENV_BIN = ROOT / ".venv" / "bin"
 BIN = _VENV_BIN if (_VENV_BIN / "twistd").exists() else Path(sys.executable).parent
 TWISTD = BIN / "twistd"
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 WAIT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after 10 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
@@ -137,13 +111,20 @@ def start_gateway(directory: Path, ini: str, port: int, wait_mqtt: bool = True) 
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [str(TWISTD), "-n", "--pidfile=", "ocppgw", "--config", str(config)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=directory,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
         )
     gw = Gateway(port, proc, log_path, name)
     try:
-        wait_for(lambda: proc.poll() is not None or (
-            accepts(port) and (not wait_mqtt or "MQTT connected" in gw.log())),
-            "the gateway to start", 20)
+        wait_for(
+            lambda: (
+                proc.poll() is not None
+                or (accepts(port) and (not wait_mqtt or "MQTT connected" in gw.log()))
+            ),
+            "the gateway to start",
+            20,
+        )
     except AssertionError:
         stop(proc)
         raise AssertionError(f"gateway did not start:\n{gw.log()}") from None
@@ -179,8 +160,11 @@ class Backend:
         parts = message.topic.split("/")
         if len(parts) == 4 and parts[:2] == ["ocpp", "cp"] and parts[3] == "Heartbeat":
             body = json.loads(message.payload)
-            reply = {"MessageTypeId": 3, "UniqueId": body["UniqueId"],
-                     "Payload": {"currentTime": "2026-01-01T00:00:00Z"}}
+            reply = {
+                "MessageTypeId": 3,
+                "UniqueId": body["UniqueId"],
+                "Payload": {"currentTime": "2026-01-01T00:00:00Z"},
+            }
             client.publish(f"ocpp/cs/{parts[2]}/Reply/Heartbeat", json.dumps(reply), qos=1)
 
     def topics(self, needle: str) -> list[str]:
@@ -202,13 +186,24 @@ def basic(identity: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def ws_connect(url: str, headers: dict[str, str] | None = None,
-               ssl_context: ssl.SSLContext | None = None, protocol: str = "ocpp1.6",
-               **kw: Any) -> ClientConnection:
+def ws_connect(
+    url: str,
+    headers: dict[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    protocol: str = "ocpp1.6",
+    **kw: Any,
+) -> ClientConnection:
     """A websockets (sync) client speaking ``protocol``."""
-    return connect(url, subprotocols=[protocol],  # type: ignore[list-item]
-                   additional_headers=headers or {}, ssl=ssl_context, open_timeout=WAIT,
-                   close_timeout=2, legacy=True, **kw)
+    return connect(
+        url,
+        subprotocols=[protocol],  # type: ignore[list-item]
+        additional_headers=headers or {},
+        ssl=ssl_context,
+        open_timeout=WAIT,
+        close_timeout=2,
+        legacy=True,
+        **kw,
+    )
 
 
 def heartbeat(ws: ClientConnection, timeout: float = WAIT) -> Any:
@@ -222,18 +217,30 @@ def heartbeat(ws: ClientConnection, timeout: float = WAIT) -> Any:
             return frame[2]
 
 
-def raw_request(port: int, path: str, headers: dict[str, str] | None = None,
-                ssl_context: ssl.SSLContext | None = None, source: str | None = None,
-                server_hostname: str = "localhost") -> bytes:
+def raw_request(
+    port: int,
+    path: str,
+    headers: dict[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    source: str | None = None,
+    server_hostname: str = "localhost",
+) -> bytes:
     """Send one upgrade request and return the response head (b'' if closed first)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT,
-                                    source_address=(source, 0) if source else None)
+    sock = socket.create_connection(
+        ("127.0.0.1", port), timeout=WAIT, source_address=(source, 0) if source else None
+    )
     try:
         if ssl_context is not None:
             sock = ssl_context.wrap_socket(sock, server_hostname=server_hostname)
-        lines = [f"GET {path} HTTP/1.1", "Host: localhost", "Upgrade: websocket",
-                 "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-                 "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: ocpp1.6"]
+        lines = [
+            f"GET {path} HTTP/1.1",
+            "Host: localhost",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+            "Sec-WebSocket-Protocol: ocpp1.6",
+        ]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         data = b""
@@ -247,8 +254,9 @@ def raw_request(port: int, path: str, headers: dict[str, str] | None = None,
         sock.close()
 
 
-def client_tls(ca: Path, cert: tuple[Path, Path] | None = None,
-               ciphers: str | None = None) -> ssl.SSLContext:
+def client_tls(
+    ca: Path, cert: tuple[Path, Path] | None = None, ciphers: str | None = None
+) -> ssl.SSLContext:
     """A client context trusting ``ca``, optionally with a client certificate."""
     ctx = ssl.create_default_context(cafile=str(ca))
     if cert is not None:
