@@ -33,8 +33,11 @@ from ocppgw.config import Config, ConfigError
 from ocppgw.mqtt import MQTTClient
 from ocppgw.ratelimit import LoginLimiter
 from ocppgw.router import Router
-from ocppgw.session import Session, SessionOptions, Validate
+from ocppgw.session import Session, SessionOptions, Validate, Violation
 from ocppgw.tls import ForwardedCertificates, ServerTLS, TLSConfigError, TLSListenerFactory
+from ocppgw.validation import SchemaError, Validator
+from ocppgw.validation import Violation as SchemaViolation
+from ocppgw.versions import ErrorKind
 from ocppgw.websocket import CLOSE_GOING_AWAY, OCPPServerFactory, OCPPServerProtocol
 
 _log = Logger()
@@ -45,12 +48,24 @@ def session_options(config: Config) -> SessionOptions:
     validate_up: Validate | None = None
     validate_dn: Validate | None = None
     if config.validation_mode != "off":
-        from ocppgw.validation import Validator
-
         try:
-            validate = Validator(config.schema_dir).validate
-        except ValueError as e:
+            validator = Validator(config.schema_dir)
+            if config.schema_dir is not None:
+                validator.check_all()
+        except (ValueError, SchemaError) as e:
             raise ConfigError(f"[validation] schema_dir: {e}") from None
+
+        def validate(
+            version: str, action: str, request: bool, payload: dict[str, Any]
+        ) -> Violation | None:
+            try:
+                return validator.validate(version, action, request, payload)
+            except SchemaError as e:
+                # Only what shows while validating (an unresolvable $ref):
+                # the peer gets InternalError, never a dropped connection.
+                _log.error("schema unusable: {e}", e=e)
+                return SchemaViolation(ErrorKind.INTERNAL, f"gateway schema unusable for {action}")
+
         if config.validation_mode in ("all", "upstream"):
             validate_up = validate
         if config.validation_mode in ("all", "dnstream"):

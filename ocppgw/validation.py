@@ -260,6 +260,21 @@ class Validator:
             return None
         return _violation(error)
 
+    def check_all(self) -> int:
+        """
+        Compile every schema there is, so that a broken one stops the gateway
+        at start rather than failing a charge point later.
+
+        :returns: how many schemas were checked.
+        :raises SchemaError: naming the first schema that cannot be used.
+        """
+        count = 0
+        for version in _VERSION_DIRS:
+            for name in sorted(self._listing(version)):
+                self._compile(version, name)
+                count += 1
+        return count
+
     def compiled(self, version: str, action: str, request: bool) -> Any:
         """
         The compiled ``jsonschema`` validator for ``action``'s request or response.

@@ -218,9 +218,9 @@ class OCPPServerProtocol(WebSocketServerProtocol):
         )
         self.identity = identity
         self.version = version
-        # With no offer at all the default version is spoken but not echoed:
-        # RFC 6455 §4.2.2 allows only a subprotocol the client offered.
-        return version if request.protocols else None
+        # A default version (no offer, or an empty header) is spoken but not
+        # echoed: RFC 6455 §4.2.2 allows only a subprotocol the client offered.
+        return version if version in request.protocols else None
 
     def _tls_certificate(self) -> x509.Certificate | None:
         """The client certificate of this connection's TLS handshake, if any."""

@@ -117,9 +117,11 @@ def test_no_subprotocol_offered() -> None:
     assert Harness().request("/ocpp/CP1", None).startswith(b"HTTP/1.1 400")
     assert Harness().request("/ocpp/CP1", "").startswith(b"HTTP/1.1 400")
     h = Harness(default_version="ocpp1.6")
-    response = h.request("/ocpp/CP1", None)
-    assert response.startswith(b"HTTP/1.1 101")
-    assert h.opened == [("CP1", "ocpp1.6")]
+    for header in (None, ""):
+        response = h.request("/ocpp/CP1", header)
+        assert response.startswith(b"HTTP/1.1 101"), response[:60]
+        assert b"Sec-WebSocket-Protocol" not in response.partition(b"\r\n\r\n")[0]
+    assert h.opened == [("CP1", "ocpp1.6")] * 2
 
 
 def test_unknown_subprotocol_completes_then_closes() -> None:

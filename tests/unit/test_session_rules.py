@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppgw.config import parse
+from ocppgw.config import ConfigError, parse
 from ocppgw.envelope import Envelope
 from ocppgw.messages import Call, CallError, CallResult
 from ocppgw.service import session_options
@@ -20,8 +24,7 @@ BOOT16 = '[2,"1","BootNotification",{"chargePointVendor":"V","chargePointModel":
 
 def make(version: str, **options: object) -> tuple[Session, FakeConnection, FakeUpstream, Clock]:
     connection, upstream, clock = FakeConnection(), FakeUpstream(), Clock()
-    opts = SessionOptions(validate_upstream=VALIDATE, validate_dnstream=VALIDATE,
-                          **options)  # type: ignore[arg-type]
+    opts = SessionOptions(validate_upstream=VALIDATE, validate_dnstream=VALIDATE, **options)  # type: ignore[arg-type]
     return Session("CP1", version, connection, upstream, clock, opts), connection, upstream, clock
 
 
@@ -36,10 +39,16 @@ class UpstreamValidationTests(SynchronousTestCase):
     def test_missing_field_per_version(self) -> None:
         """A missing required field gets the version's occurrence code and names the field."""
         for version, code, frame in [
-            (OCPP16, "OccurenceConstraintViolation",
-             '[2,"1","BootNotification",{"chargePointVendor":"V"}]'),
-            (OCPP201, "OccurrenceConstraintViolation",
-             '[2,"1","BootNotification",{"reason":"PowerUp"}]'),
+            (
+                OCPP16,
+                "OccurenceConstraintViolation",
+                '[2,"1","BootNotification",{"chargePointVendor":"V"}]',
+            ),
+            (
+                OCPP201,
+                "OccurrenceConstraintViolation",
+                '[2,"1","BootNotification",{"reason":"PowerUp"}]',
+            ),
         ]:
             session, connection, upstream, _ = make(version)
             session.frame_received(frame)
@@ -52,10 +61,13 @@ class UpstreamValidationTests(SynchronousTestCase):
     def test_type_and_property_violations(self) -> None:
         """Wrong type and too-long string map to their OCPP-J codes."""
         session, connection, _, _ = make(OCPP16)
-        session.frame_received('[2,"1","BootNotification",'
-                               '{"chargePointVendor":5,"chargePointModel":"M"}]')
-        session.frame_received('[2,"2","BootNotification",'
-                               '{"chargePointVendor":"' + "V" * 21 + '","chargePointModel":"M"}]')
+        session.frame_received(
+            '[2,"1","BootNotification",{"chargePointVendor":5,"chargePointModel":"M"}]'
+        )
+        session.frame_received(
+            '[2,"2","BootNotification",'
+            '{"chargePointVendor":"' + "V" * 21 + '","chargePointModel":"M"}]'
+        )
         codes = [f[2] for f in connection.sent()]
         self.assertEqual(codes, ["TypeConstraintViolation", "PropertyConstraintViolation"])
 
@@ -73,8 +85,9 @@ class UpstreamValidationTests(SynchronousTestCase):
         session.frame_received('[3,"d1",{"status":"Maybe"}]')
         err = upstream.envelopes[-1].message
         assert isinstance(err, CallError)
-        self.assertEqual((err.unique_id, err.error_code, err.action),
-                         ("d1", "ValidationFailed", "Reset"))
+        self.assertEqual(
+            (err.unique_id, err.error_code, err.action), ("d1", "ValidationFailed", "Reset")
+        )
         self.assertEqual(err.error_details, {"Payload": {"status": "Maybe"}})
         self.assertEqual(len(connection.frames), 1)  # no CALLRESULTERROR before 2.1
 
@@ -125,22 +138,61 @@ class LocalHeartbeatTests(SynchronousTestCase):
 class OptionsTests(SynchronousTestCase):
     def test_config_to_options(self) -> None:
         """The INI keys of issue 3 reach the session options."""
-        config = parse("[listener:a]\nendpoint = tcp:1\n"
-                       "[gateway]\nstrict = false\n"
-                       "[upstream]\nawaiting_timeout = 5\n"
-                       "[dnstream]\nawaiting_timeout = 7\nmax_queue = 3\n"
-                       "[validation]\nmode = upstream\n"
-                       "[local]\nheartbeat = yes\n")
+        config = parse(
+            "[listener:a]\nendpoint = tcp:1\n"
+            "[gateway]\nstrict = false\n"
+            "[upstream]\nawaiting_timeout = 5\n"
+            "[dnstream]\nawaiting_timeout = 7\nmax_queue = 3\n"
+            "[validation]\nmode = upstream\n"
+            "[local]\nheartbeat = yes\n"
+        )
         options = session_options(config)
-        self.assertEqual((options.strict, options.upstream_timeout, options.dnstream_timeout,
-                          options.max_queue, options.local_heartbeat),
-                         (False, 5.0, 7.0, 3, True))
+        self.assertEqual(
+            (
+                options.strict,
+                options.upstream_timeout,
+                options.dnstream_timeout,
+                options.max_queue,
+                options.local_heartbeat,
+            ),
+            (False, 5.0, 7.0, 3, True),
+        )
         self.assertIsNotNone(options.validate_upstream)
         self.assertIsNone(options.validate_dnstream)
 
     def test_validation_off(self) -> None:
         """mode = off disables validation both ways."""
-        options = session_options(parse("[listener:a]\nendpoint = tcp:1\n"
-                                        "[validation]\nmode = off\n"))
+        options = session_options(
+            parse("[listener:a]\nendpoint = tcp:1\n[validation]\nmode = off\n")
+        )
         self.assertIsNone(options.validate_upstream)
         self.assertIsNone(options.validate_dnstream)
+
+
+def _schema_dir(tmp_path: Path, schema: object) -> str:
+    (tmp_path / "v16").mkdir()
+    (tmp_path / "v16" / "Heartbeat.json").write_text(json.dumps(schema))
+    (tmp_path / "v16" / "HeartbeatResponse.json").write_text("{}")
+    return str(tmp_path)
+
+
+def test_broken_schema_dir_stops_the_start(tmp_path: Path) -> None:
+    """A schema_dir holding an invalid schema is a configuration error naming it."""
+    directory = _schema_dir(tmp_path, {"type": "object", "required": "x"})
+    config = parse(f"[listener:a]\nendpoint = tcp:1\n[validation]\nschema_dir = {directory}\n")
+    with pytest.raises(ConfigError, match=r"\[validation\] schema_dir: .*Heartbeat\.json"):
+        session_options(config)
+
+
+def test_schema_failing_at_runtime_answers_internal_error(tmp_path: Path) -> None:
+    """A $ref that cannot be resolved gets InternalError for the CALL, not a crash."""
+    directory = _schema_dir(
+        tmp_path, {"properties": {"n": {"$ref": "http://example.invalid/N.json"}}}
+    )
+    config = parse(f"[listener:a]\nendpoint = tcp:1\n[validation]\nschema_dir = {directory}\n")
+    options = session_options(config)
+    connection, upstream = FakeConnection(), FakeUpstream()
+    session = Session("CP1", OCPP16, connection, upstream, Clock(), options)
+    session.frame_received('[2,"1","Heartbeat",{"n":1}]')
+    assert connection.sent()[0][:3] == [4, "1", "InternalError"]
+    assert upstream.envelopes == []
