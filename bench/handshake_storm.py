@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ocppgw.auth import make_entry, write_file  # noqa: E402
+from ocppgw.listener.credentials import make_entry, write_file  # noqa: E402
 
 TWISTD = ROOT / ".venv" / "bin" / "twistd"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -195,11 +195,11 @@ def in_process_rate(creds: Path, identities: list[str], seconds: float = 2.0) ->
     from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
 
-    from ocppgw.admission import Gatekeeper
-    from ocppgw.auth import Credentials
     from ocppgw.config import ListenerConfig
-    from ocppgw.ratelimit import LoginLimiter
-    from ocppgw.websocket import OCPPServerFactory
+    from ocppgw.connection import OCPPServerFactory
+    from ocppgw.listener.admission import Gatekeeper
+    from ocppgw.listener.credentials import Credentials
+    from ocppgw.listener.ratelimit import LoginLimiter
 
     listener = ListenerConfig("bench", "tcp:0", "/ocpp", 1, None, 65536, 10.0)
     credentials = Credentials(str(creds))

@@ -4,7 +4,7 @@ Bytes per message and codec CPU: the JSON envelope against the protobuf profile.
 The mix is what charge points mostly send (BootNotification, Heartbeat,
 StatusNotification, MeterValues with 10 sampled values, Start/StopTransaction
 in 1.6, TransactionEvent in 2.0.1) with the answers to them.  Each message is
-an :class:`~ocppgw.envelope.Envelope` as the gateway publishes it upstream:
+an :class:`~ocppgw.ocpp.envelope.Envelope` as the gateway publishes it upstream:
 version and charge point set, the gateway's receive time on CALLs, the Action
 on results; message ids are UUIDs, as most libraries make them.
 
@@ -29,10 +29,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ocppgw.codecs.jsonenvelope import JSONCodec  # noqa: E402
-from ocppgw.codecs.protobuf import ProtobufCodec  # noqa: E402
-from ocppgw.envelope import DecodeContext, Envelope  # noqa: E402
-from ocppgw.messages import Call, CallResult, Message  # noqa: E402
+from ocppgw.ocpp.envelope import DecodeContext, Envelope  # noqa: E402
+from ocppgw.ocpp.messages import Call, CallResult, Message  # noqa: E402
+from ocppgw.router.codecs.jsonenvelope import JSONCodec  # noqa: E402
+from ocppgw.router.codecs.protobuf import ProtobufCodec  # noqa: E402
 
 LOOPS = 2000
 CP = "CP-DE-BER-000123"
@@ -202,8 +202,8 @@ def mix() -> list[tuple[str, str, Message]]:
 def _check(version: str, message: Message) -> None:
     import jsonschema
 
-    from ocppgw.protobuf import PayloadEncoding, payload_to_proto
-    from ocppgw.protobuf.schema import load
+    from ocppgw.router.codecs.protobuf.convert import PayloadEncoding, payload_to_proto
+    from ocppgw.router.codecs.protobuf.schema import load
 
     assert isinstance(message, Call | CallResult) and message.action is not None
     is_request = isinstance(message, Call)

@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
-    from ocppgw.envelope import Envelope
+    from ocppgw.ocpp.envelope import Envelope
 
 
 class IChargePointConnection(Interface):

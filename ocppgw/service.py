@@ -26,19 +26,19 @@ from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from ocppgw.admission import Gatekeeper
-from ocppgw.auth import Credentials, CredentialsError
-from ocppgw.broker import EmbeddedBroker, find_mosquitto
 from ocppgw.config import Config, ConfigError
-from ocppgw.mqtt import MQTTClient
-from ocppgw.ratelimit import LoginLimiter
-from ocppgw.router import Router
-from ocppgw.session import Session, SessionOptions, Validate, Violation
-from ocppgw.tls import ForwardedCertificates, ServerTLS, TLSConfigError, TLSListenerFactory
-from ocppgw.validation import SchemaError, Validator
-from ocppgw.validation import Violation as SchemaViolation
-from ocppgw.versions import ErrorKind
-from ocppgw.websocket import CLOSE_GOING_AWAY, OCPPServerFactory, OCPPServerProtocol
+from ocppgw.connection import CLOSE_GOING_AWAY, OCPPServerFactory, OCPPServerProtocol
+from ocppgw.listener.admission import Gatekeeper
+from ocppgw.listener.credentials import Credentials, CredentialsError
+from ocppgw.listener.ratelimit import LoginLimiter
+from ocppgw.listener.tls import ForwardedCertificates, ServerTLS, TLSConfigError, TLSListenerFactory
+from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
+from ocppgw.mqtt.client import MQTTClient
+from ocppgw.ocpp.validation import SchemaError, Validator
+from ocppgw.ocpp.validation import Violation as SchemaViolation
+from ocppgw.ocpp.versions import ErrorKind
+from ocppgw.router.routing import Router
+from ocppgw.session.rules import Session, SessionOptions, Validate, Violation
 
 _log = Logger()
 

@@ -9,9 +9,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from ocppgw.envelope import Envelope
 from ocppgw.interfaces import IChargePointConnection, IMQTTClient, IUpstream
-from ocppgw.topics import topic_matches
+from ocppgw.ocpp.envelope import Envelope
+from ocppgw.router.topics import topic_matches
 
 
 @implementer(IChargePointConnection)

@@ -2,9 +2,9 @@
 """
 Generate proto/ocppgw/v16.proto, v201.proto, v21.proto from the OCPP JSON
 schemas of the PyPI ``ocpp`` package, then the Python modules of every .proto
-in proto/ocppgw/ into ocppgw/protobuf/generated/.
+in proto/ocppgw/ into ocppgw/router/codecs/protobuf/generated/.
 
-Run it as ``make proto``.  The mapping rules live in ocppgw/protobuf/schema.py
+Run it as ``make proto``.  The mapping rules live in ocppgw/router/codecs/protobuf/schema.py
 (shared with the converter) and are described in docs/protobuf.md; this tool
 only adds names:
 
@@ -35,12 +35,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ocppgw.protobuf import schema as S  # noqa: E402
-from ocppgw.versions import SUPPORTED  # noqa: E402
+from ocppgw.ocpp.versions import SUPPORTED  # noqa: E402
+from ocppgw.router.codecs.protobuf import schema as S  # noqa: E402
 
 #: Hand-written .proto files in proto/ocppgw/, compiled with the generated ones.
 HAND_WRITTEN = ("options.proto", "message.proto")
-GENERATED_IMPORT = "ocppgw.protobuf.generated"
+GENERATED_IMPORT = "ocppgw.router.codecs.protobuf.generated"
 
 _DESCRIPTIVE = {"description", "javaType", "comment", "$id", "title", "$schema", "default"}
 
@@ -275,7 +275,7 @@ def generate(proto_dir: Path, python_dir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--proto-dir", type=Path, default=ROOT / "proto")
-    parser.add_argument("--python-dir", type=Path, default=ROOT / "ocppgw/protobuf/generated")
+    parser.add_argument("--python-dir", type=Path, default=ROOT / "ocppgw/router/codecs/protobuf/generated")
     args = parser.parse_args()
     generate(args.proto_dir, args.python_dir)
 

@@ -41,7 +41,7 @@ from sec_harness import (
 )
 from websockets.sync.client import ClientConnection
 
-from ocppgw.auth import make_entry, write_file
+from ocppgw.listener.credentials import make_entry, write_file
 
 PASSWORD = "hostile-suite-password"
 MAX_FRAME = 65536

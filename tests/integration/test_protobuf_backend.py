@@ -43,7 +43,7 @@ from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 from ocpp.v201.enums import Action as Action201
 
-from ocppgw.protobuf.generated import message_pb2, options_pb2, v16_pb2, v201_pb2
+from ocppgw.router.codecs.protobuf.generated import message_pb2, options_pb2, v16_pb2, v201_pb2
 
 NOW = "2026-01-02T03:04:05.000Z"
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")

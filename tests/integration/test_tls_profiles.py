@@ -33,7 +33,7 @@ from sec_harness import (
     ws_connect,
 )
 
-from ocppgw.auth import make_entry, write_file
+from ocppgw.listener.credentials import make_entry, write_file
 from tests.certs import CA
 
 PASSWORD = "profile-two-password"

@@ -16,13 +16,13 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from ocppgw.admission import Gatekeeper
-from ocppgw.auth import Credentials, make_entry, write_file
 from ocppgw.config import ListenerConfig
-from ocppgw.proxy import parse_networks
-from ocppgw.ratelimit import LoginLimiter
-from ocppgw.tls import ForwardedCertificates
-from ocppgw.websocket import OCPPServerFactory
+from ocppgw.connection import OCPPServerFactory
+from ocppgw.listener.admission import Gatekeeper
+from ocppgw.listener.credentials import Credentials, make_entry, write_file
+from ocppgw.listener.proxy import parse_networks
+from ocppgw.listener.ratelimit import LoginLimiter
+from ocppgw.listener.tls import ForwardedCertificates
 from tests.certs import CA
 
 VERSIONS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")

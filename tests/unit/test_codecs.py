@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from ocppgw import codecs
-from ocppgw.envelope import CodecError, DecodeContext, Envelope
-from ocppgw.messages import Call, CallError, CallResult, Send
+from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
+from ocppgw.ocpp.messages import Call, CallError, CallResult, Send
+from ocppgw.router import codecs
 
 CTX = DecodeContext("ocpp2.1")
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from twisted.internet.testing import StringTransport
 
-from ocppgw.auth import Credentials, make_entry, parse_basic, write_file
 from ocppgw.config import ListenerConfig
-from ocppgw.websocket import OCPPServerFactory, Refused, choose_version, identity_from_uri
+from ocppgw.connection import OCPPServerFactory, Refused, choose_version, identity_from_uri
+from ocppgw.listener.credentials import Credentials, make_entry, parse_basic, write_file
 
 VERSIONS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
 

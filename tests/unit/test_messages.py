@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ocppgw.messages import (
+from ocppgw.ocpp.messages import (
     Call,
     CallError,
     CallResult,
@@ -17,7 +17,7 @@ from ocppgw.messages import (
     encode_frame,
     parse_frame,
 )
-from ocppgw.versions import OCPP16, OCPP21, OCPP201, ErrorKind, error_code
+from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201, ErrorKind, error_code
 
 
 def test_call_round_trip() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ocppgw.auth import Credentials, CredentialsError, read_file
-from ocppgw.passwd import PASSWORD_ALPHABET, main
+from ocppgw.listener.credentials import Credentials, CredentialsError, read_file
+from ocppgw.listener.passwd import PASSWORD_ALPHABET, main
 
 
 def run(monkeypatch: pytest.MonkeyPatch, argv: list[str], stdin: str = "") -> int:

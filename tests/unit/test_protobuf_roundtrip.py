@@ -29,13 +29,18 @@ from hypothesis import strategies as st
 from hypothesis.internal.conjecture import utils as conjecture_utils
 from zope.interface.verify import verifyObject
 
-from ocppgw.codecs import ICodec, get
-from ocppgw.codecs.protobuf import ProtobufCodec, wrapper_of
-from ocppgw.envelope import GATEWAY_ERROR_CODES, CodecError, DecodeContext, Envelope
-from ocppgw.messages import Call, CallError, CallResult, CallResultError, Message, Send
-from ocppgw.protobuf import PayloadEncoding, generated_module, payload_from_proto, payload_to_proto
-from ocppgw.protobuf import schema as S
-from ocppgw.versions import OCPP2_ERROR_CODES, OCPP16_ERROR_CODES, SUPPORTED
+from ocppgw.ocpp.envelope import GATEWAY_ERROR_CODES, CodecError, DecodeContext, Envelope
+from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, Message, Send
+from ocppgw.ocpp.versions import OCPP2_ERROR_CODES, OCPP16_ERROR_CODES, SUPPORTED
+from ocppgw.router.codecs import ICodec, get
+from ocppgw.router.codecs.protobuf import ProtobufCodec, wrapper_of
+from ocppgw.router.codecs.protobuf import schema as S
+from ocppgw.router.codecs.protobuf.convert import (
+    PayloadEncoding,
+    generated_module,
+    payload_from_proto,
+    payload_to_proto,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 INT64 = (-(2**63), 2**63 - 1)
@@ -613,7 +618,7 @@ def test_generated_files_are_current(tmp_path: Path) -> None:
         if not committed.exists() or committed.read_text() != fresh.read_text():
             stale.append(str(committed.relative_to(ROOT)))
     for fresh in sorted(python_dir.glob("*_pb2.py")):
-        committed = ROOT / "ocppgw/protobuf/generated" / fresh.name
+        committed = ROOT / "ocppgw/router/codecs/protobuf/generated" / fresh.name
         # Compare what the module defines (descriptor and imports), not the
         # protoc version stamped in its header.
         if not committed.exists() or _descriptor_and_imports(committed) != _descriptor_and_imports(

@@ -6,8 +6,8 @@ from urllib.parse import quote
 
 import pytest
 
-from ocppgw.proxy import origin, parse_address, parse_networks
-from ocppgw.refusal import Refused
+from ocppgw.listener import Refused
+from ocppgw.listener.proxy import origin, parse_address, parse_networks
 
 TRUSTED = parse_networks("10.0.0.0/8, 192.0.2.7 ::1")
 PEM = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet.task import Clock
 
-from ocppgw.ratelimit import FailureLimiter, LoginLimiter
+from ocppgw.listener.ratelimit import FailureLimiter, LoginLimiter
 
 
 def test_limits_after_max_failures() -> None:

@@ -8,8 +8,8 @@ from zope.interface.verify import verifyObject
 
 from ocppgw.config import parse
 from ocppgw.interfaces import IMQTTClient, IUpstream
-from ocppgw.router import Router
-from ocppgw.session import Session
+from ocppgw.router.routing import Router
+from ocppgw.session.rules import Session
 from tests.fakes import FakeConnection, FakeMQTT
 
 BASE = "[listener:ws]\nendpoint = tcp:8080\n[gateway]\nid = gw1\n"

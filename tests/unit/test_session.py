@@ -8,11 +8,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from ocppgw.envelope import Envelope
 from ocppgw.interfaces import IChargePointConnection, IUpstream
-from ocppgw.messages import Call, CallError, CallResult, CallResultError, Send
-from ocppgw.session import Session, SessionOptions
-from ocppgw.versions import OCPP16, OCPP21, OCPP201
+from ocppgw.ocpp.envelope import Envelope
+from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, Send
+from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
+from ocppgw.session.rules import Session, SessionOptions
 from tests.fakes import FakeConnection, FakeUpstream
 
 

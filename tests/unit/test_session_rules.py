@@ -10,12 +10,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.config import ConfigError, parse
-from ocppgw.envelope import Envelope
-from ocppgw.messages import Call, CallError, CallResult
+from ocppgw.ocpp.envelope import Envelope
+from ocppgw.ocpp.messages import Call, CallError, CallResult
+from ocppgw.ocpp.validation import Validator
+from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
 from ocppgw.service import session_options
-from ocppgw.session import Session, SessionOptions
-from ocppgw.validation import Validator
-from ocppgw.versions import OCPP16, OCPP21, OCPP201
+from ocppgw.session.rules import Session, SessionOptions
 from tests.fakes import FakeConnection, FakeUpstream
 
 VALIDATE = Validator().validate

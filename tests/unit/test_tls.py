@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 from twisted.internet.task import Clock
 
-from ocppgw.tls import (
+from ocppgw.listener.tls import (
     ForwardedCertificates,
     ServerTLS,
     TLSConfigError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ocppgw.topics import TemplateError, TopicTemplate, escape, topic_matches, unescape
+from ocppgw.router.topics import TemplateError, TopicTemplate, escape, topic_matches, unescape
 
 
 def test_render_upstream() -> None:

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocppgw.validation import SchemaError, Validator, Violation, is_multiple_of
-from ocppgw.versions import OCPP16, OCPP21, OCPP201, ErrorKind, error_code
+from ocppgw.ocpp.validation import SchemaError, Validator, Violation, is_multiple_of
+from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201, ErrorKind, error_code
 
 BOOT: dict[str, dict[str, Any]] = {
     OCPP16: {"chargePointVendor": "Vendor", "chargePointModel": "Model"},

@@ -20,10 +20,10 @@ from typing import Any
 
 from zope.interface import implementer
 
-from ocppgw.codecs import ICodec
-from ocppgw.codecs.fields import message_from_fields
-from ocppgw.envelope import CodecError, DecodeContext, Envelope
-from ocppgw.messages import CallError, CallResult, CallResultError, dumps, loads
+from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
+from ocppgw.ocpp.messages import CallError, CallResult, CallResultError, dumps, loads
+from ocppgw.router.codecs import ICodec
+from ocppgw.router.codecs.fields import message_from_fields
 
 
 def envelope_fields(envelope: Envelope) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """
 A refused WebSocket handshake: the HTTP status, the reason, extra headers.
 
-Its own module so that the admission checks (:mod:`ocppgw.admission`) and the
-WebSocket layer (:mod:`ocppgw.websocket`, which re-exports it) share it
+Its own module so that the admission checks (:mod:`ocppgw.listener.admission`) and the
+WebSocket layer (:mod:`ocppgw.connection`, which re-exports it) share it
 without importing each other.
 """
 

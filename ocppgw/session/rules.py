@@ -29,9 +29,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ocppgw.envelope import ORIGIN_GATEWAY, Envelope, GatewayError
 from ocppgw.interfaces import IChargePointConnection, IUpstream
-from ocppgw.messages import (
+from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope, GatewayError
+from ocppgw.ocpp.messages import (
     Call,
     CallError,
     CallResult,
@@ -43,7 +43,7 @@ from ocppgw.messages import (
     encode_frame,
     parse_frame,
 )
-from ocppgw.versions import ErrorKind, error_code, has_21_types
+from ocppgw.ocpp.versions import ErrorKind, error_code, has_21_types
 
 _log = Logger()
 
@@ -56,7 +56,7 @@ _LATE_MEMORY = 32
 
 
 class Violation(Protocol):
-    """What a validator reports (see :mod:`ocppgw.validation`)."""
+    """What a validator reports (see :mod:`ocppgw.ocpp.validation`)."""
 
     @property
     def kind(self) -> ErrorKind: ...

@@ -26,12 +26,12 @@ from collections.abc import Mapping
 
 from cryptography import x509
 
-from ocppgw.auth import Credentials, Entry, parse_basic, verify
 from ocppgw.config import ListenerConfig
-from ocppgw.proxy import Origin, origin
-from ocppgw.ratelimit import LoginLimiter
-from ocppgw.refusal import Refused
-from ocppgw.tls import ForwardedCertificates, check_subject
+from ocppgw.listener import Refused
+from ocppgw.listener.credentials import Credentials, Entry, parse_basic, verify
+from ocppgw.listener.proxy import Origin, origin
+from ocppgw.listener.ratelimit import LoginLimiter
+from ocppgw.listener.tls import ForwardedCertificates, check_subject
 
 _CHALLENGE = [("WWW-Authenticate", 'Basic realm="ocppgw", charset="UTF-8"')]
 
@@ -52,7 +52,7 @@ class Gatekeeper:
         self.forwarded = forwarded
 
     def origin(self, peer_host: str, headers: Mapping[str, str]) -> Origin:
-        """Where the request comes from (see :mod:`ocppgw.proxy`)."""
+        """Where the request comes from (see :mod:`ocppgw.listener.proxy`)."""
         return origin(
             peer_host, headers, self.listener.trusted_proxies, self.listener.client_cert_header
         )

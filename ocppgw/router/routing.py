@@ -25,19 +25,19 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ocppgw import codecs
 from ocppgw.config import Config, Topic
-from ocppgw.envelope import ORIGIN_GATEWAY, CodecError, DecodeContext, Envelope, GatewayError
 from ocppgw.interfaces import IMQTTClient, IUpstream
-from ocppgw.messages import (
+from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, CodecError, DecodeContext, Envelope, GatewayError
+from ocppgw.ocpp.messages import (
     Call,
     CallError,
     CallResult,
     Send,
 )
-from ocppgw.session import Session, rfc3339
-from ocppgw.topics import TopicTemplate, topic_matches
-from ocppgw.versions import OCPP21
+from ocppgw.ocpp.versions import OCPP21
+from ocppgw.router import codecs
+from ocppgw.router.topics import TopicTemplate, topic_matches
+from ocppgw.session.rules import Session, rfc3339
 
 #: RFC 6455 close code for a connection replaced by a newer one.
 CLOSE_REPLACED = 1000

@@ -23,8 +23,8 @@ import os
 import secrets
 import sys
 
-from ocppgw.auth import CredentialsError, make_entry, read_file, write_file
-from ocppgw.websocket import Refused, check_identity
+from ocppgw.connection import Refused, check_identity
+from ocppgw.listener.credentials import CredentialsError, make_entry, read_file, write_file
 
 #: The 2.0.1 passwordString characters (alphanumerics and the identifierString
 #: specials), without ':' so that no charger splitting "user:password" on the

@@ -11,7 +11,7 @@ an integer beyond 64 bits...), into its JSON text with
 
 Both are driven by the schema, walked alongside the generated descriptor; the
 plan of each (version, action, direction) is built once and cached.  The rules
-are in :mod:`ocppgw.protobuf.schema` and docs/protobuf.md.
+are in :mod:`ocppgw.router.codecs.protobuf.schema` and docs/protobuf.md.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from enum import IntEnum
 from types import ModuleType
 from typing import Any
 
-from ocppgw.messages import JSONObject, dumps, loads
-from ocppgw.protobuf import schema as S
+from ocppgw.ocpp.messages import JSONObject, dumps, loads
+from ocppgw.router.codecs.protobuf import schema as S
 
 __all__ = [
     "PayloadEncoding",
@@ -61,8 +61,8 @@ _MODULES: dict[str, ModuleType] = {}
 
 
 def generated_module(name: str) -> Any:
-    """A module of ocppgw/protobuf/generated/, untyped (protoc writes no types)."""
-    return importlib.import_module(f"ocppgw.protobuf.generated.{name}")
+    """A module of ocppgw/router/codecs/protobuf/generated/, untyped (protoc writes no types)."""
+    return importlib.import_module(f"ocppgw.router.codecs.protobuf.generated.{name}")
 
 
 def _module(version: str) -> ModuleType:

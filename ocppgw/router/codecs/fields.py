@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ocppgw.envelope import CodecError
-from ocppgw.messages import (
+from ocppgw.ocpp.envelope import CodecError
+from ocppgw.ocpp.messages import (
     Call,
     CallError,
     CallResult,
@@ -22,7 +22,7 @@ from ocppgw.messages import (
     Send,
     check_unique_id,
 )
-from ocppgw.versions import error_codes, has_21_types
+from ocppgw.ocpp.versions import error_codes, has_21_types
 
 
 def message_from_fields(

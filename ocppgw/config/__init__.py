@@ -19,10 +19,10 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ocppgw import codecs
-from ocppgw.proxy import DEFAULT_CERT_HEADER, Network, parse_networks
-from ocppgw.topics import TemplateError, TopicTemplate
-from ocppgw.versions import SUPPORTED
+from ocppgw.listener.proxy import DEFAULT_CERT_HEADER, Network, parse_networks
+from ocppgw.ocpp.versions import SUPPORTED
+from ocppgw.router import codecs
+from ocppgw.router.topics import TemplateError, TopicTemplate
 
 
 class ConfigError(Exception):

@@ -29,7 +29,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ocppgw.versions import OCPP16, OCPP21, OCPP201
+from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
 
 #: The schema directory of each version inside the ``ocpp`` package, which is
 #: also the name of its ``.proto`` file and protobuf package (``ocppgw.v16``).

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from zope.interface import implementer
 
-from ocppgw.codecs import ICodec
-from ocppgw.envelope import CodecError, DecodeContext, Envelope
-from ocppgw.messages import FrameError, encode_frame, parse_frame
+from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
+from ocppgw.ocpp.messages import FrameError, encode_frame, parse_frame
+from ocppgw.router.codecs import ICodec
 
 
 @implementer(ICodec)

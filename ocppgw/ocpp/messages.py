@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from ocppgw.versions import ErrorKind, has_21_types
+from ocppgw.ocpp.versions import ErrorKind, has_21_types
 
 #: OCPP-J 1.6 §4.1.4, OCPP 2.0.1 Part 4 Table 4: a message id is a string of
 #: at most 36 characters.

@@ -12,10 +12,10 @@ the 101 response and before anything is published:
   no offer: 400 unless the listener has a ``default_version``; offers but
   none matching: the handshake completes without a subprotocol and the
   connection is closed at once (OCPP-J 1.6 §3.2, 2.0.1 Part 4 §3.2);
-- then who may connect (:mod:`ocppgw.admission`): TLS for profiles 2 and 3,
+- then who may connect (:mod:`ocppgw.listener.admission`): TLS for profiles 2 and 3,
   failed-login limits (429), HTTP Basic for profiles 1 and 2 (401), the
   client certificate for profile 3 (403), no downgrade (403); behind trusted
-  proxies (:mod:`ocppgw.proxy`) the forwarded address is the remote address.
+  proxies (:mod:`ocppgw.listener.proxy`) the forwarded address is the remote address.
 
 After the upgrade, this layer only turns frames into calls on the session.
 """
@@ -37,12 +37,12 @@ from cryptography import x509
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ocppgw.admission import Gatekeeper
-from ocppgw.auth import Credentials
 from ocppgw.config import ListenerConfig
 from ocppgw.interfaces import IChargePointConnection
-from ocppgw.proxy import Origin
-from ocppgw.refusal import Refused as Refused
+from ocppgw.listener import Refused as Refused
+from ocppgw.listener.admission import Gatekeeper
+from ocppgw.listener.credentials import Credentials
+from ocppgw.listener.proxy import Origin
 
 _log = Logger()
 
@@ -302,7 +302,7 @@ class OCPPServerFactory(WebSocketServerFactory):
         self.ocpp_versions = versions
         self.credentials = credentials
         self.gatekeeper = gatekeeper or Gatekeeper(listener, credentials)
-        #: The listener wraps its connections in TLS itself (ocppgw.tls).
+        #: The listener wraps its connections in TLS itself (ocppgw.listener.tls).
         self.over_tls = over_tls
         self.open_session = open_session
         self.close_session = close_session

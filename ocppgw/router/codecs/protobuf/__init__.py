@@ -11,7 +11,7 @@ the version's .proto, or the payload's JSON text when PayloadEncoding is JSON
 Downstream, a CALLRESULT needs its Action to decode a typed payload: the
 wrapper's Action if set, else the Action of the pending CALL with that id
 (:attr:`DecodeContext.action_of`).  The fields are checked by
-:func:`~ocppgw.codecs.fields.message_from_fields`, as for the JSON envelope.
+:func:`~ocppgw.router.codecs.fields.message_from_fields`, as for the JSON envelope.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 
 from zope.interface import implementer
 
-from ocppgw.codecs import ICodec
-from ocppgw.codecs.fields import message_from_fields
-from ocppgw.envelope import CodecError, DecodeContext, Envelope
-from ocppgw.messages import CallError, CallResult, CallResultError, MessageType, loads
-from ocppgw.protobuf import (
+from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
+from ocppgw.ocpp.messages import CallError, CallResult, CallResultError, MessageType, loads
+from ocppgw.router.codecs import ICodec
+from ocppgw.router.codecs.fields import message_from_fields
+from ocppgw.router.codecs.protobuf.convert import (
     PayloadEncoding,
     PayloadError,
     generated_module,

@@ -4,7 +4,7 @@ What travels between the gateway and the broker, before a codec gives it bytes.
 An :class:`Envelope` is one OCPP-J message plus what the gateway knows about it
 and the wire does not say: the charge point, its OCPP version, the Action of a
 result or error, and whether the gateway itself made the message (a timeout,
-an offline charge point...).  Codecs (:mod:`ocppgw.codecs`) turn envelopes into
+an offline charge point...).  Codecs (:mod:`ocppgw.router.codecs`) turn envelopes into
 bytes and back; they never know a topic.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from ocppgw.messages import Message
+from ocppgw.ocpp.messages import Message
 
 
 class GatewayError(Enum):
@@ -101,7 +101,7 @@ class CodecError(Exception):
 
     def about(self, unique_id: object, action: object) -> CodecError:
         """This error, naming the exchange's id and Action where they are valid."""
-        from ocppgw.messages import check_unique_id
+        from ocppgw.ocpp.messages import check_unique_id
 
         return CodecError(
             str(self),

@@ -4,7 +4,7 @@ JSON-schema validation of OCPP payloads, with failures named as OCPP-J errors.
 A :class:`Validator` checks the payload of a request (CALL or SEND) or of a
 response (CALLRESULT) against the OCA schema of its version, action and
 direction, and reports the first problem as a :class:`Violation`: an
-:class:`~ocppgw.versions.ErrorKind` (which :func:`~ocppgw.versions.error_code`
+:class:`~ocppgw.ocpp.versions.ErrorKind` (which :func:`~ocppgw.ocpp.versions.error_code`
 spells for the connection's version) and a description of at most 255
 characters (OCPP 2.0.1 Part 4 Table 7) that names the offending field path,
 e.g. ``meterValue[0].sampledValue[1].unit: 'Foo' is not one of ...``.
@@ -97,8 +97,8 @@ import jsonschema.validators
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-from ocppgw.messages import MAX_ERROR_DESCRIPTION_LENGTH
-from ocppgw.versions import OCPP16, OCPP21, OCPP201, ErrorKind
+from ocppgw.ocpp.messages import MAX_ERROR_DESCRIPTION_LENGTH
+from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201, ErrorKind
 
 #: The subdirectory of each version, in the ``ocpp`` package and an override.
 _VERSION_DIRS: Mapping[str, str] = {OCPP16: "v16", OCPP201: "v201", OCPP21: "v21"}

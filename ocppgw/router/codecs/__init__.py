@@ -2,7 +2,7 @@
 Wire profiles of MQTT payloads, in a registry keyed by name.
 
 Each topic of the configuration picks one by ``codec = NAME``.  A codec turns an
-:class:`~ocppgw.envelope.Envelope` into bytes and back, and knows nothing of
+:class:`~ocppgw.ocpp.envelope.Envelope` into bytes and back, and knows nothing of
 topics.  An unknown name fails with the list of the known ones.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from zope.interface import Attribute, Interface
 
-from ocppgw.envelope import DecodeContext, Envelope
+from ocppgw.ocpp.envelope import DecodeContext, Envelope
 
 
 class ICodec(Interface):
@@ -26,7 +26,7 @@ class ICodec(Interface):
         The envelope carried by ``data``, a downstream payload for a charge
         point of ``context.version``.
 
-        :raises ocppgw.envelope.CodecError: naming what is wrong.
+        :raises ocppgw.ocpp.envelope.CodecError: naming what is wrong.
         """
 
 
@@ -48,13 +48,13 @@ def register(codec: ICodec) -> None:
 def _load_builtins() -> None:
     if _registry:
         return
-    from ocppgw.codecs.jsonenvelope import JSONCodec
-    from ocppgw.codecs.raw import RawCodec
+    from ocppgw.router.codecs.jsonenvelope import JSONCodec
+    from ocppgw.router.codecs.raw import RawCodec
 
     register(JSONCodec())
     register(RawCodec())
     try:
-        from ocppgw.codecs.protobuf import ProtobufCodec
+        from ocppgw.router.codecs.protobuf import ProtobufCodec
     except ImportError as e:
         # Say so: a topic configured with codec = protobuf then fails with the
         # list of known codecs, and this line tells why it is missing.
