@@ -42,7 +42,7 @@ from ocppgw.interfaces import IChargePointConnection
 from ocppgw.listener import Refused as Refused
 from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.credentials import Credentials
-from ocppgw.listener.proxy import Origin
+from ocppgw.listener.proxy import Source
 
 _log = Logger()
 
@@ -169,7 +169,7 @@ class OCPPServerProtocol(WebSocketServerProtocol):
         self.version: str | None = None
         self.session: Any = None
         #: Where the handshake came from, once read (trusted proxies honoured).
-        self.origin: Origin | None = None
+        self.source: Source | None = None
 
     # --- handshake ---
 
@@ -185,7 +185,7 @@ class OCPPServerProtocol(WebSocketServerProtocol):
             return self._negotiate(request)
         except Refused as e:
             self._deny_headers = e.headers
-            proxy = self.origin.proxy if self.origin is not None else None
+            proxy = self.source.proxy if self.source is not None else None
             _log.info(
                 "refused {peer}{via} {uri}: {code} {reason}",
                 peer=self.peer,
@@ -201,7 +201,7 @@ class OCPPServerProtocol(WebSocketServerProtocol):
         gatekeeper = self.factory.gatekeeper
         transport: Any = self.transport
         peer_host = str(getattr(transport.getPeer(), "host", ""))
-        self.origin = source = gatekeeper.origin(peer_host, request.headers)
+        self.source = source = gatekeeper.source(peer_host, request.headers)
         if source.proxy is not None:
             # Logs, presence and rate limits use the client's address, not the proxy's.
             self.peer = f"tcp{6 if ':' in source.address else 4}:{source.address}"

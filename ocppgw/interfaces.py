@@ -2,7 +2,7 @@
 The contracts between the layers (DESIGN.md, "Data flow").
 
     connection  --IChargePointConnection-->  (the session talks to its socket)
-    session     --IUpstream-->               (the session hands messages to the router)
+    session     --IRouter-->               (the session hands messages to the router)
     router      --IMQTTClient-->             (the router publishes and subscribes)
 
 Each layer sees only the interface of the one beside it, so the session never
@@ -33,7 +33,7 @@ class IChargePointConnection(Interface):
         """Close the WebSocket with a close code and reason."""
 
 
-class IUpstream(Interface):
+class IRouter(Interface):
     """Where a session sends what is meant for the backend."""
 
     def publish(envelope: Envelope) -> Deferred[None]:

@@ -45,8 +45,8 @@ _log = Logger()
 
 def session_options(config: Config) -> SessionOptions:
     """The session rules the configuration asks for."""
-    validate_up: Validate | None = None
-    validate_dn: Validate | None = None
+    validate_upstream: Validate | None = None
+    validate_downstream: Validate | None = None
     if config.validation_mode != "off":
         try:
             validator = Validator(config.schema_dir)
@@ -67,17 +67,17 @@ def session_options(config: Config) -> SessionOptions:
                 return SchemaViolation(ErrorKind.INTERNAL, f"gateway schema unusable for {action}")
 
         if config.validation_mode in ("all", "upstream"):
-            validate_up = validate
+            validate_upstream = validate
         if config.validation_mode in ("all", "dnstream"):
-            validate_dn = validate
+            validate_downstream = validate
     return SessionOptions(
         upstream_timeout=config.upstream.awaiting_timeout,
-        dnstream_timeout=config.dnstream.awaiting_timeout,
-        max_queue=config.dnstream.max_queue,
+        downstream_timeout=config.downstream.awaiting_timeout,
+        max_queue=config.downstream.max_queue,
         strict=config.strict,
         local_heartbeat=config.local_heartbeat,
-        validate_upstream=validate_up,
-        validate_dnstream=validate_dn,
+        validate_upstream=validate_upstream,
+        validate_downstream=validate_downstream,
     )
 
 

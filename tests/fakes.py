@@ -9,7 +9,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from ocppgw.interfaces import IChargePointConnection, IMQTTClient, IUpstream
+from ocppgw.interfaces import IChargePointConnection, IMQTTClient, IRouter
 from ocppgw.ocpp.envelope import Envelope
 from ocppgw.router.topics import topic_matches
 
@@ -35,7 +35,7 @@ class FakeConnection:
         return [json.loads(f) for f in self.frames]
 
 
-@implementer(IUpstream)
+@implementer(IRouter)
 class FakeUpstream:
     """Records published envelopes; each publish succeeds unless told otherwise."""
 

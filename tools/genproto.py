@@ -275,7 +275,8 @@ def generate(proto_dir: Path, python_dir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--proto-dir", type=Path, default=ROOT / "proto")
-    parser.add_argument("--python-dir", type=Path, default=ROOT / "ocppgw/router/codecs/protobuf/generated")
+    default_python = ROOT / "ocppgw/router/codecs/protobuf/generated"
+    parser.add_argument("--python-dir", type=Path, default=default_python)
     args = parser.parse_args()
     generate(args.proto_dir, args.python_dir)
 

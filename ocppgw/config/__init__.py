@@ -350,7 +350,7 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True)
-class DnstreamConfig:
+class DownstreamConfig:
     topic: Topic
     max_queue: int = 100
     awaiting_timeout: float = 30.0
@@ -375,7 +375,7 @@ class Config:
     credentials: str | None
     mqtt: MQTTConfig
     upstream: UpstreamConfig
-    dnstream: DnstreamConfig
+    downstream: DownstreamConfig
     presence: PresenceConfig
     strict: bool = True
     shutdown_timeout: float = 10.0
@@ -625,7 +625,7 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
         awaiting_timeout=up["awaiting_timeout"],
     )
     dn = raw["dnstream"]
-    dnstream = DnstreamConfig(
+    downstream = DownstreamConfig(
         Topic(_template("dnstream", "topic", dn["topic"], downstream=True), dn["codec"]),
         max_queue=dn["max_queue"],
         awaiting_timeout=dn["awaiting_timeout"],
@@ -652,7 +652,7 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
         credentials=credentials,
         mqtt=mqtt,
         upstream=upstream,
-        dnstream=dnstream,
+        downstream=downstream,
         presence=presence,
         strict=gw["strict"],
         shutdown_timeout=gw["shutdown_timeout"],

@@ -29,7 +29,7 @@ from cryptography import x509
 from ocppgw.config import ListenerConfig
 from ocppgw.listener import Refused
 from ocppgw.listener.credentials import Credentials, Entry, parse_basic, verify
-from ocppgw.listener.proxy import Origin, origin
+from ocppgw.listener.proxy import Source, source_of
 from ocppgw.listener.ratelimit import LoginLimiter
 from ocppgw.listener.tls import ForwardedCertificates, check_subject
 
@@ -51,16 +51,16 @@ class Gatekeeper:
         self.limiter = limiter
         self.forwarded = forwarded
 
-    def origin(self, peer_host: str, headers: Mapping[str, str]) -> Origin:
+    def source(self, peer_host: str, headers: Mapping[str, str]) -> Source:
         """Where the request comes from (see :mod:`ocppgw.listener.proxy`)."""
-        return origin(
+        return source_of(
             peer_host, headers, self.listener.trusted_proxies, self.listener.client_cert_header
         )
 
     def admit(
         self,
         identity: str,
-        source: Origin,
+        source: Source,
         authorization: str | None,
         tls_certificate: x509.Certificate | None,
         over_tls: bool,
@@ -111,7 +111,7 @@ class Gatekeeper:
         self,
         identity: str,
         entry: Entry | None,
-        source: Origin,
+        source: Source,
         tls_certificate: x509.Certificate | None,
         over_tls: bool,
     ) -> None:

@@ -56,7 +56,7 @@ def is_trusted(address: Address, trusted: tuple[Network, ...]) -> bool:
 
 
 @dataclass(frozen=True)
-class Origin:
+class Source:
     """Where a handshake comes from, as far as the listener may believe."""
 
     #: The client's address: for logs, presence and rate limits.
@@ -69,27 +69,27 @@ class Origin:
     client_cert_pem: str | None = None
 
 
-def origin(
+def source_of(
     peer_host: str,
     headers: Mapping[str, str],
     trusted: tuple[Network, ...],
     cert_header: str = DEFAULT_CERT_HEADER,
-) -> Origin:
+) -> Source:
     """
-    The origin of a request from TCP peer ``peer_host`` with (lower-cased)
+    Where a request came from: from TCP peer ``peer_host`` with (lower-cased)
     ``headers``.
 
     :raises Refused: 400 when a trusted proxy sends an unreadable
         X-Forwarded-For.
     """
     if not trusted:
-        return Origin(peer_host)  # the default: nothing to parse, nothing believed
+        return Source(peer_host)  # the default: nothing to parse, nothing believed
     try:
         peer = parse_address(peer_host)
     except ValueError:
-        return Origin(peer_host)  # not an IP peer (a UNIX socket): nothing is forwarded
+        return Source(peer_host)  # not an IP peer (a UNIX socket): nothing is forwarded
     if not is_trusted(peer, trusted):
-        return Origin(str(peer))
+        return Source(str(peer))
     client: Address = peer
     forwarded = headers.get("x-forwarded-for")
     if forwarded:
@@ -104,7 +104,7 @@ def origin(
                 break
     proto = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
     pem = unquote(headers.get(cert_header.lower(), "")).strip()
-    return Origin(
+    return Source(
         address=str(client),
         proxy=str(peer),
         forwarded_tls=proto in ("https", "wss"),

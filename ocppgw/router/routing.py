@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ocppgw.config import Config, Topic
-from ocppgw.interfaces import IMQTTClient, IUpstream
+from ocppgw.interfaces import IMQTTClient, IRouter
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, CodecError, DecodeContext, Envelope, GatewayError
 from ocppgw.ocpp.messages import (
     Call,
@@ -51,7 +51,7 @@ PER_CHARGE_POINT = 2
 _log = Logger()
 
 
-@implementer(IUpstream)
+@implementer(IRouter)
 class Router:
     """Sessions by identity, and the topics between them and the broker."""
 
@@ -67,7 +67,7 @@ class Router:
         self._since: dict[str, float] = {}
         #: What other instances said of identities: (online, when we heard it).
         self._elsewhere: dict[str, tuple[bool, float]] = {}
-        self._dn = config.dnstream.topic
+        self._dn = config.downstream.topic
         self._dn_codec = codecs.get(self._dn.codec)
         self._dn_any = self._dn.template.subscription(self._values("", None), any_cid=True)
         presence = config.presence.topic.text
@@ -75,7 +75,7 @@ class Router:
         self._presence_filter = self._presence_in.subscription(self._values("", None), any_cid=True)
         mqtt.set_message_handler(self.message_received)
         mqtt.subscribe(self._presence_filter, self._qos)
-        group = config.dnstream.offline_group
+        group = config.downstream.offline_group
         if group and mqtt.supports_identifiers:
             # One instance of the group gets each downstream message, and
             # answers it when no instance has that charge point.
@@ -122,7 +122,7 @@ class Router:
         if self._sessions.get(identity) is not session:
             return
         self._publish_presence(identity, session.version, False)
-        ttl = self._config.dnstream.offline_ttl
+        ttl = self._config.downstream.offline_ttl
         if ttl > 0:
             self._expiry[identity] = self._clock.callLater(ttl, self._expire, session)
         else:
@@ -298,7 +298,7 @@ class Router:
         except CodecError as e:
             self._reject(identity, session.version, e, topic)
             return
-        session.deliver(envelope)
+        session.envelope_received(envelope)
 
     def _unclaimed(self, topic: str, payload: bytes) -> None:
         """
@@ -312,7 +312,7 @@ class Router:
         seen = self._elsewhere.get(identity)
         if seen is not None:
             online, when = seen
-            if online or self._clock.seconds() - when < self._config.dnstream.offline_ttl:
+            if online or self._clock.seconds() - when < self._config.downstream.offline_ttl:
                 return
             del self._elsewhere[identity]
         self._answer_offline(

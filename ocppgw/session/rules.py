@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ocppgw.interfaces import IChargePointConnection, IUpstream
+from ocppgw.interfaces import IChargePointConnection, IRouter
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope, GatewayError
 from ocppgw.ocpp.messages import (
     Call,
@@ -74,7 +74,7 @@ class SessionOptions:
     #: Seconds the backend has to answer a charge point's CALL.
     upstream_timeout: float = 30.0
     #: Seconds the charge point has to answer a backend's CALL.
-    dnstream_timeout: float = 30.0
+    downstream_timeout: float = 30.0
     #: Downstream CALLs that may wait behind the one in flight.
     max_queue: int = 100
     #: Refuse a second upstream CALL while one is pending (OCPP-J 2.x: SHALL NOT).
@@ -84,7 +84,7 @@ class SessionOptions:
     #: Schema validation of the charge point's messages, if any.
     validate_upstream: Validate | None = None
     #: Schema validation of the backend's messages, if any.
-    validate_dnstream: Validate | None = None
+    validate_downstream: Validate | None = None
 
 
 def rfc3339(seconds: float) -> str:
@@ -111,7 +111,7 @@ class Session:
         identity: str,
         version: str,
         connection: IChargePointConnection,
-        upstream: IUpstream,
+        upstream: IRouter,
         clock: IReactorTime,
         options: SessionOptions | None = None,
     ) -> None:
@@ -384,9 +384,9 @@ class Session:
             return self._in_flight.action
         return None
 
-    def _check_dnstream(self, message: Call | Send | CallResult, action: str) -> bool:
+    def _check_downstream(self, message: Call | Send | CallResult, action: str) -> bool:
         """True when the backend's message is valid; else report it."""
-        validate = self._options.validate_dnstream
+        validate = self._options.validate_downstream
         if validate is None:
             return True
         request = not isinstance(message, CallResult)
@@ -401,10 +401,10 @@ class Session:
         )
         return False
 
-    def deliver(self, envelope: Envelope) -> None:
+    def envelope_received(self, envelope: Envelope) -> None:
         """A message from the backend for this charge point."""
         message = envelope.message
-        if isinstance(message, Call | Send) and not self._check_dnstream(message, message.action):
+        if isinstance(message, Call | Send) and not self._check_downstream(message, message.action):
             return
         if isinstance(message, Call):
             self._downstream_call(envelope, message)
@@ -459,7 +459,7 @@ class Session:
         call = envelope.message
         assert isinstance(call, Call)
         timer = self._clock.callLater(
-            self._options.dnstream_timeout, self._dnstream_timeout, call.unique_id
+            self._options.downstream_timeout, self._downstream_timeout, call.unique_id
         )
         self._in_flight = _Pending(call.unique_id, call.action, timer)
         self._send(call)
@@ -469,7 +469,7 @@ class Session:
             _cancel(self._in_flight.timer)
             self._in_flight = None
 
-    def _dnstream_timeout(self, unique_id: str) -> None:
+    def _downstream_timeout(self, unique_id: str) -> None:
         pending = self._in_flight
         if pending is None or pending.unique_id != unique_id:
             return
@@ -481,7 +481,7 @@ class Session:
         self.gateway_error(
             unique_id,
             GatewayError.TIMEOUT,
-            f"charge point did not answer within {self._options.dnstream_timeout:g} s",
+            f"charge point did not answer within {self._options.downstream_timeout:g} s",
             pending.action,
         )
         self._send_next()
@@ -491,7 +491,7 @@ class Session:
         if (
             pending is not None
             and isinstance(answer, CallResult)
-            and not self._check_dnstream(answer, pending.action)
+            and not self._check_downstream(answer, pending.action)
         ):
             return  # the charge point's CALL stays pending for a valid answer
         self._upstream_pending.pop(answer.unique_id, None)

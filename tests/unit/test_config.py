@@ -22,7 +22,7 @@ def test_defaults() -> None:
     assert config.upstream.call.template.text == "ocpp/cp/${cid}/${action}"
     assert config.upstream.reply.template.text == "ocpp/cp/Reply/${cid}"
     assert config.upstream.error.template.text == "ocpp/cp/Error/${cid}"
-    assert config.dnstream.topic.template.text == "ocpp/cs/${cid}/+/+"
+    assert config.downstream.topic.template.text == "ocpp/cs/${cid}/+/+"
     assert config.upstream.call.codec == "json"
     (listener,) = config.listeners
     assert (listener.name, listener.path, listener.security_profile) == ("ws", "/ocpp", 0)

@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from ocppgw.config import parse
-from ocppgw.interfaces import IMQTTClient, IUpstream
+from ocppgw.interfaces import IMQTTClient, IRouter
 from ocppgw.router.routing import Router
 from ocppgw.session.rules import Session
 from tests.fakes import FakeConnection, FakeMQTT
@@ -32,9 +32,9 @@ def setup(extra: str = "") -> tuple[Router, FakeMQTT, Session, FakeConnection]:
 
 class RouterTests(SynchronousTestCase):
     def test_interfaces(self) -> None:
-        """Router provides IUpstream; the fake provides IMQTTClient."""
+        """Router provides IRouter; the fake provides IMQTTClient."""
         router, mqtt, _, _ = setup()
-        self.assertTrue(verifyObject(IUpstream, router))
+        self.assertTrue(verifyObject(IRouter, router))
         self.assertTrue(verifyObject(IMQTTClient, mqtt))
 
     def test_subscribes_per_charge_point(self) -> None:

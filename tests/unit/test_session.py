@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from ocppgw.interfaces import IChargePointConnection, IUpstream
+from ocppgw.interfaces import IChargePointConnection, IRouter
 from ocppgw.ocpp.envelope import Envelope
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, Send
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
@@ -29,7 +29,7 @@ class FakesTests(SynchronousTestCase):
     def test_fakes_provide_interfaces(self) -> None:
         """The fakes implement the interfaces the session relies on."""
         self.assertTrue(verifyObject(IChargePointConnection, FakeConnection()))
-        self.assertTrue(verifyObject(IUpstream, FakeUpstream()))
+        self.assertTrue(verifyObject(IRouter, FakeUpstream()))
 
 
 class UpstreamTests(SynchronousTestCase):
@@ -47,20 +47,20 @@ class UpstreamTests(SynchronousTestCase):
         """The backend's CALLRESULT for the pending CALL is sent as an OCPP-J frame."""
         session, connection, _, _ = make()
         session.frame_received('[2,"1","Heartbeat",{}]')
-        session.deliver(Envelope(CallResult("1", {"currentTime": "t"})))
+        session.envelope_received(Envelope(CallResult("1", {"currentTime": "t"})))
         self.assertEqual(connection.sent(), [[3, "1", {"currentTime": "t"}]])
 
     def test_backend_error_keeps_details(self) -> None:
         """A backend CALLERROR reaches the charge point with its ErrorDetails."""
         session, connection, _, _ = make()
         session.frame_received('[2,"1","Heartbeat",{}]')
-        session.deliver(Envelope(CallError("1", "NotSupported", "no", {"k": 1})))
+        session.envelope_received(Envelope(CallError("1", "NotSupported", "no", {"k": 1})))
         self.assertEqual(connection.sent(), [[4, "1", "NotSupported", "no", {"k": 1}]])
 
     def test_unmatched_backend_answer_not_sent(self) -> None:
         """An answer that matches no pending CALL goes back to the backend, not the CP."""
         session, connection, upstream, _ = make()
-        session.deliver(Envelope(CallResult("nope", {})))
+        session.envelope_received(Envelope(CallResult("nope", {})))
         self.assertEqual(connection.frames, [])
         (env,) = upstream.envelopes
         assert isinstance(env.message, CallError)
@@ -80,7 +80,7 @@ class UpstreamTests(SynchronousTestCase):
         self.assertEqual((timeout.error_code, timeout.action, timeout.unique_id),
                          ("Timeout", "Authorize", "1"))
         # The answer that comes after the timeout is not sent to the charge point.
-        session.deliver(Envelope(CallResult("1", {})))
+        session.envelope_received(Envelope(CallResult("1", {})))
         self.assertEqual(len(connection.frames), 1)
 
     def test_second_call_refused_when_strict(self) -> None:
@@ -98,8 +98,8 @@ class UpstreamTests(SynchronousTestCase):
         session.frame_received('[2,"1","Heartbeat",{}]')
         session.frame_received('[2,"2","Heartbeat",{}]')
         self.assertEqual(len(upstream.envelopes), 2)
-        session.deliver(Envelope(CallResult("2", {})))
-        session.deliver(Envelope(CallResult("1", {})))
+        session.envelope_received(Envelope(CallResult("2", {})))
+        session.envelope_received(Envelope(CallResult("1", {})))
         self.assertEqual([f[1] for f in connection.sent()], ["2", "1"])
 
     def test_publish_failure_answers_charge_point(self) -> None:
@@ -155,7 +155,7 @@ class BadFrameTests(SynchronousTestCase):
     def test_bad_answer_fails_pending_call(self) -> None:
         """A malformed CALLRESULT for the pending downstream CALL is reported as Invalid."""
         session, connection, upstream, _ = make(OCPP21)
-        session.deliver(Envelope(Call("d1", "Reset", {"type": "Immediate"})))
+        session.envelope_received(Envelope(Call("d1", "Reset", {"type": "Immediate"})))
         session.frame_received('[3,"d1","not an object"]')
         err = upstream.envelopes[-1].message
         assert isinstance(err, CallError)
@@ -169,7 +169,7 @@ class DownstreamTests(SynchronousTestCase):
         """Backend CALLs go out one at a time, in order, each after the last is answered."""
         session, connection, upstream, _ = make()
         for i in range(3):
-            session.deliver(Envelope(Call(f"d{i}", "Reset", {"type": "Soft"})))
+            session.envelope_received(Envelope(Call(f"d{i}", "Reset", {"type": "Soft"})))
         self.assertEqual([f[1] for f in connection.sent()], ["d0"])
         session.frame_received('[3,"d0",{"status":"Accepted"}]')
         self.assertEqual([f[1] for f in connection.sent()], ["d0", "d1"])
@@ -185,17 +185,17 @@ class DownstreamTests(SynchronousTestCase):
         """Beyond max_queue waiting CALLs, a QueueFull error envelope answers."""
         session, connection, upstream, _ = make(max_queue=2)
         for i in range(4):
-            session.deliver(Envelope(Call(f"d{i}", "Reset", {"type": "Soft"})))
+            session.envelope_received(Envelope(Call(f"d{i}", "Reset", {"type": "Soft"})))
         self.assertEqual(len(connection.frames), 1)
         (err,) = [e.message for e in upstream.envelopes]
         assert isinstance(err, CallError)
         self.assertEqual((err.unique_id, err.error_code), ("d3", "QueueFull"))
 
-    def test_dnstream_timeout_and_late_answer(self) -> None:
+    def test_downstream_timeout_and_late_answer(self) -> None:
         """No answer in time: Timeout envelope, next CALL sent; a late answer is marked."""
-        session, connection, upstream, clock = make(dnstream_timeout=30)
-        session.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
-        session.deliver(Envelope(Call("d1", "Reset", {"type": "Soft"})))
+        session, connection, upstream, clock = make(downstream_timeout=30)
+        session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        session.envelope_received(Envelope(Call("d1", "Reset", {"type": "Soft"})))
         clock.advance(30)
         err = upstream.envelopes[-1].message
         assert isinstance(err, CallError)
@@ -209,8 +209,8 @@ class DownstreamTests(SynchronousTestCase):
     def test_duplicate_downstream_id(self) -> None:
         """A CALL whose UniqueId is already queued or in flight is refused as Invalid."""
         session, connection, upstream, _ = make()
-        session.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
-        session.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Soft"})))
         self.assertEqual(len(connection.frames), 1)
         err = upstream.envelopes[-1].message
         assert isinstance(err, CallError)
@@ -219,8 +219,8 @@ class DownstreamTests(SynchronousTestCase):
     def test_disconnect_fails_in_flight_and_holds_queue(self) -> None:
         """On disconnect the in-flight CALL fails; queued ones wait until expire()."""
         session, _, upstream, clock = make()
-        session.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
-        session.deliver(Envelope(Call("d1", "Reset", {"type": "Soft"})))
+        session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        session.envelope_received(Envelope(Call("d1", "Reset", {"type": "Soft"})))
         session.connection_lost()
 
         def codes() -> list[tuple[str, str]]:
@@ -237,7 +237,7 @@ class DownstreamTests(SynchronousTestCase):
         """A reconnection takes the held CALLs and sends the first at once."""
         old, _, _, _ = make()
         old.connection_lost()
-        old.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        old.envelope_received(Envelope(Call("d0", "Reset", {"type": "Soft"})))
         new, connection, _, _ = make()
         new.adopt(old)
         self.assertEqual([f[1] for f in connection.sent()], ["d0"])
@@ -246,7 +246,7 @@ class DownstreamTests(SynchronousTestCase):
     def test_replaced_in_flight_error(self) -> None:
         """A replaced connection's in-flight CALL gets a Replaced error envelope."""
         session, _, upstream, _ = make()
-        session.deliver(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Soft"})))
         session.connection_lost(replaced=True)
         err = upstream.envelopes[-1].message
         assert isinstance(err, CallError)
@@ -255,5 +255,5 @@ class DownstreamTests(SynchronousTestCase):
     def test_callresulterror_passed_on(self) -> None:
         """A 2.1 CALLRESULTERROR from the backend is sent to the charge point."""
         session, connection, _, _ = make(OCPP21)
-        session.deliver(Envelope(CallResultError("x", "FormatViolation", "bad", {})))
+        session.envelope_received(Envelope(CallResultError("x", "FormatViolation", "bad", {})))
         self.assertEqual(json.loads(connection.frames[0])[0], 5)

@@ -24,7 +24,7 @@ BOOT16 = '[2,"1","BootNotification",{"chargePointVendor":"V","chargePointModel":
 
 def make(version: str, **options: object) -> tuple[Session, FakeConnection, FakeUpstream, Clock]:
     connection, upstream, clock = FakeConnection(), FakeUpstream(), Clock()
-    opts = SessionOptions(validate_upstream=VALIDATE, validate_dnstream=VALIDATE, **options)  # type: ignore[arg-type]
+    opts = SessionOptions(validate_upstream=VALIDATE, validate_downstream=VALIDATE, **options)  # type: ignore[arg-type]
     return Session("CP1", version, connection, upstream, clock, opts), connection, upstream, clock
 
 
@@ -81,7 +81,7 @@ class UpstreamValidationTests(SynchronousTestCase):
     def test_invalid_callresult_reported_to_backend(self) -> None:
         """An invalid CALLRESULT from the CP becomes a ValidationFailed envelope for that call."""
         session, connection, upstream, _ = make(OCPP201)
-        session.deliver(Envelope(Call("d1", "Reset", {"type": "Immediate"})))
+        session.envelope_received(Envelope(Call("d1", "Reset", {"type": "Immediate"})))
         session.frame_received('[3,"d1",{"status":"Maybe"}]')
         err = upstream.envelopes[-1].message
         assert isinstance(err, CallError)
@@ -94,7 +94,7 @@ class UpstreamValidationTests(SynchronousTestCase):
     def test_invalid_callresult_21_gets_callresulterror(self) -> None:
         """2.1: the charge point also gets CALLRESULTERROR for its invalid CALLRESULT."""
         session, connection, _, _ = make(OCPP21)
-        session.deliver(Envelope(Call("d1", "Reset", {"type": "Immediate"})))
+        session.envelope_received(Envelope(Call("d1", "Reset", {"type": "Immediate"})))
         session.frame_received('[3,"d1",{"status":"Maybe"}]')
         self.assertEqual(connection.sent()[-1][:3], [5, "d1", "PropertyConstraintViolation"])
 
@@ -103,7 +103,7 @@ class DownstreamValidationTests(SynchronousTestCase):
     def test_invalid_downstream_call_not_sent(self) -> None:
         """A backend CALL with an invalid payload never reaches the CP; Invalid envelope."""
         session, connection, upstream, _ = make(OCPP16)
-        session.deliver(Envelope(Call("d1", "Reset", {"type": "Sideways"})))
+        session.envelope_received(Envelope(Call("d1", "Reset", {"type": "Sideways"})))
         self.assertEqual(connection.frames, [])
         err = upstream.envelopes[-1].message
         assert isinstance(err, CallError)
@@ -114,11 +114,11 @@ class DownstreamValidationTests(SynchronousTestCase):
         """An invalid backend CALLRESULT is refused; a valid one after it still answers."""
         session, connection, upstream, _ = make(OCPP16)
         session.frame_received(BOOT16)
-        session.deliver(Envelope(CallResult("1", {"status": "Accepted"})))
+        session.envelope_received(Envelope(CallResult("1", {"status": "Accepted"})))
         self.assertEqual(connection.frames, [])
         self.assertEqual(upstream.envelopes[-1].message.error_code, "Invalid")  # type: ignore[union-attr]
         good = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 300}
-        session.deliver(Envelope(CallResult("1", good)))
+        session.envelope_received(Envelope(CallResult("1", good)))
         self.assertEqual(connection.sent(), [[3, "1", good]])
 
 
@@ -151,14 +151,14 @@ class OptionsTests(SynchronousTestCase):
             (
                 options.strict,
                 options.upstream_timeout,
-                options.dnstream_timeout,
+                options.downstream_timeout,
                 options.max_queue,
                 options.local_heartbeat,
             ),
             (False, 5.0, 7.0, 3, True),
         )
         self.assertIsNotNone(options.validate_upstream)
-        self.assertIsNone(options.validate_dnstream)
+        self.assertIsNone(options.validate_downstream)
 
     def test_validation_off(self) -> None:
         """mode = off disables validation both ways."""
@@ -166,7 +166,7 @@ class OptionsTests(SynchronousTestCase):
             parse("[listener:a]\nendpoint = tcp:1\n[validation]\nmode = off\n")
         )
         self.assertIsNone(options.validate_upstream)
-        self.assertIsNone(options.validate_dnstream)
+        self.assertIsNone(options.validate_downstream)
 
 
 def _schema_dir(tmp_path: Path, schema: object) -> str:
