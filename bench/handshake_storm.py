@@ -196,9 +196,9 @@ def in_process_rate(creds: Path, identities: list[str], seconds: float = 2.0) ->
     from twisted.internet.testing import StringTransport
 
     from ocppgw.config import ListenerConfig
-    from ocppgw.connection import OCPPServerFactory
     from ocppgw.listener.admission import Gatekeeper
     from ocppgw.listener.credentials import Credentials
+    from ocppgw.listener.factory import OCPPServerFactory
     from ocppgw.listener.ratelimit import LoginLimiter
 
     listener = ListenerConfig("bench", "tcp:0", "/ocpp", 1, None, 65536, 10.0)

@@ -33,7 +33,7 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
-    from ocppgw.service import build
+    from ocppgw.assemble import build
 
     try:
         service: Any = build(options["parsed"], reactor)

@@ -23,8 +23,8 @@ import os
 import secrets
 import sys
 
-from ocppgw.connection import Refused, check_identity
 from ocppgw.listener.credentials import CredentialsError, make_entry, read_file, write_file
+from ocppgw.ocpp.identity import IdentityError, check_identity
 
 #: The 2.0.1 passwordString characters (alphanumerics and the identifierString
 #: specials), without ':' so that no charger splitting "user:password" on the
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         check_identity(args.identity)
-    except Refused as e:
-        return _fail(f"{args.identity!r}: {e.reason}")
+    except IdentityError as e:
+        return _fail(f"{args.identity!r}: {e}")
     if args.command == "delete":
         if args.identity not in entries:
             return _fail(f"no such identity: {args.identity}")

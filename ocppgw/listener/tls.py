@@ -1,5 +1,6 @@
+# -*- test-case-name: tests.unit.test_tls -*-
 """
-TLS: the wss listeners of security profiles 2 and 3, and the MQTT client.
+TLS of the wss listeners: security profiles 2 and 3.
 
 Listeners (OCPP 1.6 security whitepaper §2.4-2.6, OCPP 2.0.1 Part 2 A00):
 
@@ -18,17 +19,11 @@ Listeners (OCPP 1.6 security whitepaper §2.4-2.6, OCPP 2.0.1 Part 2 A00):
 
 :class:`ServerTLS` builds a new ``SSL.Context`` on :meth:`ServerTLS.reload`
 (SIGHUP): new handshakes use it, established connections keep theirs.
-
-The MQTT client uses the standard ``ssl`` module (paho needs an
-``ssl.SSLContext``); the broker's hostname is verified with service-identity
-right after the handshake, inside paho's connect.
 """
 
 from __future__ import annotations
 
 import datetime
-import ipaddress
-import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,11 +31,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
-from service_identity import VerificationError
-from service_identity.cryptography import (
-    verify_certificate_hostname,
-    verify_certificate_ip_address,
-)
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
@@ -305,59 +295,3 @@ class ForwardedCertificates:
         except crypto.X509StoreContextError as e:
             return None, f"forwarded client certificate rejected: {e}"
         return leaf, None
-
-
-# --- the MQTT client ---
-
-
-class _VerifiedSSLSocket(ssl.SSLSocket):
-    """Checks the broker's hostname with service-identity as the handshake ends."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        super().do_handshake(block)
-        der = self.getpeercert(binary_form=True)
-        hostname = self.server_hostname
-        if der is None or hostname is None:
-            raise ssl.SSLCertVerificationError("the broker presented no certificate")
-        cert = x509.load_der_x509_certificate(der)
-        try:
-            try:
-                address = ipaddress.ip_address(hostname)
-            except ValueError:
-                verify_certificate_hostname(cert, hostname)
-            else:
-                # An IP broker address must be an IP SAN (RFC 6125 has no CN fallback).
-                verify_certificate_ip_address(cert, str(address))
-        except (VerificationError, ValueError) as e:
-            raise ssl.SSLCertVerificationError(
-                f"the broker's certificate is not valid for {hostname!r}: {e}"
-            ) from None
-
-
-def mqtt_client_context(ca: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
-    """
-    An ``ssl.SSLContext`` for paho: TLS 1.2+, the broker's chain verified
-    against ``ca`` (or the system's CAs), its hostname by service-identity,
-    and our client certificate when ``cert`` is given.
-
-    :raises TLSConfigError: naming the file at fault.
-    """
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    # service-identity checks the name (in _VerifiedSSLSocket), not the ssl module.
-    ctx.check_hostname = False
-    ctx.sslsocket_class = _VerifiedSSLSocket
-    try:
-        if ca:
-            ctx.load_verify_locations(cafile=ca)
-        else:
-            ctx.load_default_certs()
-    except (OSError, ssl.SSLError) as e:
-        raise TLSConfigError(f"{ca}: unusable CA file: {e}") from None
-    if cert:
-        try:
-            ctx.load_cert_chain(cert, key or None)
-        except (OSError, ssl.SSLError) as e:
-            raise TLSConfigError(f"{cert} / {key}: unusable certificate or key: {e}") from None
-    return ctx

@@ -14,7 +14,7 @@ published while the broker is away wait in paho's queue, bounded by
 ``[mqtt] max_buffer``, and are sent on reconnect; a publish counts as done
 only on PUBACK.
 
-With ``mqtts://`` the connection is TLS (:func:`ocppgw.listener.tls.mqtt_client_context`):
+With ``mqtts://`` the connection is TLS (:func:`ocppgw.mqtt.tls.mqtt_client_context`):
 the broker's chain is verified against ``[mqtt] tls_ca`` and its hostname with
 service-identity; a broker that fails either is not connected to, and the
 reason is logged at each retry.
@@ -38,7 +38,7 @@ from zope.interface import implementer
 
 from ocppgw.config import MQTTConfig
 from ocppgw.interfaces import IMQTTClient
-from ocppgw.listener.tls import mqtt_client_context
+from ocppgw.mqtt.tls import mqtt_client_context
 
 _log = Logger()
 

@@ -17,9 +17,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from ocppgw.config import ListenerConfig
-from ocppgw.connection import OCPPServerFactory
 from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.credentials import Credentials, make_entry, write_file
+from ocppgw.listener.factory import OCPPServerFactory
 from ocppgw.listener.proxy import parse_networks
 from ocppgw.listener.ratelimit import LoginLimiter
 from ocppgw.listener.tls import ForwardedCertificates

@@ -15,8 +15,9 @@ import pytest
 from twisted.internet.testing import StringTransport
 
 from ocppgw.config import ListenerConfig
-from ocppgw.connection import OCPPServerFactory, Refused, choose_version, identity_from_uri
+from ocppgw.listener import Refused
 from ocppgw.listener.credentials import Credentials, make_entry, parse_basic, write_file
+from ocppgw.listener.factory import OCPPServerFactory, choose_version, identity_from_uri
 
 VERSIONS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
 

@@ -9,12 +9,12 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from ocppgw.assemble import session_options
 from ocppgw.config import ConfigError, parse
 from ocppgw.ocpp.envelope import Envelope
 from ocppgw.ocpp.messages import Call, CallError, CallResult
 from ocppgw.ocpp.validation import Validator
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
-from ocppgw.service import session_options
 from ocppgw.session.rules import Session, SessionOptions
 from tests.fakes import FakeConnection, FakeUpstream
 

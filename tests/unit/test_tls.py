@@ -18,11 +18,10 @@ from ocppgw.listener.tls import (
     ForwardedCertificates,
     ServerTLS,
     TLSConfigError,
-    _VerifiedSSLSocket,
     check_subject,
-    mqtt_client_context,
     server_context,
 )
+from ocppgw.mqtt.tls import BrokerTLSError, _VerifiedSSLSocket, mqtt_client_context
 from tests.certs import CA, Issued
 
 
@@ -195,7 +194,7 @@ def test_mqtt_context(ca: CA, tmp_path: Path) -> None:
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     assert ctx.verify_mode == ssl.CERT_REQUIRED
     assert ctx.sslsocket_class is _VerifiedSSLSocket and not ctx.check_hostname
-    with pytest.raises(TLSConfigError):
+    with pytest.raises(BrokerTLSError):
         mqtt_client_context(str(tmp_path / "missing.pem"), None, None)
 
 
@@ -215,8 +214,8 @@ def test_build_names_the_listener_for_bad_tls_files(pairs: list[tuple[str, str]]
     """A key that does not fit its certificate stops the start, naming section and keys."""
     from twisted.internet.testing import MemoryReactorClock
 
+    from ocppgw.assemble import build
     from ocppgw.config import ConfigError
-    from ocppgw.service import build
 
     config = _config(tmp_path, f"security_profile = 2\ntls_cert = {pairs[0][0]}\n"
                                f"tls_key = {pairs[1][1]}\n")
@@ -229,7 +228,7 @@ def test_service_reload_keeps_the_old_context_on_error(pairs: list[tuple[str, st
     """GatewayService.reload (SIGHUP) re-reads certificates; a broken file keeps the old one."""
     from twisted.internet.testing import MemoryReactorClock
 
-    from ocppgw.service import build
+    from ocppgw.assemble import build
 
     config = _config(tmp_path, f"security_profile = 2\ntls_cert = {pairs[1][0]}\n"
                                f"tls_key = {pairs[1][1]}\n")

@@ -1,0 +1,191 @@
+# -*- test-case-name: tests.unit.test_session_rules,tests.integration.test_handshake -*-
+"""
+Wires the stages from the configuration: broker, MQTT client, router,
+session factory, listeners, and the service that starts and stops them.
+
+:func:`build` turns a validated :class:`~ocppgw.config.Config` into a
+:class:`~ocppgw.service.GatewayService`.  What only shows when building
+(credentials file contents, certificates, a missing mosquitto binary, an
+unusable endpoint string) is raised as :class:`~ocppgw.config.ConfigError`,
+naming the section and key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn import websocket as autobahn_websocket
+from twisted.application import strports
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+from ocppgw.config import Config, ConfigError
+from ocppgw.connection import OCPPServerProtocol
+from ocppgw.listener.admission import Gatekeeper
+from ocppgw.listener.credentials import Credentials, CredentialsError
+from ocppgw.listener.factory import OCPPServerFactory
+from ocppgw.listener.ratelimit import LoginLimiter
+from ocppgw.listener.tls import ForwardedCertificates, ServerTLS, TLSConfigError, TLSListenerFactory
+from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
+from ocppgw.mqtt.client import MQTTClient
+from ocppgw.mqtt.tls import BrokerTLSError
+from ocppgw.ocpp.validation import SchemaError, Validator
+from ocppgw.ocpp.validation import Violation as SchemaViolation
+from ocppgw.ocpp.versions import ErrorKind
+from ocppgw.router.routing import Router
+from ocppgw.service import GatewayService, Reloadable
+from ocppgw.session.rules import Session, SessionOptions, Validate, Violation
+
+_log = Logger()
+
+
+def session_options(config: Config) -> SessionOptions:
+    """The session rules the configuration asks for."""
+    validate_upstream: Validate | None = None
+    validate_downstream: Validate | None = None
+    if config.validation_mode != "off":
+        try:
+            validator = Validator(config.schema_dir)
+            if config.schema_dir is not None:
+                validator.check_all()
+        except (ValueError, SchemaError) as e:
+            raise ConfigError(f"[validation] schema_dir: {e}") from None
+
+        def validate(
+            version: str, action: str, request: bool, payload: dict[str, Any]
+        ) -> Violation | None:
+            try:
+                return validator.validate(version, action, request, payload)
+            except SchemaError as e:
+                # Only what shows while validating (an unresolvable $ref):
+                # the peer gets InternalError, never a dropped connection.
+                _log.error("schema unusable: {e}", e=e)
+                return SchemaViolation(ErrorKind.INTERNAL, f"gateway schema unusable for {action}")
+
+        if config.validation_mode in ("all", "upstream"):
+            validate_upstream = validate
+        if config.validation_mode in ("all", "dnstream"):
+            validate_downstream = validate
+    return SessionOptions(
+        upstream_timeout=config.upstream.awaiting_timeout,
+        downstream_timeout=config.downstream.awaiting_timeout,
+        max_queue=config.downstream.max_queue,
+        strict=config.strict,
+        local_heartbeat=config.local_heartbeat,
+        validate_upstream=validate_upstream,
+        validate_downstream=validate_downstream,
+    )
+
+
+class SessionFactory:
+    """Opens and retires the sessions of every listener's connections."""
+
+    def __init__(self, router: Router, reactor: Any, options: SessionOptions) -> None:
+        self.router = router
+        self.reactor = reactor
+        self.options = options
+
+    def open_session(self, identity: str, version: str, connection: OCPPServerProtocol) -> Session:
+        session = Session(identity, version, connection, self.router, self.reactor, self.options)
+        self.router.attach(session, connection.peer or "")
+        _log.info(
+            "{cid}: connected ({version}) from {peer}",
+            cid=identity,
+            version=version,
+            peer=connection.peer,
+        )
+        return session
+
+    def close_session(self, session: Session) -> None:
+        if session.connected:
+            session.connection_lost()
+        self.router.detach(session)
+        _log.info("{cid}: disconnected", cid=session.identity)
+
+
+def build(config: Config, reactor: Any) -> GatewayService:
+    """
+    The whole gateway for ``config``.
+
+    :raises ConfigError: for what only shows when building (credentials file
+        contents, a missing mosquitto binary).
+    """
+    broker = None
+    if config.mqtt.embedded:
+        try:
+            binary = find_mosquitto(config.mqtt.mosquitto)
+        except Exception as e:
+            raise ConfigError(str(e)) from None
+        broker = EmbeddedBroker(reactor, binary, config.mqtt.host, config.mqtt.port)
+
+    credentials = None
+    if config.credentials is not None:
+        try:
+            credentials = Credentials(config.credentials)
+        except CredentialsError as e:
+            raise ConfigError(f"[auth] credentials: {e}") from None
+
+    try:
+        client = MQTTClient(config.mqtt, reactor)
+    except BrokerTLSError as e:
+        raise ConfigError(f"[mqtt] tls_ca/tls_cert/tls_key: {e}") from None
+    router = Router(config, client, reactor)
+    sessions = SessionFactory(router, reactor, session_options(config))
+    client.will = router.gateway_presence(False)
+
+    def announce() -> None:
+        topic, payload = router.gateway_presence(True)
+        client.publish(topic, payload, 1, retain=True)
+
+    client.on_connected = announce
+    limits = config.login_limits
+    limiter = LoginLimiter(
+        reactor, limits.per_address, limits.per_identity, limits.window, limits.table_size
+    )
+    reloadable: list[Reloadable] = [Reloadable("credentials", credentials)] if credentials else []
+    listeners: list[Service] = []
+    for listener in config.listeners:
+        if listener.security_profile == 0:
+            _log.warn(
+                "[listener:{name}] security_profile = 0: any client may connect as any "
+                "charge point, without a password",
+                name=listener.name,
+            )
+        section = f"[listener:{listener.name}]"
+        tls = None
+        forwarded = None
+        try:
+            if listener.tls_cert:
+                tls = ServerTLS(listener.name, listener.tls_cert, listener.tls_key, listener.tls_ca)
+                reloadable.append(Reloadable(f"{section} certificates", tls))
+            elif listener.tls_ca is not None:
+                forwarded = ForwardedCertificates(listener.tls_ca, reactor)
+                reloadable.append(Reloadable(f"{section} tls_ca", forwarded))
+        except TLSConfigError as e:
+            raise ConfigError(f"{section} tls_cert/tls_key/tls_ca: {e}") from None
+        factory = OCPPServerFactory(
+            listener,
+            config.versions,
+            credentials,
+            sessions.open_session,
+            sessions.close_session,
+            ping_interval=listener.ping_interval,
+            pong_timeout=listener.pong_timeout,
+            gatekeeper=Gatekeeper(listener, credentials, limiter, forwarded),
+            over_tls=tls is not None,
+        )
+        wrapped: Any = factory if tls is None else TLSListenerFactory(tls, factory)
+        try:
+            service = strports.service(listener.endpoint, wrapped, reactor=reactor)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError(
+                f"[listener:{listener.name}] endpoint: not a usable endpoint string "
+                f"{listener.endpoint!r}: {e}"
+            ) from None
+        service.setName(f"listener:{listener.name}")
+        listeners.append(service)
+    _log.info(
+        "Autobahn NVX acceleration: {nvx}",
+        nvx="on" if autobahn_websocket.USES_NVX else "off (pure Python, slower)",
+    )
+    return GatewayService(config, reactor, router, client, broker, listeners, reloadable)

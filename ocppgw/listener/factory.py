@@ -1,0 +1,174 @@
+# -*- test-case-name: tests.unit.test_handshake -*-
+"""
+The charge point endpoint of one ``[listener:NAME]``: the Autobahn factory,
+and the decisions of the HTTP upgrade.
+
+Everything that can refuse a charge point happens in the upgrade, before the
+101 response and before anything is published:
+
+- the identity is the percent-decoded path segment after the listener's
+  ``path`` (OCPP-J 1.6 §3.1.1, 2.0.1 Part 4 §3.1.1; the rules are in
+  :mod:`ocppgw.ocpp.identity`): an unusable one gets 400, another path 404;
+- the subprotocol is the first of the client's offers that the gateway speaks;
+  no offer: 400 unless the listener has a ``default_version``; offers but
+  none matching: the handshake completes without a subprotocol and the
+  connection is closed at once (OCPP-J 1.6 §3.2, 2.0.1 Part 4 §3.2);
+- then who may connect (:mod:`ocppgw.listener.admission`): TLS for profiles 2
+  and 3, failed-login limits (429), HTTP Basic for profiles 1 and 2 (401), the
+  client certificate for profile 3 (403), no downgrade (403); behind trusted
+  proxies (:mod:`ocppgw.listener.proxy`) the forwarded address is the remote
+  address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+)
+from cryptography import x509
+
+from ocppgw.config import ListenerConfig
+from ocppgw.connection import OCPPServerProtocol
+from ocppgw.listener import Refused
+from ocppgw.listener.admission import Gatekeeper
+from ocppgw.listener.credentials import Credentials
+from ocppgw.listener.proxy import Source
+from ocppgw.ocpp.identity import IdentityError, identity_from_segment
+
+
+def identity_from_uri(uri: str, base: str) -> str:
+    """
+    The charge point identity in the request URI ``uri`` under path ``base``.
+
+    :raises Refused: 404 for another path, 400 for an unusable identity.
+    """
+    path = uri.split("?", 1)[0].split("#", 1)[0]
+    prefix = base.rstrip("/") + "/"
+    if not path.startswith(prefix):
+        raise Refused(404, f"no OCPP endpoint at {path[:100]!r}; connect to {prefix}IDENTITY")
+    try:
+        return identity_from_segment(path[len(prefix) :])
+    except IdentityError as e:
+        raise Refused(400, str(e)) from None
+
+
+def choose_version(
+    offered: list[str], supported: tuple[str, ...], default: str | None
+) -> str | None:
+    """
+    The subprotocol to speak: the first of the client's offers that is
+    supported (2.1 Part 4 §3.1.2: the client lists them by preference).
+
+    None when the client offered some but none matches: the caller completes
+    the handshake without a subprotocol and closes.
+
+    :raises Refused: 400 when none was offered and there is no default.
+    """
+    # An empty header value offers nothing (RFC 6455 §4.1: 1#token).
+    offered = [p for p in offered if p]
+    if not offered:
+        if default is not None:
+            return default
+        raise Refused(
+            400,
+            "no Sec-WebSocket-Protocol offered; offer one of " + ", ".join(supported),
+        )
+    for protocol in offered:
+        if protocol in supported:
+            return protocol
+    return None
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A handshake the listener accepts."""
+
+    identity: str
+    #: The OCPP version to speak; None: offers, but none supported (close at once).
+    version: str | None
+    #: The subprotocol to echo in the 101 response, if any.
+    subprotocol: str | None
+
+
+def _accept_deflate(offers: list[Any]) -> Any:
+    """Accept permessage-deflate (RFC 7692; required of a CSMS by 2.0.1 Part 4 §3.3)."""
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
+class OCPPServerFactory(WebSocketServerFactory):
+    """The charge point endpoint of one ``[listener:NAME]``."""
+
+    protocol = OCPPServerProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        listener: ListenerConfig,
+        versions: tuple[str, ...],
+        credentials: Credentials | None,
+        open_session: Callable[[str, str, OCPPServerProtocol], Any],
+        close_session: Callable[[Any], None],
+        ping_interval: float = 60.0,
+        pong_timeout: float = 30.0,
+        gatekeeper: Gatekeeper | None = None,
+        over_tls: bool = False,
+    ) -> None:
+        super().__init__(protocols=list(versions), server="ocppgw")
+        self.listener = listener
+        self.ocpp_versions = versions
+        self.credentials = credentials
+        self.gatekeeper = gatekeeper or Gatekeeper(listener, credentials)
+        #: The listener wraps its connections in TLS itself (ocppgw.listener.tls).
+        self.over_tls = over_tls
+        self.open_session = open_session
+        self.close_session = close_session
+        self.setProtocolOptions(
+            maxFramePayloadSize=listener.max_frame_size,
+            maxMessagePayloadSize=listener.max_frame_size,
+            openHandshakeTimeout=listener.handshake_timeout,
+            closeHandshakeTimeout=5,
+            # Protocol violations (a frame over max_frame_size, bad UTF-8) are
+            # answered with a close frame naming the code (1009, 1007), not a
+            # bare TCP reset; the close handshake is bounded by the timeout above.
+            failByDrop=False,
+            autoPingInterval=ping_interval,
+            autoPingTimeout=pong_timeout,
+            perMessageCompressionAccept=_accept_deflate,
+            # The identity lives in the path; accept any Host/Origin.
+            allowedOrigins=["*"],
+        )
+
+    def source(self, peer_host: str, headers: Mapping[str, str]) -> Source:
+        """Where a handshake comes from (trusted proxies honoured)."""
+        return self.gatekeeper.source(peer_host, headers)
+
+    def negotiate(
+        self,
+        source: Source,
+        uri: str,
+        protocols: list[str],
+        headers: Mapping[str, str],
+        certificate: x509.Certificate | None,
+    ) -> Admitted:
+        """
+        Decide a handshake: who it is, which version, whether it may connect.
+
+        :raises Refused: with the HTTP status and reason to answer.
+        """
+        listener = self.listener
+        identity = identity_from_uri(uri, listener.path)
+        version = choose_version(protocols, self.ocpp_versions, listener.default_version)
+        self.gatekeeper.admit(
+            identity, source, headers.get("authorization"), certificate, over_tls=self.over_tls
+        )
+        # A default version (no offer, or an empty header) is spoken but not
+        # echoed: RFC 6455 §4.2.2 allows only a subprotocol the client offered.
+        return Admitted(identity, version, version if version in protocols else None)
