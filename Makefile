@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= etc/ocppgw.ini
 
-.PHONY: install run test lint typecheck unit clean proto bench
+.PHONY: install run test lint typecheck contracts unit clean proto bench
 
 install: $(VENV)/.installed mosquitto
 
@@ -36,6 +36,10 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy ocppgw
 
+# The layer rules of docs/design.md (import-linter; contracts in pyproject.toml).
+contracts: install
+	$(VENV)/bin/lint-imports --no-cache
+
 # pytest exits 5 when it collects no test: that is a failure here too.
 # Unit tests run on every core (pytest-xdist); integration tests run one at a
 # time, since each starts its own broker and gateway.
@@ -46,7 +50,7 @@ define run_pytest
 	  exit $$rc
 endef
 
-test: install lint typecheck
+test: install lint typecheck contracts
 	$(call run_pytest,-n auto tests/unit,tests/unit)
 	$(call run_pytest,tests/integration,tests/integration)
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_session_rules,tests.integration.test_handshake -*-
+# -*- test-case-name: tests.unit.test_session_rules,tests.unit.test_tls -*-
 """
 Wires the stages from the configuration: broker, MQTT client, router,
 session factory, listeners, and the service that starts and stops them.

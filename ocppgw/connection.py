@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_handshake,tests.unit.test_connection -*-
+# -*- test-case-name: tests.unit.test_handshake -*-
 """
 One charge point's WebSocket: the Autobahn protocol, and nothing more.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_service,tests.integration.test_tls_profiles -*-
+# -*- test-case-name: tests.integration.test_instances,tests.unit.test_tls -*-
 """
 The gateway as a Twisted service: start and stop order, SIGHUP, shutdown.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_packaging -*-
 """
 ``twistd ocppgw``: the command-line options and the service they build.
 """

@@ -1,9 +1,16 @@
+# -*- test-case-name: tests.unit.test_handshake,tests.unit.test_admission -*-
 """
-A refused WebSocket handshake: the HTTP status, the reason, extra headers.
+Stage: the listener, where a charge point arrives.
 
-Its own module so that the admission checks (:mod:`ocppgw.listener.admission`) and the
-WebSocket layer (:mod:`ocppgw.connection`, which re-exports it) share it
-without importing each other.
+TLS (:mod:`~ocppgw.listener.tls`), the HTTP upgrade and its decisions
+(:mod:`~ocppgw.listener.factory`), who may connect
+(:mod:`~ocppgw.listener.admission`, with the credentials file, failed-login
+limits and trusted proxies), and ``ocppgw-passwd``
+(:mod:`~ocppgw.listener.passwd`).  Every refusal is a :class:`Refused`.
+
+May import: :mod:`ocppgw.connection` (the protocol it builds), the stages
+below it, Autobahn and pyOpenSSL; the configuration's types for the type
+checker only.
 """
 
 from __future__ import annotations

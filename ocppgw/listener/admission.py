@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_admission -*-
 """
 Who may connect: the checks of a handshake, after the identity and the
 subprotocol are known and before the 101 response.
@@ -23,15 +24,19 @@ Failures of step 3 count against the address and the identity.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from ocppgw.config import ListenerConfig
 from ocppgw.listener import Refused
 from ocppgw.listener.credentials import Credentials, Entry, parse_basic, verify
 from ocppgw.listener.proxy import Source, source_of
 from ocppgw.listener.ratelimit import LoginLimiter
 from ocppgw.listener.tls import ForwardedCertificates, check_subject
+
+if TYPE_CHECKING:
+    # The stages read the typed configuration they are handed; config/ is above them.
+    from ocppgw.config import ListenerConfig
 
 _CHALLENGE = [("WWW-Authenticate", 'Basic realm="ocppgw", charset="UTF-8"')]
 

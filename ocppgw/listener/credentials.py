@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_passwd,tests.unit.test_admission -*-
 """
 Charge point credentials: salted hashes, never plaintext.
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.compress import (
@@ -33,13 +33,16 @@ from autobahn.websocket.compress import (
 )
 from cryptography import x509
 
-from ocppgw.config import ListenerConfig
 from ocppgw.connection import OCPPServerProtocol
 from ocppgw.listener import Refused
 from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.credentials import Credentials
 from ocppgw.listener.proxy import Source
 from ocppgw.ocpp.identity import IdentityError, identity_from_segment
+
+if TYPE_CHECKING:
+    # The stages read the typed configuration they are handed; config/ is above them.
+    from ocppgw.config import ListenerConfig
 
 
 def identity_from_uri(uri: str, base: str) -> str:

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_passwd -*-
 """
 ``ocppgw-passwd``: manage the charge point credentials file.
 

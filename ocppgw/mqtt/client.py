@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_mqtt_window,tests.integration.test_mqtt_tls,tests.integration.test_fault -*-
 """
 paho-mqtt driven by the Twisted reactor: no network thread.
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -36,9 +37,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ocppgw.config import MQTTConfig
 from ocppgw.interfaces import IMQTTClient
 from ocppgw.mqtt.tls import mqtt_client_context
+
+if TYPE_CHECKING:
+    # The stages read the typed configuration they are handed; config/ is above them.
+    from ocppgw.config import MQTTConfig
 
 _log = Logger()
 

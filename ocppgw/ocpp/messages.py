@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_messages -*-
 """
 OCPP-J RPC messages as frozen values, and their text framing.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_messages -*-
 """
 OCPP versions, their WebSocket subprotocol names, and their error codes.
 

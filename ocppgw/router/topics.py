@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_topics -*-
 """
 Topic templates: ``ocpp/cp/${cid}/${action}`` and friends.
 
