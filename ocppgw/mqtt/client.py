@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_mqtt_window,tests.integration.test_mqtt_tls,tests.integration.test_fault -*-
+# -*- test-case-name: tests.integration.test_mqtt_window,tests.integration.test_fault -*-
 """
 paho-mqtt driven by the Twisted reactor: no network thread.
 
