@@ -12,159 +12,38 @@ from __future__ import annotations
 import configparser
 import os
 import re
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ocppgw.listener.proxy import DEFAULT_CERT_HEADER, Network, parse_networks
+from ocppgw.config.values import (
+    ConfigError as ConfigError,
+)
+from ocppgw.config.values import (
+    boolean,
+    choice,
+    codec,
+    file_list,
+    gateway_id,
+    header_name,
+    int_range,
+    networks,
+    nonempty,
+    nonempty_codec,
+    qos,
+    seconds,
+    security_profile,
+    share_group,
+    text,
+    url_path,
+    version,
+    versions,
+)
+from ocppgw.listener.proxy import DEFAULT_CERT_HEADER, Network
 from ocppgw.ocpp.versions import SUPPORTED
-from ocppgw.router import codecs
 from ocppgw.router.topics import TemplateError, TopicTemplate
-
-
-class ConfigError(Exception):
-    """The configuration is not usable; the message names section and key."""
-
-
-# --- parsers: each takes the raw string and returns a value or raises ValueError ---
-
-
-def _str(value: str) -> str:
-    return value
-
-
-def _nonempty(value: str) -> str:
-    if not value:
-        raise ValueError("must not be empty")
-    return value
-
-
-def _int_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            n = int(value, 10)
-        except ValueError:
-            raise ValueError(f"must be a whole number, not {value!r}") from None
-        if n < lo or (hi is not None and n > hi):
-            bound = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
-            raise ValueError(f"must be {bound}, not {n}")
-        return n
-
-    return parse
-
-
-def _seconds(allow_zero: bool = False) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            n = float(value)
-        except ValueError:
-            raise ValueError(f"must be a number of seconds, not {value!r}") from None
-        if n != n or n in (float("inf"), float("-inf")) or n < 0 or (n == 0 and not allow_zero):
-            raise ValueError(
-                f"must be a {'non-negative' if allow_zero else 'positive'} "
-                f"number of seconds, not {value!r}"
-            )
-        return n
-
-    return parse
-
-
-def _bool(value: str) -> bool:
-    v = value.lower()
-    if v in ("1", "yes", "true", "on"):
-        return True
-    if v in ("0", "no", "false", "off"):
-        return False
-    raise ValueError(f"must be true or false, not {value!r}")
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if value not in options:
-            raise ValueError(f"must be one of {', '.join(options)}, not {value!r}")
-        return value
-
-    return parse
-
-
-def _qos(value: str) -> int:
-    if value not in ("0", "1", "2"):
-        raise ValueError(f"must be 0, 1 or 2, not {value!r}")
-    return int(value)
-
-
-def _versions(value: str) -> tuple[str, ...]:
-    items = value.split()
-    if not items:
-        raise ValueError(f"must name at least one of {' '.join(SUPPORTED)}")
-    for v in items:
-        if v not in SUPPORTED:
-            raise ValueError(f"unknown version {v!r}; supported: {' '.join(SUPPORTED)}")
-    if len(set(items)) != len(items):
-        raise ValueError("names a version twice")
-    return tuple(items)
-
-
-def _version(value: str) -> str:
-    if value and value not in SUPPORTED:
-        raise ValueError(f"unknown version {value!r}; supported: {' '.join(SUPPORTED)}")
-    return value
-
-
-def _codec(value: str) -> str:
-    if not value:
-        return value  # optional codec keys: empty means "the section's codec"
-    try:
-        codecs.get(value)
-    except codecs.UnknownCodec as e:
-        raise ValueError(str(e)) from None
-    return value
-
-
-def _nonempty_codec(value: str) -> str:
-    return _codec(_nonempty(value))
-
-
-def _share_group(value: str) -> str:
-    if value and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
-        raise ValueError("must be 1 to 64 of the characters A-Z a-z 0-9 _ . - (or empty: off)")
-    return value
-
-
-def _path(value: str) -> str:
-    if not value.startswith("/") or (value.endswith("/") and value != "/"):
-        raise ValueError(f"must start with / and not end with /, not {value!r}")
-    return value
-
-
-def _gateway_id(value: str) -> str:
-    if not value:
-        return socket.gethostname() or "ocppgw"
-    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
-        raise ValueError("must be 1 to 64 of the characters A-Z a-z 0-9 _ . : -")
-    return value
-
-
-def _profile(value: str) -> int:
-    return _int_range(0, 3)(value)
-
-
-def _files(value: str) -> tuple[str, ...]:
-    return tuple(value.split())
-
-
-def _networks(value: str) -> tuple[Network, ...]:
-    return parse_networks(value)
-
-
-def _header_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9-]+", value):
-        raise ValueError(f"must be an HTTP header name (letters, digits, -), not {value!r}")
-    return value
-
 
 # --- the declared sections ---
 
@@ -180,87 +59,87 @@ class Key:
 #: (``[listener:NAME]``, ``[upstream:ACTION]``).
 SECTIONS: dict[str, dict[str, Key]] = {
     "gateway": {
-        "id": Key(_gateway_id, ""),
-        "versions": Key(_versions, " ".join(SUPPORTED)),
-        "strict": Key(_bool, "true"),
-        "shutdown_timeout": Key(_seconds(), "10"),
+        "id": Key(gateway_id, ""),
+        "versions": Key(versions, " ".join(SUPPORTED)),
+        "strict": Key(boolean, "true"),
+        "shutdown_timeout": Key(seconds(), "10"),
     },
     "listener:": {
-        "endpoint": Key(_nonempty, None),
-        "path": Key(_path, "/ocpp"),
-        "security_profile": Key(_profile, "0"),
-        "tls_cert": Key(_files, ""),
-        "tls_key": Key(_files, ""),
-        "tls_ca": Key(_str, ""),
-        "cert_identity": Key(_choice("cn", "serial"), "cn"),
-        "cpo_name": Key(_str, ""),
-        "trusted_proxies": Key(_networks, ""),
-        "client_cert_header": Key(_header_name, DEFAULT_CERT_HEADER),
-        "default_version": Key(_version, ""),
-        "max_frame_size": Key(_int_range(1024, 16 * 1024 * 1024), "65536"),
-        "handshake_timeout": Key(_seconds(), "10"),
-        "ping_interval": Key(_seconds(allow_zero=True), "60"),
-        "pong_timeout": Key(_seconds(), "30"),
+        "endpoint": Key(nonempty, None),
+        "path": Key(url_path, "/ocpp"),
+        "security_profile": Key(security_profile, "0"),
+        "tls_cert": Key(file_list, ""),
+        "tls_key": Key(file_list, ""),
+        "tls_ca": Key(text, ""),
+        "cert_identity": Key(choice("cn", "serial"), "cn"),
+        "cpo_name": Key(text, ""),
+        "trusted_proxies": Key(networks, ""),
+        "client_cert_header": Key(header_name, DEFAULT_CERT_HEADER),
+        "default_version": Key(version, ""),
+        "max_frame_size": Key(int_range(1024, 16 * 1024 * 1024), "65536"),
+        "handshake_timeout": Key(seconds(), "10"),
+        "ping_interval": Key(seconds(allow_zero=True), "60"),
+        "pong_timeout": Key(seconds(), "30"),
     },
     "auth": {
-        "credentials": Key(_str, ""),
-        "max_failures_per_address": Key(_int_range(0), "20"),
-        "max_failures_per_identity": Key(_int_range(0), "10"),
-        "failure_window": Key(_seconds(), "60"),
-        "failure_table_size": Key(_int_range(1), "100000"),
+        "credentials": Key(text, ""),
+        "max_failures_per_address": Key(int_range(0), "20"),
+        "max_failures_per_identity": Key(int_range(0), "10"),
+        "failure_window": Key(seconds(), "60"),
+        "failure_table_size": Key(int_range(1), "100000"),
     },
     "mqtt": {
-        "broker": Key(_nonempty, "embedded"),
-        "client_id": Key(_str, ""),
-        "qos": Key(_qos, "1"),
-        "keepalive": Key(_int_range(5, 65535), "30"),
-        "username": Key(_str, ""),
-        "password": Key(_str, ""),
-        "protocol": Key(_choice("5", "3.1.1"), "5"),
-        "session_expiry": Key(_int_range(0, 2**32 - 1), "300"),
-        "max_inflight": Key(_int_range(1, 65535), "20000"),
-        "max_buffer": Key(_int_range(1), "100000"),
-        "reconnect_min": Key(_seconds(), "0.5"),
-        "reconnect_max": Key(_seconds(), "30"),
-        "embedded_host": Key(_nonempty, "127.0.0.1"),
-        "embedded_port": Key(_int_range(1, 65535), "1883"),
-        "mosquitto": Key(_str, ""),
-        "tls_ca": Key(_str, ""),
-        "tls_cert": Key(_str, ""),
-        "tls_key": Key(_str, ""),
+        "broker": Key(nonempty, "embedded"),
+        "client_id": Key(text, ""),
+        "qos": Key(qos, "1"),
+        "keepalive": Key(int_range(5, 65535), "30"),
+        "username": Key(text, ""),
+        "password": Key(text, ""),
+        "protocol": Key(choice("5", "3.1.1"), "5"),
+        "session_expiry": Key(int_range(0, 2**32 - 1), "300"),
+        "max_inflight": Key(int_range(1, 65535), "20000"),
+        "max_buffer": Key(int_range(1), "100000"),
+        "reconnect_min": Key(seconds(), "0.5"),
+        "reconnect_max": Key(seconds(), "30"),
+        "embedded_host": Key(nonempty, "127.0.0.1"),
+        "embedded_port": Key(int_range(1, 65535), "1883"),
+        "mosquitto": Key(text, ""),
+        "tls_ca": Key(text, ""),
+        "tls_cert": Key(text, ""),
+        "tls_key": Key(text, ""),
     },
     "upstream": {
-        "topic": Key(_nonempty, "ocpp/cp/${cid}/${action}"),
-        "codec": Key(_nonempty_codec, "json"),
-        "reply_topic": Key(_nonempty, "ocpp/cp/Reply/${cid}"),
-        "reply_codec": Key(_codec, ""),
-        "error_topic": Key(_nonempty, "ocpp/cp/Error/${cid}"),
-        "error_codec": Key(_codec, ""),
-        "invalid_topic": Key(_str, ""),
-        "awaiting_timeout": Key(_seconds(), "30"),
+        "topic": Key(nonempty, "ocpp/cp/${cid}/${action}"),
+        "codec": Key(nonempty_codec, "json"),
+        "reply_topic": Key(nonempty, "ocpp/cp/Reply/${cid}"),
+        "reply_codec": Key(codec, ""),
+        "error_topic": Key(nonempty, "ocpp/cp/Error/${cid}"),
+        "error_codec": Key(codec, ""),
+        "invalid_topic": Key(text, ""),
+        "awaiting_timeout": Key(seconds(), "30"),
     },
     "upstream:": {
-        "topic": Key(_nonempty, ""),
-        "codec": Key(_codec, ""),
+        "topic": Key(nonempty, ""),
+        "codec": Key(codec, ""),
     },
     "dnstream": {
-        "topic": Key(_nonempty, "ocpp/cs/${cid}/+/+"),
-        "codec": Key(_nonempty_codec, "json"),
-        "max_queue": Key(_int_range(0, 1_000_000), "100"),
-        "awaiting_timeout": Key(_seconds(), "30"),
-        "offline_ttl": Key(_seconds(allow_zero=True), "60"),
-        "offline_group": Key(_share_group, "ocppgw"),
+        "topic": Key(nonempty, "ocpp/cs/${cid}/+/+"),
+        "codec": Key(nonempty_codec, "json"),
+        "max_queue": Key(int_range(0, 1_000_000), "100"),
+        "awaiting_timeout": Key(seconds(), "30"),
+        "offline_ttl": Key(seconds(allow_zero=True), "60"),
+        "offline_group": Key(share_group, "ocppgw"),
     },
     "validation": {
-        "mode": Key(_choice("all", "upstream", "dnstream", "off"), "all"),
-        "schema_dir": Key(_str, ""),
+        "mode": Key(choice("all", "upstream", "dnstream", "off"), "all"),
+        "schema_dir": Key(text, ""),
     },
     "local": {
-        "heartbeat": Key(_bool, "false"),
+        "heartbeat": Key(boolean, "false"),
     },
     "presence": {
-        "topic": Key(_nonempty, "ocpp/presence/${cid}"),
-        "gateway_topic": Key(_nonempty, "ocpp/gateway/${gateway}"),
+        "topic": Key(nonempty, "ocpp/presence/${cid}"),
+        "gateway_topic": Key(nonempty, "ocpp/gateway/${gateway}"),
     },
 }
 
