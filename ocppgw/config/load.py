@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+from collections.abc import Iterator
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -28,6 +29,9 @@ from ocppgw.config.model import (
 from ocppgw.config.values import ConfigError
 from ocppgw.router.topics import TemplateError, TopicTemplate
 
+#: The parsed keys of one section, by name.
+Values = dict[str, Any]
+
 
 def _spec_for(section: str) -> tuple[str, dict[str, Key]] | None:
     if section in SECTIONS and not section.endswith(":"):
@@ -38,9 +42,9 @@ def _spec_for(section: str) -> tuple[str, dict[str, Key]] | None:
     return None
 
 
-def _read(parser: configparser.ConfigParser) -> dict[str, dict[str, Any]]:
+def _read(parser: configparser.ConfigParser) -> dict[str, Values]:
     """Every section of the file, each key parsed, defaults filled in."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Values] = {}
     for section in parser.sections():
         found = _spec_for(section)
         if found is None:
@@ -55,10 +59,8 @@ def _read(parser: configparser.ConfigParser) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _read_section(
-    parser: configparser.ConfigParser, section: str, keys: dict[str, Key]
-) -> dict[str, Any]:
-    values: dict[str, Any] = {}
+def _read_section(parser: configparser.ConfigParser, section: str, keys: dict[str, Key]) -> Values:
+    values: Values = {}
     items = dict(parser.items(section, raw=True))
     for k in items:
         if k not in keys:
@@ -103,14 +105,20 @@ def _broker(value: str) -> tuple[bool, str, int, bool]:
     return False, unquote(url.hostname), port, tls
 
 
+def _resolve(base_dir: str, value: str) -> str:
+    """The file name ``value`` of the file, relative to ``base_dir``."""
+    return os.path.normpath(os.path.join(base_dir, value))
+
+
 def _file(section: str, key: str, value: str, base_dir: str) -> str:
-    path = os.path.normpath(os.path.join(base_dir, value))
+    """``[section] key``: the name of a file that exists."""
+    path = _resolve(base_dir, value)
     if not os.path.isfile(path):
         raise ConfigError(f"[{section}] {key}: no such file: {path}")
     return path
 
 
-def _listener_tls(section: str, values: dict[str, Any], base_dir: str) -> dict[str, Any]:
+def _listener_tls(section: str, values: Values, base_dir: str) -> dict[str, Any]:
     """The TLS and proxy keys of a listener, checked against its profile."""
     profile = values["security_profile"]
     certs = tuple(_file(section, "tls_cert", v, base_dir) for v in values["tls_cert"])
@@ -144,6 +152,158 @@ def _listener_tls(section: str, values: dict[str, Any], base_dir: str) -> dict[s
     }
 
 
+def _suffixed(raw: dict[str, Values], base: str) -> Iterator[tuple[str, str, Values]]:
+    """(section, suffix, values) of each ``[base:SUFFIX]`` section, in file order."""
+    for section, values in raw.items():
+        if section.startswith(base + ":"):
+            yield section, section.partition(":")[2], values
+
+
+def _listeners(raw: dict[str, Values], base_dir: str) -> tuple[ListenerConfig, ...]:
+    """``[listener:NAME]``: at least one."""
+    versions = raw["gateway"]["versions"]
+    listeners = []
+    for section, name, values in _suffixed(raw, "listener"):
+        listeners.append(
+            ListenerConfig(
+                name=name,
+                endpoint=values["endpoint"],
+                path=values["path"],
+                security_profile=values["security_profile"],
+                default_version=values["default_version"] or None,
+                max_frame_size=values["max_frame_size"],
+                handshake_timeout=values["handshake_timeout"],
+                ping_interval=values["ping_interval"],
+                pong_timeout=values["pong_timeout"],
+                **_listener_tls(section, values, base_dir),
+            )
+        )
+        dv = values["default_version"]
+        if dv and dv not in versions:
+            raise ConfigError(f"[{section}] default_version: {dv} is not in [gateway] versions")
+    if not listeners:
+        raise ConfigError("[listener:NAME]: at least one listener section is required")
+    return tuple(listeners)
+
+
+def _auth(
+    auth: Values, listeners: tuple[ListenerConfig, ...], base_dir: str
+) -> tuple[str | None, LoginLimits]:
+    """``[auth]``: the credentials file, if any (some listeners need one), and the limits."""
+    credentials = auth["credentials"] or None
+    if credentials is None and any(
+        li.security_profile in (1, 2) or li.cert_identity == "serial" for li in listeners
+    ):
+        raise ConfigError(
+            "[auth] credentials: required when a listener has security_profile 1 or 2 "
+            "(HTTP Basic) or cert_identity = serial"
+        )
+    if credentials is not None:
+        credentials = _file("auth", "credentials", credentials, base_dir)
+    limits = LoginLimits(
+        per_address=auth["max_failures_per_address"],
+        per_identity=auth["max_failures_per_identity"],
+        window=auth["failure_window"],
+        table_size=auth["failure_table_size"],
+    )
+    return credentials, limits
+
+
+def _mqtt(m: Values, gateway_id: str, base_dir: str) -> MQTTConfig:
+    """``[mqtt]``: the broker (embedded or not), its TLS files and the client."""
+    embedded, host, port, tls = _broker(m["broker"])
+    if embedded:
+        host, port = m["embedded_host"], m["embedded_port"]
+    files: dict[str, str | None] = {}
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        if m[key] and not tls:
+            raise ConfigError(f"[mqtt] {key}: only used with broker = mqtts://HOST:PORT")
+        files[key] = _file("mqtt", key, m[key], base_dir) if m[key] else None
+    if bool(m["tls_cert"]) != bool(m["tls_key"]):
+        raise ConfigError("[mqtt] tls_key: tls_cert and tls_key go together")
+    if m["reconnect_min"] > m["reconnect_max"]:
+        raise ConfigError("[mqtt] reconnect_min: must not be larger than reconnect_max")
+    return MQTTConfig(
+        embedded=embedded,
+        host=host,
+        port=port,
+        client_id=m["client_id"] or f"ocppgw-{gateway_id}",
+        qos=m["qos"],
+        keepalive=m["keepalive"],
+        username=m["username"] or None,
+        password=m["password"] or None,
+        protocol=m["protocol"],
+        session_expiry=m["session_expiry"],
+        max_inflight=m["max_inflight"],
+        max_buffer=m["max_buffer"],
+        reconnect_min=m["reconnect_min"],
+        reconnect_max=m["reconnect_max"],
+        mosquitto=m["mosquitto"],
+        tls=tls,
+        tls_ca=files["tls_ca"],
+        tls_cert=files["tls_cert"],
+        tls_key=files["tls_key"],
+    )
+
+
+def _upstream(raw: dict[str, Values]) -> UpstreamConfig:
+    """``[upstream]`` and its ``[upstream:ACTION]`` overrides."""
+    up = raw["upstream"]
+    codec = up["codec"]
+    call = Topic(_template("upstream", "topic", up["topic"]), codec)
+    overrides: dict[str, Topic] = {}
+    for section, action, values in _suffixed(raw, "upstream"):
+        if not re.fullmatch(r"[A-Za-z0-9]+", action):
+            raise ConfigError(f"[{section}]: {action!r} is not an OCPP action name")
+        template = (
+            _template(section, "topic", values["topic"]) if values["topic"] else call.template
+        )
+        overrides[action] = Topic(template, values["codec"] or codec)
+    reply = _template("upstream", "reply_topic", up["reply_topic"])
+    error = _template("upstream", "error_topic", up["error_topic"])
+    invalid = up["invalid_topic"]
+    return UpstreamConfig(
+        call=call,
+        reply=Topic(reply, up["reply_codec"] or codec),
+        error=Topic(error, up["error_codec"] or codec),
+        overrides=MappingProxyType(overrides),
+        invalid=_template("upstream", "invalid_topic", invalid) if invalid else None,
+        awaiting_timeout=up["awaiting_timeout"],
+    )
+
+
+def _downstream(dn: Values) -> DownstreamConfig:
+    """``[dnstream]``: the topic CALLs to charge points come in on, and their queue."""
+    return DownstreamConfig(
+        Topic(_template("dnstream", "topic", dn["topic"], downstream=True), dn["codec"]),
+        max_queue=dn["max_queue"],
+        awaiting_timeout=dn["awaiting_timeout"],
+        offline_ttl=dn["offline_ttl"],
+        offline_group=dn["offline_group"],
+    )
+
+
+def _presence(pr: Values) -> PresenceConfig:
+    """``[presence]``: the retained topics of charge points and of the gateway."""
+    presence = PresenceConfig(
+        topic=_template("presence", "topic", pr["topic"]),
+        gateway_topic=_template("presence", "gateway_topic", pr["gateway_topic"]),
+    )
+    if "${cid}" not in presence.topic.text:
+        raise ConfigError("[presence] topic: must contain ${cid}")
+    return presence
+
+
+def _schema_dir(validation: Values, base_dir: str) -> str | None:
+    """``[validation] schema_dir``, if set: a directory."""
+    if not validation["schema_dir"]:
+        return None
+    schema_dir = _resolve(base_dir, validation["schema_dir"])
+    if not os.path.isdir(schema_dir):
+        raise ConfigError(f"[validation] schema_dir: no such directory: {schema_dir}")
+    return schema_dir
+
+
 def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
     """
     The configuration in the INI ``text``; relative file names in it are
@@ -158,147 +318,23 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
         raise ConfigError(f"{source}: {e}") from None
     raw = _read(parser)
     gw = raw["gateway"]
-
-    listeners = []
-    for section, values in raw.items():
-        if section.startswith("listener:"):
-            listeners.append(
-                ListenerConfig(
-                    name=section.partition(":")[2],
-                    endpoint=values["endpoint"],
-                    path=values["path"],
-                    security_profile=values["security_profile"],
-                    default_version=values["default_version"] or None,
-                    max_frame_size=values["max_frame_size"],
-                    handshake_timeout=values["handshake_timeout"],
-                    ping_interval=values["ping_interval"],
-                    pong_timeout=values["pong_timeout"],
-                    **_listener_tls(section, values, base_dir),
-                )
-            )
-            dv = values["default_version"]
-            if dv and dv not in gw["versions"]:
-                raise ConfigError(f"[{section}] default_version: {dv} is not in [gateway] versions")
-    if not listeners:
-        raise ConfigError("[listener:NAME]: at least one listener section is required")
-
-    auth = raw["auth"]
-    credentials = auth["credentials"] or None
-    if credentials is not None:
-        credentials = os.path.normpath(os.path.join(base_dir, credentials))
-    if any(li.security_profile in (1, 2) or li.cert_identity == "serial" for li in listeners):
-        if credentials is None:
-            raise ConfigError(
-                "[auth] credentials: required when a listener has security_profile 1 or 2 "
-                "(HTTP Basic) or cert_identity = serial"
-            )
-    if credentials is not None and not os.path.isfile(credentials):
-        raise ConfigError(f"[auth] credentials: no such file: {credentials}")
-    limits = LoginLimits(
-        per_address=auth["max_failures_per_address"],
-        per_identity=auth["max_failures_per_identity"],
-        window=auth["failure_window"],
-        table_size=auth["failure_table_size"],
-    )
-
-    m = raw["mqtt"]
-    embedded, host, port, tls = _broker(m["broker"])
-    if embedded:
-        host, port = m["embedded_host"], m["embedded_port"]
-    for key in ("tls_ca", "tls_cert", "tls_key"):
-        if m[key] and not tls:
-            raise ConfigError(f"[mqtt] {key}: only used with broker = mqtts://HOST:PORT")
-        if m[key]:
-            m[key] = _file("mqtt", key, m[key], base_dir)
-    if bool(m["tls_cert"]) != bool(m["tls_key"]):
-        raise ConfigError("[mqtt] tls_key: tls_cert and tls_key go together")
-    if m["reconnect_min"] > m["reconnect_max"]:
-        raise ConfigError("[mqtt] reconnect_min: must not be larger than reconnect_max")
-    mqtt = MQTTConfig(
-        embedded=embedded,
-        host=host,
-        port=port,
-        client_id=m["client_id"] or f"ocppgw-{gw['id']}",
-        qos=m["qos"],
-        keepalive=m["keepalive"],
-        username=m["username"] or None,
-        password=m["password"] or None,
-        protocol=m["protocol"],
-        session_expiry=m["session_expiry"],
-        max_inflight=m["max_inflight"],
-        max_buffer=m["max_buffer"],
-        reconnect_min=m["reconnect_min"],
-        reconnect_max=m["reconnect_max"],
-        mosquitto=m["mosquitto"],
-        tls=tls,
-        tls_ca=m["tls_ca"] or None,
-        tls_cert=m["tls_cert"] or None,
-        tls_key=m["tls_key"] or None,
-    )
-
-    up = raw["upstream"]
-    codec = up["codec"]
-    upstream_call = Topic(_template("upstream", "topic", up["topic"]), codec)
-    overrides: dict[str, Topic] = {}
-    for section, values in raw.items():
-        if section.startswith("upstream:"):
-            action = section.partition(":")[2]
-            if not re.fullmatch(r"[A-Za-z0-9]+", action):
-                raise ConfigError(f"[{section}]: {action!r} is not an OCPP action name")
-            template = (
-                _template(section, "topic", values["topic"])
-                if values["topic"]
-                else upstream_call.template
-            )
-            overrides[action] = Topic(template, values["codec"] or codec)
-    upstream = UpstreamConfig(
-        call=upstream_call,
-        reply=Topic(
-            _template("upstream", "reply_topic", up["reply_topic"]), up["reply_codec"] or codec
-        ),
-        error=Topic(
-            _template("upstream", "error_topic", up["error_topic"]), up["error_codec"] or codec
-        ),
-        overrides=MappingProxyType(overrides),
-        invalid=_template("upstream", "invalid_topic", up["invalid_topic"])
-        if up["invalid_topic"]
-        else None,
-        awaiting_timeout=up["awaiting_timeout"],
-    )
-    dn = raw["dnstream"]
-    downstream = DownstreamConfig(
-        Topic(_template("dnstream", "topic", dn["topic"], downstream=True), dn["codec"]),
-        max_queue=dn["max_queue"],
-        awaiting_timeout=dn["awaiting_timeout"],
-        offline_ttl=dn["offline_ttl"],
-        offline_group=dn["offline_group"],
-    )
-    pr = raw["presence"]
-    presence = PresenceConfig(
-        topic=_template("presence", "topic", pr["topic"]),
-        gateway_topic=_template("presence", "gateway_topic", pr["gateway_topic"]),
-    )
-    if "${cid}" not in presence.topic.text:
-        raise ConfigError("[presence] topic: must contain ${cid}")
-    val = raw["validation"]
-    schema_dir = val["schema_dir"] or None
-    if schema_dir is not None:
-        schema_dir = os.path.normpath(os.path.join(base_dir, schema_dir))
-        if not os.path.isdir(schema_dir):
-            raise ConfigError(f"[validation] schema_dir: no such directory: {schema_dir}")
+    listeners = _listeners(raw, base_dir)
+    credentials, limits = _auth(raw["auth"], listeners, base_dir)
+    # Keyword arguments are evaluated in order: the sections are checked in
+    # this order, and the first problem found is the one reported.
     return Config(
         gateway_id=gw["id"],
         versions=gw["versions"],
-        listeners=tuple(listeners),
+        listeners=listeners,
         credentials=credentials,
-        mqtt=mqtt,
-        upstream=upstream,
-        downstream=downstream,
-        presence=presence,
+        mqtt=_mqtt(raw["mqtt"], gw["id"], base_dir),
+        upstream=_upstream(raw),
+        downstream=_downstream(raw["dnstream"]),
+        presence=_presence(raw["presence"]),
         strict=gw["strict"],
         shutdown_timeout=gw["shutdown_timeout"],
-        validation_mode=val["mode"],
-        schema_dir=schema_dir,
+        validation_mode=raw["validation"]["mode"],
+        schema_dir=_schema_dir(raw["validation"], base_dir),
         local_heartbeat=raw["local"]["heartbeat"],
         login_limits=limits,
     )
