@@ -15,17 +15,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ocppgw.config import model
 from ocppgw.config.keys import SECTIONS, Key
-from ocppgw.config.model import (
-    Config,
-    DownstreamConfig,
-    ListenerConfig,
-    LoginLimits,
-    MQTTConfig,
-    PresenceConfig,
-    Topic,
-    UpstreamConfig,
-)
 from ocppgw.config.values import ConfigError
 from ocppgw.router.topics import TemplateError, TopicTemplate
 
@@ -159,13 +150,13 @@ def _suffixed(raw: dict[str, Values], base: str) -> Iterator[tuple[str, str, Val
             yield section, section.partition(":")[2], values
 
 
-def _listeners(raw: dict[str, Values], base_dir: str) -> tuple[ListenerConfig, ...]:
+def _listeners(raw: dict[str, Values], base_dir: str) -> tuple[model.ListenerConfig, ...]:
     """``[listener:NAME]``: at least one."""
     versions = raw["gateway"]["versions"]
     listeners = []
     for section, name, values in _suffixed(raw, "listener"):
         listeners.append(
-            ListenerConfig(
+            model.ListenerConfig(
                 name=name,
                 endpoint=values["endpoint"],
                 path=values["path"],
@@ -187,8 +178,8 @@ def _listeners(raw: dict[str, Values], base_dir: str) -> tuple[ListenerConfig, .
 
 
 def _auth(
-    auth: Values, listeners: tuple[ListenerConfig, ...], base_dir: str
-) -> tuple[str | None, LoginLimits]:
+    auth: Values, listeners: tuple[model.ListenerConfig, ...], base_dir: str
+) -> tuple[str | None, model.LoginLimits]:
     """``[auth]``: the credentials file, if any (some listeners need one), and the limits."""
     credentials = auth["credentials"] or None
     if credentials is None and any(
@@ -200,7 +191,7 @@ def _auth(
         )
     if credentials is not None:
         credentials = _file("auth", "credentials", credentials, base_dir)
-    limits = LoginLimits(
+    limits = model.LoginLimits(
         per_address=auth["max_failures_per_address"],
         per_identity=auth["max_failures_per_identity"],
         window=auth["failure_window"],
@@ -209,7 +200,7 @@ def _auth(
     return credentials, limits
 
 
-def _mqtt(m: Values, gateway_id: str, base_dir: str) -> MQTTConfig:
+def _mqtt(m: Values, gateway_id: str, base_dir: str) -> model.MQTTConfig:
     """``[mqtt]``: the broker (embedded or not), its TLS files and the client."""
     embedded, host, port, tls = _broker(m["broker"])
     if embedded:
@@ -223,7 +214,7 @@ def _mqtt(m: Values, gateway_id: str, base_dir: str) -> MQTTConfig:
         raise ConfigError("[mqtt] tls_key: tls_cert and tls_key go together")
     if m["reconnect_min"] > m["reconnect_max"]:
         raise ConfigError("[mqtt] reconnect_min: must not be larger than reconnect_max")
-    return MQTTConfig(
+    return model.MQTTConfig(
         embedded=embedded,
         host=host,
         port=port,
@@ -246,36 +237,36 @@ def _mqtt(m: Values, gateway_id: str, base_dir: str) -> MQTTConfig:
     )
 
 
-def _upstream(raw: dict[str, Values]) -> UpstreamConfig:
+def _upstream(raw: dict[str, Values]) -> model.UpstreamConfig:
     """``[upstream]`` and its ``[upstream:ACTION]`` overrides."""
     up = raw["upstream"]
     codec = up["codec"]
-    call = Topic(_template("upstream", "topic", up["topic"]), codec)
-    overrides: dict[str, Topic] = {}
+    call = model.Topic(_template("upstream", "topic", up["topic"]), codec)
+    overrides: dict[str, model.Topic] = {}
     for section, action, values in _suffixed(raw, "upstream"):
         if not re.fullmatch(r"[A-Za-z0-9]+", action):
             raise ConfigError(f"[{section}]: {action!r} is not an OCPP action name")
         template = (
             _template(section, "topic", values["topic"]) if values["topic"] else call.template
         )
-        overrides[action] = Topic(template, values["codec"] or codec)
+        overrides[action] = model.Topic(template, values["codec"] or codec)
     reply = _template("upstream", "reply_topic", up["reply_topic"])
     error = _template("upstream", "error_topic", up["error_topic"])
     invalid = up["invalid_topic"]
-    return UpstreamConfig(
+    return model.UpstreamConfig(
         call=call,
-        reply=Topic(reply, up["reply_codec"] or codec),
-        error=Topic(error, up["error_codec"] or codec),
+        reply=model.Topic(reply, up["reply_codec"] or codec),
+        error=model.Topic(error, up["error_codec"] or codec),
         overrides=MappingProxyType(overrides),
         invalid=_template("upstream", "invalid_topic", invalid) if invalid else None,
         awaiting_timeout=up["awaiting_timeout"],
     )
 
 
-def _downstream(dn: Values) -> DownstreamConfig:
+def _downstream(dn: Values) -> model.DownstreamConfig:
     """``[dnstream]``: the topic CALLs to charge points come in on, and their queue."""
-    return DownstreamConfig(
-        Topic(_template("dnstream", "topic", dn["topic"], downstream=True), dn["codec"]),
+    return model.DownstreamConfig(
+        model.Topic(_template("dnstream", "topic", dn["topic"], downstream=True), dn["codec"]),
         max_queue=dn["max_queue"],
         awaiting_timeout=dn["awaiting_timeout"],
         offline_ttl=dn["offline_ttl"],
@@ -283,9 +274,9 @@ def _downstream(dn: Values) -> DownstreamConfig:
     )
 
 
-def _presence(pr: Values) -> PresenceConfig:
+def _presence(pr: Values) -> model.PresenceConfig:
     """``[presence]``: the retained topics of charge points and of the gateway."""
-    presence = PresenceConfig(
+    presence = model.PresenceConfig(
         topic=_template("presence", "topic", pr["topic"]),
         gateway_topic=_template("presence", "gateway_topic", pr["gateway_topic"]),
     )
@@ -304,7 +295,7 @@ def _schema_dir(validation: Values, base_dir: str) -> str | None:
     return schema_dir
 
 
-def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
+def parse(text: str, source: str = "<string>", base_dir: str = ".") -> model.Config:
     """
     The configuration in the INI ``text``; relative file names in it are
     relative to ``base_dir`` (the directory of the file).
@@ -322,7 +313,7 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
     credentials, limits = _auth(raw["auth"], listeners, base_dir)
     # Keyword arguments are evaluated in order: the sections are checked in
     # this order, and the first problem found is the one reported.
-    return Config(
+    return model.Config(
         gateway_id=gw["id"],
         versions=gw["versions"],
         listeners=listeners,
@@ -340,7 +331,7 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> Config:
     )
 
 
-def load(path: str) -> Config:
+def load(path: str) -> model.Config:
     """The configuration in the file at ``path``; see :func:`parse`."""
     try:
         with open(path, encoding="utf-8") as f:

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.unit.test_config -*-
 """
-The typed, frozen values a configuration is parsed into: :class:`Config` and
-the values of its sections.
+The typed, frozen values a configuration is parsed into: :class:`Config`, the
+values of its sections, and (last) :class:`Topic`, the template and codec that
+the upstream and downstream sections are made of.
 """
 
 from __future__ import annotations
@@ -14,15 +15,9 @@ from ocppgw.router.topics import TopicTemplate
 
 
 @dataclass(frozen=True)
-class Topic:
-    """A topic template and the codec of the messages on it."""
-
-    template: TopicTemplate
-    codec: str
-
-
-@dataclass(frozen=True)
 class ListenerConfig:
+    """A ``[listener:NAME]`` section: where charge points connect, and how they log in."""
+
     name: str
     endpoint: str
     path: str
@@ -47,6 +42,8 @@ class ListenerConfig:
 
 @dataclass(frozen=True)
 class MQTTConfig:
+    """``[mqtt]``: the broker, embedded or not, and the client the gateway is to it."""
+
     embedded: bool
     host: str
     port: int
@@ -81,6 +78,8 @@ class LoginLimits:
 
 @dataclass(frozen=True)
 class UpstreamConfig:
+    """``[upstream]``: the topics and codecs of what charge points send."""
+
     call: Topic
     reply: Topic
     error: Topic
@@ -96,6 +95,8 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class DownstreamConfig:
+    """``[dnstream]``: the topic of CALLs to charge points, and their queue."""
+
     topic: Topic
     max_queue: int = 100
     awaiting_timeout: float = 30.0
@@ -106,6 +107,8 @@ class DownstreamConfig:
 
 @dataclass(frozen=True)
 class PresenceConfig:
+    """``[presence]``: the retained topics that say who is connected."""
+
     #: Retained, per charge point: online or offline, gateway, version, since.
     topic: TopicTemplate
     #: Retained, per gateway instance; its MQTT last will says "offline".
@@ -114,6 +117,8 @@ class PresenceConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration, checked: what :func:`~ocppgw.config.parse` returns."""
+
     gateway_id: str
     versions: tuple[str, ...]
     listeners: tuple[ListenerConfig, ...]
@@ -128,3 +133,11 @@ class Config:
     schema_dir: str | None = None
     local_heartbeat: bool = False
     login_limits: LoginLimits = LoginLimits()
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic template and the codec of the messages on it."""
+
+    template: TopicTemplate
+    codec: str
