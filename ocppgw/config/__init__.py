@@ -1,10 +1,21 @@
+# -*- test-case-name: tests.unit.test_config -*-
 """
-The INI configuration, validated whole into frozen, typed values.
+Stage: the INI file into typed, frozen values.
 
 Every section and key the gateway knows is declared once in :data:`SECTIONS`
 with its parser and default; anything else in the file is an error.  Each
 error names the section and key (``[mqtt] qos: must be 0, 1 or 2, not '3'``)
 and is raised as :class:`ConfigError` before any service is built.
+
+- :mod:`~ocppgw.config.values`: the parser of each kind of value, and
+  :class:`ConfigError`;
+- :mod:`~ocppgw.config.keys`: :class:`Key` and the :data:`SECTIONS` table;
+- :mod:`~ocppgw.config.model`: the frozen dataclasses, :class:`Config` down;
+- :mod:`~ocppgw.config.load`: reading the INI, :func:`parse` and :func:`load`.
+
+This stage may import :mod:`ocppgw.ocpp`, :mod:`ocppgw.router.topics`,
+:mod:`ocppgw.router.codecs` (codec names) and :mod:`ocppgw.listener.proxy`
+(network parsing); it imports nothing of Twisted.
 """
 
 from __future__ import annotations

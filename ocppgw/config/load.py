@@ -97,7 +97,7 @@ def _broker(value: str) -> tuple[bool, str, int, bool]:
 
 
 def _resolve(base_dir: str, value: str) -> str:
-    """The file name ``value`` of the file, relative to ``base_dir``."""
+    """The file name ``value``, written relative to ``base_dir`` (the file's directory)."""
     return os.path.normpath(os.path.join(base_dir, value))
 
 
