@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,13 @@ def test_mqtts_defaults(tmp_path: Path) -> None:
                    base_dir=str(_tls_dir(tmp_path)))
     assert (config.mqtt.tls, config.mqtt.port, config.mqtt.tls_ca) == (
         True, 8883, str(tmp_path / "ca.pem"))
+
+
+def test_imports_nothing_of_twisted() -> None:
+    """The config stage imports nothing of Twisted, as its package docstring says."""
+    probe = (
+        "import sys, ocppgw.config\n"
+        "print(sorted(m for m in sys.modules if m.partition('.')[0] == 'twisted'))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,143 @@
+# -*- test-case-name: tests.unit.test_config -*-
+"""
+The typed, frozen values a configuration is parsed into: :class:`Config`, the
+values of its sections, and (last) :class:`Topic`, the template and codec that
+the upstream and downstream sections are made of.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ocppgw.listener.proxy import DEFAULT_CERT_HEADER, Network
+from ocppgw.router.topics import TopicTemplate
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """A ``[listener:NAME]`` section: where charge points connect, and how they log in."""
+
+    name: str
+    endpoint: str
+    path: str
+    security_profile: int
+    default_version: str | None
+    max_frame_size: int
+    handshake_timeout: float
+    ping_interval: float = 60.0
+    pong_timeout: float = 30.0
+    #: Certificate chain files and their keys, pairwise (one RSA, one ECDSA).
+    tls_cert: tuple[str, ...] = ()
+    tls_key: tuple[str, ...] = ()
+    #: The CA(s) client certificates must chain to (profile 3).
+    tls_ca: str | None = None
+    #: What a client certificate's CN must equal: the identity, or its serial.
+    cert_identity: str = "cn"
+    #: What a client certificate's O must equal, if set (A00.FR.404).
+    cpo_name: str | None = None
+    trusted_proxies: tuple[Network, ...] = ()
+    client_cert_header: str = DEFAULT_CERT_HEADER
+
+
+@dataclass(frozen=True)
+class MQTTConfig:
+    """``[mqtt]``: the broker, embedded or not, and the client the gateway is to it."""
+
+    embedded: bool
+    host: str
+    port: int
+    client_id: str
+    qos: int
+    keepalive: int
+    username: str | None
+    password: str | None
+    protocol: str
+    session_expiry: int
+    max_inflight: int
+    max_buffer: int
+    reconnect_min: float
+    reconnect_max: float
+    mosquitto: str
+    #: mqtts://: TLS to the broker, its hostname verified with service-identity.
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """[auth]: failed logins allowed per address and per identity in a window."""
+
+    per_address: int = 20
+    per_identity: int = 10
+    window: float = 60.0
+    table_size: int = 100_000
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """``[upstream]``: the topics and codecs of what charge points send."""
+
+    call: Topic
+    reply: Topic
+    error: Topic
+    overrides: Mapping[str, Topic]
+    #: Where frames refused by validation are published whole, if anywhere.
+    invalid: TopicTemplate | None = None
+    awaiting_timeout: float = 30.0
+
+    def call_topic(self, action: str) -> Topic:
+        """The topic of CALLs (and SENDs) of ``action``."""
+        return self.overrides.get(action, self.call)
+
+
+@dataclass(frozen=True)
+class DownstreamConfig:
+    """``[dnstream]``: the topic of CALLs to charge points, and their queue."""
+
+    topic: Topic
+    max_queue: int = 100
+    awaiting_timeout: float = 30.0
+    offline_ttl: float = 60.0
+    #: MQTT 5 shared-subscription group answering CALLs for unheld identities.
+    offline_group: str = "ocppgw"
+
+
+@dataclass(frozen=True)
+class PresenceConfig:
+    """``[presence]``: the retained topics that say who is connected."""
+
+    #: Retained, per charge point: online or offline, gateway, version, since.
+    topic: TopicTemplate
+    #: Retained, per gateway instance; its MQTT last will says "offline".
+    gateway_topic: TopicTemplate
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration, checked: what :func:`~ocppgw.config.parse` returns."""
+
+    gateway_id: str
+    versions: tuple[str, ...]
+    listeners: tuple[ListenerConfig, ...]
+    credentials: str | None
+    mqtt: MQTTConfig
+    upstream: UpstreamConfig
+    downstream: DownstreamConfig
+    presence: PresenceConfig
+    strict: bool = True
+    shutdown_timeout: float = 10.0
+    validation_mode: str = "all"
+    schema_dir: str | None = None
+    local_heartbeat: bool = False
+    login_limits: LoginLimits = LoginLimits()
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A topic template and the codec of the messages on it."""
+
+    template: TopicTemplate
+    codec: str
