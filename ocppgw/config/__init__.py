@@ -11,7 +11,7 @@ and is raised as :class:`ConfigError` before any service is built.
   :class:`ConfigError`;
 - :mod:`~ocppgw.config.keys`: :class:`Key` and the :data:`SECTIONS` table;
 - :mod:`~ocppgw.config.model`: the frozen dataclasses, :class:`Config` down;
-- :mod:`~ocppgw.config.load`: reading the INI, :func:`parse` and :func:`load`.
+- :mod:`~ocppgw.config.parsing`: reading the INI, :func:`parse` and :func:`load`.
 
 This stage may import :mod:`ocppgw.ocpp`, :mod:`ocppgw.router.topics`,
 :mod:`ocppgw.router.codecs` (codec names) and :mod:`ocppgw.listener.proxy`
@@ -21,7 +21,6 @@ This stage may import :mod:`ocppgw.ocpp`, :mod:`ocppgw.router.topics`,
 from __future__ import annotations
 
 from ocppgw.config.keys import SECTIONS, Key
-from ocppgw.config.load import load, parse
 from ocppgw.config.model import (
     Config,
     DownstreamConfig,
@@ -32,6 +31,7 @@ from ocppgw.config.model import (
     Topic,
     UpstreamConfig,
 )
+from ocppgw.config.parsing import load, parse
 from ocppgw.config.values import ConfigError
 
 __all__ = [
