@@ -17,15 +17,16 @@ are reached through :mod:`ocppgw.interfaces`.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IReactorTime
+from functools import cached_property
+
 from zope.interface import implementer
 
-from ocppgw.interfaces import IChargePointConnection, IChargePointSession, IRouter
+from ocppgw.interfaces import IChargePointSession
 from ocppgw.ocpp.envelope import Envelope, GatewayError
 from ocppgw.session.backend import FromBackend
 from ocppgw.session.charge_point import FromChargePoint
 from ocppgw.session.exchanges import SessionOptions, Validate, Violation, cancel, rfc3339
-from ocppgw.session.lifecycle import Core, LifecycleMachine, Phase
+from ocppgw.session.lifecycle import Core, Lifecycle, LifecycleMachine, Phase
 
 __all__ = ["Phase", "Session", "SessionOptions", "Validate", "Violation", "rfc3339"]
 
@@ -34,17 +35,10 @@ __all__ = ["Phase", "Session", "SessionOptions", "Validate", "Violation", "rfc33
 class Session(FromChargePoint, FromBackend):
     """The OCPP-J rules for one charge point, from its connection to its expiry."""
 
-    def __init__(
-        self,
-        identity: str,
-        version: str,
-        connection: IChargePointConnection,
-        upstream: IRouter,
-        clock: IReactorTime,
-        options: SessionOptions | None = None,
-    ) -> None:
-        super().__init__(identity, version, connection, upstream, clock, options)
-        self._lifecycle = LifecycleMachine(Core(self, clock, self._options.offline_ttl))
+    @cached_property
+    def _lifecycle(self) -> Lifecycle:
+        """Open at first; see :mod:`ocppgw.session.lifecycle` for the rest."""
+        return LifecycleMachine(Core(self, self._clock, self._options.offline_ttl))
 
     # --- inputs ---
 
