@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_session_rules,tests.unit.test_tls -*-
+# -*- test-case-name: tests.unit.test_session_rules,tests.unit.test_tls,tests.unit.test_lifecycle -*-
 """
 Wires the stages from the configuration: broker, MQTT client, router,
 session factory, listeners, and the service that starts and stops them.
@@ -70,6 +70,7 @@ def session_options(config: Config) -> SessionOptions:
         upstream_timeout=config.upstream.awaiting_timeout,
         downstream_timeout=config.downstream.awaiting_timeout,
         max_queue=config.downstream.max_queue,
+        offline_ttl=config.downstream.offline_ttl,
         strict=config.strict,
         local_heartbeat=config.local_heartbeat,
         validate_upstream=validate_upstream,
@@ -97,8 +98,7 @@ class SessionFactory:
         return session
 
     def close_session(self, session: Session) -> None:
-        if session.connected:
-            session.connection_lost()
+        session.connection_lost()
         self.router.detach(session)
         _log.info("{cid}: disconnected", cid=session.identity)
 

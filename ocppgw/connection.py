@@ -7,6 +7,12 @@ In the HTTP upgrade it hands the request to its listener
 upgrade it turns text frames into calls on the session, and the session's
 sends and closes into frames (:class:`~ocppgw.interfaces.IChargePointConnection`).
 A binary frame is refused with 1003 (OCPP-J frames are text, 1.6 §4.1.1).
+
+Nothing is sent once a close frame went out or came in (RFC 6455 §5.5.1):
+every way out of Autobahn's STATE_OPEN passes through ``sendCloseFrame``
+(our close, a reply to the peer's close, a protocol violation answered with
+1007/1009) or ``dropConnection`` (a ping or close handshake timeout), and
+both tell the session ``closing()`` first.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from cryptography import x509
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ocppgw.interfaces import IChargePointConnection
+from ocppgw.interfaces import IChargePointConnection, IChargePointSession
 
 if TYPE_CHECKING:
     from ocppgw.listener.factory import OCPPServerFactory
@@ -59,7 +65,7 @@ class OCPPServerProtocol(WebSocketServerProtocol):
         super().__init__()
         self.identity: str | None = None
         self.version: str | None = None
-        self.session: Any = None
+        self.session: IChargePointSession | None = None
         #: Where the handshake came from, once read (trusted proxies honoured).
         self.source: Source | None = None
 
@@ -148,7 +154,29 @@ class OCPPServerProtocol(WebSocketServerProtocol):
     # --- IChargePointConnection ---
 
     def send_frame(self, text: str) -> None:
+        if self.state != self.STATE_OPEN:
+            # The session was told closing(); Autobahn would raise Disconnected.
+            _log.debug(
+                "{cid}: not open, frame dropped: {frame!r}", cid=self.identity, frame=text[:80]
+            )
+            return
         self.sendMessage(text.encode("utf-8"), isBinary=False)
+
+    # --- leaving STATE_OPEN ---
+
+    def _leaving_open(self) -> None:
+        if self.state == self.STATE_OPEN and self.session is not None:
+            self.session.closing()
+
+    def sendCloseFrame(
+        self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False
+    ) -> None:
+        self._leaving_open()
+        super().sendCloseFrame(code, reasonUtf8, isReply)
+
+    def dropConnection(self, abort: bool = False) -> None:
+        self._leaving_open()
+        super().dropConnection(abort)
 
     def close(self, code: int, reason: str) -> None:
         """Close with any RFC 6455 code (Autobahn's sendClose allows only 1000, 3000-4999)."""

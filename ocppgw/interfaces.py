@@ -1,8 +1,10 @@
+# -*- test-case-name: tests.unit.test_interfaces -*-
 """
 The contracts between the layers (DESIGN.md, "Data flow").
 
-    connection  --IChargePointConnection-->  (the session talks to its socket)
-    session     --IRouter-->               (the session hands messages to the router)
+    connection  --IChargePointSession-->     (the socket hands frames to its session)
+    session     --IChargePointConnection-->  (the session talks to its socket)
+    session     --IRouter-->                 (the session hands messages to the router)
     router      --IMQTTClient-->             (the router publishes and subscribes)
 
 Each layer sees only the interface of the one beside it, so the session never
@@ -21,16 +23,38 @@ if TYPE_CHECKING:
     from ocppgw.ocpp.envelope import Envelope
 
 
+class IChargePointSession(Interface):
+    """One charge point's session, as its connection sees it."""
+
+    def frame_received(text: str) -> None:
+        """One text frame arrived from the charge point."""
+
+    def closing() -> None:
+        """
+        The connection stopped being open: a close frame went out or came in
+        (RFC 6455 §7.1.2), or the TCP connection is being dropped.  Called
+        once, before the connection is lost; nothing sent after it arrives.
+        """
+
+
 class IChargePointConnection(Interface):
-    """One charge point's WebSocket, as the session sees it."""
+    """
+    One charge point's WebSocket, as the session sees it.
+
+    The contract on sending: the connection tells its session
+    :meth:`IChargePointSession.closing` the moment it stops being open, and
+    the session sends it nothing after that.  A frame handed over anyway is
+    dropped (and logged), never raised: WebSocket sends nothing once a close
+    frame was sent or received (RFC 6455 §5.5.1).
+    """
 
     peer: str = Attribute("The remote address, for presence and logs.")
 
     def send_frame(text: str) -> None:
-        """Send one OCPP-J text frame."""
+        """Send one OCPP-J text frame; only while open (see above)."""
 
     def close(code: int, reason: str) -> None:
-        """Close the WebSocket with a close code and reason."""
+        """Close the WebSocket with a close code and reason; closing() follows at once."""
 
 
 class IRouter(Interface):
@@ -46,6 +70,12 @@ class IRouter(Interface):
 
     def publish_invalid(charge_point: str, version: str, frame: str) -> None:
         """Publish a frame refused by validation, whole, on the invalid topic (if set)."""
+
+    def release(session: object) -> None:
+        """
+        ``session`` is over (its grace period ran out, or its identity moved
+        to another instance): stop routing to it, if it is still the one.
+        """
 
 
 class IMQTTClient(Interface):

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_interfaces,tests.unit.test_lifecycle -*-
 """Recording fakes of the layer interfaces, for unit tests."""
 
 from __future__ import annotations
@@ -9,26 +10,51 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from ocppgw.interfaces import IChargePointConnection, IMQTTClient, IRouter
+from ocppgw.interfaces import (
+    IChargePointConnection,
+    IChargePointSession,
+    IMQTTClient,
+    IRouter,
+)
 from ocppgw.ocpp.envelope import Envelope
 from ocppgw.router.topics import topic_matches
 
 
 @implementer(IChargePointConnection)
 class FakeConnection:
-    """Records the frames a session sends and how it closed."""
+    """
+    Records the frames a session sends and how it closed.
+
+    Like Autobahn, it sends nothing once a close frame went out (:meth:`close`)
+    or came in (:meth:`peer_closes`): such a frame lands in ``refused``, not in
+    ``frames``, and its ``session`` (if set) is told ``closing()`` first.
+    """
 
     peer = "tcp4:192.0.2.1:5555"
 
     def __init__(self) -> None:
         self.frames: list[str] = []
+        self.refused: list[str] = []
         self.closed: tuple[int, str] | None = None
+        self.open = True
+        self.session: IChargePointSession | None = None
 
     def send_frame(self, text: str) -> None:
-        self.frames.append(text)
+        (self.frames if self.open else self.refused).append(text)
 
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
+        self._leave_open()
+
+    def peer_closes(self) -> None:
+        """The charge point's close frame arrives."""
+        self._leave_open()
+
+    def _leave_open(self) -> None:
+        if self.open:
+            self.open = False
+            if self.session is not None:
+                self.session.closing()
 
     def sent(self) -> list[Any]:
         """The frames sent, decoded."""
@@ -42,10 +68,14 @@ class FakeUpstream:
     def __init__(self) -> None:
         self.envelopes: list[Envelope] = []
         self.invalid: list[str] = []
+        self.released: list[object] = []
         self.failing = False
 
     def publish_invalid(self, charge_point: str, version: str, frame: str) -> None:
         self.invalid.append(frame)
+
+    def release(self, session: object) -> None:
+        self.released.append(session)
 
     def publish(self, envelope: Envelope) -> Deferred[None]:
         self.envelopes.append(envelope)

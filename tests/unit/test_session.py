@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_session -*-
 """The session's OCPP-J rules, on a task.Clock with recording fakes."""
 
 from __future__ import annotations
@@ -229,7 +230,8 @@ class DownstreamTests(SynchronousTestCase):
 
         self.assertEqual(codes(), [("d0", "Disconnected")])
         self.assertEqual(session.queued(), 1)
-        self.assertEqual(clock.getDelayedCalls(), [])
+        # The exchanges' timers are gone; only the grace period's runs.
+        self.assertEqual([c.getTime() for c in clock.getDelayedCalls()], [clock.seconds() + 60])
         session.expire()
         self.assertEqual(codes(), [("d0", "Disconnected"), ("d1", "Offline")])
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_session_rules -*-
 """Session rules that need the validator or the configuration: issue 3."""
 
 from __future__ import annotations
@@ -159,6 +160,13 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertIsNotNone(options.validate_upstream)
         self.assertIsNone(options.validate_downstream)
+
+    def test_offline_ttl_reaches_options(self) -> None:
+        """[dnstream] offline_ttl is the session's grace period."""
+        options = session_options(
+            parse("[listener:a]\nendpoint = tcp:1\n[dnstream]\noffline_ttl = 9\n")
+        )
+        self.assertEqual(options.offline_ttl, 9.0)
 
     def test_validation_off(self) -> None:
         """mode = off disables validation both ways."""

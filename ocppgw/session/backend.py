@@ -1,0 +1,121 @@
+# -*- test-case-name: tests.unit.test_session,tests.unit.test_lifecycle -*-
+"""
+The rules for messages from the backend.
+
+- a CALL joins the FIFO queue (at most ``max_queue`` wait: QueueFull beyond)
+  and goes out when none is in flight (OCPP-J 1.6 §4.1.1, 2.0.1 Part 4
+  §4.1.1); a UniqueId already queued or in flight is refused as Invalid;
+- an answer goes to the charge point only if its CALL is waiting for it
+  (Unmatched otherwise), and a CALLRESULTERROR (2.1) is passed on;
+- with validation on, an invalid CALL, SEND or CALLRESULT is never sent:
+  the backend gets Invalid, and the charge point's CALL stays pending for a
+  valid answer;
+- what cannot be sent because of the connection's state is answered by
+  :meth:`FromBackend.refuse`, on the lifecycle's word
+  (:mod:`ocppgw.session.lifecycle`).
+"""
+
+from __future__ import annotations
+
+from ocppgw.ocpp.envelope import Envelope, GatewayError
+from ocppgw.ocpp.messages import Call, CallError, CallResult, Send
+from ocppgw.session.exchanges import ACTION, Exchanges, cancel
+
+
+class FromBackend(Exchanges):
+    """What the session does with each message the backend sends its charge point."""
+
+    def _check_downstream(self, message: Call | Send | CallResult, action: str) -> bool:
+        """True when the backend's message is valid; else report it."""
+        validate = self._options.validate_downstream
+        if validate is None:
+            return True
+        request = not isinstance(message, CallResult)
+        violation = validate(self.version, action, request, message.payload)
+        if violation is None:
+            return True
+        self.gateway_error(
+            message.unique_id,
+            GatewayError.INVALID,
+            f"not sent to the charge point: {violation.description}",
+            action,
+        )
+        return False
+
+    def deliver(self, envelope: Envelope) -> None:
+        """Send, queue or answer a backend message, by the OCPP-J rules."""
+        message = envelope.message
+        if isinstance(message, Call | Send) and not self._check_downstream(message, message.action):
+            return
+        if isinstance(message, Call):
+            self._downstream_call(envelope, message)
+        elif isinstance(message, Send):
+            if not self._send(message):
+                self.gateway_error(
+                    message.unique_id,
+                    GatewayError.OFFLINE,
+                    "charge point is not connected",
+                    message.action,
+                )
+        elif isinstance(message, CallResult | CallError):
+            self._downstream_answer(message)
+        else:
+            # CALLRESULTERROR about the charge point's CALLRESULT: pass it on.
+            self._send(message)
+
+    def refuse(self, envelope: Envelope, code: GatewayError, why: str) -> None:
+        """Answer a backend message that will not be sent with an error envelope."""
+        message = envelope.message
+        action = getattr(message, "action", None)
+        if isinstance(message, CallResult | CallError):
+            pending = self._upstream_pending.pop(message.unique_id, None)
+            if pending is None:
+                self._unmatched(message.unique_id, action)
+                return
+            cancel(pending.timer)
+            action = pending.action
+        self.gateway_error(message.unique_id, code, why, action)
+
+    def _downstream_call(self, envelope: Envelope, call: Call) -> None:
+        if not ACTION.fullmatch(call.action):
+            self.gateway_error(
+                call.unique_id, GatewayError.INVALID, "Action is not an OCPP action name"
+            )
+            return
+        busy = {e.message.unique_id for e in self._queue}
+        if self._in_flight is not None:
+            busy.add(self._in_flight.unique_id)
+        if call.unique_id in busy:
+            self.gateway_error(
+                call.unique_id,
+                GatewayError.INVALID,
+                "a CALL with this UniqueId is already queued or in flight",
+                call.action,
+            )
+            return
+        if len(self._queue) >= self._options.max_queue:
+            self.gateway_error(
+                call.unique_id,
+                GatewayError.QUEUE_FULL,
+                f"{self._options.max_queue} CALLs are already waiting for this charge point",
+                call.action,
+            )
+            return
+        self._queue.append(envelope)
+        self._send_next()
+
+    def _downstream_answer(self, answer: CallResult | CallError) -> None:
+        pending = self._upstream_pending.get(answer.unique_id)
+        if (
+            pending is not None
+            and isinstance(answer, CallResult)
+            and not self._check_downstream(answer, pending.action)
+        ):
+            return  # the charge point's CALL stays pending for a valid answer
+        self._upstream_pending.pop(answer.unique_id, None)
+        if pending is None:
+            # Nothing to answer: never send the charge point an unmatched answer.
+            self._unmatched(answer.unique_id, answer.action)
+            return
+        cancel(pending.timer)
+        self._send(answer)

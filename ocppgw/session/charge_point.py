@@ -1,0 +1,229 @@
+# -*- test-case-name: tests.unit.test_session,tests.unit.test_session_rules -*-
+"""
+The rules for frames from the charge point.
+
+- a CALL is published for the backend and waits for its answer, at most
+  ``upstream_timeout`` seconds (then InternalError to the charge point, and
+  Timeout to the backend); one at a time when strict (OCPP-J 1.6 §4.1.1,
+  2.0.1 Part 4 §4.1.1);
+- an answer is matched to the backend's CALL in flight, so the backend learns
+  its Action; one that matches nothing is still published;
+- a bad frame is answered in the error codes of the charge point's version:
+  a CALL (or what cannot be told from one) with a CALLERROR, "-1" when the id
+  is unreadable (2.0.1 Part 4 §4.2.3); a type the version lacks with
+  MessageTypeNotSupported (§4.4); a bad CALLRESULT with CALLRESULTERROR
+  from 2.1 on (2.1 Part 4 §4.2.4);
+- an invalid message gets a CALLERROR (2.0.1 Part 4 §4.1.7), and a SEND,
+  never answered (2.1 Part 4 §4.2.5), is only reported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+
+from ocppgw.ocpp.envelope import GatewayError
+from ocppgw.ocpp.messages import (
+    Call,
+    CallError,
+    CallResult,
+    FrameError,
+    MessageType,
+    Send,
+    parse_frame,
+)
+from ocppgw.ocpp.versions import ErrorKind, has_21_types
+from ocppgw.session.exchanges import ACTION, Exchanges, Pending, Violation, rfc3339
+
+_log = Logger()
+
+
+class FromChargePoint(Exchanges):
+    """What the session does with each frame its charge point sends."""
+
+    def frame_received(self, text: str) -> None:
+        """One text frame arrived from the charge point."""
+        try:
+            message = parse_frame(text, self.version)
+        except FrameError as e:
+            self._frame_error(e, text)
+            return
+        if isinstance(message, Call):
+            self._upstream_call(message, text)
+        elif isinstance(message, Send):
+            self._upstream_send(message, text)
+        elif isinstance(message, CallResult | CallError):
+            self._upstream_answer(message, text)
+        else:
+            # CALLRESULTERROR: the charge point could not process our CALLRESULT.
+            self._publish(self._envelope(message, frame=text))
+
+    def _frame_error(self, error: FrameError, text: str) -> None:
+        _log.warn(
+            "{cid}: bad frame ({why}): {frame!r}",
+            cid=self.identity,
+            why=error.description,
+            frame=text[:200],
+        )
+        # An answer type the version has: the backend's CALL failed. A type
+        # the version lacks (2.0.1 Part 4 §4.4) is answered like a bad CALL.
+        if error.kind is not ErrorKind.MESSAGE_TYPE_NOT_SUPPORTED and error.message_type in (
+            MessageType.CALLRESULT,
+            MessageType.CALLERROR,
+            MessageType.CALLRESULTERROR,
+        ):
+            self._bad_answer(error)
+            return
+        # A CALL (or something that cannot be told apart from one): answer it
+        # with a CALLERROR (2.0.1 Part 4 §4.2.3), "-1" when the id is unreadable.
+        self._send_error(error.unique_id, error.kind, error.description)
+
+    def _bad_answer(self, error: FrameError) -> None:
+        """A malformed CALLRESULT/CALLERROR: the backend's CALL failed."""
+        pending = self._in_flight
+        if pending is not None and pending.unique_id == error.unique_id:
+            self._finish_in_flight()
+            self.gateway_error(
+                error.unique_id,
+                GatewayError.INVALID,
+                f"charge point sent an invalid answer: {error.description}",
+                pending.action,
+            )
+            self._send_next()
+        if has_21_types(self.version) and error.message_type == MessageType.CALLRESULT:
+            # OCPP 2.1 Part 4 §4.2.4: tell the charge point its CALLRESULT was bad.
+            self._send_error(error.unique_id, error.kind, error.description, result=True)
+
+    def _upstream_call(self, call: Call, text: str) -> None:
+        if not ACTION.fullmatch(call.action):
+            self._send_error(
+                call.unique_id, ErrorKind.NOT_IMPLEMENTED, f"unknown action {call.action[:64]!r}"
+            )
+            return
+        if call.unique_id in self._upstream_pending:
+            self._send_error(
+                call.unique_id,
+                ErrorKind.PROTOCOL,
+                "a CALL with this MessageId is already being processed",
+            )
+            return
+        if self._upstream_pending and self._options.strict:
+            # OCPP-J 1.6 §4.1.1, 2.0.1 Part 4 §4.1.1: one CALL at a time.
+            self._send_error(
+                call.unique_id,
+                ErrorKind.PROTOCOL if self.version == "ocpp1.6" else ErrorKind.RPC_FRAMEWORK,
+                "a previous CALL is still waiting for its answer",
+            )
+            return
+        violation = self._check_upstream(call.action, True, call.payload, text)
+        if violation is not None:
+            # OCPP 2.0.1 Part 4 §4.1.7: an invalid message gets a CALLERROR.
+            self._send_error(call.unique_id, violation.kind, violation.description)
+            return
+        if self._options.local_heartbeat and call.action == "Heartbeat":
+            now = rfc3339(self._clock.seconds())
+            self._send(CallResult(call.unique_id, {"currentTime": now}))
+            self._publish(self._envelope(call, frame=text, answered=True))
+            return
+        timer = self._clock.callLater(
+            self._options.upstream_timeout, self._upstream_timeout, call.unique_id
+        )
+        self._upstream_pending[call.unique_id] = Pending(call.unique_id, call.action, timer)
+        self._publish(self._envelope(call, frame=text))
+
+    def _check_upstream(
+        self, action: str, request: bool, payload: dict[str, Any], text: str
+    ) -> Violation | None:
+        validate = self._options.validate_upstream
+        if validate is None:
+            return None
+        violation = validate(self.version, action, request, payload)
+        if violation is not None:
+            _log.warn(
+                "{cid}: invalid {action}{kind}: {why}",
+                cid=self.identity,
+                action=action,
+                kind="" if request else " response",
+                why=violation.description,
+            )
+            self._upstream.publish_invalid(self.identity, self.version, text)
+        return violation
+
+    def _upstream_send(self, send: Send, text: str) -> None:
+        if not ACTION.fullmatch(send.action):
+            _log.warn("{cid}: SEND with unusable action dropped", cid=self.identity)
+            self._upstream.publish_invalid(self.identity, self.version, text)
+            return
+        # A SEND is never answered (2.1 Part 4 §4.2.5), so an invalid one can
+        # only be reported on the invalid topic.
+        if self._check_upstream(send.action, True, send.payload, text) is None:
+            self._publish(self._envelope(send, frame=text))
+
+    def _upstream_timeout(self, unique_id: str) -> None:
+        pending = self._upstream_pending.pop(unique_id, None)
+        if pending is None:
+            return
+        pending.timer = None
+        told = self._send_error(unique_id, ErrorKind.INTERNAL, "backend did not answer")
+        self.gateway_error(
+            unique_id,
+            GatewayError.TIMEOUT,
+            f"no answer within {self._options.upstream_timeout:g} s; "
+            + (
+                "the charge point got InternalError"
+                if told
+                else "the charge point's connection is closing"
+            ),
+            pending.action,
+        )
+
+    def _upstream_answer(self, answer: CallResult | CallError, text: str) -> None:
+        pending = self._in_flight
+        late = False
+        if pending is not None and pending.unique_id == answer.unique_id:
+            action: str | None = pending.action
+            if isinstance(answer, CallResult) and self._invalid_result(answer, pending, text):
+                return
+            self._finish_in_flight()
+        elif answer.unique_id in self._late:
+            action = self._late.pop(answer.unique_id)
+            late = True
+        else:
+            action = None
+            _log.warn(
+                "{cid}: answer {id} matches no pending CALL",
+                cid=self.identity,
+                id=answer.unique_id,
+            )
+        if isinstance(answer, CallResult):
+            tagged: CallResult | CallError = CallResult(answer.unique_id, answer.payload, action)
+        else:
+            tagged = CallError(
+                answer.unique_id,
+                answer.error_code,
+                answer.error_description,
+                answer.error_details,
+                action,
+            )
+        self._publish(self._envelope(tagged, frame=text, late=late))
+        self._send_next()
+
+    def _invalid_result(self, answer: CallResult, pending: Pending, text: str) -> bool:
+        """Report a CALLRESULT that fails validation; True if it did."""
+        violation = self._check_upstream(pending.action, False, answer.payload, text)
+        if violation is None:
+            return False
+        self._finish_in_flight()
+        self.gateway_error(
+            answer.unique_id,
+            GatewayError.VALIDATION,
+            f"charge point's answer is invalid: {violation.description}",
+            pending.action,
+            {"Payload": answer.payload},
+        )
+        if has_21_types(self.version):
+            # OCPP 2.1 Part 4 §4.2.4: tell the charge point its CALLRESULT was bad.
+            self._send_error(answer.unique_id, violation.kind, violation.description, result=True)
+        self._send_next()
+        return True

@@ -1,0 +1,260 @@
+# -*- test-case-name: tests.unit.test_session,tests.unit.test_lifecycle -*-
+"""
+What a session keeps between frames: the exchanges in flight both ways, the
+queue of backend CALLs, and the helpers both directions share.
+
+- one CALL in flight per direction (OCPP-J 1.6 §4.1.1, 2.0.1 Part 4 §4.1.1):
+  backend CALLs wait in a bounded FIFO queue behind the one in flight;
+- frames go to the connection only while it is open: ``_link`` is the
+  connection until the lifecycle (:mod:`ocppgw.session.lifecycle`) lets go
+  of it, and a frame meant for a connection that is gone is not sent.
+
+The rules for each direction are :mod:`ocppgw.session.charge_point` and
+:mod:`ocppgw.session.backend`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ocppgw.interfaces import IChargePointConnection, IRouter
+from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope, GatewayError
+from ocppgw.ocpp.messages import (
+    Call,
+    CallError,
+    CallResultError,
+    Message,
+    encode_frame,
+)
+from ocppgw.ocpp.versions import ErrorKind, error_code
+
+_log = Logger()
+
+#: An Action becomes part of a topic; OCPP actions are plain identifiers.
+ACTION = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
+
+#: How many timed-out downstream CALL ids are remembered, so that a late
+#: answer can still be published, marked late.
+_LATE_MEMORY = 32
+
+
+class Violation(Protocol):
+    """What a validator reports (see :mod:`ocppgw.ocpp.validation`)."""
+
+    @property
+    def kind(self) -> ErrorKind: ...
+
+    @property
+    def description(self) -> str: ...
+
+
+#: ``validate(version, action, is_request, payload)``: None when valid.
+Validate = Callable[[str, str, bool, dict[str, Any]], Violation | None]
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    #: Seconds the backend has to answer a charge point's CALL.
+    upstream_timeout: float = 30.0
+    #: Seconds the charge point has to answer a backend's CALL.
+    downstream_timeout: float = 30.0
+    #: Downstream CALLs that may wait behind the one in flight.
+    max_queue: int = 100
+    #: Seconds queued backend CALLs wait for a reconnection ([dnstream] offline_ttl).
+    offline_ttl: float = 60.0
+    #: Refuse a second upstream CALL while one is pending (OCPP-J 2.x: SHALL NOT).
+    strict: bool = True
+    #: Answer Heartbeat locally (and still publish it).
+    local_heartbeat: bool = False
+    #: Schema validation of the charge point's messages, if any.
+    validate_upstream: Validate | None = None
+    #: Schema validation of the backend's messages, if any.
+    validate_downstream: Validate | None = None
+
+
+def rfc3339(seconds: float) -> str:
+    """``seconds`` since the epoch as an RFC 3339 UTC time with milliseconds."""
+    return (
+        datetime.fromtimestamp(seconds, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+@dataclass
+class Pending:
+    """A CALL waiting for its answer, and the timer that gives up on it."""
+
+    unique_id: str
+    action: str
+    timer: IDelayedCall | None
+
+
+def cancel(timer: IDelayedCall | None) -> None:
+    """Cancel ``timer`` unless it already ran or was cancelled."""
+    if timer is not None and timer.active():
+        timer.cancel()
+
+
+class Exchanges:
+    """One charge point's exchanges in flight, and how to answer for them."""
+
+    def __init__(
+        self,
+        identity: str,
+        version: str,
+        connection: IChargePointConnection,
+        upstream: IRouter,
+        clock: IReactorTime,
+        options: SessionOptions | None = None,
+    ) -> None:
+        self.identity = identity
+        self.version = version
+        self.connection = connection
+        self._upstream = upstream
+        self._clock = clock
+        self._options = options or SessionOptions()
+        #: Where frames go; None once the connection stopped being open.
+        self._link: IChargePointConnection | None = connection
+        #: Charge point CALLs waiting for the backend, by UniqueId.
+        self._upstream_pending: dict[str, Pending] = {}
+        #: The backend CALL the charge point has not answered yet.
+        self._in_flight: Pending | None = None
+        #: Backend CALLs waiting behind it.
+        self._queue: deque[Envelope] = deque()
+        #: Timed-out backend CALLs (UniqueId to Action), so a late answer is marked.
+        self._late: OrderedDict[str, str] = OrderedDict()
+
+    def _envelope(self, message: Message, **kw: object) -> Envelope:
+        return Envelope(
+            message,
+            version=self.version,
+            charge_point=self.identity,
+            timestamp=rfc3339(self._clock.seconds()),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def _publish(self, envelope: Envelope) -> None:
+        d = self._upstream.publish(envelope)
+        d.addErrback(self._publish_failed, envelope)
+
+    def _publish_failed(self, failure: Failure, envelope: Envelope) -> None:
+        message = envelope.message
+        _log.error(
+            "{cid}: could not publish {type} {id}: {reason}",
+            cid=self.identity,
+            type=message.message_type.name,
+            id=message.unique_id,
+            reason=failure.getErrorMessage(),
+        )
+        if isinstance(message, Call):
+            pending = self._upstream_pending.pop(message.unique_id, None)
+            if pending is not None:
+                cancel(pending.timer)
+                self._send_error(
+                    message.unique_id, ErrorKind.INTERNAL, "gateway could not reach the backend"
+                )
+
+    def _send(self, message: Message) -> bool:
+        """Send ``message`` to the charge point; False when its connection is not open."""
+        if self._link is None:
+            return False
+        self._link.send_frame(encode_frame(message))
+        return True
+
+    def _send_error(
+        self, unique_id: str, kind: ErrorKind, description: str, *, result: bool = False
+    ) -> bool:
+        code = error_code(self.version, kind)
+        cls = CallResultError if result else CallError
+        return self._send(cls(unique_id, code, description))
+
+    def gateway_error(
+        self,
+        unique_id: str,
+        code: GatewayError,
+        description: str,
+        action: str | None = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        """Publish an error envelope that the gateway made itself."""
+        self._publish(
+            self._envelope(
+                CallError(unique_id, code.value, description, details or {}, action),
+                origin=ORIGIN_GATEWAY,
+            )
+        )
+
+    def _unmatched(self, unique_id: str, action: str | None) -> None:
+        """A backend answer for no waiting CALL: never sent to the charge point."""
+        self.gateway_error(
+            unique_id,
+            GatewayError.UNMATCHED,
+            "no CALL of the charge point is waiting for this answer "
+            "(already answered, timed out, or never sent)",
+            action,
+        )
+
+    def _send_next(self) -> None:
+        """Send the first queued backend CALL, if none is in flight and the link is open."""
+        if self._in_flight is not None or not self._queue or self._link is None:
+            return
+        envelope = self._queue.popleft()
+        call = envelope.message
+        assert isinstance(call, Call)
+        timer = self._clock.callLater(
+            self._options.downstream_timeout, self._downstream_timeout, call.unique_id
+        )
+        self._in_flight = Pending(call.unique_id, call.action, timer)
+        self._send(call)
+
+    def _downstream_timeout(self, unique_id: str) -> None:
+        """The charge point did not answer in time: Timeout envelope, then the next CALL."""
+        pending = self._in_flight
+        if pending is None or pending.unique_id != unique_id:
+            return
+        pending.timer = None
+        self._in_flight = None
+        self._late[unique_id] = pending.action
+        while len(self._late) > _LATE_MEMORY:
+            self._late.popitem(last=False)
+        self.gateway_error(
+            unique_id,
+            GatewayError.TIMEOUT,
+            f"charge point did not answer within {self._options.downstream_timeout:g} s",
+            pending.action,
+        )
+        self._send_next()
+
+    def _finish_in_flight(self) -> None:
+        if self._in_flight is not None:
+            cancel(self._in_flight.timer)
+            self._in_flight = None
+
+    def action_of(self, unique_id: str) -> str | None:
+        """The Action of the exchange with id ``unique_id`` (for typed codecs)."""
+        pending = self._upstream_pending.get(unique_id)
+        if pending is not None:
+            return pending.action
+        if self._in_flight is not None and self._in_flight.unique_id == unique_id:
+            return self._in_flight.action
+        return None
+
+    def queued(self) -> int:
+        """How many backend CALLs wait for this charge point."""
+        return len(self._queue)
+
+    def fail_queue(self, code: GatewayError, why: str) -> None:
+        """Answer every queued CALL with an error envelope of ``code``."""
+        while self._queue:
+            call = self._queue.popleft().message
+            self.gateway_error(call.unique_id, code, why, getattr(call, "action", None))
