@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_interfaces -*-
 """
-The contracts between the layers (DESIGN.md, "Data flow").
+The contracts between the layers (docs/design.md, "The flow").
 
     connection  --IChargePointSession-->     (the socket hands frames to its session)
     session     --IChargePointConnection-->  (the session talks to its socket)

@@ -4,8 +4,8 @@ The embedded broker: a local mosquitto run and supervised as a child process.
 With ``[mqtt] broker = embedded`` the gateway writes a mosquitto configuration
 into a private temporary directory, starts mosquitto on ``embedded_host`` and
 ``embedded_port``, restarts it (with backoff) if it dies, and stops it when
-the gateway stops.  ``set_tcp_nodelay`` is on: DESIGN.md measured Nagle's
-algorithm as the largest latency cost on the MQTT side.
+the gateway stops.  ``set_tcp_nodelay`` is on: Nagle's algorithm was the
+largest latency cost measured on the MQTT side.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Who holds which identity, across the gateway instances sharing a broker.
   online or offline, which gateway, since when; and each instance's own
   (``gateway_topic``), which its MQTT last will sets offline;
 - every instance reads them back: the newest connection of an identity wins
-  (DESIGN.md, behaviour 4), so a newer ``Since`` from another gateway for an
+  (docs/design.md, what users rely on, 4), so a newer ``Since`` from another gateway for an
   identity connected here makes this instance let go of it;
 - a retained "online" of this gateway for an identity it lacks is left over
   from an earlier run, and is set offline;
@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from ocppgw.config import Config
 from ocppgw.interfaces import IMQTTClient
 from ocppgw.router.topics import TopicTemplate
 from ocppgw.session.rules import rfc3339
 
 if TYPE_CHECKING:
+    from ocppgw.config import Config
     from ocppgw.session.rules import Session
 
 _log = Logger()

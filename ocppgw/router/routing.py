@@ -16,12 +16,13 @@ Which instance holds an identity, and when the catch-all answers for one, is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ocppgw.config import Config, Topic
 from ocppgw.interfaces import IMQTTClient, IRouter
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, CodecError, DecodeContext, Envelope, GatewayError
 from ocppgw.ocpp.messages import (
@@ -35,6 +36,10 @@ from ocppgw.router import codecs
 from ocppgw.router.presence import Presence, topic_values
 from ocppgw.router.topics import topic_matches
 from ocppgw.session.rules import Session
+
+if TYPE_CHECKING:
+    # The stages read the typed configuration they are handed; config/ is above them.
+    from ocppgw.config import Config, Topic
 
 #: MQTT 5 subscription identifiers: the shared catch-all, and the per-charge
 #: point subscriptions (so a copy that matched both is never taken for the

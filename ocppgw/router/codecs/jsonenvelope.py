@@ -1,5 +1,5 @@
 """
-The JSON envelope (DESIGN.md), with the field names of the Chargerlink
+The JSON envelope (README, "Topics and envelopes"), with the field names of the Chargerlink
 ``Message`` class and the EMQX gateway::
 
     {"MessageTypeId": 2, "UniqueId": "1", "Action": "Heartbeat", "Payload": {}}
