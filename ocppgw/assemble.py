@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_session_rules,tests.unit.test_lifecycle -*-
+# -*- test-case-name: tests.unit.session.test_session_rules,tests.unit.session.test_lifecycle -*-
 """
 Wires the stages from the configuration: broker, MQTT client, router,
 session factory, listeners, and the service that starts and stops them.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_handshake -*-
+# -*- test-case-name: tests.unit.listener.test_handshake -*-
 """
 One charge point's WebSocket: the Autobahn protocol, and nothing more.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_instances,tests.unit.test_tls -*-
+# -*- test-case-name: tests.integration.test_instances,tests.unit.listener.test_tls -*-
 """
 The gateway as a Twisted service: start and stop order, SIGHUP, shutdown.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_interfaces,tests.unit.test_lifecycle -*-
+# -*- test-case-name: tests.unit.test_interfaces,tests.unit.session.test_lifecycle -*-
 """Recording fakes of the layer interfaces, for unit tests."""
 
 from __future__ import annotations

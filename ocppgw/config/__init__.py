@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_config -*-
+# -*- test-case-name: tests.unit.config.test_config -*-
 """
 Stage: the INI file into typed, frozen values.
 

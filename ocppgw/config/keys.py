@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_config -*-
+# -*- test-case-name: tests.unit.config.test_config -*-
 """
 Every section and key the gateway knows: :class:`Key` and :data:`SECTIONS`.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_config -*-
+# -*- test-case-name: tests.unit.config.test_config -*-
 """
 The typed, frozen values a configuration is parsed into: :class:`Config`, the
 values of its sections, and (last) :class:`Topic`, the template and codec that

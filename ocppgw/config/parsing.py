@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_config -*-
+# -*- test-case-name: tests.unit.config.test_config -*-
 """
 Reading the INI file: :func:`parse` checks every section and key against
 :data:`~ocppgw.config.keys.SECTIONS`, then builds the typed values of

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_config -*-
+# -*- test-case-name: tests.unit.config.test_config -*-
 """
 The value parsers of the configuration keys, and :class:`ConfigError`.
 

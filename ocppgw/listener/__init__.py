@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_handshake,tests.unit.test_admission -*-
+# -*- test-case-name: tests.unit.listener.test_handshake,tests.unit.listener.test_admission -*-
 """
 Stage: the listener, where a charge point arrives.
 

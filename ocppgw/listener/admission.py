@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_admission -*-
+# -*- test-case-name: tests.unit.listener.test_admission -*-
 """
 Who may connect: the checks of a handshake, after the identity and the
 subprotocol are known and before the 101 response.

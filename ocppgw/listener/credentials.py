@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_passwd,tests.unit.test_admission -*-
+# -*- test-case-name: tests.unit.listener.test_passwd,tests.unit.listener.test_admission -*-
 """
 Charge point credentials: salted hashes, never plaintext.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_handshake -*-
+# -*- test-case-name: tests.unit.listener.test_handshake -*-
 """
 The charge point endpoint of one ``[listener:NAME]``: the Autobahn factory,
 and the decisions of the HTTP upgrade.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_passwd -*-
+# -*- test-case-name: tests.unit.listener.test_passwd -*-
 """
 ``ocppgw-passwd``: manage the charge point credentials file.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_proxy,tests.integration.test_proxy_forwarding -*-
+# -*- test-case-name: tests.unit.listener.test_proxy,tests.integration.test_proxy_forwarding -*-
 """
 Reverse proxies in front of a listener: which headers to believe, and from whom.
 

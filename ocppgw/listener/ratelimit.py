@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_ratelimit -*-
+# -*- test-case-name: tests.unit.listener.test_ratelimit -*-
 """
 Failed-login rate limits, per source address and per charge point identity.
 

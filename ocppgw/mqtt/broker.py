@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.mqtt.test_broker -*-
 """
 The embedded broker: a local mosquitto run and supervised as a child process.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_tls -*-
+# -*- test-case-name: tests.unit.listener.test_tls -*-
 """
 TLS of the MQTT client.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_handshake -*-
+# -*- test-case-name: tests.unit.listener.test_handshake -*-
 """
 The charge point identity: what the last path segment of the WebSocket URL
 may hold (OCPP-J 1.6 §3.1.1, 2.0.1 Part 4 §3.1.1, 2.1 Part 4 §3.1.1).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_messages -*-
+# -*- test-case-name: tests.unit.ocpp.test_messages -*-
 """
 OCPP-J RPC messages as frozen values, and their text framing.
 

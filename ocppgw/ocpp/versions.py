@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_messages -*-
+# -*- test-case-name: tests.unit.ocpp.test_messages -*-
 """
 OCPP versions, their WebSocket subprotocol names, and their error codes.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_router -*-
+# -*- test-case-name: tests.unit.router.test_router -*-
 """
 Who holds which identity, across the gateway instances sharing a broker.
 

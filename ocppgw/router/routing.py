@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_router,tests.unit.test_lifecycle -*-
+# -*- test-case-name: tests.unit.router.test_router,tests.unit.session.test_lifecycle -*-
 """
 The router: topics and codecs between the sessions and the MQTT client.
 

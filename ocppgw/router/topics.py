@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_topics -*-
+# -*- test-case-name: tests.unit.router.test_topics -*-
 """
 Topic templates: ``ocpp/cp/${cid}/${action}`` and friends.
 

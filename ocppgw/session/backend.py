@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_session,tests.unit.test_lifecycle -*-
+# -*- test-case-name: tests.unit.session.test_session,tests.unit.session.test_lifecycle -*-
 """
 The rules for messages from the backend.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_session,tests.unit.test_session_rules -*-
+# -*- test-case-name: tests.unit.session.test_session,tests.unit.session.test_session_rules -*-
 """
 The rules for frames from the charge point.
 

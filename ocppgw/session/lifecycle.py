@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_lifecycle -*-
+# -*- test-case-name: tests.unit.session.test_lifecycle -*-
 """
 A session's lifecycle, as one automat state machine: the states, the
 transitions in one table, and outputs that do the work.

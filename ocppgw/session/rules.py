@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_session,tests.unit.test_lifecycle -*-
+# -*- test-case-name: tests.unit.session.test_session,tests.unit.session.test_lifecycle -*-
 """
 One charge point's OCPP-J session: the rules, and no I/O.
 

@@ -84,3 +84,28 @@ def test_each_package_says_its_stage() -> None:
         text = init.read_text()
         if init.parent.parent == PACKAGE:
             assert "Stage:" in text and "may import" in text.lower(), init
+
+
+def _has_code(path: Path) -> bool:
+    """Whether a module holds more than its docstring."""
+    import ast
+
+    body = ast.parse(path.read_text()).body
+    return any(not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)) for n in body)
+
+
+def test_each_module_names_its_tests() -> None:
+    """Every module with code starts with a test-case-name header naming test modules that exist."""
+    missing: list[str] = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if GENERATED in path.parents or not _has_code(path):
+            continue
+        first = path.read_text().splitlines()[0]
+        if not first.startswith("# -*- test-case-name:"):
+            missing.append(f"{path.relative_to(ROOT)}: no header")
+            continue
+        names = first.removeprefix("# -*- test-case-name:").removesuffix("-*-").split(",")
+        for name in (n.strip() for n in names):
+            if not (ROOT / (name.replace(".", "/") + ".py")).is_file():
+                missing.append(f"{path.relative_to(ROOT)}: {name} does not exist")
+    assert missing == []

@@ -12,7 +12,7 @@ import pytest
 
 from ocppgw.config import SECTIONS, ConfigError, load, parse
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MINIMAL = "[listener:ws]\nendpoint = tcp:8080\n"
 
 

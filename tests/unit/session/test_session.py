@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_session -*-
+# -*- test-case-name: tests.unit.session.test_session -*-
 """The session's OCPP-J rules, on a task.Clock with recording fakes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_session_rules -*-
+# -*- test-case-name: tests.unit.session.test_session_rules -*-
 """Session rules that need the validator or the configuration: issue 3."""
 
 from __future__ import annotations

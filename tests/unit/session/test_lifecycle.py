@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_lifecycle -*-
+# -*- test-case-name: tests.unit.session.test_lifecycle -*-
 """The session's lifecycle, one test per transition, on a task.Clock."""
 
 from __future__ import annotations

@@ -1,0 +1,38 @@
+"""The embedded broker: finding mosquitto and the configuration it is given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ocppgw.mqtt.broker import BrokerNotFound, find_mosquitto, mosquitto_config
+
+
+def test_configured_binary_must_be_executable(tmp_path: Path) -> None:
+    """A configured [mqtt] mosquitto that is no executable file is refused, naming the key."""
+    script = tmp_path / "mosquitto"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(BrokerNotFound, match=r"\[mqtt\] mosquitto: .* is not an executable"):
+        find_mosquitto(str(script))
+    script.chmod(0o755)
+    assert find_mosquitto(str(script)) == str(script)
+
+
+def test_missing_binary_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no mosquitto anywhere, the error names the choices: install, path, external broker."""
+    monkeypatch.setattr("ocppgw.mqtt.broker._SEARCH", ())
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(BrokerNotFound) as e:
+        find_mosquitto()
+    assert "apt-get install mosquitto" in str(e.value)
+    assert "[mqtt] broker = mqtt://HOST:PORT" in str(e.value)
+
+
+def test_config_listens_only_where_asked() -> None:
+    """The embedded mosquitto listens on the configured host and port, keeps nothing on disk."""
+    lines = mosquitto_config("127.0.0.1", 18830).splitlines()
+    assert "listener 18830 127.0.0.1" in lines
+    assert "persistence false" in lines
+    assert "set_tcp_nodelay true" in lines
+    assert sum(line.startswith("listener") for line in lines) == 1
