@@ -35,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ocppgw.ocpp.schemas import VERSION_DIRS, JSONSchema  # noqa: E402
 from ocppgw.ocpp.versions import SUPPORTED  # noqa: E402
 from ocppgw.router.codecs.protobuf import schema as S  # noqa: E402
 
@@ -45,7 +46,7 @@ GENERATED_IMPORT = "ocppgw.router.codecs.protobuf.generated"
 _DESCRIPTIVE = {"description", "javaType", "comment", "$id", "title", "$schema", "default"}
 
 
-def _shape(node: Any, root: S.JSONSchema, depth: int = 0) -> Any:
+def _shape(node: Any, root: JSONSchema, depth: int = 0) -> Any:
     """``node`` fully resolved, without descriptive keywords: equal shapes map equally."""
     if depth > 64:
         raise ValueError("schema nests too deep (recursive $ref?)")
@@ -58,7 +59,7 @@ def _shape(node: Any, root: S.JSONSchema, depth: int = 0) -> Any:
     return node
 
 
-def _key(node: S.JSONSchema, root: S.JSONSchema) -> str:
+def _key(node: JSONSchema, root: JSONSchema) -> str:
     return json.dumps(_shape(node, root), sort_keys=True)
 
 
@@ -79,8 +80,8 @@ class _Type:
     key: str
     short: str
     is_enum: bool
-    node: S.JSONSchema
-    root: S.JSONSchema
+    node: JSONSchema
+    root: JSONSchema
     parent: _Type | None
     #: The top-level message name, for a top-level occurrence.
     fixed: str | None = None
@@ -89,7 +90,7 @@ class _Type:
 
 
 def _collect(
-    node: S.JSONSchema, root: S.JSONSchema, occ: _Type, out: list[_Type], depth: int = 0
+    node: JSONSchema, root: JSONSchema, occ: _Type, out: list[_Type], depth: int = 0
 ) -> None:
     if depth > 64:
         raise ValueError("schema nests too deep (recursive $ref?)")
@@ -206,7 +207,7 @@ def _render_message(t: _Type) -> str:
 
 def render_version(version: str) -> str:
     """The .proto text of one OCPP version."""
-    vdir = S.VERSION_DIRS[version]
+    vdir = VERSION_DIRS[version]
     tops: list[_Type] = []
     types: list[_Type] = []
     for action, (req, resp) in S.actions(version).items():
@@ -258,8 +259,8 @@ def generate(proto_dir: Path, python_dir: Path) -> None:
         if (out / name).resolve() != (src / name).resolve():
             shutil.copyfile(src / name, out / name)
     for version in SUPPORTED:
-        (out / f"{S.VERSION_DIRS[version]}.proto").write_text(render_version(version))
-    protos = [*HAND_WRITTEN, *(f"{S.VERSION_DIRS[v]}.proto" for v in SUPPORTED)]
+        (out / f"{VERSION_DIRS[version]}.proto").write_text(render_version(version))
+    protos = [*HAND_WRITTEN, *(f"{VERSION_DIRS[v]}.proto" for v in SUPPORTED)]
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_dir}", f"--python_out={tmp}"]
         subprocess.run([*cmd, *(f"{proto_dir}/ocppgw/{p}" for p in protos)], check=True)

@@ -31,6 +31,7 @@ from zope.interface.verify import verifyObject
 
 from ocppgw.ocpp.envelope import GATEWAY_ERROR_CODES, CodecError, DecodeContext, Envelope
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, Message, Send
+from ocppgw.ocpp.schemas import JSONSchema
 from ocppgw.ocpp.versions import OCPP2_ERROR_CODES, OCPP16_ERROR_CODES, SUPPORTED
 from ocppgw.router.codecs import ICodec, get
 from ocppgw.router.codecs.protobuf import ProtobufCodec, wrapper_of
@@ -69,7 +70,7 @@ ROUNDTRIP_SETTINGS = settings(
 # -- payload strategies ---------------------------------------------------------
 
 
-def _inline(node: Any, root: S.JSONSchema, depth: int = 0) -> Any:
+def _inline(node: Any, root: JSONSchema, depth: int = 0) -> Any:
     """``node`` with every ``$ref`` replaced by its definition, and no ``$id``."""
     assert depth < 64
     if isinstance(node, dict):

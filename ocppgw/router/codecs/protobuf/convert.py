@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from ocppgw.ocpp.messages import JSONObject, dumps, loads
+from ocppgw.ocpp.schemas import VERSION_DIRS, JSONSchema
 from ocppgw.router.codecs.protobuf import schema as S
 
 __all__ = [
@@ -68,7 +69,7 @@ def generated_module(name: str) -> Any:
 def _module(version: str) -> ModuleType:
     module = _MODULES.get(version)
     if module is None:
-        module = _MODULES[version] = generated_module(f"{S.VERSION_DIRS[version]}_pb2")
+        module = _MODULES[version] = generated_module(f"{VERSION_DIRS[version]}_pb2")
     return module
 
 
@@ -172,7 +173,7 @@ def _enum_table(enum_desc: Any, values: list[Any]) -> tuple[dict[str, int], dict
     return numbers, {n: s for s, n in numbers.items()}
 
 
-def _build(node: S.JSONSchema, root: S.JSONSchema, desc: Any, depth: int = 0) -> _Plan:
+def _build(node: JSONSchema, root: JSONSchema, desc: Any, depth: int = 0) -> _Plan:
     if depth > 64:
         raise _SchemaMismatch("schema nests too deep")
     plan = _Plan()
@@ -236,7 +237,7 @@ def _entry(version: str, action: str, is_request: bool) -> _Entry:
 
 
 def _make_entry(version: str, action: str, is_request: bool) -> _Entry:
-    root = S.load(version, action, is_request) if version in S.VERSION_DIRS else None
+    root = S.load(version, action, is_request) if version in VERSION_DIRS else None
     if root is None:
         return _NO_ENTRY
     cls = getattr(_module(version), S.message_name(action, is_request), None)
