@@ -23,6 +23,7 @@ from enum import IntEnum
 from typing import Any
 
 from ocppgw.ocpp.messages import JSONObject, dumps, loads
+from ocppgw.router.codecs.fields import json_object
 from ocppgw.router.codecs.protobuf.plan import (
     UNKNOWN_PROPERTY,
     Decode,
@@ -97,13 +98,7 @@ def payload_from_proto(
         encoding is unknown.
     """
     if encoding == PayloadEncoding.JSON:
-        try:
-            value = loads(data)
-        except (ValueError, RecursionError) as e:
-            raise PayloadError(f"JSON payload is not valid UTF-8 JSON: {str(e)[:120]}") from None
-        if not isinstance(value, dict):
-            raise PayloadError("JSON payload is not a JSON object")
-        return value
+        return json_object(data, PayloadError, "JSON payload")
     if encoding != PayloadEncoding.TYPED:
         raise PayloadError(f"unknown PayloadEncoding {encoding}")
     found = entry(version, action, is_request)
