@@ -1,12 +1,14 @@
 #!/usr/bin/env python
+# -*- test-case-name: tests.unit.test_protobuf_roundtrip -*-
 """
 Generate proto/ocppgw/v16.proto, v201.proto, v21.proto from the OCPP JSON
 schemas of the PyPI ``ocpp`` package, then the Python modules of every .proto
 in proto/ocppgw/ into ocppgw/router/codecs/protobuf/generated/.
 
-Run it as ``make proto``.  The mapping rules live in ocppgw/router/codecs/protobuf/schema.py
-(shared with the converter) and are described in docs/protobuf.md; this tool
-only adds names:
+Run it as ``make proto``.  The schema files are found by ocppgw/ocpp/schemas.py;
+the mapping rules live in ocppgw/router/codecs/protobuf/schema.py (shared with
+the converter) and are described in docs/protobuf.md; this tool only adds
+names:
 
 - a 2.x ``$ref`` definition keeps its name (``IdTokenType``); an inline object
   or enum (all of 1.6) is named after its property (``SampledValue``,
@@ -35,8 +37,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ocppgw.ocpp.schemas import VERSION_DIRS, JSONSchema  # noqa: E402
 from ocppgw.ocpp.versions import SUPPORTED  # noqa: E402
-from ocppgw.router.codecs.protobuf import schema as S  # noqa: E402
+from ocppgw.router.codecs.protobuf.schema import (  # noqa: E402
+    Kind,
+    Prop,
+    actions,
+    is_message,
+    load,
+    message_name,
+    properties,
+    resolve,
+)
 
 #: Hand-written .proto files in proto/ocppgw/, compiled with the generated ones.
 HAND_WRITTEN = ("options.proto", "message.proto")
@@ -45,20 +57,20 @@ GENERATED_IMPORT = "ocppgw.router.codecs.protobuf.generated"
 _DESCRIPTIVE = {"description", "javaType", "comment", "$id", "title", "$schema", "default"}
 
 
-def _shape(node: Any, root: S.JSONSchema, depth: int = 0) -> Any:
+def _shape(node: Any, root: JSONSchema, depth: int = 0) -> Any:
     """``node`` fully resolved, without descriptive keywords: equal shapes map equally."""
     if depth > 64:
         raise ValueError("schema nests too deep (recursive $ref?)")
     if isinstance(node, dict):
         if "$ref" in node:
-            node, _ = S.resolve(node, root)
+            node, _ = resolve(node, root)
         return {k: _shape(v, root, depth + 1) for k, v in node.items() if k not in _DESCRIPTIVE}
     if isinstance(node, list):
         return [_shape(v, root, depth + 1) for v in node]
     return node
 
 
-def _key(node: S.JSONSchema, root: S.JSONSchema) -> str:
+def _key(node: JSONSchema, root: JSONSchema) -> str:
     return json.dumps(_shape(node, root), sort_keys=True)
 
 
@@ -79,8 +91,8 @@ class _Type:
     key: str
     short: str
     is_enum: bool
-    node: S.JSONSchema
-    root: S.JSONSchema
+    node: JSONSchema
+    root: JSONSchema
     parent: _Type | None
     #: The top-level message name, for a top-level occurrence.
     fixed: str | None = None
@@ -89,14 +101,14 @@ class _Type:
 
 
 def _collect(
-    node: S.JSONSchema, root: S.JSONSchema, occ: _Type, out: list[_Type], depth: int = 0
+    node: JSONSchema, root: JSONSchema, occ: _Type, out: list[_Type], depth: int = 0
 ) -> None:
     if depth > 64:
         raise ValueError("schema nests too deep (recursive $ref?)")
-    for prop in S.properties(node, root):
-        if prop.kind not in (S.Kind.MESSAGE, S.Kind.ENUM):
+    for prop in properties(node, root):
+        if prop.kind not in (Kind.MESSAGE, Kind.ENUM):
             continue
-        is_enum = prop.kind is S.Kind.ENUM
+        is_enum = prop.kind is Kind.ENUM
         short = prop.ref_name or (_cap(prop.name) + ("Enum" if is_enum else ""))
         child = _Type(_key(prop.schema, root), short, is_enum, prop.schema, root, occ)
         occ.children[prop.name] = child
@@ -150,15 +162,15 @@ def _render_enum(t: _Type) -> str:
     return "\n".join(lines)
 
 
-_SCALARS = {S.Kind.STRING: "string", S.Kind.BOOL: "bool", S.Kind.NUMBER: "double"}
+_SCALARS = {Kind.STRING: "string", Kind.BOOL: "bool", Kind.NUMBER: "double"}
 
 
-def _field_type(prop: S.Prop, t: _Type) -> str:
-    if prop.kind in (S.Kind.MESSAGE, S.Kind.ENUM):
+def _field_type(prop: Prop, t: _Type) -> str:
+    if prop.kind in (Kind.MESSAGE, Kind.ENUM):
         return t.children[prop.name].name
-    if prop.kind is S.Kind.INT:
+    if prop.kind is Kind.INT:
         return "sint64" if prop.integer_signed else "int64"
-    if prop.kind is S.Kind.JSON:
+    if prop.kind is Kind.JSON:
         return "bytes"
     return _SCALARS[prop.kind]
 
@@ -169,8 +181,8 @@ def _json_name(name: str) -> str:
     return f' [json_name = "{name}"]' if "_" in name else ""
 
 
-def _note(prop: S.Prop) -> str:
-    if prop.kind is S.Kind.JSON:
+def _note(prop: Prop) -> str:
+    if prop.kind is Kind.JSON:
         return "  // JSON"
     if prop.schema.get("format") == "date-time":
         return "  // date-time, as sent"
@@ -179,7 +191,7 @@ def _note(prop: S.Prop) -> str:
 
 def _render_message(t: _Type) -> str:
     lines = [f"message {t.name} {{"]
-    for prop in S.properties(t.node, t.root):
+    for prop in properties(t.node, t.root):
         ftype = _field_type(prop, t)
         decl = f"{prop.name} = {prop.number}{_json_name(prop.name)};{_note(prop)}"
         if prop.repeated:
@@ -189,14 +201,14 @@ def _render_message(t: _Type) -> str:
                     f"  optional bool {prop.alt_name} = {prop.alt_number};  // present, empty"
                 )
         elif prop.choice_name:
-            alt = "raw string" if prop.kind is S.Kind.ENUM else "exact text"
+            alt = "raw string" if prop.kind is Kind.ENUM else "exact text"
             lines += [
                 f"  oneof {prop.choice_name} {{",
                 f"    {ftype} {decl}",
                 f"    string {prop.alt_name} = {prop.alt_number};  // {alt}",
                 "  }",
             ]
-        elif prop.required or prop.kind is S.Kind.MESSAGE:
+        elif prop.required or prop.kind is Kind.MESSAGE:
             lines.append(f"  {ftype} {decl}")
         else:
             lines.append(f"  optional {ftype} {decl}")
@@ -206,18 +218,18 @@ def _render_message(t: _Type) -> str:
 
 def render_version(version: str) -> str:
     """The .proto text of one OCPP version."""
-    vdir = S.VERSION_DIRS[version]
+    vdir = VERSION_DIRS[version]
     tops: list[_Type] = []
     types: list[_Type] = []
-    for action, (req, resp) in S.actions(version).items():
+    for action, (req, resp) in actions(version).items():
         for is_request, present in ((True, req), (False, resp)):
             if present is None:
                 continue
-            root = S.load(version, action, is_request)
+            root = load(version, action, is_request)
             assert root is not None
-            if not S.is_message(root):
+            if not is_message(root):
                 raise SystemExit(f"genproto: {version} {present} is not a closed object")
-            top = _Type("", "", False, root, root, None, fixed=S.message_name(action, is_request))
+            top = _Type("", "", False, root, root, None, fixed=message_name(action, is_request))
             tops.append(top)
             _collect(root, root, top, types)
     _assign_names(tops, types)
@@ -258,8 +270,8 @@ def generate(proto_dir: Path, python_dir: Path) -> None:
         if (out / name).resolve() != (src / name).resolve():
             shutil.copyfile(src / name, out / name)
     for version in SUPPORTED:
-        (out / f"{S.VERSION_DIRS[version]}.proto").write_text(render_version(version))
-    protos = [*HAND_WRITTEN, *(f"{S.VERSION_DIRS[v]}.proto" for v in SUPPORTED)]
+        (out / f"{VERSION_DIRS[version]}.proto").write_text(render_version(version))
+    protos = [*HAND_WRITTEN, *(f"{VERSION_DIRS[v]}.proto" for v in SUPPORTED)]
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_dir}", f"--python_out={tmp}"]
         subprocess.run([*cmd, *(f"{proto_dir}/ocppgw/{p}" for p in protos)], check=True)

@@ -31,16 +31,17 @@ from zope.interface.verify import verifyObject
 
 from ocppgw.ocpp.envelope import GATEWAY_ERROR_CODES, CodecError, DecodeContext, Envelope
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, Message, Send
+from ocppgw.ocpp.schemas import JSONSchema
 from ocppgw.ocpp.versions import OCPP2_ERROR_CODES, OCPP16_ERROR_CODES, SUPPORTED
 from ocppgw.router.codecs import ICodec, get
 from ocppgw.router.codecs.protobuf import ProtobufCodec, wrapper_of
-from ocppgw.router.codecs.protobuf import schema as S
 from ocppgw.router.codecs.protobuf.convert import (
     PayloadEncoding,
-    generated_module,
     payload_from_proto,
     payload_to_proto,
 )
+from ocppgw.router.codecs.protobuf.plan import generated_module
+from ocppgw.router.codecs.protobuf.schema import actions, load, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 INT64 = (-(2**63), 2**63 - 1)
@@ -50,7 +51,7 @@ CASES = [
         version, action, is_request, id=f"{version}-{action}-{'req' if is_request else 'conf'}"
     )
     for version in SUPPORTED
-    for action, files in S.actions(version).items()
+    for action, files in actions(version).items()
     for is_request, name in ((True, files[0]), (False, files[1]))
     if name is not None
 ]
@@ -69,12 +70,12 @@ ROUNDTRIP_SETTINGS = settings(
 # -- payload strategies ---------------------------------------------------------
 
 
-def _inline(node: Any, root: S.JSONSchema, depth: int = 0) -> Any:
+def _inline(node: Any, root: JSONSchema, depth: int = 0) -> Any:
     """``node`` with every ``$ref`` replaced by its definition, and no ``$id``."""
     assert depth < 64
     if isinstance(node, dict):
         if "$ref" in node:
-            node, _ = S.resolve(node, root)
+            node, _ = resolve(node, root)
         return {
             k: _inline(v, root, depth + 1)
             for k, v in node.items()
@@ -187,7 +188,7 @@ def _short_arrays(node: Any) -> Any:
 
 @cache
 def _payloads(version: str, action: str, is_request: bool) -> st.SearchStrategy[Any]:
-    root = S.load(version, action, is_request)
+    root = load(version, action, is_request)
     assert root is not None
     inlined = _inline(root, root)
     if HJS_WORKS:
@@ -201,7 +202,7 @@ def _payloads(version: str, action: str, is_request: bool) -> st.SearchStrategy[
 
 @cache
 def _validator(version: str, action: str, is_request: bool) -> Any:
-    root = S.load(version, action, is_request)
+    root = load(version, action, is_request)
     assert root is not None
     cls = jsonschema.validators.validator_for(root, default=jsonschema.Draft4Validator)
     return cls(root)
@@ -265,7 +266,7 @@ def test_payload_roundtrip(version: str, action: str, is_request: bool) -> None:
 
 def test_every_action_is_covered() -> None:
     """The round trip covers 39 actions in 1.6, 64 in 2.0.1, 90 pairs and one SEND in 2.1."""
-    counts = {v: len(S.actions(v)) for v in SUPPORTED}
+    counts = {v: len(actions(v)) for v in SUPPORTED}
     assert counts == {"ocpp1.6": 39, "ocpp2.0.1": 64, "ocpp2.1": 91}
     assert len(CASES) == 78 + 128 + 181
 

@@ -1,9 +1,8 @@
-"""Schema validation of OCPP payloads and its mapping to OCPP-J error codes."""
+"""Schema validation of OCPP payloads, its mapping to OCPP-J error codes, and schema files."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import json
 import urllib.request
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ocppgw.ocpp.schemas import SchemaSet, packaged
 from ocppgw.ocpp.validation import SchemaError, Validator, Violation, is_multiple_of
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201, ErrorKind, error_code
 
@@ -525,6 +525,25 @@ def test_broken_schema(tmp_path: Path, content: str) -> None:
         Validator(str(tmp_path)).validate(OCPP16, "Heartbeat", True, {})
 
 
+def test_schema_files_pair_into_actions(tmp_path: Path) -> None:
+    """Files pair by action; a schema's own name, or a lone response, is no action."""
+    for name in ("Foo.json", "FooResponse.json", "FooRequest.json", "OnlyResponse.json"):
+        write_schema(tmp_path / "v16" / name, {"type": "object"})
+    for name in ("Bar.json", "BarRequest.json", "BarResponse.json", "Beat.json", "notes.txt"):
+        write_schema(tmp_path / "v21" / name, {"type": "object"})
+    schemas = SchemaSet(str(tmp_path))
+    assert dict(schemas.actions(OCPP16)) == {"Foo": ("Foo.json", "FooResponse.json")}
+    assert dict(schemas.actions(OCPP21)) == {
+        "Bar": ("BarRequest.json", "BarResponse.json"),
+        "Beat": ("Beat.json", None),
+    }
+    assert schemas.actions(OCPP201) == {}
+    assert "Bar.json" in schemas.files(OCPP21) and "notes.txt" not in schemas.files(OCPP21)
+    assert schemas.file_name(OCPP21, "Beat", request=False) is None
+    assert schemas.file_name(OCPP16, "FooRequest", request=True) is None
+    assert Validator(str(tmp_path)).check_all() == 8
+
+
 # Generated payloads: whatever the schema allows, the validator accepts.
 #
 # hypothesis_jsonschema.from_schema would be the natural generator, but 0.23.1
@@ -553,12 +572,9 @@ _GENERATED = [
 
 
 def _packaged_schema(version: str, action: str) -> dict[str, Any]:
-    sub = {OCPP16: "v16", OCPP201: "v201", OCPP21: "v21"}[version]
-    files = importlib.resources.files("ocpp") / sub / "schemas"
-    names = [f"{action}.json"] if version == OCPP16 else [f"{action}Request.json", f"{action}.json"]
-    path = next(files / name for name in names if (files / name).is_file())
-    schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8-sig"))
-    return schema
+    name = packaged().file_name(version, action, request=True)
+    assert name is not None
+    return packaged().load(version, name)
 
 
 def _strategy(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:

@@ -1,14 +1,18 @@
+# -*- test-case-name: tests.unit.test_codecs,tests.unit.test_protobuf_roundtrip -*-
 """
 Building a message from envelope fields, shared by the envelope codecs.
 
 The JSON envelope and the protobuf ``Message`` wrapper carry the same fields
 (MessageTypeId, UniqueId, Action, Payload, ErrorCode, ErrorDescription,
 ErrorDetails); both check them here, so a backend gets the same error for the
-same mistake whichever profile it speaks.
+same mistake whichever profile it speaks.  Both also read JSON objects from
+bytes (the JSON envelope itself, a protobuf payload sent as JSON) with
+:func:`json_object`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ocppgw.ocpp.envelope import CodecError
@@ -21,6 +25,7 @@ from ocppgw.ocpp.messages import (
     MessageType,
     Send,
     check_unique_id,
+    loads,
 )
 from ocppgw.ocpp.versions import error_codes, has_21_types
 
@@ -79,4 +84,23 @@ def message_from_fields(
 def _object(name: str, value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise CodecError(f"{name} is missing or not a JSON object")
+    return value
+
+
+def json_object(
+    data: bytes, error: Callable[[str], Exception], name: str, parsed_name: str = ""
+) -> dict[str, Any]:
+    """
+    ``data`` read as the JSON object it must be.
+
+    :raises error: saying that ``name`` (the bytes) is not UTF-8 JSON, or that
+        ``parsed_name`` (what they hold; ``name`` too by default) is not a
+        JSON object.
+    """
+    try:
+        value = loads(data)
+    except (ValueError, RecursionError) as e:
+        raise error(f"{name} is not valid UTF-8 JSON: {str(e)[:120]}") from None
+    if not isinstance(value, dict):
+        raise error(f"{parsed_name or name} is not a JSON object")
     return value

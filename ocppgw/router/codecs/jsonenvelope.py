@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_codecs -*-
 """
 The JSON envelope (README, "Topics and envelopes"), with the field names of the Chargerlink
 ``Message`` class and the EMQX gateway::
@@ -21,9 +22,9 @@ from typing import Any
 from zope.interface import implementer
 
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
-from ocppgw.ocpp.messages import CallError, CallResult, CallResultError, dumps, loads
+from ocppgw.ocpp.messages import CallError, CallResult, CallResultError, dumps
 from ocppgw.router.codecs import ICodec
-from ocppgw.router.codecs.fields import message_from_fields
+from ocppgw.router.codecs.fields import json_object, message_from_fields
 
 
 def envelope_fields(envelope: Envelope) -> dict[str, Any]:
@@ -64,12 +65,7 @@ class JSONCodec:
         return dumps(envelope_fields(envelope)).encode("utf-8")
 
     def decode(self, data: bytes, context: DecodeContext) -> Envelope:
-        try:
-            obj = loads(data)
-        except (ValueError, RecursionError) as e:
-            raise CodecError(f"payload is not valid UTF-8 JSON: {str(e)[:120]}") from None
-        if not isinstance(obj, dict):
-            raise CodecError("envelope is not a JSON object")
+        obj = json_object(data, CodecError, "payload", "envelope")
         try:
             message = message_from_fields(
                 context.version,

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_protobuf_roundtrip -*-
 """
 The protobuf profile: the ``Message`` wrapper of proto/ocppgw/message.proto.
 
@@ -6,7 +7,7 @@ ErrorCode, ErrorDescription, Payload); the gateway adds ErrorDetails, Protocol,
 PayloadEncoding, ChargePointId, Timestamp, Origin, Late, ErrorCodeText and
 Answered from field 7 on.  Payload is the typed ``<Action>Request``/``<Action>Response`` of
 the version's .proto, or the payload's JSON text when PayloadEncoding is JSON
-(:mod:`ocppgw.protobuf`).  docs/protobuf.md describes it for backend authors.
+(:mod:`ocppgw.router.codecs.protobuf.convert`).  docs/protobuf.md describes it for backend authors.
 
 Downstream, a CALLRESULT needs its Action to decode a typed payload: the
 wrapper's Action if set, else the Action of the pending CALL with that id
@@ -27,11 +28,11 @@ from ocppgw.router.codecs.fields import message_from_fields
 from ocppgw.router.codecs.protobuf.convert import (
     PayloadEncoding,
     PayloadError,
-    generated_module,
     json_bytes,
     payload_from_proto,
     payload_to_proto,
 )
+from ocppgw.router.codecs.protobuf.plan import generated_module
 
 try:
     message_pb2 = generated_module("message_pb2")

@@ -1,9 +1,11 @@
+# -*- test-case-name: tests.unit.test_protobuf_roundtrip -*-
 """
-The OCPP JSON schemas, read the way the protobuf mapping needs them.
+The OCPP JSON schemas, walked the way the protobuf mapping needs them.
 
 Both the generator of the ``.proto`` files (``tools/genproto.py``) and the
-converter (:mod:`ocppgw.protobuf`) walk the schemas through this module, so
-the two agree on every rule of the mapping (docs/protobuf.md):
+converter (:mod:`ocppgw.router.codecs.protobuf.convert`) walk the schemas
+through this module, so the two agree on every rule of the mapping
+(docs/protobuf.md):
 
 - each property of an object becomes one field, numbered in schema order from
   1 (``customData``, present on every 2.x class and rarely set, is numbered
@@ -16,24 +18,19 @@ the two agree on every rule of the mapping (docs/protobuf.md):
   false, such as 2.x ``customData``, or a property without a type, such as 2.x
   ``DataTransfer.data``) is JSON bytes.
 
-The schemas are those of the PyPI ``ocpp`` package, read as ``utf-8-sig``
-(some files start with a byte order mark).
+The schemas are those of the PyPI ``ocpp`` package, as
+:func:`ocppgw.ocpp.schemas.packaged` finds and reads them.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
-from importlib import resources
 from typing import Any
 
-from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
-
-#: The schema directory of each version inside the ``ocpp`` package, which is
-#: also the name of its ``.proto`` file and protobuf package (``ocppgw.v16``).
-VERSION_DIRS: dict[str, str] = {OCPP16: "v16", OCPP201: "v201", OCPP21: "v21"}
+from ocppgw.ocpp.schemas import VERSION_DIRS, ActionFiles, JSONSchema, packaged
 
 #: The second field of a property is numbered this much above the first.
 ALT_OFFSET = 1000
@@ -47,8 +44,6 @@ CHOICE_SUFFIX = "_choice"
 
 #: 2.x classes carry this free-form property; it is numbered last.
 CUSTOM_DATA = "customData"
-
-JSONSchema = dict[str, Any]
 
 
 class Kind(Enum):
@@ -111,29 +106,11 @@ class Prop:
         return not (isinstance(minimum, int | float) and minimum >= 0)
 
 
-def schema_dir(version: str) -> Any:
-    """The directory (an importlib Traversable) of ``version``'s schemas."""
-    return resources.files("ocpp") / VERSION_DIRS[version] / "schemas"
-
-
-@cache
-def actions(version: str) -> dict[str, tuple[str | None, str | None]]:
+def actions(version: str) -> Mapping[str, ActionFiles]:
     """Every action of ``version``: its request and response schema file names."""
     if version not in VERSION_DIRS:
         return {}
-    names = sorted(p.name for p in schema_dir(version).iterdir() if p.name.endswith(".json"))
-    found: dict[str, list[str | None]] = {}
-    for name in names:
-        stem = name[: -len(".json")]
-        if stem.endswith("Response"):
-            found.setdefault(stem[: -len("Response")], [None, None])[1] = name
-        elif version != OCPP16 and stem.endswith("Request"):
-            found.setdefault(stem[: -len("Request")], [None, None])[0] = name
-        else:
-            # 1.6 names requests after the action; 2.1 names its one SEND
-            # (NotifyPeriodicEventStream) the same way.
-            found.setdefault(stem, [None, None])[0] = name
-    return {a: (r[0], r[1]) for a, r in sorted(found.items())}
+    return packaged().actions(version)
 
 
 def message_name(action: str, is_request: bool) -> str:
@@ -143,19 +120,16 @@ def message_name(action: str, is_request: bool) -> str:
 
 def load(version: str, action: str, is_request: bool) -> JSONSchema | None:
     """The schema of one payload, or ``None`` if ``version`` has no such action."""
-    files = actions(version).get(action)
-    if files is None:
-        # Not cached: actions come from charge points, and may be anything.
+    if version not in VERSION_DIRS:
         return None
-    name = files[0] if is_request else files[1]
+    name = packaged().file_name(version, action, is_request)
+    # Cached by file, not by action: actions come from charge points, and may be anything.
     return None if name is None else _load_file(version, name)
 
 
 @cache
 def _load_file(version: str, name: str) -> JSONSchema:
-    text = (schema_dir(version) / name).read_text(encoding="utf-8-sig")
-    schema: JSONSchema = json.loads(text)
-    return schema
+    return packaged().load(version, name)
 
 
 def resolve(node: JSONSchema, root: JSONSchema) -> tuple[JSONSchema, str | None]:
