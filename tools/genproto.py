@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-# -*- test-case-name: tests.unit.test_protobuf_roundtrip -*-
+# -*- test-case-name: tests.unit.router.test_protobuf_roundtrip -*-
 """
 Generate proto/ocppgw/v16.proto, v201.proto, v21.proto from the OCPP JSON
 schemas of the PyPI ``ocpp`` package, then the Python modules of every .proto

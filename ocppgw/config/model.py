@@ -3,6 +3,11 @@
 The typed, frozen values a configuration is parsed into: :class:`Config`, the
 values of its sections, and (last) :class:`Topic`, the template and codec that
 the upstream and downstream sections are made of.
+
+The defaults live in one place, :data:`~ocppgw.config.keys.SECTIONS`: every
+field here is filled by :func:`~ocppgw.config.parse`.  Only
+:class:`ListenerConfig` keeps defaults, so that tests and benchmarks can make
+one listener without an INI file.
 """
 
 from __future__ import annotations
@@ -60,20 +65,20 @@ class MQTTConfig:
     reconnect_max: float
     mosquitto: str
     #: mqtts://: TLS to the broker, its hostname verified with service-identity.
-    tls: bool = False
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
+    tls: bool
+    tls_ca: str | None
+    tls_cert: str | None
+    tls_key: str | None
 
 
 @dataclass(frozen=True)
 class LoginLimits:
     """[auth]: failed logins allowed per address and per identity in a window."""
 
-    per_address: int = 20
-    per_identity: int = 10
-    window: float = 60.0
-    table_size: int = 100_000
+    per_address: int
+    per_identity: int
+    window: float
+    table_size: int
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,8 @@ class UpstreamConfig:
     error: Topic
     overrides: Mapping[str, Topic]
     #: Where frames refused by validation are published whole, if anywhere.
-    invalid: TopicTemplate | None = None
-    awaiting_timeout: float = 30.0
+    invalid: TopicTemplate | None
+    awaiting_timeout: float
 
     def call_topic(self, action: str) -> Topic:
         """The topic of CALLs (and SENDs) of ``action``."""
@@ -98,11 +103,11 @@ class DownstreamConfig:
     """``[dnstream]``: the topic of CALLs to charge points, and their queue."""
 
     topic: Topic
-    max_queue: int = 100
-    awaiting_timeout: float = 30.0
-    offline_ttl: float = 60.0
+    max_queue: int
+    awaiting_timeout: float
+    offline_ttl: float
     #: MQTT 5 shared-subscription group answering CALLs for unheld identities.
-    offline_group: str = "ocppgw"
+    offline_group: str
 
 
 @dataclass(frozen=True)
@@ -127,12 +132,12 @@ class Config:
     upstream: UpstreamConfig
     downstream: DownstreamConfig
     presence: PresenceConfig
-    strict: bool = True
-    shutdown_timeout: float = 10.0
-    validation_mode: str = "all"
-    schema_dir: str | None = None
-    local_heartbeat: bool = False
-    login_limits: LoginLimits = LoginLimits()
+    strict: bool
+    shutdown_timeout: float
+    validation_mode: str
+    schema_dir: str | None
+    local_heartbeat: bool
+    login_limits: LoginLimits
 
 
 @dataclass(frozen=True)

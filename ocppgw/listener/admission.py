@@ -24,6 +24,7 @@ Failures of step 3 count against the address and the identity.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -41,20 +42,16 @@ if TYPE_CHECKING:
 _CHALLENGE = [("WWW-Authenticate", 'Basic realm="ocppgw", charset="UTF-8"')]
 
 
+@dataclass
 class Gatekeeper:
     """The admission checks of one listener."""
 
-    def __init__(
-        self,
-        listener: ListenerConfig,
-        credentials: Credentials | None,
-        limiter: LoginLimiter | None = None,
-        forwarded: ForwardedCertificates | None = None,
-    ) -> None:
-        self.listener = listener
-        self.credentials = credentials
-        self.limiter = limiter
-        self.forwarded = forwarded
+    listener: ListenerConfig
+    credentials: Credentials | None
+    #: Failed-login limits shared by every listener, if any.
+    limiter: LoginLimiter | None = None
+    #: The CA that client certificates forwarded by a trusted proxy must chain to.
+    forwarded: ForwardedCertificates | None = None
 
     def source(self, peer_host: str, headers: Mapping[str, str]) -> Source:
         """Where the request comes from (see :mod:`ocppgw.listener.proxy`)."""

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_codecs -*-
+# -*- test-case-name: tests.unit.router.test_codecs -*-
 """
 What travels between the gateway and the broker, before a codec gives it bytes.
 

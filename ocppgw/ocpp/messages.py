@@ -49,24 +49,23 @@ class MessageType(IntEnum):
 JSONObject = dict[str, Any]
 
 
+# In the order of their MessageTypeId (OCPP-J 1.6 §4.2, 2.1 Part 4 §4.1.3-4.2.4).
+
+
 @dataclass(frozen=True, slots=True)
-class Call:
+class _Request:
+    """What a CALL and a SEND carry: an id, an Action and its payload."""
+
+    unique_id: str
+    action: str
+    payload: JSONObject
+
+
+@dataclass(frozen=True, slots=True)
+class Call(_Request):
     """A request: the sender waits for a CALLRESULT or CALLERROR."""
 
-    unique_id: str
-    action: str
-    payload: JSONObject
     message_type: MessageType = field(default=MessageType.CALL, init=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """OCPP 2.1 SEND: like a CALL but never answered (2.1 Part 4 §4.2.5)."""
-
-    unique_id: str
-    action: str
-    payload: JSONObject
-    message_type: MessageType = field(default=MessageType.SEND, init=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,27 +79,35 @@ class CallResult:
 
 
 @dataclass(frozen=True, slots=True)
-class CallError:
-    """A CALL could not be handled.  ``action`` is not on the wire."""
+class _Error:
+    """What both error types carry.  ``action`` is not on the wire; the gateway adds it."""
 
     unique_id: str
     error_code: str
     error_description: str = ""
     error_details: JSONObject = field(default_factory=dict)
     action: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallError(_Error):
+    """A CALL could not be handled."""
+
     message_type: MessageType = field(default=MessageType.CALLERROR, init=False)
 
 
 @dataclass(frozen=True, slots=True)
-class CallResultError:
+class CallResultError(_Error):
     """OCPP 2.1: a CALLRESULT could not be handled (2.1 Part 4 §4.2.4)."""
 
-    unique_id: str
-    error_code: str
-    error_description: str = ""
-    error_details: JSONObject = field(default_factory=dict)
-    action: str | None = None
     message_type: MessageType = field(default=MessageType.CALLRESULTERROR, init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Send(_Request):
+    """OCPP 2.1 SEND: like a CALL but never answered (2.1 Part 4 §4.2.5)."""
+
+    message_type: MessageType = field(default=MessageType.SEND, init=False)
 
 
 Message = Call | Send | CallResult | CallError | CallResultError

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_validation,tests.unit.test_protobuf_roundtrip -*-
+# -*- test-case-name: tests.unit.ocpp.test_validation,tests.unit.router.test_protobuf_roundtrip -*-
 """
 Where the OCPP JSON schema files are, which actions they describe, and reading one.
 

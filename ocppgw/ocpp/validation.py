@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_validation -*-
+# -*- test-case-name: tests.unit.ocpp.test_validation -*-
 """
 JSON-schema validation of OCPP payloads, with failures named as OCPP-J errors.
 

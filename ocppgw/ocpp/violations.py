@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_validation -*-
+# -*- test-case-name: tests.unit.ocpp.test_validation -*-
 """
 What is wrong with a payload, as an OCPP-J error kind and description.
 

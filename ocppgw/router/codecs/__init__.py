@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.router.test_codecs -*-
 """
 Wire profiles of MQTT payloads, in a registry keyed by name.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_codecs,tests.unit.test_protobuf_roundtrip -*-
+# -*- test-case-name: tests.unit.router.test_codecs,tests.unit.router.test_protobuf_roundtrip -*-
 """
 Building a message from envelope fields, shared by the envelope codecs.
 

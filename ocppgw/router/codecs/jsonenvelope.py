@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_codecs -*-
+# -*- test-case-name: tests.unit.router.test_codecs -*-
 """
 The JSON envelope (README, "Topics and envelopes"), with the field names of the Chargerlink
 ``Message`` class and the EMQX gateway::

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.router.test_codecs -*-
 """
 The raw profile: the MQTT payload is the OCPP-J frame itself.
 

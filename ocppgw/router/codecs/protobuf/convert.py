@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_protobuf_roundtrip -*-
+# -*- test-case-name: tests.unit.router.test_protobuf_roundtrip -*-
 """
 OCPP JSON payloads to typed protobuf messages and back, losslessly.
 

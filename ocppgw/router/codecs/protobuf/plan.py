@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_protobuf_roundtrip -*-
+# -*- test-case-name: tests.unit.router.test_protobuf_roundtrip -*-
 """
 The conversion plan of each (version, action, direction): its schema laid onto
 its generated message, field by field.

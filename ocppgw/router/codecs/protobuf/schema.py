@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_protobuf_roundtrip -*-
+# -*- test-case-name: tests.unit.router.test_protobuf_roundtrip -*-
 """
 The OCPP JSON schemas, walked the way the protobuf mapping needs them.
 

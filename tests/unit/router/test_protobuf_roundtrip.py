@@ -43,7 +43,7 @@ from ocppgw.router.codecs.protobuf.convert import (
 from ocppgw.router.codecs.protobuf.plan import generated_module
 from ocppgw.router.codecs.protobuf.schema import actions, load, resolve
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 INT64 = (-(2**63), 2**63 - 1)
 
 CASES = [
