@@ -110,7 +110,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "awaiting_timeout": Key(seconds(), "30"),
     },
     "upstream:": {
-        "topic": Key(nonempty, ""),
+        "topic": Key(text, ""),
         "codec": Key(codec, ""),
     },
     "dnstream": {

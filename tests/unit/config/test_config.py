@@ -45,6 +45,14 @@ def test_action_override_and_codecs() -> None:
     assert config.upstream.error.codec == "json"
 
 
+def test_action_override_of_the_codec_alone() -> None:
+    """An [upstream:ACTION] with only a codec keeps the [upstream] topic for that action."""
+    config = parse(MINIMAL + "[upstream]\ntopic = up/${cid}/${action}\n"
+                   + "[upstream:MeterValues]\ncodec = protobuf\n")
+    meter = config.upstream.call_topic("MeterValues")
+    assert (meter.template.text, meter.codec) == ("up/${cid}/${action}", "protobuf")
+
+
 def test_external_broker() -> None:
     """mqtt://HOST:PORT selects an external broker."""
     config = parse(MINIMAL + "[mqtt]\nbroker = mqtt://broker.example:1884\n")
