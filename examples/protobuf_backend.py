@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.router.test_protobuf_profile,tests.integration.test_protobuf_backend -*-
+# -*- test-case-name: tests.unit.router.test_protobuf_profile -*-
 """
 A CSMS backend on MQTT that speaks the ocppgw protobuf profile, built from
 proto/ and docs/protobuf.md alone: it imports only protoc's output, never the
@@ -230,23 +230,19 @@ def _boot(_: dict[str, Any]) -> dict[str, Any]:
 
 
 #: The answer to each charge point CALL this backend handles, per version.
-ANSWERS_16 = {
+_COMMON = {
     "BootNotification": _boot,
     "Heartbeat": lambda _: {"currentTime": _now()},
     "StatusNotification": lambda _: {},
     "MeterValues": lambda _: {},
+}
+ANSWERS_16 = {
+    **_COMMON,
     "Authorize": _accepted,
     "StartTransaction": lambda p: {"transactionId": 1, **_accepted(p)},
     "StopTransaction": lambda _: {},
 }
-ANSWERS_2X = {
-    "BootNotification": _boot,
-    "Heartbeat": lambda _: {"currentTime": _now()},
-    "StatusNotification": lambda _: {},
-    "MeterValues": lambda _: {},
-    "Authorize": _accepted_token,
-    "TransactionEvent": lambda _: {},
-}
+ANSWERS_2X = {**_COMMON, "Authorize": _accepted_token, "TransactionEvent": lambda _: {}}
 ANSWERS = {"ocpp1.6": ANSWERS_16, "ocpp2.0.1": ANSWERS_2X, "ocpp2.1": ANSWERS_2X}
 
 

@@ -224,3 +224,23 @@ def test_protoc_output_is_not_the_gateway_package(compiled: Path) -> None:
     text = (compiled / "ocppgw_pb" / "v1" / "v16_pb2.py").read_text()
     assert "from ocppgw_pb.v1 import options_pb2" in text
     assert "from ocppgw " not in text and "import ocppgw." not in text
+
+
+def test_example_backend_answers_a_boot_notification(example: ModuleType) -> None:
+    """The example answers a CALL with a typed CALLRESULT on the charge point's Reply topic."""
+    call = example.message_pb2.Message.FromString(
+        example.wrapper(
+            2,
+            "u1",
+            "BootNotification",
+            "ocpp1.6",
+            {"chargePointVendor": "A", "chargePointModel": "B"},
+        )
+    )
+    call.ChargePointId = "CP/1"
+    topic, data = example.handle(call.SerializeToString())
+    reply = example.message_pb2.Message.FromString(data)
+    assert topic == "ocpp/cs/CP%2F1/Reply/BootNotification"
+    assert (reply.MessageTypeId, reply.UniqueId, reply.PayloadEncoding) == (3, "u1", example.TYPED)
+    answer = payload_from_proto("ocpp1.6", "BootNotification", False, reply.Payload, 0)
+    assert (answer["status"], answer["interval"]) == ("Accepted", 300)
