@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 # -*- test-case-name: tests.unit.router.test_protobuf_roundtrip -*-
 """
-Generate proto/ocppgw/v16.proto, v201.proto, v21.proto from the OCPP JSON
-schemas of the PyPI ``ocpp`` package, then the Python modules of every .proto
-in proto/ocppgw/ into ocppgw/router/codecs/protobuf/generated/.
+Generate proto/ocppgw_pb/v1/v16.proto, v201.proto, v21.proto from the OCPP
+JSON schemas of the PyPI ``ocpp`` package, with the numbers locked in
+proto/ocppgw_pb/v1/numbers.json (``tools/protonumbers.py``), then the Python
+modules of every .proto there into ocppgw/router/codecs/protobuf/generated/.
 
 Run it as ``make proto``.  The schema files are found by ocppgw/ocpp/schemas.py;
 the mapping rules live in ocppgw/router/codecs/protobuf/schema.py (shared with
@@ -16,9 +17,11 @@ names:
   stand for different shapes (``BootNotificationResponseStatusEnum``);
 - enum values are prefixed with their enum's name, because protobuf scopes them
   as siblings of the enum (C++ rules), and carry their wire string in the
-  ``(ocppgw.json_value)`` option.
+  ``(ocppgw_pb.v1.json_value)`` option;
+- a field whose property the schema requires carries
+  ``(ocppgw_pb.v1.required) = true``.
 
-Usage: genproto.py [--proto-dir DIR] [--python-dir DIR]
+Usage: genproto.py [--proto-dir DIR] [--python-dir DIR] [--schema-dir DIR] [--lock FILE]
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ocppgw.ocpp.schemas import VERSION_DIRS, JSONSchema  # noqa: E402
+from ocppgw.ocpp.schemas import VERSION_DIRS, JSONSchema, SchemaSet  # noqa: E402
 from ocppgw.ocpp.versions import SUPPORTED  # noqa: E402
 from ocppgw.router.codecs.protobuf.schema import (  # noqa: E402
     Kind,
@@ -50,7 +53,14 @@ from ocppgw.router.codecs.protobuf.schema import (  # noqa: E402
     resolve,
 )
 
-#: Hand-written .proto files in proto/ocppgw/, compiled with the generated ones.
+sys.path.insert(0, str(ROOT / "tools"))
+import protonumbers  # noqa: E402
+
+#: Where the .proto files are, below proto/: also their protobuf package, with dots.
+PROTO_PATH = "ocppgw_pb/v1"
+PACKAGE = PROTO_PATH.replace("/", ".")
+LOCK = "numbers.json"
+#: Hand-written .proto files in proto/ocppgw_pb/v1/, compiled with the generated ones.
 HAND_WRITTEN = ("options.proto", "message.proto")
 GENERATED_IMPORT = "ocppgw.router.codecs.protobuf.generated"
 
@@ -137,8 +147,12 @@ def _assign_names(tops: list[_Type], types: list[_Type]) -> None:
             raise SystemExit(f"genproto: type name {t.name} stands for two shapes")
 
 
+def _enum_prefix(t: _Type) -> str:
+    return _upper_snake(re.sub(r"(EnumType|Enum|Type)$", "", t.name) or t.name)
+
+
 def _enum_values(t: _Type) -> list[tuple[str, str]]:
-    prefix = _upper_snake(re.sub(r"(EnumType|Enum|Type)$", "", t.name) or t.name)
+    prefix = _enum_prefix(t)
     out: list[tuple[str, str]] = []
     used: set[str] = set()
     for value in t.node["enum"]:
@@ -153,11 +167,23 @@ def _enum_values(t: _Type) -> list[tuple[str, str]]:
     return out
 
 
-def _render_enum(t: _Type) -> str:
-    prefix = _upper_snake(re.sub(r"(EnumType|Enum|Type)$", "", t.name) or t.name)
+def _reserved(numbers: dict[str, int], names: list[str]) -> list[str]:
+    """The ``reserved`` statements of removed numbers and names (never given again)."""
+    if not numbers:
+        return []
+    listed = ", ".join(str(n) for n in sorted(numbers.values()))
+    quoted = ", ".join(json.dumps(n) for n in sorted(set(names)))
+    return [f"  reserved {listed};", f"  reserved {quoted};"]
+
+
+def _render_enum(t: _Type, lock: protonumbers.Numbers) -> str:
+    prefix = _enum_prefix(t)
     lines = [f"enum {t.name} {{", f"  {prefix}_UNSPECIFIED = 0;"]
-    for number, (name, value) in enumerate(_enum_values(t), start=1):
-        lines.append(f"  {name} = {number} [(ocppgw.json_value) = {json.dumps(value)}];")
+    values = [(lock.value(t.name, value), name, value) for name, value in _enum_values(t)]
+    for number, name, value in sorted(values):
+        lines.append(f"  {name} = {number} [({PACKAGE}.json_value) = {json.dumps(value)}];")
+    removed = lock.reserved_values(t.name)
+    lines += _reserved(removed, [f"{prefix}_{_upper_snake(v) or 'VALUE'}" for v in removed])
     lines.append("}")
     return "\n".join(lines)
 
@@ -175,10 +201,15 @@ def _field_type(prop: Prop, t: _Type) -> str:
     return _SCALARS[prop.kind]
 
 
-def _json_name(name: str) -> str:
-    # protoc derives json_name by dropping underscores (limit_L2 -> limitL2);
-    # OCPP's names must stay as they are.
-    return f' [json_name = "{name}"]' if "_" in name else ""
+def _options(prop: Prop) -> str:
+    options = []
+    if "_" in prop.name:
+        # protoc derives json_name by dropping underscores (limit_L2 -> limitL2);
+        # OCPP's names must stay as they are.
+        options.append(f'json_name = "{prop.name}"')
+    if prop.required:
+        options.append(f"({PACKAGE}.required) = true")
+    return f" [{', '.join(options)}]" if options else ""
 
 
 def _note(prop: Prop) -> str:
@@ -189,43 +220,48 @@ def _note(prop: Prop) -> str:
     return ""
 
 
-def _render_message(t: _Type) -> str:
+def _render_message(t: _Type, lock: protonumbers.Numbers) -> str:
     lines = [f"message {t.name} {{"]
     for prop in properties(t.node, t.root):
         ftype = _field_type(prop, t)
-        decl = f"{prop.name} = {prop.number}{_json_name(prop.name)};{_note(prop)}"
+        number = lock.field(t.name, prop.name)
+        decl = f"{prop.name} = {number}{_options(prop)};{_note(prop)}"
+        alt = prop.alt_name
+        alt_number = None if alt is None else lock.field(t.name, alt, alt_of=number)
         if prop.repeated:
             lines.append(f"  repeated {ftype} {decl}")
-            if prop.alt_name:
-                lines.append(
-                    f"  optional bool {prop.alt_name} = {prop.alt_number};  // present, empty"
-                )
+            if alt:
+                lines.append(f"  optional bool {alt} = {alt_number};  // present, empty")
         elif prop.choice_name:
-            alt = "raw string" if prop.kind is Kind.ENUM else "exact text"
+            note = "raw string" if prop.kind is Kind.ENUM else "exact text"
             lines += [
                 f"  oneof {prop.choice_name} {{",
                 f"    {ftype} {decl}",
-                f"    string {prop.alt_name} = {prop.alt_number};  // {alt}",
+                f"    string {alt} = {alt_number};  // {note}",
                 "  }",
             ]
         elif prop.required or prop.kind is Kind.MESSAGE:
             lines.append(f"  {ftype} {decl}")
         else:
             lines.append(f"  optional {ftype} {decl}")
+    removed = lock.reserved_fields(t.name)
+    lines += _reserved(removed, list(removed))
     lines.append("}")
     return "\n".join(lines)
 
 
-def render_version(version: str) -> str:
-    """The .proto text of one OCPP version."""
+def render_version(
+    version: str, lock: protonumbers.Numbers, schemas: SchemaSet | None = None
+) -> str:
+    """The .proto text of one OCPP version, numbered by (and extending) ``lock``."""
     vdir = VERSION_DIRS[version]
     tops: list[_Type] = []
     types: list[_Type] = []
-    for action, (req, resp) in actions(version).items():
+    for action, (req, resp) in actions(version, schemas).items():
         for is_request, present in ((True, req), (False, resp)):
             if present is None:
                 continue
-            root = load(version, action, is_request)
+            root = load(version, action, is_request, schemas)
             assert root is not None
             if not is_message(root):
                 raise SystemExit(f"genproto: {version} {present} is not a closed object")
@@ -233,54 +269,72 @@ def render_version(version: str) -> str:
             tops.append(top)
             _collect(root, root, top, types)
     _assign_names(tops, types)
-    blocks = [_render_message(t) for t in tops]
+    blocks = [_render_message(t, lock) for t in tops]
     seen: dict[str, str] = {}
     for t in sorted(types, key=lambda t: t.name):
-        text = _render_enum(t) if t.is_enum else _render_message(t)
+        text = _render_enum(t, lock) if t.is_enum else _render_message(t, lock)
         if seen.setdefault(t.name, text) != text:
             raise SystemExit(f"genproto: {t.name} renders two ways")
     blocks += [seen[n] for n in sorted(seen)]
     header = [
         f"// OCPP {version[4:]} payloads: one <Action>Request and <Action>Response message",
         "// per action.  Generated by tools/genproto.py from the JSON schemas of the",
-        "// PyPI ocpp package; do not edit, run `make proto`.  Mapping: docs/protobuf.md.",
+        "// PyPI ocpp package, numbered as numbers.json locks them; do not edit, run",
+        "// `make proto`.  Mapping: docs/protobuf.md.",
         'syntax = "proto3";',
         "",
-        f"package ocppgw.{vdir};",
+        f"package {PACKAGE}.{vdir};",
         "",
-        'import "ocppgw/options.proto";',
+        f'import "{PROTO_PATH}/options.proto";',
         "",
-        f'option go_package = "ocppgw/pb/{vdir};{vdir}pb";',
+        f'option go_package = "{PROTO_PATH}/{vdir};{vdir}pb";',
         "",
     ]
     return "\n".join(header) + "\n" + "\n\n".join(blocks) + "\n"
 
 
 def _fix_imports(text: str) -> str:
-    # protoc writes `from ocppgw import x_pb2`; the modules live in a package.
-    return re.sub(r"^from ocppgw import ", f"from {GENERATED_IMPORT} import ", text, flags=re.M)
+    # protoc writes `from ocppgw_pb.v1 import x_pb2`; the gateway's copies live
+    # in its own package (a backend's protoc output keeps the import as it is).
+    return re.sub(
+        rf"^from {re.escape(PACKAGE)} import ", f"from {GENERATED_IMPORT} import ", text, flags=re.M
+    )
 
 
-def generate(proto_dir: Path, python_dir: Path) -> None:
-    """Write the version .proto files into ``proto_dir``/ocppgw and all modules."""
-    src = ROOT / "proto" / "ocppgw"
-    out = proto_dir / "ocppgw"
+def generate(
+    proto_dir: Path,
+    python_dir: Path,
+    schemas: SchemaSet | None = None,
+    lock_file: Path | None = None,
+) -> None:
+    """
+    Write the version .proto files and the extended lock into
+    ``proto_dir``/ocppgw_pb/v1, and the Python modules of all into ``python_dir``.
+    """
+    src = ROOT / "proto" / PROTO_PATH
+    out = proto_dir / PROTO_PATH
     out.mkdir(parents=True, exist_ok=True)
     for name in HAND_WRITTEN:
         if (out / name).resolve() != (src / name).resolve():
             shutil.copyfile(src / name, out / name)
+    locks = protonumbers.read(lock_file or src / LOCK)
     for version in SUPPORTED:
-        (out / f"{VERSION_DIRS[version]}.proto").write_text(render_version(version))
+        lock = locks.setdefault(VERSION_DIRS[version], protonumbers.Numbers())
+        text = render_version(version, lock, schemas)
+        (out / f"{VERSION_DIRS[version]}.proto").write_text(text)
+    protonumbers.write(out / LOCK, locks)
     protos = [*HAND_WRITTEN, *(f"{VERSION_DIRS[v]}.proto" for v in SUPPORTED)]
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_dir}", f"--python_out={tmp}"]
-        subprocess.run([*cmd, *(f"{proto_dir}/ocppgw/{p}" for p in protos)], check=True)
+        subprocess.run([*cmd, *(f"{proto_dir}/{PROTO_PATH}/{p}" for p in protos)], check=True)
         python_dir.mkdir(parents=True, exist_ok=True)
         init = python_dir / "__init__.py"
-        init.write_text('"""Modules generated by protoc from proto/ocppgw/; run `make proto`."""\n')
+        init.write_text(
+            f'"""Modules generated by protoc from proto/{PROTO_PATH}/; run `make proto`."""\n'
+        )
         for p in protos:
             name = p.replace(".proto", "_pb2.py")
-            text = (Path(tmp) / "ocppgw" / name).read_text()
+            text = (Path(tmp) / PROTO_PATH / name).read_text()
             (python_dir / name).write_text(_fix_imports(text))
 
 
@@ -289,8 +343,15 @@ def main() -> None:
     parser.add_argument("--proto-dir", type=Path, default=ROOT / "proto")
     default_python = ROOT / "ocppgw/router/codecs/protobuf/generated"
     parser.add_argument("--python-dir", type=Path, default=default_python)
+    parser.add_argument(
+        "--schema-dir", help="OCPP schemas (v16/, v201/, v21/) instead of the ocpp package's"
+    )
+    parser.add_argument(
+        "--lock", type=Path, help=f"the numbers to keep (default proto/{PROTO_PATH}/{LOCK})"
+    )
     args = parser.parse_args()
-    generate(args.proto_dir, args.python_dir)
+    schemas = None if args.schema_dir is None else SchemaSet(args.schema_dir)
+    generate(args.proto_dir, args.python_dir, schemas, args.lock)
 
 
 if __name__ == "__main__":

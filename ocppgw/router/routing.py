@@ -35,6 +35,7 @@ from ocppgw.ocpp.versions import OCPP21
 from ocppgw.router import codecs
 from ocppgw.router.presence import Presence, topic_values
 from ocppgw.router.topics import topic_matches
+from ocppgw.session.exchanges import rfc3339
 from ocppgw.session.rules import Session
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class Router:
         self._qos = config.mqtt.qos
         self._sessions: dict[str, Session] = {}
         self._subscriptions: dict[str, str] = {}
+        self._clock = clock
         self._presence = Presence(config, mqtt, clock)
         self._dn = config.downstream.topic
         self._dn_codec = codecs.get(self._dn.codec)
@@ -259,6 +261,8 @@ class Router:
             CallError(unique_id, code.value, description, {}, action),
             version=version,
             charge_point=identity,
+            # Every envelope the gateway publishes carries when (README).
+            timestamp=rfc3339(self._clock.seconds()),
             origin=ORIGIN_GATEWAY,
         )
         self.publish(envelope).addErrback(

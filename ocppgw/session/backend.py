@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from ocppgw.ocpp.envelope import Envelope, GatewayError
 from ocppgw.ocpp.messages import Call, CallError, CallResult, Send
-from ocppgw.session.exchanges import ACTION, Exchanges, cancel
+from ocppgw.ocpp.versions import has_21_types
+from ocppgw.session.exchanges import _LATE_MEMORY, ACTION, Exchanges, cancel
 
 
 class FromBackend(Exchanges):
@@ -118,4 +119,8 @@ class FromBackend(Exchanges):
             self._unmatched(answer.unique_id, answer.action)
             return
         cancel(pending.timer)
+        if isinstance(answer, CallResult) and has_21_types(self.version):
+            self._answered[answer.unique_id] = pending.action
+            while len(self._answered) > _LATE_MEMORY:
+                self._answered.popitem(last=False)
         self._send(answer)

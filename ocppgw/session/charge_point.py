@@ -19,6 +19,7 @@ The rules for frames from the charge point.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from twisted.logger import Logger
@@ -56,8 +57,10 @@ class FromChargePoint(Exchanges):
         elif isinstance(message, CallResult | CallError):
             self._upstream_answer(message, text)
         else:
-            # CALLRESULTERROR: the charge point could not process our CALLRESULT.
-            self._publish(self._envelope(message, frame=text))
+            # CALLRESULTERROR: the charge point could not process our CALLRESULT
+            # (2.1 Part 4 §4.2.4); it carries the Action of that exchange.
+            action = self._answered.pop(message.unique_id, None)
+            self._publish(self._envelope(replace(message, action=action), frame=text))
 
     def _frame_error(self, error: FrameError, text: str) -> None:
         _log.warn(

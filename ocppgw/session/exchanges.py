@@ -133,6 +133,9 @@ class Exchanges:
         self._queue: deque[Envelope] = deque()
         #: Timed-out backend CALLs (UniqueId to Action), so a late answer is marked.
         self._late: OrderedDict[str, str] = OrderedDict()
+        #: 2.1: upstream CALLs answered with a CALLRESULT (UniqueId to Action), so a
+        #: CALLRESULTERROR for that result carries its Action (2.1 Part 4 §4.2.4).
+        self._answered: OrderedDict[str, str] = OrderedDict()
 
     def _envelope(self, message: Message, **kw: object) -> Envelope:
         return Envelope(

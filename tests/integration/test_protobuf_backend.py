@@ -3,11 +3,11 @@ The protobuf profile end to end: ``ocpp``-package charge points (1.6 and
 2.0.1) through the real gateway, and a backend that speaks only protobuf.
 
 The backend is written as a CSMS in another language would be: it parses
-``ocppgw.message.Message`` and the typed ``<Action>Request`` messages of the
+``ocppgw_pb.v1.Message`` and the typed ``<Action>Request`` messages of the
 generated modules, builds typed ``<Action>Response`` messages, and turns a
 typed message into OCPP JSON only the way docs/protobuf.md tells a backend to
 (field names are the JSON names, enum numbers map through
-``(ocppgw.json_value)``, ``_raw``/``_text``/``_empty`` alternatives).  It never
+``(ocppgw_pb.v1.json_value)``, ``_raw``/``_text``/``_empty`` alternatives).  It never
 uses the gateway's own JSON helpers, so the gateway's conversion is checked
 against an independent reading of the profile.
 """
@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,7 +45,13 @@ from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 from ocpp.v201.enums import Action as Action201
 
-from ocppgw.router.codecs.protobuf.generated import message_pb2, options_pb2, v16_pb2, v201_pb2
+from tests.protoc import example_backend, protoc
+
+# The backend's modules: proto/ compiled by protoc into a directory of its own,
+# as docs/protobuf.md tells a backend team; and the example backend on them.
+_PB = protoc(Path(tempfile.mkdtemp(prefix="ocppgw-pb-")))
+EXAMPLE = example_backend(_PB)
+from ocppgw_pb.v1 import message_pb2, options_pb2, v16_pb2, v201_pb2  # noqa: E402
 
 NOW = "2026-01-02T03:04:05.000Z"
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
@@ -64,7 +72,7 @@ TYPED = message_pb2.PAYLOAD_ENCODING_TYPED
 
 
 def parse(data: bytes) -> Any:
-    """The ``ocppgw.message.Message`` in ``data``, or None when it is not one."""
+    """The ``ocppgw_pb.v1.Message`` in ``data``, or None when it is not one."""
     try:
         return message_pb2.Message.FromString(data)
     except Exception:
@@ -80,42 +88,15 @@ def typed(wrapper: Any, is_request: bool) -> Any:
 
 
 def wire_name(enum_type: Any, number: int) -> str:
-    """The OCPP string of an enum number, from its ``(ocppgw.json_value)`` option."""
+    """The OCPP string of an enum number, from its ``(ocppgw_pb.v1.json_value)`` option."""
     options = enum_type.values_by_number[number].GetOptions()
     text: str = options.Extensions[options_pb2.json_value]
     return text
 
 
-def _value(fd: Any, value: Any) -> Any:
-    if fd.type == fd.TYPE_MESSAGE:
-        return to_json(value)
-    if fd.type == fd.TYPE_ENUM:
-        return wire_name(fd.enum_type, value)
-    if fd.type == fd.TYPE_BYTES:  # free-form content: JSON bytes
-        return json.loads(value)
-    return value
-
-
 def to_json(msg: Any) -> dict[str, Any]:
-    """
-    A typed payload as OCPP JSON, walked by field name as docs/protobuf.md
-    tells a backend in another language to (only fields that are set).
-    """
-    out: dict[str, Any] = {}
-    names = msg.DESCRIPTOR.fields_by_name
-    for fd, value in msg.ListFields():
-        base, _, suffix = fd.name.rpartition("_")
-        if base in names and suffix == "raw":
-            out[base] = value
-        elif base in names and suffix == "text":
-            out[base] = json.loads(value)
-        elif base in names and suffix == "empty":
-            if value:
-                out[base] = []
-        elif fd.is_repeated:
-            out[fd.name] = [_value(fd, item) for item in value]
-        else:
-            out[fd.name] = _value(fd, value)
+    """A typed payload as OCPP JSON, read by the example backend (docs/protobuf.md's rules)."""
+    out: dict[str, Any] = EXAMPLE.to_json(msg)
     return out
 
 

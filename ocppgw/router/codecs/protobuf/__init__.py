@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.router.test_protobuf_roundtrip -*-
 """
-The protobuf profile: the ``Message`` wrapper of proto/ocppgw/message.proto.
+The protobuf profile: the ``ocppgw_pb.v1.Message`` wrapper of proto/ocppgw_pb/v1/message.proto.
 
 Fields 1-6 are the Chargerlink guide's (MessageTypeId, UniqueId, Action,
 ErrorCode, ErrorDescription, Payload); the gateway adds ErrorDetails, Protocol,
@@ -48,7 +48,7 @@ _ERROR_NAMES: dict[int, str] = {n: s for s, n in _ERROR_NUMBERS.items()}
 
 
 def wrapper_of(envelope: Envelope) -> Any:
-    """The ``ocppgw.message.Message`` that carries ``envelope``."""
+    """The ``ocppgw_pb.v1.Message`` that carries ``envelope``."""
     message = envelope.message
     out = message_pb2.Message()
     out.MessageTypeId = int(message.message_type)
@@ -101,7 +101,7 @@ class ProtobufCodec:
         try:
             wrapper = message_pb2.Message.FromString(data)
         except Exception as e:  # DecodeError, and others on odd input
-            raise CodecError(f"payload is not an ocppgw.message.Message: {str(e)[:120]}") from None
+            raise CodecError(f"payload is not an ocppgw_pb.v1.Message: {str(e)[:120]}") from None
         try:
             return self._decode(wrapper, context)
         except CodecError as e:

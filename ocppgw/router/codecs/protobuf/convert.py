@@ -4,7 +4,7 @@ OCPP JSON payloads to typed protobuf messages and back, losslessly.
 
 :func:`payload_to_proto` turns a payload into the serialized
 ``<Action>Request`` or ``<Action>Response`` message of its version's .proto
-(proto/ocppgw/v16.proto, v201.proto, v21.proto), or, when the typed form
+(proto/ocppgw_pb/v1/v16.proto, v201.proto, v21.proto), or, when the typed form
 cannot carry it exactly (an unknown action, a value the schema does not allow,
 an integer beyond 64 bits...), into its JSON text with
 :attr:`PayloadEncoding.JSON`: a payload is never dropped or altered.
@@ -48,7 +48,7 @@ _INT64_MAX = 2**63 - 1
 
 
 class PayloadEncoding(IntEnum):
-    """The values of the wrapper's ``PayloadEncoding`` (proto/ocppgw/message.proto)."""
+    """The values of the wrapper's ``PayloadEncoding`` (proto/ocppgw_pb/v1/message.proto)."""
 
     TYPED = 0
     JSON = 1

@@ -224,7 +224,8 @@ def _build(node: JSONSchema, root: JSONSchema, desc: Any, depth: int = 0) -> Pla
     implicit: list[tuple[str, Callable[[], Any]]] = []
     for prop in properties(node, root):
         fd = desc.fields_by_name.get(prop.name)
-        if fd is None or fd.number != prop.number or fd.type not in _FIELD_TYPES[prop.kind]:
+        # Fields are matched by name: their numbers are locked in numbers.json.
+        if fd is None or fd.type not in _FIELD_TYPES[prop.kind] or fd.is_repeated != prop.repeated:
             raise _SchemaMismatch(f"{desc.full_name}.{prop.name} does not match the schema")
         alt = prop.alt_name
         if alt is not None and alt not in desc.fields_by_name:

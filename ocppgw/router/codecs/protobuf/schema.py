@@ -7,19 +7,24 @@ converter (:mod:`ocppgw.router.codecs.protobuf.convert`) walk the schemas
 through this module, so the two agree on every rule of the mapping
 (docs/protobuf.md):
 
-- each property of an object becomes one field, numbered in schema order from
-  1 (``customData``, present on every 2.x class and rarely set, is numbered
-  last so the common fields keep one-byte tags);
-- a property may need a second field, numbered :data:`ALT_OFFSET` above the
-  first: the raw string of an enum value the schema does not list, the text of
-  a ``number`` that a double does not hold exactly, or the mark of a present
-  but empty list;
+- each property of an object becomes one field, in schema order
+  (``customData``, present on every 2.x class and rarely set, comes last so
+  the common fields keep one-byte tags); its number is the one locked in
+  proto/ocppgw_pb/v1/numbers.json, or for a new field the next free one
+  (``tools/protonumbers.py``); the converter reads numbers from the generated
+  descriptors, never from here;
+- a property may need a second field (first numbered :data:`ALT_OFFSET` above
+  the first): the raw string of an enum value the schema does not list, the
+  text of a ``number`` that a double does not hold exactly, or the mark of a
+  present but empty list;
 - what has no fixed shape (an object whose ``additionalProperties`` is not
   false, such as 2.x ``customData``, or a property without a type, such as 2.x
   ``DataTransfer.data``) is JSON bytes.
 
 The schemas are those of the PyPI ``ocpp`` package, as
-:func:`ocppgw.ocpp.schemas.packaged` finds and reads them.
+:func:`ocppgw.ocpp.schemas.packaged` finds and reads them; the generator may
+name another :class:`~ocppgw.ocpp.schemas.SchemaSet` (a test simulates an
+upgrade of the ``ocpp`` package that way).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from enum import Enum
 from functools import cache
 from typing import Any
 
-from ocppgw.ocpp.schemas import VERSION_DIRS, ActionFiles, JSONSchema, packaged
+from ocppgw.ocpp.schemas import VERSION_DIRS, ActionFiles, JSONSchema, SchemaSet, packaged
 
 #: The second field of a property is numbered this much above the first.
 ALT_OFFSET = 1000
@@ -60,10 +65,9 @@ class Kind(Enum):
 
 @dataclass(frozen=True)
 class Prop:
-    """One property of an object schema, with its place in the message."""
+    """One property of an object schema, as its message carries it."""
 
     name: str
-    number: int
     kind: Kind
     repeated: bool
     required: bool
@@ -73,10 +77,6 @@ class Prop:
     ref_name: str | None
     #: For lists: the schema requires at least one item.
     non_empty: bool = False
-
-    @property
-    def alt_number(self) -> int:
-        return self.number + ALT_OFFSET
 
     @property
     def alt_name(self) -> str | None:
@@ -106,11 +106,11 @@ class Prop:
         return not (isinstance(minimum, int | float) and minimum >= 0)
 
 
-def actions(version: str) -> Mapping[str, ActionFiles]:
+def actions(version: str, schemas: SchemaSet | None = None) -> Mapping[str, ActionFiles]:
     """Every action of ``version``: its request and response schema file names."""
     if version not in VERSION_DIRS:
         return {}
-    return packaged().actions(version)
+    return (schemas or packaged()).actions(version)
 
 
 def message_name(action: str, is_request: bool) -> str:
@@ -118,10 +118,15 @@ def message_name(action: str, is_request: bool) -> str:
     return action + ("Request" if is_request else "Response")
 
 
-def load(version: str, action: str, is_request: bool) -> JSONSchema | None:
+def load(
+    version: str, action: str, is_request: bool, schemas: SchemaSet | None = None
+) -> JSONSchema | None:
     """The schema of one payload, or ``None`` if ``version`` has no such action."""
     if version not in VERSION_DIRS:
         return None
+    if schemas is not None:
+        found = schemas.file_name(version, action, is_request)
+        return None if found is None else schemas.load(version, found)
     name = packaged().file_name(version, action, is_request)
     # Cached by file, not by action: actions come from charge points, and may be anything.
     return None if name is None else _load_file(version, name)
@@ -169,14 +174,14 @@ def kind_of(node: JSONSchema) -> Kind:
 
 
 def properties(node: JSONSchema, root: JSONSchema) -> list[Prop]:
-    """The fields of the message for object schema ``node``, in field-number order."""
+    """The fields of the message for object schema ``node``, in schema order, customData last."""
     props: dict[str, Any] = node.get("properties", {})
     required = set(node.get("required", ()))
     names = [n for n in props if n != CUSTOM_DATA]
     if CUSTOM_DATA in props:
         names.append(CUSTOM_DATA)
     out: list[Prop] = []
-    for number, name in enumerate(names, start=1):
+    for name in names:
         sub, ref_name = resolve(props[name], root)
         repeated = False
         non_empty = False
@@ -187,5 +192,5 @@ def properties(node: JSONSchema, root: JSONSchema) -> list[Prop]:
                 non_empty = int(sub.get("minItems", 0)) >= 1
                 sub, ref_name = item, item_ref
         kind = Kind.JSON if sub.get("type") == "array" else kind_of(sub)
-        out.append(Prop(name, number, kind, repeated, name in required, sub, ref_name, non_empty))
+        out.append(Prop(name, kind, repeated, name in required, sub, ref_name, non_empty))
     return out
