@@ -30,11 +30,13 @@ run: install
 	$(VENV)/bin/twistd --nodaemon --pidfile= ocppgw --config $(CONFIG)
 
 lint: install
-	$(VENV)/bin/ruff check ocppgw tests bench tools twisted
-	$(VENV)/bin/ruff format --check ocppgw
+	$(VENV)/bin/ruff check ocppgw tests bench tools twisted examples
+	$(VENV)/bin/ruff format --check ocppgw examples
 
+# examples/ import protoc's output, which is untyped (pyproject.toml: ocppgw_pb.*).
 typecheck: install
 	$(VENV)/bin/mypy ocppgw
+	$(VENV)/bin/mypy --strict examples
 
 # The layer rules of docs/design.md (import-linter; contracts in pyproject.toml).
 contracts: install

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -229,21 +230,32 @@ def _boot(_: dict[str, Any]) -> dict[str, Any]:
     return {"status": "Accepted", "currentTime": _now(), "interval": 300}
 
 
+#: An answer: the CALLRESULT payload for a CALL payload.
+Answer = Callable[[dict[str, Any]], dict[str, Any]]
+
 #: The answer to each charge point CALL this backend handles, per version.
-_COMMON = {
+_COMMON: dict[str, Answer] = {
     "BootNotification": _boot,
     "Heartbeat": lambda _: {"currentTime": _now()},
     "StatusNotification": lambda _: {},
     "MeterValues": lambda _: {},
 }
-ANSWERS_16 = {
+ANSWERS_16: dict[str, Answer] = {
     **_COMMON,
     "Authorize": _accepted,
     "StartTransaction": lambda p: {"transactionId": 1, **_accepted(p)},
     "StopTransaction": lambda _: {},
 }
-ANSWERS_2X = {**_COMMON, "Authorize": _accepted_token, "TransactionEvent": lambda _: {}}
-ANSWERS = {"ocpp1.6": ANSWERS_16, "ocpp2.0.1": ANSWERS_2X, "ocpp2.1": ANSWERS_2X}
+ANSWERS_2X: dict[str, Answer] = {
+    **_COMMON,
+    "Authorize": _accepted_token,
+    "TransactionEvent": lambda _: {},
+}
+ANSWERS: dict[str, dict[str, Answer]] = {
+    "ocpp1.6": ANSWERS_16,
+    "ocpp2.0.1": ANSWERS_2X,
+    "ocpp2.1": ANSWERS_2X,
+}
 
 
 def handle(data: bytes) -> tuple[str, bytes] | None:
@@ -255,7 +267,7 @@ def handle(data: bytes) -> tuple[str, bytes] | None:
     if answer is None:
         return None
     payload = read_payload(msg, True)
-    print(f"{msg.ChargePointId} {msg.Protocol} {msg.Action} {json.dumps(payload)}")
+    print(f"{msg.ChargePointId} {msg.Protocol} {msg.Action} {json.dumps(payload)}", flush=True)
     reply = wrapper(message_pb2.CALLRESULT, msg.UniqueId, msg.Action, msg.Protocol, answer(payload))
     # The default [dnstream] topic, ocpp/cs/${cid}/+/+, with the identity as the
     # gateway puts it in topics: / + # % and NUL percent-encoded.
@@ -263,23 +275,33 @@ def handle(data: bytes) -> tuple[str, bytes] | None:
     return f"ocpp/cs/{cid}/Reply/{msg.Action}", reply
 
 
-def main() -> None:  # pragma: no cover - the tests drive handle()
+def main(argv: list[str] | None = None) -> None:
+    """Answer on the broker until interrupted."""
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1883)
-    args = parser.parse_args()
+    parser.add_argument("--client-id", default="csms-pb")
+    args = parser.parse_args(argv)
+
+    def on_connect(client: mqtt.Client, *_: object) -> None:
+        client.subscribe("ocpp/cp/+/+", qos=1)  # again on every reconnect
+
+    def on_subscribe(*_: object) -> None:
+        print("subscribed to ocpp/cp/+/+", flush=True)
 
     def on_message(client: mqtt.Client, _: object, m: mqtt.MQTTMessage) -> None:
-        answer = handle(m.payload)
+        answer = handle(bytes(m.payload))
         if answer is not None:
             client.publish(*answer, qos=1)
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="csms-pb")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=args.client_id)
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
     client.on_message = on_message
     client.connect(args.host, args.port)
-    client.subscribe("ocpp/cp/+/+", qos=1)
     client.loop_forever()
 
 
