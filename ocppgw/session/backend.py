@@ -20,7 +20,7 @@ from __future__ import annotations
 from ocppgw.ocpp.envelope import Envelope, GatewayError
 from ocppgw.ocpp.messages import Call, CallError, CallResult, Send
 from ocppgw.ocpp.versions import has_21_types
-from ocppgw.session.exchanges import _LATE_MEMORY, ACTION, Exchanges, cancel
+from ocppgw.session.exchanges import ACTION, LATE_MEMORY, Exchanges, cancel
 
 
 class FromBackend(Exchanges):
@@ -121,6 +121,6 @@ class FromBackend(Exchanges):
         cancel(pending.timer)
         if isinstance(answer, CallResult) and has_21_types(self.version):
             self._answered[answer.unique_id] = pending.action
-            while len(self._answered) > _LATE_MEMORY:
+            while len(self._answered) > LATE_MEMORY:
                 self._answered.popitem(last=False)
         self._send(answer)

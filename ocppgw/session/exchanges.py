@@ -43,8 +43,9 @@ _log = Logger()
 ACTION = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 
 #: How many timed-out downstream CALL ids are remembered, so that a late
-#: answer can still be published, marked late.
-_LATE_MEMORY = 32
+#: answer can still be published, marked late (and, in backend.py, how many
+#: answered 2.1 CALLs, for the Action of a CALLRESULTERROR).
+LATE_MEMORY = 32
 
 
 class Violation(Protocol):
@@ -228,7 +229,7 @@ class Exchanges:
         pending.timer = None
         self._in_flight = None
         self._late[unique_id] = pending.action
-        while len(self._late) > _LATE_MEMORY:
+        while len(self._late) > LATE_MEMORY:
             self._late.popitem(last=False)
         self.gateway_error(
             unique_id,

@@ -109,3 +109,19 @@ def test_each_module_names_its_tests() -> None:
             if not (ROOT / (name.replace(".", "/") + ".py")).is_file():
                 missing.append(f"{path.relative_to(ROOT)}: {name} does not exist")
     assert missing == []
+
+
+def test_no_module_imports_another_modules_private_name() -> None:
+    """No module of ocppgw/ imports a ``_private`` name from another ocppgw module."""
+    import ast
+
+    private = [
+        f"{path.relative_to(ROOT)}: {node.module}.{alias.name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if GENERATED not in path.parents
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ocppgw")
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
+    assert private == []
