@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTO = ROOT / "proto"
@@ -38,3 +39,23 @@ def example_backend(out: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class Compiled:
+    """
+    The example backend on protoc's output, and through it protoc's modules
+    (``message_pb2``, ``v16_pb2``, ...), once :meth:`load` has run: a test
+    module names them at import, and a fixture loads them from the directory
+    a session fixture compiled into.
+    """
+
+    example: ModuleType
+
+    def load(self, out: Path) -> None:
+        """Load the example backend on the modules that :func:`protoc` wrote to ``out``."""
+        self.example = example_backend(out)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "example":
+            raise AttributeError("protoc's modules are not loaded yet: a fixture calls load()")
+        return getattr(self.example, name)

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from harness import Backend, Broker, Gateway, Sections, start_broker, start_gateway, stop_process
 
+from tests.protoc import protoc
+
 #: The log lines that mean the gateway hit a bug, whatever the test checks.
 _BUG_MARKERS = ("Traceback (most recent call last)", "Unhandled Error")
 
@@ -26,6 +28,12 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield b
     finally:
         stop_process(b.proc)
+
+
+@pytest.fixture(scope="session")
+def protoc_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """proto/ compiled by protoc (docs/protobuf.md's command) into a directory of the session."""
+    return protoc(tmp_path_factory.mktemp("ocppgw-pb"))
 
 
 @pytest.fixture

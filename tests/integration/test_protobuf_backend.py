@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,27 +44,29 @@ from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 from ocpp.v201.enums import Action as Action201
 
-from tests.protoc import example_backend, protoc
+from tests.protoc import Compiled
 
-# The backend's modules: proto/ compiled by protoc into a directory of its own,
-# as docs/protobuf.md tells a backend team; and the example backend on them.
-_PB = protoc(Path(tempfile.mkdtemp(prefix="ocppgw-pb-")))
-EXAMPLE = example_backend(_PB)
-from ocppgw_pb.v1 import message_pb2, options_pb2, v16_pb2, v201_pb2  # noqa: E402
+#: The backend's modules: proto/ compiled by protoc into a directory of its own,
+#: as docs/protobuf.md tells a backend team (``protoc_out``, conftest.py); and
+#: the example backend on them.
+pb = Compiled()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compiled(protoc_out: Path) -> None:
+    pb.load(protoc_out)
+
 
 NOW = "2026-01-02T03:04:05.000Z"
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
-#: The typed payload messages of each OCPP version.
-MODULES: dict[str, Any] = {"ocpp1.6": v16_pb2, "ocpp2.0.1": v201_pb2}
 
 #: The configuration of issue 4: protobuf on every upstream and the downstream topic.
 PROTOBUF_BOTH_WAYS = {"upstream": {"codec": "protobuf"}, "dnstream": {"codec": "protobuf"}}
 
-CALL = message_pb2.CALL
-CALLRESULT = message_pb2.CALLRESULT
-CALLERROR = message_pb2.CALLERROR
-TYPED = message_pb2.PAYLOAD_ENCODING_TYPED
+#: message.proto's MessageType and PayloadEncoding values.
+CALL, CALLRESULT, CALLERROR = 2, 3, 4
+TYPED = 0
 
 
 # --- the backend's side of the profile ---
@@ -74,7 +75,7 @@ TYPED = message_pb2.PAYLOAD_ENCODING_TYPED
 def parse(data: bytes) -> Any:
     """The ``ocppgw_pb.v1.Message`` in ``data``, or None when it is not one."""
     try:
-        return message_pb2.Message.FromString(data)
+        return pb.message_pb2.Message.FromString(data)
     except Exception:
         return None
 
@@ -83,20 +84,20 @@ def typed(wrapper: Any, is_request: bool) -> Any:
     """The typed payload message of ``wrapper`` (its Protocol and Action name the type)."""
     assert wrapper.PayloadEncoding == TYPED, f"payload came as JSON fallback: {wrapper}"
     suffix = "Request" if is_request else "Response"
-    cls = getattr(MODULES[wrapper.Protocol], f"{wrapper.Action}{suffix}")
+    cls = getattr(pb.MODULES[wrapper.Protocol], f"{wrapper.Action}{suffix}")
     return cls.FromString(wrapper.Payload)
 
 
 def wire_name(enum_type: Any, number: int) -> str:
     """The OCPP string of an enum number, from its ``(ocppgw_pb.v1.json_value)`` option."""
     options = enum_type.values_by_number[number].GetOptions()
-    text: str = options.Extensions[options_pb2.json_value]
+    text: str = options.Extensions[pb.options_pb2.json_value]
     return text
 
 
 def to_json(msg: Any) -> dict[str, Any]:
     """A typed payload as OCPP JSON, read by the example backend (docs/protobuf.md's rules)."""
-    out: dict[str, Any] = EXAMPLE.to_json(msg)
+    out: dict[str, Any] = pb.to_json(msg)
     return out
 
 
@@ -131,8 +132,8 @@ class ProtobufBackend(Backend):
             return
         handler, set_action = found
         answer = handler(wrapper, typed(wrapper, True))
-        if not isinstance(answer, message_pb2.Message):
-            answer = message_pb2.Message(
+        if not isinstance(answer, pb.message_pb2.Message):
+            answer = pb.message_pb2.Message(
                 MessageTypeId=CALLRESULT,
                 UniqueId=wrapper.UniqueId,
                 Action=wrapper.Action if set_action else "",
@@ -157,7 +158,7 @@ class ProtobufBackend(Backend):
     def publish_call(self, cid: str, unique_id: str, request: Any, protocol: str = "") -> None:
         """Publish a typed request as a protobuf CALL for charge point ``cid``."""
         action = type(request).__name__.removesuffix("Request")
-        wrapper = message_pb2.Message(
+        wrapper = pb.message_pb2.Message(
             MessageTypeId=CALL,
             UniqueId=unique_id,
             Action=action,
@@ -273,36 +274,36 @@ def answer_16(backend: ProtobufBackend) -> None:
     """Typed 1.6 answers to BootNotification, Heartbeat, StatusNotification, MeterValues."""
     backend.on_call(
         "BootNotification",
-        lambda w, req: v16_pb2.BootNotificationResponse(
-            status=v16_pb2.BOOT_NOTIFICATION_RESPONSE_STATUS_ACCEPTED,
+        lambda w, req: pb.v16_pb2.BootNotificationResponse(
+            status=pb.v16_pb2.BOOT_NOTIFICATION_RESPONSE_STATUS_ACCEPTED,
             currentTime=NOW,
             interval=317,
         ),
     )
     # No Action on this reply: the gateway takes it from the pending CALL.
     backend.on_call(
-        "Heartbeat", lambda w, req: v16_pb2.HeartbeatResponse(currentTime=NOW), set_action=False
+        "Heartbeat", lambda w, req: pb.v16_pb2.HeartbeatResponse(currentTime=NOW), set_action=False
     )
-    backend.on_call("StatusNotification", lambda w, req: v16_pb2.StatusNotificationResponse())
-    backend.on_call("MeterValues", lambda w, req: v16_pb2.MeterValuesResponse())
+    backend.on_call("StatusNotification", lambda w, req: pb.v16_pb2.StatusNotificationResponse())
+    backend.on_call("MeterValues", lambda w, req: pb.v16_pb2.MeterValuesResponse())
 
 
 def answer_201(backend: ProtobufBackend) -> None:
     """Typed 2.0.1 answers to BootNotification, Heartbeat, StatusNotification, MeterValues."""
     backend.on_call(
         "BootNotification",
-        lambda w, req: v201_pb2.BootNotificationResponse(
+        lambda w, req: pb.v201_pb2.BootNotificationResponse(
             currentTime=NOW,
             interval=299,
-            status=v201_pb2.REGISTRATION_STATUS_ACCEPTED,
-            statusInfo=v201_pb2.StatusInfoType(reasonCode="Welcome", additionalInfo="pb"),
+            status=pb.v201_pb2.REGISTRATION_STATUS_ACCEPTED,
+            statusInfo=pb.v201_pb2.StatusInfoType(reasonCode="Welcome", additionalInfo="pb"),
         ),
     )
     backend.on_call(
-        "Heartbeat", lambda w, req: v201_pb2.HeartbeatResponse(currentTime=NOW), set_action=False
+        "Heartbeat", lambda w, req: pb.v201_pb2.HeartbeatResponse(currentTime=NOW), set_action=False
     )
-    backend.on_call("StatusNotification", lambda w, req: v201_pb2.StatusNotificationResponse())
-    backend.on_call("MeterValues", lambda w, req: v201_pb2.MeterValuesResponse())
+    backend.on_call("StatusNotification", lambda w, req: pb.v201_pb2.StatusNotificationResponse())
+    backend.on_call("MeterValues", lambda w, req: pb.v201_pb2.MeterValuesResponse())
 
 
 async def exchange(
@@ -360,8 +361,8 @@ async def test_ocpp16_calls_answered_by_protobuf_backend(gateway, pb_backend):
             "pb16-status",
             {},
         )
-        assert status.status == v16_pb2.STATUS_NOTIFICATION_REQUEST_STATUS_CHARGING
-        assert status.errorCode == v16_pb2.ERROR_CODE_NO_ERROR
+        assert status.status == pb.v16_pb2.STATUS_NOTIFICATION_REQUEST_STATUS_CHARGING
+        assert status.errorCode == pb.v16_pb2.ERROR_CODE_NO_ERROR
         meter = await exchange(
             pb_backend,
             cp,
@@ -378,13 +379,13 @@ async def test_ocpp16_calls_answered_by_protobuf_backend(gateway, pb_backend):
     assert cp.conn.sent_for("pb16-meter")[3] == METER_VALUES_16
     energy, voltage, current, bare = meter.meterValue[0].sampledValue
     assert energy.WhichOneof("measurand_choice") == "measurand"
-    assert energy.measurand == v16_pb2.MEASURAND_ENERGY_ACTIVE_IMPORT_REGISTER
+    assert energy.measurand == pb.v16_pb2.MEASURAND_ENERGY_ACTIVE_IMPORT_REGISTER
     assert energy.value == "1234.5"
-    assert energy.unit == v16_pb2.METER_VALUE_SAMPLED_VALUE_UNIT_K_WH
+    assert energy.unit == pb.v16_pb2.METER_VALUE_SAMPLED_VALUE_UNIT_K_WH
     assert voltage.WhichOneof("phase_choice") == "phase"
-    assert voltage.phase == v16_pb2.PHASE_L1_N
-    assert wire_name(v16_pb2.PhaseEnum.DESCRIPTOR, voltage.phase) == "L1-N"
-    assert current.phase == v16_pb2.PHASE_L1
+    assert voltage.phase == pb.v16_pb2.PHASE_L1_N
+    assert wire_name(pb.v16_pb2.PhaseEnum.DESCRIPTOR, voltage.phase) == "L1-N"
+    assert current.phase == pb.v16_pb2.PHASE_L1
     assert bare.WhichOneof("measurand_choice") is None
     assert meter.meterValue[1].timestamp == "2026-01-02T03:05:05+01:00"  # as sent
     pb_backend.check_clean(cid)
@@ -414,7 +415,7 @@ async def test_ocpp201_calls_answered_by_protobuf_backend(gateway, pb_backend):
                 "statusInfo": {"reasonCode": "Welcome", "additionalInfo": "pb"},
             },
         )
-        assert boot.reason == v201_pb2.BOOT_REASON_POWER_UP
+        assert boot.reason == pb.v201_pb2.BOOT_REASON_POWER_UP
         assert boot.chargingStation.vendorName == "ACME"
         await exchange(
             pb_backend, cp, cid, v, call201.Heartbeat(), "pb201-hb", {"currentTime": NOW}
@@ -430,7 +431,7 @@ async def test_ocpp201_calls_answered_by_protobuf_backend(gateway, pb_backend):
             "pb201-status",
             {},
         )
-        assert status.connectorStatus == v201_pb2.CONNECTOR_STATUS_OCCUPIED
+        assert status.connectorStatus == pb.v201_pb2.CONNECTOR_STATUS_OCCUPIED
         assert (status.evseId, status.connectorId) == (1, 2)
         meter = await exchange(
             pb_backend,
@@ -443,15 +444,15 @@ async def test_ocpp201_calls_answered_by_protobuf_backend(gateway, pb_backend):
         )
     assert cp.conn.sent_for("pb201-meter")[3] == METER_VALUES_201
     energy, voltage, current, zero = meter.meterValue[0].sampledValue
-    assert energy.measurand == v201_pb2.MEASURAND_ENERGY_ACTIVE_IMPORT_REGISTER
-    assert wire_name(v201_pb2.MeasurandEnumType.DESCRIPTOR, energy.measurand) == (
+    assert energy.measurand == pb.v201_pb2.MEASURAND_ENERGY_ACTIVE_IMPORT_REGISTER
+    assert wire_name(pb.v201_pb2.MeasurandEnumType.DESCRIPTOR, energy.measurand) == (
         "Energy.Active.Import.Register"
     )
     assert energy.value == 1234.5
     assert (energy.unitOfMeasure.unit, energy.unitOfMeasure.multiplier) == ("kWh", 3)
-    assert voltage.phase == v201_pb2.PHASE_L1_N
+    assert voltage.phase == pb.v201_pb2.PHASE_L1_N
     assert voltage.value == 230.1
-    assert current.phase == v201_pb2.PHASE_L1
+    assert current.phase == pb.v201_pb2.PHASE_L1
     assert zero.WhichOneof("value_choice") == "value"  # 0 is present, not unset
     pb_backend.check_clean(cid)
 
@@ -533,14 +534,14 @@ async def test_ocpp16_protobuf_backend_calls_reach_charge_point(gateway, pb_back
         pb_backend.publish_call(
             cid,
             "pb16-remote-start",
-            v16_pb2.RemoteStartTransactionRequest(connectorId=2, idTag="TAG-PB16"),
+            pb.v16_pb2.RemoteStartTransactionRequest(connectorId=2, idTag="TAG-PB16"),
             protocol=v,
         )
         # Queued behind the first; Protocol left empty, as a backend may.
         pb_backend.publish_call(
             cid,
             "pb16-change-conf",
-            v16_pb2.ChangeConfigurationRequest(key="HeartbeatInterval", value="120"),
+            pb.v16_pb2.ChangeConfigurationRequest(key="HeartbeatInterval", value="120"),
         )
         await until(
             lambda: cp.configurations, "ChangeConfiguration reaching the handler", pb_backend
@@ -562,11 +563,11 @@ async def test_ocpp16_protobuf_backend_calls_reach_charge_point(gateway, pb_back
         started = await check_reply(
             pb_backend, cp, cid, v, "pb16-remote-start", "RemoteStartTransaction"
         )
-        assert started.status == v16_pb2.REMOTE_START_TRANSACTION_RESPONSE_STATUS_ACCEPTED
+        assert started.status == pb.v16_pb2.REMOTE_START_TRANSACTION_RESPONSE_STATUS_ACCEPTED
         changed = await check_reply(
             pb_backend, cp, cid, v, "pb16-change-conf", "ChangeConfiguration"
         )
-        assert changed.status == v16_pb2.CHANGE_CONFIGURATION_RESPONSE_STATUS_REBOOT_REQUIRED
+        assert changed.status == pb.v16_pb2.CHANGE_CONFIGURATION_RESPONSE_STATUS_REBOOT_REQUIRED
     pb_backend.check_clean(cid)
 
 
@@ -585,9 +586,11 @@ async def test_ocpp201_protobuf_backend_calls_reach_charge_point(gateway, pb_bac
         pb_backend.publish_call(
             cid,
             "pb201-request-start",
-            v201_pb2.RequestStartTransactionRequest(
+            pb.v201_pb2.RequestStartTransactionRequest(
                 evseId=1,
-                idToken=v201_pb2.IdTokenType(idToken="TAG-PB201", type=v201_pb2.ID_TOKEN_ISO14443),
+                idToken=pb.v201_pb2.IdTokenType(
+                    idToken="TAG-PB201", type=pb.v201_pb2.ID_TOKEN_ISO14443
+                ),
                 remoteStartId=77,
             ),
             protocol=v,
@@ -595,20 +598,20 @@ async def test_ocpp201_protobuf_backend_calls_reach_charge_point(gateway, pb_bac
         pb_backend.publish_call(
             cid,
             "pb201-set-variables",
-            v201_pb2.SetVariablesRequest(
+            pb.v201_pb2.SetVariablesRequest(
                 setVariableData=[
-                    v201_pb2.SetVariableDataType(
-                        attributeType=v201_pb2.ATTRIBUTE_ACTUAL,
+                    pb.v201_pb2.SetVariableDataType(
+                        attributeType=pb.v201_pb2.ATTRIBUTE_ACTUAL,
                         attributeValue="120",
-                        component=v201_pb2.ComponentType(name="OCPPCommCtrlr"),
-                        variable=v201_pb2.VariableType(name="HeartbeatInterval"),
+                        component=pb.v201_pb2.ComponentType(name="OCPPCommCtrlr"),
+                        variable=pb.v201_pb2.VariableType(name="HeartbeatInterval"),
                     ),
-                    v201_pb2.SetVariableDataType(
+                    pb.v201_pb2.SetVariableDataType(
                         attributeValue="x",
-                        component=v201_pb2.ComponentType(
-                            name="Nope", evse=v201_pb2.EVSEType(id=1, connectorId=2)
+                        component=pb.v201_pb2.ComponentType(
+                            name="Nope", evse=pb.v201_pb2.EVSEType(id=1, connectorId=2)
                         ),
-                        variable=v201_pb2.VariableType(name="Foo", instance="i1"),
+                        variable=pb.v201_pb2.VariableType(name="Foo", instance="i1"),
                     ),
                 ]
             ),
@@ -643,13 +646,13 @@ async def test_ocpp201_protobuf_backend_calls_reach_charge_point(gateway, pb_bac
         started = await check_reply(
             pb_backend, cp, cid, v, "pb201-request-start", "RequestStartTransaction"
         )
-        assert started.status == v201_pb2.REQUEST_START_STOP_STATUS_ACCEPTED
+        assert started.status == pb.v201_pb2.REQUEST_START_STOP_STATUS_ACCEPTED
         assert started.transactionId == "TX-PB-77"
         result = await check_reply(pb_backend, cp, cid, v, "pb201-set-variables", "SetVariables")
         accepted, unknown = result.setVariableResult
-        assert accepted.attributeStatus == v201_pb2.SET_VARIABLE_STATUS_ACCEPTED
+        assert accepted.attributeStatus == pb.v201_pb2.SET_VARIABLE_STATUS_ACCEPTED
         assert accepted.variable.name == "HeartbeatInterval"
-        assert unknown.attributeStatus == v201_pb2.SET_VARIABLE_STATUS_UNKNOWN_COMPONENT
+        assert unknown.attributeStatus == pb.v201_pb2.SET_VARIABLE_STATUS_UNKNOWN_COMPONENT
         assert (unknown.component.evse.id, unknown.component.evse.connectorId) == (1, 2)
     pb_backend.check_clean(cid)
 
@@ -662,12 +665,12 @@ async def test_protobuf_callerror_with_details_reaches_charge_points(gateway, pb
     """A protobuf CALLERROR with ErrorDetails reaches 1.6 and 2.0.1 charge points as OCPP-J."""
     gw = gateway(PROTOBUF_BOTH_WAYS)
     details = {"field": "data", "limits": [1, 2], "nested": {"ok": False}}
-    codes = {"ocpp1.6": message_pb2.FormationViolation}
-    codes["ocpp2.0.1"] = message_pb2.OccurrenceConstraintViolation
+    codes = {"ocpp1.6": pb.message_pb2.FormationViolation}
+    codes["ocpp2.0.1"] = pb.message_pb2.OccurrenceConstraintViolation
 
     def refuse(wrapper: Any, request: Any) -> Any:
         assert request.vendorId == "ACME"
-        return message_pb2.Message(
+        return pb.message_pb2.Message(
             MessageTypeId=CALLERROR,
             UniqueId=wrapper.UniqueId,
             ErrorCode=codes[wrapper.Protocol],
@@ -746,8 +749,10 @@ async def test_per_action_protobuf_override(gateway, backend):
             payload = typed(wrapper, True)
             assert to_json(payload) == cp.conn.sent_for("ov-meter")[3]
             sampled = payload.meterValue[0].sampledValue
-            assert sampled[0].measurand == MODULES[version].MEASURAND_ENERGY_ACTIVE_IMPORT_REGISTER
-            assert sampled[1].phase == MODULES[version].PHASE_L1_N
+            assert (
+                sampled[0].measurand == pb.MODULES[version].MEASURAND_ENERGY_ACTIVE_IMPORT_REGISTER
+            )
+            assert sampled[1].phase == pb.MODULES[version].PHASE_L1_N
             # The answer goes through the (JSON) downstream topic as usual.
             backend.publish(
                 f"ocpp/cs/{cid}/Reply/MeterValues",
@@ -783,7 +788,7 @@ def error_envelope(msg: Msg, codec: str) -> dict[str, Any]:
     return {
         "MessageTypeId": wrapper.MessageTypeId,
         "UniqueId": wrapper.UniqueId,
-        "ErrorCode": message_pb2.ErrorType.Name(wrapper.ErrorCode),
+        "ErrorCode": pb.message_pb2.ErrorType.Name(wrapper.ErrorCode),
         "ErrorDescription": wrapper.ErrorDescription,
         "Protocol": wrapper.Protocol,
         "ChargePointId": wrapper.ChargePointId,
@@ -855,7 +860,7 @@ async def test_garbage_typed_payload_yields_invalid_for_that_call(gateway, pb_ba
     answer_16(pb_backend)
     async with connect(gw.url(cid), [v]) as ws:
         await heartbeat_round_trip(ws, "gp-hb-1")
-        bad = message_pb2.Message(
+        bad = pb.message_pb2.Message(
             MessageTypeId=CALL,
             UniqueId="gp-call-1",
             Action="RemoteStartTransaction",
