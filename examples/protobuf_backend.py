@@ -15,6 +15,7 @@ Authorize, MeterValues and transaction messages of every OCPP version with
 typed payloads, and prints what it receives.  :func:`to_json` and
 :func:`from_json` are the mapping of docs/protobuf.md ("How payloads are
 mapped") written against the descriptors, so they cover every action.
+tests.integration.test_protobuf_example runs it as a process.
 """
 
 from __future__ import annotations
