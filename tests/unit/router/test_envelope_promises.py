@@ -70,3 +70,22 @@ class EnvelopePromiseTests(SynchronousTestCase):
             (env,) = error_envelopes(mqtt, codec)
             self.assertEqual((env["UniqueId"], env["Action"]), ("c1", "Heartbeat"), codec)
             self.assertEqual(env["Timestamp"], NOW)
+
+    def test_raw_carries_the_frame_only(self) -> None:
+        """raw: a gateway error is an OCPP-J CALLERROR frame with its code; a CP's is its bytes."""
+        mqtt, session, _ = setup("raw")
+        mqtt.deliver("ocpp/cs/CP1/Call/Reset", b"\xff garbage")
+        session.frame_received('[2,"c1","Heartbeat",{}]')
+        mqtt.deliver(
+            "ocpp/cs/CP1/Reply/Heartbeat",
+            {"MessageTypeId": 3, "UniqueId": "c1", "Payload": {"currentTime": NOW}},
+        )
+        sent = '[5, "c1", "FormatViolation", "bad time", {}]'
+        session.frame_received(sent)
+        invalid, cp_error = (p for t, p, *_ in mqtt.published if t == "ocpp/cp/Error/CP1")
+        frame = json.loads(invalid)
+        # README "Codecs": no Timestamp, Origin or Action; the code says who made it.
+        self.assertEqual(frame[:3], [4, "-1", "Invalid"])
+        self.assertIn("ocpp/cs/CP1/Call/Reset", frame[3])
+        self.assertEqual((len(frame), frame[4]), (5, {}))
+        self.assertEqual(cp_error, sent.encode())
