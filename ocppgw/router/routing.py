@@ -34,7 +34,7 @@ from ocppgw.ocpp.messages import (
 from ocppgw.ocpp.versions import OCPP21
 from ocppgw.router import codecs
 from ocppgw.router.presence import Presence, topic_values
-from ocppgw.router.topics import topic_matches
+from ocppgw.router.topics import shard, topic_matches
 from ocppgw.session.rules import Session
 
 if TYPE_CHECKING:
@@ -132,6 +132,7 @@ class Router:
 
     def _values(self, identity: str, version: str | None, message: object = None) -> dict[str, str]:
         values = topic_values(self._config.gateway_id, identity, version)
+        values["shard"] = shard(identity, self._config.upstream.shards)
         if message is not None:
             values["action"] = getattr(message, "action", None) or ""
             values["type"] = str(int(message.message_type))  # type: ignore[attr-defined]
