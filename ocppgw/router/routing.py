@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ocppgw.interfaces import IMQTTClient, IRouter
+from ocppgw.interfaces import NO_EVENTS, IGatewayEvents, IMQTTClient, IRouter
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, CodecError, DecodeContext, Envelope, GatewayError
 from ocppgw.ocpp.messages import (
     Call,
@@ -53,6 +53,8 @@ _log = Logger()
 @implementer(IRouter)
 class Router:
     """Sessions by identity, and the topics between them and the broker."""
+
+    events: IGatewayEvents = NO_EVENTS
 
     def __init__(self, config: Config, mqtt: IMQTTClient, clock: IReactorTime) -> None:
         self._config = config
@@ -150,6 +152,7 @@ class Router:
         return up.error
 
     def publish(self, envelope: Envelope) -> Deferred[None]:
+        self.events.published(envelope)
         topic = self.topic_of(envelope)
         name = topic.template.render(
             self._values(envelope.charge_point or "", envelope.version, envelope.message)
@@ -183,6 +186,7 @@ class Router:
                 if self._presence.received(identity, payload, here) and here is not None:
                     # Let go at once: no offline presence over the other
                     # instance's online one, nothing held for a reconnection.
+                    self.events.takeover(identity, across=True)
                     here.moved()
             if not topic_matches(self._dn_any, topic):
                 return
