@@ -70,7 +70,7 @@ def _header(text: str) -> tuple[str, str, str | None, str | None] | None:
     """(type name, UniqueId, Action, error code) of an OCPP-J frame, or None if unreadable."""
     try:
         frame = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # "[" * 60000 is within max_frame_size
         return None
     if not isinstance(frame, list) or len(frame) < 3 or frame[0] not in _TYPES:
         return None

@@ -108,3 +108,10 @@ class RecorderTests(SynchronousTestCase):
         for _ in range(3):
             recorder.mqtt_connected()
         self.assertEqual(samples(recorder)[("ocppgw_mqtt_reconnects_total", ())], 2)
+
+    def test_hostile_frames(self) -> None:
+        """Unreadable and deeply nested frames count as INVALID, never raise."""
+        recorder, _ = connected()
+        recorder.frame("CP1", True, "[" * 60_000)
+        recorder.frame("CP1", True, "not json")
+        self.assertEqual(recorder.records["CP1"].by_type[("in", "INVALID", "")], 2)
