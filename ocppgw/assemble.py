@@ -16,11 +16,15 @@ from typing import Any
 
 from autobahn import websocket as autobahn_websocket
 from twisted.application import strports
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 
+from ocppgw.admin.metrics import Metrics
+from ocppgw.admin.records import Recorder
+from ocppgw.admin.service import AdminService
 from ocppgw.config import Config, ConfigError
 from ocppgw.connection import OCPPServerProtocol
+from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
 from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.credentials import Credentials, CredentialsError
 from ocppgw.listener.factory import OCPPServerFactory
@@ -39,7 +43,7 @@ from ocppgw.session.rules import Session, SessionOptions, Validate, Violation
 _log = Logger()
 
 
-def session_options(config: Config) -> SessionOptions:
+def session_options(config: Config, events: IGatewayEvents = NO_EVENTS) -> SessionOptions:
     """The session rules the configuration asks for."""
     validate_upstream: Validate | None = None
     validate_downstream: Validate | None = None
@@ -62,10 +66,21 @@ def session_options(config: Config) -> SessionOptions:
                 _log.error("schema unusable: {e}", e=e)
                 return SchemaViolation(ErrorKind.INTERNAL, f"gateway schema unusable for {action}")
 
+        def counted(upstream: bool) -> Validate:
+            def check(
+                version: str, action: str, request: bool, payload: dict[str, Any]
+            ) -> Violation | None:
+                found = validate(version, action, request, payload)
+                if found is not None:
+                    events.validation_failed(action, upstream)
+                return found
+
+            return check
+
         if config.validation_mode in ("all", "upstream"):
-            validate_upstream = validate
+            validate_upstream = counted(True)
         if config.validation_mode in ("all", "dnstream"):
-            validate_downstream = validate
+            validate_downstream = counted(False)
     return SessionOptions(
         upstream_timeout=config.upstream.awaiting_timeout,
         downstream_timeout=config.downstream.awaiting_timeout,
@@ -81,29 +96,55 @@ def session_options(config: Config) -> SessionOptions:
 class SessionFactory:
     """Opens and retires the sessions of every listener's connections."""
 
-    def __init__(self, router: Router, reactor: Any, options: SessionOptions) -> None:
+    def __init__(
+        self,
+        router: Router,
+        reactor: Any,
+        options: SessionOptions,
+        events: IGatewayEvents = NO_EVENTS,
+    ) -> None:
         self.router = router
         self.reactor = reactor
         self.options = options
+        self.events = events
 
     def open_session(self, identity: str, version: str, connection: OCPPServerProtocol) -> Session:
         session = Session(identity, version, connection, self.router, self.reactor, self.options)
-        self.router.attach(session, connection.peer or "")
-        _log.info(
-            "{cid}: connected ({version}) from {peer}",
-            cid=identity,
-            version=version,
-            peer=connection.peer,
+        old = self.router.session(identity)
+        listener = connection.factory.listener
+        # connected() logs the line: identity, version, remote address.
+        self.events.connected(
+            identity, version, listener.name, listener.security_profile, connection.peer or ""
         )
+        if old is not None and old.connected:
+            self.events.takeover(identity, across=False)
+        self.router.attach(session, connection.peer or "")
         return session
 
     def close_session(self, session: Session) -> None:
         session.connection_lost()
         self.router.detach(session)
-        _log.info("{cid}: disconnected", cid=session.identity)
 
 
-def build(config: Config, reactor: Any) -> GatewayService:
+def operate(config: Config, reactor: Any) -> MultiService:
+    """
+    The gateway and what operates it: its events recorded (metrics, the log
+    lines of connects, disconnects, takeovers and gateway errors), and the
+    admin endpoint when ``[admin] endpoint`` is set.  The admin endpoint
+    starts after the gateway and stops before it.
+    """
+    recorder = Recorder(reactor, Metrics())
+    gateway = build(config, reactor, recorder)
+    top = MultiService()
+    gateway.setServiceParent(top)
+    if config.admin.endpoint is not None:
+        admin = AdminService(gateway, recorder, reactor)
+        recorder.metrics.watch(admin.gateway.state())
+        admin.setServiceParent(top)
+    return top
+
+
+def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> GatewayService:
     """
     The whole gateway for ``config``.
 
@@ -130,10 +171,12 @@ def build(config: Config, reactor: Any) -> GatewayService:
     except BrokerTLSError as e:
         raise ConfigError(f"[mqtt] tls_ca/tls_cert/tls_key: {e}") from None
     router = Router(config, client, reactor)
-    sessions = SessionFactory(router, reactor, session_options(config))
+    router.events = events
+    sessions = SessionFactory(router, reactor, session_options(config, events), events)
     client.will = router.gateway_presence(False)
 
     def announce() -> None:
+        events.mqtt_connected()
         topic, payload = router.gateway_presence(True)
         client.publish(topic, payload, 1, retain=True)
 
@@ -174,6 +217,7 @@ def build(config: Config, reactor: Any) -> GatewayService:
             gatekeeper=Gatekeeper(listener, credentials, limiter, forwarded),
             over_tls=tls is not None,
         )
+        factory.events = events
         wrapped: Any = factory if tls is None else TLSListenerFactory(tls, factory)
         try:
             service = strports.service(listener.endpoint, wrapped, reactor=reactor)

@@ -93,6 +93,13 @@ class OCPPServerProtocol(WebSocketServerProtocol):
                 code=e.code,
                 reason=e.reason,
             )
+            self.factory.events.refused(
+                self.factory.listener.name,
+                self.peer or "",
+                self.http_request_uri,
+                str(e.code),
+                e.reason or "",
+            )
             raise
 
     def _negotiate(self, request: ConnectionRequest) -> str | None:
@@ -144,11 +151,14 @@ class OCPPServerProtocol(WebSocketServerProtocol):
             # OCPP-J frames are text (OCPP-J 1.6 §4.1.1); RFC 6455 §7.4.1: 1003.
             self.close(CLOSE_UNSUPPORTED_DATA, "OCPP-J frames must be text frames")
             return
-        self.session.frame_received(payload.decode("utf-8"))
+        text = payload.decode("utf-8")
+        self.factory.events.frame(self.identity or "", True, text)
+        self.session.frame_received(text)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         session, self.session = self.session, None
         if session is not None:
+            self.factory.events.disconnected(self.identity or "", self.peer or "", code, reason)
             self.factory.close_session(session)
 
     # --- IChargePointConnection ---
@@ -161,6 +171,7 @@ class OCPPServerProtocol(WebSocketServerProtocol):
             )
             return
         self.sendMessage(text.encode("utf-8"), isBinary=False)
+        self.factory.events.frame(self.identity or "", False, text)
 
     # --- leaving STATE_OPEN ---
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
-from zope.interface import Attribute, Interface
+from zope.interface import Attribute, Interface, implementer
 
 if TYPE_CHECKING:
     from ocppgw.ocpp.envelope import Envelope
@@ -99,3 +99,71 @@ class IMQTTClient(Interface):
 
     def set_message_handler(handler: Callable[[str, bytes, tuple[int, ...]], None]) -> None:
         """Call ``handler(topic, payload, subscription_identifiers)`` for every message."""
+
+
+class IGatewayEvents(Interface):
+    """
+    What happens to charge points, as operators see it: the admin API, the
+    metrics and the log lines are made from these.  Each stage calls them
+    where the event happens; every method returns at once and never raises.
+    No charge point identity becomes a metric label.
+    """
+
+    def connected(identity: str, version: str, listener: str, profile: int, peer: str) -> None:
+        """A charge point's WebSocket opened with ``version``."""
+
+    def disconnected(identity: str, peer: str, code: int | None, reason: str | None) -> None:
+        """A charge point's WebSocket closed, with its close code and reason (RFC 6455 §7.1.5)."""
+
+    def frame(identity: str, inbound: bool, text: str) -> None:
+        """One OCPP-J text frame from (``inbound``) or to the charge point."""
+
+    def refused(listener: str, peer: str, uri: str, status: str, reason: str) -> None:
+        """A handshake refused: an HTTP ``status`` (400, 401, ...) or ``TLS``."""
+
+    def takeover(identity: str, across: bool) -> None:
+        """A newer connection took ``identity`` over, here or (``across``) on another instance."""
+
+    def published(envelope: Envelope) -> None:
+        """The router is publishing ``envelope`` for the backend."""
+
+    def validation_failed(action: str, upstream: bool) -> None:
+        """A payload of ``action`` failed schema validation; ``upstream``: the charge point's."""
+
+    def mqtt_connected() -> None:
+        """The MQTT client (re)connected to the broker."""
+
+
+@implementer(IGatewayEvents)
+class NoEvents:
+    """Nobody listens: what each stage holds until the gateway is assembled."""
+
+    def connected(
+        self, identity: str, version: str, listener: str, profile: int, peer: str
+    ) -> None:
+        pass
+
+    def disconnected(self, identity: str, peer: str, code: int | None, reason: str | None) -> None:
+        pass
+
+    def frame(self, identity: str, inbound: bool, text: str) -> None:
+        pass
+
+    def refused(self, listener: str, peer: str, uri: str, status: str, reason: str) -> None:
+        pass
+
+    def takeover(self, identity: str, across: bool) -> None:
+        pass
+
+    def published(self, envelope: Envelope) -> None:
+        pass
+
+    def validation_failed(self, action: str, upstream: bool) -> None:
+        pass
+
+    def mqtt_connected(self) -> None:
+        pass
+
+
+#: The no-op default of every stage's ``events``.
+NO_EVENTS = NoEvents()

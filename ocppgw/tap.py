@@ -5,12 +5,25 @@
 
 from __future__ import annotations
 
+import os
+from importlib import resources
 from typing import Any
 
 from twisted.application.service import IService
 from twisted.python import usage
 
 from ocppgw.config import ConfigError, load
+from ocppgw.logs import Observed, observer_for, twistd_output
+
+#: The configuration used when --config is not given, if it exists.
+LOCAL_CONFIG = "etc/ocppgw.ini"
+
+
+def default_config_path() -> str:
+    """``etc/ocppgw.ini`` in a checkout, else the copy installed with the package."""
+    if os.path.exists(LOCAL_CONFIG):
+        return LOCAL_CONFIG
+    return str(resources.files("ocppgw").joinpath("ocppgw.ini"))
 
 
 class Options(usage.Options):
@@ -21,10 +34,18 @@ class Options(usage.Options):
         "Every option of the INI file is documented in etc/ocppgw.ini."
     )
     optParameters = [
-        ["config", "c", "etc/ocppgw.ini", "The INI configuration file."],
+        [
+            "config",
+            "c",
+            None,
+            f"The INI configuration file (default: {LOCAL_CONFIG} if it exists, else the "
+            "one shipped with the package; ocppgw-config prints it).",
+        ],
     ]
 
     def postOptions(self) -> None:
+        if self["config"] is None:
+            self["config"] = default_config_path()
         try:
             self["parsed"] = load(self["config"])
         except ConfigError as e:
@@ -34,10 +55,15 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
-    from ocppgw.assemble import build
+    from ocppgw.assemble import operate
 
+    config = options["parsed"]
     try:
-        service: Any = build(options["parsed"], reactor)
+        service: Any = operate(config, reactor)
     except ConfigError as e:
         raise usage.UsageError(str(e)) from None
+    out = twistd_output(getattr(options, "parent", None))
+    if out is not None:
+        # twistd takes the application's log observer (AppLogger.start).
+        service = Observed(service, observer_for(config.log_format, out))
     return service  # type: ignore[no-any-return]

@@ -54,6 +54,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "versions": Key(versions, " ".join(SUPPORTED)),
         "strict": Key(boolean, "true"),
         "shutdown_timeout": Key(seconds(), "10"),
+        "log_format": Key(choice("text", "json"), "text"),
     },
     "listener:": {
         "endpoint": Key(nonempty, None),
@@ -108,6 +109,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "error_codec": Key(codec, ""),
         "invalid_topic": Key(text, ""),
         "awaiting_timeout": Key(seconds(), "30"),
+        "shards": Key(int_range(1, 65536), "1"),
     },
     "upstream:": {
         "topic": Key(text, ""),
@@ -131,5 +133,11 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "presence": {
         "topic": Key(nonempty, "ocpp/presence/${cid}"),
         "gateway_topic": Key(nonempty, "ocpp/gateway/${gateway}"),
+    },
+    "admin": {
+        "endpoint": Key(text, "tcp:9100:interface=127.0.0.1"),
+        "token": Key(text, ""),
+        "token_file": Key(text, ""),
+        "metrics_auth": Key(boolean, "true"),
     },
 }

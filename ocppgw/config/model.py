@@ -92,6 +92,8 @@ class UpstreamConfig:
     #: Where frames refused by validation are published whole, if anywhere.
     invalid: TopicTemplate | None
     awaiting_timeout: float
+    #: What ``${shard}`` counts modulo: a stable hash of the identity.
+    shards: int = 1
 
     def call_topic(self, action: str) -> Topic:
         """The topic of CALLs (and SENDs) of ``action``."""
@@ -121,6 +123,18 @@ class PresenceConfig:
 
 
 @dataclass(frozen=True)
+class AdminConfig:
+    """``[admin]``: the HTTP API, /metrics and /healthz."""
+
+    #: A Twisted server endpoint string; None: no admin endpoint.
+    endpoint: str | None
+    #: The bearer token of /api/ (and /metrics); None: no token is accepted.
+    token: str | None
+    #: Whether /metrics needs the token too.
+    metrics_auth: bool
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, checked: what :func:`~ocppgw.config.parse` returns."""
 
@@ -138,6 +152,9 @@ class Config:
     schema_dir: str | None
     local_heartbeat: bool
     login_limits: LoginLimits
+    admin: AdminConfig = AdminConfig(None, None, True)
+    #: ``text`` or ``json`` (one object per line).
+    log_format: str = "text"
 
 
 @dataclass(frozen=True)

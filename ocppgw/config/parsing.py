@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.config.test_config -*-
+# -*- test-case-name: tests.unit.config.test_config,tests.unit.config.test_admin_config -*-
 """
 Reading the INI file: :func:`parse` checks every section and key against
 :data:`~ocppgw.config.keys.SECTIONS`, then builds the typed values of
@@ -260,6 +260,7 @@ def _upstream(raw: dict[str, Values]) -> model.UpstreamConfig:
         overrides=MappingProxyType(overrides),
         invalid=_template("upstream", "invalid_topic", invalid) if invalid else None,
         awaiting_timeout=up["awaiting_timeout"],
+        shards=up["shards"],
     )
 
 
@@ -295,6 +296,23 @@ def _schema_dir(validation: Values, base_dir: str) -> str | None:
     return schema_dir
 
 
+def _admin(admin: Values, base_dir: str) -> model.AdminConfig:
+    """``[admin]``: the endpoint, and the token given inline or in a file."""
+    token = admin["token"] or None
+    if admin["token_file"]:
+        if token is not None:
+            raise ConfigError("[admin] token, token_file: set one of them, not both")
+        path = _file("admin", "token_file", admin["token_file"], base_dir)
+        try:
+            with open(path, encoding="utf-8") as f:
+                token = f.read().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"[admin] token_file: cannot read {path}: {e}") from None
+        if not token:
+            raise ConfigError(f"[admin] token_file: {path} is empty")
+    return model.AdminConfig(admin["endpoint"].strip() or None, token, admin["metrics_auth"])
+
+
 def parse(text: str, source: str = "<string>", base_dir: str = ".") -> model.Config:
     """
     The configuration in the INI ``text``; relative file names in it are
@@ -328,6 +346,8 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> model.Con
         schema_dir=_schema_dir(raw["validation"], base_dir),
         local_heartbeat=raw["local"]["heartbeat"],
         login_limits=limits,
+        admin=_admin(raw["admin"], base_dir),
+        log_format=gw["log_format"],
     )
 
 

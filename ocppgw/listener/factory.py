@@ -34,6 +34,7 @@ from autobahn.websocket.compress import (
 from cryptography import x509
 
 from ocppgw.connection import OCPPServerProtocol
+from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
 from ocppgw.listener import Refused
 from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.credentials import Credentials
@@ -109,6 +110,8 @@ def _accept_deflate(offers: list[Any]) -> Any:
 
 class OCPPServerFactory(WebSocketServerFactory):
     """The charge point endpoint of one ``[listener:NAME]``."""
+
+    events: IGatewayEvents = NO_EVENTS
 
     protocol = OCPPServerProtocol  # type: ignore[assignment]
 

@@ -37,6 +37,8 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
+
 _log = Logger()
 
 #: A00.FR.317's TLS 1.2 suites, strongest key exchange first.
@@ -217,7 +219,17 @@ class _LoggedTLS(BufferingTLSTransport):
                 peer=_peer(self),
                 why=why.getErrorMessage() if isinstance(why, Failure) else str(why),
             )
+            _events_of(self).refused(_listener_of(self), _peer(self), "", "TLS", str(why))
         super().connectionLost(reason)
+
+
+def _events_of(protocol: Any) -> IGatewayEvents:
+    return getattr(getattr(protocol.factory, "wrappedFactory", None), "events", NO_EVENTS)
+
+
+def _listener_of(protocol: Any) -> str:
+    listener = getattr(getattr(protocol.factory, "wrappedFactory", None), "listener", None)
+    return str(getattr(listener, "name", ""))
 
 
 class TLSListenerFactory(TLSMemoryBIOFactory):

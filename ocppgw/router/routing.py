@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ocppgw.interfaces import IMQTTClient, IRouter
+from ocppgw.interfaces import NO_EVENTS, IGatewayEvents, IMQTTClient, IRouter
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, CodecError, DecodeContext, Envelope, GatewayError
 from ocppgw.ocpp.messages import (
     Call,
@@ -34,7 +34,7 @@ from ocppgw.ocpp.messages import (
 from ocppgw.ocpp.versions import OCPP21
 from ocppgw.router import codecs
 from ocppgw.router.presence import Presence, topic_values
-from ocppgw.router.topics import topic_matches
+from ocppgw.router.topics import shard, topic_matches
 from ocppgw.session.exchanges import rfc3339
 from ocppgw.session.rules import Session
 
@@ -54,6 +54,8 @@ _log = Logger()
 @implementer(IRouter)
 class Router:
     """Sessions by identity, and the topics between them and the broker."""
+
+    events: IGatewayEvents = NO_EVENTS
 
     def __init__(self, config: Config, mqtt: IMQTTClient, clock: IReactorTime) -> None:
         self._config = config
@@ -134,6 +136,7 @@ class Router:
 
     def _values(self, identity: str, version: str | None, message: object = None) -> dict[str, str]:
         values = topic_values(self._config.gateway_id, identity, version)
+        values["shard"] = shard(identity, self._config.upstream.shards)
         if message is not None:
             values["action"] = getattr(message, "action", None) or ""
             values["type"] = str(int(message.message_type))  # type: ignore[attr-defined]
@@ -151,6 +154,7 @@ class Router:
         return up.error
 
     def publish(self, envelope: Envelope) -> Deferred[None]:
+        self.events.published(envelope)
         topic = self.topic_of(envelope)
         name = topic.template.render(
             self._values(envelope.charge_point or "", envelope.version, envelope.message)
@@ -184,6 +188,7 @@ class Router:
                 if self._presence.received(identity, payload, here) and here is not None:
                     # Let go at once: no offline presence over the other
                     # instance's online one, nothing held for a reconnection.
+                    self.events.takeover(identity, across=True)
                     here.moved()
             if not topic_matches(self._dn_any, topic):
                 return

@@ -1,11 +1,14 @@
-# -*- test-case-name: tests.unit.router.test_topics -*-
+# -*- test-case-name: tests.unit.router.test_topics,tests.unit.router.test_shard -*-
 """
 Topic templates: ``ocpp/cp/${cid}/${action}`` and friends.
 
 Placeholders: ``${cid}`` (charge point identity), ``${action}``, ``${type}``
-(MessageTypeId), ``${id}`` (UniqueId), ``${version}`` (subprotocol) and
-``${gateway}`` (the gateway's id).  Upstream templates render to the topic a
-message is published on, and may not contain MQTT wildcards.  The downstream
+(MessageTypeId), ``${id}`` (UniqueId), ``${version}`` (subprotocol),
+``${gateway}`` (the gateway's id) and ``${shard}`` (:func:`shard`: a stable
+hash of the identity modulo ``[upstream] shards``, so that backend worker k
+can subscribe to its shard and see each of its charge points in order).
+Upstream templates render to the topic a message is published on, and may
+not contain MQTT wildcards.  The downstream
 template renders to one subscription per charge point: it must contain
 ``${cid}``; ``${action}``, ``${type}`` and ``${id}`` become ``+`` there, since
 the message is not known yet.
@@ -17,15 +20,26 @@ A value is never allowed to change the shape of a topic: ``/``, ``+``, ``#``,
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-PLACEHOLDERS = frozenset({"cid", "action", "type", "id", "version", "gateway"})
+PLACEHOLDERS = frozenset({"cid", "action", "type", "id", "version", "gateway", "shard"})
 #: Placeholders whose value is only known once a message is there.
 PER_MESSAGE = frozenset({"action", "type", "id"})
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _UNSAFE = re.compile(r"[/+#%\x00]")
+
+
+def shard(identity: str, shards: int) -> str:
+    """
+    ``identity``'s shard, ``0`` to ``shards - 1``: CRC-32 of its UTF-8 bytes
+    modulo ``shards``.  The same on every instance, in every process and
+    Python version (unlike ``hash()``), so every instance sends a charge
+    point's messages to the same shard.
+    """
+    return str(zlib.crc32(identity.encode("utf-8")) % shards)
 
 
 class TemplateError(ValueError):
@@ -135,7 +149,7 @@ class TopicTemplate:
 
         A level that holds a per-message placeholder becomes ``+``.
         """
-        wild = PER_MESSAGE | {"cid"} if any_cid else PER_MESSAGE
+        wild = PER_MESSAGE | {"cid", "shard"} if any_cid else PER_MESSAGE
         levels = []
         for level in self.text.split("/"):
             names = set(_PLACEHOLDER.findall(level))

@@ -189,6 +189,8 @@ def start_gateway(directory: Path, broker: Broker, extra: Sections | None = None
         "gateway": {"id": name},
         "listener:ws": {"endpoint": f"tcp:{port}:interface=127.0.0.1"},
         "mqtt": {"broker": broker.url},
+        # Many gateways run at once: the admin API only where a test asks for it.
+        "admin": {"endpoint": ""},
     }
     for section, keys in (extra or {}).items():
         sections.setdefault(section, {}).update(keys)

@@ -1,6 +1,7 @@
 """
 The wheel, installed into a fresh virtual environment, gives ``twistd`` the
-``ocppgw`` plugin (STYLE.md, packaging facts): not the checkout, the wheel.
+``ocppgw`` plugin (STYLE.md, packaging facts): not the checkout, the wheel;
+and the default configuration (``ocppgw-config``) and ``ocppgw-ctl`` come with it.
 """
 
 from __future__ import annotations
@@ -99,3 +100,15 @@ def test_wheel_installs_the_twistd_plugin(tmp_path):
     assert "--config" in help_text, help_text
     passwd_help = _run([str(venv / "bin" / "ocppgw-passwd"), "--help"], tmp_path, env, 120)
     assert "set" in passwd_help, passwd_help
+
+    # The wheel alone carries the documented default configuration.
+    assert "ocppgw/ocppgw.ini" in names, sorted(names)
+    shipped = _run([str(venv / "bin" / "ocppgw-config")], tmp_path, env, 120)
+    assert shipped == (ROOT / "etc" / "ocppgw.ini").read_text(encoding="utf-8")
+    ctl_help = _run([str(venv / "bin" / "ocppgw-ctl"), "--help"], tmp_path, env, 120)
+    assert "kick" in ctl_help and "health" in ctl_help, ctl_help
+    missing = subprocess.run(
+        [str(venv / "bin" / "twistd"), "-n", "ocppgw", "--config", "nowhere.ini"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert missing.returncode != 0 and "nowhere.ini" in missing.stdout + missing.stderr

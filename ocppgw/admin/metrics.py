@@ -1,0 +1,173 @@
+# -*- test-case-name: tests.unit.admin.test_recorder,tests.integration.test_admin_metrics -*-
+"""
+The Prometheus metrics of one gateway process, all named ``ocppgw_…``.
+
+They live in a registry of their own (not prometheus-client's global one),
+so that each gateway, and each test, counts only what it saw.  No label
+holds a charge point identity: an operator with 100 000 charge points would
+get 100 000 series per metric.  Per charge point details are the admin
+API's (``GET /api/v1/chargepoints/{id}``).
+
+What is a gauge of the current state (charge points connected, queue length,
+MQTT state) is read at scrape time by :class:`_StateCollector`, from the
+callables it is given, so it can never drift from the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+#: Buckets of answer times, in seconds: a charge point answers within
+#: milliseconds to its default 30 s timeout.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+@dataclass(frozen=True)
+class State:
+    """What the gauges read at scrape time."""
+
+    #: (version, listener) -> number of charge points connected.
+    connected: Callable[[], dict[tuple[str, str], int]]
+    #: Backend CALLs waiting in the queues, over all charge points.
+    queued: Callable[[], int]
+    #: Charge points in their offline grace period.
+    in_grace: Callable[[], int]
+    mqtt_connected: Callable[[], bool]
+    buffered: Callable[[], int]
+    unacknowledged: Callable[[], int]
+
+
+class _StateCollector(Collector):
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def collect(self) -> Iterable[Metric]:
+        state = self._state
+        connected = GaugeMetricFamily(
+            "ocppgw_charge_points_connected",
+            "Charge points connected now, by OCPP version and listener.",
+            labels=["version", "listener"],
+        )
+        for (version, listener), n in sorted(state.connected().items()):
+            connected.add_metric([version, listener], n)
+        yield connected
+        yield GaugeMetricFamily(
+            "ocppgw_charge_points_in_grace",
+            "Charge points disconnected but within [dnstream] offline_ttl.",
+            value=state.in_grace(),
+        )
+        yield GaugeMetricFamily(
+            "ocppgw_queue_length",
+            "Backend CALLs waiting behind the one in flight, over all charge points.",
+            value=state.queued(),
+        )
+        yield GaugeMetricFamily(
+            "ocppgw_mqtt_connected",
+            "1 while the MQTT client is connected to the broker.",
+            value=1 if state.mqtt_connected() else 0,
+        )
+        yield GaugeMetricFamily(
+            "ocppgw_mqtt_buffered_publishes",
+            "Publishes waiting in the client for the broker (not sent yet).",
+            value=state.buffered(),
+        )
+        yield GaugeMetricFamily(
+            "ocppgw_mqtt_unacknowledged_publishes",
+            "QoS >= 1 publishes waiting for their PUBACK.",
+            value=state.unacknowledged(),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+class Metrics:
+    """The counters and histograms, and the registry ``/metrics`` renders."""
+
+    def __init__(self, state: State | None = None) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.messages = Counter(
+            "ocppgw_messages",
+            "OCPP-J messages by direction (in: from charge points), type and action.",
+            ["direction", "type", "action"],
+            registry=registry,
+        )
+        self.bytes = Counter(
+            "ocppgw_message_bytes",
+            "Bytes of OCPP-J frames by direction.",
+            ["direction"],
+            registry=registry,
+        )
+        self.connections = Counter(
+            "ocppgw_connections",
+            "WebSocket connections opened by charge points, by OCPP version and listener.",
+            ["version", "listener"],
+            registry=registry,
+        )
+        self.disconnections = Counter(
+            "ocppgw_disconnections",
+            "Charge point connections closed, by WebSocket close code (1006: abnormal).",
+            ["code"],
+            registry=registry,
+        )
+        self.gateway_errors = Counter(
+            "ocppgw_gateway_errors",
+            "Error envelopes the gateway published itself, by code (Offline, Timeout, ...).",
+            ["code"],
+            registry=registry,
+        )
+        self.call_errors = Counter(
+            "ocppgw_callerrors",
+            "CALLERRORs (and 2.1 CALLRESULTERRORs) by direction and OCPP error code.",
+            ["direction", "code"],
+            registry=registry,
+        )
+        self.validation_failures = Counter(
+            "ocppgw_validation_failures",
+            "Payloads failing schema validation, by action and direction.",
+            ["action", "direction"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "ocppgw_handshakes_refused",
+            "Handshakes refused, by reason: an HTTP status (400, 401, 403, 404, 429) or TLS.",
+            ["reason"],
+            registry=registry,
+        )
+        self.takeovers = Counter(
+            "ocppgw_takeovers",
+            "Connections taken over by a newer one: on this instance (same) or another (across).",
+            ["where"],
+            registry=registry,
+        )
+        self.mqtt_reconnects = Counter(
+            "ocppgw_mqtt_reconnects",
+            "Times the MQTT client connected to the broker again after the first time.",
+            registry=registry,
+        )
+        self.downstream_latency = Histogram(
+            "ocppgw_downstream_call_seconds",
+            "How long charge points took to answer backend CALLs, by action.",
+            ["action"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_latency = Histogram(
+            "ocppgw_upstream_answer_seconds",
+            "How long the backend took to answer charge point CALLs, by action.",
+            ["action"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        ProcessCollector(namespace="ocppgw", registry=registry)
+        if state is not None:
+            self.watch(state)
+
+    def watch(self, state: State) -> None:
+        """Read the gauges of ``state`` at every scrape."""
+        self.registry.register(_StateCollector(state))

@@ -1,0 +1,246 @@
+# -*- test-case-name: tests.unit.admin.test_recorder -*-
+"""
+What the gateway remembers of each charge point for its operators, made from
+:class:`~ocppgw.interfaces.IGatewayEvents`: counters, the last connection
+events, when it was last heard from; and the metrics and log lines of the
+same events.
+
+A :class:`Recorder` is built for every gateway, with or without the admin
+endpoint: the log lines of connects, disconnects, takeovers and gateway
+errors are its too.  Charge points that left are remembered (with their
+history) up to :data:`MAX_GONE`, the oldest forgotten first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ocppgw.admin.metrics import Metrics
+from ocppgw.interfaces import IGatewayEvents
+from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope
+from ocppgw.ocpp.messages import CallError, CallResult, CallResultError, MessageType
+
+_log = Logger()
+
+#: Connection events kept per charge point (issue: the last 20).
+MAX_EVENTS = 20
+#: Charge points that left and are still remembered.
+MAX_GONE = 10_000
+#: Exchanges timed per charge point and direction; OCPP-J allows one in
+#: flight each way (1.6 §4.1.1), non-strict peers a few more.
+MAX_TIMED = 64
+
+_TYPES = {int(t): t.name for t in MessageType}
+
+
+@dataclass
+class Record:
+    """One charge point, as the admin API shows it."""
+
+    identity: str
+    version: str
+    listener: str
+    profile: int
+    peer: str
+    connected_since: float
+    connected: bool = True
+    last_message_at: float | None = None
+    messages_in: int = 0
+    messages_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    #: (direction, type, action) -> count.
+    by_type: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: OCPP and gateway error codes -> count.
+    errors: Counter[str] = field(default_factory=Counter)
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
+    #: UniqueId -> (Action, sent at) of CALLs awaiting an answer, each direction.
+    timed_in: OrderedDict[str, tuple[str, float]] = field(default_factory=OrderedDict)
+    timed_out: OrderedDict[str, tuple[str, float]] = field(default_factory=OrderedDict)
+
+
+def _header(text: str) -> tuple[str, str, str | None, str | None] | None:
+    """(type name, UniqueId, Action, error code) of an OCPP-J frame, or None if unreadable."""
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):  # "[" * 60000 is within max_frame_size
+        return None
+    if not isinstance(frame, list) or len(frame) < 3 or frame[0] not in _TYPES:
+        return None
+    kind, unique_id = _TYPES[frame[0]], str(frame[1])
+    third = frame[2] if isinstance(frame[2], str) else None
+    if kind in ("CALL", "SEND"):
+        return kind, unique_id, third, None
+    if kind in ("CALLERROR", "CALLRESULTERROR"):
+        return kind, unique_id, None, third
+    return kind, unique_id, None, None
+
+
+@implementer(IGatewayEvents)
+class Recorder:
+    """Keeps the records, counts the metrics and writes the log lines."""
+
+    def __init__(self, clock: IReactorTime, metrics: Metrics) -> None:
+        self._clock = clock
+        self.metrics = metrics
+        self.records: dict[str, Record] = {}
+        self._gone: OrderedDict[str, None] = OrderedDict()
+        self._mqtt_connects = 0
+        #: Listeners of published envelopes (the admin API's CALLs).
+        self.envelope_watchers: list[Any] = []
+
+    def _event(self, record: Record, event: str, **details: Any) -> None:
+        record.events.append({"time": self._clock.seconds(), "event": event, **details})
+
+    # --- IGatewayEvents ---
+
+    def connected(
+        self, identity: str, version: str, listener: str, profile: int, peer: str
+    ) -> None:
+        old = self.records.get(identity)
+        record = Record(identity, version, listener, profile, peer, self._clock.seconds())
+        if old is not None:
+            record.events.extend(old.events)
+            self._gone.pop(identity, None)
+        self.records[identity] = record
+        self._event(record, "connect", peer=peer, version=version, listener=listener)
+        self.metrics.connections.labels(version, listener).inc()
+        _log.info(
+            "{cid}: connected ({version}) from {peer} on listener {listener}",
+            cid=identity,
+            version=version,
+            peer=peer,
+            listener=listener,
+        )
+
+    def disconnected(self, identity: str, peer: str, code: int | None, reason: str | None) -> None:
+        record = self.records.get(identity)
+        # Autobahn reports a pong that did not come as an unclean close (1006).
+        ping_timeout = "ping timeout" in (reason or "")
+        if record is not None and record.peer == peer and record.connected:
+            record.connected = False
+            self._event(
+                record, "ping timeout" if ping_timeout else "close", code=code, reason=reason
+            )
+            self._forget_later(identity)
+        self.metrics.disconnections.labels(str(code if code is not None else 1006)).inc()
+        _log.info(
+            "{cid}: disconnected from {peer}, close code {code}{why}",
+            cid=identity,
+            peer=peer,
+            code=code,
+            why=f" ({reason})" if reason else "",
+        )
+
+    def _forget_later(self, identity: str) -> None:
+        self._gone[identity] = None
+        self._gone.move_to_end(identity)
+        while len(self._gone) > MAX_GONE:
+            gone, _ = self._gone.popitem(last=False)
+            self.records.pop(gone, None)
+
+    def frame(self, identity: str, inbound: bool, text: str) -> None:
+        record = self.records.get(identity)
+        header = _header(text)
+        size = len(text.encode("utf-8"))
+        direction = "in" if inbound else "out"
+        self.metrics.bytes.labels(direction).inc(size)
+        if header is None:
+            kind, unique_id, action, code = "INVALID", "", None, None
+        else:
+            kind, unique_id, action, code = header
+        now = self._clock.seconds()
+        # The CALLs each side waits to answer, to name the action of an
+        # answer and time it: ours (out) answered by the charge point (in).
+        mine, theirs = (
+            (
+                (record.timed_in, record.timed_out)
+                if inbound
+                else (record.timed_out, record.timed_in)
+            )
+            if record is not None
+            else (None, None)
+        )
+        if kind == "CALL" and mine is not None and action is not None:
+            mine[unique_id] = (action, now)
+            while len(mine) > MAX_TIMED:
+                mine.popitem(last=False)
+        elif kind in ("CALLRESULT", "CALLERROR") and theirs is not None:
+            timed = theirs.pop(unique_id, None)
+            if timed is not None:
+                action = timed[0]
+                histogram = (
+                    self.metrics.downstream_latency if inbound else self.metrics.upstream_latency
+                )
+                histogram.labels(action).observe(max(0.0, now - timed[1]))
+        self.metrics.messages.labels(direction, kind, action or "").inc()
+        if code is not None:
+            self.metrics.call_errors.labels(direction, code).inc()
+        if record is None:
+            return
+        if inbound:
+            record.messages_in += 1
+            record.bytes_in += size
+            record.last_message_at = now
+        else:
+            record.messages_out += 1
+            record.bytes_out += size
+        record.by_type[(direction, kind, action or "")] += 1
+        if code is not None:
+            record.errors[code] += 1
+
+    def refused(self, listener: str, peer: str, uri: str, status: str, reason: str) -> None:
+        # The listener and the TLS layer log refusals themselves, with the URI.
+        self.metrics.refused.labels(status).inc()
+        identity = uri.rstrip("/").rsplit("/", 1)[-1] if uri else ""
+        record = self.records.get(identity)
+        if record is not None:
+            self._event(record, "refusal", peer=peer, status=status, reason=reason)
+
+    def takeover(self, identity: str, across: bool) -> None:
+        self.metrics.takeovers.labels("across" if across else "same").inc()
+        record = self.records.get(identity)
+        if record is not None:
+            self._event(record, "takeover", across=across)
+        _log.info(
+            "{cid}: taken over by a newer connection {where} (from {peer})",
+            cid=identity,
+            where="on another gateway instance" if across else "on this instance",
+            peer=record.peer if record is not None else "?",
+        )
+
+    def published(self, envelope: Envelope) -> None:
+        message = envelope.message
+        identity = envelope.charge_point or ""
+        if envelope.origin == ORIGIN_GATEWAY and isinstance(message, CallError):
+            self.metrics.gateway_errors.labels(message.error_code).inc()
+            record = self.records.get(identity)
+            if record is not None:
+                record.errors[message.error_code] += 1
+            _log.warn(
+                "{cid}: gateway error {code} for {action} {id} (peer {peer}): {why}",
+                cid=identity,
+                peer=record.peer if record is not None else "-",
+                code=message.error_code,
+                action=message.action or "-",
+                id=message.unique_id,
+                why=message.error_description,
+            )
+        if isinstance(message, CallResult | CallError | CallResultError):
+            for watcher in list(self.envelope_watchers):
+                watcher(envelope)
+
+    def validation_failed(self, action: str, upstream: bool) -> None:
+        self.metrics.validation_failures.labels(action, "in" if upstream else "out").inc()
+
+    def mqtt_connected(self) -> None:
+        self._mqtt_connects += 1
+        if self._mqtt_connects > 1:
+            self.metrics.mqtt_reconnects.inc()

@@ -1,0 +1,194 @@
+# -*- test-case-name: tests.integration.test_admin_api -*-
+"""
+The admin endpoint as a Twisted service, and what it reads of the gateway:
+the listeners (listening or not), the MQTT client, the sessions.
+
+:class:`Gateway` answers ``GET /api/v1/gateway`` and ``/healthz``; the
+routes are :mod:`ocppgw.admin.api`'s.  ``[gateway] workers`` does not exist
+yet: one process serves everything, and ``workers`` is reported as 1.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.application import strports
+from twisted.application.service import MultiService
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from ocppgw import __version__
+from ocppgw.admin.api import AdminResource
+from ocppgw.admin.calls import Calls
+from ocppgw.admin.metrics import State
+from ocppgw.config import ConfigError
+from ocppgw.session.rules import rfc3339
+
+if TYPE_CHECKING:
+    from ocppgw.admin.records import Recorder
+    from ocppgw.service import GatewayService
+
+_log = Logger()
+
+
+def _buffered(mqtt: Any) -> int:
+    """Publishes paho holds that are not on the wire yet (queued while disconnected)."""
+    client = getattr(mqtt, "_client", None)
+    out = getattr(client, "_out_messages", None)
+    inflight = getattr(client, "_inflight_messages", 0)
+    if out is None:
+        return 0
+    return max(0, len(out) - (int(inflight) if mqtt.connected else 0))
+
+
+class Gateway:
+    """The gateway as the admin endpoint reads it."""
+
+    def __init__(self, gateway: GatewayService, recorder: Recorder, clock: IReactorTime) -> None:
+        self.service = gateway
+        self.config = gateway.config
+        self.router = gateway.router
+        self.mqtt = gateway.mqtt
+        self.recorder = recorder
+        self._clock = clock
+        self.started = clock.seconds()
+        #: listener name -> its port once listening, or why it is not.
+        self.ports: dict[str, Any] = {}
+        self.failed: dict[str, str] = {}
+
+    def watch_listeners(self) -> None:
+        """Learn when each listener's port is bound (or fails to be)."""
+        for service in self.service.listeners:
+            name = (service.name or "").removeprefix("listener:")
+            waiting = getattr(service, "_waitingForPort", None)
+            if waiting is None:
+                continue
+
+            def bound(port: Any, name: str = name) -> Any:
+                self.ports[name] = port
+                return port
+
+            def failed(failure: Any, name: str = name) -> Any:
+                self.failed[name] = failure.getErrorMessage()
+                return failure
+
+            waiting.addCallbacks(bound, failed)
+
+    def state(self) -> State:
+        """What the metrics gauges read at scrape time."""
+
+        def connected() -> dict[tuple[str, str], int]:
+            counts: dict[tuple[str, str], int] = {}
+            for session in self.router.connected():
+                record = self.recorder.records.get(session.identity)
+                key = (session.version, record.listener if record else "")
+                counts[key] = counts.get(key, 0) + 1
+            return counts
+
+        return State(
+            connected=connected,
+            queued=lambda: sum(s.queued() for s in self.router.sessions()),
+            in_grace=lambda: len(self.router.sessions()) - len(self.router.connected()),
+            mqtt_connected=lambda: bool(self.mqtt.connected),
+            buffered=lambda: _buffered(self.mqtt),
+            unacknowledged=self.mqtt.unacknowledged,
+        )
+
+    def listeners(self) -> list[dict[str, Any]]:
+        out = []
+        for listener in self.config.listeners:
+            port = self.ports.get(listener.name)
+            out.append(
+                {
+                    "name": listener.name,
+                    "endpoint": listener.endpoint,
+                    "security_profile": listener.security_profile,
+                    "listening": port is not None and bool(getattr(port, "connected", True)),
+                    "port": port.getHost().port if port is not None else None,
+                    "error": self.failed.get(listener.name),
+                }
+            )
+        return out
+
+    def info(self) -> dict[str, Any]:
+        """``GET /api/v1/gateway``."""
+        now = self._clock.seconds()
+        connected = len(self.router.connected())
+        return {
+            "gateway_id": self.config.gateway_id,
+            "version": __version__,
+            "started_at": rfc3339(self.started),
+            "uptime_seconds": round(now - self.started, 3),
+            "listeners": self.listeners(),
+            "workers": 1,
+            "charge_points": {
+                "connected": connected,
+                "grace": len(self.router.sessions()) - connected,
+            },
+            "mqtt": {
+                "broker": f"{self.config.mqtt.host}:{self.config.mqtt.port}",
+                "connected": bool(self.mqtt.connected),
+                "buffered_publishes": _buffered(self.mqtt),
+                "unacknowledged_publishes": self.mqtt.unacknowledged(),
+            },
+        }
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """``GET /healthz``: healthy while every listener listens and the broker is connected."""
+        reasons = [
+            f"listener {li['name']} is not listening" + (f": {li['error']}" if li["error"] else "")
+            for li in self.listeners()
+            if not li["listening"]
+        ]
+        if not self.mqtt.connected:
+            reasons.append("not connected to the MQTT broker")
+        body: dict[str, Any] = {
+            "status": "unavailable" if reasons else "ok",
+            "gateway_id": self.config.gateway_id,
+            "mqtt_connected": bool(self.mqtt.connected),
+            "listeners": {li["name"]: li["listening"] for li in self.listeners()},
+        }
+        if reasons:
+            body["reasons"] = reasons
+        return not reasons, body
+
+
+class _QuietSite(Site):
+    """No access log line per request: Prometheus scrapes every few seconds."""
+
+    def log(self, request: Any) -> None:
+        pass
+
+
+class AdminService(MultiService):
+    """``[admin] endpoint``: the HTTP API, /metrics and /healthz."""
+
+    def __init__(self, gateway: GatewayService, recorder: Recorder, clock: Any) -> None:
+        super().__init__()
+        config = gateway.config.admin
+        assert config.endpoint is not None
+        self.gateway = Gateway(gateway, recorder, clock)
+        self.calls = Calls(gateway.router, recorder, clock)
+        resource = AdminResource(self.gateway, self.calls, recorder, config)
+        if config.token is None:
+            _log.warn(
+                "[admin] token is not set: every /api/ route answers 401"
+                + (" and so does /metrics" if config.metrics_auth else "")
+            )
+        try:
+            listening = strports.service(config.endpoint, _QuietSite(resource), reactor=clock)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError(
+                f"[admin] endpoint: not a usable endpoint string {config.endpoint!r}: {e}"
+            ) from None
+        listening.setName("admin")
+        listening.setServiceParent(self)
+
+    def startService(self) -> None:
+        self.gateway.watch_listeners()
+        super().startService()
+
+    def stopService(self) -> Any:
+        self.calls.stop()
+        return super().stopService()

@@ -1,0 +1,117 @@
+"""The Recorder: records, metrics and latencies from the gateway's events, on a Clock."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from ocppgw.admin.metrics import Metrics
+from ocppgw.admin.records import MAX_EVENTS, Recorder
+from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
+from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope
+from ocppgw.ocpp.messages import CallError
+
+
+def samples(recorder: Recorder) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(recorder.metrics.registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def connected() -> tuple[Recorder, Clock]:
+    clock = Clock()
+    recorder = Recorder(clock, Metrics())
+    recorder.connected("CP1", "ocpp1.6", "ws", 1, "tcp4:192.0.2.1:1")
+    return recorder, clock
+
+
+class RecorderTests(SynchronousTestCase):
+    def test_interface(self) -> None:
+        """The Recorder and the no-op default both provide IGatewayEvents."""
+        self.assertTrue(verifyObject(IGatewayEvents, connected()[0]))
+        self.assertTrue(verifyObject(IGatewayEvents, NO_EVENTS))
+
+    def test_frames_counted_and_answers_timed(self) -> None:
+        """A CALL out and its answer in: counted by type and action, latency observed."""
+        recorder, clock = connected()
+        recorder.frame("CP1", False, '[2,"a","Reset",{"type":"Soft"}]')
+        clock.advance(0.2)
+        recorder.frame("CP1", True, '[3,"a",{"status":"Accepted"}]')
+        record = recorder.records["CP1"]
+        self.assertEqual(record.by_type[("in", "CALLRESULT", "Reset")], 1)
+        self.assertEqual((record.messages_in, record.messages_out), (1, 1))
+        self.assertEqual(record.last_message_at, 0.2)
+        got = samples(recorder)
+        key = ("ocppgw_downstream_call_seconds_count", (("action", "Reset"),))
+        self.assertEqual(got[key], 1.0)
+        total = ("ocppgw_downstream_call_seconds_sum", (("action", "Reset"),))
+        self.assertAlmostEqual(got[total], 0.2)
+        self.assertEqual(
+            got[("ocppgw_messages_total", (("action", "Reset"), ("direction", "out"),
+                                           ("type", "CALL")))],
+            1.0,
+        )
+
+    def test_callerror_codes_and_gateway_errors(self) -> None:
+        """CALLERROR frames count by code; gateway error envelopes by code, per record too."""
+        recorder, _ = connected()
+        recorder.frame("CP1", True, '[2,"b","Heartbeat",{}]')
+        recorder.frame("CP1", False, '[4,"b","InternalError","backend did not answer",{}]')
+        recorder.published(
+            Envelope(CallError("b", "Timeout", "no answer", {}, "Heartbeat"),
+                     charge_point="CP1", origin=ORIGIN_GATEWAY)
+        )
+        got = samples(recorder)
+        self.assertEqual(
+            got[("ocppgw_callerrors_total", (("code", "InternalError"), ("direction", "out")))], 1
+        )
+        self.assertEqual(got[("ocppgw_gateway_errors_total", (("code", "Timeout"),))], 1)
+        self.assertEqual(dict(recorder.records["CP1"].errors),
+                         {"InternalError": 1, "Timeout": 1})
+
+    def test_events_bounded_and_kept_over_reconnects(self) -> None:
+        """The last 20 connection events survive reconnections; a ping timeout is named."""
+        recorder, _ = connected()
+        for _ in range(15):
+            recorder.disconnected("CP1", "tcp4:192.0.2.1:1", 1000, "bye")
+            recorder.connected("CP1", "ocpp1.6", "ws", 1, "tcp4:192.0.2.1:1")
+        recorder.disconnected("CP1", "tcp4:192.0.2.1:1", 1006,
+                              "connection was closed uncleanly (WebSocket ping timeout)")
+        events = recorder.records["CP1"].events
+        self.assertEqual(len(events), MAX_EVENTS)
+        self.assertEqual(events[-1]["event"], "ping timeout")
+
+    def test_takeovers_and_refusals(self) -> None:
+        """Takeovers count by where, refusals by status; no identity in any label."""
+        recorder, _ = connected()
+        recorder.takeover("CP1", across=False)
+        recorder.takeover("CP1", across=True)
+        recorder.refused("ws", "tcp4:192.0.2.9:1", "/ocpp/CP1", "401", "bad password")
+        recorder.refused("ws", "192.0.2.9:2", "", "TLS", "handshake failed")
+        got = samples(recorder)
+        self.assertEqual(got[("ocppgw_takeovers_total", (("where", "same"),))], 1)
+        self.assertEqual(got[("ocppgw_takeovers_total", (("where", "across"),))], 1)
+        self.assertEqual(got[("ocppgw_handshakes_refused_total", (("reason", "401"),))], 1)
+        self.assertEqual(got[("ocppgw_handshakes_refused_total", (("reason", "TLS"),))], 1)
+        self.assertNotIn("CP1", " ".join(str(labels) for _, labels in got))
+        self.assertEqual(recorder.records["CP1"].events[-1]["event"], "refusal")
+
+    def test_reconnects(self) -> None:
+        """The first MQTT connection is not a reconnect; the next ones are."""
+        recorder, _ = connected()
+        for _ in range(3):
+            recorder.mqtt_connected()
+        self.assertEqual(samples(recorder)[("ocppgw_mqtt_reconnects_total", ())], 2)
+
+    def test_hostile_frames(self) -> None:
+        """Unreadable and deeply nested frames count as INVALID, never raise."""
+        recorder, _ = connected()
+        recorder.frame("CP1", True, "[" * 60_000)
+        recorder.frame("CP1", True, "not json")
+        self.assertEqual(recorder.records["CP1"].by_type[("in", "INVALID", "")], 2)

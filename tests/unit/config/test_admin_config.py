@@ -1,0 +1,68 @@
+"""The [admin] section, [gateway] log_format and [upstream] shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ocppgw.config import ConfigError, load, parse
+
+BASE = "[listener:ws]\nendpoint = tcp:8080\n"
+
+
+def test_admin_defaults() -> None:
+    """By default the admin endpoint is on loopback port 9100, with no token."""
+    config = parse(BASE)
+    assert config.admin.endpoint == "tcp:9100:interface=127.0.0.1"
+    assert config.admin.token is None
+    assert config.admin.metrics_auth is True
+    assert config.log_format == "text"
+    assert config.upstream.shards == 1
+
+
+def test_admin_off_and_token() -> None:
+    """An empty endpoint turns the admin API off; the token is kept as written."""
+    config = parse(BASE + "[admin]\nendpoint =\ntoken = s3cret\nmetrics_auth = false\n")
+    assert config.admin.endpoint is None
+    assert config.admin.token == "s3cret"
+    assert config.admin.metrics_auth is False
+
+
+def test_token_file(tmp_path: Path) -> None:
+    """token_file is read relative to the INI file, surrounding whitespace dropped."""
+    (tmp_path / "token").write_text("  abc\n")
+    ini = tmp_path / "gw.ini"
+    ini.write_text(BASE + "[admin]\ntoken_file = token\n")
+    assert load(str(ini)).admin.token == "abc"
+
+
+@pytest.mark.parametrize(
+    ("admin", "message"),
+    [
+        ("token = a\ntoken_file = b\n", "[admin] token, token_file: set one of them"),
+        ("token_file = /nonexistent/token\n", "[admin] token_file: no such file"),
+        ("metrics_auth = maybe\n", "[admin] metrics_auth"),
+    ],
+)
+def test_admin_errors(admin: str, message: str) -> None:
+    """A bad [admin] key is an error naming it."""
+    with pytest.raises(ConfigError) as e:
+        parse(BASE + "[admin]\n" + admin)
+    assert message in str(e.value)
+
+
+def test_empty_token_file(tmp_path: Path) -> None:
+    """An empty token file is an error, not an API open to an empty token."""
+    (tmp_path / "token").write_text("\n")
+    ini = tmp_path / "gw.ini"
+    ini.write_text(BASE + "[admin]\ntoken_file = token\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load(str(ini))
+
+
+def test_log_format_choice() -> None:
+    """[gateway] log_format is text or json; anything else names the key."""
+    assert parse(BASE + "[gateway]\nlog_format = json\n").log_format == "json"
+    with pytest.raises(ConfigError, match=r"\[gateway\] log_format"):
+        parse(BASE + "[gateway]\nlog_format = xml\n")
