@@ -16,6 +16,7 @@ Which instance holds an identity, and when the catch-all answers for one, is
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail
@@ -90,8 +91,13 @@ class Router:
         self._sessions[identity] = session
         if old is not None:
             session.adopt(old)
-        if identity not in self._subscriptions:
-            topic_filter = self._dn.template.subscription(self._values(identity, session.version))
+        # The version is the connection's, never the identity's: a charge
+        # point back with another version gets that version's topic.
+        topic_filter = self._dn.template.subscription(self._values(identity, session.version))
+        held = self._subscriptions.get(identity)
+        if held != topic_filter:
+            if held is not None:
+                self._mqtt.unsubscribe(held)
             self._subscriptions[identity] = topic_filter
             self._mqtt.subscribe(topic_filter, self._qos, PER_CHARGE_POINT)
         self._presence.online(identity, session.version, peer)
@@ -202,7 +208,7 @@ class Router:
                 payload, DecodeContext(session.version, session.action_of)
             )
         except CodecError as e:
-            self._reject(identity, session.version, e, topic)
+            self._reject(identity, session.version, e, topic, payload)
             return
         session.envelope_received(envelope)
 
@@ -225,7 +231,7 @@ class Router:
             # Any version's message types are possible for an unknown peer.
             message = self._dn_codec.decode(payload, DecodeContext(OCPP21)).message
         except CodecError as e:
-            self._reject(identity, None, e, topic)
+            self._reject(identity, None, e, topic, payload)
             return
         self._error(
             identity,
@@ -236,10 +242,12 @@ class Router:
             getattr(message, "action", None),
         )
 
-    def _reject(self, identity: str, version: str | None, error: CodecError, topic: str) -> None:
+    def _reject(
+        self, identity: str, version: str | None, error: CodecError, topic: str, payload: bytes
+    ) -> None:
         why = f"invalid downstream message on {topic}: {error}"
         _log.warn("{cid}: {why}", cid=identity, why=why)
-        unique_id = error.unique_id or "-1"
+        unique_id = error.unique_id or _unique_id_of(payload) or "-1"
         action = error.action
         session = self._sessions.get(identity)
         if action is None and session is not None and error.unique_id is not None:
@@ -264,3 +272,16 @@ class Router:
         self.publish(envelope).addErrback(
             lambda f: _log.error("could not publish error envelope: {f}", f=f.getErrorMessage())
         )
+
+
+def _unique_id_of(payload: bytes) -> str | None:
+    """
+    The UniqueId of a JSON envelope that only strict JSON refuses (``NaN``,
+    ``1e999``: RFC 8259 §6), so the backend learns which message failed.
+    """
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    unique_id = value.get("UniqueId") if isinstance(value, dict) else None
+    return unique_id if isinstance(unique_id, str) and unique_id else None

@@ -65,6 +65,13 @@ class Session(FromChargePoint, FromBackend):
     def adopt(self, old: Session) -> None:
         """Take over from an earlier connection of the identity, and the CALLs queued for it."""
         old._lifecycle.replaced()
+        if old.version != self.version:
+            # CALLs checked against another version's schemas are not this
+            # connection's to send: the version belongs to the connection.
+            old.fail_queue(
+                GatewayError.REPLACED,
+                f"charge point reconnected speaking {self.version}, not {old.version}; not sent",
+            )
         self._queue.extend(old._queue)
         old._queue.clear()
         while len(self._queue) > self._options.max_queue:
