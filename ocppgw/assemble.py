@@ -12,6 +12,7 @@ naming the section and key.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from autobahn import websocket as autobahn_websocket
@@ -129,15 +130,19 @@ def build(config: Config, reactor: Any) -> GatewayService:
         client = MQTTClient(config.mqtt, reactor)
     except BrokerTLSError as e:
         raise ConfigError(f"[mqtt] tls_ca/tls_cert/tls_key: {e}") from None
-    router = Router(config, client, reactor)
+    catch_all = None
+    if config.downstream.offline_group and config.mqtt.protocol == "5":
+        # The shared catch-all on a sessionless connection of its own: a dead
+        # instance's session must not keep receiving the group's messages.
+        catch_all = MQTTClient(
+            replace(config.mqtt, client_id=f"{config.mqtt.client_id}-offline", session_expiry=0),
+            reactor,
+        )
+    router = Router(config, client, reactor, catch_all)
     sessions = SessionFactory(router, reactor, session_options(config))
     client.will = router.gateway_presence(False)
 
-    def announce() -> None:
-        topic, payload = router.gateway_presence(True)
-        client.publish(topic, payload, 1, retain=True)
-
-    client.on_connected = announce
+    client.on_connected = router.announce
     limits = config.login_limits
     limiter = LoginLimiter(
         reactor, limits.per_address, limits.per_identity, limits.window, limits.table_size
@@ -188,4 +193,4 @@ def build(config: Config, reactor: Any) -> GatewayService:
         "Autobahn NVX acceleration: {nvx}",
         nvx="on" if autobahn_websocket.USES_NVX else "off (pure Python, slower)",
     )
-    return GatewayService(config, reactor, router, client, broker, listeners, reloadable)
+    return GatewayService(config, reactor, router, client, broker, listeners, reloadable, catch_all)

@@ -64,6 +64,7 @@ class GatewayService(MultiService):
         broker: EmbeddedBroker | None,
         listeners: list[Service],
         reloadable: list[Reloadable] | None = None,
+        catch_all: MQTTClient | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -72,6 +73,8 @@ class GatewayService(MultiService):
         self.mqtt = mqtt
         self.broker = broker
         self.listeners = listeners
+        #: The sessionless connection of the shared offline catch-all, if any.
+        self.catch_all = catch_all
         #: What SIGHUP re-reads: objects with a ``reload()`` and a ``name``.
         self.reloadable = reloadable or []
         self._previous_sighup: Any = None
@@ -100,6 +103,8 @@ class GatewayService(MultiService):
         if self.broker is not None:
             self.broker.startService()
         self.mqtt.start()
+        if self.catch_all is not None:
+            self.catch_all.start()
         for listener in self.listeners:
             listener.startService()
 
@@ -110,6 +115,9 @@ class GatewayService(MultiService):
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
         router, mqtt = self.router, self.mqtt
+        if self.catch_all is not None:
+            # Leave the catch-all group first: the others answer for absent ones.
+            yield self.catch_all.stop()
         yield DeferredList([Deferred.fromCoroutine(_stop(li)) for li in self.listeners])
         for session in router.connected():
             session.connection.close(CLOSE_GOING_AWAY, "gateway shutting down")

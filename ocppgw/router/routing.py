@@ -55,7 +55,13 @@ _log = Logger()
 class Router:
     """Sessions by identity, and the topics between them and the broker."""
 
-    def __init__(self, config: Config, mqtt: IMQTTClient, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        config: Config,
+        mqtt: IMQTTClient,
+        clock: IReactorTime,
+        catch_all: IMQTTClient | None = None,
+    ) -> None:
         self._config = config
         self._mqtt = mqtt
         self._qos = config.mqtt.qos
@@ -67,8 +73,17 @@ class Router:
         self._dn_any = self._dn.template.subscription(self._values("", None), any_cid=True)
         mqtt.set_message_handler(self.message_received)
         mqtt.subscribe(self._presence.topic_filter, self._qos)
+        mqtt.subscribe(self._presence.gateway_filter, self._qos)
         group = config.downstream.offline_group
-        if group and mqtt.supports_identifiers:
+        if group and catch_all is not None:
+            # A connection of its own, keeping no session: when this instance
+            # dies, the broker drops it from the group at once instead of
+            # queueing the dead instance's share of the messages.
+            catch_all.set_message_handler(
+                lambda topic, payload, ids: self._unclaimed(topic, payload)
+            )
+            catch_all.subscribe(f"$share/{group}/{self._dn_any}", self._qos)
+        elif group and mqtt.supports_identifiers:
             # One instance of the group gets each downstream message, and
             # answers it when no instance has that charge point.
             mqtt.subscribe(f"$share/{group}/{self._dn_any}", self._qos, CATCH_ALL)
@@ -134,6 +149,21 @@ class Router:
         """The retained topic and payload saying whether this instance is up."""
         return self._presence.gateway(online)
 
+    def prune(self) -> int:
+        """Forget what other instances said of identities long gone (bounded memory)."""
+        return self._presence.prune()
+
+    def announce(self) -> None:
+        """
+        This instance and its charge points are here: after each connect to
+        the broker, which may have lost every retained message and session.
+        """
+        topic, payload = self._presence.gateway(True)
+        self._mqtt.publish(topic, payload, 1, retain=True).addErrback(
+            lambda f: _log.error("gateway presence not published: {f}", f=f.getErrorMessage())
+        )
+        self._presence.republish()
+
     # --- upstream ---
 
     def _values(self, identity: str, version: str | None, message: object = None) -> dict[str, str]:
@@ -191,6 +221,10 @@ class Router:
                     here.moved()
             if not topic_matches(self._dn_any, topic):
                 return
+        if topic_matches(self._presence.gateway_filter, topic):
+            self._presence.gateway_received(topic, payload)
+            if not topic_matches(self._dn_any, topic):
+                return
         if CATCH_ALL in identifiers and PER_CHARGE_POINT not in identifiers:
             self._unclaimed(topic, payload)
             return
@@ -201,6 +235,10 @@ class Router:
         session = self._sessions.get(identity)
         topic_filter = self._subscriptions.get(identity)
         if session is None or topic_filter is None or not topic_matches(topic_filter, topic):
+            if self._presence.held_elsewhere(identity):
+                # A copy still on its way after we let go: the instance that
+                # has the charge point now answers it.
+                return
             self._answer_offline(identity, topic, payload, "charge point is not connected")
             return
         try:

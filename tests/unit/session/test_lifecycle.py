@@ -227,14 +227,17 @@ class GraceTests(Lifecycle):
         self.clock.advance(60)  # ... and the old grace period never ends
         self.assertEqual(self.upstream.released, [])
 
-    def test_moved_ignored(self) -> None:
-        """Moved elsewhere while gone here: the grace period runs on, then Offline."""
+    def test_moved_while_gone_lets_go_at_once(self) -> None:
+        """Moved elsewhere while gone here: held CALLs Replaced at once, released, no timer."""
         self.grace()
         self.backend(RESET)
         self.session.moved()
-        self.assertIs(self.session.phase, Phase.GRACE)
+        self.assertIs(self.session.phase, Phase.MOVED)
+        self.assertEqual(self.errors(), [("d0", "Replaced")])
+        self.assertEqual(self.upstream.released, [self.session])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(60)
-        self.assertEqual(self.errors(), [("d0", "Offline")])
+        self.assertEqual(self.errors(), [("d0", "Replaced")])
 
     def test_closing_and_lost_again_ignored(self) -> None:
         """closing() or connection_lost() in the grace period changes nothing."""
