@@ -54,6 +54,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "versions": Key(versions, " ".join(SUPPORTED)),
         "strict": Key(boolean, "true"),
         "shutdown_timeout": Key(seconds(), "10"),
+        "shutdown_close": Key(choice("going-away", "service-restart", "abort"), "going-away"),
+        "drain_rate": Key(int_range(1, 1_000_000), "100"),
     },
     "listener:": {
         "endpoint": Key(nonempty, None),
@@ -71,6 +73,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "handshake_timeout": Key(seconds(), "10"),
         "ping_interval": Key(seconds(allow_zero=True), "60"),
         "pong_timeout": Key(seconds(), "30"),
+        "max_message_rate": Key(int_range(0, 1_000_000), "10"),
+        "max_message_burst": Key(int_range(1, 1_000_000), "50"),
     },
     "auth": {
         "credentials": Key(text, ""),

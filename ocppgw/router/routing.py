@@ -68,6 +68,8 @@ class Router:
         self._sessions: dict[str, Session] = {}
         self._subscriptions: dict[str, str] = {}
         self._presence = Presence(config, mqtt, clock)
+        #: Why downstream CALLs are refused now (the gateway is stopping), if they are.
+        self._stopping: str | None = None
         self._dn = config.downstream.topic
         self._dn_codec = codecs.get(self._dn.codec)
         self._dn_any = self._dn.template.subscription(self._values("", None), any_cid=True)
@@ -148,6 +150,16 @@ class Router:
     def gateway_presence(self, online: bool) -> tuple[str, bytes]:
         """The retained topic and payload saying whether this instance is up."""
         return self._presence.gateway(online)
+
+    def shutting_down(self, why: str) -> None:
+        """
+        The gateway stops: every downstream CALL queued or in flight, and every
+        one that arrives from now on, is answered Shutdown; answers to the
+        charge points' CALLs are still delivered.
+        """
+        self._stopping = why
+        for session in self.sessions():
+            session.shutdown(why)
 
     def prune(self) -> int:
         """Forget what other instances said of identities long gone (bounded memory)."""
@@ -247,6 +259,17 @@ class Router:
             )
         except CodecError as e:
             self._reject(identity, session.version, e, topic, payload)
+            return
+        message = envelope.message
+        if self._stopping is not None and isinstance(message, Call | Send):
+            self._error(
+                identity,
+                session.version,
+                message.unique_id,
+                GatewayError.SHUTDOWN,
+                self._stopping,
+                message.action,
+            )
             return
         session.envelope_received(envelope)
 

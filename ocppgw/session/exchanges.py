@@ -224,9 +224,7 @@ class Exchanges:
             return
         pending.timer = None
         self._in_flight = None
-        self._late[unique_id] = pending.action
-        while len(self._late) > _LATE_MEMORY:
-            self._late.popitem(last=False)
+        self._remember_late(unique_id, pending.action)
         self.gateway_error(
             unique_id,
             GatewayError.TIMEOUT,
@@ -234,6 +232,12 @@ class Exchanges:
             pending.action,
         )
         self._send_next()
+
+    def _remember_late(self, unique_id: str, action: str) -> None:
+        """A CALL already answered for: its answer, if it comes, is marked Late."""
+        self._late[unique_id] = action
+        while len(self._late) > _LATE_MEMORY:
+            self._late.popitem(last=False)
 
     def _finish_in_flight(self) -> None:
         if self._in_flight is not None:

@@ -285,3 +285,19 @@ class FinalTests(Lifecycle):
         self.assertIs(self.session.phase, Phase.EXPIRED)
         self.backend(RESET)
         self.assertEqual(self.errors(), [("d0", "Offline")])
+
+
+class ShutdownTests(Lifecycle):
+    def test_shutdown_answers_backend_calls_and_keeps_upstream(self) -> None:
+        """shutdown(): in-flight and queued backend CALLs get Shutdown; upstream CALLs wait on."""
+        self.backend(RESET, Call("d1", "Reset", {"type": "Hard"}))
+        self.session.frame_received('[2,"u1","Heartbeat",{}]')
+        self.session.shutdown("stopping")
+        self.assertEqual(self.errors(), [("d0", "Shutdown"), ("d1", "Shutdown")])
+        self.assertEqual(self.session.awaiting_backend(), 1)
+        self.assertIs(self.session.phase, Phase.OPEN)
+        # The charge point's late answer is published, marked Late, not Unmatched.
+        self.session.frame_received('[3,"d0",{"status":"Accepted"}]')
+        late = self.upstream.envelopes[-1]
+        self.assertIsInstance(late.message, CallResult)
+        self.assertTrue(late.late)
