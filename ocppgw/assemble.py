@@ -88,7 +88,13 @@ class SessionFactory:
         self.options = options
 
     def open_session(self, identity: str, version: str, connection: OCPPServerProtocol) -> Session:
-        session = Session(identity, version, connection, self.router, self.reactor, self.options)
+        listener = connection.factory.listener
+        options = replace(
+            self.options,
+            max_message_rate=listener.max_message_rate,
+            max_message_burst=listener.max_message_burst,
+        )
+        session = Session(identity, version, connection, self.router, self.reactor, options)
         self.router.attach(session, connection.peer or "")
         _log.info(
             "{cid}: connected ({version}) from {peer}",

@@ -48,7 +48,14 @@ if TYPE_CHECKING:
 CATCH_ALL = 1
 PER_CHARGE_POINT = 2
 
+#: The smallest share of the MQTT buffer a charge point gets (:meth:`Router.share`).
+MIN_SHARE = 16
+
 _log = Logger()
+
+
+class ShareFull(Exception):
+    """A charge point already has its share of the MQTT buffer waiting."""
 
 
 @implementer(IRouter)
@@ -68,6 +75,8 @@ class Router:
         self._sessions: dict[str, Session] = {}
         self._subscriptions: dict[str, str] = {}
         self._presence = Presence(config, mqtt, clock)
+        #: Publishes waiting for the broker's acknowledgement, per charge point.
+        self._waiting: dict[str, int] = {}
         #: Why downstream CALLs are refused now (the gateway is stopping), if they are.
         self._stopping: str | None = None
         self._dn = config.downstream.topic
@@ -196,17 +205,46 @@ class Router:
             return up.reply
         return up.error
 
+    def share(self) -> int:
+        """
+        How many publishes one charge point may have waiting for the broker:
+        an equal part of ``[mqtt] max_buffer`` for each charge point held, so
+        that a flood cannot fill the buffer for the others (at least
+        :data:`MIN_SHARE`, never more than the buffer).
+        """
+        buffer = self._config.mqtt.max_buffer
+        return min(buffer, max(MIN_SHARE, buffer // max(1, len(self._sessions))))
+
     def publish(self, envelope: Envelope) -> Deferred[None]:
         topic = self.topic_of(envelope)
-        name = topic.template.render(
-            self._values(envelope.charge_point or "", envelope.version, envelope.message)
-        )
+        cid = envelope.charge_point or ""
+        name = topic.template.render(self._values(cid, envelope.version, envelope.message))
+        waiting = self._waiting.get(cid, 0)
+        if cid and waiting >= self.share():
+            return fail(
+                ShareFull(
+                    f"{cid}'s share of the MQTT buffer is full ({waiting} messages waiting "
+                    "for the broker)"
+                )
+            )
         try:
             payload = codecs.get(topic.codec).encode(envelope)
         except Exception as e:  # a codec bug must not take the session down
             _log.failure("encoding for {topic} failed", topic=name)
             return fail(e)
-        return self._mqtt.publish(name, payload, self._qos)
+        d = self._mqtt.publish(name, payload, self._qos)
+        if not d.called and cid:
+            self._waiting[cid] = waiting + 1
+            d.addBoth(self._acknowledged, cid)
+        return d
+
+    def _acknowledged(self, result: object, cid: str) -> object:
+        left = self._waiting.get(cid, 1) - 1
+        if left > 0:
+            self._waiting[cid] = left
+        else:
+            self._waiting.pop(cid, None)
+        return result
 
     def publish_invalid(self, charge_point: str, version: str, frame: str) -> None:
         template = self._config.upstream.invalid

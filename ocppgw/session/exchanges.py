@@ -79,6 +79,10 @@ class SessionOptions:
     validate_upstream: Validate | None = None
     #: Schema validation of the backend's messages, if any.
     validate_downstream: Validate | None = None
+    #: Messages per second the charge point may send (0: no limit), and the
+    #: burst beyond it ([listener:NAME] max_message_rate, max_message_burst).
+    max_message_rate: int = 0
+    max_message_burst: int = 50
 
 
 def rfc3339(seconds: float) -> str:

@@ -10,6 +10,8 @@ from zope.interface.verify import verifyObject
 
 from ocppgw.config import parse
 from ocppgw.interfaces import IMQTTClient, IRouter
+from ocppgw.ocpp.envelope import Envelope
+from ocppgw.ocpp.messages import Call
 from ocppgw.router.routing import PER_CHARGE_POINT, Router
 from ocppgw.session.rules import Session
 from tests.fakes import FakeConnection, FakeMQTT
@@ -272,3 +274,40 @@ class CatchAllTests(SynchronousTestCase):
         CLOCK.advance(60)
         self.assertEqual(router.prune(), 50)
         self.assertEqual(router.prune(), 0)
+
+
+class ShareTests(SynchronousTestCase):
+    def test_one_charge_point_cannot_take_the_whole_buffer(self) -> None:
+        """Publishes waiting for the broker are bounded per charge point by its share."""
+        from twisted.internet.defer import Deferred
+
+        waiting: list[Deferred[None]] = []
+
+        class SlowMQTT(FakeMQTT):
+            def publish(self, topic: str, payload: bytes, qos: int,
+                        retain: bool = False) -> Deferred[None]:
+                d: Deferred[None] = Deferred()
+                waiting.append(d)
+                return d
+
+        mqtt = SlowMQTT()
+        router = Router(parse(BASE + "[mqtt]\nmax_buffer = 64\n"), mqtt, Clock())
+        for cid in ("CP1", "CP2"):
+            router.attach(Session(cid, "ocpp1.6", FakeConnection(), router, Clock()))
+        self.assertEqual(router.share(), 32)
+        failures = []
+        for n in range(40):
+            d = router.publish(Envelope(Call(str(n), "Heartbeat", {}), charge_point="CP1"))
+            d.addErrback(failures.append)
+        self.assertEqual(len(failures), 8)
+        self.assertIn("share of the MQTT buffer is full", failures[0].getErrorMessage())
+        ok = []
+        router.publish(Envelope(Call("x", "Heartbeat", {}), charge_point="CP2")).addCallback(
+            ok.append)
+        waiting[-1].callback(None)
+        self.assertEqual(ok, [None])
+        for d in waiting[:-1]:
+            d.callback(None)
+        router.publish(Envelope(Call("y", "Heartbeat", {}), charge_point="CP1")).addErrback(
+            failures.append)
+        self.assertEqual(len(failures), 8)
