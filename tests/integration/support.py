@@ -210,6 +210,19 @@ def seconds_ago(text: str) -> float:
     return (datetime.now(UTC) - parse_time(text)).total_seconds()
 
 
+# --- backend CALLs ---
+
+
+def clear_cache(cid: str, unique_id: str) -> tuple[str, dict[str, Any]]:
+    """The topic and envelope of a backend ClearCache CALL for ``cid``."""
+    return f"ocpp/cs/{topic_value(cid)}/Call/ClearCache", {
+        "MessageTypeId": 2,
+        "UniqueId": unique_id,
+        "Action": "ClearCache",
+        "Payload": {},
+    }
+
+
 # --- raw charge points ---
 
 

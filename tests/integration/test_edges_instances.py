@@ -23,6 +23,7 @@ from harness import (
     wait_closed,
 )
 from support import (
+    clear_cache,
     own_gateway,
     presence,
     presence_topic,
@@ -31,15 +32,6 @@ from support import (
     start_own_broker,
     stop_broker,
 )
-
-
-def _call(cid: str, uid: str) -> tuple[str, dict]:
-    return f"ocpp/cs/{topic_value(cid)}/Call/ClearCache", {
-        "MessageTypeId": 2,
-        "UniqueId": uid,
-        "Action": "ClearCache",
-        "Payload": {},
-    }
 
 
 def _errors(backend, cid: str, uid: str) -> list:
@@ -58,7 +50,7 @@ async def test_reconnect_elsewhere_during_grace_lets_go_at_once(gateway, backend
     async with connect(a.url(cid), ["ocpp1.6"]):
         await presence(backend, cid, True, gateway=a.name)
     await presence(backend, cid, False, gateway=a.name)
-    backend.publish(*_call(cid, "held-1"))
+    backend.publish(*clear_cache(cid, "held-1"))
     await settle(0.3)  # A holds it, queued for a reconnection
     moved = time.monotonic()
     async with connect(b.url(cid), ["ocpp1.6"]) as ws:
@@ -66,7 +58,7 @@ async def test_reconnect_elsewhere_during_grace_lets_go_at_once(gateway, backend
         env = await backend.envelope(f"ocpp/cp/Error/{cid}", timeout=2, UniqueId="held-1")
         assert env["ErrorCode"] == "Replaced", env
         assert time.monotonic() - moved < 2, "A held on until its grace period ended"
-        backend.publish(*_call(cid, "after-1"))
+        backend.publish(*clear_cache(cid, "after-1"))
         assert await recv_frame(ws) == [2, "after-1", "ClearCache", {}]
         await ws.send('[3,"after-1",{"status":"Accepted"}]')
         await backend.envelope(f"ocpp/cp/Reply/{cid}", UniqueId="after-1")
@@ -130,7 +122,7 @@ async def test_killed_instance_charge_points_are_offline(gateway, backend, broke
             "A's last will",
             timeout=keepalive * 1.5 + 2,
         )
-        backend.publish(*_call(cid, "killed-1"))
+        backend.publish(*clear_cache(cid, "killed-1"))
         env = await backend.envelope(f"ocpp/cp/Error/{cid}", timeout=WAIT, UniqueId="killed-1")
         took = time.monotonic() - killed
         assert env["ErrorCode"] == "Offline", env

@@ -18,18 +18,18 @@ from pathlib import Path
 from harness import (
     MOSQUITTO,
     STOP_TIMEOUT,
-    TWISTD,
     WAIT,
+    Gateway,
     accepts,
     connect,
     free_port,
     read_log,
     recv_frame,
-    render_ini,
     run_async,
+    start_gateway,
     wait_closed,
 )
-from support import NOW, own_gateway, presence, start_own_broker, stop_broker
+from support import NOW, clear_cache, own_gateway, presence, start_own_broker, stop_broker
 
 
 async def _exit_status(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> int:
@@ -39,15 +39,6 @@ async def _exit_status(proc: subprocess.Popen[bytes], timeout: float = STOP_TIME
         raise AssertionError(f"the gateway did not exit within {timeout:g} s") from None
 
 
-def _call(cid: str, uid: str) -> tuple[str, dict]:
-    return f"ocpp/cs/{cid}/Call/ClearCache", {
-        "MessageTypeId": 2,
-        "UniqueId": uid,
-        "Action": "ClearCache",
-        "Payload": {},
-    }
-
-
 @run_async
 async def test_sigterm_answers_downstream_and_waits_for_upstream(gateway, backend):
     """SIGTERM: backend CALLs queued or in flight get Shutdown; an upstream CALL gets its answer."""
@@ -55,8 +46,8 @@ async def test_sigterm_answers_downstream_and_waits_for_upstream(gateway, backen
     cid = "it-edge-sigterm"
     async with connect(gw.url(cid), ["ocpp1.6"]) as ws:
         await presence(backend, cid, True)
-        backend.publish(*_call(cid, "in-flight"))
-        backend.publish(*_call(cid, "queued"))
+        backend.publish(*clear_cache(cid, "in-flight"))
+        backend.publish(*clear_cache(cid, "queued"))
         assert (await recv_frame(ws))[1] == "in-flight"
         await ws.send('[2,"up-1","Heartbeat",{}]')
         up = await backend.envelope(f"ocpp/cp/{cid}/Heartbeat", UniqueId="up-1")
@@ -66,7 +57,7 @@ async def test_sigterm_answers_downstream_and_waits_for_upstream(gateway, backen
             env = await backend.envelope(f"ocpp/cp/Error/{cid}", UniqueId=uid)
             assert env["ErrorCode"] == "Shutdown", env
         # A CALL arriving now is refused too, and said so.
-        backend.publish(*_call(cid, "late"))
+        backend.publish(*clear_cache(cid, "late"))
         env = await backend.envelope(f"ocpp/cp/Error/{cid}", UniqueId="late")
         assert env["ErrorCode"] == "Shutdown", env
         # The backend answers the upstream CALL after the SIGTERM: it still arrives.
@@ -122,44 +113,22 @@ def _children(pid: int) -> list[int]:
         return [int(p) for p in f.read().split()]
 
 
-def _start_embedded(directory: Path) -> tuple[subprocess.Popen[bytes], int, int, Path]:
+def _start_embedded(directory: Path, broker) -> tuple[Gateway, int]:
     """A gateway with an embedded broker, in a session of its own like a terminal's job."""
-    directory.mkdir(parents=True, exist_ok=True)
-    port, mqtt_port = free_port(), free_port()
-    ini = directory / "ocppgw.ini"
-    ini.write_text(
-        render_ini(
-            {
-                "gateway": {"id": f"it-embedded-{port}", "shutdown_timeout": "2"},
-                "listener:ws": {"endpoint": f"tcp:{port}:interface=127.0.0.1"},
-                "mqtt": {
-                    "broker": "embedded",
-                    "embedded_port": str(mqtt_port),
-                    "mosquitto": MOSQUITTO,
-                },
-            }
-        )
+    mqtt_port = free_port()
+    mqtt = {"broker": "embedded", "embedded_port": str(mqtt_port), "mosquitto": MOSQUITTO}
+    gw = start_gateway(
+        directory, broker, {"gateway": {"shutdown_timeout": "2"}, "mqtt": mqtt}, new_session=True
     )
-    log = directory / "gateway.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(TWISTD), "-n", "--pidfile=", "ocppgw", "--config", str(ini)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=directory,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 15
-    while "MQTT connected" not in read_log(log) or not accepts(port):
-        assert proc.poll() is None and time.monotonic() < deadline, read_log(log)
-        time.sleep(0.05)
-    return proc, port, mqtt_port, log
+    return gw, mqtt_port
 
 
 @run_async
-async def test_ctrl_c_reaches_only_the_gateway_and_broker_stops_last(tmp_path: Path):
+async def test_ctrl_c_reaches_only_the_gateway_and_broker_stops_last(tmp_path: Path, broker):
     """Ctrl-C to the job's process group: mosquitto is not in it, is not restarted, stops last."""
-    proc, _, mqtt_port, log = _start_embedded(tmp_path / "gw")
+    gw, mqtt_port = _start_embedded(tmp_path / "gw", broker)
+    proc, log = gw.proc, gw.log_path
+    assert proc is not None
     try:
         (mosquitto,) = _children(proc.pid)
         assert os.getpgid(mosquitto) != os.getpgid(proc.pid), "mosquitto shares the job's group"
@@ -174,9 +143,11 @@ async def test_ctrl_c_reaches_only_the_gateway_and_broker_stops_last(tmp_path: P
 
 
 @run_async
-async def test_hung_embedded_broker_cannot_hang_shutdown(tmp_path: Path):
+async def test_hung_embedded_broker_cannot_hang_shutdown(tmp_path: Path, broker):
     """A stopped (hung) mosquitto is killed after the stop timeout; the gateway exits."""
-    proc, _, _, _ = _start_embedded(tmp_path / "gw")
+    gw, _ = _start_embedded(tmp_path / "gw", broker)
+    proc = gw.proc
+    assert proc is not None
     mosquitto = 0
     try:
         (mosquitto,) = _children(proc.pid)
