@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 from harness import (
     MOSQUITTO,
-    STOP_TIMEOUT,
     WAIT,
     Gateway,
     accepts,
@@ -29,14 +27,15 @@ from harness import (
     start_gateway,
     wait_closed,
 )
-from support import NOW, clear_cache, own_gateway, presence, start_own_broker, stop_broker
-
-
-async def _exit_status(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> int:
-    try:
-        return await asyncio.to_thread(proc.wait, timeout)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"the gateway did not exit within {timeout:g} s") from None
+from support import (
+    NOW,
+    clear_cache,
+    exit_status,
+    own_gateway,
+    presence,
+    start_own_broker,
+    stop_broker,
+)
 
 
 @run_async
@@ -68,7 +67,7 @@ async def test_sigterm_answers_downstream_and_waits_for_upstream(gateway, backen
         assert await recv_frame(ws) == [3, "up-1", {"currentTime": NOW}]
         closed = await wait_closed(ws)
         assert closed.rcvd is not None and closed.rcvd.code == 1001, closed
-    assert await _exit_status(gw.proc) == 0, gw.log()
+    assert await exit_status(gw.proc) == 0, gw.log()
 
 
 @run_async
@@ -84,7 +83,7 @@ async def test_shutdown_close_modes(gateway, backend):
             closed = await wait_closed(ws)
             code = closed.rcvd.code if closed.rcvd is not None else None
             assert code == expect, f"{mode}: {closed}"
-        assert await _exit_status(gw.proc) == 0, gw.log()
+        assert await exit_status(gw.proc) == 0, gw.log()
         await presence(backend, cid, False, gateway=gw.name)
 
 
@@ -101,7 +100,7 @@ async def test_exit_status_not_zero_with_unacknowledged_publishes(backend, tmp_p
                 await asyncio.sleep(0.3)
                 assert gw.proc is not None
                 gw.proc.send_signal(signal.SIGTERM)
-                status = await _exit_status(gw.proc)
+                status = await exit_status(gw.proc)
             assert status != 0, f"exit status {status} with a publish never acknowledged"
             assert "not acknowledged" in gw.log()
     finally:
@@ -133,7 +132,7 @@ async def test_ctrl_c_reaches_only_the_gateway_and_broker_stops_last(tmp_path: P
         (mosquitto,) = _children(proc.pid)
         assert os.getpgid(mosquitto) != os.getpgid(proc.pid), "mosquitto shares the job's group"
         os.killpg(os.getpgid(proc.pid), signal.SIGINT)  # what the terminal does on Ctrl-C
-        assert await _exit_status(proc) == 0, read_log(log)
+        assert await exit_status(proc) == 0, read_log(log)
         assert not accepts(mqtt_port), "the embedded broker outlived the gateway"
         text = read_log(log)
         assert "restarting" not in text and "not acknowledged" not in text, text
@@ -153,7 +152,7 @@ async def test_hung_embedded_broker_cannot_hang_shutdown(tmp_path: Path, broker)
         (mosquitto,) = _children(proc.pid)
         os.kill(mosquitto, signal.SIGSTOP)
         proc.send_signal(signal.SIGTERM)
-        await _exit_status(proc, timeout=15)
+        await exit_status(proc, timeout=15)
         assert (
             not os.path.exists(f"/proc/{mosquitto}/status")
             or "Z" in open(f"/proc/{mosquitto}/status").read().split("State:")[1][:4]
@@ -196,7 +195,7 @@ async def test_sigusr1_drains_at_drain_rate_then_exits(gateway, backend):
         spread = max(closes) - started
         # n at rate/s: the last one no sooner than (n - 1) / rate s after the first.
         assert spread >= (n - 1) / rate - 0.3, f"all {n} closed within {spread:.2f} s"
-        assert await _exit_status(gw.proc) == 0, gw.log()
+        assert await exit_status(gw.proc) == 0, gw.log()
     finally:
         for ws in conns:
             await ws.close()
