@@ -12,6 +12,7 @@ naming the section and key.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from autobahn import websocket as autobahn_websocket
@@ -109,9 +110,14 @@ class SessionFactory:
         self.events = events
 
     def open_session(self, identity: str, version: str, connection: OCPPServerProtocol) -> Session:
-        session = Session(identity, version, connection, self.router, self.reactor, self.options)
-        old = self.router.session(identity)
         listener = connection.factory.listener
+        options = replace(
+            self.options,
+            max_message_rate=listener.max_message_rate,
+            max_message_burst=listener.max_message_burst,
+        )
+        session = Session(identity, version, connection, self.router, self.reactor, options)
+        old = self.router.session(identity)
         # connected() logs the line: identity, version, remote address.
         self.events.connected(
             identity, version, listener.name, listener.security_profile, connection.peer or ""
@@ -170,15 +176,22 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
         client = MQTTClient(config.mqtt, reactor)
     except BrokerTLSError as e:
         raise ConfigError(f"[mqtt] tls_ca/tls_cert/tls_key: {e}") from None
-    router = Router(config, client, reactor)
+    catch_all = None
+    if config.downstream.offline_group and config.mqtt.protocol == "5":
+        # The shared catch-all on a sessionless connection of its own: a dead
+        # instance's session must not keep receiving the group's messages.
+        catch_all = MQTTClient(
+            replace(config.mqtt, client_id=f"{config.mqtt.client_id}-offline", session_expiry=0),
+            reactor,
+        )
+    router = Router(config, client, reactor, catch_all)
     router.events = events
     sessions = SessionFactory(router, reactor, session_options(config, events), events)
     client.will = router.gateway_presence(False)
 
     def announce() -> None:
         events.mqtt_connected()
-        topic, payload = router.gateway_presence(True)
-        client.publish(topic, payload, 1, retain=True)
+        router.announce()
 
     client.on_connected = announce
     limits = config.login_limits
@@ -232,4 +245,4 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
         "Autobahn NVX acceleration: {nvx}",
         nvx="on" if autobahn_websocket.USES_NVX else "off (pure Python, slower)",
     )
-    return GatewayService(config, reactor, router, client, broker, listeners, reloadable)
+    return GatewayService(config, reactor, router, client, broker, listeners, reloadable, catch_all)

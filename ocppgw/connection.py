@@ -17,6 +17,7 @@ both tell the session ``closing()`` first.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
@@ -33,12 +34,23 @@ if TYPE_CHECKING:
 
 _log = Logger()
 
+#: A Sec-WebSocket-Protocol header line of an HTTP request head.
+_SUBPROTOCOL_LINE = re.compile(rb"(?im)^(sec-websocket-protocol[ \t]*:)([^\r\n]*)")
+
+
+def _without_empty_tokens(match: re.Match[bytes]) -> bytes:
+    tokens = [t.strip() for t in match.group(2).split(b",")]
+    return match.group(1) + b" " + b", ".join(t for t in tokens if t)
+
+
 #: RFC 6455 §7.4.1 close codes used by the gateway.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+CLOSE_SERVICE_RESTART = 1012
 
 
 @implementer(IChargePointConnection)
@@ -70,6 +82,16 @@ class OCPPServerProtocol(WebSocketServerProtocol):
         self.source: Source | None = None
 
     # --- handshake ---
+
+    def processHandshake(self) -> None:
+        end = self.data.find(b"\r\n\r\n")
+        if end >= 0:
+            # RFC 7230 §7: a list may hold empty elements (",ocpp2.0.1", as
+            # some firmware sends); they are no tokens, and Autobahn would
+            # refuse a second one as a duplicate.
+            head = _SUBPROTOCOL_LINE.sub(_without_empty_tokens, self.data[:end])
+            self.data = head + self.data[end:]
+        super().processHandshake()
 
     def failHandshake(
         self, reason: str, code: int = 400, responseHeaders: list[tuple[str, str]] | None = None

@@ -3,10 +3,17 @@
 The gateway as a Twisted service: start and stop order, SIGHUP, shutdown.
 
 It starts the embedded broker (if any), the MQTT client and the listeners,
-and stops in the order that loses nothing (SIGTERM/SIGINT): stop accepting,
-close every charge point with 1001 (which publishes its offline presence),
-wait (bounded by ``[gateway] shutdown_timeout``) for outstanding PUBACKs,
-disconnect from the broker, and stop the embedded broker last.
+and stops in the order that loses nothing (SIGTERM/SIGINT): stop accepting;
+answer every downstream CALL queued or in flight with a Shutdown envelope;
+give the charge points' CALLs already published until ``[gateway]
+shutdown_timeout`` for the backend's answers; let the charge points go as
+``shutdown_close`` says (1001, 1012, or a TCP close), which publishes their
+offline presence; wait (within the same deadline) for outstanding PUBACKs;
+disconnect from the broker, and stop the embedded broker last.  The exit
+status is 0 only when every publish was acknowledged.
+
+SIGUSR1 drains: stop accepting, close the charge points at most
+``drain_rate`` a second, and stop when none is left.
 
 SIGHUP reloads the listeners' certificates and the credentials file without
 dropping a connection: new handshakes use the new files, and a file that
@@ -18,16 +25,18 @@ What is built, from which configuration, is :mod:`ocppgw.assemble`'s.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
-from ocppgw.connection import CLOSE_GOING_AWAY
+from ocppgw.connection import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, OCPPServerProtocol
 from ocppgw.listener.credentials import CredentialsError
 from ocppgw.listener.tls import TLSConfigError
+from ocppgw.session.lifecycle import Phase
 
 if TYPE_CHECKING:
     from ocppgw.config import Config
@@ -64,6 +73,7 @@ class GatewayService(MultiService):
         broker: EmbeddedBroker | None,
         listeners: list[Service],
         reloadable: list[Reloadable] | None = None,
+        catch_all: MQTTClient | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -72,9 +82,14 @@ class GatewayService(MultiService):
         self.mqtt = mqtt
         self.broker = broker
         self.listeners = listeners
+        #: The sessionless connection of the shared offline catch-all, if any.
+        self.catch_all = catch_all
         #: What SIGHUP re-reads: objects with a ``reload()`` and a ``name``.
         self.reloadable = reloadable or []
         self._previous_sighup: Any = None
+        self._previous_sigusr1: Any = None
+        self._draining: LoopingCall | None = None
+        self._listeners_stopped = False
         if broker is not None:
             broker.setServiceParent(self)
         for listener in listeners:
@@ -93,47 +108,136 @@ class GatewayService(MultiService):
     def _sighup(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self.reload)
 
+    def _sigusr1(self, signum: int, frame: Any) -> None:
+        self.reactor.callFromThread(self.drain)
+
     def startService(self) -> None:
         Service.startService(self)
         if hasattr(signal, "SIGHUP") and self.reloadable:
             self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
+        if hasattr(signal, "SIGUSR1"):
+            self._previous_sigusr1 = signal.signal(signal.SIGUSR1, self._sigusr1)
         if self.broker is not None:
             self.broker.startService()
         self.mqtt.start()
+        if self.catch_all is not None:
+            self.catch_all.start()
         for listener in self.listeners:
             listener.startService()
+
+    def _restore_signals(self) -> None:
+        for name, attr in (("SIGHUP", "_previous_sighup"), ("SIGUSR1", "_previous_sigusr1")):
+            previous = getattr(self, attr)
+            if previous is not None:
+                signal.signal(getattr(signal, name), previous)
+                setattr(self, attr, None)
+
+    # --- SIGUSR1: drain ---
+
+    @inlineCallbacks
+    def drain(self) -> Any:
+        """
+        Stop accepting, close the connected charge points at most ``[gateway]
+        drain_rate`` a second (1001, so they reconnect to another instance),
+        and stop the gateway when none is left.
+        """
+        if self._draining is not None or not self.running:
+            return
+        rate = self.config.drain_rate
+        _log.info(
+            "draining: closing {n} charge points, {rate}/s",
+            n=len(self.router.connected()),
+            rate=rate,
+        )
+        yield DeferredList([Deferred.fromCoroutine(_stop(li)) for li in self.listeners])
+        self._listeners_stopped = True
+        interval = max(1.0 / rate, 0.05)
+        batch = max(1, round(rate * interval))
+        self._draining = LoopingCall(self._drain_some, batch)
+        self._draining.clock = self.reactor
+        yield self._draining.start(interval, now=True)
+        _log.info("drained: no charge point left; stopping")
+        self.reactor.stop()
+
+    def _drain_some(self, batch: int) -> None:
+        connected = [s for s in self.router.connected() if s.phase is Phase.OPEN]
+        if not self.router.connected():
+            assert self._draining is not None
+            self._draining.stop()
+            return
+        for session in connected[:batch]:
+            session.connection.close(CLOSE_GOING_AWAY, "gateway draining")
+
+    # --- SIGTERM/SIGINT ---
 
     @inlineCallbacks
     def stopService(self) -> Any:
         Service.stopService(self)
-        if self._previous_sighup is not None:
-            signal.signal(signal.SIGHUP, self._previous_sighup)
-            self._previous_sighup = None
-        router, mqtt = self.router, self.mqtt
-        yield DeferredList([Deferred.fromCoroutine(_stop(li)) for li in self.listeners])
-        for session in router.connected():
-            session.connection.close(CLOSE_GOING_AWAY, "gateway shutting down")
-        clock = self.reactor
+        self._restore_signals()
+        if self._draining is not None and self._draining.running:
+            self._draining.stop()
+        router, mqtt, clock = self.router, self.mqtt, self.reactor
         deadline = clock.seconds() + self.config.shutdown_timeout
-        while clock.seconds() < deadline and (router.connected() or mqtt.unacknowledged()):
-            if not mqtt.connected and not router.connected():
-                break
-            yield deferLater(clock, 0.05, lambda: None)
+        if self.broker is not None:
+            self.broker.hold()  # stopping: a broker that dies now stays dead
+        if self.catch_all is not None:
+            # Leave the catch-all group first: the others answer for absent ones.
+            yield self.catch_all.stop()
+        if not self._listeners_stopped:
+            yield DeferredList([Deferred.fromCoroutine(_stop(li)) for li in self.listeners])
+        # Downstream CALLs get their answer now; upstream CALLs already
+        # published get until the deadline for the backend's answer.
+        router.shutting_down("gateway shutting down; not sent")
+        yield self._until(
+            deadline,
+            lambda: mqtt.connected and any(s.awaiting_backend() for s in router.connected()),
+        )
+        for session in router.connected():
+            _let_go(session.connection, self.config.shutdown_close)
+        yield self._until(
+            deadline,
+            lambda: (
+                bool(router.connected() or mqtt.unacknowledged())
+                and bool(mqtt.connected or router.connected())
+            ),
+        )
         left = mqtt.unacknowledged()
-        if left:
-            _log.warn("stopping with {n} publishes not acknowledged by the broker", n=left)
-        topic, payload = router.gateway_presence(False)
         if mqtt.connected:
-            mqtt.publish(topic, payload, 1, retain=True)
-            yield deferLater(clock, 0.05, lambda: None)
+            topic, payload = router.gateway_presence(False)
+            done = mqtt.publish(topic, payload, 1, retain=True)
+            done.addErrback(lambda f: None)
+            yield self._until(clock.seconds() + 1.0, lambda: not done.called)
+        left += mqtt.unacknowledged()
         yield mqtt.stop()
         if self.broker is not None:
             yield self.broker.stopService()
-        # twistd re-raises SIGTERM/SIGINT on itself after the reactor stops
-        # (exit status 143/130). This stop was orderly and complete, so the
-        # gateway exits 0, as supervisors expect of a clean shutdown.
-        if getattr(self.reactor, "_exitSignal", None) is not None:
+        if left:
+            # twistd re-raises the signal on itself: exit status 143/130.
+            _log.warn("stopping with {n} publishes not acknowledged by the broker", n=left)
+            if getattr(self.reactor, "_exitSignal", None) is None:
+                self.reactor._exitSignal = signal.SIGTERM
+        elif getattr(self.reactor, "_exitSignal", None) is not None:
+            # twistd re-raises SIGTERM/SIGINT on itself after the reactor stops
+            # (exit status 143/130). This stop was orderly and complete, so the
+            # gateway exits 0, as supervisors expect of a clean shutdown.
             self.reactor._exitSignal = None
+
+    @inlineCallbacks
+    def _until(self, deadline: float, waiting: Callable[[], bool]) -> Any:
+        """Wait while ``waiting()`` holds, until ``deadline`` at the latest."""
+        while self.reactor.seconds() < deadline and waiting():
+            yield deferLater(self.reactor, 0.05, lambda: None)
+
+
+def _let_go(connection: Any, how: str) -> None:
+    """Close one charge point as ``[gateway] shutdown_close`` says."""
+    if how == "abort" and isinstance(connection, OCPPServerProtocol):
+        # Some chargers never reconnect after a close frame: TCP close only.
+        connection.dropConnection(abort=True)
+    elif how == "service-restart":
+        connection.close(CLOSE_SERVICE_RESTART, "gateway restarting")
+    else:
+        connection.close(CLOSE_GOING_AWAY, "gateway shutting down")
 
 
 async def _stop(service: Service) -> None:

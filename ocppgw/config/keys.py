@@ -55,6 +55,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "strict": Key(boolean, "true"),
         "shutdown_timeout": Key(seconds(), "10"),
         "log_format": Key(choice("text", "json"), "text"),
+        "shutdown_close": Key(choice("going-away", "service-restart", "abort"), "going-away"),
+        "drain_rate": Key(int_range(1, 1_000_000), "100"),
     },
     "listener:": {
         "endpoint": Key(nonempty, None),
@@ -72,6 +74,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "handshake_timeout": Key(seconds(), "10"),
         "ping_interval": Key(seconds(allow_zero=True), "60"),
         "pong_timeout": Key(seconds(), "30"),
+        "max_message_rate": Key(int_range(0, 1_000_000), "10"),
+        "max_message_burst": Key(int_range(1, 1_000_000), "50"),
     },
     "auth": {
         "credentials": Key(text, ""),

@@ -43,6 +43,10 @@ class ListenerConfig:
     cpo_name: str | None = None
     trusted_proxies: tuple[Network, ...] = ()
     client_cert_header: str = DEFAULT_CERT_HEADER
+    #: Messages per second one charge point may send (0: no limit) ...
+    max_message_rate: int = 10
+    #: ... and how many beyond the rate at once (a token bucket).
+    max_message_burst: int = 50
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,11 @@ class Config:
     admin: AdminConfig = AdminConfig(None, None, True)
     #: ``text`` or ``json`` (one object per line).
     log_format: str = "text"
+    #: How charge points are let go on SIGTERM/SIGINT: going-away (1001),
+    #: service-restart (1012) or abort (TCP close, no close frame).
+    shutdown_close: str = "going-away"
+    #: Charge points closed per second when SIGUSR1 drains the instance.
+    drain_rate: int = 100
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,8 @@ def _listeners(raw: dict[str, Values], base_dir: str) -> tuple[model.ListenerCon
                 handshake_timeout=values["handshake_timeout"],
                 ping_interval=values["ping_interval"],
                 pong_timeout=values["pong_timeout"],
+                max_message_rate=values["max_message_rate"],
+                max_message_burst=values["max_message_burst"],
                 **_listener_tls(section, values, base_dir),
             )
         )
@@ -348,6 +350,8 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> model.Con
         login_limits=limits,
         admin=_admin(raw["admin"], base_dir),
         log_format=gw["log_format"],
+        shutdown_close=gw["shutdown_close"],
+        drain_rate=gw["drain_rate"],
     )
 
 

@@ -35,8 +35,13 @@ import hmac
 import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
+
+from twisted.logger import Logger
+
+_log = Logger()
 
 SCHEME = "sha256"
 _HEX = re.compile(rb"(?:[0-9A-Fa-f]{2})+")
@@ -157,15 +162,28 @@ class Credentials:
 
     def __init__(self, path: str) -> None:
         self._path = path
+        #: (mtime, size) of the file last tried, good or not.
         self._stamp: tuple[float, int] | None = None
         self._entries: dict[str, Entry] = {}
         self.reload()
 
     def reload(self) -> None:
-        """Read the file now; a bad file keeps the previous entries and raises."""
-        st = os.stat(self._path)
-        self._entries = read_file(self._path)
+        """
+        Read the file now; a bad file keeps the previous entries and raises.
+        Either way the file as it is now counts as tried: a broken file is
+        not re-read on every handshake, only once it changes again.
+        """
+        try:
+            st = os.stat(self._path)
+        except OSError as e:
+            raise CredentialsError(
+                f"cannot read credentials file {self._path}: {e.strerror}"
+            ) from None
         self._stamp = (st.st_mtime, st.st_size)
+        if not stat.S_ISREG(st.st_mode):
+            # A FIFO or device would block the reactor in open().
+            raise CredentialsError(f"credentials file {self._path} is not a regular file")
+        self._entries = read_file(self._path)
 
     def _fresh(self) -> None:
         try:
@@ -173,13 +191,14 @@ class Credentials:
         except OSError:
             return
         if (st.st_mtime, st.st_size) != self._stamp:
-            self.reload()
+            try:
+                self.reload()
+            except CredentialsError as e:
+                # Logged once: the stamp of the broken file is remembered.
+                _log.error("credentials file unusable, keeping the last good one: {e}", e=e)
 
     def get(self, identity: str) -> Entry | None:
-        try:
-            self._fresh()
-        except CredentialsError:
-            pass  # keep serving the last good entries; the error is logged by the caller
+        self._fresh()
         return self._entries.get(identity)
 
     def check(self, identity: str, password: bytes) -> bool:

@@ -7,6 +7,13 @@ into a private temporary directory, starts mosquitto on ``embedded_host`` and
 ``embedded_port``, restarts it (with backoff) if it dies, and stops it when
 the gateway stops.  ``set_tcp_nodelay`` is on: Nagle's algorithm was the
 largest latency cost measured on the MQTT side.
+
+mosquitto runs in a session and process group of its own (``setsid`` before
+the exec), so a Ctrl-C in the terminal reaches only the gateway, which stops
+the broker last.  Once the gateway is stopping (:meth:`EmbeddedBroker.hold`)
+a broker that dies is not restarted, and the stop is bounded: SIGTERM, then
+SIGKILL after ``STOP_TIMEOUT`` seconds, so a hung mosquitto cannot hang the
+gateway's shutdown.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from typing import Any
 
@@ -27,6 +35,13 @@ from twisted.python.failure import Failure
 _log = Logger()
 
 _SEARCH = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
+
+#: Seconds mosquitto gets to exit after SIGTERM before it is killed.
+STOP_TIMEOUT = 5.0
+
+#: Run argv[1:] in a new session (its own process group): spawnProcess has
+#: no preexec hook, so the child's Python does setsid() and then the exec.
+_SETSID = "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])"
 
 
 class BrokerNotFound(Exception):
@@ -103,6 +118,9 @@ class EmbeddedBroker(Service):
         self._dir: str | None = None
         self._delay = 0.5
         self._restart: Any = None
+        self._kill: Any = None
+        #: False once the gateway is stopping: nothing restarts the broker then.
+        self._supervise = True
 
     def startService(self) -> None:
         super().startService()
@@ -120,14 +138,26 @@ class EmbeddedBroker(Service):
         conf = os.path.join(self._dir, "mosquitto.conf")
         _log.info("starting embedded mosquitto on {host}:{port}", host=self._host, port=self._port)
         self._reactor.spawnProcess(
-            child, self._binary, [self._binary, "-c", conf], env=dict(os.environ)
+            child,
+            sys.executable,
+            [sys.executable, "-c", _SETSID, self._binary, "-c", conf],
+            env=dict(os.environ),
+            usePTY=False,
         )
+
+    def hold(self) -> None:
+        """The gateway is stopping: a broker that dies from now on stays dead."""
+        self._supervise = False
+        if self._restart is not None and self._restart.active():
+            self._restart.cancel()
 
     def _ended(self, child: _Child, reason: Failure) -> None:
         if child is not self._child:
             return
         self._child = None
-        if not self.running:
+        if self._kill is not None and self._kill.active():
+            self._kill.cancel()
+        if not self.running or not self._supervise:
             return
         how = "exited" if reason.check(ProcessDone) else reason.getErrorMessage()
         _log.error(
@@ -138,18 +168,23 @@ class EmbeddedBroker(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        if self._restart is not None and self._restart.active():
-            self._restart.cancel()
+        self.hold()
         child = self._child
         d: Deferred[None] = succeed(None)
         if child is not None and child.transport is not None:
             d = child.ended
-            try:
-                child.transport.signalProcess(signal.SIGTERM)
-            except Exception:
-                pass
+            self._signal(child, signal.SIGTERM)
+            self._kill = self._reactor.callLater(STOP_TIMEOUT, self._signal, child, signal.SIGKILL)
         d.addBoth(self._cleanup)
         return d
+
+    def _signal(self, child: _Child, signum: int) -> None:
+        if signum == signal.SIGKILL:
+            _log.warn("embedded mosquitto did not stop in {t:g} s; killing it", t=STOP_TIMEOUT)
+        try:
+            child.transport.signalProcess(signum)  # type: ignore[union-attr]
+        except Exception:
+            pass  # already gone
 
     def _cleanup(self, result: object) -> None:
         if self._dir is not None:

@@ -19,6 +19,7 @@ sender's version wants that reported.  :func:`encode_frame` is its inverse.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -165,6 +166,14 @@ def parse_frame(text: str, version: str) -> Message:
     """
     try:
         frame = loads(text)
+    except NonFiniteNumber as e:
+        lenient = _lenient(text)
+        if lenient is not None:
+            # Valid structure, but a number RFC 8259 §6 does not allow: the
+            # payload is malformed (1.6 FormationViolation, 2.x FormatViolation).
+            unique_id, type_id = lenient
+            raise FrameError(ErrorKind.FORMAT, str(e), unique_id, type_id) from None
+        raise FrameError(ErrorKind.RPC_FRAMEWORK, f"frame is not valid JSON: {_short(e)}") from None
     except (ValueError, RecursionError) as e:
         # OCPP 2.0.1 Part 4 §4.2.3: the reply must not echo invalid JSON.
         raise FrameError(ErrorKind.RPC_FRAMEWORK, f"frame is not valid JSON: {_short(e)}") from None
@@ -272,18 +281,53 @@ def encode_frame(message: Message) -> str:
     return dumps(to_value(message))
 
 
+class NonFiniteNumber(ValueError):
+    """JSON text with NaN, Infinity or a number that overflows to infinity."""
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    raise NonFiniteNumber(f"{name} is not valid JSON (RFC 8259 §6)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # RFC 8259 §6: 1e999 is valid syntax, but Python reads it as inf,
+        # which no JSON text can carry on.
+        raise NonFiniteNumber(f"number {text[:40]} overflows to infinity (RFC 8259 §6)")
+    return value
 
 
 def loads(text: str | bytes) -> Any:
-    """Strict JSON: NaN and Infinity, which Python accepts, are refused (RFC 8259 §6)."""
-    return json.loads(text, parse_constant=_reject_constant)
+    """
+    Strict JSON: NaN and Infinity, which Python accepts, and numbers that
+    overflow to infinity are refused (RFC 8259 §6) with :class:`NonFiniteNumber`.
+    """
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _lenient(text: str) -> tuple[str, int | None] | None:
+    """
+    The message id and type of a frame that only strict JSON refuses; None
+    when it is not JSON even to Python.
+    """
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(frame, list) or len(frame) < 2:
+        return UNREADABLE_ID, None
+    type_id = frame[0] if isinstance(frame[0], int) and not isinstance(frame[0], bool) else None
+    return check_unique_id(frame[1]) or UNREADABLE_ID, type_id
 
 
 def dumps(value: object) -> str:
-    """Compact JSON, non-ASCII kept as is (frames and envelopes are UTF-8)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """
+    Compact JSON, non-ASCII kept as is (frames and envelopes are UTF-8);
+    a non-finite float raises ValueError rather than write ``Infinity``
+    (RFC 8259 §6).
+    """
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _short(e: Exception) -> str:

@@ -6,8 +6,14 @@ Who holds which identity, across the gateway instances sharing a broker.
   online or offline, which gateway, since when; and each instance's own
   (``gateway_topic``), which its MQTT last will sets offline;
 - every instance reads them back: the newest connection of an identity wins
-  (docs/design.md, what users rely on, 4), so a newer ``Since`` from another gateway for an
-  identity connected here makes this instance let go of it;
+  (docs/design.md, what users rely on, 4).  Newer is the order in which the
+  broker delivers the presence topic, never a comparison of two hosts'
+  clocks: another gateway's online presence delivered after the echo of this
+  instance's own makes it let go of the identity (connected or in its grace
+  period);
+- an instance gone without a goodbye (its last will on ``gateway_topic``):
+  its charge points are offline, the catch-all answers for them at once, and
+  their retained presence is corrected by the instances that saw it;
 - a retained "online" of this gateway for an identity it lacks is left over
   from an earlier run, and is set offline;
 - the offline catch-all answers for an identity only when no instance has had
@@ -16,7 +22,10 @@ Who holds which identity, across the gateway instances sharing a broker.
 
 from __future__ import annotations
 
+import itertools
 import json
+import secrets
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -32,10 +41,41 @@ if TYPE_CHECKING:
 
 _log = Logger()
 
+#: What other instances said is pruned when it grows past twice what was
+#: left at the last pruning, and at least this many entries.
+_PRUNE_MIN = 1000
+
 
 def topic_values(gateway: str, identity: str, version: str | None) -> dict[str, str]:
     """The values of a topic template for one charge point (or none: ``identity=""``)."""
     return {"cid": identity, "gateway": gateway, "version": version or ""}
+
+
+@dataclass
+class _Here:
+    """This instance's current connection of one identity."""
+
+    #: Names this connection in its presence ("Connection"), so that this
+    #: instance knows its own presence when the broker echoes it back.
+    token: str
+    version: str
+    peer: str
+    since: float
+    #: The broker has delivered this connection's online presence back to us:
+    #: another instance's online presence delivered after it is newer.
+    echoed: bool = False
+
+
+@dataclass
+class _Elsewhere:
+    """What another instance last said of an identity."""
+
+    gateway: str
+    online: bool
+    #: When we heard it (this instance's clock; only ever compared with itself).
+    heard: float
+    #: The instance itself is gone (its last will): nobody holds the identity.
+    gone: bool = False
 
 
 class Presence:
@@ -46,16 +86,26 @@ class Presence:
         self._mqtt = mqtt
         self._clock = clock
         self._qos = config.mqtt.qos
-        #: When each identity's current connection was made (epoch seconds).
-        self._since: dict[str, float] = {}
-        #: What other instances said of identities: (online, when we heard it).
-        self._elsewhere: dict[str, tuple[bool, float]] = {}
+        self._gateway = config.gateway_id
+        #: This instance's connections, by identity.
+        self._here: dict[str, _Here] = {}
+        self._connections = itertools.count(1)
+        #: A random part, so tokens of two runs of this instance never collide.
+        self._run = secrets.token_hex(4)
+        #: What other instances said of identities, pruned (:meth:`prune`).
+        self._elsewhere: dict[str, _Elsewhere] = {}
+        self._prune_at = _PRUNE_MIN
         self._topic_in = TopicTemplate.parse(config.presence.topic.text, downstream=True)
         #: The subscription that brings every identity's presence.
         self.topic_filter = self._topic_in.subscription(self._values("", None), any_cid=True)
+        #: The subscription that brings every instance's presence (and last will).
+        self.gateway_filter = "/".join(
+            "+" if "${" in level else level
+            for level in config.presence.gateway_topic.text.split("/")
+        )
 
     def _values(self, identity: str, version: str | None) -> dict[str, str]:
-        return topic_values(self._config.gateway_id, identity, version)
+        return topic_values(self._gateway, identity, version)
 
     def identity_of(self, topic: str) -> str | None:
         """The identity whose presence ``topic`` is, if it is a presence topic."""
@@ -63,8 +113,10 @@ class Presence:
 
     def online(self, identity: str, version: str, peer: str) -> None:
         """``identity`` connected here now."""
-        self._since[identity] = self._clock.seconds()
-        self._publish(identity, version, True, peer)
+        token = f"{self._gateway}/{self._run}/{next(self._connections)}"
+        self._here[identity] = _Here(token, version, peer, self._clock.seconds())
+        self._elsewhere.pop(identity, None)
+        self._publish(identity, version, True)
 
     def offline(self, identity: str, version: str | None) -> None:
         """``identity``'s connection here is gone."""
@@ -72,19 +124,30 @@ class Presence:
 
     def forget(self, identity: str) -> None:
         """This instance holds nothing for ``identity`` any more."""
-        self._since.pop(identity, None)
+        self._here.pop(identity, None)
 
-    def _publish(self, identity: str, version: str | None, online: bool, peer: str = "") -> None:
+    def republish(self) -> None:
+        """Publish the presence of every connection again (a broker that lost it)."""
+        for identity, here in self._here.items():
+            here.echoed = False
+            self._publish(identity, here.version, True)
+
+    def _publish(self, identity: str, version: str | None, online: bool) -> None:
         now = self._clock.seconds()
+        here = self._here.get(identity)
         body: dict[str, Any] = {
             "ChargePointId": identity,
             "Online": online,
-            "Gateway": self._config.gateway_id,
+            "Gateway": self._gateway,
             "Protocol": version,
-            "Since": rfc3339(self._since.get(identity, now) if online else now),
+            "Since": rfc3339(here.since if online and here is not None else now),
         }
-        if online:
-            body["RemoteAddress"] = peer
+        if online and here is not None:
+            body["RemoteAddress"] = here.peer
+            body["Connection"] = here.token
+        self._publish_body(identity, version, body)
+
+    def _publish_body(self, identity: str, version: str | None, body: dict[str, Any]) -> None:
         topic = self._config.presence.topic.render(self._values(identity, version))
         self._mqtt.publish(topic, json.dumps(body).encode(), self._qos, retain=True).addErrback(
             lambda f: _log.error(
@@ -96,7 +159,7 @@ class Presence:
         """The retained topic and payload saying whether this instance is up."""
         topic = self._config.presence.gateway_topic.render(self._values("", None))
         body = {
-            "Gateway": self._config.gateway_id,
+            "Gateway": self._gateway,
             "Online": online,
             "Since": rfc3339(self._clock.seconds()),
         }
@@ -107,29 +170,81 @@ class Presence:
         A presence message for ``identity`` (``here``: its session on this
         instance).  True when a newer connection on another instance wins, so
         this instance must let go of ``here``.
+
+        Newer is decided by the order in which the broker delivers presence
+        (one topic, one order for every subscriber), never by comparing the
+        clocks of two hosts: another instance's online presence that arrives
+        after the echo of our own was published after ours.
         """
         try:
             body = json.loads(payload)
             online, gateway = body["Online"], body["Gateway"]
         except (ValueError, KeyError, TypeError):
             return False  # not ours to judge; an empty retained message clears presence
-        if gateway == self._config.gateway_id:
-            if online is True and here is None:
+        mine = self._here.get(identity)
+        if gateway == self._gateway:
+            if mine is not None and body.get("Connection") == mine.token:
+                mine.echoed = True
+            elif online is True and here is None:
                 # A presence left behind by an earlier run of this instance.
                 self._publish(identity, body.get("Protocol"), False)
             return False
-        self._elsewhere[identity] = (online is True, self._clock.seconds())
-        if online is not True or here is None or not here.connected:
+        if not isinstance(gateway, str):
             return False
-        since = body.get("Since")
-        if isinstance(since, str) and since > rfc3339(self._since.get(identity, 0)):
-            _log.info(
-                "{cid}: connected again through gateway {gw}; closing here",
-                cid=identity,
-                gw=gateway,
-            )
-            return True
-        return False
+        before = self._elsewhere.get(identity)
+        if before is not None and before.gone and before.gateway == gateway and online is not True:
+            return False  # the correction of a dead instance's presence
+        self._elsewhere[identity] = _Elsewhere(gateway, online is True, self._clock.seconds())
+        if len(self._elsewhere) > self._prune_at:
+            # Amortised: identities come and go; only those online elsewhere stay.
+            self.prune()
+            self._prune_at = 2 * len(self._elsewhere) + _PRUNE_MIN
+        if online is not True or here is None or mine is None or not mine.echoed:
+            # Delivered before our own: ours is the newer, and the other
+            # instance lets go when ours reaches it.
+            return False
+        _log.info(
+            "{cid}: connected again through gateway {gw}; letting go here",
+            cid=identity,
+            gw=gateway,
+        )
+        return True
+
+    def gateway_received(self, topic: str, payload: bytes) -> None:
+        """
+        Another instance's presence, or its last will: when it is gone, its
+        charge points are offline, and their retained presence says so.
+        """
+        try:
+            body = json.loads(payload)
+            online, gateway = body["Online"], body["Gateway"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if online is not False or gateway == self._gateway:
+            return
+        now = self._clock.seconds()
+        for identity, seen in self._elsewhere.items():
+            if seen.gateway == gateway and not seen.gone:
+                if seen.online:
+                    # Correct what the dead instance left retained.
+                    self._publish_body(
+                        identity,
+                        None,
+                        {
+                            "ChargePointId": identity,
+                            "Online": False,
+                            "Gateway": gateway,
+                            "Protocol": None,
+                            "Since": rfc3339(now),
+                            "CorrectedBy": self._gateway,
+                        },
+                    )
+                seen.online, seen.gone, seen.heard = False, True, now
+
+    def held_elsewhere(self, identity: str) -> bool:
+        """Whether another live instance said last that it has ``identity``."""
+        seen = self._elsewhere.get(identity)
+        return seen is not None and seen.online and not seen.gone
 
     def unclaimed(self, identity: str) -> bool:
         """
@@ -139,8 +254,26 @@ class Presence:
         seen = self._elsewhere.get(identity)
         if seen is None:
             return True
-        online, when = seen
-        if online or self._clock.seconds() - when < self._config.downstream.offline_ttl:
+        if seen.gone:
+            return True
+        if seen.online or self._clock.seconds() - seen.heard < self._config.downstream.offline_ttl:
             return False
         del self._elsewhere[identity]
         return True
+
+    def prune(self) -> int:
+        """
+        Forget what other instances said of identities that went offline more
+        than ``offline_ttl`` ago (or whose instance died): what is remembered
+        stays bounded by the identities online elsewhere.  Returns how many.
+        """
+        now = self._clock.seconds()
+        ttl = self._config.downstream.offline_ttl
+        stale = [
+            identity
+            for identity, seen in self._elsewhere.items()
+            if not seen.online and now - seen.heard >= ttl
+        ]
+        for identity in stale:
+            del self._elsewhere[identity]
+        return len(stale)

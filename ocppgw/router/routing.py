@@ -16,6 +16,7 @@ Which instance holds an identity, and when the catch-all answers for one, is
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail
@@ -48,7 +49,14 @@ if TYPE_CHECKING:
 CATCH_ALL = 1
 PER_CHARGE_POINT = 2
 
+#: The smallest share of the MQTT buffer a charge point gets (:meth:`Router.share`).
+MIN_SHARE = 16
+
 _log = Logger()
+
+
+class ShareFull(Exception):
+    """A charge point already has its share of the MQTT buffer waiting."""
 
 
 @implementer(IRouter)
@@ -57,7 +65,13 @@ class Router:
 
     events: IGatewayEvents = NO_EVENTS
 
-    def __init__(self, config: Config, mqtt: IMQTTClient, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        config: Config,
+        mqtt: IMQTTClient,
+        clock: IReactorTime,
+        catch_all: IMQTTClient | None = None,
+    ) -> None:
         self._config = config
         self._mqtt = mqtt
         self._qos = config.mqtt.qos
@@ -65,13 +79,26 @@ class Router:
         self._subscriptions: dict[str, str] = {}
         self._clock = clock
         self._presence = Presence(config, mqtt, clock)
+        #: Publishes waiting for the broker's acknowledgement, per charge point.
+        self._waiting: dict[str, int] = {}
+        #: Why downstream CALLs are refused now (the gateway is stopping), if they are.
+        self._stopping: str | None = None
         self._dn = config.downstream.topic
         self._dn_codec = codecs.get(self._dn.codec)
         self._dn_any = self._dn.template.subscription(self._values("", None), any_cid=True)
         mqtt.set_message_handler(self.message_received)
         mqtt.subscribe(self._presence.topic_filter, self._qos)
+        mqtt.subscribe(self._presence.gateway_filter, self._qos)
         group = config.downstream.offline_group
-        if group and mqtt.supports_identifiers:
+        if group and catch_all is not None:
+            # A connection of its own, keeping no session: when this instance
+            # dies, the broker drops it from the group at once instead of
+            # queueing the dead instance's share of the messages.
+            catch_all.set_message_handler(
+                lambda topic, payload, ids: self._unclaimed(topic, payload)
+            )
+            catch_all.subscribe(f"$share/{group}/{self._dn_any}", self._qos)
+        elif group and mqtt.supports_identifiers:
             # One instance of the group gets each downstream message, and
             # answers it when no instance has that charge point.
             mqtt.subscribe(f"$share/{group}/{self._dn_any}", self._qos, CATCH_ALL)
@@ -94,8 +121,13 @@ class Router:
         self._sessions[identity] = session
         if old is not None:
             session.adopt(old)
-        if identity not in self._subscriptions:
-            topic_filter = self._dn.template.subscription(self._values(identity, session.version))
+        # The version is the connection's, never the identity's: a charge
+        # point back with another version gets that version's topic.
+        topic_filter = self._dn.template.subscription(self._values(identity, session.version))
+        held = self._subscriptions.get(identity)
+        if held != topic_filter:
+            if held is not None:
+                self._mqtt.unsubscribe(held)
             self._subscriptions[identity] = topic_filter
             self._mqtt.subscribe(topic_filter, self._qos, PER_CHARGE_POINT)
         self._presence.online(identity, session.version, peer)
@@ -132,6 +164,31 @@ class Router:
         """The retained topic and payload saying whether this instance is up."""
         return self._presence.gateway(online)
 
+    def shutting_down(self, why: str) -> None:
+        """
+        The gateway stops: every downstream CALL queued or in flight, and every
+        one that arrives from now on, is answered Shutdown; answers to the
+        charge points' CALLs are still delivered.
+        """
+        self._stopping = why
+        for session in self.sessions():
+            session.shutdown(why)
+
+    def prune(self) -> int:
+        """Forget what other instances said of identities long gone (bounded memory)."""
+        return self._presence.prune()
+
+    def announce(self) -> None:
+        """
+        This instance and its charge points are here: after each connect to
+        the broker, which may have lost every retained message and session.
+        """
+        topic, payload = self._presence.gateway(True)
+        self._mqtt.publish(topic, payload, 1, retain=True).addErrback(
+            lambda f: _log.error("gateway presence not published: {f}", f=f.getErrorMessage())
+        )
+        self._presence.republish()
+
     # --- upstream ---
 
     def _values(self, identity: str, version: str | None, message: object = None) -> dict[str, str]:
@@ -153,18 +210,47 @@ class Router:
             return up.reply
         return up.error
 
+    def share(self) -> int:
+        """
+        How many publishes one charge point may have waiting for the broker:
+        an equal part of ``[mqtt] max_buffer`` for each charge point held, so
+        that a flood cannot fill the buffer for the others (at least
+        :data:`MIN_SHARE`, never more than the buffer).
+        """
+        buffer = self._config.mqtt.max_buffer
+        return min(buffer, max(MIN_SHARE, buffer // max(1, len(self._sessions))))
+
     def publish(self, envelope: Envelope) -> Deferred[None]:
         self.events.published(envelope)
         topic = self.topic_of(envelope)
-        name = topic.template.render(
-            self._values(envelope.charge_point or "", envelope.version, envelope.message)
-        )
+        cid = envelope.charge_point or ""
+        name = topic.template.render(self._values(cid, envelope.version, envelope.message))
+        waiting = self._waiting.get(cid, 0)
+        if cid and waiting >= self.share():
+            return fail(
+                ShareFull(
+                    f"{cid}'s share of the MQTT buffer is full ({waiting} messages waiting "
+                    "for the broker)"
+                )
+            )
         try:
             payload = codecs.get(topic.codec).encode(envelope)
         except Exception as e:  # a codec bug must not take the session down
             _log.failure("encoding for {topic} failed", topic=name)
             return fail(e)
-        return self._mqtt.publish(name, payload, self._qos)
+        d = self._mqtt.publish(name, payload, self._qos)
+        if not d.called and cid:
+            self._waiting[cid] = waiting + 1
+            d.addBoth(self._acknowledged, cid)
+        return d
+
+    def _acknowledged(self, result: object, cid: str) -> object:
+        left = self._waiting.get(cid, 1) - 1
+        if left > 0:
+            self._waiting[cid] = left
+        else:
+            self._waiting.pop(cid, None)
+        return result
 
     def publish_invalid(self, charge_point: str, version: str, frame: str) -> None:
         template = self._config.upstream.invalid
@@ -192,6 +278,10 @@ class Router:
                     here.moved()
             if not topic_matches(self._dn_any, topic):
                 return
+        if topic_matches(self._presence.gateway_filter, topic):
+            self._presence.gateway_received(topic, payload)
+            if not topic_matches(self._dn_any, topic):
+                return
         if CATCH_ALL in identifiers and PER_CHARGE_POINT not in identifiers:
             self._unclaimed(topic, payload)
             return
@@ -202,6 +292,10 @@ class Router:
         session = self._sessions.get(identity)
         topic_filter = self._subscriptions.get(identity)
         if session is None or topic_filter is None or not topic_matches(topic_filter, topic):
+            if self._presence.held_elsewhere(identity):
+                # A copy still on its way after we let go: the instance that
+                # has the charge point now answers it.
+                return
             self._answer_offline(identity, topic, payload, "charge point is not connected")
             return
         try:
@@ -209,7 +303,18 @@ class Router:
                 payload, DecodeContext(session.version, session.action_of)
             )
         except CodecError as e:
-            self._reject(identity, session.version, e, topic)
+            self._reject(identity, session.version, e, topic, payload)
+            return
+        message = envelope.message
+        if self._stopping is not None and isinstance(message, Call | Send):
+            self._error(
+                identity,
+                session.version,
+                message.unique_id,
+                GatewayError.SHUTDOWN,
+                self._stopping,
+                message.action,
+            )
             return
         session.envelope_received(envelope)
 
@@ -232,7 +337,7 @@ class Router:
             # Any version's message types are possible for an unknown peer.
             message = self._dn_codec.decode(payload, DecodeContext(OCPP21)).message
         except CodecError as e:
-            self._reject(identity, None, e, topic)
+            self._reject(identity, None, e, topic, payload)
             return
         self._error(
             identity,
@@ -243,10 +348,12 @@ class Router:
             getattr(message, "action", None),
         )
 
-    def _reject(self, identity: str, version: str | None, error: CodecError, topic: str) -> None:
+    def _reject(
+        self, identity: str, version: str | None, error: CodecError, topic: str, payload: bytes
+    ) -> None:
         why = f"invalid downstream message on {topic}: {error}"
         _log.warn("{cid}: {why}", cid=identity, why=why)
-        unique_id = error.unique_id or "-1"
+        unique_id = error.unique_id or _unique_id_of(payload) or "-1"
         action = error.action
         session = self._sessions.get(identity)
         if action is None and session is not None and error.unique_id is not None:
@@ -273,3 +380,16 @@ class Router:
         self.publish(envelope).addErrback(
             lambda f: _log.error("could not publish error envelope: {f}", f=f.getErrorMessage())
         )
+
+
+def _unique_id_of(payload: bytes) -> str | None:
+    """
+    The UniqueId of a JSON envelope that only strict JSON refuses (``NaN``,
+    ``1e999``: RFC 8259 §6), so the backend learns which message failed.
+    """
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    unique_id = value.get("UniqueId") if isinstance(value, dict) else None
+    return unique_id if isinstance(unique_id, str) and unique_id else None

@@ -20,6 +20,7 @@ The rules for frames from the charge point.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 from twisted.logger import Logger
@@ -36,6 +37,10 @@ from ocppgw.ocpp.messages import (
 )
 from ocppgw.ocpp.versions import ErrorKind, has_21_types
 from ocppgw.session.exchanges import ACTION, Exchanges, Pending, Violation, rfc3339
+from ocppgw.session.flood import FLOOD_FACTOR, FLOOD_SECONDS, MessageRate
+
+#: RFC 6455 §7.4.1: a message that violates the endpoint's policy.
+CLOSE_POLICY_VIOLATION = 1008
 
 _log = Logger()
 
@@ -43,8 +48,18 @@ _log = Logger()
 class FromChargePoint(Exchanges):
     """What the session does with each frame its charge point sends."""
 
+    @cached_property
+    def message_rate(self) -> MessageRate:
+        """What this charge point may send (a token bucket on the reactor clock)."""
+        options = self._options
+        return MessageRate(self._clock, options.max_message_rate, options.max_message_burst)
+
     def frame_received(self, text: str) -> None:
         """One text frame arrived from the charge point."""
+        rate = self.message_rate
+        if not rate.admit():
+            self._over_rate(text)
+            return
         try:
             message = parse_frame(text, self.version)
         except FrameError as e:
@@ -61,6 +76,33 @@ class FromChargePoint(Exchanges):
             # (2.1 Part 4 §4.2.4); it carries the Action of that exchange.
             action = self._answered.pop(message.unique_id, None)
             self._publish(self._envelope(replace(message, action=action), frame=text))
+
+    def _over_rate(self, text: str) -> None:
+        """A frame beyond the charge point's rate: refused, never published."""
+        rate = self.message_rate
+        if rate.flooding():
+            _log.warn(
+                "{cid}: above {n}x max_message_rate for {s} s; closing (1008)",
+                cid=self.identity,
+                n=FLOOD_FACTOR,
+                s=FLOOD_SECONDS,
+            )
+            self.connection.close(CLOSE_POLICY_VIOLATION, "message rate far over the limit")
+            return
+        if rate.refused == 1 or rate.refused % 1000 == 0:
+            _log.warn(
+                "{cid}: {n} frame(s) refused so far: {why}",
+                cid=self.identity,
+                n=rate.refused,
+                why=rate.describe(),
+            )
+        try:
+            message = parse_frame(text, self.version)
+        except FrameError:
+            return  # dropped, and counted
+        if isinstance(message, Call):
+            # Answered, so the charge point knows; the description names the limit.
+            self._send_error(message.unique_id, ErrorKind.GENERIC, rate.describe())
 
     def _frame_error(self, error: FrameError, text: str) -> None:
         _log.warn(

@@ -80,6 +80,10 @@ class SessionOptions:
     validate_upstream: Validate | None = None
     #: Schema validation of the backend's messages, if any.
     validate_downstream: Validate | None = None
+    #: Messages per second the charge point may send (0: no limit), and the
+    #: burst beyond it ([listener:NAME] max_message_rate, max_message_burst).
+    max_message_rate: int = 0
+    max_message_burst: int = 50
 
 
 def rfc3339(seconds: float) -> str:
@@ -228,9 +232,7 @@ class Exchanges:
             return
         pending.timer = None
         self._in_flight = None
-        self._late[unique_id] = pending.action
-        while len(self._late) > LATE_MEMORY:
-            self._late.popitem(last=False)
+        self._remember_late(unique_id, pending.action)
         self.gateway_error(
             unique_id,
             GatewayError.TIMEOUT,
@@ -238,6 +240,12 @@ class Exchanges:
             pending.action,
         )
         self._send_next()
+
+    def _remember_late(self, unique_id: str, action: str) -> None:
+        """A CALL already answered for: its answer, if it comes, is marked Late."""
+        self._late[unique_id] = action
+        while len(self._late) > LATE_MEMORY:
+            self._late.popitem(last=False)
 
     def _finish_in_flight(self) -> None:
         if self._in_flight is not None:

@@ -14,8 +14,9 @@ transitions in one table, and outputs that do the work.
   and newly arriving CALLs wait ``offline_ttl`` seconds for a reconnection.
 - **replaced**: a newer connection of the identity on this gateway took over;
   it adopts the queue (:meth:`ocppgw.session.rules.Session.adopt`).
-- **moved**: another gateway instance holds the identity; what was queued
-  here is answered Replaced.
+- **moved**: another gateway instance holds the identity (also when it came
+  back there during the grace period here); what was queued here is
+  answered Replaced at once.
 - **expired**: the grace period ran out; what was queued is answered Offline.
 
 The last three are final: the router forgets the session (``release``).
@@ -177,6 +178,15 @@ def _moved(lifecycle: Lifecycle, core: Core) -> None:
     core.rules.release()
 
 
+def _moved_while_gone(lifecycle: Lifecycle, core: Core, grace: Grace) -> None:
+    # The other instance has the charge point: nothing waits here for it.
+    cancel(grace.timer)
+    core.rules.fail_queue(
+        GatewayError.REPLACED, "charge point reconnected through another gateway instance; not sent"
+    )
+    core.rules.release()
+
+
 def _expire(lifecycle: Lifecycle, core: Core, grace: Grace) -> None:
     cancel(grace.timer)  # when expire() came before the timer
     core.rules.fail_queue(
@@ -214,8 +224,8 @@ _grace.upon(Lifecycle.from_backend, nodata=True).loop()(_deliver)
 _grace.upon(Lifecycle.closing, nodata=True).loop().returns(None)
 _grace.upon(Lifecycle.connection_lost, nodata=True).loop().returns(None)
 _grace.upon(Lifecycle.replaced).to(_replaced)(_reconnected)
-# Moved elsewhere while gone here: the grace period runs out as before.
-_grace.upon(Lifecycle.moved, nodata=True).loop().returns(None)
+# Moved elsewhere while gone here: let go at once; what waited is Replaced.
+_grace.upon(Lifecycle.moved).to(_moved_away)(_moved_while_gone)
 _grace.upon(Lifecycle.expired).to(_expired)(_expire)
 
 for _final, _refuse in (

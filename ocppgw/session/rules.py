@@ -65,6 +65,13 @@ class Session(FromChargePoint, FromBackend):
     def adopt(self, old: Session) -> None:
         """Take over from an earlier connection of the identity, and the CALLs queued for it."""
         old._lifecycle.replaced()
+        if old.version != self.version:
+            # CALLs checked against another version's schemas are not this
+            # connection's to send: the version belongs to the connection.
+            old.fail_queue(
+                GatewayError.REPLACED,
+                f"charge point reconnected speaking {self.version}, not {old.version}; not sent",
+            )
         self._queue.extend(old._queue)
         old._queue.clear()
         while len(self._queue) > self._options.max_queue:
@@ -84,6 +91,23 @@ class Session(FromChargePoint, FromBackend):
     def expire(self) -> None:
         """The charge point did not come back: fail every queued CALL."""
         self._lifecycle.expired()
+
+    def shutdown(self, why: str) -> None:
+        """
+        The gateway stops: the backend CALL in flight and the queued ones are
+        answered Shutdown (a later answer is still published, marked Late);
+        the charge point's CALLs keep waiting for the backend's answers.
+        """
+        call = self._in_flight
+        if call is not None:
+            self._finish_in_flight()
+            self._remember_late(call.unique_id, call.action)
+            self.gateway_error(call.unique_id, GatewayError.SHUTDOWN, why, call.action)
+        self.fail_queue(GatewayError.SHUTDOWN, why)
+
+    def awaiting_backend(self) -> int:
+        """How many of the charge point's CALLs wait for the backend's answer."""
+        return len(self._upstream_pending)
 
     @property
     def phase(self) -> Phase:

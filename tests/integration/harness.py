@@ -176,11 +176,14 @@ def render_ini(sections: Sections) -> str:
     return "\n".join(lines)
 
 
-def start_gateway(directory: Path, broker: Broker, extra: Sections | None = None) -> Gateway:
+def start_gateway(
+    directory: Path, broker: Broker, extra: Sections | None = None, new_session: bool = False
+) -> Gateway:
     """
     The gateway with a WebSocket listener on a free loopback port and the
     sections of ``extra`` merged over the defaults; returns once the listener
-    accepts connections and the log says "MQTT connected".
+    accepts connections and the log says "MQTT connected".  ``new_session``:
+    in a session and process group of its own, like a job in a terminal.
     """
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -203,6 +206,7 @@ def start_gateway(directory: Path, broker: Broker, extra: Sections | None = None
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=directory,
+            start_new_session=new_session,
         )
     deadline = time.monotonic() + START_TIMEOUT
     # "starting on PORT": the listener is ours, not another process that took the free port.

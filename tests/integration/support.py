@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from harness import (
+    STOP_TIMEOUT,
     WAIT,
     Backend,
     Broker,
@@ -208,6 +210,30 @@ def parse_time(text: str) -> datetime:
 
 def seconds_ago(text: str) -> float:
     return (datetime.now(UTC) - parse_time(text)).total_seconds()
+
+
+# --- processes ---
+
+
+async def exit_status(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> int:
+    """The exit status of ``proc`` once it exits, waiting up to ``timeout`` s."""
+    try:
+        return await asyncio.to_thread(proc.wait, timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the gateway did not exit within {timeout:g} s") from None
+
+
+# --- backend CALLs ---
+
+
+def clear_cache(cid: str, unique_id: str) -> tuple[str, dict[str, Any]]:
+    """The topic and envelope of a backend ClearCache CALL for ``cid``."""
+    return f"ocpp/cs/{topic_value(cid)}/Call/ClearCache", {
+        "MessageTypeId": 2,
+        "UniqueId": unique_id,
+        "Action": "ClearCache",
+        "Payload": {},
+    }
 
 
 # --- raw charge points ---

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
 
 from harness import (
-    STOP_TIMEOUT,
     WAIT,
     connect,
     recv_frame,
@@ -24,6 +22,7 @@ from harness import (
 from support import (
     NOW,
     ReconnectingBackend,
+    exit_status,
     no_frame,
     own_gateway,
     presence,
@@ -39,13 +38,6 @@ from websockets.protocol import State
 
 def _gateway_topic(name: str) -> str:
     return f"ocpp/gateway/{topic_value(name)}"
-
-
-async def _exit_status(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> int:
-    try:
-        return await asyncio.to_thread(proc.wait, timeout)
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"the gateway did not exit within {timeout:g} s") from None
 
 
 # --- presence ---
@@ -85,7 +77,7 @@ async def test_last_will_marks_killed_gateway_offline(gateway, backend, broker):
     assert gw.proc is not None
     gw.proc.send_signal(signal.SIGKILL)
     killed = time.monotonic()
-    assert await _exit_status(gw.proc) == -signal.SIGKILL
+    assert await exit_status(gw.proc) == -signal.SIGKILL
     msg = await backend.wait_for(
         lambda m: m.topic == topic and (m.json() or {}).get("Online") is False,
         f"on {topic} saying Online false",
@@ -256,7 +248,7 @@ async def test_sigterm_orderly_shutdown(gateway, backend, broker):
             ),
             "saying the gateway is offline",
         )
-        assert await _exit_status(gw.proc) == 0, gw.log()
+        assert await exit_status(gw.proc) == 0, gw.log()
         assert (retained(broker, _gateway_topic(gw.name)) or {}).get("Online") is False
         log = gw.log()
         assert "not acknowledged" not in log, log

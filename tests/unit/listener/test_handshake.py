@@ -125,6 +125,15 @@ def test_no_subprotocol_offered() -> None:
     assert h.opened == [("CP1", "ocpp1.6")] * 2
 
 
+def test_empty_subprotocol_tokens_are_skipped() -> None:
+    """`Sec-WebSocket-Protocol: , ,ocpp2.0.1` offers ocpp2.0.1 (RFC 7230 §7 empty elements)."""
+    h = Harness()
+    response = h.request("/ocpp/CP1", ", ,ocpp2.0.1,")
+    assert response.startswith(b"HTTP/1.1 101"), response[:80]
+    assert b"Sec-WebSocket-Protocol: ocpp2.0.1" in response
+    assert h.opened == [("CP1", "ocpp2.0.1")]
+
+
 def test_unknown_subprotocol_completes_then_closes() -> None:
     """No matching offer: 101 without a subprotocol, then a close frame (OCPP-J §3.2)."""
     h = Harness()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,29 @@ def test_reloads_when_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     creds = Credentials(f)
     run(monkeypatch, ["--file", f, "set", "CP2"], "second-password-16\n")
     assert creds.check("CP2", b"second-password-16")
+
+
+def test_broken_file_keeps_last_good_and_is_tried_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken or non-regular file keeps the last good entries and is read once per change."""
+    f = tmp_path / "creds"
+    run(monkeypatch, ["--file", str(f), "set", "CP1"], "first-password-16\n")
+    creds = Credentials(str(f))
+    f.write_text("CP1 not-a-hash\n")
+    with pytest.raises(CredentialsError):
+        creds.reload()
+    reads: list[str] = []
+    monkeypatch.setattr("ocppgw.listener.credentials.read_file", lambda p: reads.append(p) or {})
+    assert creds.check("CP1", b"first-password-16")
+    assert creds.check("CP1", b"first-password-16")
+    assert reads == [], "a broken file was read again on a handshake"
+    f.unlink()
+    os.mkfifo(f)
+    assert creds.check("CP1", b"first-password-16")
+    assert reads == [], "a FIFO was opened"
+    with pytest.raises(CredentialsError, match="not a regular file"):
+        creds.reload()
 
 
 def test_generate_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -68,7 +68,11 @@ def test_21_types() -> None:
         ('[2,"1",5,{}]', ErrorKind.RPC_FRAMEWORK, "1"),
         ('[2,"1","A",[]]', ErrorKind.FORMAT, "1"),
         ('[9,"1","A",{}]', ErrorKind.MESSAGE_TYPE_NOT_SUPPORTED, "1"),
-        ('[2,"1","A",{"x":NaN}]', ErrorKind.RPC_FRAMEWORK, "-1"),
+        ('[2,"1","A",{"x":NaN}]', ErrorKind.FORMAT, "1"),
+        ('[2,"1","A",{"x":Infinity}]', ErrorKind.FORMAT, "1"),
+        ('[2,"1","A",{"x":-Infinity}]', ErrorKind.FORMAT, "1"),
+        ('[2,"1","A",{"x":1e999}]', ErrorKind.FORMAT, "1"),
+        ('[2,"1","A",{"x":NaN]', ErrorKind.RPC_FRAMEWORK, "-1"),
         ('[4,"1","NotSupported","d",[]]', ErrorKind.RPC_FRAMEWORK, "1"),
         ('[true,"1","A",{}]', ErrorKind.RPC_FRAMEWORK, "-1"),
     ],
@@ -108,3 +112,14 @@ def test_description_truncated_to_255() -> None:
     frame = json.loads(encode_frame(CallError("1", "GenericError", "d" * 400)))
     assert len(frame[3]) == 255
     assert frame[0] == MessageType.CALLERROR
+
+
+def test_non_finite_numbers_are_not_written() -> None:
+    """dumps refuses a non-finite float rather than write Infinity (RFC 8259 §6)."""
+    from ocppgw.ocpp.messages import dumps, loads
+
+    with pytest.raises(ValueError):
+        dumps({"x": float("inf")})
+    with pytest.raises(ValueError):
+        loads('{"x":-1e999}')
+    assert loads('{"x":1e308}') == {"x": 1e308}

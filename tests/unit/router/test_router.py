@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from ocppgw.config import parse
 from ocppgw.interfaces import IMQTTClient, IRouter
-from ocppgw.router.routing import Router
+from ocppgw.ocpp.envelope import Envelope
+from ocppgw.ocpp.messages import Call
+from ocppgw.router.routing import PER_CHARGE_POINT, Router
 from ocppgw.session.rules import Session
 from tests.fakes import FakeConnection, FakeMQTT
 
@@ -40,7 +44,7 @@ class RouterTests(SynchronousTestCase):
     def test_subscribes_per_charge_point(self) -> None:
         """Attaching subscribes the downstream topic; it goes offline_ttl after detach."""
         router, mqtt, session, _ = setup()
-        base = {"ocpp/presence/+": 1, "$share/ocppgw/ocpp/cs/+/+/+": 1}
+        base = {"ocpp/presence/+": 1, "ocpp/gateway/+": 1, "$share/ocppgw/ocpp/cs/+/+/+": 1}
         self.assertEqual(mqtt.subscriptions, {**base, "ocpp/cs/CP1/+/+": 1})
         session.connection_lost()
         router.detach(session)
@@ -58,7 +62,9 @@ class RouterTests(SynchronousTestCase):
         self.assertEqual((t1, t2), ("ocpp/presence/CP1", "ocpp/presence/CP1"))
         self.assertEqual(online, {"ChargePointId": "CP1", "Online": True, "Gateway": "gw1",
                                   "Protocol": "ocpp1.6", "Since": "2023-11-14T22:13:20.000Z",
-                                  "RemoteAddress": "tcp4:192.0.2.1:5555"})
+                                  "RemoteAddress": "tcp4:192.0.2.1:5555",
+                                  "Connection": online["Connection"]})
+        self.assertTrue(online["Connection"].startswith("gw1/"))
         self.assertEqual((offline["Online"], offline["Gateway"]), (False, "gw1"))
 
     def test_held_call_delivered_on_reconnect(self) -> None:
@@ -80,14 +86,17 @@ class RouterTests(SynchronousTestCase):
                          [("ocpp/cp/Reply/CP1", 3)])
 
     def test_newer_connection_elsewhere_wins(self) -> None:
-        """Another instance's newer presence for a connected identity closes ours."""
+        """Another instance's presence delivered after our own echo closes ours; clocks unread."""
         router, mqtt, _, connection = setup()
-        older = {"ChargePointId": "CP1", "Online": True, "Gateway": "gw2",
-                 "Since": "2023-11-14T22:13:19.000Z"}
-        mqtt.deliver("ocpp/presence/CP1", older)
+        other = {"ChargePointId": "CP1", "Online": True, "Gateway": "gw2",
+                 # A clock far ahead: never compared with ours.
+                 "Since": "2099-01-01T00:00:00.000Z"}
+        # Delivered before the echo of our own presence: ours is the newer.
+        mqtt.deliver("ocpp/presence/CP1", other)
         self.assertIsNone(connection.closed)
-        newer = dict(older, Since="2023-11-14T22:13:21.000Z")
-        mqtt.deliver("ocpp/presence/CP1", newer)
+        (topic, ours), = mqtt.retained()
+        mqtt.deliver(topic, ours)  # the broker echoes our presence
+        mqtt.deliver("ocpp/presence/CP1", dict(other, Since="1999-01-01T00:00:00.000Z"))
         self.assertEqual(connection.closed, (1000, "replaced"))
         # Let go at once: no offline presence over the other's online one, no
         # subscription, nothing held here for a reconnection.
@@ -222,3 +231,83 @@ class CatchAllTests(SynchronousTestCase):
         """offline_group empty: no shared subscription."""
         _router, mqtt, _, _ = setup("[dnstream]\noffline_group =\n")
         self.assertNotIn("$share/ocppgw/ocpp/cs/+/+/+", mqtt.subscriptions)
+
+    def test_moved_during_grace_not_answered_offline(self) -> None:
+        """Gone here, online elsewhere: held CALLs Replaced; a late copy is left to the other."""
+        router, mqtt, session, _ = setup()
+        (topic, ours), = mqtt.retained()
+        mqtt.deliver(topic, ours)
+        session.connection_lost()
+        router.detach(session)
+        mqtt.deliver("ocpp/cs/CP1/Call/Reset", RESET)
+        mqtt.deliver("ocpp/presence/CP1", {"ChargePointId": "CP1", "Online": True,
+                                           "Gateway": "gw2", "Since": "x"})
+        self.assertEqual(self.errors(mqtt), [("d1", "Replaced")])
+        # A copy the broker had sent through the per-charge-point subscription.
+        assert mqtt.handler is not None
+        mqtt.handler("ocpp/cs/CP1/Call/Reset", json.dumps(dict(RESET, UniqueId="d2")).encode(),
+                     (PER_CHARGE_POINT,))
+        self.assertEqual(self.errors(mqtt), [("d1", "Replaced")])
+        self.assertIsNone(router.session("CP1"))
+
+    def test_last_will_makes_charge_points_offline(self) -> None:
+        """Another instance's will: its charge points are Offline at once, presence corrected."""
+        _router, mqtt, _, _ = setup()
+        mqtt.deliver("ocpp/presence/CP7", {"ChargePointId": "CP7", "Online": True,
+                                           "Gateway": "gw2", "Since": "x"})
+        mqtt.deliver("ocpp/cs/CP7/Call/Reset", RESET)
+        self.assertEqual(self.errors(mqtt), [])
+        mqtt.deliver("ocpp/gateway/gw2", {"Gateway": "gw2", "Online": False, "Since": "x"})
+        topic, body = mqtt.retained()[-1]
+        self.assertEqual((topic, body["Online"], body["Gateway"]),
+                         ("ocpp/presence/CP7", False, "gw2"))
+        mqtt.deliver(topic, body)  # our correction, echoed: still gone
+        mqtt.deliver("ocpp/cs/CP7/Call/Reset", RESET)
+        self.assertEqual(self.errors(mqtt), [("d1", "Offline")])
+
+    def test_prune_forgets_identities_gone_elsewhere(self) -> None:
+        """What other instances said of identities gone for offline_ttl is forgotten."""
+        router, mqtt, _, _ = setup()
+        for n in range(100):
+            mqtt.deliver(f"ocpp/presence/X{n}", {"ChargePointId": f"X{n}", "Online": n % 2 == 0,
+                                                 "Gateway": "gw2", "Since": "x"})
+        CLOCK.advance(60)
+        self.assertEqual(router.prune(), 50)
+        self.assertEqual(router.prune(), 0)
+
+
+class ShareTests(SynchronousTestCase):
+    def test_one_charge_point_cannot_take_the_whole_buffer(self) -> None:
+        """Publishes waiting for the broker are bounded per charge point by its share."""
+        from twisted.internet.defer import Deferred
+
+        waiting: list[Deferred[None]] = []
+
+        class SlowMQTT(FakeMQTT):
+            def publish(self, topic: str, payload: bytes, qos: int,
+                        retain: bool = False) -> Deferred[None]:
+                d: Deferred[None] = Deferred()
+                waiting.append(d)
+                return d
+
+        mqtt = SlowMQTT()
+        router = Router(parse(BASE + "[mqtt]\nmax_buffer = 64\n"), mqtt, Clock())
+        for cid in ("CP1", "CP2"):
+            router.attach(Session(cid, "ocpp1.6", FakeConnection(), router, Clock()))
+        self.assertEqual(router.share(), 32)
+        failures = []
+        for n in range(40):
+            d = router.publish(Envelope(Call(str(n), "Heartbeat", {}), charge_point="CP1"))
+            d.addErrback(failures.append)
+        self.assertEqual(len(failures), 8)
+        self.assertIn("share of the MQTT buffer is full", failures[0].getErrorMessage())
+        ok = []
+        router.publish(Envelope(Call("x", "Heartbeat", {}), charge_point="CP2")).addCallback(
+            ok.append)
+        waiting[-1].callback(None)
+        self.assertEqual(ok, [None])
+        for d in waiting[:-1]:
+            d.callback(None)
+        router.publish(Envelope(Call("y", "Heartbeat", {}), charge_point="CP1")).addErrback(
+            failures.append)
+        self.assertEqual(len(failures), 8)

@@ -227,14 +227,17 @@ class GraceTests(Lifecycle):
         self.clock.advance(60)  # ... and the old grace period never ends
         self.assertEqual(self.upstream.released, [])
 
-    def test_moved_ignored(self) -> None:
-        """Moved elsewhere while gone here: the grace period runs on, then Offline."""
+    def test_moved_while_gone_lets_go_at_once(self) -> None:
+        """Moved elsewhere while gone here: held CALLs Replaced at once, released, no timer."""
         self.grace()
         self.backend(RESET)
         self.session.moved()
-        self.assertIs(self.session.phase, Phase.GRACE)
+        self.assertIs(self.session.phase, Phase.MOVED)
+        self.assertEqual(self.errors(), [("d0", "Replaced")])
+        self.assertEqual(self.upstream.released, [self.session])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(60)
-        self.assertEqual(self.errors(), [("d0", "Offline")])
+        self.assertEqual(self.errors(), [("d0", "Replaced")])
 
     def test_closing_and_lost_again_ignored(self) -> None:
         """closing() or connection_lost() in the grace period changes nothing."""
@@ -282,3 +285,19 @@ class FinalTests(Lifecycle):
         self.assertIs(self.session.phase, Phase.EXPIRED)
         self.backend(RESET)
         self.assertEqual(self.errors(), [("d0", "Offline")])
+
+
+class ShutdownTests(Lifecycle):
+    def test_shutdown_answers_backend_calls_and_keeps_upstream(self) -> None:
+        """shutdown(): in-flight and queued backend CALLs get Shutdown; upstream CALLs wait on."""
+        self.backend(RESET, Call("d1", "Reset", {"type": "Hard"}))
+        self.session.frame_received('[2,"u1","Heartbeat",{}]')
+        self.session.shutdown("stopping")
+        self.assertEqual(self.errors(), [("d0", "Shutdown"), ("d1", "Shutdown")])
+        self.assertEqual(self.session.awaiting_backend(), 1)
+        self.assertIs(self.session.phase, Phase.OPEN)
+        # The charge point's late answer is published, marked Late, not Unmatched.
+        self.session.frame_received('[3,"d0",{"status":"Accepted"}]')
+        late = self.upstream.envelopes[-1]
+        self.assertIsInstance(late.message, CallResult)
+        self.assertTrue(late.late)
