@@ -34,10 +34,14 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
+    from ocppgw import workers
     from ocppgw.assemble import build
 
+    config = options["parsed"]
     try:
-        service: Any = build(options["parsed"], reactor)
+        if workers.supervises(config):
+            return workers.Supervisor(config, options["config"], reactor)
+        service: Any = build(workers.as_run(config), reactor)
     except ConfigError as e:
         raise usage.UsageError(str(e)) from None
     return service  # type: ignore[no-any-return]

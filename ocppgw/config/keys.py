@@ -32,6 +32,7 @@ from ocppgw.config.values import (
     url_path,
     version,
     versions,
+    workers,
 )
 from ocppgw.listener.proxy import DEFAULT_CERT_HEADER
 from ocppgw.ocpp.versions import SUPPORTED
@@ -54,6 +55,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "versions": Key(versions, " ".join(SUPPORTED)),
         "strict": Key(boolean, "true"),
         "shutdown_timeout": Key(seconds(), "10"),
+        "workers": Key(workers, "1"),
     },
     "listener:": {
         "endpoint": Key(nonempty, None),

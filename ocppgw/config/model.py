@@ -138,6 +138,8 @@ class Config:
     schema_dir: str | None
     local_heartbeat: bool
     login_limits: LoginLimits
+    #: ``[gateway] workers``: processes sharing the listening sockets (ocppgw.workers).
+    workers: int = 1
 
 
 @dataclass(frozen=True)

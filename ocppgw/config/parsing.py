@@ -328,6 +328,7 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> model.Con
         schema_dir=_schema_dir(raw["validation"], base_dir),
         local_heartbeat=raw["local"]["heartbeat"],
         login_limits=limits,
+        workers=gw["workers"],
     )
 
 
