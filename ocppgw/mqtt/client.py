@@ -128,6 +128,7 @@ class MQTTClient:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.publish_handler = self._deliver
         client.on_publish = self._on_publish
         self._client = client
 
@@ -274,15 +275,19 @@ class MQTTClient:
         self._schedule_reconnect()
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        # Only what parse_publish leaves to paho (QoS 2, topic aliases) comes here.
         identifiers: tuple[int, ...] = ()
         if self._v5 and message.properties is not None:
             found = getattr(message.properties, "SubscriptionIdentifier", None)
             if found is not None:
                 identifiers = tuple(found) if isinstance(found, list) else (int(found),)
+        self._deliver(message.topic, bytes(message.payload), identifiers)
+
+    def _deliver(self, topic: str, payload: bytes, identifiers: tuple[int, ...]) -> None:
         try:
-            self._handler(message.topic, bytes(message.payload), identifiers)
+            self._handler(topic, payload, identifiers)
         except Exception:
-            _log.failure("handling a message on {topic} failed", topic=message.topic)
+            _log.failure("handling a message on {topic} failed", topic=topic)
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any

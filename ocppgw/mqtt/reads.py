@@ -15,6 +15,7 @@ bytes); only where its bytes come from changes.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -27,8 +28,112 @@ _READ_CHUNK = 256 * 1024
 _READ_TURN = 4 * 1024 * 1024
 
 
+#: MQTT 5.0 §2.2.2.2: the PUBLISH properties and how long each value is
+#: (a number of bytes; -1 a variable byte integer, -2 a length-prefixed
+#: string or binary, -4 a string pair).
+_PUBLISH_PROPERTIES = {
+    0x01: 1,  # Payload Format Indicator
+    0x02: 4,  # Message Expiry Interval
+    0x03: -2,  # Content Type
+    0x08: -2,  # Response Topic
+    0x09: -2,  # Correlation Data
+    0x0B: -1,  # Subscription Identifier
+    0x26: -4,  # User Property
+}
+_SUBSCRIPTION_IDENTIFIER = 0x0B
+
+#: What a PUBLISH is handed to: topic, payload, MQTT 5 subscription identifiers.
+PublishHandler = Callable[[str, bytes, tuple[int, ...]], None]
+
+
+def _varint(data: bytes | bytearray, pos: int) -> tuple[int, int]:
+    """A variable byte integer at ``pos`` (MQTT 5.0 §1.5.5), and the position after it."""
+    value = shift = 0
+    for _ in range(4):
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("variable byte integer longer than 4 bytes")
+
+
+def parse_publish(
+    command: int, data: bytes | bytearray, v5: bool
+) -> tuple[str, int, int, bytes, tuple[int, ...]] | None:
+    """
+    Topic, QoS, packet id, payload and subscription identifiers of a PUBLISH
+    (MQTT 3.1.1 §3.3, MQTT 5.0 §3.3), or ``None`` for what paho must handle
+    itself: QoS 2, a topic alias or an empty topic, an unknown property,
+    a topic that is not UTF-8, or a malformed packet.
+    """
+    qos = (command >> 1) & 0x03
+    if qos > 1:
+        return None
+    try:
+        end = 2 + int.from_bytes(data[0:2], "big")
+        if end == 2 or len(data) < end:
+            return None
+        topic = data[2:end].decode("utf-8")
+        pos, mid = end, 0
+        if qos:
+            mid, pos = int.from_bytes(data[pos : pos + 2], "big"), pos + 2
+        identifiers: list[int] = []
+        if v5:
+            length, pos = _varint(data, pos)
+            stop = pos + length
+            while pos < stop:
+                size = _PUBLISH_PROPERTIES.get(data[pos])
+                if size is None:
+                    return None
+                if data[pos] == _SUBSCRIPTION_IDENTIFIER:
+                    value, pos = _varint(data, pos + 1)
+                    identifiers.append(value)
+                    continue
+                pos += 1
+                if size > 0:
+                    pos += size
+                    continue
+                for _ in range(2 if size == -4 else 1):  # a string, binary, or string pair
+                    pos += 2 + int.from_bytes(data[pos : pos + 2], "big")
+            if pos != stop:
+                return None
+        if pos > len(data):
+            return None
+        return topic, qos, mid, bytes(data[pos:]), tuple(identifiers)
+    except (UnicodeDecodeError, ValueError, IndexError):
+        return None
+
+
 class BufferedReads(paho.Client):
-    """Mixed into paho's client: the socket is read by :meth:`read_available`."""
+    """
+    Mixed into paho's client: the socket is read by :meth:`read_available`,
+    and a QoS 0 or 1 PUBLISH goes straight to :attr:`publish_handler` (when
+    set), without paho's ``MQTTMessage``, ``Properties`` objects and topic
+    filter matching; a QoS 1 PUBLISH is acknowledged after the handler ran,
+    as paho does (MQTT 3.1.1 §4.3.2).
+    """
+
+    publish_handler: PublishHandler | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        handler = self.publish_handler
+        packet = self._in_packet
+        fields = (
+            None
+            if handler is None
+            else parse_publish(packet["command"], packet["packet"], self._protocol == paho.MQTTv5)
+        )
+        if fields is None or handler is None:
+            rc: MQTTErrorCode = super()._handle_publish()
+            return rc
+        topic, qos, mid, payload, identifiers = fields
+        handler(topic, payload, identifiers)
+        if qos == 1 and not self._manual_ack:
+            sent: MQTTErrorCode = self._send_puback(mid)
+            return sent
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     _rbuf: bytes = b""
     _rpos: int = 0

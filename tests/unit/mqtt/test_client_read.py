@@ -8,9 +8,15 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from paho.mqtt import _packet
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ocppgw.mqtt.client import _Client
+from ocppgw.mqtt.reads import parse_publish
 
 
 def publish(topic: str, payload: bytes) -> bytes:
@@ -98,3 +104,89 @@ def test_close_forgets_buffered_bytes(wired: Any) -> None:
     client._sock_close()
     assert client._rbuf == b""
     assert client._rpos == 0
+
+
+# --- the PUBLISH fast path ---
+
+# paho refuses U+0000 in a property string (MQTT 5.0 §1.5.4 lets a receiver
+# close the connection for it); parse_publish skips the properties it does not
+# use without reading them, so the comparison leaves U+0000 out.
+_TEXT = st.text(alphabet=st.characters(blacklist_characters="\0"), max_size=10)
+
+_PROPERTY_VALUES = st.fixed_dictionaries(
+    {},
+    optional={
+        "SubscriptionIdentifier": st.lists(st.integers(1, 268_435_455), min_size=1, max_size=3),
+        "UserProperty": st.lists(st.tuples(_TEXT, _TEXT), max_size=2),
+        "ContentType": _TEXT,
+        "ResponseTopic": _TEXT.filter(bool),
+        "CorrelationData": st.binary(max_size=10),
+        "MessageExpiryInterval": st.integers(0, 2**32 - 1),
+        "PayloadFormatIndicator": st.integers(0, 1),
+    },
+)
+
+
+def _publish_body(
+    topic: str, qos: int, mid: int, payload: bytes, props: dict[str, Any] | None
+) -> bytes:
+    """A PUBLISH after its fixed header, properties packed by paho itself."""
+    body = len(topic.encode()).to_bytes(2, "big") + topic.encode()
+    if qos:
+        body += mid.to_bytes(2, "big")
+    if props is not None:
+        properties = Properties(PacketTypes.PUBLISH)
+        for name, value in props.items():
+            setattr(properties, name, value)
+        body += properties.pack()
+    return body + payload
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    topic=st.text(min_size=1, max_size=20),
+    qos=st.integers(0, 1),
+    mid=st.integers(1, 65535),
+    payload=st.binary(max_size=50),
+    props=st.none() | _PROPERTY_VALUES,
+)
+def test_parse_publish_agrees_with_paho(
+    topic: str, qos: int, mid: int, payload: bytes, props: dict[str, Any] | None
+) -> None:
+    """parse_publish reads topic, packet id, payload and subscription ids as paho's decoder does."""
+    v5 = props is not None
+    command = 0x30 | (qos << 1)
+    body = _publish_body(topic, qos, mid, payload, props)
+    ours = parse_publish(command, body, v5)
+    theirs = _packet.decode_publish(command, body, paho.MQTTv5 if v5 else paho.MQTTv311)
+    ids = getattr(theirs.properties, "SubscriptionIdentifier", []) if v5 else []
+    assert ours == (theirs.topic.decode(), qos, theirs.mid, bytes(theirs.payload), tuple(ids))
+
+
+@pytest.mark.parametrize(
+    "command, body, v5",
+    [
+        (0x34, _publish_body("t", 2, 7, b"x", None), False),  # QoS 2
+        (0x32, b"\x00\x00\x00\x07\x03\x23\x00\x01x", True),  # topic alias, empty topic
+        (0x30, b"\x00\x02\xff\xfex", False),  # topic not UTF-8
+        (0x30, b"\x00\x09ab", False),  # topic longer than the packet
+        (0x30, b"\x00\x01t\x05\x01", True),  # properties longer than the packet
+    ],
+)
+def test_parse_publish_leaves_the_rest_to_paho(command: int, body: bytes, v5: bool) -> None:
+    """QoS 2, topic aliases, bad UTF-8 and malformed packets are paho's to handle."""
+    assert parse_publish(command, body, v5) is None
+
+
+def test_fast_publish_is_handled_then_acknowledged(wired: Any) -> None:
+    """A QoS 1 PUBLISH reaches publish_handler, and its PUBACK follows."""
+    client, _, theirs, events = wired
+    handled: list[Any] = []
+    client.publish_handler = lambda t, p, i: handled.append((t, p, i))
+    body = _publish_body("a/b", 1, 513, b"hello", None)
+    theirs.sendall(bytes([0x32, len(body)]) + body)
+    client.read_available()
+    client.loop_write()
+    assert handled == [("a/b", b"hello", ())]
+    assert events == []  # paho's on_message was not involved
+    assert theirs.recv(16) == b"\x40\x02\x02\x01"  # PUBACK of packet id 513
