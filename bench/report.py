@@ -175,7 +175,9 @@ def plots(result: dict[str, Any], out: Path) -> None:
             width=0.27,
             label=key[:3],
         )
-    axes[0].set_xticks([x + 0.27 for x in range(len(at100))], [n for n, _ in at100], fontsize=8)
+    axes[0].set_xticks(
+        [x + 0.27 for x in range(len(at100))], [n for n, _ in at100], fontsize=7, rotation=15
+    )
     axes[0].set_ylabel("latency at 100 connections (ms)")
     axes[0].legend()
     cpu = [(n, _mid(rs, "server_cpu_us_per_rt")) for n, rs in at100]
