@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.session.test_session,tests.unit.session.test_lifecycle,tests.unit.session.test_timestamps -*-
+# -*- test-case-name: tests.unit.session.test_session,tests.unit.session.test_lifecycle -*-
 """
 What a session keeps between frames: the exchanges in flight both ways, the
 queue of backend CALLs, and the helpers both directions share.
