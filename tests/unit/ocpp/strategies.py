@@ -1,10 +1,30 @@
-"""Hypothesis strategies of OCPP payloads: valid for a schema, and made invalid."""
+"""OCPP payloads for the tests: examples, and Hypothesis strategies (valid, and broken)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from hypothesis import strategies as st
+
+
+def charging_profile(limit: float, min_rate: float | None = None) -> dict[str, Any]:
+    """A 1.6 SetChargingProfile request with one period of ``limit``."""
+    schedule: dict[str, Any] = {
+        "chargingRateUnit": "A",
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
+    }
+    if min_rate is not None:
+        schedule["minChargingRate"] = min_rate
+    return {
+        "connectorId": 1,
+        "csChargingProfiles": {
+            "chargingProfileId": 1,
+            "stackLevel": 0,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": schedule,
+        },
+    }
 
 
 def valid_for(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:

@@ -12,7 +12,7 @@ from ocppgw.ocpp.fastvalidation import compile_fast
 from ocppgw.ocpp.schemas import VERSION_DIRS, packaged
 from ocppgw.ocpp.validation import Validator, is_multiple_of
 from ocppgw.ocpp.versions import OCPP16
-from tests.unit.ocpp.strategies import mutated, valid_for
+from tests.unit.ocpp.strategies import charging_profile, mutated, valid_for
 
 _VALIDATOR = Validator()
 
@@ -49,19 +49,7 @@ def test_fast_check_agrees_with_jsonschema(version: str, action: str, request_: 
 def test_fast_check_tolerant_multiple_of(limit: Any, valid: bool) -> None:
     """The compiled multipleOf 0.1 forgives float artefacts (8.2) and still refuses 0.35."""
     schema = _VALIDATOR.compiled(OCPP16, "SetChargingProfile", True).schema
-    payload = {
-        "connectorId": 1,
-        "csChargingProfiles": {
-            "chargingProfileId": 1,
-            "stackLevel": 0,
-            "chargingProfilePurpose": "TxDefaultProfile",
-            "chargingProfileKind": "Absolute",
-            "chargingSchedule": {
-                "chargingRateUnit": "A",
-                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
-            },
-        },
-    }
+    payload = charging_profile(limit)
     assert compile_fast(schema, is_multiple_of)(payload) is valid
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ocppgw.ocpp.schemas import SchemaSet, packaged
 from ocppgw.ocpp.validation import SchemaError, Validator, Violation, is_multiple_of
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201, ErrorKind, error_code
-from tests.unit.ocpp.strategies import valid_for
+from tests.unit.ocpp.strategies import charging_profile, valid_for
 
 BOOT: dict[str, dict[str, Any]] = {
     OCPP16: {"chargePointVendor": "Vendor", "chargePointModel": "Model"},
@@ -43,26 +43,6 @@ def meter_values(**sampled: Any) -> dict[str, Any]:
         "meterValue": [
             {"timestamp": "2024-01-01T00:00:00Z", "sampledValue": [{"value": "1", **sampled}]}
         ],
-    }
-
-
-def charging_profile(limit: float, min_rate: float | None = None) -> dict[str, Any]:
-    """A 1.6 SetChargingProfile request with one period of ``limit``."""
-    schedule: dict[str, Any] = {
-        "chargingRateUnit": "A",
-        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
-    }
-    if min_rate is not None:
-        schedule["minChargingRate"] = min_rate
-    return {
-        "connectorId": 1,
-        "csChargingProfiles": {
-            "chargingProfileId": 1,
-            "stackLevel": 0,
-            "chargingProfilePurpose": "TxDefaultProfile",
-            "chargingProfileKind": "Absolute",
-            "chargingSchedule": schedule,
-        },
     }
 
 
