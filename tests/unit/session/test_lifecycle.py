@@ -258,12 +258,8 @@ class FinalTests(Lifecycle):
         """A replaced session answers a late backend CALL Replaced; it ignores the rest."""
         new, _ = self.open()
         new.adopt(self.session)
-        for event in (
-            self.session.closing,
-            self.session.connection_lost,
-            self.session.moved,
-            self.session.expire,
-        ):
+        for event in (self.session.closing, self.session.connection_lost,
+                      self.session.moved, self.session.expire):
             event()
         self.assertIs(self.session.phase, Phase.REPLACED)
         self.backend(RESET)

@@ -21,12 +21,12 @@ from ocppgw.session.rules import Session, SessionOptions
 from tests.fakes import FakeConnection, FakeUpstream
 
 
-def make(
-    version: str = OCPP16, **options: object
-) -> tuple[Session, FakeConnection, FakeUpstream, Clock]:
+def make(version: str = OCPP16, **options: object) -> tuple[Session, FakeConnection,
+                                                            FakeUpstream, Clock]:
     connection, upstream, clock = FakeConnection(), FakeUpstream(), Clock()
     clock.advance(1_700_000_000)
-    session = Session("CP1", version, connection, upstream, clock, SessionOptions(**options))  # type: ignore[arg-type]
+    session = Session("CP1", version, connection, upstream, clock,
+                      SessionOptions(**options))  # type: ignore[arg-type]
     return session, connection, upstream, clock
 
 
@@ -78,14 +78,12 @@ class UpstreamTests(SynchronousTestCase):
         clock.advance(29.9)
         self.assertEqual(connection.frames, [])
         clock.advance(0.2)
-        self.assertEqual(
-            connection.sent(), [[4, "1", "InternalError", "backend did not answer", {}]]
-        )
+        self.assertEqual(connection.sent(), [[4, "1", "InternalError", "backend did not answer",
+                                              {}]])
         timeout = upstream.envelopes[-1].message
         assert isinstance(timeout, CallError)
-        self.assertEqual(
-            (timeout.error_code, timeout.action, timeout.unique_id), ("Timeout", "Authorize", "1")
-        )
+        self.assertEqual((timeout.error_code, timeout.action, timeout.unique_id),
+                         ("Timeout", "Authorize", "1"))
         # The answer that comes after the timeout is not sent to the charge point.
         session.envelope_received(Envelope(CallResult("1", {})))
         self.assertEqual(len(connection.frames), 1)
@@ -128,7 +126,8 @@ class UpstreamTests(SynchronousTestCase):
         """A 2.1 SEND is published and never answered."""
         session, connection, upstream, _ = make(OCPP21)
         session.frame_received('[6,"1","NotifyPeriodicEventStream",{}]')
-        self.assertEqual(upstream.envelopes[0].message, Send("1", "NotifyPeriodicEventStream", {}))
+        self.assertEqual(upstream.envelopes[0].message, Send("1", "NotifyPeriodicEventStream",
+                                                             {}))
         self.assertEqual(connection.frames, [])
 
 
@@ -230,11 +229,8 @@ class DownstreamTests(SynchronousTestCase):
         session.connection_lost()
 
         def codes() -> list[tuple[str, str]]:
-            return [
-                (e.message.unique_id, e.message.error_code)
-                for e in upstream.envelopes
-                if isinstance(e.message, CallError)
-            ]
+            return [(e.message.unique_id, e.message.error_code) for e in upstream.envelopes
+                    if isinstance(e.message, CallError)]
 
         self.assertEqual(codes(), [("d0", "Disconnected")])
         self.assertEqual(session.queued(), 1)
