@@ -40,6 +40,7 @@ from ocppgw.ocpp.versions import ErrorKind
 from ocppgw.router.routing import Router
 from ocppgw.service import GatewayService, Reloadable
 from ocppgw.session.rules import Session, SessionOptions, Validate, Violation
+from ocppgw.workers import ReusePortListener, tcp_address
 
 _log = Logger()
 
@@ -233,7 +234,11 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
         factory.events = events
         wrapped: Any = factory if tls is None else TLSListenerFactory(tls, factory)
         try:
-            service = strports.service(listener.endpoint, wrapped, reactor=reactor)
+            if config.workers > 1:
+                address = tcp_address(listener.endpoint)
+                service: Service = ReusePortListener(reactor, address, wrapped)
+            else:
+                service = strports.service(listener.endpoint, wrapped, reactor=reactor)
         except (ValueError, TypeError, KeyError) as e:
             raise ConfigError(
                 f"[listener:{listener.name}] endpoint: not a usable endpoint string "

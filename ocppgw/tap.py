@@ -55,11 +55,14 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
+    from ocppgw import workers
     from ocppgw.assemble import operate
 
     config = options["parsed"]
     try:
-        service: Any = operate(config, reactor)
+        if workers.supervises(config):
+            return workers.Supervisor(config, options["config"], reactor)
+        service: Any = operate(workers.as_run(config), reactor)
     except ConfigError as e:
         raise usage.UsageError(str(e)) from None
     out = twistd_output(getattr(options, "parent", None))

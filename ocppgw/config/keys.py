@@ -32,6 +32,7 @@ from ocppgw.config.values import (
     url_path,
     version,
     versions,
+    workers,
 )
 from ocppgw.listener.proxy import DEFAULT_CERT_HEADER
 from ocppgw.ocpp.versions import SUPPORTED
@@ -57,6 +58,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "log_format": Key(choice("text", "json"), "text"),
         "shutdown_close": Key(choice("going-away", "service-restart", "abort"), "going-away"),
         "drain_rate": Key(int_range(1, 1_000_000), "100"),
+        "workers": Key(workers, "1"),
     },
     "listener:": {
         "endpoint": Key(nonempty, None),

@@ -164,6 +164,8 @@ class Config:
     shutdown_close: str = "going-away"
     #: Charge points closed per second when SIGUSR1 drains the instance.
     drain_rate: int = 100
+    #: ``[gateway] workers``: processes sharing the listening sockets (ocppgw.workers).
+    workers: int = 1
 
 
 @dataclass(frozen=True)

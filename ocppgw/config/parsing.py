@@ -352,6 +352,7 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> model.Con
         log_format=gw["log_format"],
         shutdown_close=gw["shutdown_close"],
         drain_rate=gw["drain_rate"],
+        workers=gw["workers"],
     )
 
 

@@ -10,6 +10,7 @@ and key (``must be 0, 1 or 2, not '3'``); the loader adds those and raises
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from collections.abc import Callable
@@ -70,6 +71,16 @@ def boolean(value: str) -> bool:
     if v in ("0", "no", "false", "off"):
         return False
     raise ValueError(f"must be true or false, not {value!r}")
+
+
+def workers(value: str) -> int:
+    """``auto`` (one per CPU) or a number of processes from 1 to 256."""
+    if value == "auto":
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    try:
+        return int_range(1, 256)(value)
+    except ValueError:
+        raise ValueError(f"must be auto or a whole number from 1 to 256, not {value!r}") from None
 
 
 def choice(*options: str) -> Callable[[str], str]:

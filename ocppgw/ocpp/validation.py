@@ -13,7 +13,10 @@ configured ``schema_dir``.
 
 Validators
     One compiled validator per (version, action, direction), built on first
-    use and cached in the :class:`Validator` instance.  The class follows the
+    use and cached in the :class:`Validator` instance, beside its compiled
+    yes/no check (:mod:`ocppgw.ocpp.fastvalidation`, jsonschema-rs), which
+    every payload meets first; only a payload it refuses is walked by
+    ``jsonschema`` for the error to report.  The class follows the
     schema's ``$schema`` (the 1.6 core schemas are draft-04, the 1.6 security
     schemas and all 2.x schemas draft-06); a file without ``$schema`` is read
     as draft-04, the draft of the OCA 1.6 set.  References are resolved in an
@@ -47,6 +50,7 @@ import jsonschema.validators
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
+from ocppgw.ocpp.fastvalidation import FastCheck, compile_fast
 from ocppgw.ocpp.schemas import VERSION_DIRS, SchemaError, SchemaSet
 from ocppgw.ocpp.violations import Violation, no_response, unknown_action, violation_of
 
@@ -86,6 +90,11 @@ def _multiple_of(
         yield jsonschema.exceptions.ValidationError(f"{instance!r} is not a multiple of {divisor}")
 
 
+def _never(payload: Any) -> bool:
+    """The fast check of a schema jsonschema-rs cannot compile: always ask jsonschema."""
+    return False
+
+
 class Validator:
     """
     Validates OCPP payloads against the schemas of their version and action.
@@ -100,6 +109,8 @@ class Validator:
         self._schemas = SchemaSet(schema_dir)
         #: Compiled validators by (version, action, request).
         self._compiled: dict[tuple[str, str, bool], Any] = {}
+        #: The compiled yes/no check of each, on the hot path.
+        self._fast: dict[tuple[str, str, bool], FastCheck] = {}
         #: The tolerant validator class derived from each draft's class.
         self._classes: dict[type[Any], type[Any]] = {}
 
@@ -117,11 +128,20 @@ class Validator:
         :raises ValueError: ``version`` is not one of the supported versions.
         :raises SchemaError: the schema file is unreadable or invalid.
         """
+        fast = self._fast.get((version, action, request))
+        if fast is not None and fast(payload):
+            return None
         validator = self.compiled(version, action, request)
         if validator is None:
             if not self.knows(version, action):
                 return unknown_action(version, action)
             return no_response(version, action)
+        if fast is None:
+            fast = self._fast[(version, action, request)]
+            if fast(payload):
+                return None
+        # Refused by the compiled check: jsonschema names the field and the
+        # OCPP-J error code (OCPP-J 1.6 Table 7, OCPP 2.0.1 Part 4 Table 8).
         try:
             error = jsonschema.exceptions.best_match(validator.iter_errors(payload))
         except Unresolvable as e:
@@ -159,6 +179,11 @@ class Validator:
                 return None
             validator = self._compile(version, name)
             self._compiled[key] = validator
+            try:
+                self._fast[key] = compile_fast(validator.schema, is_multiple_of)
+            except ValueError:
+                # jsonschema-rs cannot compile it: every payload takes the slow path.
+                self._fast[key] = _never
         return validator
 
     def _compile(self, version: str, name: str) -> Any:

@@ -15,6 +15,7 @@ The rules for each direction are :mod:`ocppgw.session.charge_point` and
 
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -86,13 +87,27 @@ class SessionOptions:
     max_message_burst: int = 50
 
 
+#: The last whole second formatted, and its text: every envelope of that
+#: second reuses it (a profile showed datetime formatting per message).
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def rfc3339(seconds: float) -> str:
     """``seconds`` since the epoch as an RFC 3339 UTC time with milliseconds."""
-    return (
-        datetime.fromtimestamp(seconds, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    global _second
+    # Rounded to microseconds half-even, then truncated to milliseconds, as
+    # datetime.fromtimestamp(...).isoformat(timespec="milliseconds") does.
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    second = int(whole)
+    if second != _second[0]:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (second, text)
+    return f"{_second[1]}.{micros // 1000:03d}Z"
 
 
 @dataclass

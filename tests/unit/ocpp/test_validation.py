@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ocppgw.ocpp.schemas import SchemaSet, packaged
 from ocppgw.ocpp.validation import SchemaError, Validator, Violation, is_multiple_of
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201, ErrorKind, error_code
+from tests.unit.ocpp.strategies import charging_profile, valid_for
 
 BOOT: dict[str, dict[str, Any]] = {
     OCPP16: {"chargePointVendor": "Vendor", "chargePointModel": "Model"},
@@ -42,26 +43,6 @@ def meter_values(**sampled: Any) -> dict[str, Any]:
         "meterValue": [
             {"timestamp": "2024-01-01T00:00:00Z", "sampledValue": [{"value": "1", **sampled}]}
         ],
-    }
-
-
-def charging_profile(limit: float, min_rate: float | None = None) -> dict[str, Any]:
-    """A 1.6 SetChargingProfile request with one period of ``limit``."""
-    schedule: dict[str, Any] = {
-        "chargingRateUnit": "A",
-        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
-    }
-    if min_rate is not None:
-        schedule["minChargingRate"] = min_rate
-    return {
-        "connectorId": 1,
-        "csChargingProfiles": {
-            "chargingProfileId": 1,
-            "stackLevel": 0,
-            "chargingProfilePurpose": "TxDefaultProfile",
-            "chargingProfileKind": "Absolute",
-            "chargingSchedule": schedule,
-        },
     }
 
 
@@ -548,7 +529,7 @@ def test_schema_files_pair_into_actions(tmp_path: Path) -> None:
 #
 # hypothesis_jsonschema.from_schema would be the natural generator, but 0.23.1
 # (the latest release) calls ``many.more()``, which Hypothesis 6.170 no longer
-# has, so it fails on every object schema.  _strategy below covers the subset
+# has, so it fails on every object schema.  valid_for (strategies.py) covers the subset
 # of JSON Schema that the OCPP schemas use.
 
 _HYPOTHESIS = settings(
@@ -577,55 +558,13 @@ def _packaged_schema(version: str, action: str) -> dict[str, Any]:
     return packaged().load(version, name)
 
 
-def _strategy(schema: dict[str, Any], root: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """Values valid for ``schema`` (local $refs into ``root``; no format checks)."""
-    if "$ref" in schema:
-        target: Any = root
-        for part in schema["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        return _strategy(target, root)
-    if "enum" in schema:
-        return st.sampled_from(schema["enum"])
-    kind = schema.get("type")
-    if kind == "object":
-        properties = schema.get("properties", {})
-        required = set(schema.get("required", ()))
-        return st.fixed_dictionaries(
-            {k: _strategy(v, root) for k, v in properties.items() if k in required},
-            optional={k: _strategy(v, root) for k, v in properties.items() if k not in required},
-        )
-    if kind == "array":
-        low = schema.get("minItems", 0)
-        return st.lists(
-            _strategy(schema.get("items", {}), root),
-            min_size=low,
-            max_size=min(schema.get("maxItems", low + 3), low + 3),
-        )
-    if kind == "string":
-        if schema.get("format") == "date-time":
-            return st.just("2024-01-01T00:00:00.000Z")
-        low = schema.get("minLength", 0)
-        return st.text(min_size=low, max_size=max(low, min(schema.get("maxLength", 30), 30)))
-    if kind in ("integer", "number"):
-        low, high = schema.get("minimum", -(10**6)), schema.get("maximum", 10**6)
-        if kind == "integer":
-            return st.integers(low, high)
-        if "multipleOf" in schema:
-            step = schema["multipleOf"]
-            return st.integers(int(low / step), int(high / step)).map(lambda n: n * step)
-        return st.floats(low, high) | st.integers(int(low), int(high))
-    if kind == "boolean":
-        return st.booleans()
-    return st.none()
-
-
 @pytest.mark.parametrize("version, action", _GENERATED)
 def test_generated_payloads_validate(validator: Validator, version: str, action: str) -> None:
     """Payloads generated from a request schema always pass validation."""
     schema = _packaged_schema(version, action)
 
     @_HYPOTHESIS
-    @given(_strategy(schema, schema))
+    @given(valid_for(schema, schema))
     def check(payload: dict[str, Any]) -> None:
         assert validator.validate(version, action, True, payload) is None
 

@@ -1,0 +1,206 @@
+"""
+The report of a ``make bench`` run: the JSON, the README table, the targets
+of the performance issue as ratios, the py-spy summary and the PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+#: Where a sample's time goes: the innermost frame whose file matches wins.
+_PLACES = [
+    ("idle (epoll wait)", ("epoll", "doPoll")),
+    ("paho", ("paho/",)),
+    ("autobahn", ("autobahn/", "txaio/")),
+    ("validation", ("jsonschema", "ocppgw/ocpp/validation", "ocppgw/ocpp/fastvalidation")),
+    ("json", ("json/",)),
+    ("protobuf", ("google/protobuf", "ocppgw/router/codecs/protobuf")),
+    ("router + codecs", ("ocppgw/router/",)),
+    ("session", ("ocppgw/session/",)),
+    ("connection", ("ocppgw/connection",)),
+    ("ocppgw other", ("ocppgw/",)),
+    ("twisted", ("twisted/",)),
+]
+
+
+def summarise_profile(raw: str) -> str:
+    """py-spy's collapsed stacks as percentages of samples by place, and the top functions."""
+    places: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        leaves[frames[-1]] += count
+        for frame in reversed(frames):
+            place = next((name for name, keys in _PLACES if any(k in frame for k in keys)), None)
+            if place is not None:
+                places[place] += count
+                break
+        else:
+            places["other"] += count
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples"]
+    lines += [f"{n / total:6.1%}  {place}" for place, n in places.most_common()]
+    lines.append("top functions (self):")
+    lines += [f"{n / total:6.1%}  {leaf}" for leaf, n in leaves.most_common(15)]
+    return "\n".join(lines)
+
+
+def _by(
+    runs: list[dict[str, Any]], server: str, conns: int, variant: str = ""
+) -> list[dict[str, Any]]:
+    return [
+        r for r in runs if r["server"] == server and r["conns"] == conns and r["variant"] == variant
+    ]
+
+
+def _mid(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in runs) if runs else float("nan")
+
+
+def targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """Each target of the issue: what it asks, what was measured, met or not."""
+    closed = result["closed"]
+    out: list[tuple[str, str, bool | None]] = []
+    gw, echo, cs = (_mid(_by(closed, s, 100), "rate") for s in ("gateway", "echo", "ocppcs"))
+    out.append(("1. rt/s at 100 >= 0.35 x echo", f"{gw / echo:.2f} x echo", gw / echo >= 0.35))
+    out.append(("1. rt/s at 100 >= 2 x ocpp CS", f"{gw / cs:.2f} x ocpp CS", gw / cs >= 2))
+    g1, e1 = _mid(_by(closed, "gateway", 1), "p50_ms"), _mid(_by(closed, "echo", 1), "p50_ms")
+    out.append(
+        (
+            "2. p50 at 1 conn <= 3 x echo",
+            f"{g1 / e1:.1f} x echo ({g1:.2f} vs {e1:.2f} ms)",
+            g1 / e1 <= 3,
+        )
+    )
+    if "open" in result:
+        o = {r["server"]: r for r in result["open"]}
+        ratio = o["gateway"]["p99_ms"] / o["echo"]["p99_ms"]
+        out.append(
+            (
+                "3. open loop p99 <= 10 x echo, none > 1 s",
+                f"{ratio:.1f} x echo, oldest {o['gateway']['max_ms']:.0f} ms "
+                f"at {o['gateway']['offered']:.0f}/s",
+                ratio <= 10 and o["gateway"]["max_ms"] <= 1000 and o["gateway"]["failures"] == 0,
+            )
+        )
+    if "memory" in result:
+        per = result["memory"]["kib_per_conn"]
+        out.append(("4. <= 16 KiB per idle charge point (10,000)", f"{per:.1f} KiB", per <= 16))
+    if "variants" in result:
+        v = {r["variant"]: r for r in result["variants"]}
+        pb = v["protobuf"]["rate"] / gw
+        out.append(("6. protobuf rt/s within 10% of JSON", f"{pb:.2f} x JSON", pb >= 0.9))
+        w = v["workers2"]["server_cpu_us_per_rt"] / v["workers1"]["server_cpu_us_per_rt"]
+        out.append(("7. 2 workers: CPU/rt <= 1.15 x 1 worker", f"{w:.2f} x", w <= 1.15))
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = [
+        "| server under test | conns | round trips/s | failures | server CPU per round trip "
+        "| p50 | p99 | load core busy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    names = {
+        "echo": "Autobahn echo",
+        "ocppcs": "`ocpp` package central system",
+        "gateway": "ocppgw",
+        "paho-mosquitto-paho": "paho → mosquitto → paho (QoS 1)",
+    }
+    for r in result["closed"] + result.get("variants", []) + result.get("open", []):
+        name = names[r["server"]] + (f" ({r['variant']})" if r["variant"] else "")
+        rows.append(
+            f"| {name} | {r['conns']} | {r['rate']:,.0f} | {r['failures']} | "
+            f"{r['server_cpu_us_per_rt']:.0f} µs | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
+            f"{r['load_core_busy']:.0%} |"
+        )
+    return "\n".join(rows)
+
+
+def write_report(result: dict[str, Any], out: Path, quick: bool) -> None:
+    stamp = result["date"].replace(":", "")
+    (out / f"{stamp}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    lines = [f"# make bench, {result['date']}", "", table(result), ""]
+    if not quick:
+        lines += ["| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets(result)]
+        lines += ["", "```", result.get("profile", ""), "```", ""]
+    lines.append(f"bench time: {result['bench_seconds']:.0f} s")
+    (out / "latest.md").write_text("\n".join(lines) + "\n")
+    if not quick:
+        plots(result, out)
+
+
+def plots(result: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    closed = result["closed"]
+    labels = {"echo": "Autobahn echo", "ocppcs": "ocpp CS", "gateway": "ocppgw"}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for server, label in labels.items():
+        xs = sorted({r["conns"] for r in closed if r["server"] == server})
+        ax.plot(xs, [_mid(_by(closed, server, x), "rate") for x in xs], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("connections (closed loop)")
+    ax.set_ylabel("round trips/s")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "throughput.png", dpi=90)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    at100 = [(labels[s], _by(closed, s, 100)) for s in labels]
+    at100.append(
+        ("paho→mosquitto→paho", [r for r in result.get("variants", []) if r["server"] != "gateway"])
+    )
+    for i, key in enumerate(("p50_ms", "p90_ms", "p99_ms")):
+        axes[0].bar(
+            [x + i * 0.27 for x in range(len(at100))],
+            [_mid(rs, key) for _, rs in at100],
+            width=0.27,
+            label=key[:3],
+        )
+    axes[0].set_xticks(
+        [x + 0.27 for x in range(len(at100))], [n for n, _ in at100], fontsize=7, rotation=15
+    )
+    axes[0].set_ylabel("latency at 100 connections (ms)")
+    axes[0].legend()
+    cpu = [(n, _mid(rs, "server_cpu_us_per_rt")) for n, rs in at100]
+    cpu += [
+        (f"ocppgw {r['variant']}", r["server_cpu_us_per_rt"])
+        for r in result.get("variants", [])
+        if r["server"] == "gateway"
+    ]
+    axes[1].barh([n for n, _ in cpu], [c for _, c in cpu])
+    axes[1].set_xlabel("server CPU per round trip (µs)")
+    fig.tight_layout()
+    fig.savefig(out / "latency_cpu.png", dpi=90)
+    plt.close(fig)
+
+    if "memory" in result:
+        m = result["memory"]
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.bar(
+            ["idle", f"{m['conns']:,} idle charge points"],
+            [m["rss_idle_kib"] / 1024, m["rss_held_kib"] / 1024],
+        )
+        ax.set_ylabel("gateway RSS (MiB)")
+        ax.set_title(f"{m['kib_per_conn']:.1f} KiB per charge point")
+        fig.tight_layout()
+        fig.savefig(out / "memory.png", dpi=90)
+        plt.close(fig)

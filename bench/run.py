@@ -1,0 +1,435 @@
+"""
+``make bench``: the gateway beside its baselines, in one run, with one load generator.
+
+Every server under test is pinned to core 0 (``taskset``); the load generator
+(:mod:`wsload`), the backend, mosquitto and this script to core 1, except in
+the broker baseline, where mosquitto is the server under test.  The CPU of
+every process is read from ``/proc`` at the start and end of each measuring
+window, so the report says both the server's CPU per round trip and how busy
+the other core was (the check that the load side is not the bottleneck).
+
+Runs (``--quick``: only the first three, 2 charge points, 1 second):
+
+1. closed loop at 1, 100 and 1,000 connections: Autobahn echo, the ``ocpp``
+   package central system, the gateway (CALL -> MQTT -> backend -> MQTT ->
+   CALLRESULT, validation all, JSON envelope, QoS 1);
+2. closed loop at 100: the gateway with MQTT 3.1.1, with the protobuf
+   profile, with ``workers = 2``; paho -> mosquitto -> paho at QoS 1;
+3. open loop at half the gateway's peak, 1,000 connections: gateway and echo;
+4. memory: 10,000 idle charge points on one gateway process;
+5. reconnect storm (``handshake_storm.py``, 10,000 with Basic auth);
+6. a py-spy profile of the gateway at 100 connections.
+
+Writes ``bench/results/<date>.json``, ``bench/results/latest.md`` and the PNG
+plots ``bench/results/*.png``.  Bounded: each run has a deadline, and all of
+them take about three minutes here (the last run: 170 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from handshake_storm import cpu_seconds, free_port, raise_fd_limit, rss_kb, stop, wait_port  # noqa: E402
+
+from ocppgw.mqtt.broker import find_mosquitto, mosquitto_config  # noqa: E402
+
+PY = sys.executable
+TWISTD = str(Path(PY).parent / "twistd")
+SERVER_CORE, LOAD_CORE = "0", "1"
+
+
+def pinned(core: str, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", core, *argv]
+
+
+def family(pid: int) -> list[int]:
+    """``pid`` and its children (a supervisor's workers)."""
+    found = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            pass
+    return total
+
+
+class Bench:
+    def __init__(self, work: Path, quick: bool) -> None:
+        self.work = work
+        self.quick = quick
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, core: str, argv: list[str], name: str, port: int | None = None) -> Any:
+        log = open(self.work / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            pinned(core, argv), stdout=log, stderr=subprocess.STDOUT, cwd=self.work
+        )
+        self.procs.append(proc)
+        if port is not None:
+            wait_port(port, proc, name)
+        return proc
+
+    @contextmanager
+    def broker(self, core: str = LOAD_CORE) -> Iterator[tuple[int, Any]]:
+        port = free_port()
+        conf = self.work / f"mosquitto-{port}.conf"
+        conf.write_text(mosquitto_config("127.0.0.1", port))
+        proc = self.spawn(core, [find_mosquitto(), "-c", str(conf)], f"mosquitto-{port}", port)
+        try:
+            yield port, proc
+        finally:
+            stop(proc)
+
+    @contextmanager
+    def gateway(
+        self, mport: int, extra: str = "", codec: str = "json", workers: int = 1
+    ) -> Iterator[tuple[int, Any]]:
+        port = free_port()
+        ini = self.work / f"gw-{port}.ini"
+        ini.write_text(
+            f"[gateway]\nid = bench{port}\nworkers = {workers}\n"
+            f"[listener:ws]\nendpoint = tcp:{port}:interface=127.0.0.1:backlog=4096\n"
+            f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n{extra}\n"
+            f"[upstream]\ncodec = {codec}\n[dnstream]\ncodec = {codec}\n"
+            "[validation]\nmode = all\n"
+        )
+        core = SERVER_CORE if workers == 1 else f"{SERVER_CORE},{LOAD_CORE}"
+        argv = [TWISTD, "-n", "--pidfile=", f"--logfile={self.work}/gw-{port}.log", "ocppgw"]
+        proc = self.spawn(core, [*argv, "--config", str(ini)], f"gw-{port}", port)
+        log = self.work / f"gw-{port}.log"
+        deadline = time.monotonic() + 20
+        while log.read_text(errors="replace").count("MQTT connected") < workers:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"gateway did not connect to MQTT:\n{log.read_text()}")
+            time.sleep(0.05)
+        time.sleep(0.2 * workers)
+        try:
+            yield port, proc
+        finally:
+            stop(proc)
+
+    @contextmanager
+    def baseline(self, kind: str) -> Iterator[tuple[int, Any]]:
+        port = free_port()
+        proc = self.spawn(SERVER_CORE, [PY, str(HERE / "servers.py"), kind, str(port)], kind, port)
+        try:
+            yield port, proc
+        finally:
+            stop(proc)
+
+    def load(
+        self, argv: list[str], server: Any, others: list[Any], timeout: float = 120
+    ) -> dict[str, Any]:
+        """Run a load process; CPU of the server and the rest over its measuring window."""
+        load = subprocess.Popen(
+            pinned(LOAD_CORE, argv),
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            stderr=open(self.work / "load.log", "ab"),
+        )
+        spids = family(server.pid)
+        opids = [p.pid for p in others]
+        deadline = time.monotonic() + timeout
+        marks: dict[str, tuple[float, float, float, float]] = {}
+        result: dict[str, Any] = {}
+        assert load.stdout is not None
+        for raw in load.stdout:
+            line = raw.decode().strip()
+            if line in ("MEASURE_START", "MEASURE_END"):
+                # the load process's own CPU is in its result; this is the rest of core 1.
+                marks[line] = (time.monotonic(), cpu_of(spids), cpu_of(opids), 0.0)
+            elif line.startswith("{"):
+                result = json.loads(line)
+            if time.monotonic() > deadline:
+                load.kill()
+                raise SystemExit(f"load {argv} ran past {timeout} s")
+        load.wait(10)
+        if not result or "MEASURE_END" not in marks:
+            raise SystemExit(f"load {argv} gave no result; see {self.work}/load.log")
+        (t0, s0, o0, _), (t1, s1, o1, _) = marks["MEASURE_START"], marks["MEASURE_END"]
+        wall = t1 - t0
+        result["server_cpu_s"] = s1 - s0
+        result["server_core_busy"] = (s1 - s0) / wall
+        result["load_core_busy"] = (o1 - o0 + result["loadgen_cpu_s"]) / wall
+        rt = max(result["round_trips"], 1)
+        result["server_cpu_us_per_rt"] = (s1 - s0) / rt * 1e6
+        return result
+
+    def ws(
+        self, port: int, conns: int, server: Any, others: list[Any], **kw: Any
+    ) -> dict[str, Any]:
+        seconds = 1.0 if self.quick else kw.pop("seconds", 5.0)
+        argv = [PY, str(HERE / "wsload.py"), "--port", str(port), "--conns", str(conns)]
+        argv += ["--seconds", str(seconds), "--warmup", "0.5" if self.quick else "1"]
+        for key, value in kw.items():
+            if value is False:
+                continue
+            flag = f"--{key.replace('_', '-')}"
+            argv += [flag] if value is True else [flag, str(value)]
+        return self.load(argv, server, others)
+
+
+def closed_loop(b: Bench, conn_counts: list[int], repeat: int) -> list[dict[str, Any]]:
+    """Echo, ocpp CS and gateway, interleaved so that noise hits all three alike."""
+    runs: list[dict[str, Any]] = []
+    with b.broker() as (mport, broker):
+        backend = b.spawn(
+            LOAD_CORE, [PY, str(HERE / "servers.py"), "backend", str(mport)], "backend"
+        )
+        time.sleep(0.5)
+        for conns in conn_counts:
+            for attempt in range(repeat if conns == 100 else 1):
+                for server in ("echo", "ocppcs", "gateway"):
+                    if server == "gateway":
+                        with b.gateway(mport) as (port, proc):
+                            r = b.ws(port, conns, proc, [broker, backend], prefix=f"G{attempt}-")
+                    else:
+                        with b.baseline(server) as (port, proc):
+                            r = b.ws(port, conns, proc, [], echo=server == "echo")
+                    runs.append({"server": server, "variant": "", "attempt": attempt, **r})
+                    print(_line(runs[-1]), flush=True)
+        stop(backend)
+    return runs
+
+
+def variants(b: Bench) -> list[dict[str, Any]]:
+    """The gateway at 100 connections: MQTT 3.1.1, protobuf, two workers; and paho's ceiling."""
+    runs: list[dict[str, Any]] = []
+    for variant, codec, extra, workers in (
+        ("mqtt311", "json", "protocol = 3.1.1", 1),
+        ("protobuf", "protobuf", "", 1),
+        ("workers1", "json", "", 1),
+        ("workers2", "json", "", 2),
+    ):
+        with b.broker() as (mport, broker):
+            backend = b.spawn(
+                LOAD_CORE, [PY, str(HERE / "servers.py"), "backend", str(mport), codec], "backend"
+            )
+            time.sleep(0.5)
+            with b.gateway(mport, extra, codec, workers) as (port, proc):
+                r = b.ws(port, 100, proc, [broker, backend], prefix=f"{variant}-")
+            stop(backend)
+        runs.append({"server": "gateway", "variant": variant, "attempt": 0, **r})
+        print(_line(runs[-1]), flush=True)
+    with b.broker(SERVER_CORE) as (mport, broker):
+        backend = b.spawn(
+            LOAD_CORE, [PY, str(HERE / "servers.py"), "backend", str(mport)], "backend"
+        )
+        time.sleep(0.5)
+        argv = [PY, str(HERE / "servers.py"), "mqttload", str(mport), "100", "5"]
+        r = b.load(argv, broker, [backend])
+        stop(backend)
+    runs.append({"server": "paho-mosquitto-paho", "variant": "", "attempt": 0, **r})
+    print(_line(runs[-1]), flush=True)
+    return runs
+
+
+def open_loop(b: Bench, rate: float) -> list[dict[str, Any]]:
+    """1,000 connections at ``rate`` CALLs/s in all, gateway and echo."""
+    runs: list[dict[str, Any]] = []
+    with b.broker() as (mport, broker):
+        backend = b.spawn(
+            LOAD_CORE, [PY, str(HERE / "servers.py"), "backend", str(mport)], "backend"
+        )
+        time.sleep(0.5)
+        for server in ("echo", "gateway"):
+            kw: dict[str, Any] = {"mode": "open", "rate": f"{rate:.0f}"}
+            if server == "gateway":
+                with b.gateway(mport) as (port, proc):
+                    r = b.ws(port, 1000, proc, [broker, backend], prefix="O-", **kw)
+            else:
+                with b.baseline("echo") as (port, proc):
+                    r = b.ws(port, 1000, proc, [], echo=True, **kw)
+            runs.append({"server": server, "variant": "open", "attempt": 0, "offered": rate, **r})
+            print(_line(runs[-1]), flush=True)
+        stop(backend)
+    return runs
+
+
+def memory(b: Bench, n: int) -> dict[str, Any]:
+    """RSS per idle charge point: n connections held open on one gateway process."""
+    with b.broker() as (mport, _broker), b.gateway(mport) as (port, proc):
+        time.sleep(1)
+        before = rss_kb(proc.pid)
+        argv = [
+            PY,
+            str(HERE / "wsload.py"),
+            "--port",
+            str(port),
+            "--conns",
+            str(n),
+            "--mode",
+            "idle",
+        ]
+        load = subprocess.Popen(
+            pinned(LOAD_CORE, argv), stdout=subprocess.PIPE, stdin=subprocess.PIPE
+        )
+        assert load.stdout is not None and load.stdin is not None
+        started = time.monotonic()
+        line = load.stdout.readline().decode().strip()
+        held = time.monotonic() - started
+        if line != "HELD":
+            load.kill()
+            raise SystemExit(f"idle load did not hold {n} connections: {line!r}")
+        time.sleep(2)
+        after = rss_kb(proc.pid)
+        load.stdin.write(b"done\n")
+        load.stdin.flush()
+        load.wait(60)
+    per = (after - before) / n
+    result = {
+        "conns": n,
+        "rss_idle_kib": before,
+        "rss_held_kib": after,
+        "kib_per_conn": per,
+        "connect_s": held,
+    }
+    print(
+        f"memory: {n} idle charge points, {per:.1f} KiB each ({before} -> {after} KiB)", flush=True
+    )
+    return result
+
+
+def storm(b: Bench, n: int) -> dict[str, Any]:
+    """The reconnect storm of handshake_storm.py; its figures, as it printed them."""
+    out = b.work / "storm.txt"
+    subprocess.run(
+        [PY, str(HERE / "handshake_storm.py"), "--n", str(n), "--out", str(out)],
+        check=True,
+        timeout=240,
+        stdout=subprocess.DEVNULL,
+    )
+    text = out.read_text()
+    print(text, flush=True)
+    return {"n": n, "report": text}
+
+
+def profile(b: Bench, seconds: int = 8) -> str:
+    """A py-spy profile of the gateway at 100 connections, summed by where the time goes."""
+    with b.broker() as (mport, _broker):
+        backend = b.spawn(
+            LOAD_CORE, [PY, str(HERE / "servers.py"), "backend", str(mport)], "backend"
+        )
+        time.sleep(0.5)
+        with b.gateway(mport) as (port, proc):
+            argv = [PY, str(HERE / "wsload.py"), "--port", str(port), "--conns", "100"]
+            argv += ["--seconds", str(seconds + 2), "--warmup", "1"]
+            load = subprocess.Popen(pinned(LOAD_CORE, argv), stdout=subprocess.DEVNULL)
+            time.sleep(2)
+            raw = b.work / "profile.txt"
+            spy = str(Path(PY).parent / "py-spy")
+            subprocess.run(
+                pinned(
+                    LOAD_CORE,
+                    [
+                        spy,
+                        "record",
+                        "-p",
+                        str(proc.pid),
+                        "-d",
+                        str(seconds),
+                        "-r",
+                        "250",
+                        "-f",
+                        "raw",
+                        "-o",
+                        str(raw),
+                        "--nonblocking",
+                    ],
+                ),
+                check=True,
+                timeout=seconds + 30,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            load.wait(60)
+        stop(backend)
+    from report import summarise_profile
+
+    return summarise_profile(raw.read_text())
+
+
+def _line(r: dict[str, Any]) -> str:
+    return (
+        f"{r['server']:>20} {r['variant']:>9} conns {r['conns']:>5}: {r['rate']:8.0f} rt/s, "
+        f"fail {r['failures']}, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
+        f"{r['server_cpu_us_per_rt']:.0f} us CPU/rt, server core {r['server_core_busy']:.0%}, "
+        f"load core {r['load_core_busy']:.0%}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--quick", action="store_true", help="2 charge points, 1 second, no extras")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args()
+    raise_fd_limit(20_000)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="ocppgw-bench-"))
+    b = Bench(work, args.quick)
+    result: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "load_average_at_start": os.getloadavg(),
+            "shared": "yes: other engineers ran test suites on the same 2 cores",
+        },
+    }
+    try:
+        if args.quick:
+            result["closed"] = closed_loop(b, [2], 1)
+        else:
+            result["closed"] = closed_loop(b, [1, 100, 1000], 2)
+            result["variants"] = variants(b)
+            peak = max(r["rate"] for r in result["closed"] if r["server"] == "gateway")
+            result["open"] = open_loop(b, peak / 2)
+            result["memory"] = memory(b, 10_000)
+            result["storm"] = storm(b, 10_000)
+            result["profile"] = profile(b)
+    finally:
+        for proc in b.procs:
+            stop(proc)
+    result["bench_seconds"] = time.monotonic() - began
+    from report import write_report
+
+    write_report(result, out, args.quick)
+    print(f"bench finished in {result['bench_seconds']:.0f} s; results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

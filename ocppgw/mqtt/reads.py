@@ -1,0 +1,201 @@
+# -*- test-case-name: tests.unit.mqtt.test_client_read -*-
+"""
+paho's read path, without its per-byte system calls.
+
+paho reads a packet's fixed header one byte per ``recv`` and handles one
+packet per ``loop_read``: four system calls per PUBACK, and one reactor turn
+per packet.  :meth:`BufferedReads.read_available` reads the socket in large
+chunks into a buffer, and paho's ``_sock_recv`` serves its small reads from
+it, so every packet that arrived is handled in the same reactor turn, with
+one ``recv`` for all of them.  paho still parses and handles each packet
+(MQTT 3.1.1 §2.2.3, MQTT 5.0 §2.1.4: the remaining length is up to four
+bytes); only where its bytes come from changes.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+
+#: How much one read of the broker's socket asks for.
+_READ_CHUNK = 256 * 1024
+#: At most this much is read from the broker in one reactor turn, so that
+#: charge points' frames are not starved by a flood of downstream messages.
+_READ_TURN = 4 * 1024 * 1024
+
+
+#: MQTT 5.0 §2.2.2.2: the PUBLISH properties and how long each value is
+#: (a number of bytes; -1 a variable byte integer, -2 a length-prefixed
+#: string or binary, -4 a string pair).
+_PUBLISH_PROPERTIES = {
+    0x01: 1,  # Payload Format Indicator
+    0x02: 4,  # Message Expiry Interval
+    0x03: -2,  # Content Type
+    0x08: -2,  # Response Topic
+    0x09: -2,  # Correlation Data
+    0x0B: -1,  # Subscription Identifier
+    0x26: -4,  # User Property
+}
+_SUBSCRIPTION_IDENTIFIER = 0x0B
+
+#: What a PUBLISH is handed to: topic, payload, MQTT 5 subscription identifiers.
+PublishHandler = Callable[[str, bytes, tuple[int, ...]], None]
+
+
+def _varint(data: bytes | bytearray, pos: int) -> tuple[int, int]:
+    """A variable byte integer at ``pos`` (MQTT 5.0 §1.5.5), and the position after it."""
+    value = shift = 0
+    for _ in range(4):
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("variable byte integer longer than 4 bytes")
+
+
+def parse_publish(
+    command: int, data: bytes | bytearray, v5: bool
+) -> tuple[str, int, int, bytes, tuple[int, ...]] | None:
+    """
+    Topic, QoS, packet id, payload and subscription identifiers of a PUBLISH
+    (MQTT 3.1.1 §3.3, MQTT 5.0 §3.3), or ``None`` for what paho must handle
+    itself: QoS 2, a topic alias or an empty topic, an unknown property,
+    a topic that is not UTF-8, or a malformed packet.
+    """
+    qos = (command >> 1) & 0x03
+    if qos > 1:
+        return None
+    try:
+        end = 2 + int.from_bytes(data[0:2], "big")
+        if end == 2 or len(data) < end:
+            return None
+        topic = data[2:end].decode("utf-8")
+        pos, mid = end, 0
+        if qos:
+            mid, pos = int.from_bytes(data[pos : pos + 2], "big"), pos + 2
+        identifiers: list[int] = []
+        if v5:
+            length, pos = _varint(data, pos)
+            stop = pos + length
+            while pos < stop:
+                size = _PUBLISH_PROPERTIES.get(data[pos])
+                if size is None:
+                    return None
+                if data[pos] == _SUBSCRIPTION_IDENTIFIER:
+                    value, pos = _varint(data, pos + 1)
+                    identifiers.append(value)
+                    continue
+                pos += 1
+                if size > 0:
+                    pos += size
+                    continue
+                for _ in range(2 if size == -4 else 1):  # a string, binary, or string pair
+                    pos += 2 + int.from_bytes(data[pos : pos + 2], "big")
+            if pos != stop:
+                return None
+        if pos > len(data):
+            return None
+        return topic, qos, mid, bytes(data[pos:]), tuple(identifiers)
+    except (UnicodeDecodeError, ValueError, IndexError):
+        return None
+
+
+class BufferedReads(paho.Client):
+    """
+    Mixed into paho's client: the socket is read by :meth:`read_available`,
+    and a QoS 0 or 1 PUBLISH goes straight to :attr:`publish_handler` (when
+    set), without paho's ``MQTTMessage``, ``Properties`` objects and topic
+    filter matching; a QoS 1 PUBLISH is acknowledged after the handler ran,
+    as paho does (MQTT 3.1.1 §4.3.2).
+    """
+
+    publish_handler: PublishHandler | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        handler = self.publish_handler
+        packet = self._in_packet
+        fields = (
+            None
+            if handler is None
+            else parse_publish(packet["command"], packet["packet"], self._protocol == paho.MQTTv5)
+        )
+        if fields is None or handler is None:
+            rc: MQTTErrorCode = super()._handle_publish()
+            return rc
+        topic, qos, mid, payload, identifiers = fields
+        handler(topic, payload, identifiers)
+        if qos == 1 and not self._manual_ack:
+            sent: MQTTErrorCode = self._send_puback(mid)
+            return sent
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    _rbuf: bytes = b""
+    _rpos: int = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        # Serves paho's _packet_read from the buffer read_available filled;
+        # an empty buffer is "nothing more for now", as a non-blocking socket says.
+        start = self._rpos
+        end = start + bufsize
+        chunk = self._rbuf[start:end]
+        if not chunk:
+            raise BlockingIOError()
+        self._rpos = start + len(chunk)
+        return chunk
+
+    def _sock_close(self) -> None:
+        self._rbuf, self._rpos = b"", 0
+        super()._sock_close()
+
+    def read_available(self) -> MQTTErrorCode:
+        """
+        Read what the broker sent (in :data:`_READ_CHUNK` reads, at most
+        :data:`_READ_TURN` this turn) and handle every whole packet in it.
+        """
+        sock: Any = self._sock
+        if sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        received: list[bytes] = []
+        size = 0
+        closed = False
+        while size < _READ_TURN:
+            try:
+                data = sock.recv(_READ_CHUNK)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                break
+            except ssl.SSLWantWriteError:
+                self._call_socket_register_write()
+                break
+            except OSError:
+                closed = True
+                break
+            if not data:
+                closed = True
+                break
+            received.append(data)
+            size += len(data)
+            # TLS may hold decrypted bytes the kernel no longer signals.
+            if len(data) < _READ_CHUNK and not (hasattr(sock, "pending") and sock.pending()):
+                break
+        if received:
+            rest = self._rbuf[self._rpos :]
+            self._rbuf = b"".join([rest, *received]) if rest else b"".join(received)
+            self._rpos = 0
+            self._last_bytes_received = paho.time_func()
+        while self._sock is not None and self._rpos < len(self._rbuf):
+            rc = self._packet_read()
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                break
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+        if self._rpos:
+            self._rbuf, self._rpos = self._rbuf[self._rpos :], 0
+        if closed and self._sock is not None:
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS

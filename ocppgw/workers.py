@@ -1,0 +1,317 @@
+# -*- test-case-name: tests.unit.test_workers,tests.integration.test_workers -*-
+"""
+``[gateway] workers = N | auto``: N gateway processes sharing the listening sockets.
+
+Roles
+    ``twistd ocppgw`` with ``workers`` above 1 is the *supervisor*
+    (:class:`Supervisor`): it runs no gateway itself.  It starts the embedded
+    broker if there is one, then N *workers*, each ``python -m twisted ocppgw
+    --config FILE`` with ``OCPPGW_WORKER=<index>`` (0 to N-1) and
+    ``OCPPGW_WORKERS=<N>`` in its environment.  A worker reads the same file
+    and is an instance of its own (:func:`worker_config`): gateway id and MQTT
+    client id get ``-w<index>`` appended, and it does not run the embedded
+    broker but connects to it.  So takeover, presence and the offline answers
+    (one shared subscription group) work between workers exactly as between
+    separate instances on one broker.
+
+Sockets
+    Each worker binds every listener itself with ``SO_REUSEPORT``
+    (:class:`ReusePortListener`) and the kernel spreads new connections over
+    them.  The supervisor checks at start that each address can be bound
+    that way, so a port in use is an error naming the listener, not N
+    failing workers.  Only ``tcp:``/``tcp6:`` endpoints (with ``interface``
+    and ``backlog``) can be shared; TLS is the listener's own wrapping and
+    works as with one process.
+
+Lifecycle
+    A worker that exits while the supervisor runs is started again (1 s,
+    doubling to 30 s while it keeps failing); its log lines are the
+    supervisor's, prefixed ``worker N:``.  SIGHUP is passed on to every worker.
+    SIGTERM/SIGINT stops the workers (each shuts down as one gateway does)
+    within ``[gateway] shutdown_timeout`` plus 5 s, SIGKILL after that, and
+    the embedded broker last.
+
+Addressing workers
+    :attr:`Supervisor.workers` lists a :class:`WorkerProcess` per worker:
+    its ``index``, ``pid`` (``None`` while it is restarted), ``gateway_id``
+    and ``client_id``, for whatever must answer for all of them (the admin
+    API, metrics).  Inside a worker, :func:`worker_index` is its index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ocppgw.config import Config, ConfigError
+from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
+
+_log = Logger()
+
+INDEX_VARIABLE = "OCPPGW_WORKER"
+COUNT_VARIABLE = "OCPPGW_WORKERS"
+_RESTART_MIN, _RESTART_MAX = 1.0, 30.0
+_KILL_GRACE = 5.0
+
+
+def worker_index(environ: Mapping[str, str] | None = None) -> int | None:
+    """This process's worker index, or ``None`` when it is not a worker."""
+    value = (os.environ if environ is None else environ).get(INDEX_VARIABLE)
+    return None if value is None else int(value)
+
+
+def worker_config(config: Config, index: int) -> Config:
+    """The configuration of worker ``index``: an instance of its own, no embedded broker."""
+    suffix = f"-w{index}"
+    mqtt = dataclasses.replace(config.mqtt, client_id=config.mqtt.client_id + suffix)
+    return dataclasses.replace(config, gateway_id=config.gateway_id + suffix, mqtt=mqtt)
+
+
+def as_run(config: Config, environ: Mapping[str, str] | None = None) -> Config:
+    """``config`` as this process runs it: a worker's own, or unchanged."""
+    index = worker_index(environ)
+    if index is None:
+        return config
+    mqtt = dataclasses.replace(config.mqtt, embedded=False)
+    return worker_config(dataclasses.replace(config, mqtt=mqtt), index)
+
+
+def supervises(config: Config, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process is the supervisor of ``config.workers`` workers."""
+    return config.workers > 1 and worker_index(environ) is None
+
+
+# --- sharing a listening socket ---
+
+
+@dataclasses.dataclass(frozen=True)
+class TCPAddress:
+    family: int
+    interface: str
+    port: int
+    backlog: int
+
+
+def tcp_address(endpoint: str) -> TCPAddress:
+    """
+    The address of a ``tcp:PORT[:interface=ADDR][:backlog=N]`` (or ``tcp6:``)
+    endpoint string, as Twisted reads it (``\\:`` escapes a colon).
+
+    :raises ValueError: any other endpoint, or an unknown option.
+    """
+    parts = [p.replace("\\:", ":") for p in re.split(r"(?<!\\):", endpoint)]
+    kind, args = parts[0], parts[1:]
+    if kind not in ("tcp", "tcp6") or not args:
+        raise ValueError(f"workers > 1 needs a tcp: or tcp6: endpoint, not {endpoint!r}")
+    options = {"interface": "::" if kind == "tcp6" else "0.0.0.0", "backlog": "50"}
+    port = args[0] if "=" not in args[0] else None
+    for arg in args[1:] if port is not None else args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in ("port", "interface", "backlog"):
+            raise ValueError(f"workers > 1: unsupported endpoint option {arg!r} in {endpoint!r}")
+        options[key] = value
+    port = options.get("port", port)
+    if port is None or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"workers > 1 needs a fixed port from 1 to 65535 in {endpoint!r}")
+    family = socket.AF_INET6 if kind == "tcp6" or ":" in options["interface"] else socket.AF_INET
+    return TCPAddress(family, options["interface"], int(port), int(options["backlog"]))
+
+
+def bind_shared(address: TCPAddress) -> socket.socket:
+    """A listening socket on ``address`` that other processes may bind too."""
+    sock = socket.socket(address.family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((address.interface, address.port))
+        sock.listen(address.backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class ReusePortListener(Service):
+    """A worker's listener: its own ``SO_REUSEPORT`` socket on the shared address."""
+
+    def __init__(self, reactor: Any, address: TCPAddress, factory: Any) -> None:
+        self._reactor = reactor
+        self._address = address
+        self._factory = factory
+        self._port: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        sock = bind_shared(self._address)
+        try:
+            # adoptStreamPort duplicates the descriptor and logs "starting on PORT".
+            self._port = self._reactor.adoptStreamPort(sock.fileno(), sock.family, self._factory)
+        finally:
+            sock.close()
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        port, self._port = self._port, None
+        return None if port is None else port.stopListening()
+
+
+# --- the supervisor ---
+
+
+@dataclasses.dataclass
+class WorkerProcess:
+    """One worker, as the supervisor knows it."""
+
+    index: int
+    gateway_id: str
+    client_id: str
+    #: The process id while it runs, ``None`` while it is (re)started.
+    pid: int | None = None
+    transport: Any = None
+    exited: Deferred[None] | None = None
+
+
+class _WorkerProtocol(ProcessProtocol):
+    def __init__(self, supervisor: Supervisor, worker: WorkerProcess) -> None:
+        self._supervisor = supervisor
+        self._worker = worker
+        self._partial = b""
+
+    def outReceived(self, data: bytes) -> None:
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            _log.info(
+                "worker {index}: {line}",
+                index=self._worker.index,
+                line=line.decode("utf-8", "replace"),
+            )
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Failure) -> None:
+        self._supervisor._ended(self._worker, reason)
+
+
+class Supervisor(MultiService):
+    """The first process of ``workers = N``: starts, restarts and stops the workers."""
+
+    def __init__(self, config: Config, config_path: str, reactor: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self._path = os.path.abspath(config_path)
+        self._stopping = False
+        self._delays: dict[int, float] = {}
+        for listener in config.listeners:
+            key = f"[listener:{listener.name}] endpoint"
+            try:
+                bind_shared(tcp_address(listener.endpoint)).close()
+            except ValueError as e:
+                raise ConfigError(f"{key}: {e}") from None
+            except OSError as e:
+                raise ConfigError(f"{key}: cannot listen on {listener.endpoint}: {e}") from None
+        self.broker: EmbeddedBroker | None = None
+        if config.mqtt.embedded:
+            try:
+                binary = find_mosquitto(config.mqtt.mosquitto)
+            except Exception as e:
+                raise ConfigError(str(e)) from None
+            self.broker = EmbeddedBroker(reactor, binary, config.mqtt.host, config.mqtt.port)
+            self.broker.setServiceParent(self)
+        #: Every worker, by index: what the admin API and metrics address.
+        self.workers: tuple[WorkerProcess, ...] = tuple(
+            WorkerProcess(i, w.gateway_id, w.mqtt.client_id)
+            for i in range(config.workers)
+            for w in (worker_config(config, i),)
+        )
+
+    def startService(self) -> None:
+        super().startService()
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda n, f: self.reactor.callFromThread(self._hup))
+        for worker in self.workers:
+            self._spawn(worker)
+
+    def _spawn(self, worker: WorkerProcess) -> None:
+        if self._stopping:
+            return
+        env = dict(os.environ)
+        env[INDEX_VARIABLE] = str(worker.index)
+        env[COUNT_VARIABLE] = str(len(self.workers))
+        argv = [sys.executable, "-m", "twisted", "ocppgw", "--config", self._path]
+        worker.exited = Deferred()
+        worker.transport = self.reactor.spawnProcess(
+            _WorkerProtocol(self, worker), sys.executable, argv, env=env, path=os.getcwd()
+        )
+        worker.pid = worker.transport.pid
+        _log.info("worker {index} started (pid {pid})", index=worker.index, pid=worker.pid)
+
+    def _ended(self, worker: WorkerProcess, reason: Failure) -> None:
+        worker.pid, worker.transport = None, None
+        exited, worker.exited = worker.exited, None
+        if exited is not None:
+            exited.callback(None)
+        if self._stopping:
+            return
+        delay = self._delays.get(worker.index, _RESTART_MIN)
+        self._delays[worker.index] = min(delay * 2, _RESTART_MAX)
+        _log.error(
+            "worker {index} exited ({why}); starting it again in {delay:g} s",
+            index=worker.index,
+            why=reason.getErrorMessage(),
+            delay=delay,
+        )
+        self.reactor.callLater(delay, self._spawn, worker)
+
+    def _signal(self, signum: int) -> None:
+        for worker in self.workers:
+            if worker.transport is not None:
+                try:
+                    worker.transport.signalProcess(signum)
+                except Exception:
+                    pass  # it is exiting; processEnded follows
+
+    def _hup(self) -> None:
+        self._signal(signal.SIGHUP)
+
+    def stopService(self) -> Deferred[Any]:
+        self._stopping = True
+        waits = [w.exited for w in self.workers if w.exited is not None]
+        self._signal(signal.SIGTERM)
+        kill = self.reactor.callLater(
+            self.config.shutdown_timeout + _KILL_GRACE, self._signal, signal.SIGKILL
+        )
+
+        def stopped(_: object) -> Any:
+            if kill.active():
+                kill.cancel()
+            # The broker last: the workers' final presence goes through it.
+            return MultiService.stopService(self)
+
+        return DeferredList(waits).addCallback(stopped)
+
+
+__all__ = [
+    "ReusePortListener",
+    "Supervisor",
+    "WorkerProcess",
+    "as_run",
+    "supervises",
+    "tcp_address",
+    "worker_config",
+    "worker_index",
+]

@@ -1,0 +1,96 @@
+"""
+``[gateway] workers = 2``: two processes share the listening socket, each an
+instance of its own on the broker, supervised by the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import time
+
+from harness import WAIT, Gateway, connect, recv_frame, run_async, wait_closed
+from support import presence
+
+
+def _wait_log(gw: Gateway, pattern: str, count: int, timeout: float = WAIT) -> list[str]:
+    """Block until ``pattern`` matches ``count`` times in the gateway log."""
+    deadline = time.monotonic() + timeout
+    while len(found := re.findall(pattern, gw.log())) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{pattern!r} not {count} times in the log:\n{gw.log()}")
+        time.sleep(0.05)
+    return found
+
+
+def _workers(gateway) -> Gateway:
+    gw = gateway({"gateway": {"workers": "2"}})
+    _wait_log(gw, r"worker \d: .*MQTT connected", 2)
+    _wait_log(gw, r"worker \d: .*starting on", 2)
+    return gw
+
+
+async def _boot(gw: Gateway, cid: str) -> list:
+    async with connect(gw.url(cid), ["ocpp1.6"]) as ws:
+        await ws.send(
+            f'[2,"{cid}-b","BootNotification",{{"chargePointVendor":"V","chargePointModel":"M"}}]'
+        )
+        return await recv_frame(ws)
+
+
+@run_async
+async def test_two_workers_share_the_port(gateway, backend):
+    """Charge points spread over both workers; every CALL is published once and answered once."""
+    gw = _workers(gateway)
+    backend.answer(
+        "BootNotification",
+        {"status": "Accepted", "currentTime": "2024-01-01T00:00:00Z", "interval": 60},
+    )
+    cids = [f"it-wk-{i}" for i in range(12)]
+    answers = await asyncio.gather(*(_boot(gw, cid) for cid in cids))
+    assert all(a[0] == 3 and a[2]["status"] == "Accepted" for a in answers), answers
+    gateways = set()
+    for cid in cids:
+        gateways.add((await presence(backend, cid, True)).json()["Gateway"])
+        calls = [m for m in backend.about(cid) if m.topic == f"ocpp/cp/{cid}/BootNotification"]
+        assert len(calls) == 1, calls
+    assert gateways == {f"{gw.name}-w0", f"{gw.name}-w1"}, gateways
+
+
+@run_async
+async def test_takeover_between_workers(gateway, backend):
+    """A reconnection replaces the connection it finds, also when that is on the other worker."""
+    gw = _workers(gateway)
+    cid = "it-wk-takeover"
+    current = await connect(gw.url(cid), ["ocpp1.6"])
+    holder = (await presence(backend, cid, True)).json()["Gateway"]
+    for _ in range(20):  # the kernel picks the worker: go on until one crossed over
+        after = time.monotonic()
+        newer = await connect(gw.url(cid), ["ocpp1.6"])
+        now_holder = (await presence(backend, cid, True, after=after)).json()["Gateway"]
+        closed = await wait_closed(current)
+        assert closed.rcvd is not None and closed.rcvd.reason == "replaced", closed
+        current = newer
+        if now_holder != holder:
+            break
+    else:
+        raise AssertionError("20 connections all landed on one worker")
+    await current.close()
+
+
+@run_async
+async def test_killed_worker_is_restarted(gateway, backend):
+    """A worker killed with SIGKILL is started again and takes connections."""
+    gw = _workers(gateway)
+    pid = int(_wait_log(gw, r"worker 0 started \(pid (\d+)\)", 1)[0])
+    os.kill(pid, signal.SIGKILL)
+    _wait_log(gw, r"worker 0 started \(pid \d+\)", 2)
+    _wait_log(gw, r"worker 0: .*MQTT connected", 2)
+    backend.answer(
+        "BootNotification",
+        {"status": "Accepted", "currentTime": "2024-01-01T00:00:00Z", "interval": 60},
+    )
+    answers = await asyncio.gather(*(_boot(gw, f"it-wk-restart-{i}") for i in range(6)))
+    assert all(a[0] == 3 for a in answers), answers
