@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= etc/ocppgw.ini
 
-.PHONY: install run test lint typecheck contracts unit clean proto bench
+.PHONY: install run demo test lint typecheck contracts unit clean proto bench
 
 install: $(VENV)/.installed mosquitto
 
@@ -28,6 +28,16 @@ mosquitto:
 
 run: install
 	$(VENV)/bin/twistd --nodaemon --pidfile= ocppgw --config $(CONFIG)
+
+# The gateway (with the embedded broker of CONFIG) and examples/backend.py on
+# it, so that a first charge point gets real answers. The backend waits for the
+# broker; Ctrl-C stops both (a background job ignores SIGINT: the trap stops
+# the gateway with SIGTERM when the backend exits).
+DEMO_MQTT_PORT ?= 1883
+demo: install
+	@$(VENV)/bin/twistd --nodaemon --pidfile= ocppgw --config $(CONFIG) & gw=$$!; \
+	  trap 'kill -TERM $$gw 2>/dev/null; wait $$gw' EXIT; trap 'exit 130' INT TERM; \
+	  $(PY) -u examples/backend.py --port $(DEMO_MQTT_PORT)
 
 lint: install
 	$(VENV)/bin/ruff check ocppgw tests bench tools twisted examples
