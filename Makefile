@@ -6,9 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= etc/ocppgw.ini
 
-.PHONY: install run demo test lint typecheck contracts unit clean proto bench
+.PHONY: install mosquitto rabbitmq run demo test lint typecheck contracts unit clean proto bench
 
-install: $(VENV)/.installed mosquitto
+install: $(VENV)/.installed mosquitto rabbitmq
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ mosquitto:
 	  { $$SUDO apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; } || { \
 	    echo "error: could not install mosquitto; install it by hand (apt-get install mosquitto)" >&2; \
+	    exit 1; }; }
+
+# tests/integration/test_rabbitmq_cluster.py starts its own two-node cluster
+# from these scripts; RUNLEVEL=1 keeps the package from starting the system's
+# node (it would listen on every interface).
+rabbitmq:
+	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || { \
+	  echo "rabbitmq-server not found: installing it with apt-get"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  { $$SUDO apt-get update -qq && \
+	    $$SUDO env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null; } || { \
+	    echo "error: could not install rabbitmq-server; install it by hand (apt-get install rabbitmq-server)" >&2; \
 	    exit 1; }; }
 
 run: install
