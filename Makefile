@@ -6,9 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= etc/ocppgw.ini
 
-.PHONY: install run test lint typecheck contracts unit clean proto bench
+.PHONY: install mosquitto rabbitmq run demo test lint typecheck contracts unit clean proto bench
 
-install: $(VENV)/.installed mosquitto
+install: $(VENV)/.installed mosquitto rabbitmq
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,30 @@ mosquitto:
 	    echo "error: could not install mosquitto; install it by hand (apt-get install mosquitto)" >&2; \
 	    exit 1; }; }
 
+# tests/integration/test_rabbitmq_cluster.py starts its own two-node cluster
+# from these scripts; RUNLEVEL=1 keeps the package from starting the system's
+# node (it would listen on every interface).
+rabbitmq:
+	@test -x /usr/lib/rabbitmq/bin/rabbitmq-server || { \
+	  echo "rabbitmq-server not found: installing it with apt-get"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  { $$SUDO apt-get update -qq && \
+	    $$SUDO env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null; } || { \
+	    echo "error: could not install rabbitmq-server; install it by hand (apt-get install rabbitmq-server)" >&2; \
+	    exit 1; }; }
+
 run: install
 	$(VENV)/bin/twistd --nodaemon --pidfile= ocppgw --config $(CONFIG)
+
+# The gateway (with the embedded broker of CONFIG) and examples/backend.py on
+# it, so that a first charge point gets real answers. The backend waits for the
+# broker; Ctrl-C stops both (a background job ignores SIGINT: the trap stops
+# the gateway with SIGTERM when the backend exits).
+DEMO_MQTT_PORT ?= 1883
+demo: install
+	@$(VENV)/bin/twistd --nodaemon --pidfile= ocppgw --config $(CONFIG) & gw=$$!; \
+	  trap 'kill -TERM $$gw 2>/dev/null; wait $$gw' EXIT; trap 'exit 130' INT TERM; \
+	  $(PY) -u examples/backend.py --port $(DEMO_MQTT_PORT)
 
 lint: install
 	$(VENV)/bin/ruff check ocppgw tests bench tools twisted examples

@@ -285,6 +285,9 @@ def _presence(pr: Values) -> model.PresenceConfig:
     )
     if "${cid}" not in presence.topic.text:
         raise ConfigError("[presence] topic: must contain ${cid}")
+    for key, template in (("topic", presence.topic), ("gateway_topic", presence.gateway_topic)):
+        if "${shard}" in template.text:  # every instance must read every charge point's
+            raise ConfigError(f"[presence] {key}: ${{shard}} is only for upstream topics")
     return presence
 
 

@@ -15,6 +15,7 @@ import contextlib
 import json
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -44,6 +45,46 @@ from websockets.asyncio.client import ClientConnection
 BUG_MARKERS = ("Traceback (most recent call last)", "Unhandled Error")
 
 NOW = "2026-01-02T03:04:05.000Z"
+
+
+class PrintingProcess:
+    """A process whose combined stdout and stderr is read line by line as it runs."""
+
+    def __init__(
+        self, argv: list[str], cwd: Path, env: dict[str, str] | None = None, group: bool = False
+    ) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            text=True,
+            start_new_session=group,  # a process group of its own, as a terminal's job
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._lock:
+                self.lines.append(line.rstrip("\n"))
+
+    def output(self) -> list[str]:
+        with self._lock:
+            return list(self.lines)
+
+    def wait_line(self, prefix: str, timeout: float = WAIT) -> str:
+        """The first line of output starting with ``prefix``, waiting up to ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            found = [line for line in self.output() if line.startswith(prefix)]
+            if found:
+                return found[0]
+            time.sleep(0.02)
+        raise AssertionError(f"the process printed no {prefix!r}: {self.output()}")
 
 
 # --- a broker the test owns ---

@@ -12,9 +12,7 @@ import asyncio
 import json
 import os
 import re
-import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
+from support import PrintingProcess
 
 from tests.protoc import EXAMPLE
 
@@ -36,50 +35,14 @@ EXAMPLE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 PROTOBUF_BOTH_WAYS = {"upstream": {"codec": "protobuf"}, "dnstream": {"codec": "protobuf"}}
 
 
-class ExampleProcess:
+class ExampleProcess(PrintingProcess):
     """``python examples/protobuf_backend.py`` with only protoc's output on its path."""
 
     def __init__(self, protoc_out: Path, broker: Broker, cwd: Path) -> None:
-        self.lines: list[str] = []
-        self._lock = threading.Lock()
         client_id = f"it-example-{uuid.uuid4().hex[:12]}"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-u",
-                str(EXAMPLE),
-                "--port",
-                str(broker.port),
-                "--client-id",
-                client_id,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env={**os.environ, "PYTHONPATH": str(protoc_out)},
-            text=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._lock:
-                self.lines.append(line.rstrip("\n"))
-
-    def output(self) -> list[str]:
-        with self._lock:
-            return list(self.lines)
-
-    def wait_line(self, prefix: str, timeout: float = WAIT) -> str:
-        """The first line of output starting with ``prefix``, waiting up to ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            found = [line for line in self.output() if line.startswith(prefix)]
-            if found:
-                return found[0]
-            time.sleep(0.02)
-        raise AssertionError(f"the example printed no {prefix!r}: {self.output()}")
+        argv = [sys.executable, "-u", str(EXAMPLE), "--port", str(broker.port)]
+        argv += ["--client-id", client_id]
+        super().__init__(argv, cwd, {**os.environ, "PYTHONPATH": str(protoc_out)})
 
     async def printed(self, cid: str, version: str, action: str, payload: Any) -> None:
         """Wait up to :data:`WAIT` s for the example to print that it read ``payload``."""

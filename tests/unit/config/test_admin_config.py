@@ -66,3 +66,11 @@ def test_log_format_choice() -> None:
     assert parse(BASE + "[gateway]\nlog_format = json\n").log_format == "json"
     with pytest.raises(ConfigError, match=r"\[gateway\] log_format"):
         parse(BASE + "[gateway]\nlog_format = xml\n")
+
+
+@pytest.mark.parametrize("key", ["topic", "gateway_topic"])
+def test_shard_rejected_in_presence_topics(key: str) -> None:
+    """${shard} in a [presence] topic is a ConfigError naming it: presence carries no shard."""
+    topic = "ocpp/presence/${shard}/${cid}" if key == "topic" else "ocpp/gateway/${shard}"
+    with pytest.raises(ConfigError, match=rf"^\[presence\] {key}: .*\$\{{shard\}}"):
+        parse(BASE + f"[presence]\n{key} = {topic}\n")
