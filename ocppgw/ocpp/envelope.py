@@ -45,6 +45,10 @@ class GatewayError(Enum):
     VALIDATION = "ValidationFailed"
     #: The gateway is shutting down.
     SHUTDOWN = "Shutdown"
+    #: The charge point's answer or SEND could not be published (MQTT buffer full).
+    NOT_PUBLISHED = "NotPublished"
+    #: Handling the downstream message failed inside the gateway (a bug).
+    INTERNAL = "Internal"
 
 
 GATEWAY_ERROR_CODES: tuple[str, ...] = tuple(e.value for e in GatewayError)

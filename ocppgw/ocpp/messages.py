@@ -332,3 +332,16 @@ def dumps(value: object) -> str:
 
 def _short(e: Exception) -> str:
     return str(e)[:120]
+
+
+def unique_id_of(payload: bytes | str) -> str | None:
+    """
+    The UniqueId of a JSON envelope that only strict JSON refuses (``NaN``,
+    ``1e999``: RFC 8259 §6), so the backend learns which message failed.
+    """
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    unique_id = value.get("UniqueId") if isinstance(value, dict) else None
+    return unique_id if isinstance(unique_id, str) and unique_id else None

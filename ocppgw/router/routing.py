@@ -16,7 +16,6 @@ Which instance holds an identity, and when the catch-all answers for one, is
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail
@@ -26,12 +25,7 @@ from zope.interface import implementer
 
 from ocppgw.interfaces import NO_EVENTS, IGatewayEvents, IMQTTClient, IRouter
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, CodecError, DecodeContext, Envelope, GatewayError
-from ocppgw.ocpp.messages import (
-    Call,
-    CallError,
-    CallResult,
-    Send,
-)
+from ocppgw.ocpp.messages import Call, CallError, CallResult, Send, unique_id_of
 from ocppgw.ocpp.versions import OCPP21
 from ocppgw.router import codecs
 from ocppgw.router.presence import Presence, topic_values
@@ -316,7 +310,20 @@ class Router:
                 message.action,
             )
             return
-        session.envelope_received(envelope)
+        try:
+            session.envelope_received(envelope)
+        except Exception as e:
+            # A bug must not eat the message: the backend learns it failed.
+            _log.failure("{cid}: handling a downstream message failed", cid=identity)
+            self._error(
+                identity,
+                session.version,
+                message.unique_id,
+                GatewayError.INTERNAL,
+                f"the gateway failed handling this message ({type(e).__name__}: {e}); "
+                "it may not have been sent",
+                getattr(message, "action", None),
+            )
 
     def _unclaimed(self, topic: str, payload: bytes) -> None:
         """
@@ -353,7 +360,7 @@ class Router:
     ) -> None:
         why = f"invalid downstream message on {topic}: {error}"
         _log.warn("{cid}: {why}", cid=identity, why=why)
-        unique_id = error.unique_id or _unique_id_of(payload) or "-1"
+        unique_id = error.unique_id or unique_id_of(payload) or "-1"
         action = error.action
         session = self._sessions.get(identity)
         if action is None and session is not None and error.unique_id is not None:
@@ -380,16 +387,3 @@ class Router:
         self.publish(envelope).addErrback(
             lambda f: _log.error("could not publish error envelope: {f}", f=f.getErrorMessage())
         )
-
-
-def _unique_id_of(payload: bytes) -> str | None:
-    """
-    The UniqueId of a JSON envelope that only strict JSON refuses (``NaN``,
-    ``1e999``: RFC 8259 §6), so the backend learns which message failed.
-    """
-    try:
-        value = json.loads(payload)
-    except (ValueError, RecursionError):
-        return None
-    unique_id = value.get("UniqueId") if isinstance(value, dict) else None
-    return unique_id if isinstance(unique_id, str) and unique_id else None

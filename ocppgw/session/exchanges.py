@@ -48,6 +48,11 @@ ACTION = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 #: answered 2.1 CALLs, for the Action of a CALLRESULTERROR).
 LATE_MEMORY = 32
 
+#: Error envelopes waiting for room in the MQTT buffer, per session, and how
+#: often publishing them is tried again (seconds).
+OWED_MEMORY = 256
+OWED_RETRY = 1.0
+
 
 class Violation(Protocol):
     """What a validator reports (see :mod:`ocppgw.ocpp.validation`)."""
@@ -156,6 +161,9 @@ class Exchanges:
         #: 2.1: upstream CALLs answered with a CALLRESULT (UniqueId to Action), so a
         #: CALLRESULTERROR for that result carries its Action (2.1 Part 4 §4.2.4).
         self._answered: OrderedDict[str, str] = OrderedDict()
+        #: Error envelopes whose publish failed, tried again every OWED_RETRY s.
+        self._owed: deque[Envelope] = deque()
+        self._owed_timer: IDelayedCall | None = None
 
     def _envelope(self, message: Message, **kw: object) -> Envelope:
         return Envelope(
@@ -172,20 +180,63 @@ class Exchanges:
 
     def _publish_failed(self, failure: Failure, envelope: Envelope) -> None:
         message = envelope.message
-        _log.error(
+        reason = failure.getErrorMessage()
+        _log.warn(
             "{cid}: could not publish {type} {id}: {reason}",
             cid=self.identity,
             type=message.message_type.name,
             id=message.unique_id,
-            reason=failure.getErrorMessage(),
+            reason=reason,
         )
-        if isinstance(message, Call):
+        if isinstance(message, Call) and envelope.origin != ORIGIN_GATEWAY:
             pending = self._upstream_pending.pop(message.unique_id, None)
             if pending is not None:
                 cancel(pending.timer)
                 self._send_error(
                     message.unique_id, ErrorKind.INTERNAL, "gateway could not reach the backend"
                 )
+            return
+        if envelope.origin == ORIGIN_GATEWAY:
+            self._owe(envelope)
+            return
+        # An answer, or a SEND (never answered, 2.1 Part 4 §4.2.5): the backend
+        # is told what it will not get, as soon as the buffer has room.
+        self._owe(
+            self._envelope(
+                CallError(
+                    message.unique_id,
+                    GatewayError.NOT_PUBLISHED.value,
+                    f"the charge point's {message.message_type.name} could not be "
+                    f"published ({reason}); it is lost",
+                    {},
+                    getattr(message, "action", None),
+                ),
+                origin=ORIGIN_GATEWAY,
+            )
+        )
+
+    def _owe(self, envelope: Envelope) -> None:
+        """Publish the error envelope ``envelope`` once the MQTT buffer has room."""
+        self._owed.append(envelope)
+        while len(self._owed) > OWED_MEMORY:
+            lost = self._owed.popleft().message
+            _log.error(
+                "{cid}: more than {n} error envelopes wait for the broker; {id} dropped",
+                cid=self.identity,
+                n=OWED_MEMORY,
+                id=lost.unique_id,
+            )
+        if self._owed_timer is None:
+            self._owed_timer = self._clock.callLater(OWED_RETRY, self._pay_owed)
+
+    def _pay_owed(self) -> None:
+        self._owed_timer = None
+        owed, self._owed = self._owed, deque()
+        for envelope in owed:
+            self._upstream.publish(envelope).addErrback(self._still_owed, envelope)
+
+    def _still_owed(self, failure: Failure, envelope: Envelope) -> None:
+        self._owe(envelope)
 
     def _send(self, message: Message) -> bool:
         """Send ``message`` to the charge point; False when its connection is not open."""

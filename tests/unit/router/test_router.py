@@ -311,3 +311,20 @@ class ShareTests(SynchronousTestCase):
         router.publish(Envelope(Call("y", "Heartbeat", {}), charge_point="CP1")).addErrback(
             failures.append)
         self.assertEqual(len(failures), 8)
+
+    def test_exception_handling_downstream_message_is_answered(self) -> None:
+        """A session that raises on a backend message: the backend gets an Internal envelope."""
+        router, mqtt, session, _ = setup()
+
+        def broken(envelope: Envelope) -> None:
+            raise RuntimeError("boom")
+
+        session.envelope_received = broken  # type: ignore[method-assign]
+        call = {"MessageTypeId": 2, "UniqueId": "x1", "Action": "Reset", "Payload": {}}
+        router.message_received("ocpp/cs/CP1/Call/Reset", json.dumps(call).encode())
+        errors = [json.loads(p) for t, p, _, _ in mqtt.published if t == "ocpp/cp/Error/CP1"]
+        self.assertEqual(len(errors), 1, mqtt.published)
+        self.assertEqual((errors[0]["UniqueId"], errors[0]["ErrorCode"]), ("x1", "Internal"))
+        self.assertIn("boom", errors[0]["ErrorDescription"])
+        self.flushLoggedErrors(RuntimeError)
+

@@ -115,6 +115,27 @@ class UpstreamTests(SynchronousTestCase):
         (frame,) = connection.sent()
         self.assertEqual(frame[:3], [4, "1", "InternalError"])
 
+    def test_send_whose_publish_fails_is_reported_once_there_is_room(self) -> None:
+        """A SEND that cannot be published: a NotPublished envelope follows once it can be."""
+        session, _, upstream, clock = make(OCPP21)
+        upstream.failing = True
+        session.frame_received(
+            '[6,"s1","NotifyPeriodicEventStream",'
+            '{"id":1,"pending":0,"basetime":"2026-01-01T00:00:00Z","data":[]}]'
+        )
+        clock.advance(1)
+        self.assertEqual(len(upstream.envelopes), 2)  # the SEND, one retry of the report
+        upstream.failing = False
+        clock.advance(1)
+        report = upstream.envelopes[-1]
+        self.assertIsInstance(report.message, CallError)
+        self.assertEqual(
+            (report.message.unique_id, report.message.error_code, report.origin),
+            ("s1", "NotPublished", "gateway"),
+        )
+        clock.advance(10)
+        self.assertEqual(len(upstream.envelopes), 3)
+
     def test_unsafe_action(self) -> None:
         """An Action that is not an identifier gets NotImplemented, nothing published."""
         session, connection, upstream, _ = make()
