@@ -1,14 +1,18 @@
 # ocppgw: `make run` runs the gateway, `make test` runs the whole suite.
-# Both install what they need first (a virtual env in .venv, and mosquitto).
+# Both install what they need first: a virtual env in .venv and mosquitto;
+# the tests also rabbitmq-server (for the clustered-broker test).
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= etc/ocppgw.ini
 
-.PHONY: install mosquitto rabbitmq run demo test lint typecheck contracts unit clean proto bench
+.PHONY: install test-deps mosquitto rabbitmq run demo test lint typecheck contracts unit clean proto bench
 
-install: $(VENV)/.installed mosquitto rabbitmq
+install: $(VENV)/.installed mosquitto
+
+# What only the tests need, beyond `install`.
+test-deps: rabbitmq
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,7 +78,7 @@ define run_pytest
 	  exit $$rc
 endef
 
-test: install lint typecheck contracts
+test: install test-deps lint typecheck contracts
 	$(call run_pytest,-n auto tests/unit,tests/unit)
 	$(call run_pytest,tests/integration,tests/integration)
 
