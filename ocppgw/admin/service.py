@@ -4,8 +4,9 @@ The admin endpoint as a Twisted service, and what it reads of the gateway:
 the listeners (listening or not), the MQTT client, the sessions.
 
 :class:`Gateway` answers ``GET /api/v1/gateway`` and ``/healthz``; the
-routes are :mod:`ocppgw.admin.api`'s.  ``[gateway] workers`` does not exist
-yet: one process serves everything, and ``workers`` is reported as 1.
+routes are :mod:`ocppgw.admin.api`'s.  With ``[gateway] workers`` above 1
+each worker serves this on a socket of its own and the supervisor answers
+for all of them (:mod:`ocppgw.admin.fanout`).
 """
 
 from __future__ import annotations
@@ -53,27 +54,13 @@ class Gateway:
         self.recorder = recorder
         self._clock = clock
         self.started = clock.seconds()
-        #: listener name -> its port once listening, or why it is not.
-        self.ports: dict[str, Any] = {}
-        self.failed: dict[str, str] = {}
 
-    def watch_listeners(self) -> None:
-        """Learn when each listener's port is bound (or fails to be)."""
-        for service in self.service.listeners:
-            name = (service.name or "").removeprefix("listener:")
-            waiting = getattr(service, "_waitingForPort", None)
-            if waiting is None:
-                continue
-
-            def bound(port: Any, name: str = name) -> Any:
-                self.ports[name] = port
-                return port
-
-            def failed(failure: Any, name: str = name) -> Any:
-                self.failed[name] = failure.getErrorMessage()
-                return failure
-
-            waiting.addCallbacks(bound, failed)
+    def _listening(self) -> dict[str, Any]:
+        """Listener name -> its endpoint, which records its port or why it has none."""
+        return {
+            (service.name or "").removeprefix("listener:"): getattr(service, "endpoint", None)
+            for service in self.service.listeners
+        }
 
     def state(self) -> State:
         """What the metrics gauges read at scrape time."""
@@ -97,8 +84,10 @@ class Gateway:
 
     def listeners(self) -> list[dict[str, Any]]:
         out = []
+        listening = self._listening()
         for listener in self.config.listeners:
-            port = self.ports.get(listener.name)
+            endpoint = listening.get(listener.name)
+            port = getattr(endpoint, "port", None)
             out.append(
                 {
                     "name": listener.name,
@@ -106,7 +95,7 @@ class Gateway:
                     "security_profile": listener.security_profile,
                     "listening": port is not None and bool(getattr(port, "connected", True)),
                     "port": port.getHost().port if port is not None else None,
-                    "error": self.failed.get(listener.name),
+                    "error": getattr(endpoint, "error", None),
                 }
             )
         return out
@@ -154,7 +143,7 @@ class Gateway:
         return not reasons, body
 
 
-class _QuietSite(Site):
+class QuietSite(Site):
     """No access log line per request: Prometheus scrapes every few seconds."""
 
     def log(self, request: Any) -> None:
@@ -177,17 +166,13 @@ class AdminService(MultiService):
                 + (" and so does /metrics" if config.metrics_auth else "")
             )
         try:
-            listening = strports.service(config.endpoint, _QuietSite(resource), reactor=clock)
+            listening = strports.service(config.endpoint, QuietSite(resource), reactor=clock)
         except (ValueError, TypeError, KeyError) as e:
             raise ConfigError(
                 f"[admin] endpoint: not a usable endpoint string {config.endpoint!r}: {e}"
             ) from None
         listening.setName("admin")
         listening.setServiceParent(self)
-
-    def startService(self) -> None:
-        self.gateway.watch_listeners()
-        super().startService()
 
     def stopService(self) -> Any:
         self.calls.stop()
