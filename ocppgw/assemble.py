@@ -91,6 +91,7 @@ def session_options(config: Config, events: IGatewayEvents = NO_EVENTS) -> Sessi
         local_heartbeat=config.local_heartbeat,
         validate_upstream=validate_upstream,
         validate_downstream=validate_downstream,
+        events=events,
     )
 
 

@@ -33,16 +33,6 @@ if TYPE_CHECKING:
 _log = Logger()
 
 
-def _buffered(mqtt: Any) -> int:
-    """Publishes paho holds that are not on the wire yet (queued while disconnected)."""
-    client = getattr(mqtt, "_client", None)
-    out = getattr(client, "_out_messages", None)
-    inflight = getattr(client, "_inflight_messages", 0)
-    if out is None:
-        return 0
-    return max(0, len(out) - (int(inflight) if mqtt.connected else 0))
-
-
 class Gateway:
     """The gateway as the admin endpoint reads it."""
 
@@ -78,7 +68,7 @@ class Gateway:
             queued=lambda: sum(s.queued() for s in self.router.sessions()),
             in_grace=lambda: len(self.router.sessions()) - len(self.router.connected()),
             mqtt_connected=lambda: bool(self.mqtt.connected),
-            buffered=lambda: _buffered(self.mqtt),
+            buffered=self.mqtt.buffered,
             unacknowledged=self.mqtt.unacknowledged,
         )
 
@@ -118,7 +108,7 @@ class Gateway:
             "mqtt": {
                 "broker": f"{self.config.mqtt.host}:{self.config.mqtt.port}",
                 "connected": bool(self.mqtt.connected),
-                "buffered_publishes": _buffered(self.mqtt),
+                "buffered_publishes": self.mqtt.buffered(),
                 "unacknowledged_publishes": self.mqtt.unacknowledged(),
             },
         }
