@@ -34,7 +34,6 @@ from urllib.parse import parse_qs, quote, urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.endpoints import UNIXClientEndpoint
@@ -49,9 +48,9 @@ from zope.interface import implementer
 
 from ocppgw import __version__
 from ocppgw.admin.api import MAX_BODY, HTTPError, check_token, send
-from ocppgw.admin.service import QuietSite
+from ocppgw.admin.service import serve
 from ocppgw.admin.views import DEFAULT_LIMIT, encode_cursor
-from ocppgw.config import Config, ConfigError
+from ocppgw.config import Config
 from ocppgw.session.rules import rfc3339
 
 _log = Logger()
@@ -379,17 +378,8 @@ class FanoutService(MultiService):
 
     def __init__(self, config: Config, workers: Sequence[Worker], reactor: Any) -> None:
         super().__init__()
-        endpoint = config.admin.endpoint
-        assert endpoint is not None
         self._fanout = Fanout(config, workers, reactor)
-        try:
-            listening = strports.service(endpoint, QuietSite(self._fanout), reactor=reactor)
-        except (ValueError, TypeError, KeyError) as e:
-            raise ConfigError(
-                f"[admin] endpoint: not a usable endpoint string {endpoint!r}: {e}"
-            ) from None
-        listening.setName("admin")
-        listening.setServiceParent(self)
+        serve(self, config.admin, self._fanout, reactor)
 
     def stopService(self) -> Any:
         d = super().stopService()

@@ -28,6 +28,7 @@ from ocppgw.session.rules import rfc3339
 
 if TYPE_CHECKING:
     from ocppgw.admin.records import Recorder
+    from ocppgw.config.model import AdminConfig
     from ocppgw.service import GatewayService
 
 _log = Logger()
@@ -140,6 +141,28 @@ class QuietSite(Site):
         pass
 
 
+def serve(parent: MultiService, config: AdminConfig, resource: Any, reactor: Any) -> None:
+    """
+    ``resource`` on ``[admin] endpoint``, a child service of ``parent``.
+
+    :raises ConfigError: the endpoint string is not usable.
+    """
+    assert config.endpoint is not None
+    if config.token is None:
+        _log.warn(
+            "[admin] token is not set: every /api/ route answers 401"
+            + (" and so does /metrics" if config.metrics_auth else "")
+        )
+    try:
+        listening = strports.service(config.endpoint, QuietSite(resource), reactor=reactor)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(
+            f"[admin] endpoint: not a usable endpoint string {config.endpoint!r}: {e}"
+        ) from None
+    listening.setName("admin")
+    listening.setServiceParent(parent)
+
+
 class AdminService(MultiService):
     """``[admin] endpoint``: the HTTP API, /metrics and /healthz."""
 
@@ -150,19 +173,7 @@ class AdminService(MultiService):
         self.gateway = Gateway(gateway, recorder, clock)
         self.calls = Calls(gateway.router, recorder, clock)
         resource = AdminResource(self.gateway, self.calls, recorder, config)
-        if config.token is None:
-            _log.warn(
-                "[admin] token is not set: every /api/ route answers 401"
-                + (" and so does /metrics" if config.metrics_auth else "")
-            )
-        try:
-            listening = strports.service(config.endpoint, QuietSite(resource), reactor=clock)
-        except (ValueError, TypeError, KeyError) as e:
-            raise ConfigError(
-                f"[admin] endpoint: not a usable endpoint string {config.endpoint!r}: {e}"
-            ) from None
-        listening.setName("admin")
-        listening.setServiceParent(self)
+        serve(self, config, resource, clock)
 
     def stopService(self) -> Any:
         self.calls.stop()
