@@ -16,7 +16,6 @@ from dataclasses import replace
 from typing import Any
 
 from autobahn import websocket as autobahn_websocket
-from twisted.application import strports
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 
@@ -40,7 +39,7 @@ from ocppgw.ocpp.versions import ErrorKind
 from ocppgw.router.routing import Router
 from ocppgw.service import GatewayService, Reloadable
 from ocppgw.session.rules import Session, SessionOptions, Validate, Violation
-from ocppgw.workers import ReusePortListener, tcp_address
+from ocppgw.workers import ReusePortListener, listener_service, tcp_address
 
 _log = Logger()
 
@@ -92,6 +91,7 @@ def session_options(config: Config, events: IGatewayEvents = NO_EVENTS) -> Sessi
         local_heartbeat=config.local_heartbeat,
         validate_upstream=validate_upstream,
         validate_downstream=validate_downstream,
+        events=events,
     )
 
 
@@ -238,7 +238,7 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
                 address = tcp_address(listener.endpoint)
                 service: Service = ReusePortListener(reactor, address, wrapped)
             else:
-                service = strports.service(listener.endpoint, wrapped, reactor=reactor)
+                service = listener_service(reactor, listener.endpoint, wrapped)
         except (ValueError, TypeError, KeyError) as e:
             raise ConfigError(
                 f"[listener:{listener.name}] endpoint: not a usable endpoint string "

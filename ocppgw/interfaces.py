@@ -21,6 +21,7 @@ from zope.interface import Attribute, Interface, implementer
 
 if TYPE_CHECKING:
     from ocppgw.ocpp.envelope import Envelope
+    from ocppgw.ocpp.messages import Message
 
 
 class IChargePointSession(Interface):
@@ -116,7 +117,10 @@ class IGatewayEvents(Interface):
         """A charge point's WebSocket closed, with its close code and reason (RFC 6455 §7.1.5)."""
 
     def frame(identity: str, inbound: bool, text: str) -> None:
-        """One OCPP-J text frame from (``inbound``) or to the charge point."""
+        """One OCPP-J text frame from (``inbound``) or to the charge point: its size."""
+
+    def message(identity: str, inbound: bool, message: Message | None) -> None:
+        """The message of that frame, as the session parsed it (``None``: unreadable)."""
 
     def refused(listener: str, peer: str, uri: str, status: str, reason: str) -> None:
         """A handshake refused: an HTTP ``status`` (400, 401, ...) or ``TLS``."""
@@ -147,6 +151,9 @@ class NoEvents:
         pass
 
     def frame(self, identity: str, inbound: bool, text: str) -> None:
+        pass
+
+    def message(self, identity: str, inbound: bool, message: Message | None) -> None:
         pass
 
     def refused(self, listener: str, peer: str, uri: str, status: str, reason: str) -> None:

@@ -56,12 +56,17 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     from ocppgw import workers
+    from ocppgw.admin.fanout import FanoutService
     from ocppgw.assemble import operate
 
     config = options["parsed"]
     try:
         if workers.supervises(config):
-            return workers.Supervisor(config, options["config"], reactor)
+            supervisor = workers.Supervisor(config, options["config"], reactor)
+            if config.admin.endpoint is not None:
+                # Every admin route for all workers (ocppgw.admin.fanout).
+                FanoutService(config, supervisor.workers, reactor).setServiceParent(supervisor)
+            return supervisor
         service: Any = operate(workers.as_run(config), reactor)
     except ConfigError as e:
         raise usage.UsageError(str(e)) from None

@@ -31,6 +31,14 @@ Lifecycle
     within ``[gateway] shutdown_timeout`` plus 5 s, SIGKILL after that, and
     the embedded broker last.
 
+Admin endpoint
+    With ``[admin] endpoint`` set, the supervisor makes a private directory
+    (mode 0700) and each worker serves its own admin API there, on the UNIX
+    socket ``worker-<index>.sock`` named by ``OCPPGW_ADMIN_SOCKET``, instead
+    of the shared ``[admin] endpoint`` (which one worker alone could bind).
+    The supervisor serves ``[admin] endpoint`` and answers every route for
+    all workers through those sockets (:mod:`ocppgw.admin.fanout`).
+
 Addressing workers
     :attr:`Supervisor.workers` lists a :class:`WorkerProcess` per worker:
     its ``index``, ``pid`` (``None`` while it is restarted), ``gateway_id``
@@ -40,20 +48,27 @@ Addressing workers
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from ocppgw.config import Config, ConfigError
 from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
@@ -62,6 +77,7 @@ _log = Logger()
 
 INDEX_VARIABLE = "OCPPGW_WORKER"
 COUNT_VARIABLE = "OCPPGW_WORKERS"
+ADMIN_VARIABLE = "OCPPGW_ADMIN_SOCKET"
 _RESTART_MIN, _RESTART_MAX = 1.0, 30.0
 _KILL_GRACE = 5.0
 
@@ -85,7 +101,11 @@ def as_run(config: Config, environ: Mapping[str, str] | None = None) -> Config:
     if index is None:
         return config
     mqtt = dataclasses.replace(config.mqtt, embedded=False)
-    return worker_config(dataclasses.replace(config, mqtt=mqtt), index)
+    # Never the shared [admin] endpoint: the supervisor serves it (module docstring).
+    path = (os.environ if environ is None else environ).get(ADMIN_VARIABLE)
+    endpoint = None if path is None else "unix:{}:mode=600".format(path.replace(":", "\\:"))
+    admin = dataclasses.replace(config.admin, endpoint=endpoint)
+    return worker_config(dataclasses.replace(config, mqtt=mqtt, admin=admin), index)
 
 
 def supervises(config: Config, environ: Mapping[str, str] | None = None) -> bool:
@@ -144,6 +164,38 @@ def bind_shared(address: TCPAddress) -> socket.socket:
     return sock
 
 
+@implementer(IStreamServerEndpoint)
+class RecordingEndpoint:
+    """
+    A server endpoint that keeps what its ``listen`` gave: ``port`` once
+    listening, ``error`` when it could not listen.  What the admin API and
+    ``/healthz`` read of a listener, one-process or worker alike.
+    """
+
+    def __init__(self, endpoint: IStreamServerEndpoint) -> None:
+        self._endpoint = endpoint
+        self.port: IListeningPort | None = None
+        self.error: str | None = None
+
+    def listen(self, factory: Any) -> Deferred[IListeningPort]:
+        def bound(port: IListeningPort) -> IListeningPort:
+            self.port, self.error = port, None
+            return port
+
+        def failed(failure: Failure) -> Failure:
+            self.error = failure.getErrorMessage()
+            return failure
+
+        return self._endpoint.listen(factory).addCallbacks(bound, failed)
+
+
+def listener_service(reactor: Any, endpoint: str, factory: Any) -> StreamServerEndpointService:
+    """``strports.service(endpoint, factory)``, its ``endpoint`` a :class:`RecordingEndpoint`."""
+    return StreamServerEndpointService(
+        RecordingEndpoint(serverFromString(reactor, endpoint)), factory
+    )
+
+
 class ReusePortListener(Service):
     """A worker's listener: its own ``SO_REUSEPORT`` socket on the shared address."""
 
@@ -151,20 +203,27 @@ class ReusePortListener(Service):
         self._reactor = reactor
         self._address = address
         self._factory = factory
-        self._port: Any = None
+        #: The listening port while it listens (as :class:`RecordingEndpoint`'s).
+        self.port: Any = None
+        self.error: str | None = None
+        self.endpoint = self
 
     def startService(self) -> None:
         super().startService()
-        sock = bind_shared(self._address)
+        try:
+            sock = bind_shared(self._address)
+        except OSError as e:
+            self.error = str(e)
+            raise
         try:
             # adoptStreamPort duplicates the descriptor and logs "starting on PORT".
-            self._port = self._reactor.adoptStreamPort(sock.fileno(), sock.family, self._factory)
+            self.port = self._reactor.adoptStreamPort(sock.fileno(), sock.family, self._factory)
         finally:
             sock.close()
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()
-        port, self._port = self._port, None
+        port, self.port = self.port, None
         return None if port is None else port.stopListening()
 
 
@@ -180,6 +239,8 @@ class WorkerProcess:
     client_id: str
     #: The process id while it runs, ``None`` while it is (re)started.
     pid: int | None = None
+    #: The UNIX socket of its admin API, with ``[admin] endpoint`` set.
+    admin_socket: str | None = None
     transport: Any = None
     exited: Deferred[None] | None = None
 
@@ -216,6 +277,7 @@ class Supervisor(MultiService):
         self._path = os.path.abspath(config_path)
         self._stopping = False
         self._delays: dict[int, float] = {}
+        self._admin_dir: str | None = None
         for listener in config.listeners:
             key = f"[listener:{listener.name}] endpoint"
             try:
@@ -240,6 +302,10 @@ class Supervisor(MultiService):
         )
 
     def startService(self) -> None:
+        if self.config.admin.endpoint is not None:
+            self._admin_dir = tempfile.mkdtemp(prefix="ocppgw-admin-")
+            for worker in self.workers:
+                worker.admin_socket = os.path.join(self._admin_dir, f"worker-{worker.index}.sock")
         super().startService()
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda n, f: self.reactor.callFromThread(self._hup))
@@ -252,6 +318,10 @@ class Supervisor(MultiService):
         env = dict(os.environ)
         env[INDEX_VARIABLE] = str(worker.index)
         env[COUNT_VARIABLE] = str(len(self.workers))
+        if worker.admin_socket is not None:
+            env[ADMIN_VARIABLE] = worker.admin_socket
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(worker.admin_socket)  # left by a worker that was killed
         argv = [sys.executable, "-m", "twisted", "ocppgw", "--config", self._path]
         worker.exited = Deferred()
         worker.transport = self.reactor.spawnProcess(
@@ -299,6 +369,8 @@ class Supervisor(MultiService):
         def stopped(_: object) -> Any:
             if kill.active():
                 kill.cancel()
+            if self._admin_dir is not None:
+                shutil.rmtree(self._admin_dir, ignore_errors=True)
             # The broker last: the workers' final presence goes through it.
             return MultiService.stopService(self)
 
@@ -306,10 +378,12 @@ class Supervisor(MultiService):
 
 
 __all__ = [
+    "RecordingEndpoint",
     "ReusePortListener",
     "Supervisor",
     "WorkerProcess",
     "as_run",
+    "listener_service",
     "supervises",
     "tcp_address",
     "worker_config",

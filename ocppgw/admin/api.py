@@ -74,6 +74,42 @@ def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def send(request: Request, status: int, body: dict[str, Any]) -> bytes:
+    """``body`` as the JSON answer with ``status``."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    if status == 401:
+        request.setHeader(b"www-authenticate", b'Bearer realm="ocppgw"')
+    return json.dumps(body, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def check_token(config: AdminConfig, request: Request, path: str) -> None:
+    """
+    :raises HTTPError: 401 for a route of ``path`` that needs the token,
+        when the request does not carry it (RFC 6750 §3).
+    """
+    protected = path.startswith("/api/") or (path == "/metrics" and config.metrics_auth)
+    if not protected:
+        return
+    header = request.getHeader(b"authorization") or b""
+    given = header.decode("latin-1") if isinstance(header, bytes) else header
+    scheme, _, value = given.partition(" ")
+    token = config.token
+    if (
+        token is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(value.strip().encode("utf-8"), token.encode("utf-8"))
+    ):
+        return
+    why = (
+        "no token is configured ([admin] token or token_file)"
+        if token is None
+        else "missing or wrong bearer token"
+    )
+    raise HTTPError(401, why)
+
+
 class AdminResource(Resource):
     """Every route; one resource, so that the token is checked in one place."""
 
@@ -100,12 +136,7 @@ class AdminResource(Resource):
             return self._send(request, e.status, e.body)
 
     def _send(self, request: Request, status: int, body: dict[str, Any]) -> bytes:
-        request.setResponseCode(status)
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"no-store")
-        if status == 401:
-            request.setHeader(b"www-authenticate", b'Bearer realm="ocppgw"')
-        return json.dumps(body, ensure_ascii=False).encode("utf-8") + b"\n"
+        return send(request, status, body)
 
     def _later(self, request: Request, d: Deferred[Outcome]) -> int:
         finished: list[object] = []
@@ -123,28 +154,12 @@ class AdminResource(Resource):
         d.addCallback(answer).addErrback(lambda f: _log.failure("admin request failed", f))
         return NOT_DONE_YET
 
-    def _authorized(self, request: Request) -> bool:
-        token = self._config.token
-        header = request.getHeader(b"authorization") or b""
-        given = header.decode("latin-1") if isinstance(header, bytes) else header
-        scheme, _, value = given.partition(" ")
-        if token is None or scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(value.strip().encode("utf-8"), token.encode("utf-8"))
-
     def _route(self, request: Request, method: str, path: str) -> bytes | int:
         if path == "/healthz":
             self._method(method, "GET")
             healthy, body = self._gateway.health()
             return self._send(request, 200 if healthy else 503, body)
-        protected = path.startswith("/api/") or (path == "/metrics" and self._config.metrics_auth)
-        if protected and not self._authorized(request):
-            why = (
-                "no token is configured ([admin] token or token_file)"
-                if self._config.token is None
-                else "missing or wrong bearer token"
-            )
-            raise HTTPError(401, why)
+        check_token(self._config, request, path)
         if path == "/metrics":
             self._method(method, "GET")
             request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))

@@ -13,7 +13,6 @@ history) up to :data:`MAX_GONE`, the oldest forgotten first.
 
 from __future__ import annotations
 
-import json
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from zope.interface import implementer
 from ocppgw.admin.metrics import Metrics
 from ocppgw.interfaces import IGatewayEvents
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope
-from ocppgw.ocpp.messages import CallError, CallResult, CallResultError, MessageType
+from ocppgw.ocpp.messages import CallError, CallResult, CallResultError, Message
 
 _log = Logger()
 
@@ -36,8 +35,6 @@ MAX_GONE = 10_000
 #: Exchanges timed per charge point and direction; OCPP-J allows one in
 #: flight each way (1.6 §4.1.1), non-strict peers a few more.
 MAX_TIMED = 64
-
-_TYPES = {int(t): t.name for t in MessageType}
 
 
 @dataclass
@@ -66,21 +63,12 @@ class Record:
     timed_out: OrderedDict[str, tuple[str, float]] = field(default_factory=OrderedDict)
 
 
-def _header(text: str) -> tuple[str, str, str | None, str | None] | None:
-    """(type name, UniqueId, Action, error code) of an OCPP-J frame, or None if unreadable."""
-    try:
-        frame = json.loads(text)
-    except (ValueError, RecursionError):  # "[" * 60000 is within max_frame_size
-        return None
-    if not isinstance(frame, list) or len(frame) < 3 or frame[0] not in _TYPES:
-        return None
-    kind, unique_id = _TYPES[frame[0]], str(frame[1])
-    third = frame[2] if isinstance(frame[2], str) else None
-    if kind in ("CALL", "SEND"):
-        return kind, unique_id, third, None
-    if kind in ("CALLERROR", "CALLRESULTERROR"):
-        return kind, unique_id, None, third
-    return kind, unique_id, None, None
+def _header(message: Message | None) -> tuple[str, str, str | None, str | None]:
+    """(type name, UniqueId, Action, error code) of a parsed message; ``INVALID`` for None."""
+    if message is None:
+        return "INVALID", "", None, None
+    code = message.error_code if isinstance(message, CallError | CallResultError) else None
+    return message.message_type.name, message.unique_id, message.action, code
 
 
 @implementer(IGatewayEvents)
@@ -147,15 +135,20 @@ class Recorder:
             self.records.pop(gone, None)
 
     def frame(self, identity: str, inbound: bool, text: str) -> None:
-        record = self.records.get(identity)
-        header = _header(text)
+        # Only the size: the session parses the frame and reports message().
         size = len(text.encode("utf-8"))
+        self.metrics.bytes.labels("in" if inbound else "out").inc(size)
+        record = self.records.get(identity)
+        if record is not None:
+            if inbound:
+                record.bytes_in += size
+            else:
+                record.bytes_out += size
+
+    def message(self, identity: str, inbound: bool, message: Message | None) -> None:
+        record = self.records.get(identity)
         direction = "in" if inbound else "out"
-        self.metrics.bytes.labels(direction).inc(size)
-        if header is None:
-            kind, unique_id, action, code = "INVALID", "", None, None
-        else:
-            kind, unique_id, action, code = header
+        kind, unique_id, action, code = _header(message)
         now = self._clock.seconds()
         # The CALLs each side waits to answer, to name the action of an
         # answer and time it: ours (out) answered by the charge point (in).
@@ -187,11 +180,9 @@ class Recorder:
             return
         if inbound:
             record.messages_in += 1
-            record.bytes_in += size
             record.last_message_at = now
         else:
             record.messages_out += 1
-            record.bytes_out += size
         record.by_type[(direction, kind, action or "")] += 1
         if code is not None:
             record.errors[code] += 1

@@ -4,8 +4,9 @@ The admin endpoint as a Twisted service, and what it reads of the gateway:
 the listeners (listening or not), the MQTT client, the sessions.
 
 :class:`Gateway` answers ``GET /api/v1/gateway`` and ``/healthz``; the
-routes are :mod:`ocppgw.admin.api`'s.  ``[gateway] workers`` does not exist
-yet: one process serves everything, and ``workers`` is reported as 1.
+routes are :mod:`ocppgw.admin.api`'s.  With ``[gateway] workers`` above 1
+each worker serves this on a socket of its own and the supervisor answers
+for all of them (:mod:`ocppgw.admin.fanout`).
 """
 
 from __future__ import annotations
@@ -27,19 +28,10 @@ from ocppgw.session.rules import rfc3339
 
 if TYPE_CHECKING:
     from ocppgw.admin.records import Recorder
+    from ocppgw.config.model import AdminConfig
     from ocppgw.service import GatewayService
 
 _log = Logger()
-
-
-def _buffered(mqtt: Any) -> int:
-    """Publishes paho holds that are not on the wire yet (queued while disconnected)."""
-    client = getattr(mqtt, "_client", None)
-    out = getattr(client, "_out_messages", None)
-    inflight = getattr(client, "_inflight_messages", 0)
-    if out is None:
-        return 0
-    return max(0, len(out) - (int(inflight) if mqtt.connected else 0))
 
 
 class Gateway:
@@ -53,27 +45,13 @@ class Gateway:
         self.recorder = recorder
         self._clock = clock
         self.started = clock.seconds()
-        #: listener name -> its port once listening, or why it is not.
-        self.ports: dict[str, Any] = {}
-        self.failed: dict[str, str] = {}
 
-    def watch_listeners(self) -> None:
-        """Learn when each listener's port is bound (or fails to be)."""
-        for service in self.service.listeners:
-            name = (service.name or "").removeprefix("listener:")
-            waiting = getattr(service, "_waitingForPort", None)
-            if waiting is None:
-                continue
-
-            def bound(port: Any, name: str = name) -> Any:
-                self.ports[name] = port
-                return port
-
-            def failed(failure: Any, name: str = name) -> Any:
-                self.failed[name] = failure.getErrorMessage()
-                return failure
-
-            waiting.addCallbacks(bound, failed)
+    def _listening(self) -> dict[str, Any]:
+        """Listener name -> its endpoint, which records its port or why it has none."""
+        return {
+            (service.name or "").removeprefix("listener:"): getattr(service, "endpoint", None)
+            for service in self.service.listeners
+        }
 
     def state(self) -> State:
         """What the metrics gauges read at scrape time."""
@@ -91,14 +69,16 @@ class Gateway:
             queued=lambda: sum(s.queued() for s in self.router.sessions()),
             in_grace=lambda: len(self.router.sessions()) - len(self.router.connected()),
             mqtt_connected=lambda: bool(self.mqtt.connected),
-            buffered=lambda: _buffered(self.mqtt),
+            buffered=self.mqtt.buffered,
             unacknowledged=self.mqtt.unacknowledged,
         )
 
     def listeners(self) -> list[dict[str, Any]]:
         out = []
+        listening = self._listening()
         for listener in self.config.listeners:
-            port = self.ports.get(listener.name)
+            endpoint = listening.get(listener.name)
+            port = getattr(endpoint, "port", None)
             out.append(
                 {
                     "name": listener.name,
@@ -106,7 +86,7 @@ class Gateway:
                     "security_profile": listener.security_profile,
                     "listening": port is not None and bool(getattr(port, "connected", True)),
                     "port": port.getHost().port if port is not None else None,
-                    "error": self.failed.get(listener.name),
+                    "error": getattr(endpoint, "error", None),
                 }
             )
         return out
@@ -129,7 +109,7 @@ class Gateway:
             "mqtt": {
                 "broker": f"{self.config.mqtt.host}:{self.config.mqtt.port}",
                 "connected": bool(self.mqtt.connected),
-                "buffered_publishes": _buffered(self.mqtt),
+                "buffered_publishes": self.mqtt.buffered(),
                 "unacknowledged_publishes": self.mqtt.unacknowledged(),
             },
         }
@@ -154,11 +134,33 @@ class Gateway:
         return not reasons, body
 
 
-class _QuietSite(Site):
+class QuietSite(Site):
     """No access log line per request: Prometheus scrapes every few seconds."""
 
     def log(self, request: Any) -> None:
         pass
+
+
+def serve(parent: MultiService, config: AdminConfig, resource: Any, reactor: Any) -> None:
+    """
+    ``resource`` on ``[admin] endpoint``, a child service of ``parent``.
+
+    :raises ConfigError: the endpoint string is not usable.
+    """
+    assert config.endpoint is not None
+    if config.token is None:
+        _log.warn(
+            "[admin] token is not set: every /api/ route answers 401"
+            + (" and so does /metrics" if config.metrics_auth else "")
+        )
+    try:
+        listening = strports.service(config.endpoint, QuietSite(resource), reactor=reactor)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(
+            f"[admin] endpoint: not a usable endpoint string {config.endpoint!r}: {e}"
+        ) from None
+    listening.setName("admin")
+    listening.setServiceParent(parent)
 
 
 class AdminService(MultiService):
@@ -171,23 +173,7 @@ class AdminService(MultiService):
         self.gateway = Gateway(gateway, recorder, clock)
         self.calls = Calls(gateway.router, recorder, clock)
         resource = AdminResource(self.gateway, self.calls, recorder, config)
-        if config.token is None:
-            _log.warn(
-                "[admin] token is not set: every /api/ route answers 401"
-                + (" and so does /metrics" if config.metrics_auth else "")
-            )
-        try:
-            listening = strports.service(config.endpoint, _QuietSite(resource), reactor=clock)
-        except (ValueError, TypeError, KeyError) as e:
-            raise ConfigError(
-                f"[admin] endpoint: not a usable endpoint string {config.endpoint!r}: {e}"
-            ) from None
-        listening.setName("admin")
-        listening.setServiceParent(self)
-
-    def startService(self) -> None:
-        self.gateway.watch_listeners()
-        super().startService()
+        serve(self, config, resource, clock)
 
     def stopService(self) -> Any:
         self.calls.stop()

@@ -75,6 +75,12 @@ class _Client(BufferedReads, paho.Client):
         rc: MQTTErrorCode = super()._update_inflight()
         return rc
 
+    def queued(self, connected: bool) -> int:
+        """Publishes paho holds that are not on the wire yet (all of them while disconnected)."""
+        out = getattr(self, "_out_messages", None)
+        inflight = getattr(self, "_inflight_messages", 0)
+        return 0 if out is None else max(0, len(out) - (int(inflight) if connected else 0))
+
 
 @implementer(IMQTTClient)
 class MQTTClient:
@@ -178,6 +184,10 @@ class MQTTClient:
             d.errback(Failure(PublishError("MQTT client stopped before PUBACK")))
         self._acks.clear()
         return succeed(None)
+
+    def buffered(self) -> int:
+        """How many publishes wait in the client, not sent to the broker yet."""
+        return self._client.queued(self.connected)
 
     def unacknowledged(self) -> int:
         """How many QoS >= 1 publishes still wait for their PUBACK."""

@@ -63,8 +63,10 @@ class FromChargePoint(Exchanges):
         try:
             message = parse_frame(text, self.version)
         except FrameError as e:
+            self._options.events.message(self.identity, True, None)
             self._frame_error(e, text)
             return
+        self._options.events.message(self.identity, True, message)
         if isinstance(message, Call):
             self._upstream_call(message, text)
         elif isinstance(message, Send):
@@ -99,7 +101,9 @@ class FromChargePoint(Exchanges):
         try:
             message = parse_frame(text, self.version)
         except FrameError:
+            self._options.events.message(self.identity, True, None)
             return  # dropped, and counted
+        self._options.events.message(self.identity, True, message)
         if isinstance(message, Call):
             # Answered, so the charge point knows; the description names the limit.
             self._send_error(message.unique_id, ErrorKind.GENERIC, rate.describe())

@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ocppgw.interfaces import IChargePointConnection, IRouter
+from ocppgw.interfaces import NO_EVENTS, IChargePointConnection, IGatewayEvents, IRouter
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope, GatewayError
 from ocppgw.ocpp.messages import (
     Call,
@@ -90,6 +90,8 @@ class SessionOptions:
     #: burst beyond it ([listener:NAME] max_message_rate, max_message_burst).
     max_message_rate: int = 0
     max_message_burst: int = 50
+    #: Told every message in and out, parsed once here (the admin counters).
+    events: IGatewayEvents = NO_EVENTS
 
 
 #: The last whole second formatted, and its text: every envelope of that
@@ -243,6 +245,7 @@ class Exchanges:
         if self._link is None:
             return False
         self._link.send_frame(encode_frame(message))
+        self._options.events.message(self.identity, False, message)
         return True
 
     def _send_error(

@@ -12,7 +12,7 @@ from ocppgw.admin.metrics import Metrics
 from ocppgw.admin.records import MAX_EVENTS, Recorder
 from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope
-from ocppgw.ocpp.messages import CallError
+from ocppgw.ocpp.messages import CallError, FrameError, parse_frame
 
 
 def samples(recorder: Recorder) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -22,6 +22,16 @@ def samples(recorder: Recorder) -> dict[tuple[str, tuple[tuple[str, str], ...]],
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def seen(recorder: Recorder, identity: str, inbound: bool, text: str) -> None:
+    """A frame as the gateway reports it: its size (connection), its message (session)."""
+    recorder.frame(identity, inbound, text)
+    try:
+        message = parse_frame(text, "ocpp1.6")
+    except (FrameError, RecursionError):
+        message = None
+    recorder.message(identity, inbound, message)
 
 
 def connected() -> tuple[Recorder, Clock]:
@@ -40,9 +50,9 @@ class RecorderTests(SynchronousTestCase):
     def test_frames_counted_and_answers_timed(self) -> None:
         """A CALL out and its answer in: counted by type and action, latency observed."""
         recorder, clock = connected()
-        recorder.frame("CP1", False, '[2,"a","Reset",{"type":"Soft"}]')
+        seen(recorder, "CP1", False, '[2,"a","Reset",{"type":"Soft"}]')
         clock.advance(0.2)
-        recorder.frame("CP1", True, '[3,"a",{"status":"Accepted"}]')
+        seen(recorder, "CP1", True, '[3,"a",{"status":"Accepted"}]')
         record = recorder.records["CP1"]
         self.assertEqual(record.by_type[("in", "CALLRESULT", "Reset")], 1)
         self.assertEqual((record.messages_in, record.messages_out), (1, 1))
@@ -61,8 +71,8 @@ class RecorderTests(SynchronousTestCase):
     def test_callerror_codes_and_gateway_errors(self) -> None:
         """CALLERROR frames count by code; gateway error envelopes by code, per record too."""
         recorder, _ = connected()
-        recorder.frame("CP1", True, '[2,"b","Heartbeat",{}]')
-        recorder.frame("CP1", False, '[4,"b","InternalError","backend did not answer",{}]')
+        seen(recorder, "CP1", True, '[2,"b","Heartbeat",{}]')
+        seen(recorder, "CP1", False, '[4,"b","InternalError","backend did not answer",{}]')
         recorder.published(
             Envelope(CallError("b", "Timeout", "no answer", {}, "Heartbeat"),
                      charge_point="CP1", origin=ORIGIN_GATEWAY)
@@ -112,6 +122,30 @@ class RecorderTests(SynchronousTestCase):
     def test_hostile_frames(self) -> None:
         """Unreadable and deeply nested frames count as INVALID, never raise."""
         recorder, _ = connected()
-        recorder.frame("CP1", True, "[" * 60_000)
-        recorder.frame("CP1", True, "not json")
+        seen(recorder, "CP1", True, "[" * 60_000)
+        seen(recorder, "CP1", True, "not json")
         self.assertEqual(recorder.records["CP1"].by_type[("in", "INVALID", "")], 2)
+
+
+class ParsedOnceTests(SynchronousTestCase):
+    def test_frame_parsed_once_through_a_session(self) -> None:
+        """A frame in and the CALL out are each parsed (json.loads) at most once, yet counted."""
+        import json
+        from unittest import mock
+
+        from ocppgw.ocpp.versions import OCPP16
+        from ocppgw.session.rules import Session, SessionOptions
+        from tests.fakes import FakeConnection, FakeUpstream
+
+        recorder, clock = connected()
+        connection = FakeConnection()
+        session = Session("CP1", OCPP16, connection, FakeUpstream(), clock,
+                          SessionOptions(events=recorder))
+        text = '[2,"1","Heartbeat",{}]'
+        with mock.patch.object(json, "loads", wraps=json.loads) as loads:
+            recorder.frame("CP1", True, text)  # what the connection reports: its size
+            session.frame_received(text)
+        self.assertEqual(loads.call_count, 1)
+        record = recorder.records["CP1"]
+        self.assertEqual(record.by_type[("in", "CALL", "Heartbeat")], 1)
+        self.assertEqual((record.messages_in, record.bytes_in), (1, len(text)))
