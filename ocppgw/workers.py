@@ -66,7 +66,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger
+from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -255,11 +255,30 @@ class _WorkerProtocol(ProcessProtocol):
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
         for line in lines:
-            _log.info(
-                "worker {index}: {line}",
-                index=self._worker.index,
-                line=line.decode("utf-8", "replace"),
-            )
+            self._relay(line.decode("utf-8", "replace"))
+
+    def _relay(self, line: str) -> None:
+        """
+        One line of the worker's output into the supervisor's log.  A worker
+        logs JSON events (twist does, to a pipe): each keeps its level and
+        fields, gains ``worker``, and is written in the supervisor's
+        ``[gateway] log_format``; anything else (a crash before logging
+        started) is logged as text.
+        """
+        text = line.strip("\x1e").strip()
+        if not text:
+            return
+        try:
+            event = eventFromJSON(text)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            _log.info("worker {index}: {line}", index=self._worker.index, line=text)
+            return
+        event["worker"] = self._worker.index
+        # The fields of a JSON event are flattened: name the index literally.
+        event["log_format"] = f"worker {self._worker.index}: " + str(event.get("log_format") or "")
+        _log.observer(event)
 
     errReceived = outReceived
 

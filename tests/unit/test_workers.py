@@ -108,3 +108,30 @@ def test_supervisor_lists_its_workers() -> None:
     assert [(w.index, w.gateway_id, w.client_id, w.pid) for w in supervisor.workers] == [
         (i, f"gw-w{i}", f"ocppgw-gw-w{i}", None) for i in range(3)
     ]
+
+
+def test_worker_log_events_keep_their_level_and_fields() -> None:
+    """A worker's JSON log event reaches the supervisor's log with its level, fields and index."""
+    import io
+
+    from twisted.logger import (
+        Logger,
+        LogLevel,
+        formatEvent,
+        globalLogPublisher,
+        jsonFileLogObserver,
+    )
+
+    out = io.StringIO()
+    Logger(observer=jsonFileLogObserver(out)).warn("{cid}: slow", cid="CP1")
+    seen: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        relay = workers._WorkerProtocol(None, workers.WorkerProcess(1, "gw-w1", "c-w1"))  # type: ignore[arg-type]
+        relay.outReceived(out.getvalue().encode() + b"Traceback: not JSON\n")
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    mine = [formatEvent(e) for e in seen if "worker 1:" in formatEvent(e)]
+    assert mine == ["worker 1: CP1: slow", "worker 1: Traceback: not JSON"]
+    (event,) = [e for e in seen if e.get("cid") == "CP1"]
+    assert event["log_level"] == LogLevel.warn and event["worker"] == 1
