@@ -42,6 +42,36 @@ class State:
     unacknowledged: Callable[[], int]
 
 
+#: The gauges of one value: name, help, and how it is read from the state.
+_GAUGES: tuple[tuple[str, str, Callable[[State], float]], ...] = (
+    (
+        "ocppgw_charge_points_in_grace",
+        "Charge points disconnected but within [dnstream] offline_ttl.",
+        lambda state: state.in_grace(),
+    ),
+    (
+        "ocppgw_queue_length",
+        "Backend CALLs waiting behind the one in flight, over all charge points.",
+        lambda state: state.queued(),
+    ),
+    (
+        "ocppgw_mqtt_connected",
+        "1 while the MQTT client is connected to the broker.",
+        lambda state: 1 if state.mqtt_connected() else 0,
+    ),
+    (
+        "ocppgw_mqtt_buffered_publishes",
+        "Publishes waiting in the client for the broker (not sent yet).",
+        lambda state: state.buffered(),
+    ),
+    (
+        "ocppgw_mqtt_unacknowledged_publishes",
+        "QoS >= 1 publishes waiting for their PUBACK.",
+        lambda state: state.unacknowledged(),
+    ),
+)
+
+
 class _StateCollector(Collector):
     def __init__(self, state: State) -> None:
         self._state = state
@@ -56,100 +86,91 @@ class _StateCollector(Collector):
         for (version, listener), n in sorted(state.connected().items()):
             connected.add_metric([version, listener], n)
         yield connected
-        yield GaugeMetricFamily(
-            "ocppgw_charge_points_in_grace",
-            "Charge points disconnected but within [dnstream] offline_ttl.",
-            value=state.in_grace(),
-        )
-        yield GaugeMetricFamily(
-            "ocppgw_queue_length",
-            "Backend CALLs waiting behind the one in flight, over all charge points.",
-            value=state.queued(),
-        )
-        yield GaugeMetricFamily(
-            "ocppgw_mqtt_connected",
-            "1 while the MQTT client is connected to the broker.",
-            value=1 if state.mqtt_connected() else 0,
-        )
-        yield GaugeMetricFamily(
-            "ocppgw_mqtt_buffered_publishes",
-            "Publishes waiting in the client for the broker (not sent yet).",
-            value=state.buffered(),
-        )
-        yield GaugeMetricFamily(
-            "ocppgw_mqtt_unacknowledged_publishes",
-            "QoS >= 1 publishes waiting for their PUBACK.",
-            value=state.unacknowledged(),
-        )
+        for name, documentation, read in _GAUGES:
+            yield GaugeMetricFamily(name, documentation, value=read(state))
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
 
 
+#: Every counter: attribute, name (``_total`` is added), help, labels.
+_COUNTERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    (
+        "messages",
+        "ocppgw_messages",
+        "OCPP-J messages by direction (in: from charge points), type and action.",
+        ("direction", "type", "action"),
+    ),
+    ("bytes", "ocppgw_message_bytes", "Bytes of OCPP-J frames by direction.", ("direction",)),
+    (
+        "connections",
+        "ocppgw_connections",
+        "WebSocket connections opened by charge points, by OCPP version and listener.",
+        ("version", "listener"),
+    ),
+    (
+        "disconnections",
+        "ocppgw_disconnections",
+        "Charge point connections closed, by WebSocket close code (1006: abnormal).",
+        ("code",),
+    ),
+    (
+        "gateway_errors",
+        "ocppgw_gateway_errors",
+        "Error envelopes the gateway published itself, by code (Offline, Timeout, ...).",
+        ("code",),
+    ),
+    (
+        "call_errors",
+        "ocppgw_callerrors",
+        "CALLERRORs (and 2.1 CALLRESULTERRORs) by direction and OCPP error code.",
+        ("direction", "code"),
+    ),
+    (
+        "validation_failures",
+        "ocppgw_validation_failures",
+        "Payloads failing schema validation, by action and direction.",
+        ("action", "direction"),
+    ),
+    (
+        "refused",
+        "ocppgw_handshakes_refused",
+        "Handshakes refused, by reason: an HTTP status (400, 401, 403, 404, 429) or TLS.",
+        ("reason",),
+    ),
+    (
+        "takeovers",
+        "ocppgw_takeovers",
+        "Connections taken over by a newer one: on this instance (same) or another (across).",
+        ("where",),
+    ),
+    (
+        "mqtt_reconnects",
+        "ocppgw_mqtt_reconnects",
+        "Times the MQTT client connected to the broker again after the first time.",
+        (),
+    ),
+)
+
+
 class Metrics:
     """The counters and histograms, and the registry ``/metrics`` renders."""
 
+    messages: Counter
+    bytes: Counter
+    connections: Counter
+    disconnections: Counter
+    gateway_errors: Counter
+    call_errors: Counter
+    validation_failures: Counter
+    refused: Counter
+    takeovers: Counter
+    mqtt_reconnects: Counter
+
     def __init__(self, state: State | None = None) -> None:
         self.registry = registry = CollectorRegistry()
-        self.messages = Counter(
-            "ocppgw_messages",
-            "OCPP-J messages by direction (in: from charge points), type and action.",
-            ["direction", "type", "action"],
-            registry=registry,
-        )
-        self.bytes = Counter(
-            "ocppgw_message_bytes",
-            "Bytes of OCPP-J frames by direction.",
-            ["direction"],
-            registry=registry,
-        )
-        self.connections = Counter(
-            "ocppgw_connections",
-            "WebSocket connections opened by charge points, by OCPP version and listener.",
-            ["version", "listener"],
-            registry=registry,
-        )
-        self.disconnections = Counter(
-            "ocppgw_disconnections",
-            "Charge point connections closed, by WebSocket close code (1006: abnormal).",
-            ["code"],
-            registry=registry,
-        )
-        self.gateway_errors = Counter(
-            "ocppgw_gateway_errors",
-            "Error envelopes the gateway published itself, by code (Offline, Timeout, ...).",
-            ["code"],
-            registry=registry,
-        )
-        self.call_errors = Counter(
-            "ocppgw_callerrors",
-            "CALLERRORs (and 2.1 CALLRESULTERRORs) by direction and OCPP error code.",
-            ["direction", "code"],
-            registry=registry,
-        )
-        self.validation_failures = Counter(
-            "ocppgw_validation_failures",
-            "Payloads failing schema validation, by action and direction.",
-            ["action", "direction"],
-            registry=registry,
-        )
-        self.refused = Counter(
-            "ocppgw_handshakes_refused",
-            "Handshakes refused, by reason: an HTTP status (400, 401, 403, 404, 429) or TLS.",
-            ["reason"],
-            registry=registry,
-        )
-        self.takeovers = Counter(
-            "ocppgw_takeovers",
-            "Connections taken over by a newer one: on this instance (same) or another (across).",
-            ["where"],
-            registry=registry,
-        )
-        self.mqtt_reconnects = Counter(
-            "ocppgw_mqtt_reconnects",
-            "Times the MQTT client connected to the broker again after the first time.",
-            registry=registry,
-        )
+        for attribute, name, documentation, labels in _COUNTERS:
+            setattr(self, attribute, Counter(name, documentation, labels, registry=registry))
         self.downstream_latency = Histogram(
             "ocppgw_downstream_call_seconds",
             "How long charge points took to answer backend CALLs, by action.",

@@ -156,16 +156,16 @@ class Config:
     schema_dir: str | None
     local_heartbeat: bool
     login_limits: LoginLimits
-    admin: AdminConfig = AdminConfig(None, None, True)
+    admin: AdminConfig
     #: ``text`` or ``json`` (one object per line).
-    log_format: str = "text"
+    log_format: str
     #: How charge points are let go on SIGTERM/SIGINT: going-away (1001),
     #: service-restart (1012) or abort (TCP close, no close frame).
-    shutdown_close: str = "going-away"
+    shutdown_close: str
     #: Charge points closed per second when SIGUSR1 drains the instance.
-    drain_rate: int = 100
+    drain_rate: int
     #: ``[gateway] workers``: processes sharing the listening sockets (ocppgw.workers).
-    workers: int = 1
+    workers: int
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ Reading the INI file: :func:`parse` checks every section and key against
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import os
 import re
 from collections.abc import Iterator
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ocppgw.config import model
@@ -22,6 +23,8 @@ from ocppgw.router.topics import TemplateError, TopicTemplate
 
 #: The parsed keys of one section, by name.
 Values = dict[str, Any]
+
+_T = TypeVar("_T")
 
 
 def _spec_for(section: str) -> tuple[str, dict[str, Key]] | None:
@@ -143,6 +146,16 @@ def _listener_tls(section: str, values: Values, base_dir: str) -> dict[str, Any]
     }
 
 
+def _same_named(cls: type[_T], values: Values, **given: Any) -> _T:
+    """
+    A ``cls`` of ``given``, its other fields filled from the keys of the same
+    name: a section's key and its model's field share their name unless the
+    value needs more than its parser (then it is in ``given``).
+    """
+    names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    return cls(**{n: values[n] for n in names - given.keys() if n in values}, **given)
+
+
 def _suffixed(raw: dict[str, Values], base: str) -> Iterator[tuple[str, str, Values]]:
     """(section, suffix, values) of each ``[base:SUFFIX]`` section, in file order."""
     for section, values in raw.items():
@@ -156,18 +169,11 @@ def _listeners(raw: dict[str, Values], base_dir: str) -> tuple[model.ListenerCon
     listeners = []
     for section, name, values in _suffixed(raw, "listener"):
         listeners.append(
-            model.ListenerConfig(
+            _same_named(
+                model.ListenerConfig,
+                values,
                 name=name,
-                endpoint=values["endpoint"],
-                path=values["path"],
-                security_profile=values["security_profile"],
                 default_version=values["default_version"] or None,
-                max_frame_size=values["max_frame_size"],
-                handshake_timeout=values["handshake_timeout"],
-                ping_interval=values["ping_interval"],
-                pong_timeout=values["pong_timeout"],
-                max_message_rate=values["max_message_rate"],
-                max_message_burst=values["max_message_burst"],
                 **_listener_tls(section, values, base_dir),
             )
         )
@@ -216,26 +222,17 @@ def _mqtt(m: Values, gateway_id: str, base_dir: str) -> model.MQTTConfig:
         raise ConfigError("[mqtt] tls_key: tls_cert and tls_key go together")
     if m["reconnect_min"] > m["reconnect_max"]:
         raise ConfigError("[mqtt] reconnect_min: must not be larger than reconnect_max")
-    return model.MQTTConfig(
+    return _same_named(
+        model.MQTTConfig,
+        m,
         embedded=embedded,
         host=host,
         port=port,
         client_id=m["client_id"] or f"ocppgw-{gateway_id}",
-        qos=m["qos"],
-        keepalive=m["keepalive"],
         username=m["username"] or None,
         password=m["password"] or None,
-        protocol=m["protocol"],
-        session_expiry=m["session_expiry"],
-        max_inflight=m["max_inflight"],
-        max_buffer=m["max_buffer"],
-        reconnect_min=m["reconnect_min"],
-        reconnect_max=m["reconnect_max"],
-        mosquitto=m["mosquitto"],
         tls=tls,
-        tls_ca=files["tls_ca"],
-        tls_cert=files["tls_cert"],
-        tls_key=files["tls_key"],
+        **files,
     )
 
 
@@ -268,13 +265,8 @@ def _upstream(raw: dict[str, Values]) -> model.UpstreamConfig:
 
 def _downstream(dn: Values) -> model.DownstreamConfig:
     """``[dnstream]``: the topic CALLs to charge points come in on, and their queue."""
-    return model.DownstreamConfig(
-        model.Topic(_template("dnstream", "topic", dn["topic"], downstream=True), dn["codec"]),
-        max_queue=dn["max_queue"],
-        awaiting_timeout=dn["awaiting_timeout"],
-        offline_ttl=dn["offline_ttl"],
-        offline_group=dn["offline_group"],
-    )
+    topic = _template("dnstream", "topic", dn["topic"], downstream=True)
+    return _same_named(model.DownstreamConfig, dn, topic=model.Topic(topic, dn["codec"]))
 
 
 def _presence(pr: Values) -> model.PresenceConfig:
