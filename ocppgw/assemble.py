@@ -39,7 +39,7 @@ from ocppgw.ocpp.versions import ErrorKind
 from ocppgw.router.routing import Router
 from ocppgw.service import GatewayService, Reloadable
 from ocppgw.session.rules import Session, SessionOptions, Validate, Violation
-from ocppgw.workers import ReusePortListener, listener_service, tcp_address
+from ocppgw.workers.sockets import ReusePortListener, listener_service, tcp_address
 
 _log = Logger()
 

@@ -1,6 +1,11 @@
 # -*- test-case-name: tests.unit.test_workers,tests.integration.test_workers -*-
 """
-``[gateway] workers = N | auto``: N gateway processes sharing the listening sockets.
+Stage: every core, beside the flow: ``[gateway] workers = N | auto`` runs N
+gateway processes sharing the listening sockets (:mod:`ocppgw.workers.sockets`).
+
+May import: :mod:`ocppgw.config`, :mod:`ocppgw.mqtt` (the embedded broker the
+supervisor runs), Twisted; never the stages of one gateway, which each worker
+builds for itself.
 
 Roles
     ``twistd ocppgw`` with ``workers`` above 1 is the *supervisor*
@@ -51,27 +56,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService, Service
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from ocppgw.config import Config, ConfigError
 from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
+from ocppgw.workers.sockets import (
+    RecordingEndpoint,
+    ReusePortListener,
+    bind_shared,
+    listener_service,
+    tcp_address,
+)
 
 _log = Logger()
 
@@ -111,120 +117,6 @@ def as_run(config: Config, environ: Mapping[str, str] | None = None) -> Config:
 def supervises(config: Config, environ: Mapping[str, str] | None = None) -> bool:
     """Whether this process is the supervisor of ``config.workers`` workers."""
     return config.workers > 1 and worker_index(environ) is None
-
-
-# --- sharing a listening socket ---
-
-
-@dataclasses.dataclass(frozen=True)
-class TCPAddress:
-    family: int
-    interface: str
-    port: int
-    backlog: int
-
-
-def tcp_address(endpoint: str) -> TCPAddress:
-    """
-    The address of a ``tcp:PORT[:interface=ADDR][:backlog=N]`` (or ``tcp6:``)
-    endpoint string, as Twisted reads it (``\\:`` escapes a colon).
-
-    :raises ValueError: any other endpoint, or an unknown option.
-    """
-    parts = [p.replace("\\:", ":") for p in re.split(r"(?<!\\):", endpoint)]
-    kind, args = parts[0], parts[1:]
-    if kind not in ("tcp", "tcp6") or not args:
-        raise ValueError(f"workers > 1 needs a tcp: or tcp6: endpoint, not {endpoint!r}")
-    options = {"interface": "::" if kind == "tcp6" else "0.0.0.0", "backlog": "50"}
-    port = args[0] if "=" not in args[0] else None
-    for arg in args[1:] if port is not None else args:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in ("port", "interface", "backlog"):
-            raise ValueError(f"workers > 1: unsupported endpoint option {arg!r} in {endpoint!r}")
-        options[key] = value
-    port = options.get("port", port)
-    if port is None or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"workers > 1 needs a fixed port from 1 to 65535 in {endpoint!r}")
-    family = socket.AF_INET6 if kind == "tcp6" or ":" in options["interface"] else socket.AF_INET
-    return TCPAddress(family, options["interface"], int(port), int(options["backlog"]))
-
-
-def bind_shared(address: TCPAddress) -> socket.socket:
-    """A listening socket on ``address`` that other processes may bind too."""
-    sock = socket.socket(address.family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((address.interface, address.port))
-        sock.listen(address.backlog)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-@implementer(IStreamServerEndpoint)
-class RecordingEndpoint:
-    """
-    A server endpoint that keeps what its ``listen`` gave: ``port`` once
-    listening, ``error`` when it could not listen.  What the admin API and
-    ``/healthz`` read of a listener, one-process or worker alike.
-    """
-
-    def __init__(self, endpoint: IStreamServerEndpoint) -> None:
-        self._endpoint = endpoint
-        self.port: IListeningPort | None = None
-        self.error: str | None = None
-
-    def listen(self, factory: Any) -> Deferred[IListeningPort]:
-        def bound(port: IListeningPort) -> IListeningPort:
-            self.port, self.error = port, None
-            return port
-
-        def failed(failure: Failure) -> Failure:
-            self.error = failure.getErrorMessage()
-            return failure
-
-        return self._endpoint.listen(factory).addCallbacks(bound, failed)
-
-
-def listener_service(reactor: Any, endpoint: str, factory: Any) -> StreamServerEndpointService:
-    """``strports.service(endpoint, factory)``, its ``endpoint`` a :class:`RecordingEndpoint`."""
-    return StreamServerEndpointService(
-        RecordingEndpoint(serverFromString(reactor, endpoint)), factory
-    )
-
-
-class ReusePortListener(Service):
-    """A worker's listener: its own ``SO_REUSEPORT`` socket on the shared address."""
-
-    def __init__(self, reactor: Any, address: TCPAddress, factory: Any) -> None:
-        self._reactor = reactor
-        self._address = address
-        self._factory = factory
-        #: The listening port while it listens (as :class:`RecordingEndpoint`'s).
-        self.port: Any = None
-        self.error: str | None = None
-        self.endpoint = self
-
-    def startService(self) -> None:
-        super().startService()
-        try:
-            sock = bind_shared(self._address)
-        except OSError as e:
-            self.error = str(e)
-            raise
-        try:
-            # adoptStreamPort duplicates the descriptor and logs "starting on PORT".
-            self.port = self._reactor.adoptStreamPort(sock.fileno(), sock.family, self._factory)
-        finally:
-            sock.close()
-
-    def stopService(self) -> Deferred[None] | None:
-        super().stopService()
-        port, self.port = self.port, None
-        return None if port is None else port.stopListening()
 
 
 # --- the supervisor ---
