@@ -1,18 +1,19 @@
 # ocppgw: `make run` runs the gateway, `make test` runs the whole suite.
 # Both install what they need first: a virtual env in .venv and mosquitto;
-# the tests also rabbitmq-server (for the clustered-broker test).
+# the tests also rabbitmq-server (the clustered-broker test) and iptables
+# (a black-holed broker address).
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= etc/ocppgw.ini
 
-.PHONY: install test-deps mosquitto rabbitmq run demo test lint typecheck contracts unit clean proto bench
+.PHONY: install test-deps mosquitto rabbitmq iptables run demo test lint typecheck contracts unit clean proto bench
 
 install: $(VENV)/.installed mosquitto
 
 # What only the tests need, beyond `install`.
-test-deps: rabbitmq
+test-deps: rabbitmq iptables
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +41,17 @@ rabbitmq:
 	  { $$SUDO apt-get update -qq && \
 	    $$SUDO env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null; } || { \
 	    echo "error: could not install rabbitmq-server; install it by hand (apt-get install rabbitmq-server)" >&2; \
+	    exit 1; }; }
+
+# tests/integration/test_edges_broker.py black-holes a loopback port with an
+# iptables DROP rule (without it, a full accept queue stands in).
+iptables:
+	@command -v iptables >/dev/null 2>&1 || test -x /usr/sbin/iptables || { \
+	  echo "iptables not found: installing it with apt-get"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  { $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq iptables >/dev/null; } || { \
+	    echo "error: could not install iptables; install it by hand (apt-get install iptables)" >&2; \
 	    exit 1; }; }
 
 run: install

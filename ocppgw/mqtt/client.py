@@ -38,6 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ocppgw.interfaces import IMQTTClient
+from ocppgw.mqtt.connect import open_socket
 from ocppgw.mqtt.reads import BufferedReads
 from ocppgw.mqtt.tls import mqtt_client_context
 
@@ -81,6 +82,15 @@ class _Client(BufferedReads, paho.Client):
         inflight = getattr(self, "_inflight_messages", 0)
         return 0 if out is None else max(0, len(out) - (int(inflight) if connected else 0))
 
+    #: For the next ``reconnect()``: paho's own connect would block the reactor.
+    ready_socket: Any = None
+
+    def _create_socket(self) -> Any:
+        sock, self.ready_socket = self.ready_socket, None
+        if sock is None:
+            raise OSError("no connected socket to the broker")
+        return sock
+
 
 @implementer(IMQTTClient)
 class MQTTClient:
@@ -101,6 +111,7 @@ class MQTTClient:
         self._descriptor: _Descriptor | None = None
         self._retry_delay = config.reconnect_min
         self._retry_call: Any = None
+        self._opening: Deferred[Any] | None = None
         self._misc = LoopingCall(self._loop_misc)
         self._misc.clock = reactor
         self._stopping = False
@@ -172,6 +183,8 @@ class MQTTClient:
         self._stopping = True
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
+        if self._opening is not None:
+            self._opening.cancel()
         if self._misc.running:
             self._misc.stop()
         if self.connected:
@@ -197,21 +210,36 @@ class MQTTClient:
         self._retry_call = None
         if self._stopping:
             return
+        # Name lookup, TCP connect and TLS handshake without blocking the reactor.
+        c = self._config
+        tls = self._client._ssl_context if c.tls else None
+        timeout = self._client.connect_timeout  # paho's, 5 s
+        self._opening = open_socket(self._reactor, c.host, c.port, timeout, tls)
+        self._opening.addCallbacks(self._opened, self._not_opened)
+
+    def _opened(self, sock: Any) -> None:
+        self._opening, self._client.ready_socket = None, sock
         try:
-            # A blocking TCP connect, bounded by paho's connect_timeout (5 s).
             rc = self._client.reconnect()
         except OSError as e:
-            _log.warn(
-                "MQTT broker {host}:{port} unreachable ({why}); retrying in {delay:.1f} s",
-                host=self._config.host,
-                port=self._config.port,
-                why=e.strerror or str(e),
-                delay=self._retry_delay,
-            )
-            self._schedule_reconnect()
+            self._not_opened(Failure(e))
             return
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._schedule_reconnect()
+
+    def _not_opened(self, failure: Failure) -> None:
+        self._opening = None
+        if self._stopping:
+            return
+        e = failure.value
+        _log.warn(
+            "MQTT broker {host}:{port} unreachable ({why}); retrying in {delay:.1f} s",
+            host=self._config.host,
+            port=self._config.port,
+            why=(e.strerror if isinstance(e, OSError) else None) or str(e),
+            delay=self._retry_delay,
+        )
+        self._schedule_reconnect()
 
     def _schedule_reconnect(self) -> None:
         if self._stopping or self._retry_call is not None:

@@ -5,8 +5,8 @@ TLS of the MQTT client.
 paho needs an ``ssl.SSLContext``, so this uses the standard ``ssl`` module:
 TLS 1.2 or newer, the broker's chain verified against ``[mqtt] tls_ca`` (or
 the system's CAs), and the broker's hostname (or IP address, as an IP SAN)
-verified with service-identity right after the handshake, inside paho's
-connect.
+verified with service-identity as the handshake ends (driven by the
+reactor in :mod:`ocppgw.mqtt.connect`).
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ class _Here:
     echoed: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Elsewhere:
     """What another instance last said of an identity."""
 

@@ -177,13 +177,18 @@ def render_ini(sections: Sections) -> str:
 
 
 def start_gateway(
-    directory: Path, broker: Broker, extra: Sections | None = None, new_session: bool = False
+    directory: Path,
+    broker: Broker,
+    extra: Sections | None = None,
+    new_session: bool = False,
+    mqtt_connected: bool = True,
 ) -> Gateway:
     """
     The gateway with a WebSocket listener on a free loopback port and the
     sections of ``extra`` merged over the defaults; returns once the listener
-    accepts connections and the log says "MQTT connected".  ``new_session``:
-    in a session and process group of its own, like a job in a terminal.
+    accepts connections and (unless ``mqtt_connected`` is false) the log says
+    "MQTT connected".  ``new_session``: in a session and process group of its
+    own, like a job in a terminal.
     """
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -211,7 +216,9 @@ def start_gateway(
     deadline = time.monotonic() + START_TIMEOUT
     # "starting on PORT": the listener is ours, not another process that took the free port.
     while not (
-        "MQTT connected" in (text := gw.log()) and f"starting on {port}" in text and accepts(port)
+        ("MQTT connected" in (text := gw.log()) or not mqtt_connected)
+        and f"starting on {port}" in text
+        and accepts(port)
     ):
         if gw.proc.poll() is not None or time.monotonic() > deadline:
             gw.stop()
