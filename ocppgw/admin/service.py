@@ -105,6 +105,8 @@ class Gateway:
             "charge_points": {
                 "connected": connected,
                 "grace": len(self.router.sessions()) - connected,
+                # What other instances' presence said, kept until pruned.
+                "remembered_elsewhere": self.router.remembered_elsewhere(),
             },
             "mqtt": {
                 "broker": f"{self.config.mqtt.host}:{self.config.mqtt.port}",

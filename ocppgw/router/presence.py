@@ -241,6 +241,10 @@ class Presence:
                     )
                 seen.online, seen.gone, seen.heard = False, True, now
 
+    def remembered(self) -> int:
+        """How many identities this instance remembers what other instances said of."""
+        return len(self._elsewhere)
+
     def held_elsewhere(self, identity: str) -> bool:
         """Whether another live instance said last that it has ``identity``."""
         seen = self._elsewhere.get(identity)

@@ -172,6 +172,10 @@ class Router:
         """Forget what other instances said of identities long gone (bounded memory)."""
         return self._presence.prune()
 
+    def remembered_elsewhere(self) -> int:
+        """Identities of other instances this router keeps presence of (pruned)."""
+        return self._presence.remembered()
+
     def announce(self) -> None:
         """
         This instance and its charge points are here: after each connect to

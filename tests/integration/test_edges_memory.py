@@ -20,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-from adminsupport import with_admin
+from adminsupport import http, with_admin
 from harness import Broker, free_port
 from support import own_gateway, start_own_broker, stop_broker
 
@@ -92,7 +92,7 @@ async def _measure(tmp_path: Path, deadline: float) -> None:
     try:
         with (
             own_gateway(tmp_path / "a", broker, with_admin(free_port(), ttl)) as here,
-            own_gateway(tmp_path / "b", broker, ttl) as peer,
+            own_gateway(tmp_path / "b", broker, with_admin(peer_admin := free_port(), ttl)) as peer,
         ):
             assert here.proc is not None and peer.proc is not None
             pids = [here.proc.pid, peer.proc.pid]
@@ -107,5 +107,13 @@ async def _measure(tmp_path: Path, deadline: float) -> None:
             )
             for name, b, a in zip(("instance", "peer"), before, after, strict=True):
                 assert a <= b * 1.10, f"{name} RSS grew from {b} to {a} KiB"
+            # What the peer remembers of them is pruned: not one entry per
+            # identity ever seen (the RSS of so few entries hides that).
+            status, info, _ = await asyncio.to_thread(
+                http, "GET", f"http://127.0.0.1:{peer_admin}/api/v1/gateway"
+            )
+            assert status == 200, info
+            remembered = info["charge_points"]["remembered_elsewhere"]
+            assert remembered < _TOTAL / 2, f"the peer remembers {remembered} identities"
     finally:
         stop_broker(broker)
