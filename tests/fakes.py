@@ -86,9 +86,13 @@ class FakeUpstream:
 
 @implementer(IMQTTClient)
 class FakeMQTT:
-    """Records publishes and subscriptions; acks each publish at once."""
+    """
+    Records publishes and subscriptions; acks each publish at once, or, while
+    ``failing``, refuses it as a full buffer does (nothing is recorded).
+    """
 
     def __init__(self) -> None:
+        self.failing = False
         self.published: list[tuple[str, bytes, int, bool]] = []
         self.subscriptions: dict[str, int] = {}
         self.identifiers: dict[str, int] = {}
@@ -96,6 +100,8 @@ class FakeMQTT:
         self.supports_identifiers = True
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> Deferred[None]:
+        if self.failing:
+            return fail(RuntimeError("MQTT buffer full"))
         self.published.append((topic, payload, qos, retain))
         return succeed(None)
 

@@ -31,6 +31,7 @@ from ocppgw.router import codecs
 from ocppgw.router.presence import Presence, topic_values
 from ocppgw.router.topics import shard, topic_matches
 from ocppgw.session.exchanges import rfc3339
+from ocppgw.session.owed import Owed
 from ocppgw.session.rules import Session
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ class Router:
         self._waiting: dict[str, int] = {}
         #: Why downstream CALLs are refused now (the gateway is stopping), if they are.
         self._stopping: str | None = None
+        #: Error envelopes about charge points no session holds, not published yet.
+        self._owed = Owed(clock, self.publish, "router")
         self._dn = config.downstream.topic
         self._dn_codec = codecs.get(self._dn.codec)
         self._dn_any = self._dn.template.subscription(self._values("", None), any_cid=True)
@@ -388,6 +391,5 @@ class Router:
             timestamp=rfc3339(self._clock.seconds()),
             origin=ORIGIN_GATEWAY,
         )
-        self.publish(envelope).addErrback(
-            lambda f: _log.error("could not publish error envelope: {f}", f=f.getErrorMessage())
-        )
+        # No session holds these: the router owes them itself (never a log line alone).
+        self._owed.publish(envelope)

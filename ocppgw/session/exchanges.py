@@ -37,6 +37,7 @@ from ocppgw.ocpp.messages import (
     encode_frame,
 )
 from ocppgw.ocpp.versions import ErrorKind, error_code
+from ocppgw.session.owed import Owed
 
 _log = Logger()
 
@@ -47,11 +48,6 @@ ACTION = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 #: answer can still be published, marked late (and, in backend.py, how many
 #: answered 2.1 CALLs, for the Action of a CALLRESULTERROR).
 LATE_MEMORY = 32
-
-#: Error envelopes waiting for room in the MQTT buffer, per session, and how
-#: often publishing them is tried again (seconds).
-OWED_MEMORY = 256
-OWED_RETRY = 1.0
 
 
 class Violation(Protocol):
@@ -163,9 +159,8 @@ class Exchanges:
         #: 2.1: upstream CALLs answered with a CALLRESULT (UniqueId to Action), so a
         #: CALLRESULTERROR for that result carries its Action (2.1 Part 4 §4.2.4).
         self._answered: OrderedDict[str, str] = OrderedDict()
-        #: Error envelopes whose publish failed, tried again every OWED_RETRY s.
-        self._owed: deque[Envelope] = deque()
-        self._owed_timer: IDelayedCall | None = None
+        #: Error envelopes whose publish failed, published again later.
+        self._owed = Owed(clock, upstream.publish, identity)
 
     def _envelope(self, message: Message, **kw: object) -> Envelope:
         return Envelope(
@@ -199,11 +194,11 @@ class Exchanges:
                 )
             return
         if envelope.origin == ORIGIN_GATEWAY:
-            self._owe(envelope)
+            self._owed.owe(envelope)
             return
         # An answer, or a SEND (never answered, 2.1 Part 4 §4.2.5): the backend
         # is told what it will not get, as soon as the buffer has room.
-        self._owe(
+        self._owed.owe(
             self._envelope(
                 CallError(
                     message.unique_id,
@@ -216,29 +211,6 @@ class Exchanges:
                 origin=ORIGIN_GATEWAY,
             )
         )
-
-    def _owe(self, envelope: Envelope) -> None:
-        """Publish the error envelope ``envelope`` once the MQTT buffer has room."""
-        self._owed.append(envelope)
-        while len(self._owed) > OWED_MEMORY:
-            lost = self._owed.popleft().message
-            _log.error(
-                "{cid}: more than {n} error envelopes wait for the broker; {id} dropped",
-                cid=self.identity,
-                n=OWED_MEMORY,
-                id=lost.unique_id,
-            )
-        if self._owed_timer is None:
-            self._owed_timer = self._clock.callLater(OWED_RETRY, self._pay_owed)
-
-    def _pay_owed(self) -> None:
-        self._owed_timer = None
-        owed, self._owed = self._owed, deque()
-        for envelope in owed:
-            self._upstream.publish(envelope).addErrback(self._still_owed, envelope)
-
-    def _still_owed(self, failure: Failure, envelope: Envelope) -> None:
-        self._owe(envelope)
 
     def _send(self, message: Message) -> bool:
         """Send ``message`` to the charge point; False when its connection is not open."""
