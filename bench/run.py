@@ -119,6 +119,10 @@ class Bench:
         ini.write_text(
             f"[gateway]\nid = bench{port}\nworkers = {workers}\n"
             f"[listener:ws]\nendpoint = tcp:{port}:interface=127.0.0.1:backlog=4096\n"
+            # A closed loop sends far above a charge point's rate: the limiter
+            # runs (its cost is measured) but never refuses.
+            "max_message_rate = 1000000\nmax_message_burst = 1000000\n"
+            f"[admin]\nendpoint = tcp:{free_port()}:interface=127.0.0.1\n"
             f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n{extra}\n"
             f"[upstream]\ncodec = {codec}\n[dnstream]\ncodec = {codec}\n"
             "[validation]\nmode = all\n"
