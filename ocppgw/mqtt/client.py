@@ -40,6 +40,7 @@ from zope.interface import implementer
 from ocppgw.interfaces import IMQTTClient
 from ocppgw.mqtt.reads import BufferedReads
 from ocppgw.mqtt.tls import mqtt_client_context
+from ocppgw.mqtt.writes import JoinedWrites
 
 if TYPE_CHECKING:
     # The stages read the typed configuration they are handed; config/ is above them.
@@ -52,7 +53,7 @@ class PublishError(Exception):
     """A message could not be handed to the broker."""
 
 
-class _Client(BufferedReads, paho.Client):
+class _Client(BufferedReads, JoinedWrites, paho.Client):
     """
     paho's client, minus two costs measured under load.
 
@@ -64,7 +65,8 @@ class _Client(BufferedReads, paho.Client):
 
     paho reads a packet's fixed header one byte per ``recv`` and handles one
     packet per ``loop_read``; :class:`~ocppgw.mqtt.reads.BufferedReads` reads
-    in large chunks and handles every packet that arrived in one turn.
+    in large chunks and handles every packet that arrived in one turn;
+    :class:`~ocppgw.mqtt.writes.JoinedWrites` sends what was queued in one.
     """
 
     def _update_inflight(self) -> MQTTErrorCode:
@@ -228,7 +230,24 @@ class MQTTClient:
             self._descriptor = None
 
     def _register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        if self._descriptor is not None:
+        if self._descriptor is None:
+            return
+        if self.connected and client.want_write():
+            # Packets queued while connected go out together at the end of this
+            # reactor turn (one send, JoinedWrites); the writer is added only
+            # when the socket cannot take them all.
+            if self._flush_call is None:
+                self._flush_call = self._reactor.callLater(0, self._flush)
+            return
+        self._reactor.addWriter(self._descriptor)
+
+    _flush_call: Any = None
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        client = self._client
+        client.loop_write()
+        if client.want_write() and self._descriptor is not None:
             self._reactor.addWriter(self._descriptor)
 
     def _unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:

@@ -16,7 +16,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ocppgw.mqtt.client import _Client
-from ocppgw.mqtt.reads import parse_publish
+from ocppgw.mqtt.reads import parse_puback, parse_publish
 
 
 def publish(topic: str, payload: bytes) -> bytes:
@@ -192,3 +192,75 @@ def test_fast_publish_is_handled_then_acknowledged(wired: Any) -> None:
     assert handled == [("a/b", b"hello", ())]
     assert events == []  # paho's on_message was not involved
     assert theirs.recv(16) == b"\x40\x02\x02\x01"  # PUBACK of packet id 513
+
+
+# --- the PUBACK fast path ---
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    mid=st.integers(1, 65535),
+    reason=st.sampled_from([None, 0x00, 0x10, 0x80, 0x87, 0x91, 0x97]),
+    reason_string=st.none() | _TEXT,
+    v5=st.booleans(),
+)
+def test_parse_puback_agrees_with_paho(
+    mid: int, reason: int | None, reason_string: str | None, v5: bool
+) -> None:
+    """parse_puback reads the packet id of every plain accepting PUBACK paho reads, no other."""
+    body = mid.to_bytes(2, "big")
+    if v5 and reason is not None:
+        body += bytes([reason])
+        if reason_string is not None:
+            properties = Properties(PacketTypes.PUBACK)
+            properties.ReasonString = reason_string
+            body += properties.pack()
+    theirs = _packet.decode_puback(0x40, body, paho.MQTTv5 if v5 else paho.MQTTv311)
+    plain = theirs.reason.value == 0 and not theirs.properties.json()
+    assert parse_puback(body, v5) == (theirs.mid if plain else None)
+
+
+def _sent(client: _Client, theirs: socket.socket) -> int:
+    """Publish one QoS 1 message and drain it from the wire; its packet id."""
+    info = client.publish("up", b"x", qos=1)
+    client.loop_write()
+    theirs.recv(64)
+    return int(info.mid)
+
+
+@pytest.mark.parametrize("v5", [False, True])
+def test_plain_puback_completes_the_publish(v5: bool) -> None:
+    """A plain PUBACK completes its publish with a success reason, as paho's does."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    client = _Client(
+        CallbackAPIVersion.VERSION2, client_id="t", protocol=paho.MQTTv5 if v5 else paho.MQTTv311
+    )
+    acks: list[Any] = []
+    client.on_publish = lambda c, u, mid, reason, props: acks.append((mid, reason.is_failure))
+    client._sock = ours
+    client._state = paho._ConnectionState.MQTT_CS_CONNECTED
+    mid = _sent(client, theirs)
+    theirs.sendall(b"\x40\x02" + mid.to_bytes(2, "big"))
+    client.read_available()
+    assert acks == [(mid, False)]
+    assert mid not in client._out_messages
+    ours.close()
+    theirs.close()
+
+
+def test_refusing_puback_is_reported_as_a_failure() -> None:
+    """An MQTT 5 PUBACK with a failing reason code still reaches on_publish as a failure."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    client = _Client(CallbackAPIVersion.VERSION2, client_id="t", protocol=paho.MQTTv5)
+    acks: list[Any] = []
+    client.on_publish = lambda c, u, mid, reason, props: acks.append((mid, reason.value))
+    client._sock = ours
+    client._state = paho._ConnectionState.MQTT_CS_CONNECTED
+    mid = _sent(client, theirs)
+    theirs.sendall(b"\x40\x04" + mid.to_bytes(2, "big") + b"\x87\x00")  # Not authorized
+    client.read_available()
+    assert acks == [(mid, 0x87)]
+    ours.close()
+    theirs.close()
