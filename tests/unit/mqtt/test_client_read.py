@@ -33,18 +33,40 @@ def publish(topic: str, payload: bytes) -> bytes:
 
 
 class CountingSocket:
-    """A real socket that counts its ``recv`` calls."""
+    """
+    A real socket that counts its ``recv`` and ``send`` calls; with ``limit``,
+    one ``send`` takes that many bytes, and after it the socket is full.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.recvs = 0
+        self.sends = 0
+        self.limit: int | None = None
 
     def recv(self, size: int) -> bytes:
         self.recvs += 1
         return self.sock.recv(size)
 
+    def send(self, data: bytes) -> int:
+        self.sends += 1
+        if self.limit is None:
+            return self.sock.send(data)
+        if self.limit == 0:
+            raise BlockingIOError()
+        taken, self.limit = self.sock.send(data[: self.limit]), 0
+        return taken
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
+
+
+def connected(sock: Any, protocol: int = paho.MQTTv311) -> _Client:
+    """A paho client that is connected, as far as it knows, on ``sock``."""
+    client = _Client(CallbackAPIVersion.VERSION2, client_id="t", protocol=protocol)
+    client._sock = sock
+    client._state = paho._ConnectionState.MQTT_CS_CONNECTED
+    return client
 
 
 @pytest.fixture
@@ -52,13 +74,11 @@ def wired() -> Iterator[tuple[_Client, CountingSocket, socket.socket, list[Any]]
     """A paho client whose socket is one end of a socketpair; the test writes the other."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
-    client = _Client(CallbackAPIVersion.VERSION2, client_id="t", protocol=paho.MQTTv311)
+    counting = CountingSocket(ours)
+    client = connected(counting)
     events: list[Any] = []
     client.on_message = lambda c, u, m: events.append((m.topic, bytes(m.payload)))
     client.on_disconnect = lambda c, u, f, r, p: events.append("disconnected")
-    counting = CountingSocket(ours)
-    client._sock = counting
-    client._state = paho._ConnectionState.MQTT_CS_CONNECTED
     yield client, counting, theirs, events
     theirs.close()
     ours.close()
@@ -233,13 +253,9 @@ def test_plain_puback_completes_the_publish(v5: bool) -> None:
     """A plain PUBACK completes its publish with a success reason, as paho's does."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
-    client = _Client(
-        CallbackAPIVersion.VERSION2, client_id="t", protocol=paho.MQTTv5 if v5 else paho.MQTTv311
-    )
+    client = connected(ours, paho.MQTTv5 if v5 else paho.MQTTv311)
     acks: list[Any] = []
     client.on_publish = lambda c, u, mid, reason, props: acks.append((mid, reason.is_failure))
-    client._sock = ours
-    client._state = paho._ConnectionState.MQTT_CS_CONNECTED
     mid = _sent(client, theirs)
     theirs.sendall(b"\x40\x02" + mid.to_bytes(2, "big"))
     client.read_available()
@@ -253,11 +269,9 @@ def test_refusing_puback_is_reported_as_a_failure() -> None:
     """An MQTT 5 PUBACK with a failing reason code still reaches on_publish as a failure."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
-    client = _Client(CallbackAPIVersion.VERSION2, client_id="t", protocol=paho.MQTTv5)
+    client = connected(ours, paho.MQTTv5)
     acks: list[Any] = []
     client.on_publish = lambda c, u, mid, reason, props: acks.append((mid, reason.value))
-    client._sock = ours
-    client._state = paho._ConnectionState.MQTT_CS_CONNECTED
     mid = _sent(client, theirs)
     theirs.sendall(b"\x40\x04" + mid.to_bytes(2, "big") + b"\x87\x00")  # Not authorized
     client.read_available()

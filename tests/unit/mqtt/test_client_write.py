@@ -6,32 +6,10 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from ocppgw.mqtt.client import _Client
-
-
-class CountingSocket:
-    """A real socket counting ``send`` calls; with ``limit`` it takes that much, then is full."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.sends = 0
-        self.limit: int | None = None
-
-    def send(self, data: bytes) -> int:
-        self.sends += 1
-        if self.limit is None:
-            return self.sock.send(data)
-        if self.limit == 0:
-            raise BlockingIOError()
-        taken, self.limit = self.sock.send(data[: self.limit]), 0
-        return taken
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sock, name)
+from tests.unit.mqtt.test_client_read import CountingSocket, connected
 
 
 @pytest.fixture
@@ -40,14 +18,12 @@ def wired() -> Iterator[tuple[_Client, CountingSocket, socket.socket, list[Any]]
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     theirs.settimeout(1)
-    client = _Client(CallbackAPIVersion.VERSION2, client_id="t", protocol=paho.MQTTv311)
+    counting = CountingSocket(ours)
+    client = connected(counting)
     published: list[Any] = []
     client.on_publish = lambda c, u, mid, reason, props: published.append(mid)
     # An event loop is registered: packets wait in the queue for loop_write.
     client.on_socket_register_write = lambda c, u, s: None
-    counting = CountingSocket(ours)
-    client._sock = counting
-    client._state = paho._ConnectionState.MQTT_CS_CONNECTED
     yield client, counting, theirs, published
     theirs.close()
     ours.close()
