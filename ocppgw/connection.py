@@ -233,6 +233,11 @@ class OCPPServerProtocol(WebSocketServerProtocol):
 
     # --- the steady state's short way (see the module docstring) ---
 
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn's Twisted adapter builds a debug line's arguments (hltype,
+        # hlval) for every read, debug logging on or off; the rest is its own.
+        self._dataReceived(data)
+
     def processData(self) -> bool:
         if self._short_way and self.current_frame is None and self.state == self.STATE_OPEN:
             done = self._plain_text_frame()
