@@ -1,7 +1,11 @@
 """
 Reconnect storm: N charge points (default 10,000) connect at once to a real
 gateway (security profile 1, HTTP Basic against a credentials file of N
-identities, a real mosquitto); how fast are they all back?
+identities, a real mosquitto); how fast are they all back, and (``--boot``)
+all booted: each sends a BootNotification right after the upgrade, which the
+gateway validates and publishes, the bench backend (``servers.py backend``)
+answers over MQTT, and the charge point counts as booted when the
+CALLRESULT arrives (a CALLERROR or no answer is a failure)?
 
 The clients are cheap on purpose: asyncio protocols sending the raw HTTP
 upgrade request and reading the response head, spread over a few processes,
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import multiprocessing as mp
 import os
 import platform
@@ -82,6 +87,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(10)
 
 
+#: OCPP 1.6 BootNotification CALL, as a client frame masked with the zero key (RFC 6455 §5.3).
+_BOOT = b'[2,"boot","BootNotification",{"chargePointVendor":"Bench","chargePointModel":"Storm"}]'
+BOOT_FRAME = bytes([0x81, 0x80 | len(_BOOT)]) + b"\0\0\0\0" + _BOOT
+
+
 def request(identity: str, port: int) -> bytes:
     token = base64.b64encode(identity.encode() + b":" + PASSWORD).decode()
     return (
@@ -95,9 +105,17 @@ def request(identity: str, port: int) -> bytes:
 class _Upgrade(asyncio.Protocol):
     """One charge point: sends the upgrade request, waits for the response head."""
 
-    def __init__(self, payload: bytes, answered: asyncio.Future[bool]) -> None:
+    def __init__(
+        self,
+        payload: bytes,
+        answered: asyncio.Future[bool],
+        boot: bytes | None = None,
+        booted: asyncio.Future[bool] | None = None,
+    ) -> None:
         self.payload = payload
         self.answered = answered
+        self.boot = boot
+        self.booted = booted
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
@@ -106,15 +124,34 @@ class _Upgrade(asyncio.Protocol):
         transport.write(self.payload)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
-        if self.answered.done():
-            return  # WebSocket frames after the upgrade (none expected)
         self.buffer += data
-        if b"\r\n\r\n" in self.buffer:
-            self.answered.set_result(self.buffer.startswith(b"HTTP/1.1 101"))
+        if not self.answered.done():
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            ok = self.buffer.startswith(b"HTTP/1.1 101")
+            self.answered.set_result(ok)
+            self.buffer = self.buffer[end + 4 :]
+            if ok and self.boot is not None and self.transport is not None:
+                self.transport.write(self.boot)
+        if self.booted is None or self.booted.done() or len(self.buffer) < 2:
+            return
+        # The server's frames are unmasked (RFC 6455 §5.1): the answer is the first text frame.
+        n, at = self.buffer[1] & 0x7F, 2
+        if n == 126:
+            if len(self.buffer) < 4:
+                return
+            n, at = int.from_bytes(self.buffer[2:4], "big"), 4
+        if len(self.buffer) < at + n:
+            return
+        if self.buffer[0] & 0x0F == 1:
+            self.booted.set_result(self.buffer[at : at + 3] == b"[3,")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.answered.done():
             self.answered.set_result(False)
+        if self.booted is not None and not self.booted.done():
+            self.booted.set_result(False)
 
 
 async def storm(
@@ -125,10 +162,12 @@ async def storm(
     deadline: float,
     release: Any,
     results: Any,
+    boot: bool = False,
 ) -> None:
     """
-    Handshake every identity; put (completion times, latencies, failures) on
-    ``results``, then hold the connections until ``release`` is set.
+    Handshake (and with ``boot``, boot) every identity; put (completion
+    times, latencies, failures) on ``results``, then hold the connections
+    until ``release`` is set.
     """
     loop = asyncio.get_running_loop()
     done: list[float] = []
@@ -136,20 +175,30 @@ async def storm(
     failures = 0
     transports: list[asyncio.BaseTransport] = []
     gate = asyncio.Semaphore(concurrency)
+    connected: list[float] = []
 
     async def one(identity: str) -> None:
         nonlocal failures
         async with gate:
             t0 = time.time()
             answered: asyncio.Future[bool] = loop.create_future()
+            booted: asyncio.Future[bool] | None = loop.create_future() if boot else None
             try:
                 transport, _ = await asyncio.wait_for(
                     loop.create_connection(
-                        lambda: _Upgrade(request(identity, port), answered), "127.0.0.1", port
+                        lambda: _Upgrade(
+                            request(identity, port), answered, BOOT_FRAME if boot else None, booted
+                        ),
+                        "127.0.0.1",
+                        port,
                     ),
                     max(0.1, deadline - t0),
                 )
                 ok = await asyncio.wait_for(answered, max(0.1, deadline - time.time()))
+                if ok:
+                    connected.append(time.time())
+                if ok and booted is not None:
+                    ok = await asyncio.wait_for(booted, max(0.1, deadline - time.time()))
             except (TimeoutError, OSError):
                 failures += 1
                 return
@@ -164,7 +213,7 @@ async def storm(
 
     await asyncio.sleep(max(0.0, start_at - time.time()))
     await asyncio.gather(*(one(i) for i in identities))
-    results.put((done, latencies, failures))
+    results.put((done, latencies, failures, connected))
     # Hold every connection until all client processes are done.
     while not release.is_set() and time.time() < deadline + 5:
         await asyncio.sleep(0.05)
@@ -180,9 +229,10 @@ def client(
     deadline: float,
     release: Any,
     results: Any,
+    boot: bool = False,
 ) -> None:
     raise_fd_limit(len(identities) + 256)
-    asyncio.run(storm(identities, port, start_at, concurrency, deadline, release, results))
+    asyncio.run(storm(identities, port, start_at, concurrency, deadline, release, results, boot))
 
 
 def in_process_rate(creds: Path, identities: list[str], seconds: float = 2.0) -> float:
@@ -251,6 +301,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="bound on the whole storm")
     parser.add_argument("--keep", action="store_true", help="keep the temporary logs")
     parser.add_argument("--profile", help="write the gateway's cProfile stats to this file")
+    parser.add_argument(
+        "--boot", action="store_true", help="each sends a BootNotification, answered by a backend"
+    )
+    parser.add_argument("--json", help="also write the figures as JSON to this file")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "handshake_storm.txt"))
     args = parser.parse_args()
     n = args.n
@@ -276,6 +330,7 @@ def main() -> int:
         f"security_profile = 1\nhandshake_timeout = 60\nping_interval = 0\n"
         f"[auth]\ncredentials = {work / 'creds'}\n"
         f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n"
+        f"[admin]\nendpoint = tcp:{free_port()}:interface=127.0.0.1\n"
     )
     broker_log = open(work / "mosquitto.log", "wb")
     gateway_log = open(work / "gateway.log", "wb")
@@ -283,9 +338,16 @@ def main() -> int:
         [MOSQUITTO, "-c", str(work / "mosquitto.conf")], stdout=broker_log, stderr=subprocess.STDOUT
     )
     gateway = None
+    backend = None
     procs: list[mp.Process] = []
     try:
         wait_port(mport, broker, "mosquitto")
+        if args.boot:
+            backend = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "servers.py"), "backend", str(mport)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )
         profile = (
             ["--profile", args.profile, "--profiler", "cprofile", "--savestats"]
             if args.profile
@@ -326,6 +388,7 @@ def main() -> int:
                     deadline,
                     release,
                     results,
+                    args.boot,
                 ),
             )
             p.start()
@@ -343,7 +406,10 @@ def main() -> int:
         done = sorted(t for c in collected for t in c[0])
         latencies = sorted(x for c in collected for x in c[1])
         failures = sum(c[2] for c in collected)
+        upgraded = sorted(t for c in collected for t in c[3])
     finally:
+        if backend is not None:
+            stop(backend)
         for p in procs:
             if p.is_alive():
                 p.terminate()
@@ -356,7 +422,9 @@ def main() -> int:
 
     ok = len(done)
     all_back = done[-1] - start_at if ok else float("nan")
+    all_connected = upgraded[-1] - start_at if upgraded else float("nan")
     rate = ok / all_back if ok else 0.0
+    what = "handshake + boot" if args.boot else "handshake"
     per_second: dict[int, int] = {}
     for x in done:
         per_second[int(x - start_at)] = per_second.get(int(x - start_at), 0) + 1
@@ -369,10 +437,14 @@ def main() -> int:
         f"WebSocket handshake + Basic auth alone (in-process, no sockets, no MQTT): "
         f"{layer_rate:.0f} handshakes/s",
         "end to end (sockets, session, MQTT subscribe and presence publish, logging):",
-        f"connected: {ok}, failed: {failures}",
-        f"time until all connected: {all_back:.2f} s",
-        f"average rate: {rate:.0f} handshakes/s; peak 1-second window: {peak}/s",
-        "handshake latency: "
+        f"connected: {len(upgraded)}, "
+        + (f"booted (BootNotification answered through the backend): {ok}, " if args.boot else "")
+        + f"failed: {failures}",
+        f"time until all connected: {all_connected:.2f} s",
+        *([f"time until all booted: {all_back:.2f} s"] if args.boot else []),
+        f"average rate: {rate:.0f} {'boots' if args.boot else 'handshakes'}/s; "
+        f"peak 1-second window: {peak}/s",
+        ("handshake + boot latency: " if args.boot else "handshake latency: ")
         + (
             f"p50 {statistics.median(latencies) * 1000:.0f} ms, "
             f"p99 {latencies[int(0.99 * (len(latencies) - 1))] * 1000:.0f} ms, "
@@ -381,7 +453,8 @@ def main() -> int:
             else "n/a"
         ),
         f"CPU during the storm: gateway {gateway_cpu:.2f} s "
-        f"({gateway_cpu / max(ok, 1) * 1e6:.0f} us a handshake), mosquitto {broker_cpu:.2f} s",
+        f"({gateway_cpu / max(ok, 1) * 1e6:.0f} us a {what}), "
+        f"mosquitto {broker_cpu:.2f} s",
         f"gateway RSS: {rss_before / 1024:.0f} MiB idle, {rss_after / 1024:.0f} MiB "
         f"with {ok} connected",
     ]
@@ -393,6 +466,20 @@ def main() -> int:
     print(text, end="")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
+    if args.json:
+        figures = {
+            "n": n,
+            "boot": args.boot,
+            "connected": len(upgraded),
+            "completed": ok,
+            "failures": failures,
+            "all_connected_s": all_connected,
+            "all_completed_s": all_back,
+            "gateway_cpu_us_each": gateway_cpu / max(ok, 1) * 1e6,
+            "rss_before_kib": rss_before,
+            "rss_after_kib": rss_after,
+        }
+        Path(args.json).write_text(json.dumps(figures) + "\n")
     return 0 if ok == n else 1
 
 

@@ -115,13 +115,16 @@ class Bench:
         self, mport: int, extra: str = "", codec: str = "json", workers: int = 1
     ) -> Iterator[tuple[int, Any]]:
         port = free_port()
+        # The admin API as operators run it (with workers, the supervisor's).
+        admin = f"tcp:{free_port()}:interface=127.0.0.1"
         ini = self.work / f"gw-{port}.ini"
         ini.write_text(
             f"[gateway]\nid = bench{port}\nworkers = {workers}\n"
             f"[listener:ws]\nendpoint = tcp:{port}:interface=127.0.0.1:backlog=4096\n"
-            # A load generator's charge point sends far beyond a real one's
-            # 10/s: the per-connection limit is still checked, but never hit.
+            # A closed loop sends far above a charge point's rate: the limiter
+            # runs (its cost is measured) but never refuses.
             "max_message_rate = 1000000\nmax_message_burst = 1000000\n"
+            f"[admin]\nendpoint = {admin}\n"
             f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n{extra}\n"
             f"[upstream]\ncodec = {codec}\n[dnstream]\ncodec = {codec}\n"
             "[validation]\nmode = all\n"
@@ -279,62 +282,93 @@ def open_loop(b: Bench, rate: float) -> list[dict[str, Any]]:
     return runs
 
 
-def memory(b: Bench, n: int) -> dict[str, Any]:
-    """RSS per idle charge point: n connections held open on one gateway process."""
-    with b.broker() as (mport, _broker), b.gateway(mport) as (port, proc):
+def fd_room(pid: int) -> int:
+    """How many more files process ``pid`` may open: its soft limit minus those open."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3]) - len(os.listdir(f"/proc/{pid}/fd"))
+    raise SystemExit(f"no open-files limit for {pid}")
+
+
+#: Idle charge points per load process (each has the same 20,000-file limit).
+_PER_LOADER = 10_000
+
+
+def memory(b: Bench, n: int | None, workers: int = 1) -> dict[str, Any]:
+    """
+    RSS per idle charge point: ``n`` connections held open on the gateway
+    (``None``: as many as one process's open-files limit leaves room for),
+    spread over load processes and source addresses across 127.0.0.0/8.
+    """
+    with b.broker() as (mport, _broker), b.gateway(mport, workers=workers) as (port, proc):
         time.sleep(1)
-        before = rss_kb(proc.pid)
-        argv = [
-            PY,
-            str(HERE / "wsload.py"),
-            "--port",
-            str(port),
-            "--conns",
-            str(n),
-            "--mode",
-            "idle",
-        ]
-        load = subprocess.Popen(
-            pinned(LOAD_CORE, argv), stdout=subprocess.PIPE, stdin=subprocess.PIPE
-        )
-        assert load.stdout is not None and load.stdin is not None
+        pids = family(proc.pid)
+        if n is None:
+            n = fd_room(proc.pid) - 2  # two to spare: the log file may be reopened
+        before = sum(rss_kb(p) for p in pids)
+        loads = []
         started = time.monotonic()
-        line = load.stdout.readline().decode().strip()
-        held = time.monotonic() - started
-        if line != "HELD":
-            load.kill()
-            raise SystemExit(f"idle load did not hold {n} connections: {line!r}")
-        time.sleep(2)
-        after = rss_kb(proc.pid)
-        load.stdin.write(b"done\n")
-        load.stdin.flush()
-        load.wait(60)
+        for first in range(0, n, _PER_LOADER):
+            argv = [PY, str(HERE / "wsload.py"), "--port", str(port), "--mode", "idle"]
+            argv += ["--conns", str(min(_PER_LOADER, n - first)), "--first", str(first)]
+            argv += ["--connect-timeout", "150"]
+            loads.append(
+                subprocess.Popen(
+                    pinned(LOAD_CORE, argv), stdout=subprocess.PIPE, stdin=subprocess.PIPE
+                )
+            )
+        try:
+            for load in loads:
+                assert load.stdout is not None
+                line = load.stdout.readline().decode().strip()
+                if line != "HELD":
+                    raise SystemExit(f"idle load did not hold its share of {n}: {line!r}")
+            held = time.monotonic() - started
+            time.sleep(2)
+            after = sum(rss_kb(p) for p in pids)
+        finally:
+            for load in loads:
+                assert load.stdin is not None
+                try:
+                    load.stdin.write(b"done\n")
+                    load.stdin.flush()
+                except OSError:
+                    pass
+            for load in loads:
+                try:
+                    load.wait(60)
+                except subprocess.TimeoutExpired:
+                    load.kill()
     per = (after - before) / n
     result = {
         "conns": n,
+        "workers": workers,
         "rss_idle_kib": before,
         "rss_held_kib": after,
         "kib_per_conn": per,
         "connect_s": held,
     }
     print(
-        f"memory: {n} idle charge points, {per:.1f} KiB each ({before} -> {after} KiB)", flush=True
+        f"memory: {n} idle charge points on {workers} worker(s), {per:.1f} KiB each "
+        f"({before} -> {after} KiB, connected in {held:.1f} s)",
+        flush=True,
     )
     return result
 
 
 def storm(b: Bench, n: int) -> dict[str, Any]:
-    """The reconnect storm of handshake_storm.py; its figures, as it printed them."""
-    out = b.work / "storm.txt"
+    """The reconnect storm of handshake_storm.py, each charge point booting; its figures."""
+    out, figures = b.work / "storm.txt", b.work / "storm.json"
+    argv = [PY, str(HERE / "handshake_storm.py"), "--n", str(n), "--boot"]
     subprocess.run(
-        [PY, str(HERE / "handshake_storm.py"), "--n", str(n), "--out", str(out)],
+        [*argv, "--out", str(out), "--json", str(figures)],
         check=True,
         timeout=240,
         stdout=subprocess.DEVNULL,
     )
     text = out.read_text()
     print(text, flush=True)
-    return {"n": n, "report": text}
+    return {"n": n, "report": text, **json.loads(figures.read_text())}
 
 
 def profile(b: Bench, seconds: int = 8) -> str:
@@ -420,7 +454,11 @@ def main() -> int:
             result["variants"] = variants(b)
             peak = max(r["rate"] for r in result["closed"] if r["server"] == "gateway")
             result["open"] = open_loop(b, peak / 2)
-            result["memory"] = memory(b, 10_000)
+            result["memory"] = [
+                memory(b, 10_000),
+                memory(b, None),  # as many as one process may hold here
+                memory(b, 50_000, workers=4),  # 4 processes: 12,500 each, under 20,000 files
+            ]
             result["storm"] = storm(b, 10_000)
             result["profile"] = profile(b)
     finally:

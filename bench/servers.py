@@ -30,6 +30,9 @@ _ANSWERS = {
     "MeterValues": b"{}",
     "StatusNotification": b"{}",
     "Heartbeat": b'{"currentTime":"2024-01-01T00:00:00Z"}',
+    "BootNotification": (
+        b'{"status":"Accepted","currentTime":"2024-01-01T00:00:00Z","interval":300}'
+    ),
 }
 
 

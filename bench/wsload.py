@@ -152,6 +152,7 @@ async def connect_all(args: argparse.Namespace) -> list[Client]:
     clients: list[Client] = []
 
     async def one(i: int) -> None:
+        i += args.first
         async with gate:
             path = f"{args.path}/{args.prefix}{i}"
             _, client = await loop.create_connection(
@@ -255,6 +256,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--path", default="/ocpp")
     p.add_argument("--prefix", default="BENCH")
     p.add_argument("--conns", type=int, default=100)
+    p.add_argument(
+        "--first", type=int, default=0, help="index of the first charge point (several loaders)"
+    )
     p.add_argument("--mode", choices=["closed", "open", "idle"], default="closed")
     p.add_argument("--rate", type=float, default=1000.0, help="open loop: CALLs/s in all")
     p.add_argument("--warmup", type=float, default=1.0)

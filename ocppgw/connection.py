@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.listener.test_handshake -*-
+# -*- test-case-name: tests.unit.listener.test_handshake,tests.unit.test_connection_short_way -*-
 """
 One charge point's WebSocket: the Autobahn protocol, and nothing more.
 
@@ -13,6 +13,18 @@ every way out of Autobahn's STATE_OPEN passes through ``sendCloseFrame``
 (our close, a reply to the peer's close, a protocol violation answered with
 1007/1009) or ``dropConnection`` (a ping or close handshake timeout), and
 both tell the session ``closing()`` first.
+
+The steady state takes a shorter way than Autobahn's (:meth:`processData`,
+:meth:`send_frame`): a whole, unfragmented, masked text frame in the buffer
+is unmasked, checked as UTF-8 and handed to the session in one step, and a
+text frame to the charge point is framed and written in one; Autobahn's
+generic frame machine, its per-frame debug helpers (``hltype``/``hlval``
+are evaluated for a debug line even with debug logging off) and its
+per-frame objects cost more than the rest of the WebSocket layer.  Every
+other frame (control frames, fragments, compression, a frame over the size
+limit, invalid UTF-8, a frame not yet complete) and every state but OPEN
+still goes to Autobahn, which enforces RFC 6455 and fails the connection as
+it always did.
 """
 
 from __future__ import annotations
@@ -51,6 +63,22 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_SERVICE_RESTART = 1012
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """RFC 6455 §5.3: octet i of the payload XOR octet i mod 4 of the masking key."""
+    n = len(payload)
+    key = (mask * ((n + 3) // 4))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def text_frame_header(n: int) -> bytes:
+    """RFC 6455 §5.2: FIN, text opcode, unmasked (server to client, §5.1), minimal length."""
+    if n <= 125:
+        return bytes((0x81, n))
+    if n <= 0xFFFF:
+        return b"\x81\x7e" + n.to_bytes(2, "big")
+    return b"\x81\x7f" + n.to_bytes(8, "big")
 
 
 @implementer(IChargePointConnection)
@@ -153,7 +181,29 @@ class OCPPServerProtocol(WebSocketServerProtocol):
 
     # --- connection ---
 
+    #: The short ways are taken (set at open, from Autobahn's options then).
+    _short_way = False
+    #: Autobahn's payload limits and auto-fragment size (0: none), copied at open.
+    _limits = (0, 0, 0)
+
+    def _options_at_open(self) -> None:
+        options: Any = self
+        self._short_way = (
+            self._perMessageCompress is None
+            and not options.logFrames
+            and not options.logOctets
+            and not options.trackedTimings
+            and not options.maskServerFrames
+            and bool(options.applyMask)
+        )
+        self._limits = (
+            options.maxFramePayloadSize,
+            options.maxMessagePayloadSize,
+            options.autoFragmentSize,
+        )
+
     def onOpen(self) -> None:
+        self._options_at_open()
         if self.version is None:
             # OCPP-J 1.6 §3.2: no agreed subprotocol: complete, then close.
             _log.info(
@@ -173,9 +223,68 @@ class OCPPServerProtocol(WebSocketServerProtocol):
             # OCPP-J frames are text (OCPP-J 1.6 §4.1.1); RFC 6455 §7.4.1: 1003.
             self.close(CLOSE_UNSUPPORTED_DATA, "OCPP-J frames must be text frames")
             return
-        text = payload.decode("utf-8")
+        self._text_received(payload.decode("utf-8"))
+
+    def _text_received(self, text: str) -> None:
+        if self.session is None:
+            return
         self.factory.events.frame(self.identity or "", True, text)
         self.session.frame_received(text)
+
+    # --- the steady state's short way (see the module docstring) ---
+
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn's Twisted adapter builds a debug line's arguments (hltype,
+        # hlval) for every read, debug logging on or off; the rest is its own.
+        self._dataReceived(data)
+
+    def processData(self) -> bool:
+        if self._short_way and self.current_frame is None and self.state == self.STATE_OPEN:
+            done = self._plain_text_frame()
+            if done is not None:
+                return done
+        more: bool = super().processData()
+        return more
+
+    def _plain_text_frame(self) -> bool | None:
+        """
+        Handle a whole text frame at the head of the buffer, or return
+        ``None`` (nothing consumed) for Autobahn to handle whatever it is.
+        """
+        data = self.data
+        if len(data) < 7 or data[0] != 0x81 or self.inside_message:
+            return None  # RFC 6455 §5.2: not FIN + RSV 0 + text, or a fragment follows
+        length = data[1] ^ 0x80
+        if length > 126:
+            return None  # unmasked (§5.3: a server fails it), or a 64-bit length
+        start = 6
+        if length == 126:
+            length, start = int.from_bytes(data[2:4], "big"), 8
+            if length < 126:
+                return None  # not the minimal length encoding (§5.2)
+        end = start + length
+        max_frame, max_message, _ = self._limits
+        if (
+            length == 0
+            or len(data) < end
+            or 0 < max_frame < length
+            or 0 < max_message < length  # Autobahn fails both with 1009
+        ):
+            return None
+        try:
+            text = unmask(data[start:end], data[start - 4 : start]).decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # Autobahn fails it with 1007 (§8.1)
+        self.data = data[end:]
+        stats = self.trafficStats
+        stats.incomingOctetsWebSocketLevel += length
+        stats.incomingOctetsAppLevel += length
+        stats.incomingWebSocketFrames += 1
+        stats.incomingWebSocketMessages += 1
+        if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+            self._cancelAutoPingTimeoutCall()
+        self._text_received(text)
+        return len(self.data) > 0
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         session, self.session = self.session, None
@@ -192,7 +301,26 @@ class OCPPServerProtocol(WebSocketServerProtocol):
                 "{cid}: not open, frame dropped: {frame!r}", cid=self.identity, frame=text[:80]
             )
             return
-        self.sendMessage(text.encode("utf-8"), isBinary=False)
+        data = text.encode("utf-8")
+        n = len(data)
+        _, max_message, fragment = self._limits
+        if (
+            not self._short_way
+            or self.send_queue
+            or 0 < fragment < n
+            or 0 < max_message < n  # Autobahn raises PayloadExceededError
+        ):
+            self.sendMessage(data, isBinary=False)
+        else:
+            # Autobahn's sendMessage -> sendFrame -> sendData, in one write.
+            raw = text_frame_header(n) + data
+            self.transport.write(raw)  # type: ignore[union-attr]
+            stats = self.trafficStats
+            stats.outgoingWebSocketMessages += 1
+            stats.outgoingWebSocketFrames += 1
+            stats.outgoingOctetsAppLevel += n
+            stats.outgoingOctetsWebSocketLevel += n
+            stats.outgoingOctetsWireLevel += len(raw)
         self.factory.events.frame(self.identity or "", False, text)
 
     # --- leaving STATE_OPEN ---

@@ -39,7 +39,7 @@ from zope.interface import implementer
 
 from ocppgw.interfaces import IMQTTClient
 from ocppgw.mqtt.connect import open_socket
-from ocppgw.mqtt.reads import BufferedReads
+from ocppgw.mqtt.driver import Descriptor, PahoClient
 from ocppgw.mqtt.tls import mqtt_client_context
 
 if TYPE_CHECKING:
@@ -51,45 +51,6 @@ _log = Logger()
 
 class PublishError(Exception):
     """A message could not be handed to the broker."""
-
-
-class _Client(BufferedReads, paho.Client):
-    """
-    paho's client, minus two costs measured under load.
-
-    After every PUBACK paho walks all its outgoing messages looking for queued
-    ones to send (``_update_inflight``), which with a large in-flight window
-    was ~15% of the gateway's CPU in a reconnect storm.  Queued messages exist
-    only when there are more outgoing messages than in flight, so the walk is
-    skipped otherwise.
-
-    paho reads a packet's fixed header one byte per ``recv`` and handles one
-    packet per ``loop_read``; :class:`~ocppgw.mqtt.reads.BufferedReads` reads
-    in large chunks and handles every packet that arrived in one turn.
-    """
-
-    def _update_inflight(self) -> MQTTErrorCode:
-        out = getattr(self, "_out_messages", None)
-        inflight = getattr(self, "_inflight_messages", None)
-        if out is not None and inflight is not None and len(out) <= inflight:
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
-        rc: MQTTErrorCode = super()._update_inflight()
-        return rc
-
-    def queued(self, connected: bool) -> int:
-        """Publishes paho holds that are not on the wire yet (all of them while disconnected)."""
-        out = getattr(self, "_out_messages", None)
-        inflight = getattr(self, "_inflight_messages", 0)
-        return 0 if out is None else max(0, len(out) - (int(inflight) if connected else 0))
-
-    #: For the next ``reconnect()``: paho's own connect would block the reactor.
-    ready_socket: Any = None
-
-    def _create_socket(self) -> Any:
-        sock, self.ready_socket = self.ready_socket, None
-        if sock is None:
-            raise OSError("no connected socket to the broker")
-        return sock
 
 
 @implementer(IMQTTClient)
@@ -108,7 +69,7 @@ class MQTTClient:
         #: filter -> (qos, MQTT 5 subscription identifier or 0)
         self._subscriptions: dict[str, tuple[int, int]] = {}
         self._acks: dict[int, Deferred[None]] = {}
-        self._descriptor: _Descriptor | None = None
+        self._descriptor: Descriptor | None = None
         self._retry_delay = config.reconnect_min
         self._retry_call: Any = None
         self._opening: Deferred[Any] | None = None
@@ -124,7 +85,7 @@ class MQTTClient:
         self._connected_waiters: list[Deferred[None]] = []
         v5 = config.protocol == "5"
         self._v5 = v5
-        client = _Client(
+        client = PahoClient(
             CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
@@ -256,7 +217,7 @@ class MQTTClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        self._descriptor = _Descriptor(sock, self._client)
+        self._descriptor = Descriptor(sock, self._client)
         self._reactor.addReader(self._descriptor)
 
     def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
@@ -266,7 +227,24 @@ class MQTTClient:
             self._descriptor = None
 
     def _register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        if self._descriptor is not None:
+        if self._descriptor is None:
+            return
+        if self.connected and client.want_write():
+            # Packets queued while connected go out together at the end of this
+            # reactor turn (one send, JoinedWrites); the writer is added only
+            # when the socket cannot take them all.
+            if self._flush_call is None:
+                self._flush_call = self._reactor.callLater(0, self._flush)
+            return
+        self._reactor.addWriter(self._descriptor)
+
+    _flush_call: Any = None
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        client = self._client
+        client.loop_write()
+        if client.want_write() and self._descriptor is not None:
             self._reactor.addWriter(self._descriptor)
 
     def _unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
@@ -383,27 +361,3 @@ class MQTTClient:
     def unsubscribe(self, topic_filter: str) -> None:
         if self._subscriptions.pop(topic_filter, None) is not None and self.connected:
             self._client.unsubscribe(topic_filter)
-
-
-class _Descriptor:
-    """paho's socket as a Twisted file descriptor."""
-
-    def __init__(self, sock: Any, client: _Client) -> None:
-        self._sock = sock
-        self._client = client
-        self._fileno = sock.fileno()
-
-    def fileno(self) -> int:
-        return int(self._fileno)
-
-    def logPrefix(self) -> str:
-        return "mqtt"
-
-    def doRead(self) -> None:
-        self._client.read_available()
-
-    def doWrite(self) -> None:
-        self._client.loop_write()
-
-    def connectionLost(self, reason: Failure) -> None:
-        pass

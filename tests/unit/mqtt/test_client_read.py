@@ -15,8 +15,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ocppgw.mqtt.client import _Client
-from ocppgw.mqtt.reads import parse_publish
+from ocppgw.mqtt.driver import PahoClient
+from ocppgw.mqtt.reads import parse_puback, parse_publish
 
 
 def publish(topic: str, payload: bytes) -> bytes:
@@ -33,32 +33,52 @@ def publish(topic: str, payload: bytes) -> bytes:
 
 
 class CountingSocket:
-    """A real socket that counts its ``recv`` calls."""
+    """
+    A real socket that counts its ``recv`` and ``send`` calls; with ``limit``,
+    one ``send`` takes that many bytes, and after it the socket is full.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.recvs = 0
+        self.sends = 0
+        self.limit: int | None = None
 
     def recv(self, size: int) -> bytes:
         self.recvs += 1
         return self.sock.recv(size)
 
+    def send(self, data: bytes) -> int:
+        self.sends += 1
+        if self.limit is None:
+            return self.sock.send(data)
+        if self.limit == 0:
+            raise BlockingIOError()
+        taken, self.limit = self.sock.send(data[: self.limit]), 0
+        return taken
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
 
 
+def connected(sock: Any, protocol: int = paho.MQTTv311) -> PahoClient:
+    """A paho client that is connected, as far as it knows, on ``sock``."""
+    client = PahoClient(CallbackAPIVersion.VERSION2, client_id="t", protocol=protocol)
+    client._sock = sock
+    client._state = paho._ConnectionState.MQTT_CS_CONNECTED
+    return client
+
+
 @pytest.fixture
-def wired() -> Iterator[tuple[_Client, CountingSocket, socket.socket, list[Any]]]:
+def wired() -> Iterator[tuple[PahoClient, CountingSocket, socket.socket, list[Any]]]:
     """A paho client whose socket is one end of a socketpair; the test writes the other."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
-    client = _Client(CallbackAPIVersion.VERSION2, client_id="t", protocol=paho.MQTTv311)
+    counting = CountingSocket(ours)
+    client = connected(counting)
     events: list[Any] = []
     client.on_message = lambda c, u, m: events.append((m.topic, bytes(m.payload)))
     client.on_disconnect = lambda c, u, f, r, p: events.append("disconnected")
-    counting = CountingSocket(ours)
-    client._sock = counting
-    client._state = paho._ConnectionState.MQTT_CS_CONNECTED
     yield client, counting, theirs, events
     theirs.close()
     ours.close()
@@ -192,3 +212,69 @@ def test_fast_publish_is_handled_then_acknowledged(wired: Any) -> None:
     assert handled == [("a/b", b"hello", ())]
     assert events == []  # paho's on_message was not involved
     assert theirs.recv(16) == b"\x40\x02\x02\x01"  # PUBACK of packet id 513
+
+
+# --- the PUBACK fast path ---
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    mid=st.integers(1, 65535),
+    reason=st.sampled_from([None, 0x00, 0x10, 0x80, 0x87, 0x91, 0x97]),
+    reason_string=st.none() | _TEXT,
+    v5=st.booleans(),
+)
+def test_parse_puback_agrees_with_paho(
+    mid: int, reason: int | None, reason_string: str | None, v5: bool
+) -> None:
+    """parse_puback reads the packet id of every plain accepting PUBACK paho reads, no other."""
+    body = mid.to_bytes(2, "big")
+    if v5 and reason is not None:
+        body += bytes([reason])
+        if reason_string is not None:
+            properties = Properties(PacketTypes.PUBACK)
+            properties.ReasonString = reason_string
+            body += properties.pack()
+    theirs = _packet.decode_puback(0x40, body, paho.MQTTv5 if v5 else paho.MQTTv311)
+    plain = theirs.reason.value == 0 and not theirs.properties.json()
+    assert parse_puback(body, v5) == (theirs.mid if plain else None)
+
+
+def _sent(client: PahoClient, theirs: socket.socket) -> int:
+    """Publish one QoS 1 message and drain it from the wire; its packet id."""
+    info = client.publish("up", b"x", qos=1)
+    client.loop_write()
+    theirs.recv(64)
+    return int(info.mid)
+
+
+@pytest.mark.parametrize("v5", [False, True])
+def test_plain_puback_completes_the_publish(v5: bool) -> None:
+    """A plain PUBACK completes its publish with a success reason, as paho's does."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    client = connected(ours, paho.MQTTv5 if v5 else paho.MQTTv311)
+    acks: list[Any] = []
+    client.on_publish = lambda c, u, mid, reason, props: acks.append((mid, reason.is_failure))
+    mid = _sent(client, theirs)
+    theirs.sendall(b"\x40\x02" + mid.to_bytes(2, "big"))
+    client.read_available()
+    assert acks == [(mid, False)]
+    assert mid not in client._out_messages
+    ours.close()
+    theirs.close()
+
+
+def test_refusing_puback_is_reported_as_a_failure() -> None:
+    """An MQTT 5 PUBACK with a failing reason code still reaches on_publish as a failure."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    client = connected(ours, paho.MQTTv5)
+    acks: list[Any] = []
+    client.on_publish = lambda c, u, mid, reason, props: acks.append((mid, reason.value))
+    mid = _sent(client, theirs)
+    theirs.sendall(b"\x40\x04" + mid.to_bytes(2, "big") + b"\x87\x00")  # Not authorized
+    client.read_available()
+    assert acks == [(mid, 0x87)]
+    ours.close()
+    theirs.close()

@@ -1,0 +1,80 @@
+# -*- test-case-name: tests.unit.mqtt.test_client_write -*-
+"""
+paho's write path, one ``send`` for everything queued in a reactor turn.
+
+paho sends each queued packet with its own ``send``: a round trip through
+the gateway queues a PUBLISH (the CALL going up), a PUBACK (for the
+CALLRESULT coming down) and, with many charge points, dozens of them per
+reactor turn.  :meth:`JoinedWrites._packet_write` joins the packets at the
+head of the queue (up to :data:`_WRITE_CHUNK` bytes) into one ``send`` and
+then accounts the bytes written to each packet in order, exactly as paho
+does one by one; a packet only partly written stays at the head, as in
+paho.  Packets whose completion paho acts on (a QoS 0 PUBLISH, whose
+``on_publish`` fires on write, and DISCONNECT, after which paho closes the
+socket) are left to paho's own loop, which writes them one by one.
+
+The bytes and their order on the wire are unchanged (MQTT 3.1.1 §4.6,
+MQTT 5.0 §4.6: PUBLISH and PUBACK packets go out in the order queued); only
+the number of system calls changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+
+#: At most this much is joined into one ``send``.
+_WRITE_CHUNK = 256 * 1024
+
+_DISCONNECT = 0xE0
+_PUBLISH = 0x30
+
+
+def _plain(packet: Any) -> bool:
+    """A packet whose completion needs no more than its bytes being written."""
+    command = packet["command"] & 0xF0
+    return command != _DISCONNECT and not (command == _PUBLISH and packet["qos"] == 0)
+
+
+class JoinedWrites(paho.Client):
+    """Mixed into paho's client: queued packets go out joined, one ``send`` per chunk."""
+
+    def _packet_write(self) -> MQTTErrorCode:
+        out = self._out_packet
+        while out:
+            batch: list[Any] = []
+            size = 0
+            for packet in out:
+                if size >= _WRITE_CHUNK or not _plain(packet):
+                    break
+                batch.append(packet)
+                size += packet["to_process"]
+            if len(batch) < 2:
+                # One packet, or one paho must complete itself: paho's own loop.
+                rc: MQTTErrorCode = super()._packet_write()
+                return rc
+            data = b"".join(p["packet"][p["pos"] :] if p["pos"] else p["packet"] for p in batch)
+            try:
+                written = self._sock_send(data)
+            except (AttributeError, ValueError):
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            if written <= 0:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            for packet in batch:
+                if written <= 0:
+                    break
+                done = min(written, packet["to_process"])
+                packet["to_process"] -= done
+                packet["pos"] += done
+                written -= done
+                if packet["to_process"]:
+                    break  # only partly written: it stays at the head
+                out.popleft()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
