@@ -53,6 +53,11 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
+    from ocppgw import loop
+
+    # Before the first import of the global reactor (twistd imports it only
+    # after makeService), unless --reactor chose one.
+    loop.install()
     from twisted.internet import reactor
 
     from ocppgw import workers

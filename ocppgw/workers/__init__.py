@@ -70,6 +70,7 @@ from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
 
 from ocppgw.config import Config, ConfigError
+from ocppgw.loop import GatewayReactor
 from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
 from ocppgw.workers.sockets import (
     RecordingEndpoint,
@@ -233,13 +234,18 @@ class Supervisor(MultiService):
             env[ADMIN_VARIABLE] = worker.admin_socket
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(worker.admin_socket)  # left by a worker that was killed
-        argv = [sys.executable, "-m", "twisted", "ocppgw", "--config", self._path]
+        argv = [sys.executable, "-m", "twisted", *self._reactor_option(), "ocppgw"]
+        argv += ["--config", self._path]
         worker.exited = Deferred()
         worker.transport = self.reactor.spawnProcess(
             _WorkerProtocol(self, worker), sys.executable, argv, env=env, path=os.getcwd()
         )
         worker.pid = worker.transport.pid
         _log.info("worker {index} started (pid {pid})", index=worker.index, pid=worker.pid)
+
+    def _reactor_option(self) -> list[str]:
+        """Workers run on the supervisor's reactor when it is the gateway's own (ocppgw.loop)."""
+        return ["--reactor=ocppgw"] if isinstance(self.reactor, GatewayReactor) else []
 
     def _ended(self, worker: WorkerProcess, reason: Failure) -> None:
         worker.pid, worker.transport = None, None

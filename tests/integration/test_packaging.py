@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -96,6 +97,8 @@ def test_wheel_installs_the_twistd_plugin(tmp_path):
     assert probe["plugin_file"].startswith(site + os.sep), probe
     assert probe["ocppgw_file"].startswith(site + os.sep), probe
 
+    reactors = _run([str(venv / "bin" / "twistd"), "--help-reactors"], tmp_path, env, 120)
+    assert re.search(r"^\s*ocppgw\s", reactors, re.MULTILINE), reactors
     help_text = _run([str(venv / "bin" / "twistd"), "ocppgw", "--help"], tmp_path, env, 120)
     assert "--config" in help_text, help_text
     passwd_help = _run([str(venv / "bin" / "ocppgw-passwd"), "--help"], tmp_path, env, 120)

@@ -59,6 +59,16 @@ async def test_two_workers_share_the_port(gateway, backend):
     assert gateways == {f"{gw.name}-w0", f"{gw.name}-w1"}, gateways
 
 
+def test_workers_run_on_the_gateways_reactor(gateway):
+    """The supervisor runs on ocppgw.loop's reactor and starts its workers on it too."""
+    gw = _workers(gateway)
+    assert "reactor class: ocppgw.loop.GatewayReactor" in gw.log()
+    pids = [int(p) for p in _wait_log(gw, r"worker \d started \(pid (\d+)\)", 2)]
+    for pid in pids:
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        assert b"--reactor=ocppgw" in argv, argv
+
+
 @run_async
 async def test_takeover_between_workers(gateway, backend):
     """A reconnection replaces the connection it finds, also when that is on the other worker."""

@@ -1,0 +1,273 @@
+"""The gateway's reactor: Twisted's epoll reactor without the per-event log context."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from typing import Any
+
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.logger import globalLogPublisher
+from twisted.python import context, log
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppgw.loop import GatewayReactor, writes_when_asked
+
+
+class _Reader(FileDescriptor):
+    """One end of a socketpair, read by the reactor."""
+
+    def __init__(self, reactor: Any, sock: socket.socket, fail: bool = False) -> None:
+        super().__init__(reactor)
+        self.sock = sock
+        self.fail = fail
+        self.read: list[bytes] = []
+        self.systems: list[object] = []
+        self.lost: list[Any] = []
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def logPrefix(self) -> str:
+        return "reader"
+
+    def doRead(self) -> None:
+        self.systems.append(context.get(log.ILogContext)["system"])
+        data = self.sock.recv(100)
+        if self.fail:
+            raise RuntimeError("bug in doRead")
+        self.read.append(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.lost.append(reason)
+        super().connectionLost(reason)
+
+
+class GatewayReactorTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = GatewayReactor()
+        self.addCleanup(self.reactor._poller.close)
+
+    def pair(self, fail: bool = False) -> tuple[_Reader, socket.socket]:
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        reader = _Reader(self.reactor, a, fail)
+        self.reactor.addReader(reader)
+        return reader, b
+
+    def test_ready_descriptors_read_without_a_log_context(self) -> None:
+        """Every ready reader is read in one poll, outside any legacy log context."""
+        first, to_first = self.pair()
+        second, to_second = self.pair()
+        to_first.send(b"one")
+        to_second.send(b"two")
+        self.reactor.doIteration(0)
+        self.assertEqual((first.read, second.read), ([b"one"], [b"two"]))
+        self.assertEqual(first.systems, ["-"])
+
+    def test_failing_read_disconnects_only_that_descriptor(self) -> None:
+        """An exception from doRead is logged and loses that connection; the others still read."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        bad, to_bad = self.pair(fail=True)
+        good, to_good = self.pair()
+        to_bad.send(b"x")
+        to_good.send(b"y")
+        self.reactor.doIteration(0)
+        self.assertEqual(good.read, [b"y"])
+        self.assertEqual(len(bad.lost), 1)
+        self.assertNotIn(bad, self.reactor.getReaders())
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_failing_disconnect_is_logged_with_the_prefix_and_the_loop_goes_on(self) -> None:
+        """A failure outside doRead (connectionLost) is logged with logPrefix; the loop lives."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        reader, to_reader = self.pair()
+
+        def broken(reason: Any) -> None:
+            raise ValueError("bug in connectionLost")
+
+        reader.connectionLost = broken  # type: ignore[method-assign]
+        # doRead says the connection is done: the reactor disconnects it.
+        reader.doRead = ConnectionDone  # type: ignore[assignment,method-assign]
+        to_reader.send(b"x")
+        self.reactor.doIteration(0)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        systems = [e.get("log_system") for e in events if e.get("isError")]
+        self.assertIn("reader", systems)
+
+    def test_no_events_waits_and_returns(self) -> None:
+        """A poll with nothing ready returns after its timeout."""
+        reader, _ = self.pair()
+        self.reactor.doIteration(0.01)
+        self.assertEqual(reader.read, [])
+
+
+class InstallTests(SynchronousTestCase):
+    def run_python(self, code: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        )
+        return out.stdout.strip()
+
+    def test_installed_when_none_is(self) -> None:
+        """install() makes GatewayReactor the global reactor when none was chosen."""
+        code = (
+            "from ocppgw import loop; print(loop.install());"
+            "from twisted.internet import reactor; print(type(reactor).__name__)"
+        )
+        self.assertEqual(self.run_python(code).split(), ["True", "GatewayReactor"])
+
+    def test_chosen_reactor_kept(self) -> None:
+        """A reactor chosen before (twistd --reactor) is kept."""
+        code = (
+            "from twisted.internet import selectreactor; selectreactor.install();"
+            "from ocppgw import loop; print(loop.install());"
+            "from twisted.internet import reactor; print(type(reactor).__name__)"
+        )
+        self.assertEqual(self.run_python(code).split(), ["False", "SelectReactor"])
+
+
+class _Collect(Protocol):
+    """Keeps what it receives and whether its connection was lost."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.lost = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost = True
+
+
+class WritesTests(SynchronousTestCase):
+    """A TCP connection written to is written before the next poll, not after."""
+
+    def setUp(self) -> None:
+        self.reactor = reactor = GatewayReactor()
+        self.addCleanup(self._close)
+        self.server: list[_Collect] = []
+        factory = Factory.forProtocol(lambda: self.server.append(_Collect()) or self.server[-1])
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.port = port
+        self.client = _Collect()
+        client_factory = ClientFactory.forProtocol(lambda: self.client)
+        self.connector = reactor.connectTCP("127.0.0.1", port.getHost().port, client_factory)
+        self.connecting = self.connector.transport
+        self.spin(lambda: bool(self.server) and self.client.transport is not None)
+
+    def _close(self) -> None:
+        for selectable in self.reactor.removeAll():
+            selectable.connectionLost(Failure(ConnectionDone()))
+        self.port.stopListening()
+        self.reactor._poller.close()
+
+    def spin(self, done: Any, turns: int = 1000) -> None:
+        for _ in range(turns):
+            if done():
+                return
+            self.reactor.runUntilCurrent()
+            self.reactor.doIteration(0.01)
+        self.fail("condition not reached")
+
+    def test_connecting_client_waits_for_epoll(self) -> None:
+        """While connecting, a client is registered with epoll at once, as Twisted does."""
+        late = _Collect()
+        connector = self.reactor.connectTCP(
+            "127.0.0.1", self.port.getHost().port, ClientFactory.forProtocol(lambda: late)
+        )
+        self.reactor.runUntilCurrent()  # the connect step: connect_ex, then wait for writable
+        transport = connector.transport
+        self.assertFalse(writes_when_asked(transport))
+        self.assertIn(transport.fileno(), self.reactor._writes)
+        self.spin(lambda: late.transport is not None)
+        self.assertTrue(writes_when_asked(transport))
+
+    def test_small_write_sent_without_epoll(self) -> None:
+        """The bytes go out on the next pass; the socket is never registered for writing."""
+        transport = self.client.transport
+        assert transport is not None
+        transport.write(b"hello")
+        self.assertIn(transport, self.reactor.getWriters())
+        self.assertNotIn(transport.fileno(), self.reactor._writes)
+        self.reactor.doIteration(0)
+        self.assertNotIn(transport, self.reactor.getWriters())
+        self.assertNotIn(transport.fileno(), self.reactor._writes)
+        self.spin(lambda: self.server[0].received == b"hello")
+
+    def test_large_write_finished_through_epoll(self) -> None:
+        """What the kernel cannot take at once is registered with epoll and all arrives."""
+        transport = self.client.transport
+        assert transport is not None
+        data = bytes(range(256)) * 64 * 1024  # 16 MiB, more than any socket buffer
+        transport.write(data)
+        self.reactor.doIteration(0)
+        self.assertIn(transport.fileno(), self.reactor._writes)
+        self.spin(lambda: len(self.server[0].received) == len(data), turns=100_000)
+        self.assertEqual(self.server[0].received, data)
+        self.assertNotIn(transport, self.reactor.getWriters())
+
+    def test_lose_connection_after_write(self) -> None:
+        """loseConnection after a write: the bytes arrive, then both sides see the close."""
+        transport = self.client.transport
+        assert transport is not None
+        transport.write(b"bye")
+        transport.loseConnection()
+        self.spin(lambda: self.server[0].lost and self.client.lost)
+        self.assertEqual(self.server[0].received, b"bye")
+
+    def test_remove_all_includes_unwritten(self) -> None:
+        """A connection written to but not written yet is among removeAll()'s selectables."""
+        transport = self.client.transport
+        assert transport is not None
+        transport.write(b"x")
+        removed = self.reactor.removeAll()
+        self.assertIn(transport, removed)
+        self.assertNotIn(transport, self.reactor.getWriters())
+        for selectable in removed:
+            selectable.connectionLost(Failure(ConnectionDone()))
+
+
+_RUN = """
+import socket
+from twisted.internet import tcp
+from twisted.internet.protocol import Protocol
+from ocppgw.loop import GatewayReactor
+
+reactor = GatewayReactor()
+a, b = socket.socketpair()
+b.setblocking(False)
+transport = tcp.Connection(a, Protocol(), reactor)
+transport.connected = True
+received = []
+shut_down = []
+reactor.addSystemEventTrigger("after", "shutdown", shut_down.append, True)
+
+def check():
+    received.append(b.recv(10))
+    reactor.stop()
+
+reactor.callLater(0, transport.write, b"ping")
+reactor.callLater(0.05, check)
+reactor.run(installSignalHandlers=False)
+print(received, shut_down)
+"""
+
+
+class RunTests(SynchronousTestCase):
+    def test_runs_writes_and_stops(self) -> None:
+        """Run as twistd does: a write goes out through the loop, and stop() ends run()."""
+        out = subprocess.run(
+            [sys.executable, "-c", _RUN], capture_output=True, text=True, timeout=20, check=True
+        )
+        self.assertEqual(out.stdout.strip(), "[b'ping'] [True]")
