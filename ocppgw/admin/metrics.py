@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -153,6 +154,27 @@ _COUNTERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
 )
 
 
+class Labelled:
+    """
+    The children of one labelled metric, each made once.
+
+    prometheus-client's ``labels()`` checks and converts the values and takes
+    a lock on every call, and a message counted is two or three calls.  The
+    children are the objects ``labels()`` returns.  The label values must
+    come from bounded sets (see :class:`~ocppgw.admin.records.Recorder`).
+    """
+
+    def __init__(self, metric: Any) -> None:
+        self._labels = metric.labels
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._labels(*values)
+        return child
+
+
 class Metrics:
     """The counters and histograms, and the registry ``/metrics`` renders."""
 
@@ -186,6 +208,13 @@ class Metrics:
             registry=registry,
         )
         ProcessCollector(namespace="ocppgw", registry=registry)
+        #: The children counted for every message, made once each.
+        self.messages_of = Labelled(self.messages)
+        self.bytes_of = Labelled(self.bytes)
+        self.call_errors_of = Labelled(self.call_errors)
+        self.downstream_latency_of = Labelled(self.downstream_latency)
+        self.upstream_latency_of = Labelled(self.upstream_latency)
+        self.validation_failures_of = Labelled(self.validation_failures)
         if state is not None:
             self.watch(state)
 

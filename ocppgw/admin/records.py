@@ -32,6 +32,13 @@ _log = Logger()
 MAX_EVENTS = 20
 #: Charge points that left and are still remembered.
 MAX_GONE = 10_000
+#: Distinct action names, and distinct error codes, that the metrics and the
+#: records name; the rest are counted as :data:`OTHER`.  OCPP 2.1 has 94
+#: actions and OCPP-J 16 error codes, so real traffic never reaches it; a
+#: charge point inventing names would otherwise make a series (and a record
+#: entry) of each.
+MAX_NAMES = 256
+OTHER = "(other)"
 #: Exchanges timed per charge point and direction; OCPP-J allows one in
 #: flight each way (1.6 §4.1.1), non-strict peers a few more.
 MAX_TIMED = 64
@@ -63,6 +70,21 @@ class Record:
     timed_out: OrderedDict[str, tuple[str, float]] = field(default_factory=OrderedDict)
 
 
+class _Bounded:
+    """Names as they are, up to :data:`MAX_NAMES` distinct ones; then :data:`OTHER`."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def __call__(self, name: str) -> str:
+        if name in self._seen:
+            return name
+        if len(self._seen) >= MAX_NAMES:
+            return OTHER
+        self._seen.add(name)
+        return name
+
+
 def _header(message: Message | None) -> tuple[str, str, str | None, str | None]:
     """(type name, UniqueId, Action, error code) of a parsed message; ``INVALID`` for None."""
     if message is None:
@@ -83,6 +105,8 @@ class Recorder:
         self._mqtt_connects = 0
         #: Listeners of published envelopes (the admin API's CALLs).
         self.envelope_watchers: list[Any] = []
+        self._action = _Bounded()
+        self._code = _Bounded()
 
     def _event(self, record: Record, event: str, **details: Any) -> None:
         record.events.append({"time": self._clock.seconds(), "event": event, **details})
@@ -136,8 +160,9 @@ class Recorder:
 
     def frame(self, identity: str, inbound: bool, text: str) -> None:
         # Only the size: the session parses the frame and reports message().
-        size = len(text.encode("utf-8"))
-        self.metrics.bytes.labels("in" if inbound else "out").inc(size)
+        # isascii() is O(1) in CPython; most frames are ASCII.
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        self.metrics.bytes_of("in" if inbound else "out").inc(size)
         record = self.records.get(identity)
         if record is not None:
             if inbound:
@@ -149,6 +174,10 @@ class Recorder:
         record = self.records.get(identity)
         direction = "in" if inbound else "out"
         kind, unique_id, action, code = _header(message)
+        if action is not None:
+            action = self._action(action)
+        if code is not None:
+            code = self._code(code)
         now = self._clock.seconds()
         # The CALLs each side waits to answer, to name the action of an
         # answer and time it: ours (out) answered by the charge point (in).
@@ -169,13 +198,14 @@ class Recorder:
             timed = theirs.pop(unique_id, None)
             if timed is not None:
                 action = timed[0]
+                metrics = self.metrics
                 histogram = (
-                    self.metrics.downstream_latency if inbound else self.metrics.upstream_latency
+                    metrics.downstream_latency_of if inbound else metrics.upstream_latency_of
                 )
-                histogram.labels(action).observe(max(0.0, now - timed[1]))
-        self.metrics.messages.labels(direction, kind, action or "").inc()
+                histogram(action).observe(max(0.0, now - timed[1]))
+        self.metrics.messages_of(direction, kind, action or "").inc()
         if code is not None:
-            self.metrics.call_errors.labels(direction, code).inc()
+            self.metrics.call_errors_of(direction, code).inc()
         if record is None:
             return
         if inbound:
@@ -229,7 +259,7 @@ class Recorder:
                 watcher(envelope)
 
     def validation_failed(self, action: str, upstream: bool) -> None:
-        self.metrics.validation_failures.labels(action, "in" if upstream else "out").inc()
+        self.metrics.validation_failures_of(self._action(action), "in" if upstream else "out").inc()
 
     def mqtt_connected(self) -> None:
         self._mqtt_connects += 1

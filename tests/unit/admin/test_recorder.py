@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from ocppgw.admin.metrics import Metrics
-from ocppgw.admin.records import MAX_EVENTS, Recorder
+from ocppgw.admin.records import MAX_EVENTS, MAX_NAMES, OTHER, Recorder
 from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope
 from ocppgw.ocpp.messages import CallError, FrameError, parse_frame
@@ -63,8 +63,12 @@ class RecorderTests(SynchronousTestCase):
         total = ("ocppgw_downstream_call_seconds_sum", (("action", "Reset"),))
         self.assertAlmostEqual(got[total], 0.2)
         self.assertEqual(
-            got[("ocppgw_messages_total", (("action", "Reset"), ("direction", "out"),
-                                           ("type", "CALL")))],
+            got[
+                (
+                    "ocppgw_messages_total",
+                    (("action", "Reset"), ("direction", "out"), ("type", "CALL")),
+                )
+            ],
             1.0,
         )
 
@@ -74,16 +78,18 @@ class RecorderTests(SynchronousTestCase):
         seen(recorder, "CP1", True, '[2,"b","Heartbeat",{}]')
         seen(recorder, "CP1", False, '[4,"b","InternalError","backend did not answer",{}]')
         recorder.published(
-            Envelope(CallError("b", "Timeout", "no answer", {}, "Heartbeat"),
-                     charge_point="CP1", origin=ORIGIN_GATEWAY)
+            Envelope(
+                CallError("b", "Timeout", "no answer", {}, "Heartbeat"),
+                charge_point="CP1",
+                origin=ORIGIN_GATEWAY,
+            )
         )
         got = samples(recorder)
         self.assertEqual(
             got[("ocppgw_callerrors_total", (("code", "InternalError"), ("direction", "out")))], 1
         )
         self.assertEqual(got[("ocppgw_gateway_errors_total", (("code", "Timeout"),))], 1)
-        self.assertEqual(dict(recorder.records["CP1"].errors),
-                         {"InternalError": 1, "Timeout": 1})
+        self.assertEqual(dict(recorder.records["CP1"].errors), {"InternalError": 1, "Timeout": 1})
 
     def test_events_bounded_and_kept_over_reconnects(self) -> None:
         """The last 20 connection events survive reconnections; a ping timeout is named."""
@@ -91,8 +97,12 @@ class RecorderTests(SynchronousTestCase):
         for _ in range(15):
             recorder.disconnected("CP1", "tcp4:192.0.2.1:1", 1000, "bye")
             recorder.connected("CP1", "ocpp1.6", "ws", 1, "tcp4:192.0.2.1:1")
-        recorder.disconnected("CP1", "tcp4:192.0.2.1:1", 1006,
-                              "connection was closed uncleanly (WebSocket ping timeout)")
+        recorder.disconnected(
+            "CP1",
+            "tcp4:192.0.2.1:1",
+            1006,
+            "connection was closed uncleanly (WebSocket ping timeout)",
+        )
         events = recorder.records["CP1"].events
         self.assertEqual(len(events), MAX_EVENTS)
         self.assertEqual(events[-1]["event"], "ping timeout")
@@ -126,6 +136,45 @@ class RecorderTests(SynchronousTestCase):
         seen(recorder, "CP1", True, "not json")
         self.assertEqual(recorder.records["CP1"].by_type[("in", "INVALID", "")], 2)
 
+    def test_invented_names_bounded(self) -> None:
+        """
+        A charge point inventing action names and error codes makes at most
+        MAX_NAMES series of each (and record entries); the rest count as OTHER.
+        """
+        recorder, _ = connected()
+        for i in range(MAX_NAMES + 50):
+            seen(recorder, "CP1", True, f'[2,"c{i}","Act{i}",{{}}]')
+            seen(recorder, "CP1", True, f'[4,"e{i}","Code{i}","",{{}}]')
+        got = samples(recorder)
+        actions = {
+            dict(labels)["action"]
+            for (name, labels) in got
+            if name == "ocppgw_messages_total" and dict(labels)["type"] == "CALL"
+        }
+        codes = {
+            dict(labels)["code"] for (name, labels) in got if name == "ocppgw_callerrors_total"
+        }
+        self.assertEqual(len(actions), MAX_NAMES + 1)
+        self.assertIn(OTHER, actions)
+        self.assertEqual(len(codes), MAX_NAMES + 1)
+        key = ("ocppgw_messages_total", (("action", OTHER), ("direction", "in"), ("type", "CALL")))
+        self.assertEqual(got[key], 50)
+        record = recorder.records["CP1"]
+        self.assertEqual(record.by_type[("in", "CALL", OTHER)], 50)
+        self.assertEqual(len(record.errors), MAX_NAMES + 1)
+
+    def test_bytes_counted_in_utf8(self) -> None:
+        """Frame sizes are UTF-8 bytes: an ASCII frame its length, a non-ASCII one more."""
+        recorder, _ = connected()
+        recorder.frame("CP1", True, '[2,"a","DataTransfer",{"vendorId":"x"}]')
+        out = '[3,"a",{"data":"' + "\u00e9\u20ac" + '"}]'  # é: 2 bytes, €: 3
+        recorder.frame("CP1", False, out)
+        record = recorder.records["CP1"]
+        self.assertEqual(record.bytes_in, 39)
+        self.assertEqual(record.bytes_out, len(out) + 1 + 2)
+        got = samples(recorder)
+        self.assertEqual(got[("ocppgw_message_bytes_total", (("direction", "in"),))], 39)
+
 
 class ParsedOnceTests(SynchronousTestCase):
     def test_frame_parsed_once_through_a_session(self) -> None:
@@ -139,8 +188,9 @@ class ParsedOnceTests(SynchronousTestCase):
 
         recorder, clock = connected()
         connection = FakeConnection()
-        session = Session("CP1", OCPP16, connection, FakeUpstream(), clock,
-                          SessionOptions(events=recorder))
+        session = Session(
+            "CP1", OCPP16, connection, FakeUpstream(), clock, SessionOptions(events=recorder)
+        )
         text = '[2,"1","Heartbeat",{}]'
         with mock.patch.object(json, "loads", wraps=json.loads) as loads:
             recorder.frame("CP1", True, text)  # what the connection reports: its size
