@@ -29,7 +29,7 @@ from ocppgw.ocpp.messages import Call, CallError, CallResult, Send, unique_id_of
 from ocppgw.ocpp.versions import OCPP21
 from ocppgw.router import codecs
 from ocppgw.router.presence import Presence, topic_values
-from ocppgw.router.topics import shard, topic_matches
+from ocppgw.router.topics import compile_filter, shard, topic_matches
 from ocppgw.session.exchanges import rfc3339
 from ocppgw.session.owed import Owed
 from ocppgw.session.rules import Session
@@ -83,6 +83,10 @@ class Router:
         self._dn = config.downstream.topic
         self._dn_codec = codecs.get(self._dn.codec)
         self._dn_any = self._dn.template.subscription(self._values("", None), any_cid=True)
+        # Every message is checked against these three; compiled once.
+        self._is_presence = compile_filter(self._presence.topic_filter)
+        self._is_gateway = compile_filter(self._presence.gateway_filter)
+        self._is_downstream = compile_filter(self._dn_any)
         mqtt.set_message_handler(self.message_received)
         mqtt.subscribe(self._presence.topic_filter, self._qos)
         mqtt.subscribe(self._presence.gateway_filter, self._qos)
@@ -194,7 +198,8 @@ class Router:
 
     def _values(self, identity: str, version: str | None, message: object = None) -> dict[str, str]:
         values = topic_values(self._config.gateway_id, identity, version)
-        values["shard"] = shard(identity, self._config.upstream.shards)
+        shards = self._config.upstream.shards
+        values["shard"] = shard(identity, shards) if shards > 1 else "0"
         if message is not None:
             values["action"] = getattr(message, "action", None) or ""
             values["type"] = str(int(message.message_type))  # type: ignore[attr-defined]
@@ -268,7 +273,7 @@ class Router:
         self, topic: str, payload: bytes, identifiers: tuple[int, ...] = ()
     ) -> None:
         """A message arrived on a downstream or presence topic."""
-        if topic_matches(self._presence.topic_filter, topic):
+        if self._is_presence(topic):
             identity = self._presence.identity_of(topic)
             if identity is not None:
                 here = self._sessions.get(identity)
@@ -277,11 +282,11 @@ class Router:
                     # instance's online one, nothing held for a reconnection.
                     self.events.takeover(identity, across=True)
                     here.moved()
-            if not topic_matches(self._dn_any, topic):
+            if not self._is_downstream(topic):
                 return
-        if topic_matches(self._presence.gateway_filter, topic):
+        if self._is_gateway(topic):
             self._presence.gateway_received(topic, payload)
-            if not topic_matches(self._dn_any, topic):
+            if not self._is_downstream(topic):
                 return
         if CATCH_ALL in identifiers and PER_CHARGE_POINT not in identifiers:
             self._unclaimed(topic, payload)

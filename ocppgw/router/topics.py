@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 PLACEHOLDERS = frozenset({"cid", "action", "type", "id", "version", "gateway", "shard"})
 #: Placeholders whose value is only known once a message is there.
@@ -46,9 +47,15 @@ class TemplateError(ValueError):
     """A topic template that cannot be used; the text says why."""
 
 
+def _percent(m: re.Match[str]) -> str:
+    return f"%{ord(m.group()):02X}"
+
+
+@lru_cache(maxsize=4096)
 def escape(value: str) -> str:
     """``value`` made safe as (part of) one topic level."""
-    return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", value)
+    # Cached: the same identities and actions are rendered for every message.
+    return _UNSAFE.sub(_percent, value)
 
 
 _ESCAPED = re.compile(r"%(2F|2B|23|25|00)")
@@ -86,11 +93,29 @@ def _matcher(text: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
+def _parts(text: str) -> tuple[tuple[str, str | None], ...]:
+    """``text`` as (literal, placeholder name or None) pairs, in order."""
+    parts: list[tuple[str, str | None]] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(text):
+        parts.append((text[pos : m.start()], m.group(1)))
+        pos = m.end()
+    parts.append((text[pos:], None))
+    return tuple(parts)
+
+
 @dataclass(frozen=True)
 class TopicTemplate:
     text: str
     downstream: bool
     _matcher: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    #: ``text`` split once at its placeholders, for :meth:`render`.
+    _parts: tuple[tuple[str, str | None], ...] = field(
+        init=False, default=(), compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_parts", _parts(self.text))
 
     @classmethod
     def parse(cls, text: str, *, downstream: bool = False) -> TopicTemplate:
@@ -140,7 +165,12 @@ class TopicTemplate:
 
     def render(self, values: Mapping[str, str]) -> str:
         """The topic with every placeholder replaced by its (escaped) value."""
-        return _PLACEHOLDER.sub(lambda m: escape(values.get(m.group(1), "")), self.text)
+        out = []
+        for literal, name in self._parts:
+            out.append(literal)
+            if name is not None:
+                out.append(escape(values.get(name, "")))
+        return "".join(out)
 
     def subscription(self, values: Mapping[str, str], *, any_cid: bool = False) -> str:
         """
@@ -158,6 +188,33 @@ class TopicTemplate:
             else:
                 levels.append(_PLACEHOLDER.sub(lambda m: escape(values.get(m.group(1), "")), level))
         return "/".join(levels)
+
+
+def compile_filter(subscription: str) -> Callable[[str], bool]:
+    """
+    :func:`topic_matches` for one fixed ``subscription``, compiled once: for
+    the filters every message is checked against.
+    """
+    levels = subscription.split("/")
+    parts = []
+    for i, level in enumerate(levels):
+        sep = "/" if i else ""
+        if level == "#":
+            # "a/#" matches "a" too (MQTT 3.1.1 §4.7.1.2).
+            parts.append(f"(?:{sep}.*)?" if i else ".*")
+        elif level == "+":
+            parts.append(sep + "[^/]*")
+        else:
+            parts.append(sep + re.escape(level))
+    pattern = re.compile("".join(parts), re.DOTALL)
+    wild_first = levels[0] in ("+", "#")
+
+    def matches(topic: str) -> bool:
+        if wild_first and topic.startswith("$"):
+            return False  # §4.7.2: wildcards at the start do not match $ topics
+        return pattern.fullmatch(topic) is not None
+
+    return matches
 
 
 def topic_matches(subscription: str, topic: str) -> bool:

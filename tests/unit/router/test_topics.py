@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from ocppgw.router.topics import TemplateError, TopicTemplate, escape, topic_matches, unescape
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ocppgw.router.topics import (
+    PLACEHOLDERS,
+    TemplateError,
+    TopicTemplate,
+    compile_filter,
+    escape,
+    topic_matches,
+    unescape,
+)
 
 
 def test_render_upstream() -> None:
     """Placeholders are replaced by their values."""
     t = TopicTemplate.parse("ocpp/cp/${cid}/${action}/${type}/${id}/${version}/${gateway}")
-    values = {"cid": "CP1", "action": "Heartbeat", "type": "2", "id": "9",
-              "version": "ocpp1.6", "gateway": "gw1"}
+    values = {
+        "cid": "CP1",
+        "action": "Heartbeat",
+        "type": "2",
+        "id": "9",
+        "version": "ocpp1.6",
+        "gateway": "gw1",
+    }
     assert t.render(values) == "ocpp/cp/CP1/Heartbeat/2/9/ocpp1.6/gw1"
 
 
@@ -84,5 +102,49 @@ def test_match_with_escaped_identity_and_hash() -> None:
     ],
 )
 def test_topic_matches(sub: str, topic: str, expected: bool) -> None:
-    """MQTT filter matching follows MQTT 3.1.1 §4.7."""
+    """MQTT filter matching follows MQTT 3.1.1 §4.7, compiled or not."""
     assert topic_matches(sub, topic) is expected
+    assert compile_filter(sub)(topic) is expected
+
+
+_LEVEL = st.sampled_from(["a", "b", "$SYS", "$x", "", "a.b", "(", "\\n", "+", "#"])
+
+
+@given(st.lists(_LEVEL, min_size=1, max_size=5), st.lists(_LEVEL, min_size=1, max_size=5))
+def test_compiled_filter_agrees(sub_levels: list[str], topic_levels: list[str]) -> None:
+    """A compiled filter answers as topic_matches for every filter and topic."""
+    # A filter's # is only ever last; a topic holds no wildcards.
+    if "#" in sub_levels[:-1]:
+        sub_levels = [level for level in sub_levels if level != "#"] or ["a"]
+    topic_levels = [level.replace("+", "p").replace("#", "h") for level in topic_levels]
+    sub, topic = "/".join(sub_levels), "/".join(topic_levels)
+    assert compile_filter(sub)(topic) is topic_matches(sub, topic), (sub, topic)
+
+
+def _render_by_regex(text: str, values: dict[str, str]) -> str:
+    """The template rendered the plain way: each ${name} replaced by its escaped value."""
+    return re.sub(r"\$\{([^}]*)\}", lambda m: escape(values.get(m.group(1), "")), text)
+
+
+_TEXT = st.text(alphabet="ab/%+#-", max_size=4)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            _TEXT.filter(lambda t: "+" not in t and "#" not in t),
+            st.sampled_from(sorted(PLACEHOLDERS)).map(lambda n: f"${{{n}}}"),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.dictionaries(st.sampled_from(sorted(PLACEHOLDERS)), _TEXT),
+)
+def test_render_agrees_with_substitution(pieces: list[str], values: dict[str, str]) -> None:
+    """render() gives what replacing each placeholder by its escaped value gives."""
+    text = "".join(pieces)
+    try:
+        template = TopicTemplate.parse(text)
+    except TemplateError:
+        return
+    assert template.render(values) == _render_by_regex(text, values)
