@@ -340,8 +340,9 @@ class MQTTClient:
         if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
             # QoS 0 is not queued by paho while disconnected.
             return fail(PublishError("MQTT broker not connected"))
-        # paho's is_published() raises while disconnected; the message is queued.
-        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and info.is_published():
+        # Only a QoS 0 message can be done already (written, with no PUBACK to
+        # wait for); paho's is_published() raises while disconnected.
+        if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and info.is_published():
             return succeed(None)
         self._acks[info.mid] = d
         return d
