@@ -30,8 +30,10 @@ only a connection whose kernel buffer is full (``doWrite`` leaves bytes
 buffered) is registered with epoll, to be written when writable, as before.
 Twisted's ``doWrite`` handles a socket that cannot take more (``EAGAIN``), a
 closing connection and a failure itself, as it does when epoll wakes it.
-Other writers (a connection still connecting, pipes, the MQTT client's
-socket) are registered at once, as Twisted does.
+The MQTT client's socket, whose ``doWrite`` is paho's ``loop_write``, is
+written the same way (its ``writes_when_asked`` attribute says it may be).
+Other writers (a connection still connecting, pipes) are registered at
+once, as Twisted does.
 """
 
 from __future__ import annotations
@@ -148,16 +150,25 @@ class GatewayReactor(EPollReactor):
                 # _doReadOrWrite already catches what doRead/doWrite raise;
                 # this is a failure of the disconnect path itself.
                 log.err(system=_prefix(selectable))
+        if ready:
+            # What the handlers wrote goes out now, before the timers of the
+            # next turn run (paho's flush among them): a charge point's answer
+            # is not kept waiting behind the broker's PUBACK.
+            self._write_unwritten()
 
     doIteration = doPoll
 
 
 def writes_when_asked(writer: Any) -> bool:
     """
-    A connected TCP or UNIX connection, whose ``doWrite`` may be called at
-    any time: it sends what the kernel takes.  (While connecting, a client's
-    ``doWrite`` is its connect step, an instance attribute.)
+    Whether ``writer.doWrite`` may be called at any time, sending what the
+    kernel takes: a connected TCP or UNIX connection (while connecting, a
+    client's ``doWrite`` is its connect step, an instance attribute), or a
+    writer that says so with a true ``writes_when_asked`` attribute (the MQTT
+    client's socket).
     """
+    if getattr(writer, "writes_when_asked", False):
+        return True
     return isinstance(writer, tcp.Connection) and "doWrite" not in vars(writer)
 
 

@@ -227,24 +227,13 @@ class MQTTClient:
             self._descriptor = None
 
     def _register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        if self._descriptor is None:
-            return
-        if self.connected and client.want_write():
-            # Packets queued while connected go out together at the end of this
-            # reactor turn (one send, JoinedWrites); the writer is added only
-            # when the socket cannot take them all.
-            if self._flush_call is None:
-                self._flush_call = self._reactor.callLater(0, self._flush)
-            return
-        self._reactor.addWriter(self._descriptor)
-
-    _flush_call: Any = None
-
-    def _flush(self) -> None:
-        self._flush_call = None
-        client = self._client
-        client.loop_write()
-        if client.want_write() and self._descriptor is not None:
+        if self._descriptor is not None:
+            # The reactor calls Descriptor.doWrite, paho's loop_write, which
+            # sends everything queued in one send (JoinedWrites): ocppgw.loop's
+            # reactor at the end of this turn, before it polls again (the
+            # descriptor writes when asked); another reactor once epoll says
+            # the socket is writable.  Either way, what a turn queued goes out
+            # together.
             self._reactor.addWriter(self._descriptor)
 
     def _unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:

@@ -60,6 +60,11 @@ class PahoClient(BufferedReads, JoinedWrites, paho.Client):
 class Descriptor:
     """paho's socket as a Twisted file descriptor."""
 
+    #: ``doWrite`` may be called at any time (paho's ``loop_write`` sends
+    #: what the socket takes), so :mod:`ocppgw.loop` calls it before its next
+    #: poll instead of waiting for epoll to report the socket writable.
+    writes_when_asked = True
+
     def __init__(self, sock: Any, client: PahoClient) -> None:
         self._sock = sock
         self._client = client

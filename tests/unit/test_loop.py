@@ -150,6 +150,54 @@ class _Collect(Protocol):
         self.lost = True
 
 
+class _Asked(_Reader):
+    """A writer that says doWrite may be called at any time, as the MQTT socket does."""
+
+    writes_when_asked = True
+
+    def __init__(self, reactor: Any, sock: socket.socket, rounds: int) -> None:
+        super().__init__(reactor, sock)
+        self.rounds = rounds
+        self.writes = 0
+
+    def doWrite(self) -> None:
+        # Like paho's loop_write: done after `rounds` calls, then stops writing.
+        self.writes += 1
+        if self.writes >= self.rounds:
+            self.reactor.removeWriter(self)
+
+
+class AskedWriterTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = GatewayReactor()
+        self.addCleanup(self.reactor._poller.close)
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        self.sock = a
+
+    def test_written_before_the_next_poll(self) -> None:
+        """A writer with writes_when_asked is written on the next pass, never registered."""
+        writer = _Asked(self.reactor, self.sock, rounds=1)
+        self.reactor.addWriter(writer)
+        self.assertNotIn(writer.fileno(), self.reactor._writes)
+        self.reactor.doIteration(0)
+        self.assertEqual(writer.writes, 1)
+        self.assertNotIn(writer, self.reactor.getWriters())
+
+    def test_still_writing_registered_with_epoll(self) -> None:
+        """One that did not finish is registered, and written whenever epoll says writable."""
+        writer = _Asked(self.reactor, self.sock, rounds=3)
+        self.reactor.addWriter(writer)
+        self.reactor.doIteration(0)  # the pass before the poll, then the poll's event
+        self.assertEqual(writer.writes, 2)
+        self.assertIn(writer.fileno(), self.reactor._writes)
+        self.reactor.doIteration(0)
+        self.assertEqual(writer.writes, 3)
+        self.assertNotIn(writer, self.reactor.getWriters())
+        self.assertNotIn(writer.fileno(), self.reactor._writes)
+
+
 class WritesTests(SynchronousTestCase):
     """A TCP connection written to is written before the next poll, not after."""
 
