@@ -249,7 +249,7 @@ def variants(b: Bench) -> list[dict[str, Any]]:
         print(_line(runs[-1]), flush=True)
     with b.broker(SERVER_CORE) as (mport, broker):
         backend = b.spawn(
-            LOAD_CORE, [PY, str(HERE / "servers.py"), "backend", str(mport)], "backend"
+            LOAD_CORE, [PY, str(HERE / "servers.py"), "pahobackend", str(mport)], "backend"
         )
         time.sleep(0.5)
         argv = [PY, str(HERE / "servers.py"), "mqttload", str(mport), "100", "5"]

@@ -8,10 +8,16 @@ The baselines and helpers of the benchmark, one per subcommand:
   Heartbeat itself, as a Python team would write one;
 - ``backend MQTTPORT [json|protobuf]``: the cheap backend behind the gateway:
   it answers every charge point CALL on ``ocpp/cp/+/+`` with a CALLRESULT on
-  ``ocpp/cs/<cid>/Reply/<action>`` at QoS 1, and every ``bench/req/N`` with
-  the same bytes on ``bench/rep/N`` (the broker baseline);
+  ``ocpp/cs/<cid>/Reply/<action>`` at QoS 1.  It speaks MQTT 3.1.1 over a
+  plain socket (:class:`RawMQTT`: every packet that arrived handled in one
+  pass, the PUBACKs and answers sent in one ``send``), because paho's own
+  loop cost about 150 us a message and, at one charge point, that is in the
+  path of every round trip measured;
+- ``pahobackend MQTTPORT``: the same answers through paho, and every
+  ``bench/req/N`` echoed on ``bench/rep/N``: the far end of the broker
+  baseline;
 - ``mqttload MQTTPORT N SECONDS``: the broker baseline's load, N requests in
-  flight, paho -> mosquitto -> backend -> mosquitto -> paho at QoS 1.
+  flight, paho -> mosquitto -> paho backend -> mosquitto -> paho at QoS 1.
 
 Each runs until killed, or (mqttload) for its bounded time.
 """
@@ -19,8 +25,10 @@ Each runs until killed, or (mqttload) for its bounded time.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -87,10 +95,8 @@ def ocppcs(port: int) -> None:
     asyncio.run(main())
 
 
-def backend(port: int, codec: str) -> None:
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-backend-{port}")
-    client.max_inflight_messages_set(65535)
-    client.max_queued_messages_set(0)
+def _answer_for(codec: str) -> Callable[[str, bytes], tuple[str, bytes] | None]:
+    """(topic, payload) of a CALL envelope -> (topic, payload) of its CALLRESULT, or None."""
     proto: Any = None
     if codec == "protobuf":
         sys.path.insert(0, ".")
@@ -100,6 +106,119 @@ def backend(port: int, codec: str) -> None:
 
         proto = (codecs.get("protobuf"), DecodeContext, Envelope, CallResult)
 
+    def answer(topic: str, payload: bytes) -> tuple[str, bytes] | None:
+        _, _, cid, action = topic.split("/", 3)
+        if cid == "Reply" or cid == "Error":
+            return None
+        if proto is None:
+            unique_id = json.loads(payload)["UniqueId"]
+            body = b'{"MessageTypeId":3,"UniqueId":"%s","Payload":%s}' % (
+                unique_id.encode(),
+                _ANSWERS[action],
+            )
+        else:
+            codec, context, envelope, result = proto
+            call = codec.decode(payload, context(version="ocpp1.6")).message
+            reply = result(call.unique_id, json.loads(_ANSWERS[action]), action=action)
+            body = codec.encode(envelope(reply, version="ocpp1.6", charge_point=cid))
+        return f"ocpp/cs/{cid}/Reply/{action}", body
+
+    return answer
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    """An MQTT packet: fixed header byte, remaining length (varint), body."""
+    size, length = len(body), bytearray()
+    while True:
+        size, digit = divmod(size, 128)
+        length.append(digit | (0x80 if size else 0))
+        if not size:
+            return bytes([first]) + bytes(length) + body
+
+
+def _field(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+class RawMQTT:
+    """Just enough MQTT 3.1.1 for the bench backend: subscribe, read PUBLISH, publish at QoS 1."""
+
+    def __init__(self, port: int, client_id: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+        self.mid = 0
+        # CONNECT: protocol level 4, clean session, no keepalive (§3.1).
+        self.sock.sendall(_packet(0x10, _field("MQTT") + b"\x04\x02\x00\x00" + _field(client_id)))
+        connack = next(self.batches())
+        if not connack or connack[0][0] >> 4 != 2 or connack[0][1][1] != 0:
+            raise SystemExit(f"broker refused the bench backend: {connack!r}")
+
+    def subscribe(self, *filters: str) -> None:
+        body = b"\x00\x01" + b"".join(_field(f) + b"\x01" for f in filters)
+        self.sock.sendall(_packet(0x82, body))
+
+    def publish(self, topic: str, payload: bytes) -> bytes:
+        """The bytes of a QoS 1 PUBLISH (the broker's PUBACK is not waited for)."""
+        self.mid = self.mid % 65535 + 1
+        return _packet(0x32, _field(topic) + self.mid.to_bytes(2, "big") + payload)
+
+    def batches(self) -> Iterator[list[tuple[int, bytes]]]:
+        """(first byte, body) of the whole packets of each read; ends when the broker closes."""
+        while True:
+            data = self.sock.recv(256 * 1024)
+            if not data:
+                return
+            buffer = self.buffer + data if self.buffer else data
+            pos, end, batch = 0, len(buffer), []
+            while pos + 2 <= end:
+                size, shift, i = 0, 0, pos + 1
+                while i < end:
+                    byte = buffer[i]
+                    size |= (byte & 0x7F) << shift
+                    shift += 7
+                    i += 1
+                    if not byte & 0x80:
+                        break
+                else:
+                    break  # the length is not all here
+                if i + size > end:
+                    break
+                batch.append((buffer[pos], buffer[i : i + size]))
+                pos = i + size
+            self.buffer = buffer[pos:]
+            yield batch
+
+
+def backend(port: int, codec: str) -> None:
+    mqtt = RawMQTT(port, f"bench-backend-{port}")
+    mqtt.subscribe("ocpp/cp/+/+")
+    answer = _answer_for(codec)
+    for batch in mqtt.batches():
+        out: list[bytes] = []
+        for first, body in batch:
+            if first >> 4 != 3:
+                continue  # SUBACK, and the broker's PUBACKs of our answers
+            n = int.from_bytes(body[:2], "big")
+            topic = body[2 : 2 + n].decode()
+            rest = body[2 + n :]
+            if (first >> 1) & 3:
+                out.append(b"\x40\x02" + rest[:2])  # PUBACK (§3.4)
+                rest = rest[2:]
+            reply = answer(topic, rest)
+            if reply is not None:
+                out.append(mqtt.publish(*reply))
+        if out:
+            mqtt.sock.sendall(b"".join(out))
+
+
+def pahobackend(port: int) -> None:
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-backend-{port}")
+    client.max_inflight_messages_set(65535)
+    client.max_queued_messages_set(0)
+    answer = _answer_for("json")
+
     def on_connect(c: paho.Client, *a: Any) -> None:
         c.subscribe([("ocpp/cp/+/+", 1), ("bench/req/+", 1)])
 
@@ -108,21 +227,9 @@ def backend(port: int, codec: str) -> None:
         if topic.startswith("bench/req/"):
             c.publish("bench/rep/" + topic[10:], m.payload, qos=1)
             return
-        _, _, cid, action = topic.split("/", 3)
-        if cid == "Reply" or cid == "Error":
-            return
-        if proto is None:
-            unique_id = json.loads(m.payload)["UniqueId"]
-            body = b'{"MessageTypeId":3,"UniqueId":"%s","Payload":%s}' % (
-                unique_id.encode(),
-                _ANSWERS[action],
-            )
-        else:
-            codec, context, envelope, result = proto
-            call = codec.decode(bytes(m.payload), context(version="ocpp1.6")).message
-            answer = result(call.unique_id, json.loads(_ANSWERS[action]), action=action)
-            body = codec.encode(envelope(answer, version="ocpp1.6", charge_point=cid))
-        c.publish(f"ocpp/cs/{cid}/Reply/{action}", body, qos=1)
+        reply = answer(topic, bytes(m.payload))
+        if reply is not None:
+            c.publish(*reply, qos=1)
 
     client.on_connect = on_connect
     client.on_message = on_message
@@ -206,6 +313,8 @@ if __name__ == "__main__":
         ocppcs(int(rest[0]))
     elif what == "backend":
         backend(int(rest[0]), rest[1] if len(rest) > 1 else "json")
+    elif what == "pahobackend":
+        pahobackend(int(rest[0]))
     elif what == "mqttload":
         mqttload(int(rest[0]), int(rest[1]), float(rest[2]))
     else:
