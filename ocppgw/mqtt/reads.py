@@ -155,7 +155,12 @@ class BufferedReads(paho.Client):
         topic, qos, mid, payload, identifiers = fields
         handler(topic, payload, identifiers)
         if qos == 1 and not self._manual_ack:
-            sent: MQTTErrorCode = self._send_puback(mid)
+            # paho's _send_puback without its debug line and struct.pack:
+            # the same four bytes (MQTT 3.1.1 §3.4; MQTT 5.0 §3.4.2.1, reason
+            # code 0x00 left out), queued the same way.
+            sent: MQTTErrorCode = self._packet_queue(
+                paho.PUBACK, bytes((paho.PUBACK, 2, mid >> 8, mid & 0xFF)), mid, 1
+            )
             return sent
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 

@@ -63,6 +63,8 @@ _ESCAPED = re.compile(r"%(2F|2B|23|25|00)")
 
 def unescape(value: str) -> str:
     """The inverse of :func:`escape`."""
+    if "%" not in value:
+        return value
     return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), value)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -212,6 +213,13 @@ def test_fast_publish_is_handled_then_acknowledged(wired: Any) -> None:
     assert handled == [("a/b", b"hello", ())]
     assert events == []  # paho's on_message was not involved
     assert theirs.recv(16) == b"\x40\x02\x02\x01"  # PUBACK of packet id 513
+    # The PUBACK bytes are paho's own for every packet id, low and high bytes alike.
+    for mid in (1, 255, 256, 65535):
+        body = _publish_body("a/b", 1, mid, b"x", None)
+        theirs.sendall(bytes([0x32, len(body)]) + body)
+        client.read_available()
+        client.loop_write()
+        assert theirs.recv(16) == struct.pack("!BBH", 0x40, 2, mid), mid
 
 
 # --- the PUBACK fast path ---
