@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -184,6 +185,50 @@ class BufferedReads(paho.Client):
 
     _rbuf: bytes = b""
     _rpos: int = 0
+
+    def _packet_read(self) -> MQTTErrorCode:
+        # paho reads a packet as a byte for its type, a byte at a time for
+        # its remaining length, then the rest (each a _sock_recv; about 9% of
+        # the CPU under load).  A whole packet in the buffer is taken in one
+        # step and handled as paho would; a packet paho has begun, one not
+        # all here, or a malformed length is left to paho's own reading.
+        packet = self._in_packet
+        buf, pos = self._rbuf, self._rpos
+        end = len(buf)
+        if packet["command"] or pos + 2 > end:
+            return super()._packet_read()
+        size, shift, i = 0, 0, pos + 1
+        while True:
+            if i >= end or shift > 21:  # §2.2.3: at most four length bytes
+                return super()._packet_read()
+            byte = buf[i]
+            i += 1
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if i + size > end:
+            return super()._packet_read()
+        self._rpos = i + size
+        packet["command"] = buf[pos]
+        packet["have_remaining"] = 1
+        packet["remaining_length"] = size
+        packet["packet"] = bytearray(buf[i : i + size])
+        try:
+            rc: MQTTErrorCode = self._packet_handle()
+        except MalformedPacket:
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(b""),
+            "to_process": 0,
+            "pos": 0,
+        }
+        return rc
 
     def _sock_recv(self, bufsize: int) -> bytes:
         # Serves paho's _packet_read from the buffer read_available filled;

@@ -298,11 +298,21 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: One decoder for every frame: json.loads with keyword arguments builds a
+#: new JSONDecoder each call.
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def loads(text: str | bytes) -> Any:
     """
     Strict JSON: NaN and Infinity, which Python accepts, and numbers that
     overflow to infinity are refused (RFC 8259 §6) with :class:`NonFiniteNumber`.
     """
+    if isinstance(text, str):
+        if text.startswith("\ufeff"):
+            # What json.loads says of a text starting with a byte order mark.
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _STRICT.decode(text)
     return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
 
 

@@ -106,6 +106,51 @@ def test_packet_split_across_reads(wired: Any) -> None:
     assert events == [("a", b"1"), ("big", b"y" * 300)]
 
 
+@settings(max_examples=100, deadline=None, database=None)
+@given(
+    messages=st.lists(
+        st.tuples(
+            st.text(alphabet="ab/", min_size=1, max_size=5),
+            st.sampled_from([0, 1, 126, 127, 128, 16_383, 16_384]).flatmap(
+                lambda n: st.binary(min_size=n, max_size=n + 2)
+            ),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    cuts=st.lists(st.integers(0, 200_000), max_size=6),
+)
+def test_any_cut_of_a_packet_stream_is_read_whole(
+    messages: list[tuple[str, bytes]], cuts: list[int]
+) -> None:
+    """
+    However the broker's bytes are cut into reads (inside a length, a body,
+    between packets), every packet is handled once, whole, in order: taken
+    in one step when it is all there, by paho's own reading when it is not.
+    """
+    ours, theirs = socket.socketpair()
+    try:
+        ours.setblocking(False)
+        client = connected(ours)
+        events: list[Any] = []
+        client.on_message = lambda c, u, m: events.append((m.topic, bytes(m.payload)))
+        stream = b"".join(publish(topic, payload) for topic, payload in messages)
+        points = sorted({c for c in cuts if c < len(stream)} | {len(stream)})
+        start = 0
+        for point in points:
+            theirs.sendall(stream[start:point])
+            start = point
+            while client._sock is not None:
+                before = (len(events), client._rpos, len(client._rbuf))
+                client.read_available()
+                if (len(events), client._rpos, len(client._rbuf)) == before:
+                    break
+        assert events == messages
+    finally:
+        ours.close()
+        theirs.close()
+
+
 def test_packets_before_eof_are_handled(wired: Any) -> None:
     """Packets that arrived before the broker closed are handled, then the loss is reported."""
     client, _, theirs, events = wired

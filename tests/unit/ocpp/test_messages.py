@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ocppgw.ocpp.messages import (
     Call,
@@ -123,3 +126,34 @@ def test_non_finite_numbers_are_not_written() -> None:
     with pytest.raises(ValueError):
         loads('{"x":-1e999}')
     assert loads('{"x":1e308}') == {"x": 1e308}
+
+
+@given(
+    st.text(max_size=40)
+    | st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        ),
+        max_leaves=8,
+    ).map(json.dumps)
+    | st.sampled_from(["\ufeff[]", "NaN", "[Infinity]", "[1e999]", "[-0.0]", " [1] "])
+)
+def test_loads_answers_as_json_loads(text: str) -> None:
+    """The reused strict decoder answers every text as json.loads with the same hooks does."""
+    from ocppgw.ocpp.messages import _finite_float, _reject_constant, loads
+
+    def outcome(parse: Any) -> object:
+        try:
+            return ("value", parse(text))
+        except ValueError as e:
+            return ("error", type(e).__name__, str(e))
+
+    expected = outcome(
+        lambda t: json.loads(t, parse_constant=_reject_constant, parse_float=_finite_float)
+    )
+    assert outcome(loads) == expected
