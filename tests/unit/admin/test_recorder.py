@@ -178,7 +178,7 @@ class RecorderTests(SynchronousTestCase):
 
 class ParsedOnceTests(SynchronousTestCase):
     def test_frame_parsed_once_through_a_session(self) -> None:
-        """A frame in and the CALL out are each parsed (json.loads) at most once, yet counted."""
+        """A frame in and the CALL out are each parsed (JSON decoded) at most once, yet counted."""
         import json
         from unittest import mock
 
@@ -192,10 +192,14 @@ class ParsedOnceTests(SynchronousTestCase):
             "CP1", OCPP16, connection, FakeUpstream(), clock, SessionOptions(events=recorder)
         )
         text = '[2,"1","Heartbeat",{}]'
-        with mock.patch.object(json, "loads", wraps=json.loads) as loads:
+        # Every JSON text is decoded by a JSONDecoder's decode(), json.loads' included.
+        decode = json.JSONDecoder.decode
+        with mock.patch.object(
+            json.JSONDecoder, "decode", autospec=True, side_effect=decode
+        ) as decoded:
             recorder.frame("CP1", True, text)  # what the connection reports: its size
             session.frame_received(text)
-        self.assertEqual(loads.call_count, 1)
+        self.assertEqual(decoded.call_count, 1)
         record = recorder.records["CP1"]
         self.assertEqual(record.by_type[("in", "CALL", "Heartbeat")], 1)
         self.assertEqual((record.messages_in, record.bytes_in), (1, len(text)))
