@@ -13,7 +13,7 @@ history) up to :data:`MAX_GONE`, the oldest forgotten first.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,10 +64,14 @@ class Record:
     by_type: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     #: OCPP and gateway error codes -> count.
     errors: Counter[str] = field(default_factory=Counter)
-    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
-    #: UniqueId -> (Action, sent at) of CALLs awaiting an answer, each direction.
-    timed_in: OrderedDict[str, tuple[str, float]] = field(default_factory=OrderedDict)
-    timed_out: OrderedDict[str, tuple[str, float]] = field(default_factory=OrderedDict)
+    #: The last :data:`MAX_EVENTS` connection events, oldest first.  Lists and
+    #: plain dicts, not a deque and OrderedDicts: one record per charge point,
+    #: and a deque alone is 760 bytes.
+    events: list[dict[str, Any]] = field(default_factory=list)
+    #: UniqueId -> (Action, sent at) of CALLs awaiting an answer, each direction
+    #: (dicts keep insertion order: the first key is the oldest).
+    timed_in: dict[str, tuple[str, float]] = field(default_factory=dict)
+    timed_out: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 class _Bounded:
@@ -109,7 +113,10 @@ class Recorder:
         self._code = _Bounded()
 
     def _event(self, record: Record, event: str, **details: Any) -> None:
-        record.events.append({"time": self._clock.seconds(), "event": event, **details})
+        events = record.events
+        events.append({"time": self._clock.seconds(), "event": event, **details})
+        if len(events) > MAX_EVENTS:
+            del events[:-MAX_EVENTS]
 
     # --- IGatewayEvents ---
 
@@ -193,7 +200,7 @@ class Recorder:
         if kind == "CALL" and mine is not None and action is not None:
             mine[unique_id] = (action, now)
             while len(mine) > MAX_TIMED:
-                mine.popitem(last=False)
+                del mine[next(iter(mine))]
         elif kind in ("CALLRESULT", "CALLERROR") and theirs is not None:
             timed = theirs.pop(unique_id, None)
             if timed is not None:
