@@ -81,18 +81,21 @@ def _level_pattern(level: str) -> str:
     return "".join(out)
 
 
-def _matcher(text: str) -> re.Pattern[str]:
+def _matcher(text: str, literal: Callable[[str], str] = _level_pattern) -> re.Pattern[str]:
+    """A pattern of the topics ``text`` matches; ``literal`` makes a level's pattern."""
     parts: list[str] = []
     levels = text.split("/")
     for i, level in enumerate(levels):
         sep = "/" if i else ""
         if level == "#":
+            # "a/#" matches "a" too (MQTT 3.1.1 §4.7.1.2).
             parts.append(f"(?:{sep}.*)?" if i else ".*")
         elif level == "+":
             parts.append(sep + "[^/]*")
         else:
-            parts.append(sep + _level_pattern(level))
-    return re.compile("".join(parts))
+            parts.append(sep + literal(level))
+    # DOTALL: a topic may hold any character but NUL, a newline too.
+    return re.compile("".join(parts), re.DOTALL)
 
 
 def _parts(text: str) -> tuple[tuple[str, str | None], ...]:
@@ -197,19 +200,8 @@ def compile_filter(subscription: str) -> Callable[[str], bool]:
     :func:`topic_matches` for one fixed ``subscription``, compiled once: for
     the filters every message is checked against.
     """
-    levels = subscription.split("/")
-    parts = []
-    for i, level in enumerate(levels):
-        sep = "/" if i else ""
-        if level == "#":
-            # "a/#" matches "a" too (MQTT 3.1.1 §4.7.1.2).
-            parts.append(f"(?:{sep}.*)?" if i else ".*")
-        elif level == "+":
-            parts.append(sep + "[^/]*")
-        else:
-            parts.append(sep + re.escape(level))
-    pattern = re.compile("".join(parts), re.DOTALL)
-    wild_first = levels[0] in ("+", "#")
+    pattern = _matcher(subscription, re.escape)
+    wild_first = subscription.split("/", 1)[0] in ("+", "#")
 
     def matches(topic: str) -> bool:
         if wild_first and topic.startswith("$"):

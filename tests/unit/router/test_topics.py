@@ -81,6 +81,13 @@ def test_subscription_and_match() -> None:
     assert t.subscription({}, any_cid=True) == "ocpp/cs/+/+/+"
 
 
+def test_newline_in_a_topic_still_matches() -> None:
+    """A topic may hold a newline (any character but NUL): # and + still match it."""
+    t = TopicTemplate.parse("cs/${cid}/#", downstream=True)
+    assert t.charge_point_of("cs/a/x\ny") == "a"
+    assert compile_filter("cs/+/#")("cs/a\nb/x\ny")
+
+
 def test_match_with_escaped_identity_and_hash() -> None:
     """An identity with % is found through its escaped form; # matches any depth."""
     t = TopicTemplate.parse("cs/${cid}/#", downstream=True)
@@ -107,7 +114,7 @@ def test_topic_matches(sub: str, topic: str, expected: bool) -> None:
     assert compile_filter(sub)(topic) is expected
 
 
-_LEVEL = st.sampled_from(["a", "b", "$SYS", "$x", "", "a.b", "(", "\\n", "+", "#"])
+_LEVEL = st.sampled_from(["a", "b", "$SYS", "$x", "", "a.b", "(", "\\n", "x\ny", "+", "#"])
 
 
 @given(st.lists(_LEVEL, min_size=1, max_size=5), st.lists(_LEVEL, min_size=1, max_size=5))
