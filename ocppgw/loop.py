@@ -184,15 +184,11 @@ def install() -> bool:
     Install :class:`GatewayReactor` as the global reactor, unless one is installed.
 
     :returns: whether it was installed: not when ``twistd --reactor`` (or an
-        earlier import) chose a reactor, nor where epoll is missing.
+        earlier import) chose a reactor.
     """
     if "twisted.internet.reactor" in sys.modules:
         return False
-    try:
-        reactor = GatewayReactor()
-    except (AttributeError, OSError):  # no select.epoll on this platform
-        return False
     from twisted.internet.main import installReactor
 
-    installReactor(reactor)
+    installReactor(GatewayReactor())
     return True

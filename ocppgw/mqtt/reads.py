@@ -195,7 +195,14 @@ class BufferedReads(paho.Client):
         packet = self._in_packet
         buf, pos = self._rbuf, self._rpos
         end = len(buf)
-        if packet["command"] or pos + 2 > end:
+        if packet["command"]:
+            return super()._packet_read()  # paho's own read of a packet is under way
+        if pos < end and not buf[pos] & 0xF0:
+            # Packet type 0 is reserved (MQTT 3.1.1 §2.2.1, 5.0 §2.1.2): paho
+            # refuses it too.  Refused here, before paho could begin reading
+            # it: its "packet under way" state is a non-zero command byte.
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL
+        if pos + 2 > end:
             return super()._packet_read()
         size, shift, i = 0, 0, pos + 1
         while True:

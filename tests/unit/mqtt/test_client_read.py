@@ -151,6 +151,18 @@ def test_any_cut_of_a_packet_stream_is_read_whole(
         theirs.close()
 
 
+def test_reserved_packet_type_is_a_protocol_error(wired: Any) -> None:
+    """
+    A packet of the reserved type 0, even one whose first byte arrives alone,
+    ends the connection as paho ends it; the packets before it are handled.
+    """
+    client, _, theirs, events = wired
+    theirs.sendall(publish("a", b"1") + b"\x00")  # the reserved type's first byte, alone
+    client.read_available()
+    assert events == [("a", b"1"), "disconnected"]
+    assert client._sock is None
+
+
 def test_packets_before_eof_are_handled(wired: Any) -> None:
     """Packets that arrived before the broker closed are handled, then the loss is reported."""
     client, _, theirs, events = wired
