@@ -10,10 +10,11 @@ exponential backoff, and every subscription is restored after a reconnect.
 
 With MQTT 5 the first connect starts a clean session and reconnects resume it
 (``clean_start = FIRST_ONLY`` with a session expiry), so the broker keeps the
-downstream messages that arrive during a short outage.  QoS >= 1 messages
-published while the broker is away wait in paho's queue, bounded by
-``[mqtt] max_buffer``, and are sent on reconnect; a publish counts as done
-only on PUBACK.
+downstream messages that arrive during a short outage.  QoS 1 messages are
+the gateway's own (:mod:`ocppgw.mqtt.window`): those published while the
+broker is away, or beyond ``[mqtt] max_inflight``, wait, bounded by
+``[mqtt] max_buffer``; unacknowledged ones are sent again on reconnect; a
+publish counts as done only on PUBACK.  QoS 0 and 2 stay with paho.
 
 With ``mqtts://`` the connection is TLS (:func:`ocppgw.mqtt.tls.mqtt_client_context`):
 the broker's chain is verified against ``[mqtt] tls_ca`` and its hostname with
@@ -41,16 +42,13 @@ from ocppgw.interfaces import IMQTTClient
 from ocppgw.mqtt.connect import open_socket
 from ocppgw.mqtt.driver import Descriptor, PahoClient
 from ocppgw.mqtt.tls import mqtt_client_context
+from ocppgw.mqtt.window import RECEIVE_MAXIMUM, PublishError, PublishWindow
 
 if TYPE_CHECKING:
     # The stages read the typed configuration they are handed; config/ is above them.
     from ocppgw.config import MQTTConfig
 
 _log = Logger()
-
-
-class PublishError(Exception):
-    """A message could not be handed to the broker."""
 
 
 @implementer(IMQTTClient)
@@ -109,6 +107,11 @@ class MQTTClient:
         client.publish_handler = self._deliver
         client.on_publish = self._on_publish
         self._client = client
+        #: QoS 1 publishes; paho keeps only QoS 0 and 2 ones.
+        self._window = PublishWindow(
+            client._packet_queue, client._mid_generate, config.max_inflight, config.max_buffer, v5
+        )
+        client.window = self._window
 
     # --- lifecycle ---
 
@@ -157,15 +160,16 @@ class MQTTClient:
         for d in list(self._acks.values()):
             d.errback(Failure(PublishError("MQTT client stopped before PUBACK")))
         self._acks.clear()
+        self._window.fail_all("MQTT client stopped before PUBACK")
         return succeed(None)
 
     def buffered(self) -> int:
         """How many publishes wait in the client, not sent to the broker yet."""
-        return self._client.queued(self.connected)
+        return self._client.queued(self.connected) + self._window.buffered()
 
     def unacknowledged(self) -> int:
         """How many QoS >= 1 publishes still wait for their PUBACK."""
-        return len(self._acks)
+        return len(self._acks) + self._window.unacknowledged()
 
     def _connect(self) -> None:
         self._retry_call = None
@@ -221,6 +225,7 @@ class MQTTClient:
         self._reactor.addReader(self._descriptor)
 
     def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._window.closed()
         if self._descriptor is not None:
             self._reactor.removeReader(self._descriptor)
             self._reactor.removeWriter(self._descriptor)
@@ -262,6 +267,9 @@ class MQTTClient:
         # Restore every subscription: the session may not have survived.
         for topic_filter, (qos, identifier) in self._subscriptions.items():
             self._subscribe(topic_filter, qos, identifier)
+        # What was published before the connection broke goes again first.
+        most = getattr(properties, "ReceiveMaximum", None) if self._v5 else None
+        self._window.opened(int(most) if most else RECEIVE_MAXIMUM)
         if self.on_connected is not None:
             self.on_connected()
         waiters, self._connected_waiters = self._connected_waiters, []
@@ -273,6 +281,7 @@ class MQTTClient:
     ) -> None:
         was = self.connected
         self.connected = False
+        self._window.closed()
         if self._stopping:
             return
         if was:
@@ -316,6 +325,17 @@ class MQTTClient:
         return self._v5
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> Deferred[None]:
+        if qos == 1:
+            name = topic.encode("utf-8")
+            if not name:
+                raise ValueError("Invalid topic.")
+            self._client._raise_for_invalid_topic(name)  # paho's: no wildcards, not too long
+            if len(payload) > 268435455:  # MQTT 3.1.1 §2.2.3: the largest remaining length
+                raise ValueError("Payload too large.")
+            try:
+                return self._window.publish(name, payload, retain)
+            except PublishError:
+                return fail()
         d: Deferred[None] = Deferred()
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:

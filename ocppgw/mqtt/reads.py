@@ -19,11 +19,14 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt import _packet
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from ocppgw.mqtt.window import PublishWindow
 
 #: How much one read of the broker's socket asks for.
 _READ_CHUNK = 256 * 1024
@@ -45,6 +48,8 @@ _PUBLISH_PROPERTIES = {
     0x26: -4,  # User Property
 }
 _SUBSCRIPTION_IDENTIFIER = 0x0B
+_PUBACK_FIRST = 0x40  # MQTT 3.1.1 §3.4.1, 5.0 §3.4.1: flags 0
+_PUBLISH_KIND = 0x30
 
 #: What a PUBLISH is handed to: topic, payload, MQTT 5 subscription identifiers.
 PublishHandler = Callable[[str, bytes, tuple[int, ...]], None]
@@ -141,6 +146,9 @@ class BufferedReads(paho.Client):
     """
 
     publish_handler: PublishHandler | None = None
+    #: The QoS 1 publishes of the gateway (:mod:`ocppgw.mqtt.window`); their
+    #: PUBACKs are its, whatever their reason code.
+    window: PublishWindow | None = None
 
     def _handle_publish(self) -> MQTTErrorCode:
         handler = self.publish_handler
@@ -153,7 +161,13 @@ class BufferedReads(paho.Client):
         if fields is None or handler is None:
             rc: MQTTErrorCode = super()._handle_publish()
             return rc
+        return self._publish_received(fields)
+
+    def _publish_received(
+        self, fields: tuple[str, int, int, bytes, tuple[int, ...]]
+    ) -> MQTTErrorCode:
         topic, qos, mid, payload, identifiers = fields
+        handler: Any = self.publish_handler
         handler(topic, payload, identifiers)
         if qos == 1 and not self._manual_ack:
             # paho's _send_puback without its debug line and struct.pack:
@@ -168,12 +182,20 @@ class BufferedReads(paho.Client):
     def _handle_pubackcomp(self, cmd: Any) -> MQTTErrorCode:
         # paho decodes every PUBACK into a ReasonCode and a Properties object
         # (about 4% of the gateway's CPU under load); a plain "accepted" one
-        # is read here, and anything else is still paho's.
-        mid = (
-            parse_puback(self._in_packet["packet"], self._protocol == paho.MQTTv5)
-            if cmd == "PUBACK"
-            else None
-        )
+        # is read here (and one whole in the buffer before this, in
+        # _packet_read), and anything else is decoded by paho.
+        window = self.window
+        data = self._in_packet["packet"]
+        mid = parse_puback(data, self._protocol == paho.MQTTv5) if cmd == "PUBACK" else None
+        if mid is not None and window is not None and window.owns(mid):
+            window.acknowledged(mid)
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        if mid is None and cmd == "PUBACK" and window is not None:
+            decoded = _packet.decode_puback(self._in_packet["command"], data, self._protocol)
+            if window.owns(decoded.mid):
+                reason = decoded.reason
+                window.acknowledged(decoded.mid, str(reason) if reason.is_failure else None)
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
         if mid is None:
             rc: MQTTErrorCode = super()._handle_pubackcomp(cmd)
             return rc
@@ -216,6 +238,21 @@ class BufferedReads(paho.Client):
                 break
         if i + size > end:
             return super()._packet_read()
+        first = buf[pos]
+        if first == _PUBACK_FIRST:
+            # The broker's PUBACK of one of the window's publishes, handled
+            # without the packet dictionary paho's handlers read.
+            window = self.window
+            mid = parse_puback(buf[i : i + size], self._protocol == paho.MQTTv5)
+            if mid is not None and window is not None and window.owns(mid):
+                self._rpos = i + size
+                window.acknowledged(mid)
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        elif first & 0xF0 == _PUBLISH_KIND and self.publish_handler is not None:
+            fields = parse_publish(first, buf[i : i + size], self._protocol == paho.MQTTv5)
+            if fields is not None:
+                self._rpos = i + size
+                return self._publish_received(fields)
         self._rpos = i + size
         packet["command"] = buf[pos]
         packet["have_remaining"] = 1

@@ -1,4 +1,4 @@
-"""The MQTT in-flight window: messages beyond it wait in paho's queue and still go out."""
+"""The MQTT in-flight window: messages beyond it wait in the client and still go out."""
 
 from __future__ import annotations
 
