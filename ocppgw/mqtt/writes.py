@@ -41,6 +41,32 @@ def _plain(packet: Any) -> bool:
 class JoinedWrites(paho.Client):
     """Mixed into paho's client: queued packets go out joined, one ``send`` per chunk."""
 
+    def _packet_queue(
+        self, command: int, packet: bytes | bytearray, mid: int, qos: int, info: Any = None
+    ) -> MQTTErrorCode:
+        # paho's, for a client whose writes the reactor drives: the packet
+        # joins the queue and the socket is registered for writing once per
+        # turn.  paho's also pokes the socketpair of its threaded loop (never
+        # made here) and, with no one to register the socket with, writes at
+        # once: that case is still paho's.
+        if self._on_socket_register_write is None:
+            rc: MQTTErrorCode = super()._packet_queue(command, packet, mid, qos, info)
+            return rc
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        if not self._registered_write:
+            self._call_socket_register_write()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
     def _packet_write(self) -> MQTTErrorCode:
         out = self._out_packet
         while out:

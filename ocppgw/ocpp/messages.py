@@ -145,10 +145,15 @@ class FrameError(Exception):
         self.action = action
 
 
-def _known_types(version: str) -> frozenset[int]:
-    if has_21_types(version):
-        return frozenset(MessageType)
-    return frozenset({MessageType.CALL, MessageType.CALLRESULT, MessageType.CALLERROR})
+#: MessageTypeId -> MessageType: a dict lookup, where calling the enum is slow.
+_ALL_TYPES = {int(t): t for t in MessageType}
+_BASE_TYPES = {
+    int(t): t for t in (MessageType.CALL, MessageType.CALLRESULT, MessageType.CALLERROR)
+}
+
+
+def _known_types(version: str) -> dict[int, MessageType]:
+    return _ALL_TYPES if has_21_types(version) else _BASE_TYPES
 
 
 def check_unique_id(value: object) -> str | None:
@@ -189,7 +194,8 @@ def parse_value(frame: object, version: str) -> Message:
         raise FrameError(ErrorKind.RPC_FRAMEWORK, "MessageTypeId is not an integer")
     raw_id = frame[1] if len(frame) > 1 else None
     unique_id = check_unique_id(raw_id)
-    if type_id not in _known_types(version):
+    mtype = _known_types(version).get(type_id)
+    if mtype is None:
         # OCPP 2.0.1 Part 4 §4.4: MessageTypeNotSupported.
         raise FrameError(
             ErrorKind.MESSAGE_TYPE_NOT_SUPPORTED,
@@ -203,7 +209,6 @@ def parse_value(frame: object, version: str) -> Message:
         else:
             why = "MessageId is missing or not a string"
         raise FrameError(ErrorKind.RPC_FRAMEWORK, why, UNREADABLE_ID, type_id)
-    mtype = MessageType(type_id)
     if mtype in (MessageType.CALL, MessageType.SEND):
         _expect_length(frame, 4, mtype, unique_id)
         action = frame[2]
@@ -313,7 +318,10 @@ def loads(text: str | bytes) -> Any:
             # What json.loads says of a text starting with a byte order mark.
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
         return _STRICT.decode(text)
-    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    # What json.loads does with bytes: the encoding from the first bytes (RFC
+    # 8259 §8.1 asks for UTF-8; json also reads UTF-16 and UTF-32, and drops
+    # a UTF-8 byte order mark), then the same decoder.
+    return _STRICT.decode(text.decode(json.detect_encoding(text), "surrogatepass"))
 
 
 def _lenient(text: str) -> tuple[str, int | None] | None:

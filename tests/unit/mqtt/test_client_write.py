@@ -81,3 +81,17 @@ def test_qos0_publish_is_completed_by_paho(wired: Any) -> None:
     head = _receive(theirs, 4)
     assert head == _puback(9)
     assert not client.want_write()
+
+
+def test_queueing_registers_the_socket_once_and_writes_nothing(wired: Any) -> None:
+    """Packets queued in a turn register the socket once; none is sent before loop_write."""
+    client, counting, theirs, _ = wired
+    registered: list[object] = []
+    client.on_socket_register_write = lambda c, u, s: registered.append(s)
+    for mid in (1, 2, 3):
+        client._send_puback(mid)
+    assert (len(registered), counting.sends) == (1, 0)
+    client.loop_write()
+    assert _receive(theirs, 12) == _puback(1) + _puback(2) + _puback(3)
+    client._send_puback(4)
+    assert len(registered) == 2  # the socket was unregistered once it was all written

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ocppgw.ocpp.messages import (
@@ -143,17 +143,26 @@ def test_non_finite_numbers_are_not_written() -> None:
     ).map(json.dumps)
     | st.sampled_from(["\ufeff[]", "NaN", "[Infinity]", "[1e999]", "[-0.0]", " [1] "])
 )
+@example("\ufeff[1]")
 def test_loads_answers_as_json_loads(text: str) -> None:
-    """The reused strict decoder answers every text as json.loads with the same hooks does."""
+    """
+    The reused strict decoder answers every text as json.loads with the same
+    hooks does, as a str and as bytes in every encoding json.loads detects
+    (RFC 8259 §8.1; with a byte order mark, and bytes that are no UTF at all).
+    """
     from ocppgw.ocpp.messages import _finite_float, _reject_constant, loads
 
-    def outcome(parse: Any) -> object:
+    def outcome(parse: Any, data: str | bytes) -> object:
         try:
-            return ("value", parse(text))
+            return ("value", parse(data))
         except ValueError as e:
             return ("error", type(e).__name__, str(e))
 
-    expected = outcome(
-        lambda t: json.loads(t, parse_constant=_reject_constant, parse_float=_finite_float)
-    )
-    assert outcome(loads) == expected
+    def theirs(data: str | bytes) -> Any:
+        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+
+    forms: list[str | bytes] = [text, b"\xff\xfe\x00" + text.encode("utf-8", "surrogatepass")]
+    for encoding in ("utf-8", "utf-8-sig", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32"):
+        forms.append(text.encode(encoding, "surrogatepass"))
+    for data in forms:
+        assert outcome(loads, data) == outcome(theirs, data), data
