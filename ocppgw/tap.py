@@ -64,6 +64,8 @@ def makeService(options: Options) -> IService:
     from ocppgw.admin.fanout import FanoutService
     from ocppgw.assemble import operate
 
+    # Once start-up is over: its objects are frozen out of the collector's sight.
+    reactor.callWhenRunning(loop.tune_collector)
     config = options["parsed"]
     try:
         if workers.supervises(config):

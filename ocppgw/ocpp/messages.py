@@ -147,9 +147,7 @@ class FrameError(Exception):
 
 #: MessageTypeId -> MessageType: a dict lookup, where calling the enum is slow.
 _ALL_TYPES = {int(t): t for t in MessageType}
-_BASE_TYPES = {
-    int(t): t for t in (MessageType.CALL, MessageType.CALLRESULT, MessageType.CALLERROR)
-}
+_BASE_TYPES = {int(t): t for t in (MessageType.CALL, MessageType.CALLRESULT, MessageType.CALLERROR)}
 
 
 def _known_types(version: str) -> dict[int, MessageType]:

@@ -319,3 +319,48 @@ class RunTests(SynchronousTestCase):
             [sys.executable, "-c", _RUN], capture_output=True, text=True, timeout=20, check=True
         )
         self.assertEqual(out.stdout.strip(), "[b'ping'] [True]")
+
+
+_COLLECTOR = """
+import gc, sys, weakref
+from ocppgw import tap
+path = sys.argv[1]
+open(path, "w").write("[listener:ws]\\nendpoint = tcp:0\\n[mqtt]\\nbroker = mqtt://127.0.0.1:1\\n")
+options = tap.Options()
+options.parseOptions(["--config", path])
+tap.makeService(options)
+from twisted.internet import reactor
+before = (gc.get_threshold()[0], gc.get_freeze_count())
+reactor.callLater(0, reactor.stop)
+reactor.run(installSignalHandlers=False)
+
+class Node:
+    pass
+
+a, b = Node(), Node()
+a.other, b.other = b, a
+alive = weakref.ref(a)
+del a, b
+gc.collect()
+print(before, gc.get_threshold()[0], gc.get_freeze_count() > 0, alive() is None)
+"""
+
+
+class CollectorTests(SynchronousTestCase):
+    def test_twistd_ocppgw_tunes_the_collector_once_running(self) -> None:
+        """
+        makeService leaves the collector as it is until the reactor runs; then
+        start-up's objects are frozen, the young threshold is 5,000, and a
+        reference cycle made later is still collected.
+        """
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = subprocess.run(
+                [sys.executable, "-c", _COLLECTOR, f"{tmp}/gw.ini"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+        self.assertEqual(out.stdout.strip(), "(700, 0) 5000 True True")
