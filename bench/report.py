@@ -129,6 +129,7 @@ def table(result: dict[str, Any]) -> str:
         "ocppcs": "`ocpp` package central system",
         "gateway": "ocppgw",
         "paho-mosquitto-paho": "paho → mosquitto → paho (QoS 1)",
+        "floor": "floor: the wire work alone, no rules (`bench/floor.py`)",
     }
     for r in result["closed"] + result.get("variants", []) + result.get("open", []):
         name = names[r["server"]] + (f" ({r['variant']})" if r["variant"] else "")
@@ -161,7 +162,7 @@ def plots(result: dict[str, Any], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     closed = result["closed"]
-    labels = {"echo": "Autobahn echo", "ocppcs": "ocpp CS", "gateway": "ocppgw"}
+    labels = {"echo": "Autobahn echo", "ocppcs": "ocpp CS", "gateway": "ocppgw", "floor": "floor"}
     fig, ax = plt.subplots(figsize=(6, 4))
     for server, label in labels.items():
         xs = sorted({r["conns"] for r in closed if r["server"] == server})

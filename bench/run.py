@@ -153,6 +153,17 @@ class Bench:
         finally:
             stop(proc)
 
+    @contextmanager
+    def floor(self, mport: int) -> Iterator[tuple[int, Any]]:
+        """bench/floor.py: the wire work of a round trip alone, behind the same backend."""
+        port = free_port()
+        argv = [PY, str(HERE / "floor.py"), str(port), str(mport)]
+        proc = self.spawn(SERVER_CORE, argv, "floor", port)
+        try:
+            yield port, proc
+        finally:
+            stop(proc)
+
     def load(
         self, argv: list[str], server: Any, others: list[Any], timeout: float = 120
     ) -> dict[str, Any]:
@@ -206,7 +217,7 @@ class Bench:
 
 
 def closed_loop(b: Bench, conn_counts: list[int], repeat: int) -> list[dict[str, Any]]:
-    """Echo, ocpp CS and gateway, interleaved so that noise hits all three alike."""
+    """Echo, ocpp CS, gateway and floor, interleaved so that noise hits them all alike."""
     runs: list[dict[str, Any]] = []
     with b.broker() as (mport, broker):
         backend = b.spawn(
@@ -215,10 +226,13 @@ def closed_loop(b: Bench, conn_counts: list[int], repeat: int) -> list[dict[str,
         time.sleep(0.5)
         for conns in conn_counts:
             for attempt in range(repeat if conns == 100 else 1):
-                for server in ("echo", "ocppcs", "gateway"):
+                for server in ("echo", "ocppcs", "gateway", "floor"):
                     if server == "gateway":
                         with b.gateway(mport) as (port, proc):
                             r = b.ws(port, conns, proc, [broker, backend], prefix=f"G{attempt}-")
+                    elif server == "floor":
+                        with b.floor(mport) as (port, proc):
+                            r = b.ws(port, conns, proc, [broker, backend], prefix=f"F{attempt}-")
                     else:
                         with b.baseline(server) as (port, proc):
                             r = b.ws(port, conns, proc, [], echo=server == "echo")

@@ -10,7 +10,7 @@ from harness import ROOT
 
 
 def test_bench_quick_runs(tmp_path):
-    """bench/run.py --quick measures echo, ocpp CS and gateway with CALLRESULTs and no failure."""
+    """bench/run.py --quick measures echo, ocpp CS, gateway and floor: CALLRESULTs, no failure."""
     subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(tmp_path)],
         check=True,
@@ -19,6 +19,6 @@ def test_bench_quick_runs(tmp_path):
     )
     (found,) = tmp_path.glob("*.json")
     runs = json.loads(found.read_text())["closed"]
-    assert [r["server"] for r in runs] == ["echo", "ocppcs", "gateway"]
+    assert [r["server"] for r in runs] == ["echo", "ocppcs", "gateway", "floor"]
     assert all(r["conns"] == 2 and r["round_trips"] > 0 and r["failures"] == 0 for r in runs), runs
     assert "| ocppgw | 2 |" in (tmp_path / "latest.md").read_text()
