@@ -326,11 +326,15 @@ class MQTTClient:
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> Deferred[None]:
         if qos == 1:
+            # What paho's publish checks (MQTT 3.1.1 §4.7.1, §1.5.3, §2.2.3).
             name = topic.encode("utf-8")
             if not name:
                 raise ValueError("Invalid topic.")
-            self._client._raise_for_invalid_topic(name)  # paho's: no wildcards, not too long
-            if len(payload) > 268435455:  # MQTT 3.1.1 §2.2.3: the largest remaining length
+            if b"+" in name or b"#" in name:
+                raise ValueError("Publish topic cannot contain wildcards.")
+            if len(name) > 65535:
+                raise ValueError("Publish topic is too long.")
+            if len(payload) > 268435455:
                 raise ValueError("Payload too large.")
             try:
                 return self._window.publish(name, payload, retain)

@@ -47,6 +47,8 @@ def _length(size: int) -> bytes:
     """A remaining length as a variable byte integer (MQTT 3.1.1 §2.2.3, 5.0 §1.5.5)."""
     if size < 128:
         return bytes((size,))
+    if size < 16384:
+        return bytes((size & 0x7F | 0x80, size >> 7))
     out = bytearray()
     while True:
         size, digit = divmod(size, 128)

@@ -111,6 +111,10 @@ class Validator:
         self._compiled: dict[tuple[str, str, bool], Any] = {}
         #: The compiled yes/no check of each, on the hot path.
         self._fast: dict[tuple[str, str, bool], FastCheck] = {}
+        #: (version, action, request) -> the compiled check of each schema
+        #: used so far: ``True`` when a payload is valid.  For a caller's
+        #: fast path; :meth:`validate` still says why one is not.
+        self.fast_checks: Mapping[tuple[str, str, bool], FastCheck] = self._fast
         #: The tolerant validator class derived from each draft's class.
         self._classes: dict[type[Any], type[Any]] = {}
 

@@ -7,10 +7,12 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ocppgw.mqtt.driver import PahoClient
-from ocppgw.mqtt.window import PublishError, PublishWindow
+from ocppgw.mqtt.window import PublishError, PublishWindow, _length
 
 
 class Wire:
@@ -199,3 +201,40 @@ def test_the_brokers_puback_reaches_the_window(
     assert outcome == [expected] and w.unacknowledged() == 0
     ours.close()
     theirs.close()
+
+
+_PAHO = paho.Client(CallbackAPIVersion.VERSION2)
+
+
+@given(st.integers(0, 268435455))
+def test_remaining_length_is_the_varint_paho_writes(size: int) -> None:
+    """_length encodes every remaining length as paho does (MQTT 3.1.1 §2.2.3)."""
+    ours = _length(size)
+    theirs = bytearray()
+    _PAHO._pack_remaining_length(theirs, size)
+    assert ours == bytes(theirs)
+
+
+@pytest.mark.parametrize(
+    ("topic", "why"),
+    [
+        ("", "Invalid topic"),
+        ("a/+/b", "wildcards"),
+        ("a/#", "wildcards"),
+        ("x" * 65536, "too long"),
+    ],
+)
+def test_publish_refuses_a_topic_paho_would(topic: str, why: str) -> None:
+    """MQTTClient.publish at QoS 1 refuses what paho's publish refuses, with its words."""
+    from twisted.internet.task import Clock
+
+    from ocppgw.config import parse
+    from ocppgw.mqtt.client import MQTTClient
+
+    config = parse("[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:1\n").mqtt
+    client = MQTTClient(config, Clock())
+    with pytest.raises(ValueError, match=why):
+        client.publish(topic, b"x", qos=1)
+    with pytest.raises(ValueError, match=why):
+        paho.Client(CallbackAPIVersion.VERSION2).publish(topic, b"x", qos=1)
+    assert client.unacknowledged() == 0

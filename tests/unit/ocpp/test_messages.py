@@ -166,3 +166,32 @@ def test_loads_answers_as_json_loads(text: str) -> None:
         forms.append(text.encode(encoding, "surrogatepass"))
     for data in forms:
         assert outcome(loads, data) == outcome(theirs, data), data
+
+
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
+)
+def test_dumps_writes_as_json_dumps(value: object) -> None:
+    """The reused encoder writes every value as json.dumps with the same options, or refuses it."""
+    from ocppgw.ocpp.messages import dumps
+
+    def outcome(write: Any) -> object:
+        try:
+            return ("text", write(value))
+        except ValueError as e:
+            return ("error", str(e))
+
+    expected = outcome(
+        lambda v: json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    )
+    assert outcome(dumps) == expected

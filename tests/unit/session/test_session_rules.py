@@ -204,3 +204,32 @@ def test_schema_failing_at_runtime_answers_internal_error(tmp_path: Path) -> Non
     session.frame_received('[2,"1","Heartbeat",{"n":1}]')
     assert connection.sent()[0][:3] == [4, "1", "InternalError"]
     assert upstream.envelopes == []
+
+
+def test_configured_check_answers_alike_before_and_after_its_schema_is_compiled() -> None:
+    """
+    The configured check gives the same answer to a payload the first time
+    (the schema compiled then) and every time after (the compiled fast path),
+    valid or not, and counts each refusal.
+    """
+    from ocppgw.interfaces import NO_EVENTS
+
+    refused: list[tuple[str, bool]] = []
+
+    class Events(type(NO_EVENTS)):  # type: ignore[misc]
+        def validation_failed(self, action: str, upstream: bool) -> None:
+            refused.append((action, upstream))
+
+    options = session_options(
+        parse("[listener:a]\nendpoint = tcp:1\n[validation]\nmode = all\n"), Events()
+    )
+    check = options.validate_upstream
+    assert check is not None
+    good = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+    bad = {"connectorId": 1, "errorCode": "NoError", "status": "Sleeping"}
+    answers = [check("ocpp1.6", "StatusNotification", True, p) for p in (good, bad, good, bad)]
+    assert answers[0] is None and answers[2] is None
+    assert answers[1] is not None and answers[3] is not None
+    assert answers[1].description == answers[3].description
+    assert "Sleeping" in answers[1].description
+    assert refused == [("StatusNotification", True)] * 2
