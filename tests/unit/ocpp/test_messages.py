@@ -195,3 +195,14 @@ def test_dumps_writes_as_json_dumps(value: object) -> None:
         lambda v: json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     )
     assert outcome(dumps) == expected
+
+
+def test_dumps_after_a_refusal_writes_the_next_value() -> None:
+    """A value refused half-way (a NaN deep inside) leaves nothing behind for the next ones."""
+    from ocppgw.ocpp.messages import dumps
+
+    inner = {"a": [1, 2]}
+    for _ in range(3):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            dumps({"x": inner, "y": [inner, {"z": float("nan")}]})
+        assert dumps({"x": inner, "y": [inner]}) == '{"x":{"a":[1,2]},"y":[{"a":[1,2]}]}'
