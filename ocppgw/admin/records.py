@@ -24,7 +24,15 @@ from zope.interface import implementer
 from ocppgw.admin.metrics import Metrics
 from ocppgw.interfaces import IGatewayEvents
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope
-from ocppgw.ocpp.messages import CallError, CallResult, CallResultError, Message
+from ocppgw.ocpp.messages import (
+    Call,
+    CallError,
+    CallResult,
+    CallResultError,
+    Message,
+    MessageType,
+    Send,
+)
 
 _log = Logger()
 
@@ -89,12 +97,22 @@ class _Bounded:
         return name
 
 
+#: The type name of each message class (an enum's ``name`` is a slow property).
+_KINDS: dict[type, str] = {
+    Call: MessageType.CALL.name,
+    CallResult: MessageType.CALLRESULT.name,
+    CallError: MessageType.CALLERROR.name,
+    CallResultError: MessageType.CALLRESULTERROR.name,
+    Send: MessageType.SEND.name,
+}
+
+
 def _header(message: Message | None) -> tuple[str, str, str | None, str | None]:
     """(type name, UniqueId, Action, error code) of a parsed message; ``INVALID`` for None."""
     if message is None:
         return "INVALID", "", None, None
     code = message.error_code if isinstance(message, CallError | CallResultError) else None
-    return message.message_type.name, message.unique_id, message.action, code
+    return _KINDS[type(message)], message.unique_id, message.action, code
 
 
 @implementer(IGatewayEvents)

@@ -19,13 +19,11 @@ sender's version wants that reported.  :func:`encode_frame` is its inverse.
 from __future__ import annotations
 
 import json
-import json.encoder
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from ocppgw.ocpp.jsontext import NonFiniteNumber, dumps, loads
 from ocppgw.ocpp.versions import ErrorKind, has_21_types
 
 #: OCPP-J 1.6 §4.1.4, OCPP 2.0.1 Part 4 Table 4: a message id is a string of
@@ -286,44 +284,6 @@ def encode_frame(message: Message) -> str:
     return dumps(to_value(message))
 
 
-class NonFiniteNumber(ValueError):
-    """JSON text with NaN, Infinity or a number that overflows to infinity."""
-
-
-def _reject_constant(name: str) -> Any:
-    raise NonFiniteNumber(f"{name} is not valid JSON (RFC 8259 §6)")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        # RFC 8259 §6: 1e999 is valid syntax, but Python reads it as inf,
-        # which no JSON text can carry on.
-        raise NonFiniteNumber(f"number {text[:40]} overflows to infinity (RFC 8259 §6)")
-    return value
-
-
-#: One decoder for every frame: json.loads with keyword arguments builds a
-#: new JSONDecoder each call.
-_STRICT = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-
-
-def loads(text: str | bytes) -> Any:
-    """
-    Strict JSON: NaN and Infinity, which Python accepts, and numbers that
-    overflow to infinity are refused (RFC 8259 §6) with :class:`NonFiniteNumber`.
-    """
-    if isinstance(text, str):
-        if text.startswith("\ufeff"):
-            # What json.loads says of a text starting with a byte order mark.
-            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-        return _STRICT.decode(text)
-    # What json.loads does with bytes: the encoding from the first bytes (RFC
-    # 8259 §8.1 asks for UTF-8; json also reads UTF-16 and UTF-32, and drops
-    # a UTF-8 byte order mark), then the same decoder.
-    return _STRICT.decode(text.decode(json.detect_encoding(text), "surrogatepass"))
-
-
 def _lenient(text: str) -> tuple[str, int | None] | None:
     """
     The message id and type of a frame that only strict JSON refuses; None
@@ -337,42 +297,6 @@ def _lenient(text: str) -> tuple[str, int | None] | None:
         return UNREADABLE_ID, None
     type_id = frame[0] if isinstance(frame[0], int) and not isinstance(frame[0], bool) else None
     return check_unique_id(frame[1]) or UNREADABLE_ID, type_id
-
-
-def dumps(value: object) -> str:
-    """
-    Compact JSON, non-ASCII kept as is (frames and envelopes are UTF-8);
-    a non-finite float raises ValueError rather than write ``Infinity``
-    (RFC 8259 §6).
-    """
-    return "".join(_COMPACT(value, 0))
-
-
-def _compact_encoder() -> Callable[[object, int], list[str]]:
-    """
-    One encoder for every frame and envelope.  ``json.dumps`` with keyword
-    arguments builds a ``JSONEncoder`` per call, and its ``encode`` builds
-    the C encoder per call again (together about 6% of the gateway's CPU
-    under load); this is that C encoder, built once, with the options above.
-    It does not look for reference cycles: what it writes was read from JSON
-    text or built by the gateway, and a cycle would end in RecursionError
-    instead of ValueError.  (A cycle check would be wrong here anyway: the
-    C encoder leaves its marks behind when a value is refused.)
-    """
-    options = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # not CPython
-        encoder = json.JSONEncoder(
-            separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
-        )
-        return lambda value, level: [encoder.encode(value)]
-    made: Callable[[object, int], list[str]] = make(
-        None, options.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-    return made
-
-
-_COMPACT = _compact_encoder()
 
 
 def _short(e: Exception) -> str:

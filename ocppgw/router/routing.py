@@ -9,9 +9,8 @@ Downstream it holds one subscription per charge point it has (connected, or
 in its offline grace period: ``[dnstream] offline_ttl``), finds the session a
 message is for, and decodes it with ``[dnstream] codec``.  Whatever cannot be
 delivered is answered with an error envelope, never dropped.
-
 Which instance holds an identity, and when the catch-all answers for one, is
-:mod:`ocppgw.router.presence`'s to decide.
+:mod:`ocppgw.router.presence`'s to decide.  Topic names: :mod:`ocppgw.router.topics`.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from ocppgw.ocpp.messages import Call, CallError, CallResult, Send, unique_id_of
 from ocppgw.ocpp.versions import OCPP21
 from ocppgw.router import codecs
 from ocppgw.router.presence import Presence, topic_values
-from ocppgw.router.topics import compile_filter, shard, topic_matches
+from ocppgw.router.topics import TopicNames, compile_filter, shard, topic_matches
 from ocppgw.session.exchanges import rfc3339
 from ocppgw.session.owed import Owed
 from ocppgw.session.rules import Session
@@ -76,6 +75,7 @@ class Router:
         self._presence = Presence(config, mqtt, clock)
         #: Publishes waiting for the broker's acknowledgement, per charge point.
         self._waiting: dict[str, int] = {}
+        self._names = TopicNames(self._values)
         #: Why downstream CALLs are refused now (the gateway is stopping), if they are.
         self._stopping: str | None = None
         #: Error envelopes about charge points no session holds, not published yet.
@@ -230,7 +230,7 @@ class Router:
         self.events.published(envelope)
         topic = self.topic_of(envelope)
         cid = envelope.charge_point or ""
-        name = topic.template.render(self._values(cid, envelope.version, envelope.message))
+        name = self._names.name(topic.template, cid, envelope.version, envelope.message)
         waiting = self._waiting.get(cid, 0)
         if cid and waiting >= self.share():
             return fail(

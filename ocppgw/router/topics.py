@@ -24,6 +24,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 PLACEHOLDERS = frozenset({"cid", "action", "type", "id", "version", "gateway", "shard"})
 #: Placeholders whose value is only known once a message is there.
@@ -168,6 +169,11 @@ class TopicTemplate:
         m = self._matcher.fullmatch(topic)
         return unescape(m.group("cid")) if m else None
 
+    @property
+    def per_message_id(self) -> bool:
+        """The template holds ``${id}``: each message has a topic of its own."""
+        return any(name == "id" for _, name in self._parts)
+
     def render(self, values: Mapping[str, str]) -> str:
         """The topic with every placeholder replaced by its (escaped) value."""
         out = []
@@ -193,6 +199,36 @@ class TopicTemplate:
             else:
                 levels.append(_PLACEHOLDER.sub(lambda m: escape(values.get(m.group(1), "")), level))
         return "/".join(levels)
+
+
+#: Topic names a :class:`TopicNames` remembers; past it, it starts again.
+TOPIC_NAMES = 4096
+
+
+class TopicNames:
+    """
+    The topics upstream templates render to, remembered: by template,
+    identity, version, Action and MessageTypeId (at most :data:`TOPIC_NAMES`
+    of them), except for a template holding ``${id}``.
+
+    :param values: the placeholders' values for (identity, version, message).
+    """
+
+    def __init__(self, values: Callable[[str, str | None, Any], Mapping[str, str]]) -> None:
+        self._values = values
+        self._names: dict[tuple[object, ...], str] = {}
+
+    def name(self, template: TopicTemplate, cid: str, version: str | None, message: Any) -> str:
+        """The topic ``template`` renders to for ``message`` of charge point ``cid``."""
+        if template.per_message_id:
+            return template.render(self._values(cid, version, message))
+        key = (template.text, cid, version, message.action, message.message_type)
+        name = self._names.get(key)
+        if name is None:
+            if len(self._names) >= TOPIC_NAMES:
+                self._names.clear()
+            name = self._names[key] = template.render(self._values(cid, version, message))
+        return name
 
 
 def compile_filter(subscription: str) -> Callable[[str], bool]:

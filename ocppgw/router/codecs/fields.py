@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ocppgw.ocpp.envelope import CodecError
+from ocppgw.ocpp.jsontext import loads
 from ocppgw.ocpp.messages import (
     Call,
     CallError,
@@ -25,7 +26,6 @@ from ocppgw.ocpp.messages import (
     MessageType,
     Send,
     check_unique_id,
-    loads,
 )
 from ocppgw.ocpp.versions import error_codes, has_21_types
 

@@ -22,7 +22,8 @@ from typing import Any
 from zope.interface import implementer
 
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
-from ocppgw.ocpp.messages import CallError, CallResult, CallResultError, dumps
+from ocppgw.ocpp.jsontext import dumps
+from ocppgw.ocpp.messages import CallError, CallResult, CallResultError
 from ocppgw.router.codecs import ICodec
 from ocppgw.router.codecs.fields import json_object, message_from_fields
 

@@ -203,3 +203,18 @@ class ParsedOnceTests(SynchronousTestCase):
         record = recorder.records["CP1"]
         self.assertEqual(record.by_type[("in", "CALL", "Heartbeat")], 1)
         self.assertEqual((record.messages_in, record.bytes_in), (1, len(text)))
+
+
+def test_type_names_are_the_message_types() -> None:
+    """The records name each message by its MessageType, for every message class."""
+    from ocppgw.admin.records import _header
+    from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, Send
+
+    for message in (
+        Call("1", "A", {}),
+        CallResult("1", {}),
+        CallError("1", "GenericError"),
+        CallResultError("1", "GenericError"),
+        Send("1", "A", {}),
+    ):
+        assert _header(message)[0] == message.message_type.name

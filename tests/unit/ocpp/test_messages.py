@@ -119,7 +119,7 @@ def test_description_truncated_to_255() -> None:
 
 def test_non_finite_numbers_are_not_written() -> None:
     """dumps refuses a non-finite float rather than write Infinity (RFC 8259 §6)."""
-    from ocppgw.ocpp.messages import dumps, loads
+    from ocppgw.ocpp.jsontext import dumps, loads
 
     with pytest.raises(ValueError):
         dumps({"x": float("inf")})
@@ -150,7 +150,7 @@ def test_loads_answers_as_json_loads(text: str) -> None:
     hooks does, as a str and as bytes in every encoding json.loads detects
     (RFC 8259 §8.1; with a byte order mark, and bytes that are no UTF at all).
     """
-    from ocppgw.ocpp.messages import _finite_float, _reject_constant, loads
+    from ocppgw.ocpp.jsontext import _finite_float, _reject_constant, loads
 
     def outcome(parse: Any, data: str | bytes) -> object:
         try:
@@ -170,11 +170,7 @@ def test_loads_answers_as_json_loads(text: str) -> None:
 
 @given(
     st.recursive(
-        st.none()
-        | st.booleans()
-        | st.integers()
-        | st.floats()
-        | st.text(max_size=5),
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
         lambda inner: (
             st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
         ),
@@ -183,7 +179,7 @@ def test_loads_answers_as_json_loads(text: str) -> None:
 )
 def test_dumps_writes_as_json_dumps(value: object) -> None:
     """The reused encoder writes every value as json.dumps with the same options, or refuses it."""
-    from ocppgw.ocpp.messages import dumps
+    from ocppgw.ocpp.jsontext import dumps
 
     def outcome(write: Any) -> object:
         try:
@@ -199,10 +195,42 @@ def test_dumps_writes_as_json_dumps(value: object) -> None:
 
 def test_dumps_after_a_refusal_writes_the_next_value() -> None:
     """A value refused half-way (a NaN deep inside) leaves nothing behind for the next ones."""
-    from ocppgw.ocpp.messages import dumps
+    from ocppgw.ocpp.jsontext import dumps
 
     inner = {"a": [1, 2]}
     for _ in range(3):
         with pytest.raises(ValueError, match="not JSON compliant"):
             dumps({"x": inner, "y": [inner, {"z": float("nan")}]})
         assert dumps({"x": inner, "y": [inner]}) == '{"x":{"a":[1,2]},"y":[{"a":[1,2]}]}'
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"1",
+        b"12",
+        b"\x001",
+        b"1\x00",
+        b"\x00\x001\x00",
+        b"1\x00\x00\x00",
+        b"[1\x00]",
+        b"\xef\xbb\xbf[1]",
+        b"\xef[1]",
+        b"\xfe\xff\x00[",
+        b"\xff\xfe[\x00",
+        b"\x7f",
+        b'{"a":1}',
+    ],
+)
+def test_loads_reads_odd_bytes_as_json_loads(data: bytes) -> None:
+    """Bytes at the edges of encoding detection are read (or refused) as json.loads reads them."""
+    from ocppgw.ocpp.jsontext import loads
+
+    def outcome(parse: Any) -> object:
+        try:
+            return ("value", parse(data))
+        except ValueError as e:
+            return ("error", type(e).__name__, str(e))
+
+    assert outcome(loads) == outcome(json.loads)

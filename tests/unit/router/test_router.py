@@ -142,6 +142,47 @@ class RouterTests(SynchronousTestCase):
         self.assertEqual(published[0][:2], ("hb/CP1", b'[2,"1","Heartbeat",{}]'))
         self.assertEqual(published[1][0], "ocpp/cp/CP1/Authorize")
 
+    def test_topic_names_follow_every_placeholder(self) -> None:
+        """
+        Remembered topic names still follow the identity, the version, the
+        Action and the type of each message, ${id} gives every message its own
+        topic, and past TOPIC_NAMES the names are still right.
+        """
+        from ocppgw.ocpp.messages import CallResult
+        from ocppgw.router import topics
+
+        router, mqtt, _, _ = setup(
+            "[upstream]\ntopic = up/${version}/${cid}/${action}/${type}\n"
+            "[upstream:Authorize]\ntopic = auth/${cid}/${id}\n"
+        )
+        self.patch(topics, "TOPIC_NAMES", 3)
+        sent = [
+            ("CP1", "ocpp1.6", Call("1", "Heartbeat", {})),
+            ("CP2", "ocpp1.6", Call("2", "Heartbeat", {})),
+            ("CP1", "ocpp2.0.1", Call("3", "Heartbeat", {})),
+            ("CP1", "ocpp1.6", Call("4", "StatusNotification", {})),
+            ("CP1", "ocpp1.6", Call("5", "Authorize", {})),
+            ("CP1", "ocpp1.6", Call("6", "Authorize", {})),
+            ("CP1", "ocpp1.6", Call("7", "Heartbeat", {})),
+            ("CP1", "ocpp1.6", CallResult("8", {}, "Heartbeat")),
+        ]
+        del mqtt.published[:]
+        for cid, version, message in sent:
+            router.publish(Envelope(message, version=version, charge_point=cid))
+        self.assertEqual(
+            [topic for topic, _, _, _ in mqtt.published],
+            [
+                "up/ocpp1.6/CP1/Heartbeat/2",
+                "up/ocpp1.6/CP2/Heartbeat/2",
+                "up/ocpp2.0.1/CP1/Heartbeat/2",
+                "up/ocpp1.6/CP1/StatusNotification/2",
+                "auth/CP1/5",
+                "auth/CP1/6",
+                "up/ocpp1.6/CP1/Heartbeat/2",
+                "ocpp/cp/Reply/CP1",
+            ],
+        )
+
     def test_invalid_downstream_envelope(self) -> None:
         """A downstream payload that is not a valid envelope gets an Invalid error envelope."""
         _router, mqtt, _, connection = setup()

@@ -22,7 +22,8 @@ from typing import Any
 from zope.interface import implementer
 
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
-from ocppgw.ocpp.messages import CallError, CallResult, CallResultError, MessageType, loads
+from ocppgw.ocpp.jsontext import loads
+from ocppgw.ocpp.messages import CallError, CallResult, CallResultError, MessageType
 from ocppgw.router.codecs import ICodec
 from ocppgw.router.codecs.fields import message_from_fields
 from ocppgw.router.codecs.protobuf.convert import (

@@ -22,7 +22,8 @@ import json
 from enum import IntEnum
 from typing import Any
 
-from ocppgw.ocpp.messages import JSONObject, dumps, loads
+from ocppgw.ocpp.jsontext import dumps, loads
+from ocppgw.ocpp.messages import JSONObject
 from ocppgw.router.codecs.fields import json_object
 from ocppgw.router.codecs.protobuf.plan import (
     UNKNOWN_PROPERTY,

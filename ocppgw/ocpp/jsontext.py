@@ -1,0 +1,106 @@
+# -*- test-case-name: tests.unit.ocpp.test_messages -*-
+"""
+Strict JSON text, read and written fast: what frames and envelopes are made of.
+
+:func:`loads` refuses NaN, Infinity and numbers that overflow to infinity
+(RFC 8259 §6), which Python's ``json`` accepts; :func:`dumps` writes compact
+UTF-8 JSON and refuses non-finite floats.  Both answer as ``json.loads`` and
+``json.dumps`` with those options do (property tests compare them), with one
+decoder and one encoder kept for every call.
+"""
+
+from __future__ import annotations
+
+import json
+import json.encoder
+import math
+from collections.abc import Callable
+from typing import Any
+
+
+class NonFiniteNumber(ValueError):
+    """JSON text with NaN, Infinity or a number that overflows to infinity."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise NonFiniteNumber(f"{name} is not valid JSON (RFC 8259 §6)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # RFC 8259 §6: 1e999 is valid syntax, but Python reads it as inf,
+        # which no JSON text can carry on.
+        raise NonFiniteNumber(f"number {text[:40]} overflows to infinity (RFC 8259 §6)")
+    return value
+
+
+#: One decoder for every frame: json.loads with keyword arguments builds a
+#: new JSONDecoder each call.
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def loads(text: str | bytes) -> Any:
+    """
+    Strict JSON: NaN and Infinity, which Python accepts, and numbers that
+    overflow to infinity are refused (RFC 8259 §6) with :class:`NonFiniteNumber`.
+    """
+    if isinstance(text, str):
+        if text.startswith("\ufeff"):
+            # What json.loads says of a text starting with a byte order mark.
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _STRICT.decode(text)
+    # What json.loads does with bytes: the encoding from the first bytes (RFC
+    # 8259 §8.1 asks for UTF-8; json also reads UTF-16 and UTF-32, and drops
+    # a UTF-8 byte order mark), then the same decoder.  Bytes that cannot
+    # start a byte order mark or a UTF-16/32 text are UTF-8 to
+    # json.detect_encoding: said here without calling it.
+    if text and text[0] not in _NOT_PLAIN_UTF8 and (len(text) < 2 or text[1]):
+        encoding = "utf-8"
+    else:
+        encoding = json.detect_encoding(text)
+    return _STRICT.decode(text.decode(encoding, "surrogatepass"))
+
+
+#: First bytes that may begin a byte order mark (EF, FE, FF; 00 00 FE FF) or
+#: a UTF-16/32 text (a zero byte).
+_NOT_PLAIN_UTF8 = frozenset({0x00, 0xEF, 0xFE, 0xFF})
+
+
+def dumps(value: object) -> str:
+    """
+    Compact JSON, non-ASCII kept as is (frames and envelopes are UTF-8);
+    a non-finite float raises ValueError rather than write ``Infinity``
+    (RFC 8259 §6).
+    """
+    return "".join(_COMPACT(value, 0))
+
+
+def _compact_encoder() -> Callable[[object, int], list[str]]:
+    """
+    One encoder for every frame and envelope.  ``json.dumps`` with keyword
+    arguments builds a ``JSONEncoder`` per call, and its ``encode`` builds
+    the C encoder per call again (together about 6% of the gateway's CPU
+    under load); this is that C encoder, built once, with the options above.
+    It does not look for reference cycles: what it writes was read from JSON
+    text or built by the gateway, and a cycle would end in RecursionError
+    instead of ValueError.  (A cycle check would be wrong here anyway: the
+    C encoder leaves its marks behind when a value is refused.)
+    """
+    options = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # not CPython
+        encoder = json.JSONEncoder(
+            separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
+        )
+        return lambda value, level: [encoder.encode(value)]
+    made: Callable[[object, int], list[str]] = make(
+        None, options.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    return made
+
+
+_COMPACT = _compact_encoder()
+
+
+__all__ = ["NonFiniteNumber", "dumps", "loads"]
