@@ -88,6 +88,12 @@ def parse_publish(
         pos, mid = end, 0
         if qos:
             mid, pos = int.from_bytes(data[pos : pos + 2], "big"), pos + 2
+        if v5 and data[pos] == 2 and data[pos + 1] == _SUBSCRIPTION_IDENTIFIER:
+            # The usual MQTT 5 PUBLISH to a subscriber: one property, a
+            # subscription identifier below 128 (one byte).
+            value = data[pos + 2]
+            if not value & 0x80:
+                return topic, qos, mid, bytes(data[pos + 3 :]), (value,)
         identifiers: list[int] = []
         if v5:
             length, pos = _varint(data, pos)

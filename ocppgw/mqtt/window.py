@@ -81,8 +81,8 @@ class PublishWindow:
         self._window = limit
         self._buffer = buffer
         self._props = b"\x00" if v5 else b""
-        #: packet identifier -> (first byte, the packet after it, Deferred); in send order
-        self._in_flight: dict[int, tuple[int, bytes, Deferred[None]]] = {}
+        #: packet identifier -> (first byte, topic field, payload, Deferred); in send order
+        self._in_flight: dict[int, tuple[int, bytes, bytes, Deferred[None]]] = {}
         #: (first byte, topic field, payload, Deferred) not sent yet, in order
         self._waiting: deque[tuple[int, bytes, bytes, Deferred[None]]] = deque()
         self._open = False
@@ -108,10 +108,16 @@ class PublishWindow:
         mid = self._next_mid()
         while mid in self._in_flight:  # only once 65,535 wait: the counter wrapped
             mid = self._next_mid()
-        body = b"".join((field, mid.to_bytes(2, "big"), self._props, payload))
-        rest = _length(len(body)) + body
-        self._in_flight[mid] = (first, rest, d)
-        self._queue(first, bytes((first,)) + rest, mid, 1)
+        self._in_flight[mid] = (first, field, payload, d)
+        self._queue(first, self._packet(first, field, mid, payload), mid, 1)
+
+    def _packet(self, first: int, field: bytes, mid: int, payload: bytes) -> bytes:
+        """A whole PUBLISH (MQTT 3.1.1 §3.3, 5.0 §3.3), its payload copied once."""
+        props = self._props
+        size = len(field) + 2 + len(props) + len(payload)
+        return b"".join(
+            (bytes((first,)), _length(size), field, mid.to_bytes(2, "big"), props, payload)
+        )
 
     def owns(self, mid: int) -> bool:
         """``mid`` is one of this window's unacknowledged publishes."""
@@ -127,9 +133,9 @@ class PublishWindow:
             return
         self._fill()
         if refusal is None:
-            entry[2].callback(None)
+            entry[3].callback(None)
         else:
-            entry[2].errback(Failure(PublishError(f"broker refused the message: {refusal}")))
+            entry[3].errback(Failure(PublishError(f"broker refused the message: {refusal}")))
 
     def opened(self, receive_maximum: int = RECEIVE_MAXIMUM) -> None:
         """
@@ -138,10 +144,10 @@ class PublishWindow:
         """
         self._open = True
         self._window = max(1, min(self._limit, receive_maximum))
-        for mid, (first, rest, d) in list(self._in_flight.items()):
+        for mid, (first, field, payload, d) in list(self._in_flight.items()):
             first |= _DUP
-            self._in_flight[mid] = (first, rest, d)
-            self._queue(first, bytes((first,)) + rest, mid, 1)
+            self._in_flight[mid] = (first, field, payload, d)
+            self._queue(first, self._packet(first, field, mid, payload), mid, 1)
         self._fill()
 
     def closed(self) -> None:
@@ -155,7 +161,7 @@ class PublishWindow:
 
     def fail_all(self, why: str) -> None:
         """Fail every publish not acknowledged (the client stops)."""
-        entries = [d for _, _, d in self._in_flight.values()]
+        entries = [d for _, _, _, d in self._in_flight.values()]
         entries += [d for _, _, _, d in self._waiting]
         self._in_flight.clear()
         self._waiting.clear()

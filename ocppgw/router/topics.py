@@ -120,8 +120,11 @@ class TopicTemplate:
         init=False, default=(), compare=False, repr=False
     )
 
+    _per_id: bool = field(init=False, default=False, compare=False, repr=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "_parts", _parts(self.text))
+        object.__setattr__(self, "_per_id", any(name == "id" for _, name in self._parts))
 
     @classmethod
     def parse(cls, text: str, *, downstream: bool = False) -> TopicTemplate:
@@ -172,7 +175,7 @@ class TopicTemplate:
     @property
     def per_message_id(self) -> bool:
         """The template holds ``${id}``: each message has a topic of its own."""
-        return any(name == "id" for _, name in self._parts)
+        return self._per_id
 
     def render(self, values: Mapping[str, str]) -> str:
         """The topic with every placeholder replaced by its (escaped) value."""

@@ -110,7 +110,11 @@ def rfc3339(seconds: float) -> str:
     if second != _second[0]:
         text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _second = (second, text)
-    return f"{_second[1]}.{micros // 1000:03d}Z"
+    return _second[1] + _MILLIS[micros // 1000]
+
+
+#: ".000Z" to ".999Z": the end of every timestamp, made once.
+_MILLIS = tuple(f".{n:03d}Z" for n in range(1000))
 
 
 @dataclass

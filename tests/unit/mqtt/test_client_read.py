@@ -9,7 +9,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from paho.mqtt import _packet
 from paho.mqtt.enums import CallbackAPIVersion
@@ -230,6 +230,16 @@ def _publish_body(
     payload=st.binary(max_size=50),
     props=st.none() | _PROPERTY_VALUES,
 )
+@example(
+    topic="ocpp/cs/CP1/Reply/Heartbeat",
+    qos=1,
+    mid=7,
+    payload=b"{}",
+    props={"SubscriptionIdentifier": [2]},
+)
+@example(topic="t", qos=1, mid=7, payload=b"", props={"SubscriptionIdentifier": [127]})
+@example(topic="t", qos=0, mid=7, payload=b"x", props={"SubscriptionIdentifier": [128]})
+@example(topic="t", qos=1, mid=7, payload=b"x", props={"SubscriptionIdentifier": [1, 2]})
 def test_parse_publish_agrees_with_paho(
     topic: str, qos: int, mid: int, payload: bytes, props: dict[str, Any] | None
 ) -> None:
