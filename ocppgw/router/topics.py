@@ -99,6 +99,13 @@ def _matcher(text: str, literal: Callable[[str], str] = _level_pattern) -> re.Pa
     return re.compile("".join(parts), re.DOTALL)
 
 
+#: Topic names a :class:`TopicNames` (or a template's identities) remembers;
+#: past it, it starts again.
+TOPIC_NAMES = 4096
+
+_UNSEEN = object()
+
+
 def _parts(text: str) -> tuple[tuple[str, str | None], ...]:
     """``text`` as (literal, placeholder name or None) pairs, in order."""
     parts: list[tuple[str, str | None]] = []
@@ -121,6 +128,11 @@ class TopicTemplate:
     )
 
     _per_id: bool = field(init=False, default=False, compare=False, repr=False)
+    #: Downstream topics seen, and the identity each is for (a message and
+    #: its catch-all copy ask the same; at most :data:`TOPIC_NAMES`).
+    _identities: dict[str, str | None] = field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_parts", _parts(self.text))
@@ -169,8 +181,15 @@ class TopicTemplate:
         (``${cid}`` may stand beside other text in a level).
         """
         assert self._matcher is not None, "only downstream templates match topics"
+        known = self._identities.get(topic, _UNSEEN)
+        if known is not _UNSEEN:
+            return known  # type: ignore[return-value]
         m = self._matcher.fullmatch(topic)
-        return unescape(m.group("cid")) if m else None
+        identity = unescape(m.group("cid")) if m else None
+        if len(self._identities) >= TOPIC_NAMES:
+            self._identities.clear()  # bounded: topics seen start again
+        self._identities[topic] = identity
+        return identity
 
     @property
     def per_message_id(self) -> bool:
@@ -204,8 +223,6 @@ class TopicTemplate:
         return "/".join(levels)
 
 
-#: Topic names a :class:`TopicNames` remembers; past it, it starts again.
-TOPIC_NAMES = 4096
 
 
 class TopicNames:

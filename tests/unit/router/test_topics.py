@@ -155,3 +155,14 @@ def test_render_agrees_with_substitution(pieces: list[str], values: dict[str, st
     except TemplateError:
         return
     assert template.render(values) == _render_by_regex(text, values)
+
+
+def test_charge_point_of_remembers_and_stays_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked again, and past the bound of topics remembered, charge_point_of answers the same."""
+    from ocppgw.router import topics
+
+    monkeypatch.setattr(topics, "TOPIC_NAMES", 2)
+    template = TopicTemplate.parse("ocpp/cs/${cid}/${action}", downstream=True)
+    asked = ["ocpp/cs/A/Reset", "ocpp/cs/B%2FC/Reset", "ocpp/other", "ocpp/cs/A/Reset"] * 3
+    assert [template.charge_point_of(t) for t in asked] == ["A", "B/C", None, "A"] * 3
+    assert len(template._identities) <= 2
