@@ -30,6 +30,7 @@ _WRITE_CHUNK = 256 * 1024
 
 _DISCONNECT = 0xE0
 _PUBLISH = 0x30
+_PUBACK = 0x40
 
 
 def _plain(packet: Any) -> bool:
@@ -52,6 +53,18 @@ class JoinedWrites(paho.Client):
         if self._on_socket_register_write is None:
             rc: MQTTErrorCode = super()._packet_queue(command, packet, mid, qos, info)
             return rc
+        if command == _PUBACK:
+            # PUBACKs in a row are one stretch of bytes, queued as one packet
+            # when something else is queued or the socket is written: still
+            # in the order their PUBLISHes came (MQTT 3.1.1 §4.6, 5.0 §4.6).
+            acks = self._acks
+            if acks is None:
+                acks = self._acks = bytearray()
+            acks += packet
+            if not self._registered_write:
+                self._call_socket_register_write()
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._queue_acks()
         self._out_packet.append(
             {
                 "command": command,
@@ -67,7 +80,38 @@ class JoinedWrites(paho.Client):
             self._call_socket_register_write()
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
+    #: PUBACKs queued since the last other packet (see _packet_queue).
+    _acks: bytearray | None = None
+
+    def _queue_acks(self) -> None:
+        acks = self._acks
+        if acks:
+            data = bytes(acks)
+            acks.clear()
+            self._out_packet.append(
+                {
+                    "command": _PUBACK,
+                    "mid": 0,
+                    "qos": 1,
+                    "pos": 0,
+                    "to_process": len(data),
+                    "packet": data,
+                    "info": None,
+                }
+            )
+
+    def want_write(self) -> bool:
+        return bool(self._acks) or super().want_write()
+
+    def _sock_close(self) -> None:
+        # As paho forgets its queue on a reconnect: the broker sends again
+        # what was not acknowledged on the connection that is gone.
+        if self._acks:
+            self._acks.clear()
+        super()._sock_close()
+
     def _packet_write(self) -> MQTTErrorCode:
+        self._queue_acks()
         out = self._out_packet
         while out:
             batch: list[Any] = []

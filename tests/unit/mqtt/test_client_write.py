@@ -95,3 +95,35 @@ def test_queueing_registers_the_socket_once_and_writes_nothing(wired: Any) -> No
     assert _receive(theirs, 12) == _puback(1) + _puback(2) + _puback(3)
     client._send_puback(4)
     assert len(registered) == 2  # the socket was unregistered once it was all written
+
+
+def test_pubacks_in_a_row_keep_their_place_among_other_packets(wired: Any) -> None:
+    """
+    PUBACKs held as one stretch still leave in the order everything was
+    queued: two PUBACKs, a PUBLISH, a PUBACK, then DISCONNECT last; and
+    while only PUBACKs wait, the client says it wants to write.
+    """
+    client, counting, theirs, _ = wired
+    client._send_puback(1)
+    client._send_puback(2)
+    assert client.want_write() and counting.sends == 0
+    client.publish("up", b"p", qos=1)
+    client._send_puback(3)
+    client.disconnect()
+    client.loop_write()
+    wire = _puback(1) + _puback(2)
+    assert _receive(theirs, len(wire)) == wire
+    publish = theirs.recv(1)
+    assert publish == b"\x32"
+    rest = _receive(theirs, 1 + 2 + 2 + 2 + 1)  # length, topic "up", packet id, payload
+    assert rest[-1:] == b"p"
+    assert _receive(theirs, 4) == _puback(3)
+    assert _receive(theirs, 2) == b"\xe0\x00"  # DISCONNECT (MQTT 3.1.1 §3.14)
+
+
+def test_pubacks_of_a_closed_connection_are_dropped(wired: Any) -> None:
+    """PUBACKs not written when the socket closes are forgotten, as paho forgets its queue."""
+    client, _, _, _ = wired
+    client._send_puback(1)
+    client._sock_close()
+    assert not client.want_write()
