@@ -15,6 +15,7 @@ callables it is given, so it can never drift from the truth.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import INF
+from prometheus_client.values import MutexValue
 
 #: Buckets of answer times, in seconds: a charge point answers within
 #: milliseconds to its default 30 s timeout.
@@ -156,23 +159,63 @@ _COUNTERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
 
 class Labelled:
     """
-    The children of one labelled metric, each made once.
+    How to count into each child of one labelled metric: a callable taking
+    the amount (a counter's increment, a histogram's observation), made once
+    per child.
 
     prometheus-client's ``labels()`` checks and converts the values and takes
-    a lock on every call, and a message counted is two or three calls.  The
-    children are the objects ``labels()`` returns.  The label values must
-    come from bounded sets (see :class:`~ocppgw.admin.records.Recorder`).
+    a lock on every call; its ``inc()`` and ``observe()`` check again that the
+    child may be observed, and ``observe()`` walks the buckets.  Five of these
+    a round trip were 3-4% of the gateway's CPU under load.  The callable
+    adds to the child's value itself (for a histogram: the sum, and the one
+    bucket found by bisection, as ``observe()`` picks it), where the child has
+    the values prometheus-client 0.2x keeps; otherwise it is the child's own
+    ``inc``/``observe``.  The label values must come from bounded sets (see
+    :class:`~ocppgw.admin.records.Recorder`); amounts are never negative.
     """
 
     def __init__(self, metric: Any) -> None:
         self._labels = metric.labels
-        self._children: dict[tuple[str, ...], Any] = {}
+        self._histogram = isinstance(metric, Histogram)
+        self._adders: dict[tuple[str, ...], Callable[[float], None]] = {}
 
-    def __call__(self, *values: str) -> Any:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = self._labels(*values)
-        return child
+    def __call__(self, *values: str) -> Callable[[float], None]:
+        add = self._adders.get(values)
+        if add is None:
+            child = self._labels(*values)
+            add = self._adders[values] = (
+                _observer(child) if self._histogram else _incrementer(child)
+            )
+        return add
+
+
+def _incrementer(child: Any) -> Callable[[float], None]:
+    value = getattr(child, "_value", None)
+    add: Callable[[float], None] = value.inc if isinstance(value, MutexValue) else child.inc
+    return add
+
+
+def _observer(child: Any) -> Callable[[float], None]:
+    total = getattr(child, "_sum", None)
+    buckets = getattr(child, "_buckets", None)
+    bounds = list(getattr(child, "_upper_bounds", ()))
+    if not (
+        isinstance(total, MutexValue)
+        and isinstance(buckets, list)
+        and len(buckets) == len(bounds)
+        and bounds[-1:] == [INF]
+        and all(isinstance(b, MutexValue) for b in buckets)
+    ):
+        plain: Callable[[float], None] = child.observe
+        return plain
+    add_total: Callable[[float], None] = total.inc
+    add_one: list[Callable[[float], None]] = [bucket.inc for bucket in buckets]
+
+    def observe(amount: float) -> None:
+        add_total(amount)
+        add_one[bisect_left(bounds, amount)](1)
+
+    return observe
 
 
 class Metrics:

@@ -187,7 +187,7 @@ class Recorder:
         # Only the size: the session parses the frame and reports message().
         # isascii() is O(1) in CPython; most frames are ASCII.
         size = len(text) if text.isascii() else len(text.encode("utf-8"))
-        self.metrics.bytes_of("in" if inbound else "out").inc(size)
+        self.metrics.bytes_of("in" if inbound else "out")(size)
         record = self.records.get(identity)
         if record is not None:
             if inbound:
@@ -227,10 +227,10 @@ class Recorder:
                 histogram = (
                     metrics.downstream_latency_of if inbound else metrics.upstream_latency_of
                 )
-                histogram(action).observe(max(0.0, now - timed[1]))
-        self.metrics.messages_of(direction, kind, action or "").inc()
+                histogram(action)(max(0.0, now - timed[1]))
+        self.metrics.messages_of(direction, kind, action or "")(1)
         if code is not None:
-            self.metrics.call_errors_of(direction, code).inc()
+            self.metrics.call_errors_of(direction, code)(1)
         if record is None:
             return
         if inbound:
@@ -284,7 +284,7 @@ class Recorder:
                 watcher(envelope)
 
     def validation_failed(self, action: str, upstream: bool) -> None:
-        self.metrics.validation_failures_of(self._action(action), "in" if upstream else "out").inc()
+        self.metrics.validation_failures_of(self._action(action), "in" if upstream else "out")(1)
 
     def mqtt_connected(self) -> None:
         self._mqtt_connects += 1

@@ -223,8 +223,6 @@ class TopicTemplate:
         return "/".join(levels)
 
 
-
-
 class TopicNames:
     """
     The topics upstream templates render to, remembered: by template,

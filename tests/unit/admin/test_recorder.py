@@ -218,3 +218,51 @@ def test_type_names_are_the_message_types() -> None:
         Send("1", "A", {}),
     ):
         assert _header(message)[0] == message.message_type.name
+
+
+def test_fast_counting_exposes_what_the_public_api_does() -> None:
+    """
+    Counting through Labelled's adders gives the same /metrics text as
+    prometheus-client's own labels().inc() and observe(), bucket edges and
+    the +Inf bucket included (the _created timestamps aside).
+    """
+    from prometheus_client import generate_latest
+
+    from ocppgw.admin.metrics import LATENCY_BUCKETS, Metrics
+
+    fast, plain = Metrics(), Metrics()
+    amounts = [0.0, 0.005, 0.0051, 0.01, 1, 29.9, 30, 60, 61, 1e9, *LATENCY_BUCKETS]
+    for n, amount in enumerate(amounts):
+        action = "Heartbeat" if n % 2 else "MeterValues"
+        fast.upstream_latency_of(action)(amount)
+        plain.upstream_latency.labels(action).observe(amount)
+        fast.bytes_of("in")(n)
+        plain.bytes.labels("in").inc(n)
+        fast.messages_of("out", "CALL", action)(1)
+        plain.messages.labels("out", "CALL", action).inc()
+
+    def text(m: Metrics) -> list[str]:
+        lines = generate_latest(m.registry).decode().splitlines()
+        return [line for line in lines if "_created" not in line and "process_" not in line]
+
+    assert text(fast) == text(plain)
+    assert any('le="+Inf"' in line for line in text(fast))
+
+
+def test_without_the_values_it_knows_it_uses_the_public_api() -> None:
+    """A child without prometheus-client's MutexValue is counted through its own inc/observe."""
+    from ocppgw.admin.metrics import _incrementer, _observer
+
+    class Child:
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+
+        def inc(self, amount: float = 1) -> None:
+            self.seen.append(amount)
+
+        observe = inc
+
+    child = Child()
+    _incrementer(child)(2)
+    _observer(child)(0.5)
+    assert child.seen == [2, 0.5]
