@@ -13,6 +13,12 @@ paho.  Packets whose completion paho acts on (a QoS 0 PUBLISH, whose
 ``on_publish`` fires on write, and DISCONNECT, after which paho closes the
 socket) are left to paho's own loop, which writes them one by one.
 
+Before that, :meth:`JoinedWrites._packet_queue` keeps packets of the first
+kind queued in a row (PUBACKs, QoS 1 PUBLISHes, SUBSCRIBE, PINGREQ...) as
+one stretch of bytes, queued as one packet when a packet of the other kind
+is queued or the socket is written: one dictionary and one accounting for
+the run, where paho made them per packet.
+
 The bytes and their order on the wire are unchanged (MQTT 3.1.1 §4.6,
 MQTT 5.0 §4.6: PUBLISH and PUBACK packets go out in the order queued); only
 the number of system calls changes.
@@ -53,18 +59,21 @@ class JoinedWrites(paho.Client):
         if self._on_socket_register_write is None:
             rc: MQTTErrorCode = super()._packet_queue(command, packet, mid, qos, info)
             return rc
-        if command == _PUBACK:
-            # PUBACKs in a row are one stretch of bytes, queued as one packet
-            # when something else is queued or the socket is written: still
-            # in the order their PUBLISHes came (MQTT 3.1.1 §4.6, 5.0 §4.6).
-            acks = self._acks
-            if acks is None:
-                acks = self._acks = bytearray()
-            acks += packet
+        kind = command & 0xF0
+        if kind != _DISCONNECT and not (kind == _PUBLISH and qos == 0):
+            # Packets whose completion is only their bytes written (PUBACKs,
+            # the window's PUBLISHes, SUBSCRIBE, PINGREQ...) queued in a row
+            # are one stretch of bytes, queued as one packet when another
+            # kind is queued or the socket is written: everything leaves in
+            # the order it was queued (MQTT 3.1.1 §4.6, 5.0 §4.6).
+            run = self._run
+            if run is None:
+                run = self._run = bytearray()
+            run += packet
             if not self._registered_write:
                 self._call_socket_register_write()
             return MQTTErrorCode.MQTT_ERR_SUCCESS
-        self._queue_acks()
+        self._queue_run()
         self._out_packet.append(
             {
                 "command": command,
@@ -80,16 +89,17 @@ class JoinedWrites(paho.Client):
             self._call_socket_register_write()
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    #: PUBACKs queued since the last other packet (see _packet_queue).
-    _acks: bytearray | None = None
+    #: Plain packets queued since the last other one (see _packet_queue).
+    _run: bytearray | None = None
 
-    def _queue_acks(self) -> None:
-        acks = self._acks
-        if acks:
-            data = bytes(acks)
-            acks.clear()
+    def _queue_run(self) -> None:
+        run = self._run
+        if run:
+            data = bytes(run)
+            run.clear()
             self._out_packet.append(
                 {
+                    # Stands for the run: a type nothing is done for once written.
                     "command": _PUBACK,
                     "mid": 0,
                     "qos": 1,
@@ -101,17 +111,17 @@ class JoinedWrites(paho.Client):
             )
 
     def want_write(self) -> bool:
-        return bool(self._acks) or super().want_write()
+        return bool(self._run) or super().want_write()
 
     def _sock_close(self) -> None:
         # As paho forgets its queue on a reconnect: the broker sends again
         # what was not acknowledged on the connection that is gone.
-        if self._acks:
-            self._acks.clear()
+        if self._run:
+            self._run.clear()
         super()._sock_close()
 
     def _packet_write(self) -> MQTTErrorCode:
-        self._queue_acks()
+        self._queue_run()
         out = self._out_packet
         while out:
             batch: list[Any] = []

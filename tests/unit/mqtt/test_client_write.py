@@ -99,9 +99,10 @@ def test_queueing_registers_the_socket_once_and_writes_nothing(wired: Any) -> No
 
 def test_pubacks_in_a_row_keep_their_place_among_other_packets(wired: Any) -> None:
     """
-    PUBACKs held as one stretch still leave in the order everything was
-    queued: two PUBACKs, a PUBLISH, a PUBACK, then DISCONNECT last; and
-    while only PUBACKs wait, the client says it wants to write.
+    Packets held as one stretch still leave in the order everything was
+    queued: two PUBACKs, a QoS 1 PUBLISH, a PUBACK, a QoS 0 PUBLISH (paho
+    completes it), then DISCONNECT last; and while only PUBACKs wait, the
+    client says it wants to write.
     """
     client, counting, theirs, _ = wired
     client._send_puback(1)
@@ -109,6 +110,7 @@ def test_pubacks_in_a_row_keep_their_place_among_other_packets(wired: Any) -> No
     assert client.want_write() and counting.sends == 0
     client.publish("up", b"p", qos=1)
     client._send_puback(3)
+    zero = client.publish("z", b"0", qos=0)
     client.disconnect()
     client.loop_write()
     wire = _puback(1) + _puback(2)
@@ -118,7 +120,9 @@ def test_pubacks_in_a_row_keep_their_place_among_other_packets(wired: Any) -> No
     rest = _receive(theirs, 1 + 2 + 2 + 2 + 1)  # length, topic "up", packet id, payload
     assert rest[-1:] == b"p"
     assert _receive(theirs, 4) == _puback(3)
+    assert _receive(theirs, 6) == b"\x30\x04\x00\x01z0"  # the QoS 0 PUBLISH
     assert _receive(theirs, 2) == b"\xe0\x00"  # DISCONNECT (MQTT 3.1.1 §3.14)
+    assert zero.is_published()
 
 
 def test_pubacks_of_a_closed_connection_are_dropped(wired: Any) -> None:
