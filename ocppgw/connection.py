@@ -235,7 +235,15 @@ class OCPPServerProtocol(WebSocketServerProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         # Autobahn's Twisted adapter builds a debug line's arguments (hltype,
-        # hlval) for every read, debug logging on or off; the rest is its own.
+        # hlval) for every read, debug logging on or off.  Open, on the short
+        # way (no octet logging): what its _dataReceived and consumeData do
+        # then, without their calls; otherwise its own.
+        if self._short_way and self.state == self.STATE_OPEN:
+            self.trafficStats.incomingOctetsWireLevel += len(data)
+            self.data += data
+            while self.processData() and self.state != self.STATE_CLOSED:
+                pass
+            return
         self._dataReceived(data)
 
     def processData(self) -> bool:

@@ -107,14 +107,6 @@ _KINDS: dict[type, str] = {
 }
 
 
-def _header(message: Message | None) -> tuple[str, str, str | None, str | None]:
-    """(type name, UniqueId, Action, error code) of a parsed message; ``INVALID`` for None."""
-    if message is None:
-        return "INVALID", "", None, None
-    code = message.error_code if isinstance(message, CallError | CallResultError) else None
-    return _KINDS[type(message)], message.unique_id, message.action, code
-
-
 @implementer(IGatewayEvents)
 class Recorder:
     """Keeps the records, counts the metrics and writes the log lines."""
@@ -198,7 +190,11 @@ class Recorder:
     def message(self, identity: str, inbound: bool, message: Message | None) -> None:
         record = self.records.get(identity)
         direction = "in" if inbound else "out"
-        kind, unique_id, action, code = _header(message)
+        if message is None:
+            kind, unique_id, action, code = "INVALID", "", None, None
+        else:
+            kind, unique_id, action = _KINDS[type(message)], message.unique_id, message.action
+            code = message.error_code if isinstance(message, CallError | CallResultError) else None
         if action is not None:
             action = self._action(action)
         if code is not None:

@@ -146,7 +146,8 @@ class FrameError(Exception):
 
 
 #: MessageTypeId -> MessageType: a dict lookup, where calling the enum is slow.
-_ALL_TYPES = {int(t): t for t in MessageType}
+MESSAGE_TYPES: dict[int, MessageType] = {int(t): t for t in MessageType}
+_ALL_TYPES = MESSAGE_TYPES
 _BASE_TYPES = {int(t): t for t in (MessageType.CALL, MessageType.CALLRESULT, MessageType.CALLERROR)}
 
 

@@ -27,15 +27,26 @@ def client_frame(opcode: int, payload: bytes, mask: bytes, fin: bool = True) -> 
     return head + mask + create_xor_masker(mask, n).process(payload) if n else head + mask
 
 
-def run(data: bytes, cuts: list[int], short_way: bool) -> tuple[list[str], bytes, int]:
-    """Feed ``data`` in pieces cut at ``cuts``: what the session got, what was sent, the state."""
+def run(data: bytes, cuts: list[int], short_way: bool) -> tuple[object, ...]:
+    """
+    Feed ``data`` in pieces cut at ``cuts``: what the session got, what was
+    sent, the state, and the incoming traffic counts.
+    """
     proto, session = open_connection()
     proto._short_way = short_way
     last = 0
     for cut in [*sorted(c % (len(data) + 1) for c in cuts), len(data)]:
         proto.dataReceived(data[last:cut])
         last = max(last, cut)
-    return session.events, bytes(proto.transport.value()), proto.state
+    stats = proto.trafficStats
+    counts = (
+        stats.incomingOctetsWireLevel,
+        stats.incomingOctetsWebSocketLevel,
+        stats.incomingOctetsAppLevel,
+        stats.incomingWebSocketFrames,
+        stats.incomingWebSocketMessages,
+    )
+    return session.events, bytes(proto.transport.value()), proto.state, counts
 
 
 _FRAME = st.one_of(
@@ -82,7 +93,7 @@ def test_send_frame_agrees_with_autobahn(text: str) -> None:
 
 def test_invalid_utf8_still_fails_with_1007() -> None:
     """A text frame that is not UTF-8 is left to Autobahn, which closes with 1007 (§8.1)."""
-    events, sent, _ = run(client_frame(1, b"ok\xff", os.urandom(4)), [], True)
+    events, sent, _, _ = run(client_frame(1, b"ok\xff", os.urandom(4)), [], True)
     assert events == ["closing"]
     assert sent[:1] == b"\x88" and sent[2:4] == b"\x03\xef"  # close frame, code 1007
 

@@ -18,6 +18,7 @@ from typing import Any
 from ocppgw.ocpp.envelope import CodecError
 from ocppgw.ocpp.jsontext import loads
 from ocppgw.ocpp.messages import (
+    MESSAGE_TYPES,
     Call,
     CallError,
     CallResult,
@@ -47,10 +48,9 @@ def message_from_fields(
     """
     if not isinstance(type_id, int) or isinstance(type_id, bool):
         raise CodecError("MessageTypeId is missing or not an integer")
-    try:
-        mtype = MessageType(type_id)
-    except ValueError:
-        raise CodecError(f"MessageTypeId {type_id} is not one of 2, 3, 4, 5, 6") from None
+    mtype = MESSAGE_TYPES.get(type_id)
+    if mtype is None:
+        raise CodecError(f"MessageTypeId {type_id} is not one of 2, 3, 4, 5, 6")
     if mtype in (MessageType.CALLRESULTERROR, MessageType.SEND) and not has_21_types(version):
         raise CodecError(f"MessageTypeId {type_id} does not exist in {version}")
     uid = check_unique_id(unique_id)
@@ -62,7 +62,11 @@ def message_from_fields(
         body = _object("Payload", payload)
         return Call(uid, action, body) if mtype is MessageType.CALL else Send(uid, action, body)
     if mtype is MessageType.CALLRESULT:
-        return CallResult(uid, _object("Payload", payload))
+        # Not on the OCPP-J wire, but an envelope may name it (a typed codec
+        # needs it); anything but a string is left out.
+        return CallResult(
+            uid, _object("Payload", payload), action if isinstance(action, str) else None
+        )
     if not isinstance(error_code, str) or not error_code:
         raise CodecError("ErrorCode is missing or not a non-empty string")
     valid = error_codes(version)

@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
 from ocppgw.ocpp.jsontext import dumps
-from ocppgw.ocpp.messages import CallError, CallResult, CallResultError
+from ocppgw.ocpp.messages import CallError, CallResultError
 from ocppgw.router.codecs import ICodec
 from ocppgw.router.codecs.fields import json_object, message_from_fields
 
@@ -80,6 +80,4 @@ class JSONCodec:
             )
         except CodecError as e:
             raise e.about(obj.get("UniqueId"), obj.get("Action")) from None
-        if isinstance(message, CallResult) and isinstance(obj.get("Action"), str):
-            message = CallResult(message.unique_id, message.payload, obj["Action"])
         return Envelope(message, version=context.version)

@@ -207,7 +207,7 @@ class ParsedOnceTests(SynchronousTestCase):
 
 def test_type_names_are_the_message_types() -> None:
     """The records name each message by its MessageType, for every message class."""
-    from ocppgw.admin.records import _header
+    from ocppgw.admin.records import _KINDS
     from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, Send
 
     for message in (
@@ -217,7 +217,7 @@ def test_type_names_are_the_message_types() -> None:
         CallResultError("1", "GenericError"),
         Send("1", "A", {}),
     ):
-        assert _header(message)[0] == message.message_type.name
+        assert _KINDS[type(message)] == message.message_type.name
 
 
 def test_fast_counting_exposes_what_the_public_api_does() -> None:

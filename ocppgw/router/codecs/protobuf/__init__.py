@@ -133,8 +133,6 @@ class ProtobufCodec:
         message = message_from_fields(
             version, type_id, unique_id, action, payload, code, wrapper.ErrorDescription, details
         )
-        if isinstance(message, CallResult) and action is not None:
-            message = CallResult(message.unique_id, message.payload, action)
         return Envelope(message, version=version)
 
     def _payload(
