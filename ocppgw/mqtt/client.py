@@ -107,9 +107,17 @@ class MQTTClient:
         client.publish_handler = self._deliver
         client.on_publish = self._on_publish
         self._client = client
+
         #: QoS 1 publishes; paho keeps only QoS 0 and 2 ones.
+        def next_mid() -> int:
+            # paho's _mid_generate without its lock (the reactor's one thread
+            # is the only caller): the one counter of the client's packet ids.
+            mid: int = client._last_mid % 65535 + 1
+            client._last_mid = mid
+            return mid
+
         self._window = PublishWindow(
-            client._packet_queue, client._mid_generate, config.max_inflight, config.max_buffer, v5
+            client._packet_queue, next_mid, config.max_inflight, config.max_buffer, v5
         )
         client.window = self._window
 

@@ -166,12 +166,16 @@ class Exchanges:
         #: Error envelopes whose publish failed, published again later.
         self._owed = Owed(clock, upstream.publish, identity)
 
-    def _envelope(self, message: Message, **kw: object) -> Envelope:
+    def _envelope(self, message: Message, frame: str | None = None, **kw: object) -> Envelope:
+        timestamp = rfc3339(self._clock.seconds())
+        if not kw:  # a charge point's message: the usual case, without a dict of keywords
+            return Envelope(message, self.version, self.identity, timestamp, frame=frame)
         return Envelope(
             message,
             version=self.version,
             charge_point=self.identity,
-            timestamp=rfc3339(self._clock.seconds()),
+            timestamp=timestamp,
+            frame=frame,
             **kw,  # type: ignore[arg-type]
         )
 

@@ -238,3 +238,19 @@ def test_publish_refuses_a_topic_paho_would(topic: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         paho.Client(CallbackAPIVersion.VERSION2).publish(topic, b"x", qos=1)
     assert client.unacknowledged() == 0
+
+
+def test_the_window_and_paho_share_one_counter_of_packet_ids() -> None:
+    """The window's packet ids and paho's (SUBSCRIBE...) come from one counter, wrapping to 1."""
+    from twisted.internet.task import Clock
+
+    from ocppgw.config import parse
+    from ocppgw.mqtt.client import MQTTClient
+
+    config = parse("[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:1\n").mqtt
+    client = MQTTClient(config, Clock())
+    paho_next = client._client._mid_generate
+    ours = client._window._next_mid
+    assert [paho_next(), ours(), paho_next(), ours()] == [1, 2, 3, 4]
+    client._client._last_mid = 65534
+    assert [ours(), paho_next(), ours()] == [65535, 1, 2]
