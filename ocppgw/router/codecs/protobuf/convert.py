@@ -109,6 +109,10 @@ def payload_from_proto(
             f"{version} has no typed {direction} for action {action!r}; "
             "send the payload as JSON (PayloadEncoding JSON)"
         )
+    if not data:
+        # An empty message (MeterValuesResponse, StatusNotificationResponse):
+        # no field can be unknown; its payload is what the plan implies.
+        return _read(found.cls(), found.plan)
     try:
         msg = found.cls.FromString(data)
         size = msg.ByteSize()
