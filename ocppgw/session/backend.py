@@ -74,6 +74,9 @@ class FromBackend(Exchanges):
                 self._unmatched(message.unique_id, action)
                 return
             cancel(pending.timer)
+            if self._link is None:
+                # The connection is not open: no CALL of it is timed again.
+                self._stop_call_timer()
             action = pending.action
         self.gateway_error(message.unique_id, code, why, action)
 

@@ -36,7 +36,14 @@ from ocppgw.ocpp.messages import (
     parse_frame,
 )
 from ocppgw.ocpp.versions import ErrorKind, has_21_types
-from ocppgw.session.exchanges import ACTION, Exchanges, Pending, Violation, rfc3339
+from ocppgw.session.exchanges import (
+    ACTION,
+    Exchanges,
+    Pending,
+    Timer,
+    Violation,
+    rfc3339,
+)
 from ocppgw.session.flood import FLOOD_FACTOR, FLOOD_SECONDS, MessageRate
 
 #: RFC 6455 §7.4.1: a message that violates the endpoint's policy.
@@ -175,9 +182,14 @@ class FromChargePoint(Exchanges):
             self._send(CallResult(call.unique_id, {"currentTime": now}))
             self._publish(self._envelope(call, frame=text, answered=True))
             return
-        timer = self._clock.callLater(
-            self._options.upstream_timeout, self._upstream_timeout, call.unique_id
-        )
+        timeout = self._options.upstream_timeout
+        timer: Timer
+        if self._upstream_pending:
+            # Another CALL waits too (strict = false): a timer of its own.
+            timer = self._clock.callLater(timeout, self._upstream_timeout, call.unique_id)
+        else:
+            timer = self._call_timer
+            timer.start(timeout, call.unique_id)
         self._upstream_pending[call.unique_id] = Pending(call.unique_id, call.action, timer)
         self._publish(self._envelope(call, frame=text))
 

@@ -134,6 +134,7 @@ class Session(FromChargePoint, FromBackend):
         for pending in self._upstream_pending.values():
             cancel(pending.timer)
         self._upstream_pending.clear()
+        self._stop_call_timer()
         call = self._in_flight
         if call is not None:
             self._finish_in_flight()

@@ -88,6 +88,49 @@ class UpstreamTests(SynchronousTestCase):
         session.envelope_received(Envelope(CallResult("1", {})))
         self.assertEqual(len(connection.frames), 1)
 
+    def test_each_call_times_out_its_own_timeout_after_it(self) -> None:
+        """
+        CALLs one after another share one reused timer: an answered CALL never
+        times out, and the next times out exactly upstream_timeout after it.
+        """
+        session, connection, upstream, clock = make(upstream_timeout=30)
+        session.frame_received('[2,"1","Heartbeat",{}]')
+        clock.advance(10)
+        session.envelope_received(Envelope(CallResult("1", {"currentTime": "t"})))
+        clock.advance(10)
+        session.frame_received('[2,"2","Authorize",{"idTag":"x"}]')
+        clock.advance(29.9)  # past the first CALL's time (t = 30): nothing
+        self.assertEqual(connection.sent(), [[3, "1", {"currentTime": "t"}]])
+        clock.advance(0.2)
+        self.assertEqual(
+            connection.sent()[-1], [4, "2", "InternalError", "backend did not answer", {}]
+        )
+        timeouts = [e.message for e in upstream.envelopes if isinstance(e.message, CallError)]
+        self.assertEqual([(m.unique_id, m.error_code) for m in timeouts], [("2", "Timeout")])
+        clock.advance(100)  # nothing more, ever
+        self.assertEqual(len(connection.frames), 2)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_concurrent_calls_time_out_on_their_own_when_not_strict(self) -> None:
+        """With strict = false, a second CALL waiting beside the first has its own timer."""
+        session, connection, _, clock = make(upstream_timeout=30, strict=False)
+        session.frame_received('[2,"1","Heartbeat",{}]')
+        clock.advance(5)
+        session.frame_received('[2,"2","Heartbeat",{}]')
+        clock.advance(25.1)
+        self.assertEqual([f[1] for f in connection.sent()], ["1"])
+        clock.advance(5)
+        self.assertEqual([f[1] for f in connection.sent()], ["1", "2"])
+
+    def test_closed_connection_leaves_no_timer(self) -> None:
+        """Once the connection is gone, the CALL it waited on leaves no timer behind."""
+        session, _, _, clock = make(upstream_timeout=30)
+        session.frame_received('[2,"1","Heartbeat",{}]')
+        session.connection_lost()
+        self.assertEqual(
+            [c for c in clock.getDelayedCalls() if "SharedTimer" in repr(c)], []
+        )
+
     def test_second_call_refused_when_strict(self) -> None:
         """A second CALL while one is pending gets a CALLERROR and is not published."""
         session, connection, upstream, _ = make(OCPP201)
