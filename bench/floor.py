@@ -40,6 +40,7 @@ loop.install()
 
 import jsonschema_rs  # noqa: E402
 import ocpp  # noqa: E402
+from servers import _field, _packet, split_packets  # noqa: E402  (bench/, beside this file)
 from twisted.internet import protocol, reactor  # noqa: E402
 
 from ocppgw.session.exchanges import rfc3339  # noqa: E402
@@ -62,15 +63,6 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _charge_points: dict[str, ChargePoint] = {}
 
 
-def _length(size: int) -> bytes:
-    out = bytearray()
-    while True:
-        size, digit = divmod(size, 128)
-        out.append(digit | (0x80 if size else 0))
-        if not size:
-            return bytes(out)
-
-
 class Broker(protocol.Protocol):
     """MQTT 3.1.1: CONNECT, one SUBSCRIBE, QoS 1 PUBLISH both ways with their PUBACKs."""
 
@@ -81,38 +73,21 @@ class Broker(protocol.Protocol):
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)  # type: ignore[attr-defined]
-        # CONNECT (§3.1): level 4, clean session, no keepalive.
-        client = b"bench-floor"
-        body = b"\x00\x04MQTT\x04\x02\x00\x00" + len(client).to_bytes(2, "big") + client
-        self.transport.write(b"\x10" + _length(len(body)) + body)
-        topic = b"ocpp/cs/+/Reply/+"
-        body = b"\x00\x01" + len(topic).to_bytes(2, "big") + topic + b"\x01"
-        self.transport.write(b"\x82" + _length(len(body)) + body)
+        # CONNECT (§3.1): level 4, clean session, no keepalive; one SUBSCRIBE.
+        self.transport.write(
+            _packet(0x10, _field("MQTT") + b"\x04\x02\x00\x00" + _field("bench-floor"))
+        )
+        self.transport.write(_packet(0x82, b"\x00\x01" + _field("ocpp/cs/+/Reply/+") + b"\x01"))
 
     def publish(self, topic: str, payload: bytes) -> None:
         self.mid = self.mid % 65535 + 1
-        name = topic.encode()
-        body = len(name).to_bytes(2, "big") + name + self.mid.to_bytes(2, "big") + payload
-        self.transport.write(b"\x32" + _length(len(body)) + body)
+        self.transport.write(_packet(0x32, _field(topic) + self.mid.to_bytes(2, "big") + payload))
         self.unacknowledged.add(self.mid)
 
     def dataReceived(self, data: bytes) -> None:
-        buf = self.buffer + data if self.buffer else data
-        pos, end, acks = 0, len(buf), []
-        while pos + 2 <= end:
-            size, shift, i = 0, 0, pos + 1
-            while i < end:
-                byte = buf[i]
-                size |= (byte & 0x7F) << shift
-                shift += 7
-                i += 1
-                if not byte & 0x80:
-                    break
-            else:
-                break
-            if i + size > end:
-                break
-            first, body, pos = buf[pos], buf[i : i + size], i + size
+        packets, self.buffer = split_packets(self.buffer + data if self.buffer else data)
+        acks = []
+        for first, body in packets:
             if first >> 4 == 4:  # PUBACK
                 self.unacknowledged.discard(int.from_bytes(body[:2], "big"))
             elif first >> 4 == 3:  # PUBLISH
@@ -126,7 +101,6 @@ class Broker(protocol.Protocol):
                 cp = _charge_points.get(cid)
                 if cp is not None and _RESPONSE[action](envelope["Payload"]):
                     cp.send(_encode([3, envelope["UniqueId"], envelope["Payload"]]).encode())
-        self.buffer = buf[pos:]
         if acks:
             self.transport.write(b"".join(acks))
 

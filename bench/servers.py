@@ -170,25 +170,29 @@ class RawMQTT:
             data = self.sock.recv(256 * 1024)
             if not data:
                 return
-            buffer = self.buffer + data if self.buffer else data
-            pos, end, batch = 0, len(buffer), []
-            while pos + 2 <= end:
-                size, shift, i = 0, 0, pos + 1
-                while i < end:
-                    byte = buffer[i]
-                    size |= (byte & 0x7F) << shift
-                    shift += 7
-                    i += 1
-                    if not byte & 0x80:
-                        break
-                else:
-                    break  # the length is not all here
-                if i + size > end:
-                    break
-                batch.append((buffer[pos], buffer[i : i + size]))
-                pos = i + size
-            self.buffer = buffer[pos:]
+            batch, self.buffer = split_packets(self.buffer + data if self.buffer else data)
             yield batch
+
+
+def split_packets(buffer: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """(first byte, body) of each whole MQTT packet at the start of ``buffer``, and the rest."""
+    pos, end, batch = 0, len(buffer), []
+    while pos + 2 <= end:
+        size, shift, i = 0, 0, pos + 1
+        while i < end:
+            byte = buffer[i]
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            i += 1
+            if not byte & 0x80:
+                break
+        else:
+            break  # the length is not all here
+        if i + size > end:
+            break
+        batch.append((buffer[pos], buffer[i : i + size]))
+        pos = i + size
+    return batch, buffer[pos:]
 
 
 def backend(port: int, codec: str) -> None:
