@@ -108,7 +108,6 @@ class MQTTClient:
         client.on_publish = self._on_publish
         self._client = client
 
-        #: QoS 1 publishes; paho keeps only QoS 0 and 2 ones.
         def next_mid() -> int:
             # paho's _mid_generate without its lock (the reactor's one thread
             # is the only caller): the one counter of the client's packet ids.
@@ -116,6 +115,7 @@ class MQTTClient:
             client._last_mid = mid
             return mid
 
+        #: QoS 1 publishes; paho keeps only QoS 0 and 2 ones.
         self._window = PublishWindow(
             client._packet_queue, next_mid, config.max_inflight, config.max_buffer, v5
         )

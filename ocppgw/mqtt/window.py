@@ -140,11 +140,18 @@ class PublishWindow:
     def opened(self, receive_maximum: int = RECEIVE_MAXIMUM) -> None:
         """
         A connection was acknowledged: send every unacknowledged message
-        again, marked DUP, then what waits, as far as the window allows.
+        again, marked DUP, then what waits, as far as the window (and the
+        broker's Receive Maximum) allows.
         """
         self._open = True
-        self._window = max(1, min(self._limit, receive_maximum))
-        for mid, (first, field, payload, d) in list(self._in_flight.items()):
+        self._window = window = max(1, min(self._limit, receive_maximum))
+        entries = list(self._in_flight.items())
+        # More unacknowledged than the broker now takes (§3.3.4): the newest
+        # go back to the head of the queue, to be sent as new packets.
+        for mid, (first, field, payload, d) in reversed(entries[window:]):
+            del self._in_flight[mid]
+            self._waiting.appendleft((first & ~_DUP, field, payload, d))
+        for mid, (first, field, payload, d) in entries[:window]:
             first |= _DUP
             self._in_flight[mid] = (first, field, payload, d)
             self._queue(first, self._packet(first, field, mid, payload), mid, 1)

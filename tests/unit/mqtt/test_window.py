@@ -254,3 +254,25 @@ def test_the_window_and_paho_share_one_counter_of_packet_ids() -> None:
     assert [paho_next(), ours(), paho_next(), ours()] == [1, 2, 3, 4]
     client._client._last_mid = 65534
     assert [ours(), paho_next(), ours()] == [65535, 1, 2]
+
+
+def test_a_smaller_receive_maximum_after_a_reconnect_holds_the_rest_back() -> None:
+    """
+    Reconnected to a broker taking fewer in flight (MQTT 5.0 §3.3.4): only
+    that many go again, marked DUP; the rest wait at the head of the queue
+    and go, in order, as new packets once PUBACKs free the window.
+    """
+    w, wire = window(limit=10, v5=True)
+    w.opened()
+    for n in (b"1", b"2", b"3"):
+        w.publish(b"t", n, False)
+    w.closed()
+    w.publish(b"t", b"4", False)
+    del wire.packets[:]
+    w.opened(receive_maximum=2)
+    assert [(p, dup) for _, p, _, dup, _ in wire.decoded(True)] == [(b"1", True), (b"2", True)]
+    assert (w.unacknowledged(), w.buffered()) == (4, 2)
+    w.acknowledged(wire.packets[0][2])
+    w.acknowledged(wire.packets[1][2])
+    sent = wire.decoded(True)[2:]
+    assert [(p, dup) for _, p, _, dup, _ in sent] == [(b"3", False), (b"4", False)]
