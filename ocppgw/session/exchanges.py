@@ -191,6 +191,11 @@ class SharedTimer:
 class Exchanges:
     """One charge point's exchanges in flight, and how to answer for them."""
 
+    #: The backend did not answer the charge point's CALL in time: the
+    #: charge point's side (:class:`~ocppgw.session.charge_point.FromChargePoint`)
+    #: says what that means; :attr:`_call_timer` calls it.
+    _upstream_timeout: Callable[[str], None]
+
     def __init__(
         self,
         identity: str,
@@ -230,10 +235,6 @@ class Exchanges:
     def _stop_call_timer(self) -> None:
         if "_call_timer" in self.__dict__:
             self._call_timer.stop()
-
-    def _upstream_timeout(self, unique_id: str) -> None:
-        """The backend did not answer the charge point's CALL in time (FromChargePoint's)."""
-        raise NotImplementedError
 
     def _envelope(self, message: Message, frame: str | None = None, **kw: object) -> Envelope:
         timestamp = rfc3339(self._clock.seconds())
