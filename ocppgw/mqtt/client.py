@@ -344,6 +344,8 @@ class MQTTClient:
                 raise ValueError("Publish topic is too long.")
             if len(payload) > 268435455:
                 raise ValueError("Payload too large.")
+            if len(name) + len(payload) + 5 > 268435455:  # with topic, id, properties
+                raise ValueError("Packet too large.")
             try:
                 return self._window.publish(name, payload, retain)
             except PublishError:

@@ -276,3 +276,21 @@ def test_a_smaller_receive_maximum_after_a_reconnect_holds_the_rest_back() -> No
     w.acknowledged(wire.packets[1][2])
     sent = wire.decoded(True)[2:]
     assert [(p, dup) for _, p, _, dup, _ in sent] == [(b"3", False), (b"4", False)]
+
+
+def test_publish_refuses_a_packet_over_the_largest_remaining_length() -> None:
+    """A payload that fits alone but not with its topic is refused before it is queued."""
+    from twisted.internet.task import Clock
+
+    from ocppgw.config import parse
+    from ocppgw.mqtt.client import MQTTClient
+
+    class Huge(bytes):
+        def __len__(self) -> int:
+            return 268435455 - 3  # fits alone (§2.2.3), not with topic and packet id
+
+    config = parse("[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:1\n").mqtt
+    client = MQTTClient(config, Clock())
+    with pytest.raises(ValueError, match="Packet too large"):
+        client.publish("t/x", Huge(), qos=1)
+    assert client.unacknowledged() == 0
