@@ -151,6 +151,15 @@ _ALL_TYPES = MESSAGE_TYPES
 _BASE_TYPES = {int(t): t for t in (MessageType.CALL, MessageType.CALLRESULT, MessageType.CALLERROR)}
 
 
+# The members as globals, for the per-message comparisons below: reading one off
+# its Enum class goes through EnumType's attribute lookup (about 65 ns each in
+# Python 3.11, against 5 for a global).
+_CALL = MessageType.CALL
+_CALLRESULT = MessageType.CALLRESULT
+_CALLERROR = MessageType.CALLERROR
+_SEND = MessageType.SEND
+
+
 def _known_types(version: str) -> dict[int, MessageType]:
     return _ALL_TYPES if has_21_types(version) else _BASE_TYPES
 
@@ -208,7 +217,7 @@ def parse_value(frame: object, version: str) -> Message:
         else:
             why = "MessageId is missing or not a string"
         raise FrameError(ErrorKind.RPC_FRAMEWORK, why, UNREADABLE_ID, type_id)
-    if mtype in (MessageType.CALL, MessageType.SEND):
+    if mtype is _CALL or mtype is _SEND:
         _expect_length(frame, 4, mtype, unique_id)
         action = frame[2]
         if not isinstance(action, str) or not action:
@@ -216,10 +225,10 @@ def parse_value(frame: object, version: str) -> Message:
                 ErrorKind.RPC_FRAMEWORK, "Action is not a non-empty string", unique_id, type_id
             )
         payload = _payload(frame[3], version, unique_id, type_id, action)
-        if mtype is MessageType.CALL:
+        if mtype is _CALL:
             return Call(unique_id, action, payload)
         return Send(unique_id, action, payload)
-    if mtype is MessageType.CALLRESULT:
+    if mtype is _CALLRESULT:
         _expect_length(frame, 3, mtype, unique_id)
         return CallResult(unique_id, _payload(frame[2], version, unique_id, type_id, None))
     _expect_length(frame, 5, mtype, unique_id)
@@ -239,7 +248,7 @@ def parse_value(frame: object, version: str) -> Message:
         raise FrameError(
             ErrorKind.RPC_FRAMEWORK, "ErrorDetails is not a JSON object", unique_id, type_id
         )
-    if mtype is MessageType.CALLERROR:
+    if mtype is _CALLERROR:
         return CallError(unique_id, code, description, details)
     return CallResultError(unique_id, code, description, details)
 

@@ -30,6 +30,13 @@ from ocppgw.ocpp.messages import (
 )
 from ocppgw.ocpp.versions import error_codes, has_21_types
 
+# The members as globals (an Enum class attribute costs a lookup each time).
+_CALL = MessageType.CALL
+_CALLRESULT = MessageType.CALLRESULT
+_CALLERROR = MessageType.CALLERROR
+_CALLRESULTERROR = MessageType.CALLRESULTERROR
+_SEND = MessageType.SEND
+
 
 def message_from_fields(
     version: str,
@@ -51,17 +58,17 @@ def message_from_fields(
     mtype = MESSAGE_TYPES.get(type_id)
     if mtype is None:
         raise CodecError(f"MessageTypeId {type_id} is not one of 2, 3, 4, 5, 6")
-    if mtype in (MessageType.CALLRESULTERROR, MessageType.SEND) and not has_21_types(version):
+    if (mtype is _CALLRESULTERROR or mtype is _SEND) and not has_21_types(version):
         raise CodecError(f"MessageTypeId {type_id} does not exist in {version}")
     uid = check_unique_id(unique_id)
     if uid is None:
         raise CodecError("UniqueId must be a string of 1 to 36 characters")
-    if mtype in (MessageType.CALL, MessageType.SEND):
+    if mtype is _CALL or mtype is _SEND:
         if not isinstance(action, str) or not action:
             raise CodecError("Action is missing or not a non-empty string")
         body = _object("Payload", payload)
-        return Call(uid, action, body) if mtype is MessageType.CALL else Send(uid, action, body)
-    if mtype is MessageType.CALLRESULT:
+        return Call(uid, action, body) if mtype is _CALL else Send(uid, action, body)
+    if mtype is _CALLRESULT:
         # Not on the OCPP-J wire, but an envelope may name it (a typed codec
         # needs it); anything but a string is left out.
         return CallResult(
@@ -80,7 +87,7 @@ def message_from_fields(
     if not isinstance(error_description, str):
         raise CodecError("ErrorDescription is not a string")
     details = {} if error_details is None else _object("ErrorDetails", error_details)
-    if mtype is MessageType.CALLERROR:
+    if mtype is _CALLERROR:
         return CallError(uid, error_code, error_description, details)
     return CallResultError(uid, error_code, error_description, details)
 
