@@ -38,6 +38,25 @@ def _finite_float(text: str) -> float:
 #: One decoder for every frame: json.loads with keyword arguments builds a
 #: new JSONDecoder each call.
 _STRICT = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_SCAN: Callable[[str, int], tuple[Any, int]] = _STRICT.scan_once  # type: ignore[attr-defined]
+#: JSON's whitespace (RFC 8259 §2).
+_WHITESPACE = " \t\n\r"
+
+
+def _decode(text: str) -> Any:
+    """
+    ``_STRICT.decode(text)``, through its scanner when ``text`` is a value
+    with at most whitespace after it: ``decode`` matches a regular expression
+    on each side of the value first.  Anything else (leading whitespace, an
+    error) goes to ``decode``, which says what json.loads says.
+    """
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return _STRICT.decode(text)
+    if end != len(text) and text[end:].strip(_WHITESPACE):
+        return _STRICT.decode(text)  # raises: extra data
+    return value
 
 
 def loads(text: str | bytes) -> Any:
@@ -49,7 +68,7 @@ def loads(text: str | bytes) -> Any:
         if text.startswith("\ufeff"):
             # What json.loads says of a text starting with a byte order mark.
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-        return _STRICT.decode(text)
+        return _decode(text)
     # What json.loads does with bytes: the encoding from the first bytes (RFC
     # 8259 §8.1 asks for UTF-8; json also reads UTF-16 and UTF-32, and drops
     # a UTF-8 byte order mark), then the same decoder.  Bytes that cannot
@@ -59,7 +78,7 @@ def loads(text: str | bytes) -> Any:
         encoding = "utf-8"
     else:
         encoding = json.detect_encoding(text)
-    return _STRICT.decode(text.decode(encoding, "surrogatepass"))
+    return _decode(text.decode(encoding, "surrogatepass"))
 
 
 #: First bytes that may begin a byte order mark (EF, FE, FF; 00 00 FE FF) or

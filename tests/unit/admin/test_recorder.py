@@ -191,15 +191,21 @@ class ParsedOnceTests(SynchronousTestCase):
         session = Session(
             "CP1", OCPP16, connection, FakeUpstream(), clock, SessionOptions(events=recorder)
         )
+        from ocppgw.ocpp import jsontext
+
         text = '[2,"1","Heartbeat",{}]'
-        # Every JSON text is decoded by a JSONDecoder's decode(), json.loads' included.
+        # Every JSON text is decoded by a JSONDecoder's decode() (json.loads'
+        # included) or by jsontext's own fast path.
         decode = json.JSONDecoder.decode
-        with mock.patch.object(
-            json.JSONDecoder, "decode", autospec=True, side_effect=decode
-        ) as decoded:
+        with (
+            mock.patch.object(
+                json.JSONDecoder, "decode", autospec=True, side_effect=decode
+            ) as decoded,
+            mock.patch.object(jsontext, "_decode", side_effect=jsontext._decode) as fast,
+        ):
             recorder.frame("CP1", True, text)  # what the connection reports: its size
             session.frame_received(text)
-        self.assertEqual(decoded.call_count, 1)
+        self.assertEqual(decoded.call_count + fast.call_count, 1)
         record = recorder.records["CP1"]
         self.assertEqual(record.by_type[("in", "CALL", "Heartbeat")], 1)
         self.assertEqual((record.messages_in, record.bytes_in), (1, len(text)))

@@ -142,6 +142,8 @@ def test_non_finite_numbers_are_not_written() -> None:
         max_leaves=8,
     ).map(json.dumps)
     | st.sampled_from(["\ufeff[]", "NaN", "[Infinity]", "[1e999]", "[-0.0]", " [1] "])
+    # Around the scanner's fast path: whitespace after, extra data, a cut value.
+    | st.sampled_from(["[1]\n\t \r", "[1] x", "1 2", "[1,", "", " ", "{}\u00a0", '"a"'])
 )
 @example("\ufeff[1]")
 def test_loads_answers_as_json_loads(text: str) -> None:
