@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
 from ocppgw.ocpp.jsontext import loads
-from ocppgw.ocpp.messages import CallError, CallResult, CallResultError, MessageType
+from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, MessageType, Send
 from ocppgw.router.codecs import ICodec
 from ocppgw.router.codecs.fields import message_from_fields
 from ocppgw.router.codecs.protobuf.convert import (
@@ -48,15 +48,32 @@ _ERROR_NUMBERS: dict[str, int] = {
 _ERROR_NAMES: dict[int, str] = {n: s for s, n in _ERROR_NUMBERS.items()}
 
 
+# The members as globals, compared per message (an Enum class attribute is a
+# lookup each time); and the wrapper's MessageTypeId of each message class.
+_CALL = int(MessageType.CALL)
+_CALLRESULT = int(MessageType.CALLRESULT)
+_SEND = int(MessageType.SEND)
+_JSON = int(PayloadEncoding.JSON)
+_TYPE_IDS: dict[type, int] = {
+    Call: _CALL,
+    CallResult: _CALLRESULT,
+    CallError: int(MessageType.CALLERROR),
+    CallResultError: int(MessageType.CALLRESULTERROR),
+    Send: _SEND,
+}
+_ERRORS = (CallError, CallResultError)
+_ERROR_TYPE_IDS = frozenset({int(MessageType.CALLERROR), int(MessageType.CALLRESULTERROR)})
+
+
 def wrapper_of(envelope: Envelope) -> Any:
     """The ``ocppgw_pb.v1.Message`` that carries ``envelope``."""
     message = envelope.message
     out = message_pb2.Message()
-    out.MessageTypeId = int(message.message_type)
+    out.MessageTypeId = _TYPE_IDS[type(message)]
     out.UniqueId = message.unique_id
     if message.action is not None:
         out.Action = message.action
-    if isinstance(message, CallError | CallResultError):
+    if isinstance(message, _ERRORS):
         number = _ERROR_NUMBERS.get(message.error_code)
         if number is not None:
             out.ErrorCode = number
@@ -68,7 +85,7 @@ def wrapper_of(envelope: Envelope) -> Any:
     else:
         version, action = envelope.version, message.action
         if version is not None and action is not None:
-            is_request = not isinstance(message, CallResult)
+            is_request = type(message) is not CallResult
             data, encoding = payload_to_proto(version, action, is_request, message.payload)
         else:
             # Without version and Action there is no typed message to use.
@@ -111,19 +128,18 @@ class ProtobufCodec:
 
     def _decode(self, wrapper: Any, context: DecodeContext) -> Envelope:
         version = context.version
-        if wrapper.Protocol and wrapper.Protocol != version:
-            raise CodecError(
-                f"Protocol is {wrapper.Protocol!r} but the charge point speaks {version}"
-            )
-        type_id = int(wrapper.MessageTypeId)
+        protocol = wrapper.Protocol
+        if protocol and protocol != version:
+            raise CodecError(f"Protocol is {protocol!r} but the charge point speaks {version}")
+        type_id: int = wrapper.MessageTypeId  # an enum field reads as an int
         unique_id = wrapper.UniqueId
         action: str | None = wrapper.Action or None
         payload: object = None
         code: str | None = None
         details: object = None
-        if type_id in (MessageType.CALL, MessageType.SEND, MessageType.CALLRESULT):
+        if type_id == _CALLRESULT or type_id == _CALL or type_id == _SEND:
             payload = self._payload(wrapper, type_id, unique_id, action, context)
-        elif type_id in (MessageType.CALLERROR, MessageType.CALLRESULTERROR):
+        elif type_id in _ERROR_TYPE_IDS:
             code = wrapper.ErrorCodeText or _ERROR_NAMES.get(int(wrapper.ErrorCode))
             if wrapper.ErrorDetails:
                 try:
@@ -143,12 +159,12 @@ class ProtobufCodec:
         action: str | None,
         context: DecodeContext,
     ) -> object:
-        encoding = int(wrapper.PayloadEncoding)
-        if type_id == MessageType.CALLRESULT and action is None:
+        encoding = wrapper.PayloadEncoding
+        if type_id == _CALLRESULT and action is None:
             action = context.action_of(unique_id)
         if action is None:
-            if encoding != PayloadEncoding.JSON:
-                if type_id == MessageType.CALLRESULT:
+            if encoding != _JSON:
+                if type_id == _CALLRESULT:
                     raise CodecError(
                         f"CALLRESULT {unique_id!r} has no Action and matches no pending CALL, "
                         "so its typed Payload cannot be read; set Action or send the "
@@ -157,7 +173,7 @@ class ProtobufCodec:
                 return None  # message_from_fields names the missing Action
             action = ""
         try:
-            is_request = type_id != MessageType.CALLRESULT
+            is_request = type_id != _CALLRESULT
             return payload_from_proto(
                 context.version, action, is_request, wrapper.Payload, encoding
             )

@@ -78,10 +78,13 @@ def payload_to_proto(
     JSON text (UTF-8) with :attr:`PayloadEncoding.JSON`.
     """
     found = entry(version, action, is_request)
-    if found.plan is not None:
+    plan = found.plan
+    if plan is not None:
+        if not payload and not plan.required_names and type(payload) is dict:
+            return b"", _TYPED  # {} (Heartbeat): the empty message, serialized
         try:
             msg = found.cls()
-            _fill(msg, found.plan, payload)
+            _fill(msg, plan, payload)
             data: bytes = msg.SerializeToString()
             return data, PayloadEncoding.TYPED
         except Exception:  # anything the typed form refuses goes as JSON
@@ -98,9 +101,9 @@ def payload_from_proto(
     :raises PayloadError: ``data`` is not a payload of this action, or the
         encoding is unknown.
     """
-    if encoding == PayloadEncoding.JSON:
+    if encoding == _JSON:
         return json_object(data, PayloadError, "JSON payload")
-    if encoding != PayloadEncoding.TYPED:
+    if encoding != _TYPED:
         raise PayloadError(f"unknown PayloadEncoding {encoding}")
     found = entry(version, action, is_request)
     if found.plan is None:
@@ -146,6 +149,9 @@ def json_bytes(value: object) -> bytes:
 # The steps as module globals, which _fill and _read compare each field's step
 # with: in Python 3.11 reading a member off its Enum class (Encode.STRING) goes
 # through EnumType.__getattr__ and costs several times as much as a global.
+_TYPED = PayloadEncoding.TYPED
+_JSON = PayloadEncoding.JSON
+_KIND_MESSAGE = Kind.MESSAGE
 _ENCODE_STRING = Encode.STRING
 _ENCODE_INT = Encode.INT
 _ENCODE_BOOL = Encode.BOOL
@@ -176,6 +182,8 @@ def _fill(msg: Any, plan: Plan, obj: object) -> None:
     for name, value in obj.items():
         step, f = fields.get(name, UNKNOWN_PROPERTY)
         t = type(value)
+        # The steps by how often payloads have them; each branch refuses what
+        # the typed form cannot carry exactly.
         if step is _ENCODE_STRING:
             if t is not str:
                 raise _Unrepresentable(name)
@@ -188,25 +196,11 @@ def _fill(msg: Any, plan: Plan, obj: object) -> None:
                 setattr(msg, f.alt, value)
             else:
                 raise _Unrepresentable(name)
-        elif step is _ENCODE_MESSAGE:
-            sub = getattr(msg, name)
-            sub.SetInParent()
-            _fill(sub, f.plan, value)
         elif step is _ENCODE_INT:
-            setattr(msg, name, _int(name, value))
-        elif step is _ENCODE_NUMBER:
-            if t is float or (t is int and _exact_double(value)):
+            if t is int and _INT64_MIN <= value <= _INT64_MAX:
                 setattr(msg, name, value)
-            elif t is int:
-                setattr(msg, f.alt, str(value))
             else:
-                raise _Unrepresentable(name)
-        elif step is _ENCODE_BOOL:
-            if t is not bool:
-                raise _Unrepresentable(name)
-            setattr(msg, name, value)
-        elif step is _ENCODE_JSON:
-            setattr(msg, name, json_bytes(value))
+                setattr(msg, name, _int(name, value))
         elif step is _ENCODE_LIST:
             if t is not list:
                 raise _Unrepresentable(name)
@@ -220,16 +214,36 @@ def _fill(msg: Any, plan: Plan, obj: object) -> None:
                     raise _Unrepresentable(f"{name} cannot be empty")
                 continue
             container = getattr(msg, name)
-            if f.kind is Kind.MESSAGE:
+            if f.kind is _KIND_MESSAGE:
+                sub = f.plan
+                add = container.add
                 for item in value:
-                    _fill(container.add(), f.plan, item)
+                    _fill(add(), sub, item)
             else:
                 container.extend([_item(f, item) for item in value])
+        elif step is _ENCODE_MESSAGE:
+            sub = getattr(msg, name)
+            sub.SetInParent()
+            _fill(sub, f.plan, value)
+        elif step is _ENCODE_NUMBER:
+            if t is float or (t is int and _exact_double(value)):
+                setattr(msg, name, value)
+            elif t is int:
+                setattr(msg, f.alt, str(value))
+            else:
+                raise _Unrepresentable(name)
+        elif step is _ENCODE_BOOL:
+            if t is not bool:
+                raise _Unrepresentable(name)
+            setattr(msg, name, value)
+        elif step is _ENCODE_JSON:
+            setattr(msg, name, json_bytes(value))
         else:
             raise _Unrepresentable(f"unknown property {name}")
-    for name in plan.required:
-        if name not in obj:
-            raise _Unrepresentable(f"missing {name}")
+    required = plan.required_names
+    if required and not required <= obj.keys():
+        missing = sorted(required - obj.keys())
+        raise _Unrepresentable(f"missing {', '.join(missing)}")
 
 
 def _item(f: Field, value: Any) -> Any:

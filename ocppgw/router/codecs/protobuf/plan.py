@@ -147,6 +147,8 @@ class Plan:
     #: Proto field name (main or alternative) -> (decode step, property).
     by_proto_name: dict[str, tuple[Decode, Field]] = field(default_factory=dict)
     required: tuple[str, ...] = ()
+    #: The same, as a set to compare an object's keys with.
+    required_names: frozenset[str] = frozenset()
     #: Required properties whose field has no presence: (name, default factory).
     implicit: tuple[tuple[str, Callable[[], Any]], ...] = ()
 
@@ -245,6 +247,7 @@ def _build(node: JSONSchema, root: JSONSchema, desc: Any, depth: int = 0) -> Pla
             elif prop.kind not in (Kind.ENUM, Kind.NUMBER):  # oneofs have presence
                 implicit.append((prop.name, _constant(fd.default_value)))
     plan.required = tuple(node.get("required", ()))
+    plan.required_names = frozenset(plan.required)
     plan.implicit = tuple(implicit)
     return plan
 
