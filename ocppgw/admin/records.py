@@ -107,6 +107,9 @@ _KINDS: dict[type, str] = {
 }
 
 
+_ERRORS = (CallError, CallResultError)
+
+
 @implementer(IGatewayEvents)
 class Recorder:
     """Keeps the records, counts the metrics and writes the log lines."""
@@ -121,6 +124,8 @@ class Recorder:
         self.envelope_watchers: list[Any] = []
         self._action = _Bounded()
         self._code = _Bounded()
+        #: (inbound, kind, bounded action) -> (labels, counter of the labels).
+        self._counted: dict[tuple[bool, str, str | None], tuple[tuple[str, str, str], Any]] = {}
 
     def _event(self, record: Record, event: str, **details: Any) -> None:
         events = record.events
@@ -189,44 +194,47 @@ class Recorder:
 
     def message(self, identity: str, inbound: bool, message: Message | None) -> None:
         record = self.records.get(identity)
-        direction = "in" if inbound else "out"
         if message is None:
             kind, unique_id, action, code = "INVALID", "", None, None
         else:
-            kind, unique_id, action = _KINDS[type(message)], message.unique_id, message.action
-            code = message.error_code if isinstance(message, CallError | CallResultError) else None
+            cls = type(message)
+            kind, unique_id, action = _KINDS[cls], message.unique_id, message.action
+            code = message.error_code if isinstance(message, _ERRORS) else None
         if action is not None:
             action = self._action(action)
+        now = self._clock.seconds()
+        if record is not None:
+            # The CALLs each side waits to answer, to name the action of an
+            # answer and time it: ours (out) answered by the charge point (in).
+            if kind == "CALL":
+                if action is not None:
+                    mine = record.timed_in if inbound else record.timed_out
+                    mine[unique_id] = (action, now)
+                    while len(mine) > MAX_TIMED:
+                        del mine[next(iter(mine))]
+            elif kind == "CALLRESULT" or kind == "CALLERROR":
+                timed = (record.timed_out if inbound else record.timed_in).pop(unique_id, None)
+                if timed is not None:
+                    action = timed[0]
+                    metrics = self.metrics
+                    histogram = (
+                        metrics.downstream_latency_of if inbound else metrics.upstream_latency_of
+                    )
+                    histogram(action)(max(0.0, now - timed[1]))
+        # The labels and the counter of each (direction, kind, action): names
+        # are bounded, so this is too.
+        slot = self._counted.get((inbound, kind, action))
+        if slot is None:
+            labels = ("in" if inbound else "out", kind, action or "")
+            slot = self._counted[(inbound, kind, action)] = (
+                labels,
+                self.metrics.messages_of(*labels),
+            )
+        labels, count = slot
+        count(1)
         if code is not None:
             code = self._code(code)
-        now = self._clock.seconds()
-        # The CALLs each side waits to answer, to name the action of an
-        # answer and time it: ours (out) answered by the charge point (in).
-        mine, theirs = (
-            (
-                (record.timed_in, record.timed_out)
-                if inbound
-                else (record.timed_out, record.timed_in)
-            )
-            if record is not None
-            else (None, None)
-        )
-        if kind == "CALL" and mine is not None and action is not None:
-            mine[unique_id] = (action, now)
-            while len(mine) > MAX_TIMED:
-                del mine[next(iter(mine))]
-        elif kind in ("CALLRESULT", "CALLERROR") and theirs is not None:
-            timed = theirs.pop(unique_id, None)
-            if timed is not None:
-                action = timed[0]
-                metrics = self.metrics
-                histogram = (
-                    metrics.downstream_latency_of if inbound else metrics.upstream_latency_of
-                )
-                histogram(action)(max(0.0, now - timed[1]))
-        self.metrics.messages_of(direction, kind, action or "")(1)
-        if code is not None:
-            self.metrics.call_errors_of(direction, code)(1)
+            self.metrics.call_errors_of(labels[0], code)(1)
         if record is None:
             return
         if inbound:
@@ -234,7 +242,7 @@ class Recorder:
             record.last_message_at = now
         else:
             record.messages_out += 1
-        record.by_type[(direction, kind, action or "")] += 1
+        record.by_type[labels] += 1
         if code is not None:
             record.errors[code] += 1
 
