@@ -305,9 +305,7 @@ class Router:
             self._answer_offline(identity, topic, payload, "charge point is not connected")
             return
         try:
-            envelope = self._dn_codec.decode(
-                payload, DecodeContext(session.version, session.action_of)
-            )
+            envelope = self._dn_codec.decode(payload, session.decode_context)
         except CodecError as e:
             self._reject(identity, session.version, e, topic, payload)
             return

@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ocppgw.interfaces import NO_EVENTS, IChargePointConnection, IGatewayEvents, IRouter
-from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope, GatewayError
+from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, DecodeContext, Envelope, GatewayError
 from ocppgw.ocpp.messages import (
     Call,
     CallError,
@@ -370,6 +370,11 @@ class Exchanges:
         if self._in_flight is not None:
             cancel(self._in_flight.timer)
             self._in_flight = None
+
+    @cached_property
+    def decode_context(self) -> DecodeContext:
+        """What a codec needs to decode a downstream message for this session (made once)."""
+        return DecodeContext(self.version, self.action_of)
 
     def action_of(self, unique_id: str) -> str | None:
         """The Action of the exchange with id ``unique_id`` (for typed codecs)."""

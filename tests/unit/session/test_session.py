@@ -250,6 +250,19 @@ class DownstreamTests(SynchronousTestCase):
         assert isinstance(err, CallError)
         self.assertEqual((err.error_code, err.action), ("NotSupported", "Reset"))
 
+    def test_decode_context_names_pending_actions(self) -> None:
+        """The session's decode context is made once, with its version and the Action of
+        each exchange still waiting (its CALL upstream, and the CALL in flight)."""
+        session, _, _, _ = make()
+        context = session.decode_context
+        self.assertIs(session.decode_context, context)
+        self.assertEqual(context.version, OCPP16)
+        session.frame_received('[2,"u1","Heartbeat",{}]')
+        session.envelope_received(Envelope(Call("d1", "Reset", {"type": "Soft"})))
+        self.assertEqual(
+            [context.action_of(i) for i in ("u1", "d1", "other")], ["Heartbeat", "Reset", None]
+        )
+
     def test_queue_full(self) -> None:
         """Beyond max_queue waiting CALLs, a QueueFull error envelope answers."""
         session, connection, upstream, _ = make(max_queue=2)
