@@ -99,12 +99,20 @@ def _answer_for(codec: str) -> Callable[[str, bytes], tuple[str, bytes] | None]:
     """(topic, payload) of a CALL envelope -> (topic, payload) of its CALLRESULT, or None."""
     proto: Any = None
     if codec == "protobuf":
+        # As cheap as the JSON answers: read the wrapper's UniqueId only, and
+        # append the rest of the answer, serialized once (protobuf parsers
+        # merge concatenated messages, RFC-free but documented: "Encoding",
+        # protobuf.dev).
         sys.path.insert(0, ".")
-        from ocppgw.ocpp.envelope import DecodeContext, Envelope
-        from ocppgw.ocpp.messages import CallResult
-        from ocppgw.router import codecs
+        from ocppgw.router.codecs.protobuf import message_pb2
+        from ocppgw.router.codecs.protobuf.convert import payload_to_proto
 
-        proto = (codecs.get("protobuf"), DecodeContext, Envelope, CallResult)
+        wrapper = message_pb2.Message
+        tails = {}
+        for action, text in _ANSWERS.items():
+            data, encoding = payload_to_proto("ocpp1.6", action, False, json.loads(text))
+            tails[action] = wrapper(Payload=data, PayloadEncoding=int(encoding)).SerializeToString()
+        proto = (wrapper, tails)
 
     def answer(topic: str, payload: bytes) -> tuple[str, bytes] | None:
         _, _, cid, action = topic.split("/", 3)
@@ -117,10 +125,9 @@ def _answer_for(codec: str) -> Callable[[str, bytes], tuple[str, bytes] | None]:
                 _ANSWERS[action],
             )
         else:
-            codec, context, envelope, result = proto
-            call = codec.decode(payload, context(version="ocpp1.6")).message
-            reply = result(call.unique_id, json.loads(_ANSWERS[action]), action=action)
-            body = codec.encode(envelope(reply, version="ocpp1.6", charge_point=cid))
+            wrapper, tails = proto
+            unique_id = wrapper.FromString(payload).UniqueId
+            body = wrapper(MessageTypeId=3, UniqueId=unique_id).SerializeToString() + tails[action]
         return f"ocpp/cs/{cid}/Reply/{action}", body
 
     return answer
