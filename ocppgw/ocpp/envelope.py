@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from ocppgw.ocpp.frozen import fast_init
 from ocppgw.ocpp.messages import Message
 
 
@@ -57,6 +58,7 @@ GATEWAY_ERROR_CODES: tuple[str, ...] = tuple(e.value for e in GatewayError)
 ORIGIN_GATEWAY = "gateway"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One message between the gateway and the broker, with its metadata."""

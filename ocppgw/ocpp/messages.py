@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from ocppgw.ocpp.frozen import fast_init
 from ocppgw.ocpp.jsontext import NonFiniteNumber, dumps, loads
 from ocppgw.ocpp.versions import ErrorKind, has_21_types
 
@@ -62,6 +63,7 @@ class _Request:
     payload: JSONObject
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Call(_Request):
     """A request: the sender waits for a CALLRESULT or CALLERROR."""
@@ -69,6 +71,7 @@ class Call(_Request):
     message_type: MessageType = field(default=MessageType.CALL, init=False)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CallResult:
     """The answer to a CALL.  ``action`` is not on the wire; the gateway adds it."""
@@ -90,6 +93,7 @@ class _Error:
     action: str | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CallError(_Error):
     """A CALL could not be handled."""
@@ -97,6 +101,7 @@ class CallError(_Error):
     message_type: MessageType = field(default=MessageType.CALLERROR, init=False)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CallResultError(_Error):
     """OCPP 2.1: a CALLRESULT could not be handled (2.1 Part 4 §4.2.4)."""
@@ -104,6 +109,7 @@ class CallResultError(_Error):
     message_type: MessageType = field(default=MessageType.CALLRESULTERROR, init=False)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Send(_Request):
     """OCPP 2.1 SEND: like a CALL but never answered (2.1 Part 4 §4.2.5)."""
