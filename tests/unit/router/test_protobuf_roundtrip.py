@@ -264,6 +264,27 @@ def test_payload_roundtrip(version: str, action: str, is_request: bool) -> None:
     check()
 
 
+def test_empty_typed_payload_reads_as_the_empty_message() -> None:
+    """
+    No Payload bytes read, for every action and direction, as the empty message
+    of its type does (the required fields' defaults), without that message made.
+    """
+    from ocppgw.router.codecs.protobuf.convert import _read
+    from ocppgw.router.codecs.protobuf.plan import entry
+
+    checked = 0
+    for version, action, is_request in (case.values for case in CASES):
+        found = entry(version, action, is_request)
+        if found.plan is None:
+            continue
+        expected = _read(found.cls(), found.plan)
+        got = payload_from_proto(version, action, is_request, b"", PayloadEncoding.TYPED)
+        assert got == expected, (version, action, is_request)
+        assert got is not payload_from_proto(version, action, is_request, b"", 0)
+        checked += 1
+    assert checked > 300
+
+
 def test_every_action_is_covered() -> None:
     """The round trip covers 39 actions in 1.6, 64 in 2.0.1, 90 pairs and one SEND in 2.1."""
     counts = {v: len(actions(v)) for v in SUPPORTED}

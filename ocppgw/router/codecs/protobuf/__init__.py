@@ -134,12 +134,14 @@ class ProtobufCodec:
         type_id: int = wrapper.MessageTypeId  # an enum field reads as an int
         unique_id = wrapper.UniqueId
         action: str | None = wrapper.Action or None
-        payload: object = None
-        code: str | None = None
-        details: object = None
         if type_id == _CALLRESULT or type_id == _CALL or type_id == _SEND:
             payload = self._payload(wrapper, type_id, unique_id, action, context)
-        elif type_id in _ERROR_TYPE_IDS:
+            message = message_from_fields(version, type_id, unique_id, action, payload)
+            return Envelope(message, version)
+        # Each field read makes a new Python object: the error fields only here.
+        code: str | None = None
+        details: object = None
+        if type_id in _ERROR_TYPE_IDS:
             code = wrapper.ErrorCodeText or _ERROR_NAMES.get(int(wrapper.ErrorCode))
             if wrapper.ErrorDetails:
                 try:
@@ -147,9 +149,9 @@ class ProtobufCodec:
                 except (ValueError, RecursionError):
                     raise CodecError("ErrorDetails is not UTF-8 JSON") from None
         message = message_from_fields(
-            version, type_id, unique_id, action, payload, code, wrapper.ErrorDescription, details
+            version, type_id, unique_id, action, None, code, wrapper.ErrorDescription, details
         )
-        return Envelope(message, version=version)
+        return Envelope(message, version)
 
     def _payload(
         self,

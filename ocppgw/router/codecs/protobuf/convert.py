@@ -114,8 +114,9 @@ def payload_from_proto(
         )
     if not data:
         # An empty message (MeterValuesResponse, StatusNotificationResponse):
-        # no field can be unknown; its payload is what the plan implies.
-        return _read(found.cls(), found.plan)
+        # no field can be unknown, none is set; its payload is what the plan
+        # implies (what _read gives for the empty message, without making one).
+        return {name: default() for name, default in found.plan.implicit}
     try:
         msg = found.cls.FromString(data)
         size = msg.ByteSize()
