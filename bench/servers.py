@@ -100,9 +100,9 @@ def _answer_for(codec: str) -> Callable[[str, bytes], tuple[str, bytes] | None]:
     proto: Any = None
     if codec == "protobuf":
         # As cheap as the JSON answers: read the wrapper's UniqueId only, and
-        # append the rest of the answer, serialized once (protobuf parsers
-        # merge concatenated messages, RFC-free but documented: "Encoding",
-        # protobuf.dev).
+        # append the rest of the answer, serialized once (a protobuf parser
+        # reads two serialized messages one after the other as one message
+        # with the fields of both).
         sys.path.insert(0, ".")
         from ocppgw.router.codecs.protobuf import message_pb2
         from ocppgw.router.codecs.protobuf.convert import payload_to_proto
