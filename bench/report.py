@@ -110,12 +110,35 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
             )
         )
     if "variants" in result:
-        v = {r["variant"]: r for r in result["variants"]}
-        pb = v["protobuf"]["rate"] / gw
-        out.append(("6. protobuf rt/s within 10% of JSON", f"{pb:.2f} x JSON", pb >= 0.9))
-        w = v["workers2"]["server_cpu_us_per_rt"] / v["workers1"]["server_cpu_us_per_rt"]
-        out.append(("7. 2 workers: CPU/rt <= 1.15 x 1 worker", f"{w:.2f} x", w <= 1.15))
+        runs = result["variants"]
+        pb = paired(runs, "protobuf", "rate")
+        out.append(
+            ("6. protobuf rt/s within 10% of JSON", f"{_ratios(pb)} x JSON", _median(pb) >= 0.9)
+        )
+        w = paired(runs, "workers2", "server_cpu_us_per_rt")
+        out.append(
+            ("7. 2 workers: CPU/rt <= 1.15 x 1 worker", f"{_ratios(w)} x", _median(w) <= 1.15)
+        )
     return out
+
+
+def paired(runs: list[dict[str, Any]], variant: str, key: str) -> list[float]:
+    """``key`` of ``variant`` over that of the one-worker JSON run of the same round, each round."""
+    base = {r["attempt"]: r[key] for r in runs if r.get("variant") == "workers1"}
+    return [
+        r[key] / base[r["attempt"]]
+        for r in runs
+        if r.get("variant") == variant and r["attempt"] in base
+    ]
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _ratios(values: list[float]) -> str:
+    """The median, and each round's ratio in brackets."""
+    return f"{_median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})"
 
 
 def table(result: dict[str, Any]) -> str:
@@ -133,6 +156,8 @@ def table(result: dict[str, Any]) -> str:
     }
     for r in result["closed"] + result.get("variants", []) + result.get("open", []):
         name = names[r["server"]] + (f" ({r['variant']})" if r["variant"] else "")
+        if r["variant"] not in ("", "open"):
+            name += f", round {r['attempt'] + 1}"
         rows.append(
             f"| {name} | {r['conns']} | {r['rate']:,.0f} | {r['failures']} | "
             f"{r['server_cpu_us_per_rt']:.0f} µs | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
@@ -194,10 +219,13 @@ def plots(result: dict[str, Any], out: Path) -> None:
     axes[0].set_ylabel("latency at 100 connections (ms)")
     axes[0].legend()
     cpu = [(n, _mid(rs, "server_cpu_us_per_rt")) for n, rs in at100]
+    gateway_variants = [r for r in result.get("variants", []) if r["server"] == "gateway"]
     cpu += [
-        (f"ocppgw {r['variant']}", r["server_cpu_us_per_rt"])
-        for r in result.get("variants", [])
-        if r["server"] == "gateway"
+        (
+            f"ocppgw {variant}",
+            _mid([r for r in gateway_variants if r["variant"] == variant], "server_cpu_us_per_rt"),
+        )
+        for variant in dict.fromkeys(r["variant"] for r in gateway_variants)
     ]
     axes[1].barh([n for n, _ in cpu], [c for _, c in cpu])
     axes[1].set_xlabel("server CPU per round trip (µs)")

@@ -14,7 +14,8 @@ Runs (``--quick``: only the first three, 2 charge points, 1 second):
    package central system, the gateway (CALL -> MQTT -> backend -> MQTT ->
    CALLRESULT, validation all, JSON envelope, QoS 1);
 2. closed loop at 100: the gateway with MQTT 3.1.1, with the protobuf
-   profile, with ``workers = 2``; paho -> mosquitto -> paho at QoS 1;
+   profile, with ``workers = 2``, each right after the plain one-worker
+   gateway, three rounds; paho -> mosquitto -> paho at QoS 1;
 3. open loop at half the gateway's peak, 1,000 connections: gateway and echo;
 4. memory: 10,000 idle charge points on one gateway process;
 5. reconnect storm (``handshake_storm.py``, 10,000 with Basic auth);
@@ -242,25 +243,39 @@ def closed_loop(b: Bench, conn_counts: list[int], repeat: int) -> list[dict[str,
     return runs
 
 
-def variants(b: Bench) -> list[dict[str, Any]]:
-    """The gateway at 100 connections: MQTT 3.1.1, protobuf, two workers; and paho's ceiling."""
+#: (variant, codec, [mqtt] lines, workers); "workers1" is the JSON one-worker
+#: gateway each other variant is compared with.
+VARIANTS = (
+    ("workers1", "json", "", 1),
+    ("mqtt311", "json", "protocol = 3.1.1", 1),
+    ("protobuf", "protobuf", "", 1),
+    ("workers2", "json", "", 2),
+)
+
+
+def variants(b: Bench, repeat: int = 3) -> list[dict[str, Any]]:
+    """
+    The gateway at 100 connections: one worker with JSON, then each variant
+    (MQTT 3.1.1, protobuf, two workers) right after it, ``repeat`` times; and
+    paho's ceiling.  Targets 6 and 7 compare each variant with the one-worker
+    JSON run of the same round (the median of the rounds' ratios), so that a
+    burst of noise from the shared machine changes one round, not the figure.
+    """
     runs: list[dict[str, Any]] = []
-    for variant, codec, extra, workers in (
-        ("mqtt311", "json", "protocol = 3.1.1", 1),
-        ("protobuf", "protobuf", "", 1),
-        ("workers1", "json", "", 1),
-        ("workers2", "json", "", 2),
-    ):
-        with b.broker() as (mport, broker):
-            backend = b.spawn(
-                LOAD_CORE, [PY, str(HERE / "servers.py"), "backend", str(mport), codec], "backend"
-            )
-            time.sleep(0.5)
-            with b.gateway(mport, extra, codec, workers) as (port, proc):
-                r = b.ws(port, 100, proc, [broker, backend], prefix=f"{variant}-")
-            stop(backend)
-        runs.append({"server": "gateway", "variant": variant, "attempt": 0, **r})
-        print(_line(runs[-1]), flush=True)
+    for attempt in range(repeat):
+        for variant, codec, extra, workers in VARIANTS:
+            with b.broker() as (mport, broker):
+                backend = b.spawn(
+                    LOAD_CORE,
+                    [PY, str(HERE / "servers.py"), "backend", str(mport), codec],
+                    "backend",
+                )
+                time.sleep(0.5)
+                with b.gateway(mport, extra, codec, workers) as (port, proc):
+                    r = b.ws(port, 100, proc, [broker, backend], prefix=f"{variant}{attempt}-")
+                stop(backend)
+            runs.append({"server": "gateway", "variant": variant, "attempt": attempt, **r})
+            print(_line(runs[-1]), flush=True)
     with b.broker(SERVER_CORE) as (mport, broker):
         backend = b.spawn(
             LOAD_CORE, [PY, str(HERE / "servers.py"), "pahobackend", str(mport)], "backend"
