@@ -210,9 +210,9 @@ class Router:
         """The topic (template and codec) that ``envelope`` is published on."""
         message = envelope.message
         up = self._config.upstream
-        if isinstance(message, Call | Send):
+        if isinstance(message, (Call, Send)):  # a tuple: isinstance of a union is slower
             return up.call_topic(message.action)
-        if isinstance(message, CallResult):
+        if type(message) is CallResult:
             return up.reply
         return up.error
 
@@ -232,7 +232,7 @@ class Router:
         cid = envelope.charge_point or ""
         name = self._names.name(topic.template, cid, envelope.version, envelope.message)
         waiting = self._waiting.get(cid, 0)
-        if cid and waiting >= self.share():
+        if cid and waiting and waiting >= self.share():  # share() >= 1: max_buffer >= 1
             return fail(
                 ShareFull(
                     f"{cid}'s share of the MQTT buffer is full ({waiting} messages waiting "

@@ -267,6 +267,13 @@ def compile_filter(subscription: str) -> Callable[[str], bool]:
 
 def topic_matches(subscription: str, topic: str) -> bool:
     """True when ``topic`` matches the MQTT filter ``subscription`` (MQTT 3.1.1 §4.7)."""
+    if subscription[-2:] == "/#":
+        # The usual per-charge point filter, "<levels>/#" with no other
+        # wildcard: its levels and everything under them (§4.7.1.2: "a/#"
+        # matches "a" too); its first level is no wildcard, so $ is no matter.
+        stem = subscription[:-1]
+        if "+" not in stem and "#" not in stem:
+            return topic.startswith(stem) or topic == stem[:-1]
     sub_levels = subscription.split("/")
     top_levels = topic.split("/")
     if topic.startswith("$") and sub_levels[0] in ("+", "#"):
