@@ -97,7 +97,7 @@ test: install test-deps lint typecheck contracts
 unit: install
 	$(call run_pytest,-n auto tests/unit,tests/unit)
 
-# Everything of docs/performance.md, about 4 minutes: the gateway beside its
+# Everything of docs/performance.md, about 5 minutes: the gateway beside its
 # baselines (bench/run.py), then the codec sizes; results in bench/results/.
 bench: install
 	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test,bench]'

@@ -23,7 +23,7 @@ Runs (``--quick``: only the first three, 2 charge points, 1 second):
 
 Writes ``bench/results/<date>.json``, ``bench/results/latest.md`` and the PNG
 plots ``bench/results/*.png``.  Bounded: each run has a deadline, and all of
-them take about four minutes here (the last run: 233 s).
+them take about five minutes here (the last run: 305 s).
 """
 
 from __future__ import annotations
