@@ -270,7 +270,8 @@ def topic_matches(subscription: str, topic: str) -> bool:
     if subscription[-2:] == "/#":
         # The usual per-charge point filter, "<levels>/#" with no other
         # wildcard: its levels and everything under them (§4.7.1.2: "a/#"
-        # matches "a" too); its first level is no wildcard, so $ is no matter.
+        # matches "a" too). Its first level is no wildcard, so the rule for
+        # topics starting with $ (§4.7.2) cannot apply.
         stem = subscription[:-1]
         if "+" not in stem and "#" not in stem:
             return topic.startswith(stem) or topic == stem[:-1]

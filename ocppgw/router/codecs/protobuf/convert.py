@@ -216,10 +216,10 @@ def _fill(msg: Any, plan: Plan, obj: object) -> None:
                 continue
             container = getattr(msg, name)
             if f.kind is _KIND_MESSAGE:
-                sub = f.plan
+                item_plan = f.plan
                 add = container.add
                 for item in value:
-                    _fill(add(), sub, item)
+                    _fill(add(), item_plan, item)
             else:
                 container.extend([_item(f, item) for item in value])
         elif step is _ENCODE_MESSAGE:
