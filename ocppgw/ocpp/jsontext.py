@@ -3,10 +3,12 @@
 Strict JSON text, read and written fast: what frames and envelopes are made of.
 
 :func:`loads` refuses NaN, Infinity and numbers that overflow to infinity
-(RFC 8259 §6), which Python's ``json`` accepts; :func:`dumps` writes compact
-UTF-8 JSON and refuses non-finite floats.  Both answer as ``json.loads`` and
-``json.dumps`` with those options do (property tests compare them), with one
-decoder and one encoder kept for every call.
+(RFC 8259 §6), and unpaired surrogates, escaped (``"\\ud800"``) or as bytes
+(RFC 8259 §8.2, I-JSON RFC 7493 §2.1), which Python's ``json`` accepts;
+:func:`dumps` writes compact UTF-8 JSON and refuses non-finite floats.
+Otherwise both answer as ``json.loads`` and ``json.dumps`` with those options
+do (property tests compare them), with one decoder and one encoder kept for
+every call.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ from __future__ import annotations
 import json
 import json.encoder
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 
 class NonFiniteNumber(ValueError):
     """JSON text with NaN, Infinity or a number that overflows to infinity."""
+
+
+class LoneSurrogate(ValueError):
+    """JSON text with an unpaired surrogate: no Unicode text, and no UTF-8 can carry it."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -59,26 +66,59 @@ def _decode(text: str) -> Any:
     return value
 
 
+#: An escape of a UTF-16 surrogate (RFC 8259 §7): the only way a str that
+#: is valid Unicode can decode to an unpaired one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _no_lone_surrogate(text: str, value: Any) -> Any:
+    """
+    ``value``, unless ``text`` escapes an unpaired surrogate (RFC 8259 §8.2,
+    I-JSON RFC 7493 §2.1: such a string cannot be sent on as UTF-8).  The
+    decoded value is only looked at when the text has such an escape: a pair
+    decodes to one character, so what does not encode as UTF-8 is lone.
+    """
+    if _SURROGATE_ESCAPE.search(text) is not None:
+        try:
+            dumps(value).encode("utf-8")
+        except UnicodeEncodeError:
+            raise LoneSurrogate(
+                "an unpaired surrogate (\\ud800-\\udfff) is not valid JSON text "
+                "(RFC 8259 §8.2, I-JSON RFC 7493 §2.1)"
+            ) from None
+    return value
+
+
 def loads(text: str | bytes) -> Any:
     """
     Strict JSON: NaN and Infinity, which Python accepts, and numbers that
-    overflow to infinity are refused (RFC 8259 §6) with :class:`NonFiniteNumber`.
+    overflow to infinity are refused (RFC 8259 §6) with :class:`NonFiniteNumber`;
+    an escaped unpaired surrogate with :class:`LoneSurrogate`, and bytes that
+    encode one with UnicodeDecodeError (RFC 8259 §8.2).  A ``str`` is taken
+    to be valid Unicode (the frames Autobahn validated as UTF-8, text that
+    was decoded strictly).
     """
     if isinstance(text, str):
         if text.startswith("\ufeff"):
             # What json.loads says of a text starting with a byte order mark.
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-        return _decode(text)
+        value = _decode(text)
+        # The usual frame has no "\u" at all: one substring search, no regex.
+        return value if "\\u" not in text else _no_lone_surrogate(text, value)
     # What json.loads does with bytes: the encoding from the first bytes (RFC
     # 8259 §8.1 asks for UTF-8; json also reads UTF-16 and UTF-32, and drops
     # a UTF-8 byte order mark), then the same decoder.  Bytes that cannot
     # start a byte order mark or a UTF-16/32 text are UTF-8 to
-    # json.detect_encoding: said here without calling it.
+    # json.detect_encoding: said here without calling it.  Decoded strictly,
+    # where json passes surrogates through: bytes that encode one are no
+    # text (RFC 8259 §8.2).
     if text and text[0] not in _NOT_PLAIN_UTF8 and (len(text) < 2 or text[1]):
         encoding = "utf-8"
     else:
         encoding = json.detect_encoding(text)
-    return _decode(text.decode(encoding, "surrogatepass"))
+    decoded = text.decode(encoding)
+    value = _decode(decoded)
+    return value if "\\u" not in decoded else _no_lone_surrogate(decoded, value)
 
 
 #: First bytes that may begin a byte order mark (EF, FE, FF; 00 00 FE FF) or
@@ -122,4 +162,4 @@ def _compact_encoder() -> Callable[[object, int], list[str]]:
 _COMPACT = _compact_encoder()
 
 
-__all__ = ["NonFiniteNumber", "dumps", "loads"]
+__all__ = ["LoneSurrogate", "NonFiniteNumber", "dumps", "loads"]

@@ -24,7 +24,7 @@ from enum import IntEnum
 from typing import Any
 
 from ocppgw.ocpp.frozen import fast_init
-from ocppgw.ocpp.jsontext import NonFiniteNumber, dumps, loads
+from ocppgw.ocpp.jsontext import LoneSurrogate, NonFiniteNumber, dumps, loads
 from ocppgw.ocpp.versions import ErrorKind, has_21_types
 
 #: OCPP-J 1.6 §4.1.4, OCPP 2.0.1 Part 4 Table 4: a message id is a string of
@@ -185,11 +185,12 @@ def parse_frame(text: str, version: str) -> Message:
     """
     try:
         frame = loads(text)
-    except NonFiniteNumber as e:
+    except (NonFiniteNumber, LoneSurrogate) as e:
         lenient = _lenient(text)
         if lenient is not None:
-            # Valid structure, but a number RFC 8259 §6 does not allow: the
-            # payload is malformed (1.6 FormationViolation, 2.x FormatViolation).
+            # Valid structure, but a number RFC 8259 §6 or a string §8.2 does
+            # not allow: the payload is malformed (1.6 FormationViolation, 2.x
+            # FormatViolation).
             unique_id, type_id = lenient
             raise FrameError(ErrorKind.FORMAT, str(e), unique_id, type_id) from None
         raise FrameError(ErrorKind.RPC_FRAMEWORK, f"frame is not valid JSON: {_short(e)}") from None

@@ -42,7 +42,7 @@ def test_raw_surrogate_bytes_refused() -> None:
 
 @pytest.mark.parametrize("text", ['["\\ud83d\\ude00"]', '["\\\\ud800"]', '["\\u00e9\\u20ac"]'])
 def test_pairs_and_lookalikes_read(text: str) -> None:
-    """A surrogate pair, an escaped backslash before "ud800", and other escapes read as json does."""
+    """A surrogate pair, an escaped backslash before "ud800", other escapes: read as json does."""
     assert loads(text) == json.loads(text)
 
 
@@ -92,7 +92,11 @@ def test_json_envelope_with_lone_surrogate_is_refused_naming_its_id(payload: byt
 
 
 @pytest.mark.parametrize(
-    "payload", [b'[2,"d1","DataTransfer",{"vendorId":"\\ud800"}]', b'[2,"d1","DataTransfer",{"vendorId":"\xed\xa0\x80"}]']
+    "payload",
+    [
+        b'[2,"d1","DataTransfer",{"vendorId":"\\ud800"}]',
+        b'[2,"d1","DataTransfer",{"vendorId":"\xed\xa0\x80"}]',
+    ],
 )
 def test_raw_frame_with_lone_surrogate_is_refused(payload: bytes) -> None:
     """The raw codec refuses one too, escaped (naming the UniqueId) or as bytes."""
