@@ -6,7 +6,8 @@ The rules for messages from the backend.
   and goes out when none is in flight (OCPP-J 1.6 §4.1.1, 2.0.1 Part 4
   §4.1.1); a UniqueId already queued or in flight is refused as Invalid;
 - an answer goes to the charge point only if its CALL is waiting for it
-  (Unmatched otherwise), and a CALLRESULTERROR (2.1) is passed on;
+  (Unmatched otherwise), and a CALLRESULTERROR (2.1) is passed on (Unmatched
+  when the charge point is gone, in its grace period);
 - with validation on, an invalid CALL, SEND or CALLRESULT is never sent:
   the backend gets Invalid, and the charge point's CALL stays pending for a
   valid answer;
@@ -60,9 +61,11 @@ class FromBackend(Exchanges):
                 )
         elif isinstance(message, CallResult | CallError):
             self._downstream_answer(message)
-        else:
-            # CALLRESULTERROR about the charge point's CALLRESULT: pass it on.
-            self._send(message)
+        elif not self._send(message):
+            # CALLRESULTERROR about the charge point's CALLRESULT: passed on,
+            # or, with the charge point gone (the grace period), answered as
+            # a CALLRESULT for it would be: nothing waits for it there.
+            self._unmatched(message.unique_id, message.action)
 
     def refuse(self, envelope: Envelope, code: GatewayError, why: str) -> None:
         """Answer a backend message that will not be sent with an error envelope."""
