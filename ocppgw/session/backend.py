@@ -4,7 +4,12 @@ The rules for messages from the backend.
 
 - a CALL joins the FIFO queue (at most ``max_queue`` wait: QueueFull beyond)
   and goes out when none is in flight (OCPP-J 1.6 §4.1.1, 2.0.1 Part 4
-  §4.1.1); a UniqueId already queued or in flight is refused as Invalid;
+  §4.1.1);
+- MQTT QoS 1 is at least once: a CALL whose UniqueId is queued, in flight or
+  was answered within ``downstream_timeout`` (``[dnstream] awaiting_timeout``),
+  with the same Action and payload, is a copy (a broker's redelivery, a
+  backend's retry): it is neither sent again nor answered again.  Another
+  CALL under such a UniqueId is refused as Invalid;
 - an answer goes to the charge point only if its CALL is waiting for it
   (Unmatched otherwise), and a CALLRESULTERROR (2.1) is passed on (Unmatched
   when the charge point is gone, in its grace period);
@@ -18,10 +23,14 @@ The rules for messages from the backend.
 
 from __future__ import annotations
 
+from twisted.logger import Logger
+
 from ocppgw.ocpp.envelope import Envelope, GatewayError
 from ocppgw.ocpp.messages import Call, CallError, CallResult, Send
 from ocppgw.ocpp.versions import has_21_types
 from ocppgw.session.exchanges import ACTION, LATE_MEMORY, Exchanges, cancel
+
+_log = Logger()
 
 
 class FromBackend(Exchanges):
@@ -89,14 +98,22 @@ class FromBackend(Exchanges):
                 call.unique_id, GatewayError.INVALID, "Action is not an OCPP action name"
             )
             return
-        busy = {e.message.unique_id for e in self._queue}
-        if self._in_flight is not None:
-            busy.add(self._in_flight.unique_id)
-        if call.unique_id in busy:
+        known = self._known(call.unique_id)
+        if known is not None:
+            if known[0] == call.action and known[1] == call.payload:
+                # A copy: its one answer is on its way, or was published.
+                _log.debug(
+                    "{cid}: copy of CALL {id} ({action}) dropped",
+                    cid=self.identity,
+                    id=call.unique_id,
+                    action=call.action,
+                )
+                return
             self.gateway_error(
                 call.unique_id,
                 GatewayError.INVALID,
-                "a CALL with this UniqueId is already queued or in flight",
+                "another CALL with this UniqueId is queued, in flight, or was answered "
+                f"within the last {self._options.downstream_timeout:g} s",
                 call.action,
             )
             return

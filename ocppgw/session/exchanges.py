@@ -5,6 +5,9 @@ queue of backend CALLs, and the helpers both directions share.
 
 - one CALL in flight per direction (OCPP-J 1.6 §4.1.1, 2.0.1 Part 4 §4.1.1):
   backend CALLs wait in a bounded FIFO queue behind the one in flight;
+- a backend CALL is known while it is queued, in flight, and for
+  ``downstream_timeout`` seconds after it was answered (:meth:`Exchanges._known`):
+  MQTT delivers at least once, so the same CALL again there is a copy;
 - frames go to the connection only while it is open: ``_link`` is the
   connection until the lifecycle (:mod:`ocppgw.session.lifecycle`) lets go
   of it, and a frame meant for a connection that is gone is not sent.
@@ -49,6 +52,10 @@ ACTION = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 #: answer can still be published, marked late (and, in backend.py, how many
 #: answered 2.1 CALLs, for the Action of a CALLRESULTERROR).
 LATE_MEMORY = 32
+
+#: At most this many answered backend CALLs are remembered per charge point
+#: (within ``downstream_timeout``), so that a QoS 1 copy of one is known.
+RECENT_MEMORY = 1024
 
 
 class Violation(Protocol):
@@ -133,6 +140,13 @@ class Pending:
     unique_id: str
     action: str
     timer: Timer | None
+    #: A backend CALL's payload, to tell a copy of it from another CALL.
+    payload: dict[str, Any] | None = None
+
+
+#: An answered backend CALL: when its answer went to the backend, its
+#: Action and its payload.
+Answered = tuple[float, str, dict[str, Any] | None]
 
 
 def cancel(timer: Timer | None) -> None:
@@ -219,6 +233,8 @@ class Exchanges:
         self._in_flight: Pending | None = None
         #: Backend CALLs waiting behind it.
         self._queue: deque[Envelope] = deque()
+        #: Backend CALLs answered lately (oldest first), to know a QoS 1 copy.
+        self._recent: OrderedDict[str, Answered] = OrderedDict()
         #: Timed-out backend CALLs (UniqueId to Action), so a late answer is marked.
         self._late: OrderedDict[str, str] = OrderedDict()
         #: 2.1: upstream CALLs answered with a CALLRESULT (UniqueId to Action), so a
@@ -341,7 +357,7 @@ class Exchanges:
         timer = self._clock.callLater(
             self._options.downstream_timeout, self._downstream_timeout, call.unique_id
         )
-        self._in_flight = Pending(call.unique_id, call.action, timer)
+        self._in_flight = Pending(call.unique_id, call.action, timer, call.payload)
         self._send(call)
 
     def _downstream_timeout(self, unique_id: str) -> None:
@@ -351,6 +367,7 @@ class Exchanges:
             return
         pending.timer = None
         self._in_flight = None
+        self._remember_answered(pending)
         self._remember_late(unique_id, pending.action)
         self.gateway_error(
             unique_id,
@@ -367,9 +384,46 @@ class Exchanges:
             self._late.popitem(last=False)
 
     def _finish_in_flight(self) -> None:
-        if self._in_flight is not None:
-            cancel(self._in_flight.timer)
+        """The CALL in flight is answered (by the charge point or the gateway)."""
+        pending = self._in_flight
+        if pending is not None:
+            cancel(pending.timer)
             self._in_flight = None
+            self._remember_answered(pending)
+
+    def _remember_answered(self, pending: Pending) -> None:
+        """
+        Know the backend CALL ``pending`` for ``downstream_timeout`` seconds
+        more.  Pruned here, oldest first, on the clock: no timer per id.
+        """
+        now = self._clock.seconds()
+        recent = self._recent
+        recent[pending.unique_id] = (now, pending.action, pending.payload)
+        horizon = now - self._options.downstream_timeout
+        while len(recent) > RECENT_MEMORY or next(iter(recent.values()))[0] < horizon:
+            recent.popitem(last=False)
+
+    def _known(self, unique_id: str) -> tuple[str, dict[str, Any] | None] | None:
+        """
+        The Action and payload of the backend CALL ``unique_id`` if it is
+        queued, in flight, or was answered in the last ``downstream_timeout``
+        seconds; else None.
+        """
+        pending = self._in_flight
+        if pending is not None and pending.unique_id == unique_id:
+            return pending.action, pending.payload
+        for envelope in self._queue:
+            call = envelope.message
+            if call.unique_id == unique_id:
+                assert isinstance(call, Call)
+                return call.action, call.payload
+        answered = self._recent.get(unique_id)
+        if answered is None:
+            return None
+        if answered[0] < self._clock.seconds() - self._options.downstream_timeout:
+            del self._recent[unique_id]  # forgotten: the id may start a new CALL
+            return None
+        return answered[1], answered[2]
 
     @cached_property
     def decode_context(self) -> DecodeContext:

@@ -74,6 +74,10 @@ class Session(FromChargePoint, FromBackend):
             )
         self._queue.extend(old._queue)
         old._queue.clear()
+        # What the old connection answered is answered: a copy of it is no new CALL.
+        recent, old._recent = old._recent, self._recent
+        recent.update(self._recent)
+        self._recent = recent
         while len(self._queue) > self._options.max_queue:
             call = self._queue.pop().message
             self.gateway_error(

@@ -107,7 +107,9 @@ class PriorityAllowanceTests(Base):
 
     def flood(self) -> None:
         for n in range(3):
-            self.session.frame_received(f'[2,"m{n}","MeterValues",{{"connectorId":1,"meterValue":[]}}]')
+            self.session.frame_received(
+                f'[2,"m{n}","MeterValues",{{"connectorId":1,"meterValue":[]}}]'
+            )
             self.session.envelope_received(Envelope(CallResult(f"m{n}", {})))
 
     def test_stop_transaction_past_the_limit_is_published(self) -> None:
@@ -121,7 +123,9 @@ class PriorityAllowanceTests(Base):
         """1.6 (security whitepaper) SecurityEventNotification and
         SignedFirmwareStatusNotification have the transaction allowance."""
         self.flood()
-        self.session.frame_received('[2,"e1","SecurityEventNotification",{"type":"x","timestamp":"t"}]')
+        self.session.frame_received(
+            '[2,"e1","SecurityEventNotification",{"type":"x","timestamp":"t"}]'
+        )
         self.session.envelope_received(Envelope(CallResult("e1", {})))
         self.session.frame_received('[2,"e2","SignedFirmwareStatusNotification",{"status":"Idle"}]')
         calls = [p for p in self.published() if p[1] == "Call"]
@@ -176,7 +180,9 @@ class PriorityAllowance2xTests(Base):
     def test_security_event_past_the_limit_is_published(self) -> None:
         """2.x: SecurityEventNotification passes past the limit."""
         self.transaction_event(0, "Updated")
-        self.session.frame_received('[2,"e1","SecurityEventNotification",{"type":"x","timestamp":"t"}]')
+        self.session.frame_received(
+            '[2,"e1","SecurityEventNotification",{"type":"x","timestamp":"t"}]'
+        )
         self.assertEqual(self.published()[-1], ("e1", "Call", "SecurityEventNotification"))
 
 

@@ -289,10 +289,10 @@ class DownstreamTests(SynchronousTestCase):
         self.assertEqual(late.message, CallResult("d0", {"status": "Accepted"}, "Reset"))
 
     def test_duplicate_downstream_id(self) -> None:
-        """A CALL whose UniqueId is already queued or in flight is refused as Invalid."""
+        """Another CALL under a UniqueId already queued or in flight is refused as Invalid."""
         session, connection, upstream, _ = make()
         session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Soft"})))
-        session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Soft"})))
+        session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Hard"})))
         self.assertEqual(len(connection.frames), 1)
         err = upstream.envelopes[-1].message
         assert isinstance(err, CallError)
