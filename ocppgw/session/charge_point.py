@@ -31,6 +31,7 @@ from ocppgw.ocpp.messages import (
     CallError,
     CallResult,
     FrameError,
+    Message,
     MessageType,
     Send,
     parse_frame,
@@ -44,12 +45,15 @@ from ocppgw.session.exchanges import (
     Violation,
     rfc3339,
 )
-from ocppgw.session.flood import FLOOD_FACTOR, FLOOD_SECONDS, MessageRate
+from ocppgw.session.flood import FLOOD_FACTOR, FLOOD_SECONDS, MessageRate, is_priority
 
 #: RFC 6455 §7.4.1: a message that violates the endpoint's policy.
 CLOSE_POLICY_VIOLATION = 1008
 
 _log = Logger()
+
+#: The types that answer a CALL of the gateway.
+_ANSWERS = (MessageType.CALLRESULT, MessageType.CALLERROR)
 
 
 class FromChargePoint(Exchanges):
@@ -64,8 +68,7 @@ class FromChargePoint(Exchanges):
     def frame_received(self, text: str) -> None:
         """One text frame arrived from the charge point."""
         rate = self.message_rate
-        if not rate.admit():
-            self._over_rate(text)
+        if not rate.admit() and not self._over_rate(text):
             return
         try:
             message = parse_frame(text, self.version)
@@ -86,9 +89,28 @@ class FromChargePoint(Exchanges):
             action = self._answered.pop(message.unique_id, None)
             self._publish(self._envelope(replace(message, action=action), frame=text))
 
-    def _over_rate(self, text: str) -> None:
-        """A frame beyond the charge point's rate: refused, never published."""
+    def _over_rate(self, text: str) -> bool:
+        """
+        A frame beyond the charge point's rate: refused, never published;
+        True when it goes on after all (read again as any frame): an answer
+        to the gateway's CALL in flight or a late one, or a transaction or
+        security message within its own allowance (:mod:`ocppgw.session.flood`).
+        """
         rate = self.message_rate
+        message: Message | None
+        try:
+            message = parse_frame(text, self.version)
+        except FrameError as e:
+            message = None
+            if e.message_type in _ANSWERS and self._answers_gateway(e.unique_id):
+                rate.answer()
+                return True  # a malformed answer: the CALL in flight ends Invalid
+        else:
+            if isinstance(message, CallResult | CallError) and self._answers_gateway(
+                message.unique_id
+            ):
+                rate.answer()
+                return True
         if rate.flooding():
             _log.warn(
                 "{cid}: above {n}x max_message_rate for {s} s; closing (1008)",
@@ -97,7 +119,13 @@ class FromChargePoint(Exchanges):
                 s=FLOOD_SECONDS,
             )
             self.connection.close(CLOSE_POLICY_VIOLATION, "message rate far over the limit")
-            return
+            return False
+        if (
+            isinstance(message, Call)
+            and is_priority(self.version, message.action, message.payload)
+            and rate.admit_priority()
+        ):
+            return True
         if rate.refused == 1 or rate.refused % 1000 == 0:
             _log.warn(
                 "{cid}: {n} frame(s) refused so far: {why}",
@@ -105,15 +133,16 @@ class FromChargePoint(Exchanges):
                 n=rate.refused,
                 why=rate.describe(),
             )
-        try:
-            message = parse_frame(text, self.version)
-        except FrameError:
-            self._options.events.message(self.identity, True, None)
-            return  # dropped, and counted
         self._options.events.message(self.identity, True, message)
         if isinstance(message, Call):
             # Answered, so the charge point knows; the description names the limit.
             self._send_error(message.unique_id, ErrorKind.GENERIC, rate.describe())
+        return False  # dropped (a CALL answered), and counted
+
+    def _answers_gateway(self, unique_id: str) -> bool:
+        """Whether ``unique_id`` is the gateway's CALL in flight, or a late one."""
+        pending = self._in_flight
+        return (pending is not None and pending.unique_id == unique_id) or unique_id in self._late
 
     def _frame_error(self, error: FrameError, text: str) -> None:
         _log.warn(

@@ -8,16 +8,54 @@ One charge point must not starve the others (docs/design.md, what users
 rely on, 3): what is beyond the bucket is refused before it is parsed for
 publishing, and a connection above ten times the rate for ten seconds is
 closed with 1008 (RFC 6455 §7.4.1, policy violation).
+
+Two kinds of frames are no flood, and are only looked at once the bucket is
+empty (the usual frame pays nothing for them):
+
+- an answer to the gateway's CALL in flight, or to one that timed out (late):
+  the gateway sends one CALL at a time (OCPP-J 1.6 §4.1.1, 2.0.1 Part 4
+  §4.1.1), so such answers cannot flood; they always pass;
+- transaction and security messages (:data:`PRIORITY_ACTIONS`, and 2.x
+  TransactionEvent with eventType Ended): a bucket of their own,
+  :data:`PRIORITY_FACTOR` times the rate and the burst, so that a charge
+  point flooding with MeterValues still closes its transactions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from twisted.internet.interfaces import IReactorTime
+
+from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
 
 #: Above this many times the rate, every second ...
 FLOOD_FACTOR = 10
 #: ... for this many seconds, the connection is closed.
 FLOOD_SECONDS = 10
+
+#: Past the bucket, transaction and security messages have a bucket of their
+#: own, this many times ``max_message_rate`` and ``max_message_burst``.
+PRIORITY_FACTOR = 2
+
+#: The CALLs of that allowance, where the version defines them (1.6: with the
+#: Security whitepaper's messages); 2.x TransactionEvent only with eventType
+#: Ended (:func:`is_priority`).
+PRIORITY_ACTIONS: Mapping[str, frozenset[str]] = {
+    OCPP16: frozenset(
+        {"StopTransaction", "SecurityEventNotification", "SignedFirmwareStatusNotification"}
+    ),
+    OCPP201: frozenset({"SecurityEventNotification"}),
+    OCPP21: frozenset({"SecurityEventNotification"}),
+}
+
+
+def is_priority(version: str, action: str, payload: dict[str, Any]) -> bool:
+    """Whether a CALL of ``action`` has the transaction and security allowance."""
+    if action == "TransactionEvent" and version != OCPP16:
+        return payload.get("eventType") == "Ended"
+    return action in PRIORITY_ACTIONS.get(version, ())
 
 
 class MessageRate:
@@ -36,6 +74,9 @@ class MessageRate:
         self._in_second = 0
         #: Since when every whole second held more than FLOOD_FACTOR x rate.
         self._flooding_since: int | None = None
+        #: The transaction and security messages' bucket, past this one.
+        self._priority_tokens = float(PRIORITY_FACTOR * burst)
+        self._priority_at = self._at
 
     def admit(self) -> bool:
         """One frame arrived: True when it is within the limit."""
@@ -49,6 +90,28 @@ class MessageRate:
             self._tokens -= 1
             return True
         self.refused += 1
+        return False
+
+    def answer(self) -> None:
+        """The frame :meth:`admit` just refused answers the gateway's CALL: it passes."""
+        self.refused -= 1
+
+    def admit_priority(self) -> bool:
+        """
+        The frame :meth:`admit` just refused is a transaction or security
+        message: True (and not counted as refused) when it is within their
+        own bucket, PRIORITY_FACTOR times the rate and the burst.
+        """
+        now = self._clock.seconds()
+        self._priority_tokens = min(
+            PRIORITY_FACTOR * self.burst,
+            self._priority_tokens + (now - self._priority_at) * PRIORITY_FACTOR * self.rate,
+        )
+        self._priority_at = now
+        if self._priority_tokens >= 1:
+            self._priority_tokens -= 1
+            self.refused -= 1
+            return True
         return False
 
     def _count(self, now: float) -> None:
