@@ -428,12 +428,6 @@ def test_unknown_enum_string_survives_typed() -> None:
             True,
             {"id": 1, "pending": 0, "basetime": "x", "data": [{"t": "1", "v": "x"}]},
         ),
-        (
-            "ocpp1.6",
-            "BootNotification",
-            True,
-            {"chargePointVendor": "\ud800", "chargePointModel": "M"},
-        ),
         ("ocpp9", "Heartbeat", True, {}),
     ],
 )
@@ -444,6 +438,18 @@ def test_untyped_payload_falls_back_to_json(
     data, encoding = payload_to_proto(version, action, is_request, payload)
     assert encoding is PayloadEncoding.JSON
     assert payload_from_proto(version, action, is_request, data, encoding) == payload
+
+
+def test_lone_surrogate_goes_as_json_and_is_refused_back() -> None:
+    """A string no protobuf string holds (an unpaired surrogate) goes as JSON bytes; read
+    back, strict JSON refuses it (RFC 8259 §8.2), as it refuses it from any backend."""
+    from ocppgw.router.codecs.protobuf.convert import PayloadError
+
+    payload = {"chargePointVendor": "\ud800", "chargePointModel": "M"}
+    data, encoding = payload_to_proto("ocpp1.6", "BootNotification", True, payload)
+    assert encoding is PayloadEncoding.JSON
+    with pytest.raises(PayloadError, match="unpaired surrogate"):
+        payload_from_proto("ocpp1.6", "BootNotification", True, data, encoding)
 
 
 # -- the wrapper ------------------------------------------------------------------------
