@@ -107,3 +107,17 @@ def test_raw_frame_with_lone_surrogate_is_refused(payload: bytes) -> None:
         RawCodec().decode(payload, DecodeContext(OCPP16))
     if b"\\u" in payload:
         assert caught.value.unique_id == "d1"
+
+
+def test_protobuf_cannot_carry_a_surrogate() -> None:
+    """A protobuf string is UTF-8: surrogate bytes in one are a CodecError naming the UniqueId."""
+    from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
+    from ocppgw.ocpp.messages import Call
+    from ocppgw.router.codecs import get
+
+    codec = get("protobuf")
+    data = codec.encode(Envelope(Call("d1", "DataTransfer", {"vendorId": "xyz"}), OCPP16))
+    assert b"xyz" in data
+    with pytest.raises(CodecError) as caught:
+        codec.decode(data.replace(b"xyz", b"\xed\xa0\x80"), DecodeContext(OCPP16))
+    assert caught.value.unique_id == "d1"
