@@ -232,6 +232,16 @@ class RedeliveryTests(Base):
         self.assertEqual(self.published(), [("d0", "Disconnected", "Reset")])
         self.session.expire()
 
+    def test_copy_while_closing_is_dropped_silently(self) -> None:
+        """A copy of the CALL in flight while the connection closes gets no Disconnected:
+        its one answer is the Timeout (or the charge point's answer) still to come."""
+        self.backend(RESET)
+        self.connection.peer_closes()
+        self.backend(RESET, Call("d1", "Reset", {"type": "Soft"}))
+        self.assertEqual(self.published(), [("d1", "Disconnected", "Reset")])
+        self.clock.advance(30)
+        self.assertEqual(self.published()[-1], ("d0", "Timeout", "Reset"))
+
     def test_same_id_after_the_window_is_a_new_call(self) -> None:
         """After awaiting_timeout the UniqueId is forgotten: the CALL is sent again."""
         self.backend(RESET)
