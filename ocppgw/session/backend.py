@@ -23,6 +23,8 @@ The rules for messages from the backend.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.logger import Logger
 
 from ocppgw.ocpp.envelope import Envelope, GatewayError
@@ -79,6 +81,8 @@ class FromBackend(Exchanges):
     def refuse(self, envelope: Envelope, code: GatewayError, why: str) -> None:
         """Answer a backend message that will not be sent with an error envelope."""
         message = envelope.message
+        if isinstance(message, Call) and self._is_copy(message, self._known(message.unique_id)):
+            return  # its one answer is on its way (a Timeout at the latest), or was published
         action = getattr(message, "action", None)
         if isinstance(message, CallResult | CallError):
             pending = self._upstream_pending.pop(message.unique_id, None)
@@ -100,15 +104,8 @@ class FromBackend(Exchanges):
             return
         known = self._known(call.unique_id)
         if known is not None:
-            if known[0] == call.action and known[1] == call.payload:
-                # A copy: its one answer is on its way, or was published.
-                _log.debug(
-                    "{cid}: copy of CALL {id} ({action}) dropped",
-                    cid=self.identity,
-                    id=call.unique_id,
-                    action=call.action,
-                )
-                return
+            if self._is_copy(call, known):
+                return  # its one answer is on its way, or was published
             self.gateway_error(
                 call.unique_id,
                 GatewayError.INVALID,
@@ -127,6 +124,23 @@ class FromBackend(Exchanges):
             return
         self._queue.append(envelope)
         self._send_next()
+
+    def _is_copy(self, call: Call, known: tuple[str, dict[str, Any] | None] | None) -> bool:
+        """
+        Whether ``call`` is a copy of the CALL ``known`` (:meth:`_known` of
+        its UniqueId), queued, in flight or answered lately: a QoS 1
+        redelivery or a backend's retry, with the same Action and payload.
+        A copy is neither sent nor answered again.
+        """
+        if known != (call.action, call.payload):
+            return False
+        _log.debug(
+            "{cid}: copy of CALL {id} ({action}) dropped",
+            cid=self.identity,
+            id=call.unique_id,
+            action=call.action,
+        )
+        return True
 
     def _downstream_answer(self, answer: CallResult | CallError) -> None:
         pending = self._upstream_pending.get(answer.unique_id)
