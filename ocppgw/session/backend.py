@@ -23,14 +23,13 @@ The rules for messages from the backend.
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.logger import Logger
 
 from ocppgw.ocpp.envelope import Envelope, GatewayError
 from ocppgw.ocpp.messages import Call, CallError, CallResult, Send
 from ocppgw.ocpp.versions import has_21_types
 from ocppgw.session.exchanges import ACTION, LATE_MEMORY, Exchanges, cancel
+from ocppgw.session.recent import Known
 
 _log = Logger()
 
@@ -125,7 +124,7 @@ class FromBackend(Exchanges):
         self._queue.append(envelope)
         self._send_next()
 
-    def _is_copy(self, call: Call, known: tuple[str, dict[str, Any] | None] | None) -> bool:
+    def _is_copy(self, call: Call, known: Known | None) -> bool:
         """
         Whether ``call`` is a copy of the CALL ``known`` (:meth:`_known` of
         its UniqueId), queued, in flight or answered lately: a QoS 1

@@ -6,8 +6,9 @@ queue of backend CALLs, and the helpers both directions share.
 - one CALL in flight per direction (OCPP-J 1.6 §4.1.1, 2.0.1 Part 4 §4.1.1):
   backend CALLs wait in a bounded FIFO queue behind the one in flight;
 - a backend CALL is known while it is queued, in flight, and for
-  ``downstream_timeout`` seconds after it was answered (:meth:`Exchanges._known`):
-  MQTT delivers at least once, so the same CALL again there is a copy;
+  ``downstream_timeout`` seconds after it was answered (:meth:`Exchanges._known`,
+  :mod:`ocppgw.session.recent`): MQTT delivers at least once, so the same
+  CALL again there is a copy;
 - frames go to the connection only while it is open: ``_link`` is the
   connection until the lifecycle (:mod:`ocppgw.session.lifecycle`) lets go
   of it, and a frame meant for a connection that is gone is not sent.
@@ -27,7 +28,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Protocol
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -42,6 +43,8 @@ from ocppgw.ocpp.messages import (
 )
 from ocppgw.ocpp.versions import ErrorKind, error_code
 from ocppgw.session.owed import Owed
+from ocppgw.session.recent import Known, RecentCalls
+from ocppgw.session.timers import SharedTimer
 
 _log = Logger()
 
@@ -52,10 +55,6 @@ ACTION = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 #: answer can still be published, marked late (and, in backend.py, how many
 #: answered 2.1 CALLs, for the Action of a CALLRESULTERROR).
 LATE_MEMORY = 32
-
-#: At most this many answered backend CALLs are remembered per charge point
-#: (within ``downstream_timeout``), so that a QoS 1 copy of one is known.
-RECENT_MEMORY = 1024
 
 
 class Violation(Protocol):
@@ -144,62 +143,10 @@ class Pending:
     payload: dict[str, Any] | None = None
 
 
-#: An answered backend CALL: when its answer went to the backend, its
-#: Action and its payload.
-Answered = tuple[float, str, dict[str, Any] | None]
-
-
 def cancel(timer: Timer | None) -> None:
     """Cancel ``timer`` unless it already ran or was cancelled."""
     if timer is not None and timer.active():
         timer.cancel()
-
-
-class SharedTimer:
-    """
-    The timeout of the one CALL a session waits on, one DelayedCall reused.
-
-    A timer per CALL made, sorted and cancelled a DelayedCall for every round
-    trip (about 3% of the CPU under load).  Here the next CALL moves the same
-    DelayedCall later with ``reset()``, which Twisted does in O(1) and sorts
-    only when the old time comes; cancelling only forgets the CALL, and a
-    DelayedCall that fires with no CALL does nothing.  The timeout fires at
-    the same time as its own timer would.  :meth:`stop` cancels the
-    DelayedCall itself (the connection is gone).
-    """
-
-    def __init__(self, clock: IReactorTime, fire: Callable[[str], object]) -> None:
-        self._clock = clock
-        self._fire = fire
-        self._call: IDelayedCall | None = None
-        #: The CALL it times, by UniqueId; None: none.
-        self.target: str | None = None
-
-    def start(self, seconds: float, unique_id: str) -> None:
-        """Time ``unique_id`` out in ``seconds`` (no other CALL is timed by it)."""
-        self.target = unique_id
-        call = self._call
-        if call is not None and call.active():
-            call.reset(seconds)
-        else:
-            self._call = self._clock.callLater(seconds, self._fired)
-
-    def _fired(self) -> None:
-        target, self.target, self._call = self.target, None, None
-        if target is not None:
-            self._fire(target)
-
-    def active(self) -> bool:
-        return self.target is not None
-
-    def cancel(self) -> None:
-        self.target = None
-
-    def stop(self) -> None:
-        self.target = None
-        call, self._call = self._call, None
-        if call is not None and call.active():
-            call.cancel()
 
 
 class Exchanges:
@@ -234,7 +181,7 @@ class Exchanges:
         #: Backend CALLs waiting behind it.
         self._queue: deque[Envelope] = deque()
         #: Backend CALLs answered lately (oldest first), to know a QoS 1 copy.
-        self._recent: OrderedDict[str, Answered] = OrderedDict()
+        self._recent = RecentCalls(clock, self._options.downstream_timeout)
         #: Timed-out backend CALLs (UniqueId to Action), so a late answer is marked.
         self._late: OrderedDict[str, str] = OrderedDict()
         #: 2.1: upstream CALLs answered with a CALLRESULT (UniqueId to Action), so a
@@ -367,7 +314,7 @@ class Exchanges:
             return
         pending.timer = None
         self._in_flight = None
-        self._remember_answered(pending)
+        self._recent.add(unique_id, pending.action, pending.payload)
         self._remember_late(unique_id, pending.action)
         self.gateway_error(
             unique_id,
@@ -389,21 +336,9 @@ class Exchanges:
         if pending is not None:
             cancel(pending.timer)
             self._in_flight = None
-            self._remember_answered(pending)
+            self._recent.add(pending.unique_id, pending.action, pending.payload)
 
-    def _remember_answered(self, pending: Pending) -> None:
-        """
-        Know the backend CALL ``pending`` for ``downstream_timeout`` seconds
-        more.  Pruned here, oldest first, on the clock: no timer per id.
-        """
-        now = self._clock.seconds()
-        recent = self._recent
-        recent[pending.unique_id] = (now, pending.action, pending.payload)
-        horizon = now - self._options.downstream_timeout
-        while len(recent) > RECENT_MEMORY or next(iter(recent.values()))[0] < horizon:
-            recent.popitem(last=False)
-
-    def _known(self, unique_id: str) -> tuple[str, dict[str, Any] | None] | None:
+    def _known(self, unique_id: str) -> Known | None:
         """
         The Action and payload of the backend CALL ``unique_id`` if it is
         queued, in flight, or was answered in the last ``downstream_timeout``
@@ -417,13 +352,7 @@ class Exchanges:
             if call.unique_id == unique_id:
                 assert isinstance(call, Call)
                 return call.action, call.payload
-        answered = self._recent.get(unique_id)
-        if answered is None:
-            return None
-        if answered[0] < self._clock.seconds() - self._options.downstream_timeout:
-            del self._recent[unique_id]  # forgotten: the id may start a new CALL
-            return None
-        return answered[1], answered[2]
+        return self._recent.get(unique_id)
 
     @cached_property
     def decode_context(self) -> DecodeContext:

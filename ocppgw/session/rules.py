@@ -17,7 +17,6 @@ are reached through :mod:`ocppgw.interfaces`.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from functools import cached_property
 
 from zope.interface import implementer
@@ -75,11 +74,8 @@ class Session(FromChargePoint, FromBackend):
             )
         self._queue.extend(old._queue)
         old._queue.clear()
-        # What the old connection answered is answered: a copy of it is no new
-        # CALL.  Its ids are the older ones, so the time order holds.
-        recent = old._recent
-        recent.update(self._recent)
-        self._recent, old._recent = recent, OrderedDict()
+        # What the old connection answered is answered: a copy of it is no new CALL.
+        self._recent.adopt(old._recent)
         while len(self._queue) > self._options.max_queue:
             call = self._queue.pop().message
             self.gateway_error(

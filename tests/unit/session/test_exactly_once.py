@@ -315,3 +315,26 @@ class LoneSurrogate2xTests(Base):
         self.session.frame_received('[2,"u1","DataTransfer",{"vendorId":"\\udfff"}]')
         self.assertEqual(self.connection.sent()[0][:3], [4, "u1", "FormatViolation"])
         self.assertEqual(self.upstream.envelopes, [])
+
+
+class RecentCallsTests(SynchronousTestCase):
+    def test_window_and_cap(self) -> None:
+        """Answered ids are known for the window, at most RECENT_MEMORY of them, oldest
+        dropped first; adopt() puts an older memory before this one."""
+        from ocppgw.session.recent import RECENT_MEMORY, RecentCalls
+
+        clock = Clock()
+        recent = RecentCalls(clock, 30)
+        for n in range(RECENT_MEMORY + 1):
+            recent.add(f"d{n}", "Reset", {"n": n})
+        self.assertIsNone(recent.get("d0"))
+        self.assertEqual(recent.get("d1"), ("Reset", {"n": 1}))
+        clock.advance(30)
+        self.assertEqual(recent.get("d1"), ("Reset", {"n": 1}))
+        clock.advance(0.1)
+        self.assertIsNone(recent.get("d1"))
+        newer = RecentCalls(clock, 30)
+        newer.add("x", "ClearCache", {})
+        newer.adopt(recent)
+        self.assertEqual(list(newer)[-1], "x")
+        self.assertEqual(list(recent), [])
