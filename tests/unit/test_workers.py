@@ -135,3 +135,28 @@ def test_worker_log_events_keep_their_level_and_fields() -> None:
     assert mine == ["worker 1: CP1: slow", "worker 1: Traceback: not JSON"]
     (event,) = [e for e in seen if e.get("cid") == "CP1"]
     assert event["log_level"] == LogLevel.warn and event["worker"] == 1
+
+
+def test_worker_log_relay_keeps_a_partial_line_per_stream() -> None:
+    """Partial lines on stdout and stderr, interleaved, are each completed by their own stream."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    seen: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        relay = workers._WorkerProtocol(None, workers.WorkerProcess(2, "gw-w2", "c-w2"))  # type: ignore[arg-type]
+        relay.outReceived(b"out one ")
+        relay.errReceived(b"err one ")
+        relay.outReceived(b"half\nout two ")
+        relay.errReceived(b"half\nerr two ")
+        relay.errReceived(b"done\n")
+        relay.outReceived(b"done\n")
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    mine = [formatEvent(e) for e in seen if "worker 2:" in formatEvent(e)]
+    assert mine == [
+        "worker 2: out one half",
+        "worker 2: err one half",
+        "worker 2: err two done",
+        "worker 2: out two done",
+    ]
