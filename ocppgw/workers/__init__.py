@@ -142,11 +142,21 @@ class _WorkerProtocol(ProcessProtocol):
     def __init__(self, supervisor: Supervisor, worker: WorkerProcess) -> None:
         self._supervisor = supervisor
         self._worker = worker
-        self._partial = b""
+        #: The unfinished last line of each stream, by file descriptor: the
+        #: worker writes stdout and stderr independently.
+        self._partial: dict[int, bytes] = {}
 
     def outReceived(self, data: bytes) -> None:
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
+        self._lines(1, data)
+
+    def errReceived(self, data: bytes) -> None:
+        self._lines(2, data)
+
+    def _lines(self, fd: int, data: bytes) -> None:
+        lines = (self._partial.pop(fd, b"") + data).split(b"\n")
+        rest = lines.pop()
+        if rest:
+            self._partial[fd] = rest
         for line in lines:
             self._relay(line.decode("utf-8", "replace"))
 
@@ -173,9 +183,10 @@ class _WorkerProtocol(ProcessProtocol):
         event["log_format"] = f"worker {self._worker.index}: " + str(event.get("log_format") or "")
         _log.observer(event)
 
-    errReceived = outReceived
-
     def processEnded(self, reason: Failure) -> None:
+        # What a dying worker wrote without a final newline is still logged.
+        for fd in sorted(self._partial):
+            self._relay(self._partial.pop(fd).decode("utf-8", "replace"))
         self._supervisor._ended(self._worker, reason)
 
 
