@@ -96,3 +96,27 @@ class FailedDeferredTests(SynchronousTestCase):
         self.assertEqual(request.written, [])
         self.assertEqual(request.finished, 0)
         self.flushLoggedErrors(RuntimeError)
+
+
+class FanoutFailedDeferredTests(SynchronousTestCase):
+    def test_supervisor_route_failure_answers_500(self) -> None:
+        """The supervisor's fan-out answers 500 with a JSON error when its route fails."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from ocppgw.admin.fanout import Fanout
+        from ocppgw.config import parse
+
+        config = parse(
+            "[gateway]\nworkers = 2\n[listener:ws]\nendpoint = tcp:8080\n"
+            f"[admin]\ntoken = {TOKEN}\n"
+        )
+        fanout = Fanout(config, [], MemoryReactorClock())
+        self.patch(fanout, "_route", lambda *a: fail(ValueError("bad reply\nsecond line")))
+        request = _post("/api/v1/gateway", {})
+        request.method = b"GET"
+        self.assertEqual(fanout.render(request), NOT_DONE_YET)
+        self.assertEqual(request.finished, 1)
+        self.assertEqual(request.responseCode, 500)
+        body = json.loads(b"".join(request.written))
+        self.assertEqual(body, {"error": "internal error: ValueError: bad reply"})
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
