@@ -98,7 +98,7 @@ def internal_error(failure: Failure, request: Request, finished: list[object]) -
         return
     finished.append(failure)
     why = failure.getErrorMessage().splitlines() or [""]
-    error = f"internal error: {failure.type.__name__}: {why[0]}"
+    error = f"internal error: {type(failure.value).__name__}: {why[0]}"
     request.write(send(request, 500, {"error": error}))
     request.finish()
 
