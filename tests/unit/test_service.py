@@ -77,7 +77,7 @@ class OwedEnvelopesTests(SynchronousTestCase):
         service.running = 1
         return service.stopService()  # type: ignore[no-any-return]
 
-    def _warnings(self) -> list[str]:
+    def _owed_lines(self) -> list[str]:
         from twisted.logger import formatEvent
 
         return [formatEvent(e) for e in self.logged if "not published" in formatEvent(e)]
@@ -92,7 +92,7 @@ class OwedEnvelopesTests(SynchronousTestCase):
             self.clock.advance(0.05)
         self.successResultOf(done)
         self.assertIsNone(getattr(self.clock, "_exitSignal", None))
-        self.assertEqual(self._warnings(), [])
+        self.assertEqual(self._owed_lines(), [])
 
     def test_owed_envelope_unpaid_at_the_deadline_is_counted_and_fails_the_exit(self) -> None:
         """An error envelope still owed at the deadline: one line with the count, exit not 0."""
@@ -102,5 +102,5 @@ class OwedEnvelopesTests(SynchronousTestCase):
             self.clock.advance(0.05)
         self.successResultOf(done)
         self.assertEqual(getattr(self.clock, "_exitSignal", None), signal.SIGTERM)
-        (line,) = self._warnings()
+        (line,) = self._owed_lines()
         self.assertIn("1 error envelopes", line)
