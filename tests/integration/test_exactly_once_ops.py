@@ -12,9 +12,18 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
-from harness import WAIT, Gateway, connect, run_async, wait_closed
-from support import exit_status, presence
+from harness import WAIT, Backend, Gateway, connect, recv_frame, run_async, wait_closed
+from support import (
+    NOW,
+    clear_cache,
+    exit_status,
+    own_gateway,
+    presence,
+    start_own_broker,
+    stop_broker,
+)
 
 
 def _wait_log(gw: Gateway, pattern: str, count: int, timeout: float = WAIT) -> list[str]:
@@ -64,7 +73,7 @@ def _workers(gateway, gateway_section: dict[str, str]) -> tuple[Gateway, list[in
 
 @run_async
 async def test_sigusr1_with_workers_drains_each_then_the_supervisor_exits(gateway, backend):
-    """SIGUSR1 to the supervisor: it stays, every worker drains (1001) and exits, then it exits 0."""
+    """SIGUSR1 to the supervisor: it stays, each worker drains (1001) and exits, then it exits 0."""
     gw, pids = _workers(gateway, {"drain_rate": "2", "shutdown_timeout": "2"})
     try:
         cids = [f"it-ops-drain-{i}" for i in range(6)]
@@ -104,3 +113,74 @@ async def test_workers_stop_when_the_supervisor_is_killed(gateway, backend):
         await presence(backend, "it-ops-orphan", False)
     finally:
         _kill(pids)
+
+
+async def _owing_gateway(tmp_path: Path, resume: bool) -> tuple[int, str, list[dict]]:
+    """
+    A SIGTERM while the broker is stopped (SIGSTOP) and the charge point's
+    share of the MQTT buffer is full: the Shutdown envelope of the backend's
+    CALL in flight cannot be published and is owed.  ``resume``: the broker
+    continues just after the SIGTERM.  The exit status, the log, and the
+    Shutdown envelopes the backend got.
+    """
+    broker = start_own_broker(tmp_path / "mosquitto")
+    backend = Backend(broker)
+    # max_buffer = 2: two publishes waiting for the broker fill the charge
+    # point's share (strict = false lets it send two CALLs at once).
+    extra = {
+        "gateway": {"shutdown_timeout": "4", "strict": "false"},
+        "mqtt": {"max_buffer": "2"},
+        "local": {"heartbeat": "false"},
+    }
+    cid = f"it-ops-owed-{int(resume)}"
+    backend.answer("Heartbeat", {"currentTime": NOW})
+    try:
+        with own_gateway(tmp_path / "gw", broker, extra) as gw:
+            async with connect(gw.url(cid), ["ocpp1.6"]) as ws:
+                await presence(backend, cid, True)
+                backend.publish(*clear_cache(cid, "owed-call"))
+                assert (await recv_frame(ws))[1] == "owed-call"
+                broker.proc.send_signal(signal.SIGSTOP)
+                try:
+                    await ws.send('[2,"hb-1","Heartbeat",{}]')
+                    await ws.send('[2,"hb-2","Heartbeat",{}]')  # the share is full
+                    await asyncio.sleep(0.3)
+                    assert gw.proc is not None
+                    gw.proc.send_signal(signal.SIGTERM)
+                    await asyncio.sleep(0.3)
+                finally:
+                    if resume:
+                        broker.proc.send_signal(signal.SIGCONT)
+                status = await exit_status(gw.proc)
+            log = gw.log()
+        if resume:
+            await asyncio.sleep(0.5)
+        shutdowns = [
+            m.json()
+            for m in backend.about(cid)
+            if m.topic == f"ocpp/cp/Error/{cid}" and m.json().get("UniqueId") == "owed-call"
+        ]
+        return status, log, shutdowns
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+        backend.close()
+        stop_broker(broker)
+
+
+@run_async
+async def test_owed_shutdown_envelope_is_paid_before_exit(tmp_path: Path):
+    """A Shutdown envelope owed at SIGTERM is published once the broker resumes; then exit 0."""
+    status, log, shutdowns = await _owing_gateway(tmp_path, resume=True)
+    assert [e["ErrorCode"] for e in shutdowns] == ["Shutdown"], (shutdowns, log)
+    assert status == 0, log
+
+
+@run_async
+async def test_owed_shutdown_envelope_never_paid_is_counted(tmp_path: Path):
+    """A Shutdown envelope still owed at the deadline: one line with its count, exit not 0."""
+    status, log, shutdowns = await _owing_gateway(tmp_path, resume=False)
+    assert status != 0, log
+    lines = [line for line in log.splitlines() if "error envelopes not published" in line]
+    assert len(lines) == 1, log
+    assert re.search(r"and [1-9]\d* error envelopes not published", lines[0]), lines
+    assert shutdowns == []
