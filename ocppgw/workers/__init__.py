@@ -190,9 +190,10 @@ def watch_supervisor(reactor: Any, environ: Mapping[str, str] | None = None) -> 
     In a worker, stop the reactor (an orderly stop, as on SIGTERM) once the
     supervisor is gone, killed or not.  Whether this process is such a worker.
     """
-    value = (os.environ if environ is None else environ).get(LIFELINE_VARIABLE)
-    if value is None:
-        return False
+    env = os.environ if environ is None else environ
+    value = env.get(LIFELINE_VARIABLE)
+    if value is None or worker_index(env) is None:
+        return False  # not a worker the supervisor started
 
     def gone() -> None:
         _log.error("the supervisor is gone (pipe closed); stopping as on SIGTERM")

@@ -263,7 +263,9 @@ def test_worker_stops_when_the_supervisor_pipe_ends() -> None:
     reactor = _Reactor()
     for close_writer in (True, False):
         read_end, write_end = os.pipe()
-        assert workers.watch_supervisor(reactor, {workers.LIFELINE_VARIABLE: str(read_end)})
+        assert workers.watch_supervisor(
+            reactor, {workers.INDEX_VARIABLE: "0", workers.LIFELINE_VARIABLE: str(read_end)}
+        )
         reader = reactor.readers.pop()
         before = reactor.stopped
         if close_writer:
@@ -274,13 +276,17 @@ def test_worker_stops_when_the_supervisor_pipe_ends() -> None:
         if not close_writer:
             os.close(write_end)
     assert not workers.watch_supervisor(reactor, {})
+    # Not a worker: the variable alone (inherited by accident) watches nothing.
+    assert not workers.watch_supervisor(reactor, {workers.LIFELINE_VARIABLE: "3"})
 
 
 def test_worker_reads_end_of_file() -> None:
     """doRead reports the end of the supervisor's pipe, and nothing while it is open."""
     reactor = _Reactor()
     read_end, write_end = os.pipe()
-    workers.watch_supervisor(reactor, {workers.LIFELINE_VARIABLE: str(read_end)})
+    workers.watch_supervisor(
+        reactor, {workers.INDEX_VARIABLE: "0", workers.LIFELINE_VARIABLE: str(read_end)}
+    )
     reader: Any = reactor.readers.pop()
     assert reader.doRead() is None
     os.close(write_end)
