@@ -81,6 +81,22 @@ def text_frame_header(n: int) -> bytes:
     return b"\x81\x7f" + n.to_bytes(8, "big")
 
 
+#: RFC 6455 §5.5: a control frame's payload is at most 125 bytes, 2 of them the code.
+MAX_CLOSE_REASON = 123
+
+
+def close_reason(reason: str) -> bytes:
+    """
+    ``reason`` as a close frame carries it: UTF-8 (RFC 6455 §5.5.1), at most
+    :data:`MAX_CLOSE_REASON` bytes, cut before a character that does not fit.
+    """
+    data = reason.encode("utf-8", "replace")
+    if len(data) <= MAX_CLOSE_REASON:
+        return data
+    # A cut inside a character leaves at most 3 bytes of it: "ignore" drops them.
+    return data[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode("utf-8")
+
+
 @implementer(IChargePointConnection)
 class OCPPServerProtocol(WebSocketServerProtocol):
     """One charge point connection."""
@@ -350,6 +366,6 @@ class OCPPServerProtocol(WebSocketServerProtocol):
     def close(self, code: int, reason: str) -> None:
         """Close with any RFC 6455 code (Autobahn's sendClose allows only 1000, 3000-4999)."""
         if self.state == self.STATE_OPEN:
-            self.sendCloseFrame(code, reason.encode("utf-8")[:123], isReply=False)
+            self.sendCloseFrame(code, close_reason(reason), isReply=False)
         elif self.state != self.STATE_CLOSED:
             self.dropConnection(abort=True)

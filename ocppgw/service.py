@@ -10,7 +10,10 @@ shutdown_timeout`` for the backend's answers; let the charge points go as
 ``shutdown_close`` says (1001, 1012, or a TCP close), which publishes their
 offline presence; wait (within the same deadline) for outstanding PUBACKs;
 disconnect from the broker, and stop the embedded broker last.  The exit
-status is 0 only when every publish was acknowledged.
+status is 0 only when every publish was acknowledged and no error envelope
+is still owed (one whose publish failed, retried every second): both are
+waited for within the same deadline, and what is left is logged in one line
+with its counts.
 
 SIGUSR1 drains: stop accepting, close the charge points at most
 ``drain_rate`` a second, and stop when none is left.
@@ -194,26 +197,33 @@ class GatewayService(MultiService):
         )
         for session in router.connected():
             _let_go(session.connection, self.config.shutdown_close)
+        # Error envelopes whose publish failed (owed) are published again
+        # every second: they are waited for as the unacknowledged ones are.
         yield self._until(
             deadline,
             lambda: (
-                bool(router.connected() or mqtt.unacknowledged())
+                bool(router.connected() or mqtt.unacknowledged() or router.owed())
                 and bool(mqtt.connected or router.connected())
             ),
         )
-        left = mqtt.unacknowledged()
         if mqtt.connected:
             topic, payload = router.gateway_presence(False)
             done = mqtt.publish(topic, payload, 1, retain=True)
             done.addErrback(lambda f: None)
             yield self._until(clock.seconds() + 1.0, lambda: not done.called)
-        left += mqtt.unacknowledged()
+        # Counted before the client stops (which fails what is unacknowledged).
+        left, owed = mqtt.unacknowledged(), router.owed()
         yield mqtt.stop()
         if self.broker is not None:
             yield self.broker.stopService()
-        if left:
+        if left or owed:
             # twistd re-raises the signal on itself: exit status 143/130.
-            _log.warn("stopping with {n} publishes not acknowledged by the broker", n=left)
+            _log.warn(
+                "stopping with {n} publishes not acknowledged by the broker and "
+                "{owed} error envelopes not published",
+                n=left,
+                owed=owed,
+            )
             if getattr(self.reactor, "_exitSignal", None) is None:
                 self.reactor._exitSignal = signal.SIGTERM
         elif getattr(self.reactor, "_exitSignal", None) is not None:

@@ -75,6 +75,7 @@ def makeService(options: Options) -> IService:
                 FanoutService(config, supervisor.workers, reactor).setServiceParent(supervisor)
             return supervisor
         service: Any = operate(workers.as_run(config), reactor)
+        workers.watch_supervisor(reactor)  # a worker stops once its supervisor is gone
     except ConfigError as e:
         raise usage.UsageError(str(e)) from None
     out = twistd_output(getattr(options, "parent", None))

@@ -19,6 +19,7 @@ from urllib.parse import unquote
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -82,6 +83,24 @@ def send(request: Request, status: int, body: dict[str, Any]) -> bytes:
     if status == 401:
         request.setHeader(b"www-authenticate", b'Bearer realm="ocppgw"')
     return json.dumps(body, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def internal_error(failure: Failure, request: Request, finished: list[object]) -> None:
+    """
+    The Deferred of ``request`` failed (a bug below the HTTP layer): log the
+    traceback, and, unless an answer was written or the client went away
+    (``finished`` not empty), answer 500 with the error in one line.
+    """
+    _log.failure(
+        "admin request {method} {path} failed", failure, method=request.method, path=request.path
+    )
+    if finished:
+        return
+    finished.append(failure)
+    why = failure.getErrorMessage().splitlines() or [""]
+    error = f"internal error: {type(failure.value).__name__}: {why[0]}"
+    request.write(send(request, 500, {"error": error}))
+    request.finish()
 
 
 def check_token(config: AdminConfig, request: Request, path: str) -> None:
@@ -148,10 +167,11 @@ class AdminResource(Resource):
 
         def answer(outcome: Outcome) -> None:
             if not finished:  # the client may have gone
+                finished.append(outcome)
                 request.write(self._send(request, outcome.status, outcome.body))
                 request.finish()
 
-        d.addCallback(answer).addErrback(lambda f: _log.failure("admin request failed", f))
+        d.addCallback(answer).addErrback(internal_error, request, finished)
         return NOT_DONE_YET
 
     def _route(self, request: Request, method: str, path: str) -> bytes | int:

@@ -37,7 +37,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.internet.endpoints import UNIXClientEndpoint
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
@@ -47,13 +46,11 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from ocppgw import __version__
-from ocppgw.admin.api import MAX_BODY, HTTPError, check_token, send
+from ocppgw.admin.api import MAX_BODY, HTTPError, check_token, internal_error, send
 from ocppgw.admin.service import serve
 from ocppgw.admin.views import DEFAULT_LIMIT, encode_cursor
 from ocppgw.config import Config
 from ocppgw.session.rules import rfc3339
-
-_log = Logger()
 
 #: Seconds a worker has to answer anything but a CALL.
 ASK_TIMEOUT = 5.0
@@ -172,6 +169,7 @@ class Fanout(Resource):
         def answer(result: tuple[int, Any]) -> None:
             if finished:
                 return  # the client went away
+            finished.append(result)
             status, out = result
             if isinstance(out, bytes):
                 request.setResponseCode(status)
@@ -182,7 +180,7 @@ class Fanout(Resource):
             request.finish()
 
         d = self._route(method, path, uri, body)
-        d.addCallback(answer).addErrback(lambda f: _log.failure("admin request failed", f))
+        d.addCallback(answer).addErrback(internal_error, request, finished)
         return NOT_DONE_YET
 
     @inlineCallbacks

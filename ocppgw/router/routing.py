@@ -175,6 +175,10 @@ class Router:
         for session in self.sessions():
             session.shutdown(why)
 
+    def owed(self) -> int:
+        """Error envelopes whose publish failed and that wait to be published again."""
+        return len(self._owed) + sum(s.owed() for s in self._sessions.values())
+
     def prune(self) -> int:
         """Forget what other instances said of identities long gone (bounded memory)."""
         return self._presence.prune()

@@ -190,6 +190,10 @@ class Exchanges:
         #: Error envelopes whose publish failed, published again later.
         self._owed = Owed(clock, upstream.publish, identity)
 
+    def owed(self) -> int:
+        """Error envelopes whose publish failed, waiting to be published again."""
+        return len(self._owed)
+
     @cached_property
     def _call_timer(self) -> SharedTimer:
         """The timeout of the CALL the charge point waits on, when it is the only one."""

@@ -36,6 +36,19 @@ Lifecycle
     within ``[gateway] shutdown_timeout`` plus 5 s, SIGKILL after that, and
     the embedded broker last.
 
+    SIGUSR1 drains (the systemd ``ExecReload``): the supervisor passes it on
+    to every worker and restarts none of them from then on; each worker
+    drains as one gateway does, at ``[gateway] drain_rate`` divided among the
+    workers (at least 1 a second each), so the whole gateway closes at most
+    ``drain_rate`` charge points a second; once every worker has exited, the
+    supervisor stops (embedded broker last) and exits 0.
+
+    Each worker holds the read end of a pipe whose write end only the
+    supervisor has (file descriptor :data:`LIFELINE_FD`, named by
+    ``OCPPGW_SUPERVISOR_FD``): when the supervisor is gone, even killed, the
+    worker reads end-of-file and stops as on SIGTERM
+    (:func:`watch_supervisor`), so no worker is left serving the port alone.
+
 Admin endpoint
     With ``[admin] endpoint`` set, the supervisor makes a private directory
     (mode 0700) and each worker serves its own admin API there, on the UNIX
@@ -60,14 +73,17 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.error import ConnectionDone, ReactorNotRunning
+from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from ocppgw.config import Config, ConfigError
 from ocppgw.loop import GatewayReactor
@@ -85,6 +101,9 @@ _log = Logger()
 INDEX_VARIABLE = "OCPPGW_WORKER"
 COUNT_VARIABLE = "OCPPGW_WORKERS"
 ADMIN_VARIABLE = "OCPPGW_ADMIN_SOCKET"
+LIFELINE_VARIABLE = "OCPPGW_SUPERVISOR_FD"
+#: The worker's end of the pipe from its supervisor (after stdin, stdout, stderr).
+LIFELINE_FD = 3
 _RESTART_MIN, _RESTART_MAX = 1.0, 30.0
 _KILL_GRACE = 5.0
 
@@ -112,7 +131,77 @@ def as_run(config: Config, environ: Mapping[str, str] | None = None) -> Config:
     path = (os.environ if environ is None else environ).get(ADMIN_VARIABLE)
     endpoint = None if path is None else "unix:{}:mode=600".format(path.replace(":", "\\:"))
     admin = dataclasses.replace(config.admin, endpoint=endpoint)
-    return worker_config(dataclasses.replace(config, mqtt=mqtt, admin=admin), index)
+    # The drain_rate is the whole gateway's: each worker closes its part.
+    count = int((os.environ if environ is None else environ).get(COUNT_VARIABLE) or 1)
+    rate = max(1, config.drain_rate // max(1, count))
+    run = dataclasses.replace(config, mqtt=mqtt, admin=admin, drain_rate=rate)
+    return worker_config(run, index)
+
+
+@implementer(IReadDescriptor)
+class _Lifeline:
+    """The worker's end of the supervisor's pipe: end-of-file means the supervisor is gone."""
+
+    def __init__(self, fd: int, gone: Callable[[], None]) -> None:
+        self._fd = fd
+        self._gone = gone
+        self._ended = False
+        os.set_blocking(fd, False)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def logPrefix(self) -> str:
+        return "supervisor"
+
+    def doRead(self) -> Failure | None:
+        try:
+            data = os.read(self._fd, 512)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            self._ended = True
+            return Failure(e)
+        if data:
+            return None  # the supervisor never writes: ignored
+        self._ended = True
+        return Failure(ConnectionDone())
+
+    def connectionLost(self, reason: Failure) -> None:
+        # The reactor reports a hang-up without a read, and disconnects every
+        # descriptor as it stops: only an end-of-file means the supervisor is gone.
+        ended = self._ended or self._at_end()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        if ended:
+            self._gone()
+
+    def _at_end(self) -> bool:
+        try:
+            return os.read(self._fd, 512) == b""
+        except BlockingIOError:
+            return False  # open, nothing to read
+        except OSError:
+            return True
+
+
+def watch_supervisor(reactor: Any, environ: Mapping[str, str] | None = None) -> bool:
+    """
+    In a worker, stop the reactor (an orderly stop, as on SIGTERM) once the
+    supervisor is gone, killed or not.  Whether this process is such a worker.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(LIFELINE_VARIABLE)
+    if value is None or worker_index(env) is None:
+        return False  # not a worker the supervisor started
+
+    def gone() -> None:
+        _log.error("the supervisor is gone (pipe closed); stopping as on SIGTERM")
+        with contextlib.suppress(ReactorNotRunning):
+            reactor.stop()
+
+    reactor.addReader(_Lifeline(int(value), gone))
+    return True
 
 
 def supervises(config: Config, environ: Mapping[str, str] | None = None) -> bool:
@@ -142,11 +231,21 @@ class _WorkerProtocol(ProcessProtocol):
     def __init__(self, supervisor: Supervisor, worker: WorkerProcess) -> None:
         self._supervisor = supervisor
         self._worker = worker
-        self._partial = b""
+        #: The unfinished last line of each stream, by file descriptor: the
+        #: worker writes stdout and stderr independently.
+        self._partial: dict[int, bytes] = {}
 
     def outReceived(self, data: bytes) -> None:
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
+        self._lines(1, data)
+
+    def errReceived(self, data: bytes) -> None:
+        self._lines(2, data)
+
+    def _lines(self, fd: int, data: bytes) -> None:
+        lines = (self._partial.pop(fd, b"") + data).split(b"\n")
+        rest = lines.pop()
+        if rest:
+            self._partial[fd] = rest
         for line in lines:
             self._relay(line.decode("utf-8", "replace"))
 
@@ -173,9 +272,10 @@ class _WorkerProtocol(ProcessProtocol):
         event["log_format"] = f"worker {self._worker.index}: " + str(event.get("log_format") or "")
         _log.observer(event)
 
-    errReceived = outReceived
-
     def processEnded(self, reason: Failure) -> None:
+        # What a dying worker wrote without a final newline is still logged.
+        for fd in sorted(self._partial):
+            self._relay(self._partial.pop(fd).decode("utf-8", "replace"))
         self._supervisor._ended(self._worker, reason)
 
 
@@ -188,6 +288,7 @@ class Supervisor(MultiService):
         self.reactor = reactor
         self._path = os.path.abspath(config_path)
         self._stopping = False
+        self._draining = False
         self._delays: dict[int, float] = {}
         self._admin_dir: str | None = None
         for listener in config.listeners:
@@ -221,15 +322,18 @@ class Supervisor(MultiService):
         super().startService()
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda n, f: self.reactor.callFromThread(self._hup))
+        if hasattr(signal, "SIGUSR1"):
+            signal.signal(signal.SIGUSR1, lambda n, f: self.reactor.callFromThread(self.drain))
         for worker in self.workers:
             self._spawn(worker)
 
     def _spawn(self, worker: WorkerProcess) -> None:
-        if self._stopping:
+        if self._stopping or self._draining:
             return
         env = dict(os.environ)
         env[INDEX_VARIABLE] = str(worker.index)
         env[COUNT_VARIABLE] = str(len(self.workers))
+        env[LIFELINE_VARIABLE] = str(LIFELINE_FD)
         if worker.admin_socket is not None:
             env[ADMIN_VARIABLE] = worker.admin_socket
             with contextlib.suppress(FileNotFoundError):
@@ -238,7 +342,13 @@ class Supervisor(MultiService):
         argv += ["--config", self._path]
         worker.exited = Deferred()
         worker.transport = self.reactor.spawnProcess(
-            _WorkerProtocol(self, worker), sys.executable, argv, env=env, path=os.getcwd()
+            _WorkerProtocol(self, worker),
+            sys.executable,
+            argv,
+            env=env,
+            path=os.getcwd(),
+            # LIFELINE_FD: a pipe only this process writes (watch_supervisor).
+            childFDs={0: "w", 1: "r", 2: "r", LIFELINE_FD: "w"},
         )
         worker.pid = worker.transport.pid
         _log.info("worker {index} started (pid {pid})", index=worker.index, pid=worker.pid)
@@ -253,6 +363,13 @@ class Supervisor(MultiService):
         if exited is not None:
             exited.callback(None)
         if self._stopping:
+            return
+        if self._draining:
+            _log.info(
+                "worker {index} exited after draining ({why})",
+                index=worker.index,
+                why=reason.getErrorMessage(),
+            )
             return
         delay = self._delays.get(worker.index, _RESTART_MIN)
         self._delays[worker.index] = min(delay * 2, _RESTART_MAX)
@@ -274,6 +391,27 @@ class Supervisor(MultiService):
 
     def _hup(self) -> None:
         self._signal(signal.SIGHUP)
+
+    def drain(self) -> Deferred[Any] | None:
+        """
+        SIGUSR1: every worker drains (and none is started again); once all
+        have exited, the supervisor stops.  Fires then; ``None`` if already
+        draining or stopping.
+        """
+        if self._draining or self._stopping or not self.running:
+            return None
+        self._draining = True
+        waits = [w.exited for w in self.workers if w.exited is not None]
+        _log.info("draining: SIGUSR1 to {n} workers; stopping once all have exited", n=len(waits))
+        self._signal(signal.SIGUSR1)
+
+        def drained(_: object) -> None:
+            if self._stopping:
+                return  # SIGTERM came first
+            _log.info("drained: every worker exited; stopping")
+            self.reactor.stop()
+
+        return DeferredList(waits).addCallback(drained)
 
     def stopService(self) -> Deferred[Any]:
         self._stopping = True
@@ -303,6 +441,7 @@ __all__ = [
     "listener_service",
     "supervises",
     "tcp_address",
+    "watch_supervisor",
     "worker_config",
     "worker_index",
 ]

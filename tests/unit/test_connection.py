@@ -6,6 +6,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -71,7 +73,7 @@ class ConnectionTests(SynchronousTestCase):
         proto.close(1000, "bye")
         self.assertEqual(session.events, ["closing"])
         sent = proto.transport.value()
-        proto.send_frame("[3,\"1\",{}]")
+        proto.send_frame('[3,"1",{}]')
         self.assertEqual(proto.transport.value(), sent)
 
     def test_peer_close_tells_session(self) -> None:
@@ -79,7 +81,7 @@ class ConnectionTests(SynchronousTestCase):
         proto, session = open_connection()
         proto.dataReceived(masked(8, struct.pack("!H", 1000)))
         self.assertEqual(session.events, ["closing"])
-        proto.send_frame("[3,\"1\",{}]")  # dropped, never raised
+        proto.send_frame('[3,"1",{}]')  # dropped, never raised
         self.assertNotIn(b"[3", proto.transport.value())
 
     def test_protocol_violation_tells_session(self) -> None:
@@ -87,3 +89,41 @@ class ConnectionTests(SynchronousTestCase):
         proto, session = open_connection()
         proto.dataReceived(bytes([0x81, 0xFF]) + struct.pack("!Q", 70000) + b"\0" * 4)
         self.assertEqual(session.events, ["closing"])
+
+
+def _close_reason(proto: OCPPServerProtocol) -> bytes:
+    """The reason of the one close frame the server sent (unmasked, RFC 6455 §5.5.1)."""
+    frame = proto.transport.value()
+    assert frame[0] == 0x88, frame
+    length = frame[1] & 0x7F
+    assert length <= 125, length
+    return frame[4 : 2 + length]
+
+
+class CloseReasonTests(SynchronousTestCase):
+    def test_reason_cut_on_a_character_boundary(self) -> None:
+        """A long reason is cut to at most 123 bytes of valid UTF-8, at every cut position."""
+        for width in ("é", "€", "😀"):  # 2, 3 and 4 bytes
+            for prefix in range(4):
+                reason = "a" * prefix + width * 80
+                proto, _ = open_connection()
+                proto.close(1001, reason)
+                sent = _close_reason(proto)
+                self.assertLessEqual(len(sent), 123)
+                text = sent.decode("utf-8")  # raises if cut inside a character
+                self.assertTrue(reason.startswith(text))
+                self.assertGreater(len(sent), 123 - len(width.encode("utf-8")))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text(min_size=0, max_size=200))
+    def test_any_reason_is_valid_utf8_within_123_bytes(self, reason: str) -> None:
+        """Any reason (surrogates aside) is sent as its longest prefix of at most 123 bytes."""
+        reason = reason.encode("utf-8", "replace").decode("utf-8")
+        proto, _ = open_connection()
+        proto.close(1000, reason)
+        sent = _close_reason(proto)
+        text = sent.decode("utf-8")
+        self.assertTrue(reason.startswith(text))
+        rest = reason[len(text) :]
+        if rest:
+            self.assertGreater(len(sent) + len(rest[0].encode("utf-8")), 123)

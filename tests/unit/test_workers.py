@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 import pytest
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 
 from ocppgw import workers
 from ocppgw.config import ConfigError, parse
@@ -135,3 +138,159 @@ def test_worker_log_events_keep_their_level_and_fields() -> None:
     assert mine == ["worker 1: CP1: slow", "worker 1: Traceback: not JSON"]
     (event,) = [e for e in seen if e.get("cid") == "CP1"]
     assert event["log_level"] == LogLevel.warn and event["worker"] == 1
+
+
+def test_worker_log_relay_keeps_a_partial_line_per_stream() -> None:
+    """Partial lines on stdout and stderr, interleaved, are each completed by their own stream."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    seen: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        relay = workers._WorkerProtocol(None, workers.WorkerProcess(2, "gw-w2", "c-w2"))  # type: ignore[arg-type]
+        relay.outReceived(b"out one ")
+        relay.errReceived(b"err one ")
+        relay.outReceived(b"half\nout two ")
+        relay.errReceived(b"half\nerr two ")
+        relay.errReceived(b"done\n")
+        relay.outReceived(b"done\n")
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    mine = [formatEvent(e) for e in seen if "worker 2:" in formatEvent(e)]
+    assert mine == [
+        "worker 2: out one half",
+        "worker 2: err one half",
+        "worker 2: err two done",
+        "worker 2: out two done",
+    ]
+
+
+class _Transport:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.signals: list[int] = []
+
+    def signalProcess(self, signum: int) -> None:
+        self.signals.append(signum)
+
+
+class _Reactor:
+    """Records what the supervisor asks of the reactor (processes, timers, stop)."""
+
+    def __init__(self) -> None:
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.spawned: list[tuple[object, dict[int, str], dict[str, str], _Transport]] = []
+        self.stopped = 0
+        self.readers: list[object] = []
+
+    def spawnProcess(self, proto: object, executable: str, args: list[str], **kw: object) -> object:
+        transport = _Transport(1000 + len(self.spawned))
+        self.spawned.append((proto, kw["childFDs"], kw["env"], transport))  # type: ignore[arg-type]
+        return transport
+
+    def callLater(self, delay: float, f: object, *a: object) -> object:
+        return self.clock.callLater(delay, f, *a)  # type: ignore[arg-type]
+
+    def seconds(self) -> float:
+        return self.clock.seconds()
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+    def addReader(self, reader: object) -> None:
+        self.readers.append(reader)
+
+
+def _supervisor(reactor: _Reactor) -> workers.Supervisor:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    supervisor = workers.Supervisor(
+        _config("workers = 2", f"tcp:{port}:interface=127.0.0.1"), "x.ini", reactor=reactor
+    )
+    supervisor.running = 1  # started, without the signal handlers startService installs
+    for worker in supervisor.workers:
+        supervisor._spawn(worker)
+    return supervisor
+
+
+def _end(reactor: _Reactor, index: int) -> None:
+    from twisted.internet.error import ProcessDone
+
+    proto = reactor.spawned[index][0]
+    proto.processEnded(Failure(ProcessDone(0)))  # type: ignore[attr-defined]
+
+
+def test_worker_gets_a_pipe_only_the_supervisor_writes() -> None:
+    """Each worker is started with fd 3 a pipe from the supervisor, named in its environment."""
+    reactor = _Reactor()
+    _supervisor(reactor)
+    for _, fds, env, _ in reactor.spawned:
+        assert fds == {0: "w", 1: "r", 2: "r", workers.LIFELINE_FD: "w"}
+        assert env[workers.LIFELINE_VARIABLE] == str(workers.LIFELINE_FD)
+
+
+def test_drain_forwards_sigusr1_restarts_none_and_stops_once_all_exited() -> None:
+    """SIGUSR1: every worker gets it, none is started again, the supervisor stops after the last."""
+    import signal
+
+    reactor = _Reactor()
+    supervisor = _supervisor(reactor)
+    supervisor.drain()
+    assert [t.signals for *_, t in reactor.spawned] == [[signal.SIGUSR1], [signal.SIGUSR1]]
+    assert supervisor.drain() is None  # a second SIGUSR1 changes nothing
+    _end(reactor, 0)
+    reactor.clock.advance(60)
+    assert len(reactor.spawned) == 2 and reactor.stopped == 0
+    _end(reactor, 1)
+    assert reactor.stopped == 1
+    assert reactor.clock.getDelayedCalls() == []
+
+
+def test_drain_rate_is_shared_among_the_workers() -> None:
+    """Each of N workers drains at drain_rate / N (at least 1 a second)."""
+    config = parse("[gateway]\nid = gw\nworkers = 4\ndrain_rate = 100\n" + MINIMAL)
+    env = {workers.INDEX_VARIABLE: "0", workers.COUNT_VARIABLE: "4"}
+    assert workers.as_run(config, env).drain_rate == 25
+    slow = parse("[gateway]\nid = gw\nworkers = 4\ndrain_rate = 2\n" + MINIMAL)
+    assert workers.as_run(slow, env).drain_rate == 1
+
+
+def test_worker_stops_when_the_supervisor_pipe_ends() -> None:
+    """End-of-file on the supervisor's pipe stops the worker; its own reactor stopping does not."""
+    reactor = _Reactor()
+    for close_writer in (True, False):
+        read_end, write_end = os.pipe()
+        assert workers.watch_supervisor(
+            reactor, {workers.INDEX_VARIABLE: "0", workers.LIFELINE_VARIABLE: str(read_end)}
+        )
+        reader = reactor.readers.pop()
+        before = reactor.stopped
+        if close_writer:
+            os.close(write_end)
+        # A hang-up is reported without a read; a stopping reactor disconnects every reader.
+        reader.connectionLost(Failure(ConnectionError()))  # type: ignore[attr-defined]
+        assert reactor.stopped == before + (1 if close_writer else 0)
+        if not close_writer:
+            os.close(write_end)
+    assert not workers.watch_supervisor(reactor, {})
+    # Not a worker: the variable alone (inherited by accident) watches nothing.
+    assert not workers.watch_supervisor(reactor, {workers.LIFELINE_VARIABLE: "3"})
+
+
+def test_worker_reads_end_of_file() -> None:
+    """doRead reports the end of the supervisor's pipe, and nothing while it is open."""
+    reactor = _Reactor()
+    read_end, write_end = os.pipe()
+    workers.watch_supervisor(
+        reactor, {workers.INDEX_VARIABLE: "0", workers.LIFELINE_VARIABLE: str(read_end)}
+    )
+    reader: Any = reactor.readers.pop()
+    assert reader.doRead() is None
+    os.close(write_end)
+    reason = reader.doRead()
+    assert reason is not None and reason.check(ConnectionDone)
+    reader.connectionLost(reason)
+    assert reactor.stopped == 1

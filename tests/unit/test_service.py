@@ -1,0 +1,106 @@
+"""The gateway's shutdown, on a task.Clock: what it still owes the backend decides when it ends."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppgw.config import parse
+from ocppgw.service import GatewayService
+
+CONFIG = (
+    "[gateway]\nid = gw\nshutdown_timeout = 3\n[listener:ws]\nendpoint = tcp:8080\n"
+    "[mqtt]\nbroker = mqtt://127.0.0.1:1883\n"
+)
+
+
+class FakeMQTT:
+    """Connected; every publish acknowledged at once."""
+
+    connected = True
+
+    def unacknowledged(self) -> int:
+        return 0
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> Deferred[None]:
+        return succeed(None)
+
+    def stop(self) -> Deferred[None]:
+        self.connected = False
+        return succeed(None)
+
+
+class OwingRouter:
+    """
+    A router whose Shutdown envelope could not be published when the gateway
+    began stopping (its charge point's share of the buffer was full): it is
+    owed, and paid ``pay_after`` seconds later (never, if None).
+    """
+
+    def __init__(self, clock: Clock, pay_after: float | None) -> None:
+        self._clock = clock
+        self._pay_after = pay_after
+        self.owing = 0
+
+    def shutting_down(self, why: str) -> None:
+        self.owing = 1
+        if self._pay_after is not None:
+            self._clock.callLater(self._pay_after, self._paid)
+
+    def _paid(self) -> None:
+        self.owing = 0
+
+    def owed(self) -> int:
+        return self.owing
+
+    def connected(self) -> list[Any]:
+        return []
+
+    def gateway_presence(self, online: bool) -> tuple[str, bytes]:
+        return "ocpp/gateway/gw", b"offline"
+
+
+class OwedEnvelopesTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.logged: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+    def _stop(self, router: OwingRouter) -> Deferred[Any]:
+        service = GatewayService(parse(CONFIG), self.clock, router, FakeMQTT(), None, [])  # type: ignore[arg-type]
+        service.running = 1
+        return service.stopService()  # type: ignore[no-any-return]
+
+    def _owed_lines(self) -> list[str]:
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.logged if "not published" in formatEvent(e)]
+
+    def test_owed_envelope_is_paid_before_the_stop_ends(self) -> None:
+        """An error envelope owed at shutdown is published before the stop ends; the exit is 0."""
+        router = OwingRouter(self.clock, pay_after=1.0)
+        done = self._stop(router)
+        self.clock.advance(0.5)
+        self.assertNoResult(done)
+        for _ in range(40):
+            self.clock.advance(0.05)
+        self.successResultOf(done)
+        self.assertIsNone(getattr(self.clock, "_exitSignal", None))
+        self.assertEqual(self._owed_lines(), [])
+
+    def test_owed_envelope_unpaid_at_the_deadline_is_counted_and_fails_the_exit(self) -> None:
+        """An error envelope still owed at the deadline: one line with the count, exit not 0."""
+        router = OwingRouter(self.clock, pay_after=None)
+        done = self._stop(router)
+        for _ in range(100):
+            self.clock.advance(0.05)
+        self.successResultOf(done)
+        self.assertEqual(getattr(self.clock, "_exitSignal", None), signal.SIGTERM)
+        (line,) = self._owed_lines()
+        self.assertIn("1 error envelopes", line)
