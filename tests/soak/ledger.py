@@ -14,6 +14,8 @@ Kinds of :class:`Event` (``cid`` is a charge point identity, ``uid`` a UniqueId)
   result's data is not the one its CALL sent.
 - ``up.closed``: the connection closed while CALL ``uid`` waited for its answer.
 - ``dn.sent``: the backend published downstream CALL ``uid`` for ``cid``.
+- ``dn.puback``: the broker acknowledged ``dn.sent`` ``uid`` (paho retries it
+  until then; a command never acknowledged is not the gateway's to answer).
 - ``dn.copy``: the backend published a plain copy of ``uid`` (a QoS 1 redelivery).
 - ``dn.delivered``: charge point ``cid`` received CALL ``uid``; ``note`` is the
   identity the CALL's payload names (the one the backend addressed).
@@ -135,12 +137,15 @@ def check_downstream(events: Iterable[Event]) -> list[Violation]:
     backend never sent.
     """
     target: dict[str, str] = {}
+    acked: set[str] = set()
     answers: dict[str, list[Event]] = defaultdict(list)
     delivered: Counter[tuple[str, str]] = Counter()
     out: list[Violation] = []
     for e in events:
         if e.kind == "dn.sent":
             target[e.uid] = e.cid
+        elif e.kind == "dn.puback":
+            acked.add(e.uid)
         elif e.kind == "dn.delivered":
             if target.get(e.uid) != e.cid or (e.note and e.note != e.cid):
                 out.append(
@@ -182,6 +187,8 @@ def check_downstream(events: Iterable[Event]) -> list[Violation]:
             out.append(Violation(DN_TWICE, f"{cid} received CALL {uid} {n} times", cid, uid))
     for uid, cid in target.items():
         got = answers.get(uid, [])
+        if not got and uid not in acked:
+            continue  # the broker never took it (counted as "not acknowledged")
         if len(got) != 1:
             kinds = ", ".join(e.code for e in got) or "none"
             out.append(
@@ -294,6 +301,8 @@ def counts(events: Iterable[Event]) -> dict[str, Counter[str]]:
             out["upstream outcomes"][_outcome(e)] += 1
         elif e.kind == "dn.sent":
             out["downstream CALLs"]["sent"] += 1
+        elif e.kind == "dn.puback":
+            out["downstream CALLs"]["acknowledged by the broker"] += 1
         elif e.kind == "dn.copy":
             out["downstream CALLs"]["copies"] += 1
         elif e.kind == "dn.delivered":
@@ -306,19 +315,21 @@ def counts(events: Iterable[Event]) -> dict[str, Counter[str]]:
     return out
 
 
-def timeline(events: Sequence[Event], v: Violation, t0: float, before: float = 15.0) -> list[str]:
+def timeline(
+    events: Sequence[Event], v: Violation, t0: float, before: float = 15.0, after: float = 5.0
+) -> list[str]:
     """
     The events of ``v``'s UniqueId (or, without one, of its identity), with
     the connects and closes of its identity and every fault, process and
     backend event from ``before`` seconds ahead of the first of them to
-    one second after the last.
+    ``after`` seconds after the last.
     """
     key = "uid" if v.uid else "cid"
     mine = [e for e in events if getattr(v, key) and getattr(e, key) == getattr(v, key)]
     if not mine:
         return []
     lo = min(e.t for e in mine) - before
-    hi = max(e.t for e in mine) + 1.0
+    hi = max(e.t for e in mine) + after
     context = [
         e
         for e in events

@@ -125,6 +125,7 @@ class Soak:
         self.events: list[Event] = []
         self.samples: list[RssSample] = []
         self.t0 = time.monotonic()
+        self.t0_wall = time.strftime("%H:%M:%S", time.gmtime())
         self.cps = [
             ChargePoint(i, f"soak{i:03d}", "ocpp1.6" if i % 2 == 0 else "ocpp2.0.1")
             for i in range(charge_points)
@@ -137,6 +138,7 @@ class Soak:
         self.backend_lock = threading.Lock()
         self.seen: set[tuple[str, bytes]] = set()
         self.held: list[tuple[str, dict[str, Any]]] = []
+        self.mids: dict[int, tuple[str, str]] = {}  # commands awaiting their PUBACK
         self.paused = False
         self.copies_left = 0
         self.copy_delay = 0.0
@@ -270,6 +272,7 @@ class Soak:
 
         client.on_connect = on_connect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         client.connect("127.0.0.1", self.broker.port, keepalive=5)
         client.loop_start()
         self.backend = client
@@ -320,6 +323,12 @@ class Soak:
                     return
             self._answer(cid, env)
 
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self.backend_lock:
+            sent = self.mids.pop(mid, None)
+        if sent is not None:
+            self.rec("dn.puback", *sent)
+
     def _answer(self, cid: str, env: dict[str, Any]) -> None:
         assert self.backend is not None
         data = (env.get("Payload") or {}).get("data")
@@ -351,7 +360,8 @@ class Soak:
             )
             topic = f"ocpp/cs/{cp.cid}/Call/DataTransfer"
             self.rec("dn.sent", cp.cid, uid, "DataTransfer")
-            self.backend.publish(topic, body, qos=1)
+            with self.backend_lock:  # on_publish takes it: the mid is known before its PUBACK
+                self.mids[self.backend.publish(topic, body, qos=1).mid] = (cp.cid, uid)
             if self.copies_left > 0:
                 self.copies_left -= 1
                 loop.call_later(
@@ -633,6 +643,10 @@ def run(
         start, end = asyncio.run(soak.main())
     finally:
         left = soak.stop_everything()
+    with open(workdir / "events.jsonl", "w", encoding="utf-8") as f:
+        for e in soak.events:
+            f.write(json.dumps([round(e.t - soak.t0, 3), e.kind, e.cid, e.uid, e.code, e.note]))
+            f.write("\n")
     logs = {name: read_log(i.log_path) for name, i in soak.instances.items()}
     violations = ledger.check_all(soak.events, soak.samples, start, end, left)
     violations += ledger.check_logs(logs)
@@ -642,10 +656,19 @@ def run(
     return ledger.Report(seed, violations, summary)
 
 
+def _first(soak: Soak, v: ledger.Violation) -> float:
+    return min((e.t for e in soak.events if v.uid and e.uid == v.uid), default=time.monotonic())
+
+
 def _summary(
     soak: Soak, violations: list[ledger.Violation], start: float, end: float, show: int
 ) -> list[str]:
-    lines = ["", f"=== soak summary, seed {soak.seed} ==="]
+    lines = [
+        "",
+        f"=== soak summary, seed {soak.seed} ===",
+        f"timeline offsets are seconds after {soak.t0_wall} UTC (the gateway logs' clock); "
+        f"every event: {soak.workdir / 'events.jsonl'}",
+    ]
     for name, counter in ledger.counts(soak.events).items():
         lines.append(
             f"{name}: " + (", ".join(f"{k} {v}" for k, v in sorted(counter.items())) or "none")
@@ -673,8 +696,11 @@ def _summary(
         for what, some in shapes.items():
             lines.append("")
             lines.append(f"--- {invariant}: {len(some)} x {what.splitlines()[0]}")
+            faults = [ledger.last_fault_before(soak.events, _first(soak, v)) for v in some]
+            before = Counter(f.code if f else "none" for f in faults)
+            lines.append("    after: " + ", ".join(f"{k} {n}" for k, n in before.most_common()))
             for v in some[:show]:
-                first = min((e.t for e in soak.events if v.uid and e.uid == v.uid), default=end)
+                first = _first(soak, v)
                 fault = ledger.last_fault_before(soak.events, first)
                 lines.append(f"* {v.what}")
                 if fault is not None:

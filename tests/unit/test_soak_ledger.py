@@ -22,9 +22,11 @@ def _clean() -> list[Event]:
         E(1.0, "up.call", "cp1", "c1.1"),
         E(1.1, "up.answer", "cp1", "c1.1", "result"),
         E(2.0, "dn.sent", "cp1", "bk-1", "DataTransfer"),
+        E(2.05, "dn.puback", "cp1", "bk-1"),
         E(2.1, "dn.delivered", "cp1", "bk-1", "DataTransfer", "cp1"),
         E(2.2, "dn.answer", "cp1", "bk-1", "result"),
         E(3.0, "dn.sent", "cp2", "bk-2", "DataTransfer"),
+        E(3.05, "dn.puback", "cp2", "bk-2"),
         E(3.1, "dn.answer", "cp2", "bk-2", "Offline"),
         E(9.0, "gw.exit", "a", code="0", note="final"),
     ]
@@ -88,11 +90,21 @@ class UpstreamTests(SynchronousTestCase):
 
 class DownstreamTests(SynchronousTestCase):
     def test_unanswered(self) -> None:
-        """A backend CALL without an answer envelope is reported (a lost command)."""
-        events = [E(1.0, "dn.sent", "cp1", "bk-1")]
+        """A backend CALL the broker acknowledged without an answer envelope is reported."""
+        events = [E(1.0, "dn.sent", "cp1", "bk-1"), E(1.1, "dn.puback", "cp1", "bk-1")]
         [v] = ledger.check_downstream(events)
         self.assertEqual((v.invariant, v.uid), (ledger.DN_ONE, "bk-1"))
         self.assertIn("0 answers (none)", v.what)
+
+    def test_never_acknowledged(self) -> None:
+        """A backend CALL the broker never acknowledged needs no answer, but at most one."""
+        self.assertEqual(ledger.check_downstream([E(1.0, "dn.sent", "cp1", "bk-1")]), [])
+        events = [
+            E(1.0, "dn.sent", "cp1", "bk-1"),
+            E(1.1, "dn.answer", "cp1", "bk-1", "result"),
+            E(1.2, "dn.answer", "cp1", "bk-1", "Offline"),
+        ]
+        self.assertEqual(_invariants(ledger.check_downstream(events)), [ledger.DN_ONE])
 
     def test_answered_twice(self) -> None:
         """A backend CALL answered by the charge point and Offline is reported."""
@@ -126,6 +138,7 @@ class DownstreamTests(SynchronousTestCase):
         """An answer envelope naming another charge point than the CALL's is cross-talk."""
         events = [
             E(1.0, "dn.sent", "cp1", "bk-1"),
+            E(1.05, "dn.puback", "cp1", "bk-1"),
             E(1.1, "dn.answer", "cp2", "bk-1", "result"),
         ]
         self.assertEqual(_invariants(ledger.check_downstream(events)), [ledger.CROSS])
@@ -134,6 +147,7 @@ class DownstreamTests(SynchronousTestCase):
         """A result envelope whose data is another CALL's is cross-talk."""
         events = [
             E(1.0, "dn.sent", "cp1", "bk-1"),
+            E(1.05, "dn.puback", "cp1", "bk-1"),
             E(1.1, "dn.answer", "cp1", "bk-1", "result", "mismatch"),
         ]
         self.assertEqual(_invariants(ledger.check_downstream(events)), [ledger.CROSS])
