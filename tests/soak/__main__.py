@@ -9,11 +9,16 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
 from tests.soak.run import SETTLE, run
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--charge-points", type=int, default=300, help="(300)")
     parser.add_argument("--settle", type=float, default=SETTLE, help=f"({SETTLE})")
     args = parser.parse_args(argv)
+    # SIGTERM (make killed, a CI timeout) ends the run through its finally blocks.
+    signal.signal(signal.SIGTERM, _terminated)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     workdir = Path(tempfile.mkdtemp(prefix=f"ocppgw-soak-{seed}-"))
     report = run(workdir, seed, args.seconds, args.charge_points, args.settle)

@@ -13,8 +13,10 @@ What each side does:
   either instance;
 - the backend answers every charge point CALL (echoing its data) and sends
   about five DataTransfer CALLs a second to random charge points, UniqueIds
-  ``bk-<n>``, the data naming the charge point and the UniqueId; a
-  ``duplicate`` fault makes it publish a plain copy of the next few.
+  ``bk-<n>``, the data naming the charge point and the UniqueId, and one
+  within 0.3 s of 30% of the charge points' (re)connections (racing the
+  gateway's new subscription); a ``duplicate`` fault makes it publish a
+  plain copy of the next few.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ SHUTDOWN_TIMEOUT = 3  # [gateway] shutdown_timeout
 #: The quiet period after the faults: every timer above has run out by then.
 SETTLE = 4 * max(AWAITING_TIMEOUT, OFFLINE_TTL)
 COMMANDS_PER_SECOND = 5.0
+#: The share of (re)connections followed by a command within 0.3 s.
+CONNECT_COMMAND = 0.3
 CALL_INTERVAL = (2.0, 8.0)
 RSS_EVERY = 2.0
 
@@ -138,7 +142,7 @@ class Soak:
         self.backend_lock = threading.Lock()
         self.seen: set[tuple[str, bytes]] = set()
         self.held: list[tuple[str, dict[str, Any]]] = []
-        self.mids: dict[int, tuple[str, str]] = {}  # commands awaiting their PUBACK
+        self.unacked: list[tuple[Any, str, str]] = []  # commands awaiting their PUBACK
         self.paused = False
         self.copies_left = 0
         self.copy_delay = 0.0
@@ -272,7 +276,6 @@ class Soak:
 
         client.on_connect = on_connect
         client.on_message = self._on_message
-        client.on_publish = self._on_publish
         client.connect("127.0.0.1", self.broker.port, keepalive=5)
         client.loop_start()
         self.backend = client
@@ -323,11 +326,17 @@ class Soak:
                     return
             self._answer(cid, env)
 
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        with self.backend_lock:
-            sent = self.mids.pop(mid, None)
-        if sent is not None:
-            self.rec("dn.puback", *sent)
+    async def pubacks(self) -> None:
+        """Record ``dn.puback`` for each command the broker acknowledged (polled: no lock)."""
+        while True:
+            waiting = []
+            for info, cid, uid in self.unacked:
+                if info.is_published():
+                    self.rec("dn.puback", cid, uid)
+                else:
+                    waiting.append((info, cid, uid))
+            self.unacked = waiting
+            await asyncio.sleep(0.2)
 
     def _answer(self, cid: str, env: dict[str, Any]) -> None:
         assert self.backend is not None
@@ -341,32 +350,35 @@ class Soak:
         self.other["charge point CALLs answered by the backend"] += 1
 
     async def commands(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self.backend is not None
+        """About COMMANDS_PER_SECOND commands a second, each to a charge point drawn at random."""
         while not self.calls_stop:
             await asyncio.sleep(self.rng.expovariate(COMMANDS_PER_SECOND))
-            if self.calls_stop or self.paused or not self.backend.is_connected():
-                continue
-            cp = self.rng.choice(self.cps)
-            uid = f"bk-{self.next_command}"
-            self.next_command += 1
-            body = json.dumps(
-                {
-                    "MessageTypeId": 2,
-                    "UniqueId": uid,
-                    "Action": "DataTransfer",
-                    "Payload": {"vendorId": "soak", "data": f"{cp.cid}|{uid}"},
-                }
+            self.command(self.rng.choice(self.cps))
+
+    def command(self, cp: ChargePoint) -> None:
+        """Publish a DataTransfer CALL for ``cp`` (not while paused, stopping or disconnected)."""
+        assert self.backend is not None
+        if self.calls_stop or self.paused or not self.backend.is_connected():
+            return
+        uid = f"bk-{self.next_command}"
+        self.next_command += 1
+        body = json.dumps(
+            {
+                "MessageTypeId": 2,
+                "UniqueId": uid,
+                "Action": "DataTransfer",
+                "Payload": {"vendorId": "soak", "data": f"{cp.cid}|{uid}"},
+            }
+        )
+        topic = f"ocpp/cs/{cp.cid}/Call/DataTransfer"
+        self.rec("dn.sent", cp.cid, uid, "DataTransfer")
+        # Not under backend_lock: paho calls back with its own locks held (a deadlock).
+        self.unacked.append((self.backend.publish(topic, body, qos=1), cp.cid, uid))
+        if self.copies_left > 0:
+            self.copies_left -= 1
+            asyncio.get_running_loop().call_later(
+                self.rng.uniform(0, self.copy_delay), self._copy, cp.cid, uid, topic, body
             )
-            topic = f"ocpp/cs/{cp.cid}/Call/DataTransfer"
-            self.rec("dn.sent", cp.cid, uid, "DataTransfer")
-            with self.backend_lock:  # on_publish takes it: the mid is known before its PUBACK
-                self.mids[self.backend.publish(topic, body, qos=1).mid] = (cp.cid, uid)
-            if self.copies_left > 0:
-                self.copies_left -= 1
-                loop.call_later(
-                    self.rng.uniform(0, self.copy_delay), self._copy, cp.cid, uid, topic, body
-                )
 
     def _copy(self, cid: str, uid: str, topic: str, body: str) -> None:
         assert self.backend is not None
@@ -403,6 +415,10 @@ class Soak:
                 continue
             cp.ws = ws
             self.rec("cp.open", cp.cid, note=inst.name)
+            if rng.random() < CONNECT_COMMAND:
+                # as a backend that greets a charge point coming online: a command
+                # that races the gateway's new subscription (issue 18, path 16)
+                asyncio.get_running_loop().call_later(rng.uniform(0, 0.3), self.command, cp)
             sender = asyncio.create_task(self._sender(cp, ws, rng))
             code = ""
             try:
@@ -549,6 +565,7 @@ class Soak:
     async def main(self) -> tuple[float, float]:
         tasks = [asyncio.create_task(self.charge_point(cp)) for cp in self.cps]
         tasks.append(asyncio.create_task(self.sample_rss()))
+        tasks.append(asyncio.create_task(self.pubacks()))
         await asyncio.sleep(3)  # the charge points connect
         start = time.monotonic()
         self.rec("phase", note="faults start")
@@ -640,7 +657,7 @@ def run(
     try:
         soak.start_processes()
         soak.start_backend()
-        start, end = asyncio.run(soak.main())
+        start, end = asyncio.run(asyncio.wait_for(soak.main(), seconds + settle + 120))
     finally:
         left = soak.stop_everything()
     with open(workdir / "events.jsonl", "w", encoding="utf-8") as f:
