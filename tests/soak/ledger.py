@@ -348,14 +348,6 @@ def shape(v: Violation) -> str:
     return re.sub(r"\b(bk-\d+|c\d+\.\d+|soak\d+)\b", "*", v.what)
 
 
-def last_fault_before(events: Sequence[Event], t: float) -> Event | None:
-    found = None
-    for e in events:
-        if e.kind == "fault" and e.t <= t:
-            found = e
-    return found
-
-
 @dataclass
 class Report:
     seed: int

@@ -22,6 +22,7 @@ What each side does:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import os
@@ -673,10 +674,6 @@ def run(
     return ledger.Report(seed, violations, summary)
 
 
-def _first(soak: Soak, v: ledger.Violation) -> float:
-    return min((e.t for e in soak.events if v.uid and e.uid == v.uid), default=time.monotonic())
-
-
 def _summary(
     soak: Soak, violations: list[ledger.Violation], start: float, end: float, show: int
 ) -> list[str]:
@@ -697,6 +694,20 @@ def _summary(
             f"instance {name}: {inst.lives} lives, RSS {min(kib, default=0) // 1024}-"
             f"{max(kib, default=0) // 1024} MiB over {len(kib)} samples, log {inst.log_path}"
         )
+    # Indexes, so that thousands of violations cost no more than one pass each.
+    firsts: dict[str, float] = {}
+    for e in soak.events:
+        firsts.setdefault(e.uid, e.t)
+    injected = sorted((e for e in soak.events if e.kind == "fault"), key=lambda e: e.t)
+    starts = [e.t for e in injected]
+
+    def first(v: ledger.Violation) -> float:
+        return firsts.get(v.uid, end) if v.uid else end
+
+    def fault_before(t: float) -> ledger.Event | None:
+        i = bisect.bisect_right(starts, t)
+        return injected[i - 1] if i else None
+
     by: dict[str, list[ledger.Violation]] = {}
     for v in violations:
         by.setdefault(v.invariant, []).append(v)
@@ -713,15 +724,14 @@ def _summary(
         for what, some in shapes.items():
             lines.append("")
             lines.append(f"--- {invariant}: {len(some)} x {what.splitlines()[0]}")
-            faults = [ledger.last_fault_before(soak.events, _first(soak, v)) for v in some]
+            faults = [fault_before(first(v)) for v in some]
             before = Counter(f.code if f else "none" for f in faults)
             lines.append("    after: " + ", ".join(f"{k} {n}" for k, n in before.most_common()))
             for v in some[:show]:
-                first = _first(soak, v)
-                fault = ledger.last_fault_before(soak.events, first)
+                fault = fault_before(first(v))
                 lines.append(f"* {v.what}")
                 if fault is not None:
-                    lines.append(f"  last fault, {first - fault.t:.2f} s before: {fault.note}")
+                    lines.append(f"  last fault, {first(v) - fault.t:.2f} s before: {fault.note}")
                 lines += ["    " + line for line in ledger.timeline(soak.events, v, soak.t0)]
     lines.append(
         f"=== seed {soak.seed}: {'FAILED' if violations else 'passed'} "
