@@ -191,6 +191,8 @@ def check_downstream(events: Iterable[Event]) -> list[Violation]:
             continue  # the broker never took it (counted as "not acknowledged")
         if len(got) != 1:
             kinds = ", ".join(e.code for e in got) or "none"
+            if not got:  # where it was lost: the gateway, or after the charge point had it
+                kinds += ", delivered" if delivered[(cid, uid)] else ", never delivered"
             out.append(
                 Violation(DN_ONE, f"CALL {uid} for {cid}: {len(got)} answers ({kinds})", cid, uid)
             )

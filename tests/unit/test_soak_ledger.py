@@ -94,7 +94,18 @@ class DownstreamTests(SynchronousTestCase):
         events = [E(1.0, "dn.sent", "cp1", "bk-1"), E(1.1, "dn.puback", "cp1", "bk-1")]
         [v] = ledger.check_downstream(events)
         self.assertEqual((v.invariant, v.uid), (ledger.DN_ONE, "bk-1"))
-        self.assertIn("0 answers (none)", v.what)
+        self.assertIn("0 answers (none, never delivered)", v.what)
+
+    def test_delivered_unanswered(self) -> None:
+        """A CALL the charge point received whose answer never reached the backend is reported."""
+        events = [
+            E(1.0, "dn.sent", "cp1", "bk-1"),
+            E(1.1, "dn.puback", "cp1", "bk-1"),
+            E(1.2, "dn.delivered", "cp1", "bk-1", "DataTransfer", "cp1"),
+        ]
+        [v] = ledger.check_downstream(events)
+        self.assertEqual(v.invariant, ledger.DN_ONE)
+        self.assertIn("0 answers (none, delivered)", v.what)
 
     def test_never_acknowledged(self) -> None:
         """A backend CALL the broker never acknowledged needs no answer, but at most one."""
