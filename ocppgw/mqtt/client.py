@@ -205,13 +205,26 @@ class MQTTClient:
         if self._stopping:
             return
         e = failure.value
-        _log.warn(
-            "MQTT broker {host}:{port} unreachable ({why}); retrying in {delay:.1f} s",
-            host=self._config.host,
-            port=self._config.port,
-            why=(e.strerror if isinstance(e, OSError) else None) or str(e),
-            delay=self._retry_delay,
-        )
+        if isinstance(e, ConnectionRefusedError):
+            # Nothing listens (yet): e.g. the embedded broker still starting,
+            # or a broker restarting.  A refusal costs one round trip, so it
+            # is retried every reconnect_min, without backoff: the gateway
+            # connects within reconnect_min of the broker accepting.
+            self._retry_delay = self._config.reconnect_min
+            _log.warn(
+                "MQTT broker {host}:{port} refused the connection; retrying in {delay:.1f} s",
+                host=self._config.host,
+                port=self._config.port,
+                delay=self._retry_delay,
+            )
+        else:
+            _log.warn(
+                "MQTT broker {host}:{port} unreachable ({why}); retrying in {delay:.1f} s",
+                host=self._config.host,
+                port=self._config.port,
+                why=(e.strerror if isinstance(e, OSError) else None) or str(e),
+                delay=self._retry_delay,
+            )
         self._schedule_reconnect()
 
     def _schedule_reconnect(self) -> None:
