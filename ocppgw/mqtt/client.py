@@ -8,9 +8,12 @@ or writable, and we call ``loop_read``/``loop_write``; a LoopingCall runs
 ``loop_misc`` for keepalives.  The connection is re-established with
 exponential backoff, and every subscription is restored after a reconnect.
 
-With MQTT 5 the first connect starts a clean session and reconnects resume it
-(``clean_start = FIRST_ONLY`` with a session expiry), so the broker keeps the
-downstream messages that arrive during a short outage.  QoS 1 messages are
+Every connect, the first of the process included, resumes the session the
+broker keeps for the client id (MQTT 5: clean start 0 with a session expiry,
+``[mqtt] session_expiry``; MQTT 3.1.1: clean session 0), so the downstream
+messages that arrive while the gateway is away (a reconnect, a restart of the
+gateway, or of a broker with persistence) are delivered when it is back,
+through the same message handler.  ``session_expiry = 0`` keeps no session.  QoS 1 messages are
 the gateway's own (:mod:`ocppgw.mqtt.window`): those published while the
 broker is away, or beyond ``[mqtt] max_inflight``, wait, bounded by
 ``[mqtt] max_buffer``; unacknowledged ones are sent again on reconnect; a
@@ -87,7 +90,9 @@ class MQTTClient:
             CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-            clean_session=None if v5 else True,
+            # MQTT 3.1.1 §3.1.2.4: clean session 0 keeps the session (its
+            # subscriptions and the QoS 1 messages queued for them) on the broker.
+            clean_session=None if v5 else config.session_expiry == 0,
         )
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
@@ -136,7 +141,10 @@ class MQTTClient:
             self._config.host,
             self._config.port,
             keepalive=self._config.keepalive,
-            clean_start=paho.MQTT_CLEAN_START_FIRST_ONLY,
+            # MQTT 5.0 §3.1.2.4: clean start 0, also on the first connect of
+            # this process: the session a previous run (same client id) left,
+            # and what the broker queued in it, is resumed, not discarded.
+            clean_start=self._config.session_expiry == 0,
             properties=properties,
         )
         self._misc.start(1.0, now=False)
