@@ -30,9 +30,16 @@ def test_missing_binary_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_config_listens_only_where_asked() -> None:
-    """The embedded mosquitto listens on the configured host and port, keeps nothing on disk."""
-    lines = mosquitto_config("127.0.0.1", 18830).splitlines()
+    """The embedded mosquitto listens on the configured host and port only."""
+    lines = mosquitto_config("127.0.0.1", 18830, "/run/x").splitlines()
     assert "listener 18830 127.0.0.1" in lines
-    assert "persistence false" in lines
     assert "set_tcp_nodelay true" in lines
     assert sum(line.startswith("listener") for line in lines) == 1
+
+
+def test_config_keeps_sessions_in_its_directory() -> None:
+    """Sessions, queued and retained messages survive a restart of the embedded mosquitto."""
+    lines = mosquitto_config("127.0.0.1", 18830, "/run/x").splitlines()
+    assert "persistence true" in lines
+    assert "persistence_location /run/x/" in lines
+    assert any(line.startswith("autosave_interval ") for line in lines)
