@@ -1,0 +1,242 @@
+"""
+Exactly one answer across the MQTT connection's bad moments (issue #18):
+a malformed packet from the broker (path 7), a restarted gateway (path 8),
+a gateway started before its broker (path 10), and a broker restarted with
+persistence on (path 14).  Real mosquitto, real gateway processes, a raw
+WebSocket charge point that answers every CALL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from harness import (
+    WAIT,
+    Broker,
+    Gateway,
+    connect,
+    free_port,
+    launch_broker,
+    run_async,
+    start_gateway,
+)
+from support import (
+    ReconnectingBackend,
+    presence,
+    restart_broker,
+    stop_broker,
+)
+
+_CLEAR = {"status": "Accepted"}
+
+
+@contextlib.asynccontextmanager
+async def answering_charge_point(gw: Gateway, cid: str) -> AsyncIterator[Any]:
+    """A raw 1.6 charge point on ``gw`` answering every CALL with ``{"status": "Accepted"}``."""
+    async with connect(gw.url(cid), ["ocpp1.6"]) as ws:
+
+        async def answer() -> None:
+            async for text in ws:
+                frame = json.loads(text)
+                if frame[0] == 2:
+                    await ws.send(json.dumps([3, frame[1], _CLEAR]))
+
+        task = asyncio.create_task(answer())
+        try:
+            yield ws
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def _answers(backend: ReconnectingBackend, cid: str, unique_id: str) -> list[Any]:
+    """Every answer envelope (result or error) the backend got for ``unique_id``."""
+    found = []
+    for m in backend.messages(
+        lambda m: m.topic in (f"ocpp/cp/Reply/{cid}", f"ocpp/cp/Error/{cid}")
+    ):
+        body = m.json()
+        if isinstance(body, dict) and body.get("UniqueId") == unique_id:
+            found.append(body)
+    return found
+
+
+def _clear_cache(unique_id: str) -> dict[str, Any]:
+    return {"MessageTypeId": 2, "UniqueId": unique_id, "Action": "ClearCache", "Payload": {}}
+
+
+async def _every_answered_once(
+    backend: ReconnectingBackend, cid: str, ids: list[str], timeout: float = 2 * WAIT
+) -> dict[str, list[Any]]:
+    """Wait until each of ``ids`` has an answer, then a settle; each one's answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(_answers(backend, cid, i) for i in ids):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)  # a second answer would come now
+    return {i: _answers(backend, cid, i) for i in ids}
+
+
+def _persistent_broker(directory: Path) -> Broker:
+    """
+    A mosquitto that saves its sessions and queued messages when it stops and
+    loads them when it starts (as docs/deploy.md asks of a production broker).
+    Run as root, mosquitto drops to its own user, which cannot write into the
+    test's private directory: it then keeps root (``user root``).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    lines = [
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous true",
+        "persistence true",
+        f"persistence_location {directory}/",
+        "autosave_interval 1",
+        "max_queued_messages 1000",
+    ]
+    if os.geteuid() == 0:
+        lines.append("user root")
+    (directory / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+    return launch_broker(directory, port)
+
+
+def test_commands_published_across_a_broker_restart_each_get_one_answer(tmp_path: Path) -> None:
+    """
+    Path 14: with mosquitto's persistence on, CALLs published just after the
+    broker restarted, before the gateway is back, are delivered from its kept
+    session: each gets exactly one answer.
+    """
+    broker = _persistent_broker(tmp_path / "broker")
+    backend = ReconnectingBackend(broker, persistent=True)
+    gw = start_gateway(tmp_path / "gw", broker, {"mqtt": {"reconnect_min": "1"}})
+    cid = "CPX14"
+
+    @run_async
+    async def body() -> None:
+        async with answering_charge_point(gw, cid):
+            await presence(backend, cid, True)
+            stop_broker(broker)
+            restart_broker(broker)
+            # The gateway retries in 1 s: these arrive while it is away.
+            async with asyncio.timeout(WAIT):
+                while not backend.is_connected():
+                    await asyncio.sleep(0.02)
+            ids = [f"b14-{i}" for i in range(10)]
+            for unique_id in ids:
+                backend.publish(f"ocpp/cs/{cid}/Call/ClearCache", _clear_cache(unique_id))
+            answers = await _every_answered_once(backend, cid, ids)
+            assert {i: [a.get("MessageTypeId") for a in got] for i, got in answers.items()} == {
+                i: [3] for i in ids
+            }, answers
+
+    try:
+        body()
+    finally:
+        gw.stop()
+        backend.close()
+        stop_broker(broker)
+
+
+def test_calls_queued_for_a_restarting_gateway_each_get_one_answer(tmp_path: Path) -> None:
+    """
+    Path 8: CALLs the broker queued in the session of a gateway that was
+    restarted (same [gateway] id, the only instance) are delivered to the
+    new run, which answers each exactly once (Offline: the charge point is
+    not back).
+    """
+    broker = _persistent_broker(tmp_path / "broker")
+    backend = ReconnectingBackend(broker)
+    name = f"it-{uuid.uuid4().hex[:8]}"
+    # The charge point leaves first: its subscription stays for offline_ttl
+    # (60 s), so it is in the session the stopping gateway leaves behind.
+    extra = {"gateway": {"id": name}}
+    cid = "CPX8"
+    ids = [f"b8-{i}" for i in range(5)]
+
+    @run_async
+    async def body() -> None:
+        gw = start_gateway(tmp_path / "gw1", broker, extra)
+        try:
+            async with answering_charge_point(gw, cid):
+                await presence(backend, cid, True)
+        finally:
+            gw.stop()
+        for unique_id in ids:
+            backend.publish(f"ocpp/cs/{cid}/Call/ClearCache", _clear_cache(unique_id))
+        gw = start_gateway(tmp_path / "gw2", broker, extra)
+        try:
+            answers = await _every_answered_once(backend, cid, ids)
+        finally:
+            gw.stop()
+        codes = {
+            i: [a.get("ErrorCode", a.get("MessageTypeId")) for a in got]
+            for i, got in answers.items()
+        }
+        assert codes == {i: ["Offline"] for i in ids}, answers
+
+    try:
+        body()
+    finally:
+        backend.close()
+        stop_broker(broker)
+
+
+def test_a_gateway_started_before_its_broker_connects_at_once(tmp_path: Path) -> None:
+    """
+    Path 10: the broker refuses at first; the gateway says "refused", keeps a
+    charge point's CALL in its buffer, connects within reconnect_min (0.5 s)
+    of the broker accepting, and the CALL is answered.
+    """
+    port = free_port()
+    directory = tmp_path / "broker"
+    directory.mkdir()
+    (directory / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+    )
+    absent = Broker(port, None, directory / "mosquitto.log")  # type: ignore[arg-type]
+    gw = start_gateway(
+        tmp_path / "gw", absent, {"upstream": {"awaiting_timeout": "5"}}, mqtt_connected=False
+    )
+    broker: Broker | None = None
+    backend: ReconnectingBackend | None = None
+
+    @run_async
+    async def body() -> None:
+        nonlocal broker, backend
+        async with connect(gw.url("CPX10"), ["ocpp1.6"]) as ws:
+            await ws.send(json.dumps([2, "au-1", "Authorize", {"idTag": "TAG1"}]))
+            await asyncio.sleep(1.5)  # refused, again and again
+            broker = launch_broker(directory, port)
+            accepted = time.monotonic()
+            backend = ReconnectingBackend(broker)
+            backend.answer("Authorize", {"idTagInfo": {"status": "Accepted"}})
+            async with asyncio.timeout(WAIT):
+                while "MQTT connected" not in gw.log():
+                    await asyncio.sleep(0.02)
+            took = time.monotonic() - accepted
+            assert took < 0.5 + 0.5, f"connected {took:.2f} s after the broker accepted"
+            # The CALL waited in the buffer: answered now (or Timeout within awaiting_timeout).
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 5 + WAIT))
+            assert frame[:2] == [3, "au-1"], frame
+        log = gw.log()
+        assert "refused the connection" in log, log
+        assert "no connection within" not in log, log
+
+    try:
+        body()
+    finally:
+        gw.stop()
+        if backend is not None:
+            backend.close()
+        if broker is not None:
+            stop_broker(broker)
