@@ -13,6 +13,8 @@ import contextlib
 import json
 import os
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,6 +34,7 @@ from support import (
     ReconnectingBackend,
     presence,
     restart_broker,
+    start_own_broker,
     stop_broker,
 )
 
@@ -240,3 +243,117 @@ def test_a_gateway_started_before_its_broker_connects_at_once(tmp_path: Path) ->
             backend.close()
         if broker is not None:
             stop_broker(broker)
+
+
+class _Splice:
+    """
+    A TCP proxy between the gateway and mosquitto that can slip bytes into
+    what the gateway reads (a malformed packet the broker never sends).
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self.port = 0
+        self.to_gateway: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accepted, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._broker.port)
+        self.to_gateway.append(writer)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        for task in (pump(reader, up_writer), pump(up_reader, writer)):
+            t = asyncio.create_task(task)
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+
+    def inject(self, data: bytes) -> None:
+        """Send ``data`` to the gateway on its latest connection, as if from the broker."""
+        self.to_gateway[-1].write(data)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self.to_gateway:
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _health(port: int) -> int:
+    """The HTTP status of the gateway's /healthz."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def test_a_malformed_puback_drops_and_reestablishes_the_connection(tmp_path: Path) -> None:
+    """
+    Path 7: a PUBACK shorter than its packet id (malformed, MQTT 5.0 §3.4.2)
+    ends the broker connection at once; /healthz says 503 until the gateway
+    has reconnected (reconnect_min later), then 200, and CALLs flow again.
+    """
+    broker = start_own_broker(tmp_path / "broker")
+    backend = ReconnectingBackend(broker)
+    backend.answer("Authorize", {"idTagInfo": {"status": "Accepted"}})
+    admin = free_port()
+
+    @run_async
+    async def body() -> None:
+        splice = _Splice(broker)
+        await splice.start()
+        via = Broker(splice.port, broker.proc, broker.log_path)
+        gw = await asyncio.to_thread(  # the splice runs on this loop meanwhile
+            start_gateway,
+            tmp_path / "gw",
+            via,
+            {
+                "mqtt": {"reconnect_min": "2"},
+                "dnstream": {"offline_group": ""},  # one MQTT connection: the one spliced
+                "admin": {"endpoint": f"tcp:{admin}:interface=127.0.0.1"},
+            },
+        )
+        try:
+            async with connect(gw.url("CPX7"), ["ocpp1.6"]) as ws:
+                await presence(backend, "CPX7", True)
+                assert await asyncio.to_thread(_health, admin) == 200
+                splice.inject(b"\x40\x01\x00")
+                statuses = []
+                for _ in range(10):  # within 1 s, before the reconnect 2 s later
+                    statuses.append(await asyncio.to_thread(_health, admin))
+                    if statuses[-1] == 503:
+                        break
+                    await asyncio.sleep(0.1)
+                assert statuses[-1] == 503, statuses
+                async with asyncio.timeout(WAIT):
+                    while gw.log().count("MQTT connected") < 2:
+                        await asyncio.sleep(0.05)
+                    while await asyncio.to_thread(_health, admin) != 200:
+                        await asyncio.sleep(0.1)
+                await ws.send(json.dumps([2, "au-7", "Authorize", {"idTag": "TAG7"}]))
+                frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+                assert frame[:2] == [3, "au-7"], frame
+            log = gw.log()
+            assert "dropping the connection" in log or "MQTT connection lost" in log, log
+        finally:
+            gw.stop()
+            await splice.close()
+
+    try:
+        body()
+    finally:
+        backend.close()
+        stop_broker(broker)
