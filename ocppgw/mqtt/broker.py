@@ -21,6 +21,7 @@ gateway's shutdown.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import sys
@@ -102,6 +103,23 @@ def mosquitto_config(host: str, port: int, data_dir: str) -> str:
     )
 
 
+def data_directory() -> str:
+    """
+    A new private directory for the embedded mosquitto's configuration and
+    saved sessions.  Started as root, mosquitto drops to its own user (named
+    ``mosquitto``) after reading its configuration; the directory is then
+    that user's, so that it can save its sessions there.
+    """
+    path = tempfile.mkdtemp(prefix="ocppgw-mosquitto-")
+    if os.geteuid() == 0:
+        try:
+            user = pwd.getpwnam("mosquitto")
+        except KeyError:
+            return path  # no such user: mosquitto keeps running as root
+        os.chown(path, user.pw_uid, user.pw_gid)
+    return path
+
+
 class _Child(ProcessProtocol):
     def __init__(self, owner: EmbeddedBroker) -> None:
         self.owner = owner
@@ -137,7 +155,7 @@ class EmbeddedBroker(Service):
 
     def startService(self) -> None:
         super().startService()
-        self._dir = tempfile.mkdtemp(prefix="ocppgw-mosquitto-")
+        self._dir = data_directory()
         path = os.path.join(self._dir, "mosquitto.conf")
         with open(path, "w", encoding="utf-8") as f:
             f.write(mosquitto_config(self._host, self._port, self._dir))
