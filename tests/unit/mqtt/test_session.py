@@ -80,3 +80,53 @@ def test_no_session_expiry_starts_clean(listener: socket.socket) -> None:
     """session_expiry = 0 keeps no session: every connect starts clean (the catch-all's)."""
     _, flags, _ = _flags_and_properties(_first_connect(listener, "session_expiry = 0\n"))
     assert flags & 0x02
+
+
+def _pump(reactor: Any) -> None:
+    """Let the client write what it queued and read what arrived (the reactor's turn)."""
+    for _ in range(3):
+        for writer in list(reactor.writers):
+            writer.doWrite()
+        for reader in list(reactor.readers):
+            reader.doRead()
+
+
+def _accept_and_connack(listener: socket.socket, reactor: Any) -> socket.socket:
+    """Accept the client's connection, read its CONNECT, and say "session present"."""
+    _pump(reactor)
+    accepted, _ = listener.accept()
+    accepted.settimeout(2)
+    assert accepted.recv(4096)[0] == 0x10
+    accepted.sendall(b"\x20\x03\x01\x00\x00")  # MQTT 5 CONNACK: session present, success
+    _pump(reactor)
+    return accepted
+
+
+def test_a_filter_dropped_while_disconnected_is_unsubscribed_on_resume(
+    listener: socket.socket,
+) -> None:
+    """A filter unsubscribed while the broker was away is unsubscribed from the resumed session."""
+    port = listener.getsockname()[1]
+    config = parse(
+        f"[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:{port}\n"
+        "reconnect_min = 1\n"
+    )
+    reactor: Any = MemoryReactorClock()
+    client = MQTTClient(config.mqtt, reactor)
+    client.subscribe("ocpp/cs/CP1/+/+", 1)
+    client.start()
+    first = _accept_and_connack(listener, reactor)
+    assert client.connected
+    assert b"ocpp/cs/CP1/+/+" in first.recv(4096)  # the SUBSCRIBE
+    first.close()
+    _pump(reactor)
+    assert not client.connected
+    client.unsubscribe("ocpp/cs/CP1/+/+")
+    reactor.advance(1.0)
+    second = _accept_and_connack(listener, reactor)
+    try:
+        sent = second.recv(4096)
+        assert sent[0] == 0xA2 and b"ocpp/cs/CP1/+/+" in sent, sent  # UNSUBSCRIBE
+    finally:
+        second.close()
+        client.stop()
