@@ -69,6 +69,8 @@ class MQTTClient:
         self._handler: Callable[[str, bytes, tuple[int, ...]], None] = lambda t, p, i: None
         #: filter -> (qos, MQTT 5 subscription identifier or 0)
         self._subscriptions: dict[str, tuple[int, int]] = {}
+        #: Filters given up while disconnected: the resumed session still has them.
+        self._stale: set[str] = set()
         self._acks: dict[int, Deferred[None]] = {}
         self._descriptor: Descriptor | None = None
         self._retry_delay = config.reconnect_min
@@ -296,6 +298,12 @@ class MQTTClient:
         # Restore every subscription: the session may not have survived.
         for topic_filter, (qos, identifier) in self._subscriptions.items():
             self._subscribe(topic_filter, qos, identifier)
+        # And drop from the resumed session what was given up meanwhile, or
+        # its messages would keep coming (MQTT 5.0 §3.1.2.4, 3.1.1 §3.1.2.4).
+        stale, self._stale = self._stale, set()
+        for topic_filter in stale:
+            if topic_filter not in self._subscriptions:
+                self._client.unsubscribe(topic_filter)
         # What was published before the connection broke goes again first.
         most = getattr(properties, "ReceiveMaximum", None) if self._v5 else None
         self._window.opened(int(most) if most else RECEIVE_MAXIMUM)
@@ -393,6 +401,7 @@ class MQTTClient:
 
     def subscribe(self, topic_filter: str, qos: int, identifier: int = 0) -> None:
         self._subscriptions[topic_filter] = (qos, identifier)
+        self._stale.discard(topic_filter)
         if self.connected:
             self._subscribe(topic_filter, qos, identifier)
 
@@ -404,5 +413,9 @@ class MQTTClient:
         self._client.subscribe(topic_filter, qos, properties=properties)
 
     def unsubscribe(self, topic_filter: str) -> None:
-        if self._subscriptions.pop(topic_filter, None) is not None and self.connected:
+        if self._subscriptions.pop(topic_filter, None) is None:
+            return
+        if self.connected:
             self._client.unsubscribe(topic_filter)
+        else:
+            self._stale.add(topic_filter)
