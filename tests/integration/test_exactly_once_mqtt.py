@@ -357,3 +357,31 @@ def test_a_malformed_puback_drops_and_reestablishes_the_connection(tmp_path: Pat
     finally:
         backend.close()
         stop_broker(broker)
+
+
+def test_a_call_before_the_broker_is_answered_within_awaiting_timeout(tmp_path: Path) -> None:
+    """
+    Path 10: with no broker at all, a charge point's CALL waits in the buffer
+    and gets its CALLERROR after awaiting_timeout, never a hang.
+    """
+    port = free_port()
+    absent = Broker(port, None, tmp_path / "none.log")  # type: ignore[arg-type]
+    gw = start_gateway(
+        tmp_path / "gw", absent, {"upstream": {"awaiting_timeout": "2"}}, mqtt_connected=False
+    )
+
+    @run_async
+    async def body() -> None:
+        async with connect(gw.url("CPX10b"), ["ocpp1.6"]) as ws:
+            sent = time.monotonic()
+            await ws.send(json.dumps([2, "au-2", "Authorize", {"idTag": "TAG2"}]))
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 2 + WAIT))
+            took = time.monotonic() - sent
+            assert frame[:2] == [4, "au-2"], frame
+            assert 1.5 < took < 2 + 2, f"answered after {took:.2f} s"
+
+    try:
+        body()
+    finally:
+        gw.stop()
+    assert "refused the connection" in gw.log()
