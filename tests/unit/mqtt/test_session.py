@@ -130,3 +130,23 @@ def test_a_filter_dropped_while_disconnected_is_unsubscribed_on_resume(
     finally:
         second.close()
         client.stop()
+
+
+def test_a_filter_only_the_resumed_session_has_can_be_unsubscribed(
+    listener: socket.socket,
+) -> None:
+    """unsubscribe() of a filter this process never subscribed (a previous run's) still sends it."""
+    port = listener.getsockname()[1]
+    config = parse(f"[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:{port}\n")
+    reactor: Any = MemoryReactorClock()
+    client = MQTTClient(config.mqtt, reactor)
+    client.start()
+    accepted = _accept_and_connack(listener, reactor)
+    try:
+        client.unsubscribe("ocpp/cs/OLD/+/+")
+        _pump(reactor)
+        sent = accepted.recv(4096)
+        assert sent[0] == 0xA2 and b"ocpp/cs/OLD/+/+" in sent, sent
+    finally:
+        accepted.close()
+        client.stop()
