@@ -413,8 +413,9 @@ class MQTTClient:
         self._client.subscribe(topic_filter, qos, properties=properties)
 
     def unsubscribe(self, topic_filter: str) -> None:
-        if self._subscriptions.pop(topic_filter, None) is None:
-            return
+        # Also a filter this process never subscribed: a previous run's, kept
+        # in the session it resumed, is dropped from the broker the same way.
+        self._subscriptions.pop(topic_filter, None)
         if self.connected:
             self._client.unsubscribe(topic_filter)
         else:
