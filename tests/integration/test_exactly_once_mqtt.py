@@ -385,3 +385,40 @@ def test_a_call_before_the_broker_is_answered_within_awaiting_timeout(tmp_path: 
     finally:
         gw.stop()
     assert "refused the connection" in gw.log()
+
+
+def test_a_restarted_gateway_answers_once_for_what_its_last_run_held(tmp_path: Path) -> None:
+    """
+    Paths 8 and 14: the session a restarted gateway resumes still holds the
+    last run's subscription for a charge point that is gone; a CALL for it
+    published after the restart gets exactly one Offline (from that
+    subscription or the catch-all, never both).
+    """
+    broker = _persistent_broker(tmp_path / "broker")
+    backend = ReconnectingBackend(broker)
+    extra = {"gateway": {"id": f"it-{uuid.uuid4().hex[:8]}"}}
+    cid = "CPX8b"
+
+    @run_async
+    async def body() -> None:
+        gw = start_gateway(tmp_path / "gw1", broker, extra)
+        try:
+            async with answering_charge_point(gw, cid):
+                await presence(backend, cid, True)
+        finally:
+            gw.stop()
+        gw = start_gateway(tmp_path / "gw2", broker, extra)
+        try:
+            await asyncio.sleep(1.0)  # the new run has read presence
+            backend.publish(f"ocpp/cs/{cid}/Call/ClearCache", _clear_cache("b8b-1"))
+            answers = await _every_answered_once(backend, cid, ["b8b-1"])
+        finally:
+            gw.stop()
+        codes = [a.get("ErrorCode", a.get("MessageTypeId")) for a in answers["b8b-1"]]
+        assert codes == ["Offline"], answers
+
+    try:
+        body()
+    finally:
+        backend.close()
+        stop_broker(broker)
