@@ -73,8 +73,9 @@ def find_mosquitto(configured: str = "") -> str:
     return found
 
 
-#: Seconds between the embedded mosquitto's saves of its sessions to disk.
-AUTOSAVE_INTERVAL = 5
+#: Seconds between the embedded mosquitto's saves of its sessions to disk: each
+#: writes the whole database (every retained presence), so not too often.
+AUTOSAVE_INTERVAL = 60
 
 
 def mosquitto_config(host: str, port: int, data_dir: str) -> str:
