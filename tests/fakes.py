@@ -96,6 +96,7 @@ class FakeMQTT:
         self.published: list[tuple[str, bytes, int, bool]] = []
         self.subscriptions: dict[str, int] = {}
         self.identifiers: dict[str, int] = {}
+        self.unsubscribed: list[str] = []
         self.handler: Callable[[str, bytes, tuple[int, ...]], None] | None = None
         self.supports_identifiers = True
 
@@ -111,7 +112,9 @@ class FakeMQTT:
             self.identifiers[topic_filter] = identifier
 
     def unsubscribe(self, topic_filter: str) -> None:
-        del self.subscriptions[topic_filter]
+        # Like MQTTClient: also a filter only a resumed session has.
+        self.unsubscribed.append(topic_filter)
+        self.subscriptions.pop(topic_filter, None)
         self.identifiers.pop(topic_filter, None)
 
     def set_message_handler(self, handler: Callable[[str, bytes, tuple[int, ...]], None]) -> None:

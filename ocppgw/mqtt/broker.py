@@ -5,8 +5,10 @@ The embedded broker: a local mosquitto run and supervised as a child process.
 With ``[mqtt] broker = embedded`` the gateway writes a mosquitto configuration
 into a private temporary directory, starts mosquitto on ``embedded_host`` and
 ``embedded_port``, restarts it (with backoff) if it dies, and stops it when
-the gateway stops.  ``set_tcp_nodelay`` is on: Nagle's algorithm was the
-largest latency cost measured on the MQTT side.
+the gateway stops.  Its sessions and queued messages are kept in that
+directory (``persistence``), so a mosquitto restarted after a crash resumes
+them; the directory goes when the gateway stops.  ``set_tcp_nodelay`` is
+on: Nagle's algorithm was the largest latency cost measured on the MQTT side.
 
 mosquitto runs in a session and process group of its own (``setsid`` before
 the exec), so a Ctrl-C in the terminal reaches only the gateway, which stops
@@ -19,6 +21,7 @@ gateway's shutdown.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import sys
@@ -70,14 +73,26 @@ def find_mosquitto(configured: str = "") -> str:
     return found
 
 
-def mosquitto_config(host: str, port: int) -> str:
-    """A mosquitto.conf for a local, anonymous, non-persistent broker."""
+#: Seconds between the embedded mosquitto's saves of its sessions to disk: each
+#: writes the whole database (every retained presence), so not too often.
+AUTOSAVE_INTERVAL = 60
+
+
+def mosquitto_config(host: str, port: int, data_dir: str) -> str:
+    """
+    A mosquitto.conf for a local, anonymous broker that keeps its sessions,
+    queued and retained messages in ``data_dir`` (saved every
+    :data:`AUTOSAVE_INTERVAL` seconds and when it stops), so that a broker
+    the gateway restarts after a crash still holds the sessions it kept.
+    """
     return "\n".join(
         [
             "# written by ocppgw for its embedded broker",
             f"listener {port} {host}",
             "allow_anonymous true",
-            "persistence false",
+            "persistence true",
+            f"persistence_location {os.path.join(data_dir, '')}",
+            f"autosave_interval {AUTOSAVE_INTERVAL}",
             "set_tcp_nodelay true",
             "max_queued_messages 100000",
             "max_inflight_messages 0",
@@ -87,6 +102,23 @@ def mosquitto_config(host: str, port: int) -> str:
             "",
         ]
     )
+
+
+def data_directory() -> str:
+    """
+    A new private directory for the embedded mosquitto's configuration and
+    saved sessions.  Started as root, mosquitto drops to its own user (named
+    ``mosquitto``) after reading its configuration; the directory is then
+    that user's, so that it can save its sessions there.
+    """
+    path = tempfile.mkdtemp(prefix="ocppgw-mosquitto-")
+    if os.geteuid() == 0:
+        try:
+            user = pwd.getpwnam("mosquitto")
+        except KeyError:
+            return path  # no such user: mosquitto keeps running as root
+        os.chown(path, user.pw_uid, user.pw_gid)
+    return path
 
 
 class _Child(ProcessProtocol):
@@ -124,10 +156,10 @@ class EmbeddedBroker(Service):
 
     def startService(self) -> None:
         super().startService()
-        self._dir = tempfile.mkdtemp(prefix="ocppgw-mosquitto-")
+        self._dir = data_directory()
         path = os.path.join(self._dir, "mosquitto.conf")
         with open(path, "w", encoding="utf-8") as f:
-            f.write(mosquitto_config(self._host, self._port))
+            f.write(mosquitto_config(self._host, self._port, self._dir))
         self._spawn()
 
     def _spawn(self) -> None:

@@ -8,9 +8,12 @@ or writable, and we call ``loop_read``/``loop_write``; a LoopingCall runs
 ``loop_misc`` for keepalives.  The connection is re-established with
 exponential backoff, and every subscription is restored after a reconnect.
 
-With MQTT 5 the first connect starts a clean session and reconnects resume it
-(``clean_start = FIRST_ONLY`` with a session expiry), so the broker keeps the
-downstream messages that arrive during a short outage.  QoS 1 messages are
+Every connect, the first of the process included, resumes the session the
+broker keeps for the client id (MQTT 5: clean start 0 with a session expiry,
+``[mqtt] session_expiry``; MQTT 3.1.1: clean session 0), so the downstream
+messages that arrive while the gateway is away (a reconnect, a restart of the
+gateway, or of a broker with persistence) are delivered when it is back,
+through the same message handler.  ``session_expiry = 0`` keeps no session.  QoS 1 messages are
 the gateway's own (:mod:`ocppgw.mqtt.window`): those published while the
 broker is away, or beyond ``[mqtt] max_inflight``, wait, bounded by
 ``[mqtt] max_buffer``; unacknowledged ones are sent again on reconnect; a
@@ -66,6 +69,8 @@ class MQTTClient:
         self._handler: Callable[[str, bytes, tuple[int, ...]], None] = lambda t, p, i: None
         #: filter -> (qos, MQTT 5 subscription identifier or 0)
         self._subscriptions: dict[str, tuple[int, int]] = {}
+        #: Filters given up while disconnected: the resumed session still has them.
+        self._stale: set[str] = set()
         self._acks: dict[int, Deferred[None]] = {}
         self._descriptor: Descriptor | None = None
         self._retry_delay = config.reconnect_min
@@ -87,7 +92,9 @@ class MQTTClient:
             CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-            clean_session=None if v5 else True,
+            # MQTT 3.1.1 §3.1.2.4: clean session 0 keeps the session (its
+            # subscriptions and the QoS 1 messages queued for them) on the broker.
+            clean_session=None if v5 else config.session_expiry == 0,
         )
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
@@ -136,7 +143,10 @@ class MQTTClient:
             self._config.host,
             self._config.port,
             keepalive=self._config.keepalive,
-            clean_start=paho.MQTT_CLEAN_START_FIRST_ONLY,
+            # MQTT 5.0 §3.1.2.4: clean start 0, also on the first connect of
+            # this process: the session a previous run (same client id) left,
+            # and what the broker queued in it, is resumed, not discarded.
+            clean_start=self._config.session_expiry == 0,
             properties=properties,
         )
         self._misc.start(1.0, now=False)
@@ -205,13 +215,26 @@ class MQTTClient:
         if self._stopping:
             return
         e = failure.value
-        _log.warn(
-            "MQTT broker {host}:{port} unreachable ({why}); retrying in {delay:.1f} s",
-            host=self._config.host,
-            port=self._config.port,
-            why=(e.strerror if isinstance(e, OSError) else None) or str(e),
-            delay=self._retry_delay,
-        )
+        if isinstance(e, ConnectionRefusedError):
+            # Nothing listens (yet): e.g. the embedded broker still starting,
+            # or a broker restarting.  A refusal costs one round trip, so it
+            # is retried every reconnect_min, without backoff: the gateway
+            # connects within reconnect_min of the broker accepting.
+            self._retry_delay = self._config.reconnect_min
+            _log.warn(
+                "MQTT broker {host}:{port} refused the connection; retrying in {delay:.1f} s",
+                host=self._config.host,
+                port=self._config.port,
+                delay=self._retry_delay,
+            )
+        else:
+            _log.warn(
+                "MQTT broker {host}:{port} unreachable ({why}); retrying in {delay:.1f} s",
+                host=self._config.host,
+                port=self._config.port,
+                why=(e.strerror if isinstance(e, OSError) else None) or str(e),
+                delay=self._retry_delay,
+            )
         self._schedule_reconnect()
 
     def _schedule_reconnect(self) -> None:
@@ -275,6 +298,12 @@ class MQTTClient:
         # Restore every subscription: the session may not have survived.
         for topic_filter, (qos, identifier) in self._subscriptions.items():
             self._subscribe(topic_filter, qos, identifier)
+        # And drop from the resumed session what was given up meanwhile, or
+        # its messages would keep coming (MQTT 5.0 §3.1.2.4, 3.1.1 §3.1.2.4).
+        stale, self._stale = self._stale, set()
+        for topic_filter in stale:
+            if topic_filter not in self._subscriptions:
+                self._client.unsubscribe(topic_filter)
         # What was published before the connection broke goes again first.
         most = getattr(properties, "ReceiveMaximum", None) if self._v5 else None
         self._window.opened(int(most) if most else RECEIVE_MAXIMUM)
@@ -372,6 +401,7 @@ class MQTTClient:
 
     def subscribe(self, topic_filter: str, qos: int, identifier: int = 0) -> None:
         self._subscriptions[topic_filter] = (qos, identifier)
+        self._stale.discard(topic_filter)
         if self.connected:
             self._subscribe(topic_filter, qos, identifier)
 
@@ -383,5 +413,10 @@ class MQTTClient:
         self._client.subscribe(topic_filter, qos, properties=properties)
 
     def unsubscribe(self, topic_filter: str) -> None:
-        if self._subscriptions.pop(topic_filter, None) is not None and self.connected:
+        # Also a filter this process never subscribed: a previous run's, kept
+        # in the session it resumed, is dropped from the broker the same way.
+        self._subscriptions.pop(topic_filter, None)
+        if self.connected:
             self._client.unsubscribe(topic_filter)
+        else:
+            self._stale.add(topic_filter)

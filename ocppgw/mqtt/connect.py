@@ -14,7 +14,8 @@ charge point of the gateway while the broker was unreachable.  Here:
   ``SSLWantWriteError``), so the service-identity check of
   :mod:`ocppgw.mqtt.tls` runs as it ends;
 
-all within one bounded timeout; the socket is then handed to paho.
+all within one bounded timeout; the socket is then handed to paho.  A
+refused connect fails at once with :class:`ConnectionRefusedError`.
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ class _Watch:
         self._ready()
 
     def connectionLost(self, reason: Failure) -> None:
-        pass
+        # epoll reports a refused connect as EPOLLERR|EPOLLHUP without
+        # EPOLLOUT, which the reactor hands here instead of to doWrite: the
+        # socket is ready all the same, and SO_ERROR says why (ECONNREFUSED),
+        # at once rather than as a timeout.
+        self._ready()
 
 
 def _ready(reactor: Any, sock: socket.socket, write: bool) -> Deferred[None]:
@@ -67,8 +72,9 @@ def _ready(reactor: Any, sock: socket.socket, write: bool) -> Deferred[None]:
         (reactor.removeWriter if write else reactor.removeReader)(watch)
 
     def fire() -> None:
-        stop()
-        d.callback(None)
+        if not d.called:  # once, whether as doWrite/doRead or connectionLost
+            stop()
+            d.callback(None)
 
     d: Deferred[None] = Deferred(cancel)
     watch = _Watch(sock, fire)

@@ -11,10 +11,14 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ocppgw.mqtt.reads import BufferedReads
 from ocppgw.mqtt.writes import JoinedWrites
+
+_log = Logger()
 
 
 class PahoClient(BufferedReads, JoinedWrites, paho.Client):
@@ -83,4 +87,10 @@ class Descriptor:
         self._client.loop_write()
 
     def connectionLost(self, reason: Failure) -> None:
-        pass
+        # The reactor calls this when doRead or doWrite raised, after it
+        # stopped watching the socket: a connection nobody reads any more
+        # must end now, not when keepalive notices (about a minute later).
+        # (It also calls it for every descriptor as it shuts down.)
+        if self._client.socket() is not None and not reason.check(ConnectionDone, ConnectionLost):
+            _log.failure("the MQTT connection failed; dropping it", failure=reason)
+        self._client.drop()

@@ -10,6 +10,11 @@ it, so every packet that arrived is handled in the same reactor turn, with
 one ``recv`` for all of them.  paho still parses and handles each packet
 (MQTT 3.1.1 §2.2.3, MQTT 5.0 §2.1.4: the remaining length is up to four
 bytes); only where its bytes come from changes.
+
+A failure while handling what was read (a malformed packet, a bug) ends the
+connection at once, as paho ends it on a protocol error, instead of leaving
+a socket nobody reads until keepalive notices: the client reconnects and its
+window sends again what was not acknowledged.
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from twisted.logger import Logger
 
 from ocppgw.mqtt.window import PublishWindow
+
+_log = Logger()
 
 #: How much one read of the broker's socket asks for.
 _READ_CHUNK = 256 * 1024
@@ -127,9 +135,11 @@ def parse_puback(data: bytes | bytearray, v5: bool) -> int | None:
     §3.4: two bytes; MQTT 5.0 §3.4.2.1: reason code 0x00 may be left out,
     and so may an empty property list), or ``None`` for what paho must
     decode itself: another reason code (a refusal among them), properties,
-    or a malformed packet.
+    or a malformed packet (shorter than its packet id, MQTT 5.0 §3.4.2).
     """
     size = len(data)
+    if size < 2:
+        return None
     if size == 2:
         return int.from_bytes(data, "big")
     if not v5 or data[2] != 0x00 or size > 4 or (size == 4 and data[3] != 0x00):
@@ -192,6 +202,8 @@ class BufferedReads(paho.Client):
         # _packet_read), and anything else is decoded by paho.
         window = self.window
         data = self._in_packet["packet"]
+        if cmd == "PUBACK" and len(data) < 2:
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL  # no packet id: malformed (§3.4.2)
         mid = parse_puback(data, self._protocol == paho.MQTTv5) if cmd == "PUBACK" else None
         if mid is not None and window is not None and window.owns(mid):
             window.acknowledged(mid)
@@ -295,6 +307,15 @@ class BufferedReads(paho.Client):
         self._rbuf, self._rpos = b"", 0
         super()._sock_close()
 
+    def drop(self) -> MQTTErrorCode:
+        """
+        End the connection now, as paho ends it on a protocol error: the
+        socket is closed and ``on_disconnect`` called (the will stays armed).
+        """
+        if self._sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_PROTOCOL)
+
     def read_available(self) -> MQTTErrorCode:
         """
         Read what the broker sent (in :data:`_READ_CHUNK` reads, at most
@@ -330,12 +351,16 @@ class BufferedReads(paho.Client):
             self._rbuf = b"".join([rest, *received]) if rest else b"".join(received)
             self._rpos = 0
             self._last_bytes_received = paho.time_func()
-        while self._sock is not None and self._rpos < len(self._rbuf):
-            rc = self._packet_read()
-            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
-                break
-            if rc > 0:
-                return self._loop_rc_handle(rc)
+        try:
+            while self._sock is not None and self._rpos < len(self._rbuf):
+                rc = self._packet_read()
+                if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                    break
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+        except Exception:
+            _log.failure("reading from the MQTT broker failed; dropping the connection")
+            return self.drop()
         if self._rpos:
             self._rbuf, self._rpos = self._rbuf[self._rpos :], 0
         if closed and self._sock is not None:

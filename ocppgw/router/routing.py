@@ -15,6 +15,7 @@ Which instance holds an identity, and when the catch-all answers for one, is
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail
@@ -286,6 +287,8 @@ class Router:
                     # instance's online one, nothing held for a reconnection.
                     self.events.takeover(identity, across=True)
                     here.moved()
+                elif here is None and identity not in self._subscriptions:
+                    self._drop_left_behind(identity, payload)
             if not self._is_downstream(topic):
                 return
         if self._is_gateway(topic):
@@ -338,6 +341,23 @@ class Router:
                 "it may not have been sent",
                 getattr(message, "action", None),
             )
+
+    def _drop_left_behind(self, identity: str, payload: bytes) -> None:
+        """
+        The presence of a charge point an earlier run of this instance (same
+        ``[gateway] id``, so the same MQTT session, resumed) held and this run
+        does not: drop that run's subscription for it from the session, so
+        that its CALLs are not answered both here and by the catch-all.  What
+        the session had queued for it was delivered (and answered) first.
+        """
+        try:
+            body = json.loads(payload)
+            gateway, version = body["Gateway"], body.get("Protocol")
+        except (ValueError, KeyError, TypeError):
+            return
+        if gateway != self._config.gateway_id or not (version is None or isinstance(version, str)):
+            return
+        self._mqtt.unsubscribe(self._dn.template.subscription(self._values(identity, version)))
 
     def _unclaimed(self, topic: str, payload: bytes) -> None:
         """

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
 from pathlib import Path
 
 import pytest
 
-from ocppgw.mqtt.broker import BrokerNotFound, find_mosquitto, mosquitto_config
+from ocppgw.mqtt.broker import BrokerNotFound, data_directory, find_mosquitto, mosquitto_config
 
 
 def test_configured_binary_must_be_executable(tmp_path: Path) -> None:
@@ -30,9 +33,33 @@ def test_missing_binary_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_config_listens_only_where_asked() -> None:
-    """The embedded mosquitto listens on the configured host and port, keeps nothing on disk."""
-    lines = mosquitto_config("127.0.0.1", 18830).splitlines()
+    """The embedded mosquitto listens on the configured host and port only."""
+    lines = mosquitto_config("127.0.0.1", 18830, "/run/x").splitlines()
     assert "listener 18830 127.0.0.1" in lines
-    assert "persistence false" in lines
     assert "set_tcp_nodelay true" in lines
     assert sum(line.startswith("listener") for line in lines) == 1
+
+
+def test_config_keeps_sessions_in_its_directory() -> None:
+    """Sessions, queued and retained messages survive a restart of the embedded mosquitto."""
+    lines = mosquitto_config("127.0.0.1", 18830, "/run/x").splitlines()
+    assert "persistence true" in lines
+    assert "persistence_location /run/x/" in lines
+    assert any(line.startswith("autosave_interval ") for line in lines)
+
+
+def test_data_directory_is_writable_by_the_broker() -> None:
+    """As root, the data directory belongs to the user mosquitto drops to, so it can save."""
+    path = data_directory()
+    try:
+        owner = os.stat(path).st_uid
+        if os.geteuid() != 0:
+            assert owner == os.geteuid()
+            return
+        try:
+            expected = pwd.getpwnam("mosquitto").pw_uid
+        except KeyError:
+            expected = 0
+        assert owner == expected
+    finally:
+        shutil.rmtree(path)

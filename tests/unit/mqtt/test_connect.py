@@ -7,7 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 
 from ocppgw.config import parse
 from ocppgw.mqtt.client import MQTTClient
@@ -102,4 +105,58 @@ def test_the_client_never_blocks_on_a_black_hole(
     assert not reactor.writers
     assert client._retry_call is not None and client._retry_call.active()
     client.stop()
+    assert not reactor.writers and not reactor.readers
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nobody listens on: a connect is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _report_hangup(reactor: MemoryReactorClock) -> None:
+    """What epoll does for a refused non-blocking connect: EPOLLERR|EPOLLHUP, no EPOLLOUT."""
+    for watch in list(reactor.writers):
+        reactor.removeWriter(watch)
+        watch.connectionLost(Failure(ConnectionLost()))
+
+
+def test_a_refused_connect_fails_at_once_as_refused(closed_port: int) -> None:
+    """A refused connect reported as a hang-up fails with ECONNREFUSED at once, not a timeout."""
+    reactor = _ThreadlessReactor()
+    results: list[Any] = []
+    open_socket(reactor, "127.0.0.1", closed_port, 5).addBoth(results.append)
+    if not results:
+        _report_hangup(reactor)
+    (failure,) = results
+    assert failure.check(ConnectionRefusedError), failure
+    assert not reactor.writers and not reactor.getDelayedCalls()
+
+
+def test_a_refused_broker_is_retried_every_reconnect_min(closed_port: int) -> None:
+    """Refused connects are logged as refused and retried every reconnect_min, without backoff."""
+    config = parse(
+        "[listener:ws]\nendpoint = tcp:0\n"
+        f"[mqtt]\nbroker = mqtt://127.0.0.1:{closed_port}\nreconnect_min = 0.5\n"
+    )
+    reactor = _ThreadlessReactor()
+    logged: list[str] = []
+    observer = lambda event: logged.append(formatEvent(event))  # noqa: E731
+    globalLogPublisher.addObserver(observer)
+    try:
+        client = MQTTClient(config.mqtt, reactor)
+        client.start()
+        for _ in range(4):
+            _report_hangup(reactor)
+            retry = client._retry_call
+            assert retry is not None and retry.getTime() - reactor.seconds() == 0.5
+            reactor.advance(0.5)
+        client.stop()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    refusals = [line for line in logged if "unreachable" in line or "refused" in line]
+    assert len(refusals) == 4 and all("refused" in line for line in refusals), refusals
+    assert not any("timeout" in line.lower() for line in refusals)
     assert not reactor.writers and not reactor.readers

@@ -112,6 +112,18 @@ class RouterTests(SynchronousTestCase):
         topic, body = mqtt.retained()[-1]
         self.assertEqual((topic, body["Online"]), ("ocpp/presence/CP9", False))
 
+    def test_earlier_runs_subscription_dropped(self) -> None:
+        """This gateway's presence for an identity this run lacks drops that run's subscription."""
+        router, mqtt, _, _ = setup()
+        mqtt.deliver("ocpp/presence/CP9", {"ChargePointId": "CP9", "Online": False,
+                                           "Gateway": "gw1", "Protocol": "ocpp1.6"})
+        mqtt.deliver("ocpp/presence/CP8", {"ChargePointId": "CP8", "Online": False,
+                                           "Gateway": "gw2", "Protocol": "ocpp1.6"})
+        mqtt.deliver("ocpp/presence/CP1", {"ChargePointId": "CP1", "Online": False,
+                                           "Gateway": "gw1", "Protocol": "ocpp1.6"})
+        self.assertEqual(mqtt.unsubscribed, ["ocpp/cs/CP9/+/+"])
+        self.assertIsNotNone(router.session("CP1"))
+
     def test_topics_by_message_type(self) -> None:
         """CALL, CALLRESULT and CALLERROR go to topic, reply_topic and error_topic."""
         _router, mqtt, session, _ = setup()
