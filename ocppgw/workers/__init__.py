@@ -73,21 +73,19 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.error import ConnectionDone, ReactorNotRunning
-from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from ocppgw.config import Config, ConfigError
 from ocppgw.loop import GatewayReactor
 from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
+from ocppgw.workers.lifeline import LIFELINE_FD, LIFELINE_VARIABLE, watch
 from ocppgw.workers.sockets import (
     RecordingEndpoint,
     ReusePortListener,
@@ -101,9 +99,6 @@ _log = Logger()
 INDEX_VARIABLE = "OCPPGW_WORKER"
 COUNT_VARIABLE = "OCPPGW_WORKERS"
 ADMIN_VARIABLE = "OCPPGW_ADMIN_SOCKET"
-LIFELINE_VARIABLE = "OCPPGW_SUPERVISOR_FD"
-#: The worker's end of the pipe from its supervisor (after stdin, stdout, stderr).
-LIFELINE_FD = 3
 _RESTART_MIN, _RESTART_MAX = 1.0, 30.0
 _KILL_GRACE = 5.0
 
@@ -138,53 +133,6 @@ def as_run(config: Config, environ: Mapping[str, str] | None = None) -> Config:
     return worker_config(run, index)
 
 
-@implementer(IReadDescriptor)
-class _Lifeline:
-    """The worker's end of the supervisor's pipe: end-of-file means the supervisor is gone."""
-
-    def __init__(self, fd: int, gone: Callable[[], None]) -> None:
-        self._fd = fd
-        self._gone = gone
-        self._ended = False
-        os.set_blocking(fd, False)
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def logPrefix(self) -> str:
-        return "supervisor"
-
-    def doRead(self) -> Failure | None:
-        try:
-            data = os.read(self._fd, 512)
-        except BlockingIOError:
-            return None
-        except OSError as e:
-            self._ended = True
-            return Failure(e)
-        if data:
-            return None  # the supervisor never writes: ignored
-        self._ended = True
-        return Failure(ConnectionDone())
-
-    def connectionLost(self, reason: Failure) -> None:
-        # The reactor reports a hang-up without a read, and disconnects every
-        # descriptor as it stops: only an end-of-file means the supervisor is gone.
-        ended = self._ended or self._at_end()
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
-        if ended:
-            self._gone()
-
-    def _at_end(self) -> bool:
-        try:
-            return os.read(self._fd, 512) == b""
-        except BlockingIOError:
-            return False  # open, nothing to read
-        except OSError:
-            return True
-
-
 def watch_supervisor(reactor: Any, environ: Mapping[str, str] | None = None) -> bool:
     """
     In a worker, stop the reactor (an orderly stop, as on SIGTERM) once the
@@ -194,13 +142,7 @@ def watch_supervisor(reactor: Any, environ: Mapping[str, str] | None = None) -> 
     value = env.get(LIFELINE_VARIABLE)
     if value is None or worker_index(env) is None:
         return False  # not a worker the supervisor started
-
-    def gone() -> None:
-        _log.error("the supervisor is gone (pipe closed); stopping as on SIGTERM")
-        with contextlib.suppress(ReactorNotRunning):
-            reactor.stop()
-
-    reactor.addReader(_Lifeline(int(value), gone))
+    watch(reactor, int(value))
     return True
 
 
