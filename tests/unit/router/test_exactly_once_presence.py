@@ -220,7 +220,7 @@ class ExactlyOnceTests(SynchronousTestCase):
         self.assertEqual(gw2.errors(), [("d1", "Offline")])
 
     def test_sigterm_one_answer_per_command(self) -> None:
-        """Path 13: before the goodbye Shutdown from the stopping one; after it Offline from a peer."""
+        """Path 13: Shutdown from the stopping one before its goodbye, Offline from a peer after."""
         gw1, gw2 = Instance("gw1", self.clock), Instance("gw2", self.clock)
         session, _ = gw1.connect("CP1")
         gw2.hear("ocpp/presence/CP1", gw1.presence("CP1"))
