@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
-from harness import Backend, connect, run_async, settle
+from harness import Backend, connect, run_async, settle, start_gateway
 from support import (
     ReconnectingBackend,
     exit_status,
@@ -272,6 +272,44 @@ async def test_killed_instance_charge_point_moves_nothing_lost(tmp_path):
                 await settle(2)
             kinds = exactly_once(backend, cid, sent)
             assert set(kinds) <= {"CALLRESULT", "Offline", "Disconnected", "Replaced"}, kinds
+    finally:
+        backend.close()
+        stop_broker(broker)
+
+
+@run_async
+async def test_starting_instance_reads_presence_before_answering(tmp_path):
+    """
+    Path 12: commands while another instance starts: it never answers Offline
+    for ours.  (On loopback without a replayed session this passed before the
+    fix too; the unit tests show the race.)
+    """
+    broker = start_own_broker(tmp_path / "mosquitto")
+    backend = Backend(broker)
+    try:
+        with own_gateway(tmp_path / "a", broker) as a:
+            cid = "it-eo-starting"
+            async with answering(a.url(cid)):
+                await presence(backend, cid, True, gateway=a.name)
+                sent: list[str] = []
+
+                async def commands() -> None:
+                    for n in range(45):
+                        sent.append(f"p{n}")
+                        command(backend, cid, f"p{n}")
+                        await asyncio.sleep(0.05)
+
+                streaming = asyncio.create_task(commands())
+                await settle(0.2)
+                # Started off the event loop, so that the commands keep coming.
+                b = await asyncio.to_thread(start_gateway, tmp_path / "b", broker)
+                try:
+                    await streaming
+                    await settle(1.5)
+                finally:
+                    b.stop()
+                kinds = exactly_once(backend, cid, sent)
+                assert kinds == Counter({"CALLRESULT": len(sent)}), kinds
     finally:
         backend.close()
         stop_broker(broker)
