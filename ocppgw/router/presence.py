@@ -116,6 +116,8 @@ class Presence:
         self._seq = itertools.count(1)
         #: What other instances said of identities, pruned (:meth:`prune`).
         self._elsewhere: dict[str, _Elsewhere] = {}
+        #: Whether each other instance said last that it is up.
+        self._gateways: dict[str, bool] = {}
         self._prune_at = _PRUNE_MIN
         self._topic_in = TopicTemplate.parse(config.presence.topic.text, downstream=True)
         #: The subscription that brings every identity's presence.
@@ -291,8 +293,9 @@ class Presence:
             online, gateway = body["Online"], body["Gateway"]
         except (ValueError, KeyError, TypeError):
             return
-        if gateway == self._gateway:
+        if gateway == self._gateway or not isinstance(gateway, str):
             return
+        self._gateways[gateway] = online is True
         run = body.get("Run")
         if online is True:
             for seen in self._elsewhere.values():
@@ -322,6 +325,10 @@ class Presence:
                         },
                     )
                 seen.gone, seen.heard = True, now
+
+    def peers(self) -> bool:
+        """Whether another instance said last that it is up (its catch-all answers)."""
+        return any(self._gateways.values())
 
     def remembered(self) -> int:
         """How many identities this instance remembers what other instances said of."""

@@ -113,6 +113,8 @@ class Router:
         #: echo came back (after it, the catch-all answers for our charge points).
         self._goodbye: bytes | None = None
         self._gone = False
+        #: Stopping with another instance up: it takes over the answers.
+        self._handover = False
         self._pruning: IDelayedCall | None = None
         # Every message is checked against these three; compiled once.
         self._is_presence = compile_filter(self._presence.topic_filter)
@@ -202,30 +204,38 @@ class Router:
         catch-all (:meth:`said_goodbye` tells when the echo came).
         """
         topic, payload = self._presence.gateway(False)
-        self._goodbye = payload
+        self._handover = self._presence.peers()
+        if self._handover:
+            self._goodbye = payload
         return topic, payload
 
     def said_goodbye(self) -> bool:
-        """Whether the broker delivered this instance's goodbye back to it."""
-        return self._gone
+        """
+        Whether the broker delivered this instance's goodbye back to it (with
+        no other instance up: nothing to wait for; it answers until it leaves).
+        """
+        return self._gone or not self._handover
 
     def leave(self) -> None:
         """
-        The gateway stops: take no more downstream messages for any charge
-        point (before the gateway's offline presence tells the others to
-        answer for them), so each command is answered by one instance.
+        The gateway stops, after its goodbye: with another instance up, take
+        no more downstream messages (its catch-all answers them); alone, keep
+        the subscriptions, so a kept MQTT session queues what comes for the
+        next run.
         """
+        if self._pruning is not None and self._pruning.active():
+            self._pruning.cancel()
+        self._pruning = None
         for key in list(self._parked):
             self._parked[key].cancel()
             self._unpark(key)  # answered Shutdown now
         if self._reading is not None:
             self._presence_read()
+        if not self._handover:
+            return
         for identity in list(self._subscriptions):
             self._mqtt.unsubscribe(self._subscriptions.pop(identity))
         self._unproven.clear()
-        if self._pruning is not None and self._pruning.active():
-            self._pruning.cancel()
-        self._pruning = None
 
     def sessions(self) -> list[Session]:
         """Every session, connected or in its offline grace period."""

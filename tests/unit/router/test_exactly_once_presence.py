@@ -223,6 +223,9 @@ class ExactlyOnceTests(SynchronousTestCase):
         """Path 13: Shutdown from the stopping one before its goodbye, Offline from a peer after."""
         gw1, gw2 = Instance("gw1", self.clock), Instance("gw2", self.clock)
         session, _ = gw1.connect("CP1")
+        gw2.router.announce()
+        gw2.hear("ocpp/gateway/gw2", gw2.gateway())  # its echo: presence read
+        gw1.hear("ocpp/gateway/gw2", gw2.gateway())  # gw1 knows gw2 is up
         gw2.hear("ocpp/presence/CP1", gw1.presence("CP1"))
         gw1.router.shutting_down("gateway shutting down; not sent")
         session.connection_lost()
@@ -268,3 +271,16 @@ class ExactlyOnceTests(SynchronousTestCase):
         self.clock.advance(TWIN_WAIT)
         self.assertEqual([f[1] for f in connection.sent()], ["d1"])
         self.assertEqual(gw2.errors(), [])
+
+    def test_sigterm_alone_answers_until_it_leaves(self) -> None:
+        """Path 13: no other instance up: Shutdown also after the goodbye; subscriptions kept."""
+        gw1 = Instance("gw1", self.clock)
+        gw1.connect("CP1")
+        gw1.router.shutting_down("gateway shutting down; not sent")
+        topic, goodbye = gw1.router.goodbye()
+        gw1.hear(topic, goodbye)
+        self.assertTrue(gw1.router.said_goodbye())
+        gw1.command("CP1", "after")
+        gw1.router.leave()
+        self.assertEqual(gw1.errors(), [("after", "Shutdown")])
+        self.assertIn("ocpp/cs/CP1/+/+", gw1.mqtt.subscriptions)
