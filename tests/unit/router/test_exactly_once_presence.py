@@ -31,6 +31,7 @@ class Instance:
     """One gateway run: its router, main connection and catch-all connection."""
 
     def __init__(self, gw: str, clock: Clock) -> None:
+        self.name = gw
         self.clock = clock
         self.mqtt = FakeMQTT()
         self.catch_all = FakeMQTT()
@@ -41,6 +42,12 @@ class Instance:
         session = Session(cid, "ocpp1.6", connection, self.router, self.clock)
         self.router.attach(session, "tcp4:192.0.2.1:5555")
         return session, connection
+
+    def up(self) -> Instance:
+        """Connected to the broker, and the retained presence read (its own echo)."""
+        self.router.announce()
+        self.hear(f"ocpp/gateway/{self.name}", self.gateway())
+        return self
 
     def presence(self, cid: str) -> bytes:
         """The last presence this instance published for ``cid`` (as routed)."""
@@ -89,7 +96,7 @@ class ExactlyOnceTests(SynchronousTestCase):
 
     def test_restart_will_spares_newer_run(self) -> None:
         """Path 5: the old run's will after the new run's presence spares its charge points."""
-        old, peer = Instance("gw1", self.clock), Instance("gw2", self.clock)
+        old, peer = Instance("gw1", self.clock), Instance("gw2", self.clock).up()
         old.connect("CP1")
         peer.hear("ocpp/presence/CP1", old.presence("CP1"))
         new = Instance("gw1", self.clock)  # same [gateway] id, a new process
@@ -98,15 +105,16 @@ class ExactlyOnceTests(SynchronousTestCase):
         peer.hear("ocpp/gateway/gw1", will("gw1", old.router._presence.run))
         peer.command("CP1")
         self.assertEqual(peer.errors(), [])
-        self.assertEqual(peer.mqtt.retained(), [])  # no correction over the new run's presence
+        # No correction over the new run's presence.
+        self.assertEqual([t for t, _ in peer.mqtt.retained() if "presence" in t], [])
 
     def test_restart_will_first_then_presence(self) -> None:
         """Path 5: the will first, then the new run's presence: held by the new run, no Offline."""
-        old, peer = Instance("gw1", self.clock), Instance("gw2", self.clock)
+        old, peer = Instance("gw1", self.clock), Instance("gw2", self.clock).up()
         old.connect("CP1")
         peer.hear("ocpp/presence/CP1", old.presence("CP1"))
         peer.hear("ocpp/gateway/gw1", will("gw1", old.router._presence.run))
-        ((_, correction),) = [(t, p) for t, p, _, r in peer.mqtt.published if r]
+        ((_, correction),) = [(t, p) for t, p, _, r in peer.mqtt.published if r and "presence" in t]
         new = Instance("gw1", self.clock)
         new.connect("CP1")
         peer.hear("ocpp/presence/CP1", new.presence("CP1"))
@@ -121,7 +129,7 @@ class ExactlyOnceTests(SynchronousTestCase):
 
     def test_broker_restart_correction_after_republish(self) -> None:
         """Path 11: both wills, a correction landing after the republish: no false Offline."""
-        gw1, gw2 = Instance("gw1", self.clock), Instance("gw2", self.clock)
+        gw1, gw2 = Instance("gw1", self.clock), Instance("gw2", self.clock).up()
         gw1.connect("CP1")
         gw2.hear("ocpp/presence/CP1", gw1.presence("CP1"))
         # The broker stops: gw2 hears gw1's will and queues a correction.
@@ -143,7 +151,7 @@ class ExactlyOnceTests(SynchronousTestCase):
 
     def test_will_still_frees_a_dead_instance(self) -> None:
         """Path 11: a will with no revival after it still makes the catch-all answer Offline."""
-        gw1, gw2 = Instance("gw1", self.clock), Instance("gw2", self.clock)
+        gw1, gw2 = Instance("gw1", self.clock), Instance("gw2", self.clock).up()
         gw1.connect("CP1")
         gw2.hear("ocpp/presence/CP1", gw1.presence("CP1"))
         gw2.hear("ocpp/gateway/gw1", will("gw1", gw1.router._presence.run))
@@ -221,10 +229,8 @@ class ExactlyOnceTests(SynchronousTestCase):
 
     def test_sigterm_one_answer_per_command(self) -> None:
         """Path 13: Shutdown from the stopping one before its goodbye, Offline from a peer after."""
-        gw1, gw2 = Instance("gw1", self.clock), Instance("gw2", self.clock)
+        gw1, gw2 = Instance("gw1", self.clock), Instance("gw2", self.clock).up()
         session, _ = gw1.connect("CP1")
-        gw2.router.announce()
-        gw2.hear("ocpp/gateway/gw2", gw2.gateway())  # its echo: presence read
         gw1.hear("ocpp/gateway/gw2", gw2.gateway())  # gw1 knows gw2 is up
         gw2.hear("ocpp/presence/CP1", gw1.presence("CP1"))
         gw1.router.shutting_down("gateway shutting down; not sent")
@@ -284,3 +290,18 @@ class ExactlyOnceTests(SynchronousTestCase):
         gw1.router.leave()
         self.assertEqual(gw1.errors(), [("after", "Shutdown")])
         self.assertIn("ocpp/cs/CP1/+/+", gw1.mqtt.subscriptions)
+
+    def test_catch_all_before_first_connect_waits(self) -> None:
+        """Path 12: a catch-all copy before the main connection read presence waits for it."""
+        gw2 = Instance("gw2", self.clock)
+        gw2.command("CP1")  # the catch-all connection was up first
+        gw2.router.announce()
+        gw2.hear(
+            "ocpp/presence/CP1",
+            json.dumps(
+                {"ChargePointId": "CP1", "Online": True, "Gateway": "gw1", "Run": "r", "Seq": 1}
+            ).encode(),
+        )
+        gw2.hear("ocpp/gateway/gw2", gw2.gateway())
+        self.clock.advance(READ_WAIT)
+        self.assertEqual(gw2.errors(), [])
