@@ -105,6 +105,10 @@ class Router:
         #: Until the retained presence is read after a connect: the gateway
         #: presence whose echo ends the wait, and the decisions waiting.
         self._announced: bytes | None = None
+        #: Whether the retained presence is still to be read: from the start
+        #: when the catch-all has a connection of its own (it may get copies
+        #: before the main connection is up), and after each connect.
+        self._unread = catch_all is not None and bool(config.downstream.offline_group)
         self._held: list[tuple[str, bytes, bool]] = []
         self._reading: IDelayedCall | None = None
         #: Whether the catch-all's own connection reads the gateway presence.
@@ -289,7 +293,10 @@ class Router:
         # after the retained presence they bring, so until then (at most
         # READ_WAIT) "no instance has it" is not decided.
         self._announced = payload
-        if self._reading is None or not self._reading.active():
+        self._unread = True
+        if self._reading is not None and self._reading.active():
+            self._reading.reset(READ_WAIT)
+        else:
             self._reading = self._clock.callLater(READ_WAIT, self._presence_read)
         self._mqtt.publish(topic, payload, 1, retain=True).addErrback(
             lambda f: _log.error("gateway presence not published: {f}", f=f.getErrorMessage())
@@ -303,6 +310,7 @@ class Router:
             self._reading.cancel()
         self._reading = None
         self._announced = None
+        self._unread = False
         held, self._held = self._held, []
         for topic, payload, catch_all in held:
             if catch_all:
@@ -520,9 +528,12 @@ class Router:
 
     def _hold(self, topic: str, payload: bytes, catch_all: bool) -> bool:
         """Whether an "absent" decision waits until the retained presence is read."""
-        if self._announced is None or len(self._held) >= MAX_HELD:
+        if not self._unread or len(self._held) >= MAX_HELD:
             return False
         self._held.append((topic, payload, catch_all))
+        if self._reading is None:
+            # Not connected yet: bounded all the same.
+            self._reading = self._clock.callLater(READ_WAIT, self._presence_read)
         return True
 
     def _answer_offline(self, identity: str, topic: str, payload: bytes, why: str) -> None:
