@@ -305,3 +305,17 @@ class ExactlyOnceTests(SynchronousTestCase):
         gw2.hear("ocpp/gateway/gw2", gw2.gateway())
         self.clock.advance(READ_WAIT)
         self.assertEqual(gw2.errors(), [])
+
+    def test_presence_read_after_the_will_is_gone_too(self) -> None:
+        """A presence of a dead run read after its will (other connection) is gone and corrected."""
+        gw1, gw2 = Instance("gw1", self.clock), Instance("gw2", self.clock).up()
+        gw1.connect("CP1")
+        assert gw2.catch_all.handler is not None
+        gw2.catch_all.handler("ocpp/gateway/gw1", will("gw1", gw1.router._presence.run), ())
+        gw2.mqtt.deliver("ocpp/presence/CP1", gw1.presence("CP1"), via="ocpp/presence/+")
+        gw2.command("CP1")
+        self.assertEqual(gw2.errors(), [("d1", "Offline")])
+        topic, body = gw2.mqtt.retained()[-1]
+        self.assertEqual(
+            (topic, body["Online"], body["CorrectedBy"]), ("ocpp/presence/CP1", False, "gw2")
+        )
