@@ -60,6 +60,9 @@ _log = Logger()
 #: left at the last pruning, and at least this many entries.
 _PRUNE_MIN = 1000
 
+#: How many dead runs of other instances are remembered.
+_DEAD_RUNS = 1000
+
 
 def topic_values(gateway: str, identity: str, version: str | None) -> dict[str, str]:
     """The values of a topic template for one charge point (or none: ``identity=""``)."""
@@ -118,6 +121,11 @@ class Presence:
         self._elsewhere: dict[str, _Elsewhere] = {}
         #: Whether each other instance said last that it is up.
         self._gateways: dict[str, bool] = {}
+        #: Runs of other instances whose last will came (and no "online"
+        #: since), oldest first: a presence of such a run read afterwards
+        #: (on the main connection, which the will did not come through) is
+        #: gone too.
+        self._dead: dict[tuple[str, object], None] = {}
         self._prune_at = _PRUNE_MIN
         self._topic_in = TopicTemplate.parse(config.presence.topic.text, downstream=True)
         #: The subscription that brings every identity's presence.
@@ -254,9 +262,12 @@ class Presence:
             # Another connection's online presence is newer than this offline one.
             self._reassert(identity, mine, here)
             return False
-        self._elsewhere[identity] = _Elsewhere(
+        seen = self._elsewhere[identity] = _Elsewhere(
             gateway, online is True, self._clock.seconds(), run, seq
         )
+        if self._dead and (gateway, run) in self._dead:
+            # Its will was read first (on the catch-all's connection).
+            self._gone(identity, seen, self._clock.seconds())
         if len(self._elsewhere) > self._prune_at:
             # Amortised: identities come and go; only those online elsewhere stay.
             self.prune()
@@ -298,33 +309,41 @@ class Presence:
         self._gateways[gateway] = online is True
         run = body.get("Run")
         if online is True:
+            self._dead.pop((gateway, run), None)
             for seen in self._elsewhere.values():
                 if seen.gone and seen.gateway == gateway and seen.run == run:
                     seen.gone = False
             return
         if online is not False:
             return
+        if run is not None:
+            self._dead[(gateway, run)] = None
+            if len(self._dead) > _DEAD_RUNS:
+                del self._dead[next(iter(self._dead))]
         now = self._clock.seconds()
         for identity, seen in self._elsewhere.items():
             if seen.gateway == gateway and not seen.gone and (run is None or seen.run == run):
-                if seen.online:
-                    # Correct what the dead instance left retained: exactly
-                    # that presence (its run and sequence number).
-                    self._publish_body(
-                        identity,
-                        None,
-                        {
-                            "ChargePointId": identity,
-                            "Online": False,
-                            "Gateway": gateway,
-                            "Protocol": None,
-                            "Since": rfc3339(now),
-                            "Run": seen.run,
-                            "Seq": seen.seq,
-                            "CorrectedBy": self._gateway,
-                        },
-                    )
-                seen.gone, seen.heard = True, now
+                self._gone(identity, seen, now)
+
+    def _gone(self, identity: str, seen: _Elsewhere, now: float) -> None:
+        """``seen``'s instance is gone: correct what it left retained."""
+        if seen.online:
+            # Exactly that presence (its run and sequence number).
+            self._publish_body(
+                identity,
+                None,
+                {
+                    "ChargePointId": identity,
+                    "Online": False,
+                    "Gateway": seen.gateway,
+                    "Protocol": None,
+                    "Since": rfc3339(now),
+                    "Run": seen.run,
+                    "Seq": seen.seq,
+                    "CorrectedBy": self._gateway,
+                },
+            )
+        seen.gone, seen.heard = True, now
 
     def peers(self) -> bool:
         """Whether another instance said last that it is up (its catch-all answers)."""
