@@ -9,6 +9,8 @@ give the charge points' CALLs already published until ``[gateway]
 shutdown_timeout`` for the backend's answers; let the charge points go as
 ``shutdown_close`` says (1001, 1012, or a TCP close), which publishes their
 offline presence; wait (within the same deadline) for outstanding PUBACKs;
+publish the gateway's goodbye, answer what was routed before it, leave
+what was routed after it to another instance's catch-all, unsubscribe;
 disconnect from the broker, and stop the embedded broker last.  The exit
 status is 0 only when every publish was acknowledged and no error envelope
 is still owed (one whose publish failed, retried every second): both are
@@ -207,10 +209,17 @@ class GatewayService(MultiService):
             ),
         )
         if mqtt.connected:
-            topic, payload = router.gateway_presence(False)
+            # Our goodbye: downstream messages routed before it are answered
+            # here (Shutdown), those after it by another instance's catch-all
+            # (Offline); its echo tells which is which.  Then unsubscribe, so
+            # a kept MQTT session queues nothing for a gateway that left.
+            topic, payload = router.goodbye()
             done = mqtt.publish(topic, payload, 1, retain=True)
             done.addErrback(lambda f: None)
-            yield self._until(clock.seconds() + 1.0, lambda: not done.called)
+            yield self._until(
+                clock.seconds() + 1.0, lambda: not (done.called and router.said_goodbye())
+            )
+        router.leave()
         # Counted before the client stops (which fails what is unacknowledged).
         left, owed = mqtt.unacknowledged(), router.owed()
         yield mqtt.stop()

@@ -14,6 +14,21 @@ Who holds which identity, across the gateway instances sharing a broker.
 - an instance gone without a goodbye (its last will on ``gateway_topic``):
   its charge points are offline, the catch-all answers for them at once, and
   their retained presence is corrected by the instances that saw it;
+- every presence carries the run (``Run``: chosen at each process start) and
+  a sequence number (``Seq``, growing with each publish of the run); the
+  gateway presence and the last will carry the run.  A last will, or another
+  instance's correction (``CorrectedBy``), concerns only identities last seen
+  under that run with that sequence number, so a restart under the same
+  ``[gateway] id`` or a broker restart (which publishes every will) never
+  makes a newer presence look offline, whichever order the messages arrive
+  in; a gateway presence "online" of the same run after its will revives it
+  (the broker, not the instance, went away).  An offline presence never
+  overrides another connection's online one;
+- the instance that holds a connected identity re-asserts its presence when
+  anything else lands on that retained topic (a correction, an empty or a
+  stale offline message), so the retained state converges on the truth;
+- when an identity's grace period ends, the instance that held it removes
+  its retained presence (an empty retained message);
 - a retained "online" of this gateway for an identity it lacks is left over
   from an earlier run, and is set offline;
 - the offline catch-all answers for an identity only when no instance has had
@@ -45,6 +60,9 @@ _log = Logger()
 #: left at the last pruning, and at least this many entries.
 _PRUNE_MIN = 1000
 
+#: How many dead runs of other instances are remembered.
+_DEAD_RUNS = 1000
+
 
 def topic_values(gateway: str, identity: str, version: str | None) -> dict[str, str]:
     """The values of a topic template for one charge point (or none: ``identity=""``)."""
@@ -61,6 +79,8 @@ class _Here:
     version: str
     peer: str
     since: float
+    #: The sequence number of the last presence published for it.
+    seq: int = 0
     #: The broker has delivered this connection's online presence back to us:
     #: another instance's online presence delivered after it is newer.
     echoed: bool = False
@@ -74,6 +94,9 @@ class _Elsewhere:
     online: bool
     #: When we heard it (this instance's clock; only ever compared with itself).
     heard: float
+    #: The run of that instance, and the sequence number, of what it said.
+    run: object = None
+    seq: object = None
     #: The instance itself is gone (its last will): nobody holds the identity.
     gone: bool = False
 
@@ -90,10 +113,19 @@ class Presence:
         #: This instance's connections, by identity.
         self._here: dict[str, _Here] = {}
         self._connections = itertools.count(1)
-        #: A random part, so tokens of two runs of this instance never collide.
-        self._run = secrets.token_hex(4)
+        #: Chosen at each process start: tokens of two runs never collide, and
+        #: a last will or correction names the run it concerns.
+        self.run = secrets.token_hex(4)
+        self._seq = itertools.count(1)
         #: What other instances said of identities, pruned (:meth:`prune`).
         self._elsewhere: dict[str, _Elsewhere] = {}
+        #: Whether each other instance said last that it is up.
+        self._gateways: dict[str, bool] = {}
+        #: Runs of other instances whose last will came (and no "online"
+        #: since), oldest first: a presence of such a run read afterwards
+        #: (on the main connection, which the will did not come through) is
+        #: gone too.
+        self._dead: dict[tuple[str, object], None] = {}
         self._prune_at = _PRUNE_MIN
         self._topic_in = TopicTemplate.parse(config.presence.topic.text, downstream=True)
         #: The subscription that brings every identity's presence.
@@ -113,7 +145,7 @@ class Presence:
 
     def online(self, identity: str, version: str, peer: str) -> None:
         """``identity`` connected here now."""
-        token = f"{self._gateway}/{self._run}/{next(self._connections)}"
+        token = f"{self._gateway}/{self.run}/{next(self._connections)}"
         self._here[identity] = _Here(token, version, peer, self._clock.seconds())
         self._elsewhere.pop(identity, None)
         self._publish(identity, version, True)
@@ -122,9 +154,18 @@ class Presence:
         """``identity``'s connection here is gone."""
         self._publish(identity, version, False)
 
-    def forget(self, identity: str) -> None:
-        """This instance holds nothing for ``identity`` any more."""
-        self._here.pop(identity, None)
+    def forget(self, identity: str) -> bool:
+        """This instance holds nothing for ``identity`` any more; whether it did."""
+        return self._here.pop(identity, None) is not None
+
+    def clear(self, identity: str, version: str | None) -> None:
+        """Remove ``identity``'s retained presence (an empty retained message)."""
+        topic = self._config.presence.topic.render(self._values(identity, version))
+        self._mqtt.publish(topic, b"", self._qos, retain=True).addErrback(
+            lambda f: _log.error(
+                "presence of {cid} not cleared: {f}", cid=identity, f=f.getErrorMessage()
+            )
+        )
 
     def republish(self) -> None:
         """Publish the presence of every connection again (a broker that lost it)."""
@@ -135,12 +176,17 @@ class Presence:
     def _publish(self, identity: str, version: str | None, online: bool) -> None:
         now = self._clock.seconds()
         here = self._here.get(identity)
+        seq = next(self._seq)
+        if here is not None:
+            here.seq = seq
         body: dict[str, Any] = {
             "ChargePointId": identity,
             "Online": online,
             "Gateway": self._gateway,
             "Protocol": version,
             "Since": rfc3339(here.since if online and here is not None else now),
+            "Run": self.run,
+            "Seq": seq,
         }
         if online and here is not None:
             body["RemoteAddress"] = here.peer
@@ -162,6 +208,7 @@ class Presence:
             "Gateway": self._gateway,
             "Online": online,
             "Since": rfc3339(self._clock.seconds()),
+            "Run": self.run,
         }
         return topic, json.dumps(body).encode()
 
@@ -174,32 +221,61 @@ class Presence:
         Newer is decided by the order in which the broker delivers presence
         (one topic, one order for every subscriber), never by comparing the
         clocks of two hosts: another instance's online presence that arrives
-        after the echo of our own was published after ours.
+        after the echo of our own was published after ours.  Within one run
+        of one instance, the sequence number orders its messages.
         """
+        mine = self._here.get(identity)
         try:
             body = json.loads(payload)
             online, gateway = body["Online"], body["Gateway"]
         except (ValueError, KeyError, TypeError):
-            return False  # not ours to judge; an empty retained message clears presence
-        mine = self._here.get(identity)
+            # An empty retained message clears presence: if it cleared ours
+            # while we hold the charge point, say so again.
+            self._reassert(identity, mine, here)
+            return False
+        run, seq = body.get("Run"), body.get("Seq")
         if gateway == self._gateway:
-            if mine is not None and body.get("Connection") == mine.token:
+            if body.get("CorrectedBy") is not None:
+                # Another instance took this instance for dead (a broker
+                # restart publishes every will): we are here.
+                self._reassert(identity, mine, here)
+            elif mine is not None and body.get("Connection") == mine.token:
                 mine.echoed = True
-            elif online is True and here is None:
+            elif online is True and here is None and run != self.run:
                 # A presence left behind by an earlier run of this instance.
                 self._publish(identity, body.get("Protocol"), False)
             return False
         if not isinstance(gateway, str):
             return False
         before = self._elsewhere.get(identity)
-        if before is not None and before.gone and before.gateway == gateway and online is not True:
-            return False  # the correction of a dead instance's presence
-        self._elsewhere[identity] = _Elsewhere(gateway, online is True, self._clock.seconds())
+        if body.get("CorrectedBy") is not None:
+            # A correction concerns exactly the presence it corrected.
+            if before is None or (before.gateway, before.run, before.seq) != (gateway, run, seq):
+                self._reassert(identity, mine, here)
+                return False
+            before.gone = True
+            return False
+        elif before is not None and before.gateway == gateway and before.run == run:
+            if isinstance(seq, int) and isinstance(before.seq, int) and seq < before.seq:
+                return False  # an older message of the same run, delivered late
+        elif online is not True and before is not None and before.online and not before.gone:
+            # Another connection's online presence is newer than this offline one.
+            self._reassert(identity, mine, here)
+            return False
+        seen = self._elsewhere[identity] = _Elsewhere(
+            gateway, online is True, self._clock.seconds(), run, seq
+        )
+        if self._dead and (gateway, run) in self._dead:
+            # Its will was read first (on the catch-all's connection).
+            self._gone(identity, seen, self._clock.seconds())
         if len(self._elsewhere) > self._prune_at:
             # Amortised: identities come and go; only those online elsewhere stay.
             self.prune()
             self._prune_at = 2 * len(self._elsewhere) + _PRUNE_MIN
-        if online is not True or here is None or mine is None or not mine.echoed:
+        if online is not True:
+            self._reassert(identity, mine, here)
+            return False
+        if here is None or mine is None or not mine.echoed:
             # Delivered before our own: ours is the newer, and the other
             # instance lets go when ours reaches it.
             return False
@@ -210,36 +286,68 @@ class Presence:
         )
         return True
 
+    def _reassert(self, identity: str, mine: _Here | None, here: Session | None) -> None:
+        """Something else landed on the retained presence of a charge point connected here."""
+        if mine is not None and here is not None and here.connected:
+            mine.echoed = False
+            self._publish(identity, mine.version, True)
+
     def gateway_received(self, topic: str, payload: bytes) -> None:
         """
         Another instance's presence, or its last will: when it is gone, its
-        charge points are offline, and their retained presence says so.
+        charge points (those it last said it had in that run) are offline,
+        and their retained presence says so.  Its presence "online" in the
+        same run after its will: it is back (the broker went away, not it).
         """
         try:
             body = json.loads(payload)
             online, gateway = body["Online"], body["Gateway"]
         except (ValueError, KeyError, TypeError):
             return
-        if online is not False or gateway == self._gateway:
+        if gateway == self._gateway or not isinstance(gateway, str):
             return
+        self._gateways[gateway] = online is True
+        run = body.get("Run")
+        if online is True:
+            self._dead.pop((gateway, run), None)
+            for seen in self._elsewhere.values():
+                if seen.gone and seen.gateway == gateway and seen.run == run:
+                    seen.gone = False
+            return
+        if online is not False:
+            return
+        if run is not None:
+            self._dead[(gateway, run)] = None
+            if len(self._dead) > _DEAD_RUNS:
+                del self._dead[next(iter(self._dead))]
         now = self._clock.seconds()
         for identity, seen in self._elsewhere.items():
-            if seen.gateway == gateway and not seen.gone:
-                if seen.online:
-                    # Correct what the dead instance left retained.
-                    self._publish_body(
-                        identity,
-                        None,
-                        {
-                            "ChargePointId": identity,
-                            "Online": False,
-                            "Gateway": gateway,
-                            "Protocol": None,
-                            "Since": rfc3339(now),
-                            "CorrectedBy": self._gateway,
-                        },
-                    )
-                seen.online, seen.gone, seen.heard = False, True, now
+            if seen.gateway == gateway and not seen.gone and (run is None or seen.run == run):
+                self._gone(identity, seen, now)
+
+    def _gone(self, identity: str, seen: _Elsewhere, now: float) -> None:
+        """``seen``'s instance is gone: correct what it left retained."""
+        if seen.online:
+            # Exactly that presence (its run and sequence number).
+            self._publish_body(
+                identity,
+                None,
+                {
+                    "ChargePointId": identity,
+                    "Online": False,
+                    "Gateway": seen.gateway,
+                    "Protocol": None,
+                    "Since": rfc3339(now),
+                    "Run": seen.run,
+                    "Seq": seen.seq,
+                    "CorrectedBy": self._gateway,
+                },
+            )
+        seen.gone, seen.heard = True, now
+
+    def peers(self) -> bool:
+        """Whether another instance said last that it is up (its catch-all answers)."""
+        return any(self._gateways.values())
 
     def remembered(self) -> int:
         """How many identities this instance remembers what other instances said of."""
@@ -276,7 +384,7 @@ class Presence:
         stale = [
             identity
             for identity, seen in self._elsewhere.items()
-            if not seen.online and now - seen.heard >= ttl
+            if (seen.gone or not seen.online) and now - seen.heard >= ttl
         ]
         for identity in stale:
             del self._elsewhere[identity]

@@ -19,7 +19,7 @@ import json
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -46,6 +46,20 @@ PER_CHARGE_POINT = 2
 
 #: The smallest share of the MQTT buffer a charge point gets (:meth:`Router.share`).
 MIN_SHARE = 16
+
+#: After each connect to the broker, how long at most "no instance has it"
+#: decisions wait for the retained presence to be read back (the echo of
+#: this instance's own gateway presence, published after subscribing).
+READ_WAIT = 2.0
+
+#: How long the catch-all's copy of a message for a charge point whose own
+#: subscription has delivered nothing yet waits for its twin from that
+#: subscription before it is delivered itself.
+TWIN_WAIT = 0.5
+
+#: At most this many downstream messages wait for that decision; beyond it
+#: they are decided at once.
+MAX_HELD = 10_000
 
 _log = Logger()
 
@@ -84,6 +98,29 @@ class Router:
         self._dn = config.downstream.topic
         self._dn_codec = codecs.get(self._dn.codec)
         self._dn_any = self._dn.template.subscription(self._values("", None), any_cid=True)
+        #: Identities whose per-charge point subscription has delivered
+        #: nothing yet: the broker may not have taken it, so the catch-all's
+        #: copy is theirs to deliver (the session knows a duplicate).
+        self._unproven: set[str] = set()
+        self._parked: dict[tuple[str, bytes], IDelayedCall] = {}
+        #: Until the retained presence is read after a connect: the gateway
+        #: presence whose echo ends the wait, and the decisions waiting.
+        self._announced: bytes | None = None
+        #: Whether the retained presence is still to be read: from the start
+        #: when the catch-all has a connection of its own (it may get copies
+        #: before the main connection is up), and after each connect.
+        self._unread = catch_all is not None and bool(config.downstream.offline_group)
+        self._held: list[tuple[str, bytes, bool]] = []
+        self._reading: IDelayedCall | None = None
+        #: Whether the catch-all's own connection reads the gateway presence.
+        self._catch_all_reads = False
+        #: Stopping: the goodbye (gateway offline) published, and whether its
+        #: echo came back (after it, the catch-all answers for our charge points).
+        self._goodbye: bytes | None = None
+        self._gone = False
+        #: Stopping with another instance up: it takes over the answers.
+        self._handover = False
+        self._pruning: IDelayedCall | None = None
         # Every message is checked against these three; compiled once.
         self._is_presence = compile_filter(self._presence.topic_filter)
         self._is_gateway = compile_filter(self._presence.gateway_filter)
@@ -96,9 +133,15 @@ class Router:
             # A connection of its own, keeping no session: when this instance
             # dies, the broker drops it from the group at once instead of
             # queueing the dead instance's share of the messages.
-            catch_all.set_message_handler(
-                lambda topic, payload, ids: self._unclaimed(topic, payload)
-            )
+            # It reads the instances' presence (and last wills) itself: in the
+            # order the broker routed them between the downstream messages,
+            # so "that instance is gone" is decided between the same messages
+            # as on the instance that went (a command routed before a
+            # gateway's goodbye is that gateway's to answer, one after is
+            # the catch-all's).
+            self._catch_all_reads = True
+            catch_all.set_message_handler(self._catch_all_received)
+            catch_all.subscribe(self._presence.gateway_filter, self._qos)
             catch_all.subscribe(f"$share/{group}/{self._dn_any}", self._qos)
         elif group and mqtt.supports_identifiers:
             # One instance of the group gets each downstream message, and
@@ -131,6 +174,7 @@ class Router:
             if held is not None:
                 self._mqtt.unsubscribe(held)
             self._subscriptions[identity] = topic_filter
+            self._unproven.add(identity)
             self._mqtt.subscribe(topic_filter, self._qos, PER_CHARGE_POINT)
         self._presence.online(identity, session.version, peer)
 
@@ -149,10 +193,54 @@ class Router:
         if identity is None or self._sessions.get(identity) is not session:
             return
         del self._sessions[identity]
-        self._presence.forget(identity)
+        if self._presence.forget(identity) and self._stopping is None:
+            # Its grace period ended here (not moved: the other instance's
+            # presence is on the topic now): nothing is left behind.
+            self._presence.clear(identity, getattr(session, "version", None))
+        self._unproven.discard(identity)
         topic_filter = self._subscriptions.pop(identity, None)
         if topic_filter is not None:
             self._mqtt.unsubscribe(topic_filter)
+
+    def goodbye(self) -> tuple[str, bytes]:
+        """
+        The gateway's offline presence, to publish when stopping; a downstream
+        message delivered after its echo is left to the other instances'
+        catch-all (:meth:`said_goodbye` tells when the echo came).
+        """
+        topic, payload = self._presence.gateway(False)
+        self._handover = self._presence.peers()
+        if self._handover:
+            self._goodbye = payload
+        return topic, payload
+
+    def said_goodbye(self) -> bool:
+        """
+        Whether the broker delivered this instance's goodbye back to it (with
+        no other instance up: nothing to wait for; it answers until it leaves).
+        """
+        return self._gone or not self._handover
+
+    def leave(self) -> None:
+        """
+        The gateway stops, after its goodbye: with another instance up, take
+        no more downstream messages (its catch-all answers them); alone, keep
+        the subscriptions, so a kept MQTT session queues what comes for the
+        next run.
+        """
+        if self._pruning is not None and self._pruning.active():
+            self._pruning.cancel()
+        self._pruning = None
+        for key in list(self._parked):
+            self._parked[key].cancel()
+            self._unpark(key)  # answered Shutdown now
+        if self._reading is not None:
+            self._presence_read()
+        if not self._handover:
+            return
+        for identity in list(self._subscriptions):
+            self._mqtt.unsubscribe(self._subscriptions.pop(identity))
+        self._unproven.clear()
 
     def sessions(self) -> list[Session]:
         """Every session, connected or in its offline grace period."""
@@ -184,6 +272,18 @@ class Router:
         """Forget what other instances said of identities long gone (bounded memory)."""
         return self._presence.prune()
 
+    def _prune_tick(self) -> None:
+        self._pruning = None
+        pruned = self.prune()
+        if pruned:
+            _log.debug("forgot the presence of {n} identities gone elsewhere", n=pruned)
+        self._schedule_prune()
+
+    def _schedule_prune(self) -> None:
+        if self._pruning is None and self._stopping is None:
+            every = max(1.0, self._config.downstream.offline_ttl)
+            self._pruning = self._clock.callLater(every, self._prune_tick)
+
     def remembered_elsewhere(self) -> int:
         """Identities of other instances this router keeps presence of (pruned)."""
         return self._presence.remembered()
@@ -194,10 +294,34 @@ class Router:
         the broker, which may have lost every retained message and session.
         """
         topic, payload = self._presence.gateway(True)
+        # Published after the subscriptions were (re)made: its echo comes
+        # after the retained presence they bring, so until then (at most
+        # READ_WAIT) "no instance has it" is not decided.
+        self._announced = payload
+        self._unread = True
+        if self._reading is not None and self._reading.active():
+            self._reading.reset(READ_WAIT)
+        else:
+            self._reading = self._clock.callLater(READ_WAIT, self._presence_read)
         self._mqtt.publish(topic, payload, 1, retain=True).addErrback(
             lambda f: _log.error("gateway presence not published: {f}", f=f.getErrorMessage())
         )
         self._presence.republish()
+        self._schedule_prune()
+
+    def _presence_read(self) -> None:
+        """The retained presence is read (or READ_WAIT passed): decide what waited."""
+        if self._reading is not None and self._reading.active():
+            self._reading.cancel()
+        self._reading = None
+        self._announced = None
+        self._unread = False
+        held, self._held = self._held, []
+        for topic, payload, catch_all in held:
+            if catch_all:
+                self._unclaimed(topic, payload)
+            else:
+                self.message_received(topic, payload)
 
     # --- upstream ---
 
@@ -286,15 +410,25 @@ class Router:
                     # Let go at once: no offline presence over the other
                     # instance's online one, nothing held for a reconnection.
                     self.events.takeover(identity, across=True)
+                    self._presence.forget(identity)  # the retained presence is theirs now
                     here.moved()
                 elif here is None and identity not in self._subscriptions:
                     self._drop_left_behind(identity, payload)
             if not self._is_downstream(topic):
                 return
         if self._is_gateway(topic):
-            self._presence.gateway_received(topic, payload)
+            if self._announced is not None and payload == self._announced:
+                self._presence_read()
+            elif self._goodbye is not None and payload == self._goodbye:
+                self._gone = True
+            elif not self._catch_all_reads:
+                self._presence.gateway_received(topic, payload)
             if not self._is_downstream(topic):
                 return
+        if self._gone:
+            # Routed after our goodbye: the catch-all of another instance
+            # answers it (Offline), so this instance must not.
+            return
         if CATCH_ALL in identifiers and PER_CHARGE_POINT not in identifiers:
             self._unclaimed(topic, payload)
             return
@@ -309,8 +443,20 @@ class Router:
                 # A copy still on its way after we let go: the instance that
                 # has the charge point now answers it.
                 return
+            if self._hold(topic, payload, False):
+                return
             self._answer_offline(identity, topic, payload, "charge point is not connected")
             return
+        if self._unproven:
+            self._unproven.discard(identity)
+        if self._parked:
+            twin = self._parked.pop((topic, payload), None)
+            if twin is not None:
+                twin.cancel()
+        self._deliver(identity, session, topic, payload)
+
+    def _deliver(self, identity: str, session: Session, topic: str, payload: bytes) -> None:
+        """A downstream message for a session held here."""
         try:
             envelope = self._dn_codec.decode(payload, session.decode_context)
         except CodecError as e:
@@ -359,6 +505,14 @@ class Router:
             return
         self._mqtt.unsubscribe(self._dn.template.subscription(self._values(identity, version)))
 
+    def _catch_all_received(self, topic: str, payload: bytes, identifiers: tuple[int, ...]) -> None:
+        """A message on the catch-all's own connection: a gateway presence, or a copy."""
+        if self._is_gateway(topic):
+            self._presence.gateway_received(topic, payload)
+            if not self._is_downstream(topic):
+                return
+        self._unclaimed(topic, payload)
+
     def _unclaimed(self, topic: str, payload: bytes) -> None:
         """
         The catch-all copy of a downstream message: answer it Offline unless
@@ -366,11 +520,45 @@ class Router:
         within ``offline_ttl`` and so still holds its subscription.
         """
         identity = self._dn.template.charge_point_of(topic)
-        if identity is None or identity in self._sessions or not self._presence.unclaimed(identity):
+        if identity is None:
+            return
+        if identity in self._sessions:
+            key = (topic, payload)
+            if (
+                identity in self._unproven
+                and key not in self._parked
+                and len(self._parked) < MAX_HELD
+            ):
+                # Its own subscription may not have been taken when this was
+                # published: unless its twin comes that way, deliver this one.
+                self._parked[key] = self._clock.callLater(TWIN_WAIT, self._unpark, key)
+            return
+        if not self._presence.unclaimed(identity) or self._hold(topic, payload, True):
             return
         self._answer_offline(
             identity, topic, payload, "charge point is not connected to any gateway"
         )
+
+    def _unpark(self, key: tuple[str, bytes]) -> None:
+        """The catch-all's copy had no twin: it was published before the subscription took."""
+        del self._parked[key]
+        topic, payload = key
+        identity = self._dn.template.charge_point_of(topic)
+        session = self._sessions.get(identity) if identity is not None else None
+        if session is not None and identity is not None:
+            self._deliver(identity, session, topic, payload)
+        else:
+            self._unclaimed(topic, payload)
+
+    def _hold(self, topic: str, payload: bytes, catch_all: bool) -> bool:
+        """Whether an "absent" decision waits until the retained presence is read."""
+        if not self._unread or len(self._held) >= MAX_HELD:
+            return False
+        self._held.append((topic, payload, catch_all))
+        if self._reading is None:
+            # Not connected yet: bounded all the same.
+            self._reading = self._clock.callLater(READ_WAIT, self._presence_read)
+        return True
 
     def _answer_offline(self, identity: str, topic: str, payload: bytes, why: str) -> None:
         """Answer a downstream message for an absent charge point: Offline (or Invalid)."""

@@ -63,7 +63,8 @@ class RouterTests(SynchronousTestCase):
         self.assertEqual(online, {"ChargePointId": "CP1", "Online": True, "Gateway": "gw1",
                                   "Protocol": "ocpp1.6", "Since": "2023-11-14T22:13:20.000Z",
                                   "RemoteAddress": "tcp4:192.0.2.1:5555",
-                                  "Connection": online["Connection"]})
+                                  "Connection": online["Connection"],
+                                  "Run": online["Run"], "Seq": 1})
         self.assertTrue(online["Connection"].startswith("gw1/"))
         self.assertEqual((offline["Online"], offline["Gateway"]), (False, "gw1"))
 
