@@ -15,6 +15,7 @@ import base64
 import contextlib
 import functools
 import json
+import os
 import shutil
 import signal
 import socket
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,19 +103,25 @@ class Broker:
         return read_log(self.log_path)
 
 
-def start_broker(directory: Path, persistent: bool = False) -> Broker:
+def start_broker(directory: Path, persistent: bool = False, extra: Sequence[str] = ()) -> Broker:
     """
     A mosquitto on a free loopback port, accepting connections.  ``persistent``:
     it saves sessions, subscriptions and queued messages when stopped and loads
     them when started again, like a production broker restarted for maintenance.
+    ``extra``: more lines for its configuration file.
     """
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous true"]
     if persistent:
         lines += ["persistence true", f"persistence_location {directory}/"]
+        if os.geteuid() == 0:
+            # Started as root, mosquitto drops to its own user, which cannot
+            # write its database into the test's private directory.
+            lines.append("user root")
     else:
         lines.append("persistence false")
+    lines += extra
     (directory / "mosquitto.conf").write_text("\n".join(lines) + "\n")
     return launch_broker(directory, port)
 

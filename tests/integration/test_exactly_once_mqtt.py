@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +27,7 @@ from harness import (
     free_port,
     launch_broker,
     run_async,
+    start_broker,
     start_gateway,
 )
 from support import (
@@ -97,20 +97,9 @@ def _persistent_broker(directory: Path) -> Broker:
     Run as root, mosquitto drops to its own user, which cannot write into the
     test's private directory: it then keeps root (``user root``).
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    lines = [
-        f"listener {port} 127.0.0.1",
-        "allow_anonymous true",
-        "persistence true",
-        f"persistence_location {directory}/",
-        "autosave_interval 1",
-        "max_queued_messages 1000",
-    ]
-    if os.geteuid() == 0:
-        lines.append("user root")
-    (directory / "mosquitto.conf").write_text("\n".join(lines) + "\n")
-    return launch_broker(directory, port)
+    return start_broker(
+        directory, persistent=True, extra=["autosave_interval 1", "max_queued_messages 1000"]
+    )
 
 
 def test_commands_published_across_a_broker_restart_each_get_one_answer(tmp_path: Path) -> None:
