@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,7 @@ sys.path.insert(0, str(HERE))
 
 from handshake_storm import cpu_seconds, free_port, raise_fd_limit, rss_kb, stop, wait_port  # noqa: E402
 
-from ocppgw.mqtt.broker import find_mosquitto, mosquitto_config  # noqa: E402
+from ocppgw.mqtt.broker import data_directory, find_mosquitto, mosquitto_config  # noqa: E402
 
 PY = sys.executable
 TWISTD = str(Path(PY).parent / "twistd")
@@ -104,12 +105,14 @@ class Bench:
     def broker(self, core: str = LOAD_CORE) -> Iterator[tuple[int, Any]]:
         port = free_port()
         conf = self.work / f"mosquitto-{port}.conf"
-        conf.write_text(mosquitto_config("127.0.0.1", port))
+        data = data_directory()  # the embedded broker's configuration, as a gateway runs it
+        conf.write_text(mosquitto_config("127.0.0.1", port, data))
         proc = self.spawn(core, [find_mosquitto(), "-c", str(conf)], f"mosquitto-{port}", port)
         try:
             yield port, proc
         finally:
             stop(proc)
+            shutil.rmtree(data, ignore_errors=True)
 
     @contextmanager
     def gateway(
