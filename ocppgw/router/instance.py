@@ -1,0 +1,110 @@
+# -*- test-case-name: tests.unit.router.test_exactly_once_presence,tests.unit.router.test_router -*-
+"""
+This instance's own presence on the broker, from each connect to its goodbye.
+
+- After each connect (the broker may have lost every retained message and
+  session) the gateway presence is published, retained, after the
+  subscriptions were made, and every charge point's presence again.
+- What other instances said of identities long gone is forgotten every
+  ``[dnstream] offline_ttl`` (at least every second), so memory stays bounded.
+- Stopping, the goodbye (gateway offline) hands the answers to another
+  instance's catch-all when one is up; its echo tells when the broker routed
+  it, so a message routed after it is that catch-all's to answer.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from ocppgw.interfaces import IMQTTClient
+from ocppgw.router.presence import Presence
+from ocppgw.router.unclaimed import Unclaimed
+
+if TYPE_CHECKING:
+    from ocppgw.config import Config
+
+_log = Logger()
+
+
+class Instance:
+    """The gateway presence of this instance, its prune timer, and its goodbye."""
+
+    def __init__(
+        self,
+        config: Config,
+        mqtt: IMQTTClient,
+        clock: IReactorTime,
+        presence: Presence,
+        unclaimed: Unclaimed,
+    ) -> None:
+        self._config = config
+        self._mqtt = mqtt
+        self._clock = clock
+        self._presence = presence
+        self._unclaimed = unclaimed
+        self._pruning: IDelayedCall | None = None
+        #: Stopping: the goodbye (gateway offline) published, when another
+        #: instance is up to take over the answers (``handover``).
+        self._goodbye: bytes | None = None
+        self.handover = False
+        #: The gateway stops: no prune timer from now on.
+        self._stopping = False
+
+    def announce(self) -> None:
+        """This instance and its charge points are here (after each connect)."""
+        topic, payload = self._presence.gateway(True)
+        # Published after the subscriptions were (re)made: until its echo,
+        # "no instance has it" is not decided.
+        self._unclaimed.announced(payload)
+        self._mqtt.publish(topic, payload, 1, retain=True).addErrback(
+            lambda f: _log.error("gateway presence not published: {f}", f=f.getErrorMessage())
+        )
+        self._presence.republish()
+        self._schedule_prune()
+
+    def _prune_tick(self) -> None:
+        self._pruning = None
+        pruned = self._presence.prune()
+        if pruned:
+            _log.debug("forgot the presence of {n} identities gone elsewhere", n=pruned)
+        self._schedule_prune()
+
+    def _schedule_prune(self) -> None:
+        if self._pruning is None and not self._stopping:
+            every = max(1.0, self._config.downstream.offline_ttl)
+            self._pruning = self._clock.callLater(every, self._prune_tick)
+
+    def shutting_down(self) -> None:
+        """The gateway stops: the prune timer is not started again."""
+        self._stopping = True
+
+    def goodbye(self) -> tuple[str, bytes]:
+        """The gateway's offline presence, to publish when stopping."""
+        topic, payload = self._presence.gateway(False)
+        self.handover = self._presence.peers()
+        if self.handover:
+            self._goodbye = payload
+        return topic, payload
+
+    def gateway_received(self, topic: str, payload: bytes) -> bool:
+        """
+        A gateway presence on the main connection: the echo of our announce
+        (the retained presence is read), of our goodbye (True: another
+        instance's catch-all answers from now on), or another instance's.
+        """
+        if self._unclaimed.echo(payload):
+            return False
+        if self._goodbye is not None and payload == self._goodbye:
+            return True
+        if not self._unclaimed.reads_gateways:
+            self._presence.gateway_received(topic, payload)
+        return False
+
+    def leave(self) -> None:
+        """The gateway stops, after its goodbye: no more pruning."""
+        if self._pruning is not None and self._pruning.active():
+            self._pruning.cancel()
+        self._pruning = None
