@@ -44,6 +44,7 @@ from zope.interface import implementer
 from ocppgw.interfaces import IMQTTClient
 from ocppgw.mqtt.connect import open_socket
 from ocppgw.mqtt.driver import Descriptor, PahoClient
+from ocppgw.mqtt.subscriptions import Subscriptions
 from ocppgw.mqtt.tls import mqtt_client_context
 from ocppgw.mqtt.window import RECEIVE_MAXIMUM, PublishError, PublishWindow
 
@@ -67,10 +68,6 @@ class MQTTClient:
         self._config = config
         self._reactor: Any = reactor
         self._handler: Callable[[str, bytes, tuple[int, ...]], None] = lambda t, p, i: None
-        #: filter -> (qos, MQTT 5 subscription identifier or 0)
-        self._subscriptions: dict[str, tuple[int, int]] = {}
-        #: Filters given up while disconnected: the resumed session still has them.
-        self._stale: set[str] = set()
         self._acks: dict[int, Deferred[None]] = {}
         self._descriptor: Descriptor | None = None
         self._retry_delay = config.reconnect_min
@@ -114,6 +111,7 @@ class MQTTClient:
         client.publish_handler = self._deliver
         client.on_publish = self._on_publish
         self._client = client
+        self._subscriptions = Subscriptions(client, v5)
 
         def next_mid() -> int:
             # paho's _mid_generate without its lock (the reactor's one thread
@@ -295,15 +293,9 @@ class MQTTClient:
             port=self._config.port,
             present=bool(getattr(flags, "session_present", False)),
         )
-        # Restore every subscription: the session may not have survived.
-        for topic_filter, (qos, identifier) in self._subscriptions.items():
-            self._subscribe(topic_filter, qos, identifier)
-        # And drop from the resumed session what was given up meanwhile, or
-        # its messages would keep coming (MQTT 5.0 §3.1.2.4, 3.1.1 §3.1.2.4).
-        stale, self._stale = self._stale, set()
-        for topic_filter in stale:
-            if topic_filter not in self._subscriptions:
-                self._client.unsubscribe(topic_filter)
+        # Restore every subscription (the session may not have survived), and
+        # drop from the resumed session what was given up meanwhile.
+        self._subscriptions.restore()
         # What was published before the connection broke goes again first.
         most = getattr(properties, "ReceiveMaximum", None) if self._v5 else None
         self._window.opened(int(most) if most else RECEIVE_MAXIMUM)
@@ -400,23 +392,7 @@ class MQTTClient:
         return d
 
     def subscribe(self, topic_filter: str, qos: int, identifier: int = 0) -> None:
-        self._subscriptions[topic_filter] = (qos, identifier)
-        self._stale.discard(topic_filter)
-        if self.connected:
-            self._subscribe(topic_filter, qos, identifier)
-
-    def _subscribe(self, topic_filter: str, qos: int, identifier: int) -> None:
-        properties = None
-        if self._v5 and identifier:
-            properties = Properties(PacketTypes.SUBSCRIBE)
-            properties.SubscriptionIdentifier = identifier
-        self._client.subscribe(topic_filter, qos, properties=properties)
+        self._subscriptions.add(topic_filter, qos, identifier, self.connected)
 
     def unsubscribe(self, topic_filter: str) -> None:
-        # Also a filter this process never subscribed: a previous run's, kept
-        # in the session it resumed, is dropped from the broker the same way.
-        self._subscriptions.pop(topic_filter, None)
-        if self.connected:
-            self._client.unsubscribe(topic_filter)
-        else:
-            self._stale.add(topic_filter)
+        self._subscriptions.remove(topic_filter, self.connected)

@@ -64,6 +64,15 @@ class OwingRouter:
     def gateway_presence(self, online: bool) -> tuple[str, bytes]:
         return "ocpp/gateway/gw", b"offline"
 
+    def goodbye(self) -> tuple[str, bytes]:
+        return self.gateway_presence(False)
+
+    def said_goodbye(self) -> bool:
+        return True  # alone: no other instance's catch-all to hand over to
+
+    def leave(self) -> None:
+        pass  # alone: the subscriptions stay, for the next run
+
 
 class OwedEnvelopesTests(SynchronousTestCase):
     def setUp(self) -> None:
