@@ -56,6 +56,12 @@ READ_WAIT = 2.0
 #: subscription before it is delivered itself.
 TWIN_WAIT = 0.5
 
+#: How long the catch-all's copy of a message for a charge point no instance
+#: holds waits for an online presence of it (the holder may have subscribed
+#: just before the message was routed, and published its presence just
+#: after) before it is answered Offline.
+OFFLINE_WAIT = 0.3
+
 #: At most this many downstream messages wait for that decision; beyond it
 #: they are decided at once.
 MAX_HELD = 10_000
