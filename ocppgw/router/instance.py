@@ -14,6 +14,7 @@ This instance's own presence on the broker, from each connect to its goodbye.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -52,6 +53,8 @@ class Instance:
         self.handover = False
         #: The gateway stops: no prune timer from now on.
         self._stopping = False
+        #: This instance's gateway presence topic.
+        self._own_topic = presence.gateway(True)[0]
 
     def announce(self) -> None:
         """This instance and its charge points are here (after each connect)."""
@@ -68,6 +71,7 @@ class Instance:
     def _prune_tick(self) -> None:
         self._pruning = None
         pruned = self._presence.prune()
+        self._unclaimed.turn_over()
         if pruned:
             _log.debug("forgot the presence of {n} identities gone elsewhere", n=pruned)
         self._schedule_prune()
@@ -99,6 +103,15 @@ class Instance:
             return False
         if self._goodbye is not None and payload == self._goodbye:
             return True
+        if topic == self._own_topic and not self._unclaimed.old_run_gone:
+            try:
+                body = json.loads(payload)
+                gone = body["Online"] is False and body["Run"] != self._presence.run
+            except (ValueError, KeyError, TypeError):
+                gone = False
+            # An earlier run's will or goodbye (a resumed session's replay):
+            # peers knew that run gone from here on in the routing order.
+            self._unclaimed.old_run_gone = gone
         if not self._unclaimed.reads_gateways:
             self._presence.gateway_received(topic, payload)
         return False

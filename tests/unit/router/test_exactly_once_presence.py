@@ -157,6 +157,7 @@ class ExactlyOnceTests(SynchronousTestCase):
         gw2.hear("ocpp/presence/CP1", gw1.presence("CP1"))
         gw2.hear("ocpp/gateway/gw1", will("gw1", gw1.router._presence.run))
         gw2.command("CP1")
+        self.clock.advance(OFFLINE_WAIT)
         self.assertEqual(gw2.errors(), [("d1", "Offline")])
 
     def test_grace_end_clears_retained_presence(self) -> None:
@@ -226,6 +227,7 @@ class ExactlyOnceTests(SynchronousTestCase):
         gw2.command("NOBODY")
         self.assertEqual(gw2.errors(), [])
         self.clock.advance(READ_WAIT)
+        self.clock.advance(OFFLINE_WAIT)
         self.assertEqual(gw2.errors(), [("d1", "Offline")])
 
     def test_sigterm_one_answer_per_command(self) -> None:
@@ -248,6 +250,7 @@ class ExactlyOnceTests(SynchronousTestCase):
         gw1.command("CP1", "after")
         gw2.command("CP1", "after")
         gw1.router.leave()
+        self.clock.advance(OFFLINE_WAIT)
         self.assertEqual(gw1.errors(), [("before", "Shutdown")])
         self.assertEqual(gw2.errors(), [("after", "Offline")])
         self.assertNotIn("ocpp/cs/CP1/+/+", gw1.mqtt.subscriptions)
@@ -315,6 +318,7 @@ class ExactlyOnceTests(SynchronousTestCase):
         gw2.catch_all.handler("ocpp/gateway/gw1", will("gw1", gw1.router._presence.run), ())
         gw2.mqtt.deliver("ocpp/presence/CP1", gw1.presence("CP1"), via="ocpp/presence/+")
         gw2.command("CP1")
+        self.clock.advance(OFFLINE_WAIT)
         self.assertEqual(gw2.errors(), [("d1", "Offline")])
         topic, body = gw2.mqtt.retained()[-1]
         self.assertEqual(
@@ -350,7 +354,7 @@ class ReplayTests(SynchronousTestCase):
         return new, peer, old_will
 
     def test_replayed_after_old_will_left_to_peer(self) -> None:
-        """Path 1: a replayed command routed after the old run's will gets only the peer's Offline."""
+        """Path 1: replayed after the old run's will: only the peer's catch-all answers it."""
         new, peer, old_will = self.restarted()
         # Routed live: the will, then the command (the peer's catch-all copy).
         peer.hear("ocpp/gateway/gw1", old_will)
@@ -364,7 +368,7 @@ class ReplayTests(SynchronousTestCase):
         self.assertEqual(peer.errors() + new.errors(), [("after", "Offline")])
 
     def test_replayed_before_old_will_answered_by_new_run(self) -> None:
-        """Path 1: a replayed command routed before the old run's will is the new run's to answer."""
+        """Path 1: replayed from before the old run's will: the new run answers it."""
         new, peer, old_will = self.restarted()
         peer.command("CP1", "before")  # the peer's catch-all: gw1 holds CP1
         peer.hear("ocpp/gateway/gw1", old_will)
@@ -416,7 +420,7 @@ class ReplayTests(SynchronousTestCase):
         self.assertEqual(gw1.errors() + gw2.errors(), [])
 
     def test_offline_for_nobody_after_offline_wait(self) -> None:
-        """Path 2: a command for a charge point nobody holds is answered Offline after OFFLINE_WAIT."""
+        """Path 2: a command for a charge point nobody holds: Offline after OFFLINE_WAIT."""
         gw2 = Instance("gw2", self.clock).up()
         gw2.command("NOBODY")
         self.assertEqual(gw2.errors(), [])
