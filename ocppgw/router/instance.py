@@ -103,15 +103,19 @@ class Instance:
             return False
         if self._goodbye is not None and payload == self._goodbye:
             return True
-        if topic == self._own_topic and not self._unclaimed.old_run_gone:
-            try:
-                body = json.loads(payload)
-                gone = body["Online"] is False and body["Run"] != self._presence.run
-            except (ValueError, KeyError, TypeError):
-                gone = False
+        try:
+            body = json.loads(payload)
+            online, run = body["Online"], body.get("Run")
+        except (ValueError, KeyError, TypeError):
+            return False
+        if topic != self._own_topic:
+            # Who is up, as this connection reads it (the catch-all's reads
+            # it in its own order): does a peer's catch-all answer?
+            self._unclaimed.peers[topic] = online is True
+        elif online is False and run != self._presence.run:
             # An earlier run's will or goodbye (a resumed session's replay):
             # peers knew that run gone from here on in the routing order.
-            self._unclaimed.old_run_gone = gone
+            self._unclaimed.old_run_gone = True
         if not self._unclaimed.reads_gateways:
             self._presence.gateway_received(topic, payload)
         return False

@@ -143,6 +143,9 @@ class Unclaimed:
         #: goodbye) of this ``[gateway] id`` since it connected: what follows
         #: on that run's subscriptions was routed after peers knew it gone.
         self.old_run_gone = False
+        #: Whether each other instance is up, by gateway topic, as the main
+        #: connection last read it.
+        self.peers: dict[str, bool] = {}
         #: Identities whose subscription that run left is dropped (two
         #: generations, turned over by :meth:`turn_over`: bounded).
         self._left_behind: set[str] = set()
@@ -206,7 +209,7 @@ class Unclaimed:
             if kind == _COPY:
                 self.copy(topic, payload)
             else:
-                self._decide(topic, payload, kind == _AFTER_WILL and self._presence.peers())
+                self._decide(topic, payload, kind == _AFTER_WILL and any(self.peers.values()))
 
     def hold(self, topic: str, payload: bytes, kind: int) -> bool:
         """Whether an "absent" decision waits until the retained presence is read."""
@@ -242,7 +245,7 @@ class Unclaimed:
             if self.hold(topic, payload, _AFTER_WILL):
                 return
             left = identity in self._left_behind or identity in self._left_behind_before
-            if left and self._presence.peers():
+            if left and any(self.peers.values()):
                 return  # on a subscription the earlier run left: a peer's catch-all answered
         elif self.hold(topic, payload, _OWN):
             return

@@ -349,8 +349,11 @@ class ReplayTests(SynchronousTestCase):
         peer.hear("ocpp/presence/CP1", old.presence("CP1"))
         old_will = will("gw1", old.router._presence.run)
         new = Instance("gw1", self.clock)
-        new.hear("ocpp/gateway/gw2", peer.gateway())
         new.router.announce()
+        # The peer's retained presence, on the main connection only: the
+        # catch-all's own connection may not be up yet.
+        assert new.mqtt.handler is not None
+        new.mqtt.handler("ocpp/gateway/gw2", peer.gateway(), ())
         return new, peer, old_will
 
     def test_replayed_after_old_will_left_to_peer(self) -> None:
