@@ -429,3 +429,41 @@ class ReplayTests(SynchronousTestCase):
         self.assertEqual(gw2.errors(), [])
         self.clock.advance(OFFLINE_WAIT)
         self.assertEqual(gw2.errors(), [("d1", "Offline")])
+
+    def test_replayed_after_handover_goodbye_left_to_peer(self) -> None:
+        """Path 1: replayed from a subscription a handover goodbye left: only the peer answers."""
+        old, peer = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()
+        old.connect("CP1")
+        old.hear("ocpp/gateway/gw2", peer.gateway())
+        peer.hear("ocpp/presence/CP1", old.presence("CP1"))
+        old.router.shutting_down("gateway shutting down; not sent")
+        topic, goodbye = old.router.goodbye()
+        peer.hear(topic, goodbye)
+        peer.command("CP1", "after")  # routed after the goodbye: the peer's catch-all
+        new = Instance("gw1", self.clock)
+        new.router.announce()
+        assert new.mqtt.handler is not None
+        new.mqtt.handler("ocpp/gateway/gw2", peer.gateway(), ())
+        # The resumed session replays it; the goodbye was read live by the
+        # old run, so it comes after, retained, with the subscriptions made again.
+        new.mqtt.deliver(*routed("CP1", "after"), via="ocpp/cs/CP1/+/+")
+        new.mqtt.handler(topic, goodbye, ())
+        new.hear("ocpp/presence/CP1", old.presence("CP1"))
+        new.hear("ocpp/gateway/gw1", new.gateway())
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(peer.errors() + new.errors(), [("after", "Offline")])
+
+    def test_replayed_after_lone_goodbye_answered(self) -> None:
+        """Path 1: the old run stopped alone (no handover): the new run answers what it kept."""
+        old = Instance("gw1", self.clock).up()
+        old.connect("CP1")
+        old.router.shutting_down("gateway shutting down; not sent")
+        topic, goodbye = old.router.goodbye()
+        new = Instance("gw1", self.clock)
+        new.router.announce()
+        new.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")
+        assert new.mqtt.handler is not None
+        new.mqtt.handler(topic, goodbye, ())
+        new.hear("ocpp/gateway/gw1", new.gateway())
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(new.errors(), [("d1", "Offline")])
