@@ -89,6 +89,9 @@ class Instance:
         """The gateway's offline presence, to publish when stopping."""
         topic, payload = self._presence.gateway(False)
         self.handover = self._presence.peers()
+        # Says whether a peer's catch-all answers from now on: the next run
+        # reads it (retained) to know who answered what its session kept.
+        payload = payload[:-1] + b', "Handover": ' + (b"true}" if self.handover else b"false}")
         if self.handover:
             self._goodbye = payload
         return topic, payload
@@ -116,6 +119,9 @@ class Instance:
             # An earlier run's will or goodbye (a resumed session's replay):
             # peers knew that run gone from here on in the routing order.
             self._unclaimed.old_run_gone = True
+            # Its goodbye handed over (read retained, after what the session
+            # kept, which was all routed after it): a peer answered that.
+            self._unclaimed.handed_over = body.get("Handover") is True
         if not self._unclaimed.reads_gateways:
             self._presence.gateway_received(topic, payload)
         return False

@@ -143,6 +143,8 @@ class Unclaimed:
         #: goodbye) of this ``[gateway] id`` since it connected: what follows
         #: on that run's subscriptions was routed after peers knew it gone.
         self.old_run_gone = False
+        #: Whether that was a goodbye handing over to the peers' catch-all.
+        self.handed_over = False
         #: Whether each other instance is up, by gateway topic, as the main
         #: connection last read it.
         self.peers: dict[str, bool] = {}
@@ -184,7 +186,7 @@ class Unclaimed:
         """
         self._announced = payload
         self._unread = True
-        self.old_run_gone = False
+        self.old_run_gone = self.handed_over = False
         if self._reading is not None and self._reading.active():
             self._reading.reset(READ_WAIT)
         else:
@@ -209,7 +211,8 @@ class Unclaimed:
             if kind == _COPY:
                 self.copy(topic, payload)
             else:
-                self._decide(topic, payload, kind == _AFTER_WILL and any(self.peers.values()))
+                after = kind == _AFTER_WILL or self.handed_over
+                self._decide(topic, payload, after and any(self.peers.values()))
 
     def hold(self, topic: str, payload: bytes, kind: int) -> bool:
         """Whether an "absent" decision waits until the retained presence is read."""
@@ -372,14 +375,8 @@ class Unclaimed:
         except CodecError as e:
             self._answers.reject(identity, None, e, topic, payload)
             return
-        self._answers.error(
-            identity,
-            None,
-            message.unique_id,
-            GatewayError.OFFLINE,
-            why,
-            getattr(message, "action", None),
-        )
+        action = getattr(message, "action", None)
+        self._answers.error(identity, None, message.unique_id, GatewayError.OFFLINE, why, action)
 
     def drop_left_behind(self, identity: str, payload: bytes) -> None:
         """
