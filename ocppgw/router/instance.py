@@ -14,6 +14,7 @@ This instance's own presence on the broker, from each connect to its goodbye.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -52,6 +53,8 @@ class Instance:
         self.handover = False
         #: The gateway stops: no prune timer from now on.
         self._stopping = False
+        #: This instance's gateway presence topic.
+        self._own_topic = presence.gateway(True)[0]
 
     def announce(self) -> None:
         """This instance and its charge points are here (after each connect)."""
@@ -68,6 +71,7 @@ class Instance:
     def _prune_tick(self) -> None:
         self._pruning = None
         pruned = self._presence.prune()
+        self._unclaimed.turn_over()
         if pruned:
             _log.debug("forgot the presence of {n} identities gone elsewhere", n=pruned)
         self._schedule_prune()
@@ -85,6 +89,9 @@ class Instance:
         """The gateway's offline presence, to publish when stopping."""
         topic, payload = self._presence.gateway(False)
         self.handover = self._presence.peers()
+        # Says whether a peer's catch-all answers from now on: the next run
+        # reads it (retained) to know who answered what its session kept.
+        payload = payload[:-1] + b', "Handover": ' + (b"true}" if self.handover else b"false}")
         if self.handover:
             self._goodbye = payload
         return topic, payload
@@ -99,6 +106,22 @@ class Instance:
             return False
         if self._goodbye is not None and payload == self._goodbye:
             return True
+        try:
+            body = json.loads(payload)
+            online, run = body["Online"], body.get("Run")
+        except (ValueError, KeyError, TypeError):
+            return False
+        if topic != self._own_topic:
+            # Who is up, as this connection reads it (the catch-all's reads
+            # it in its own order): does a peer's catch-all answer?
+            self._unclaimed.peers[topic] = online is True
+        elif online is False and run != self._presence.run:
+            # An earlier run's will or goodbye (a resumed session's replay):
+            # peers knew that run gone from here on in the routing order.
+            self._unclaimed.old_run_gone = True
+            # Its goodbye handed over (read retained, after what the session
+            # kept, which was all routed after it): a peer answered that.
+            self._unclaimed.handed_over = body.get("Handover") is True
         if not self._unclaimed.reads_gateways:
             self._presence.gateway_received(topic, payload)
         return False

@@ -109,6 +109,7 @@ class Router:
         )
         # The hot path asks only whether a copy waits for its twin (the same dict).
         self._parked = self._unclaimed.parked
+        self._absent = self._unclaimed.waiting  # and whether a copy waits for a holder
         #: Its own presence: announced after each connect, pruned, its goodbye.
         self._instance = Instance(config, mqtt, clock, self._presence, self._unclaimed)
 
@@ -141,6 +142,8 @@ class Router:
             self._unproven.add(identity)
             self._mqtt.subscribe(topic_filter, self._qos, PER_CHARGE_POINT)
         self._presence.online(identity, session.version, peer)
+        if self._absent:
+            self._unclaimed.claimed(identity)  # after the subscription: it gets them
 
     def detach(self, session: Session) -> None:
         """
@@ -329,6 +332,8 @@ class Router:
                     here.moved()
                 elif here is None and identity not in self._subscriptions:
                     self._unclaimed.drop_left_behind(identity, payload)
+                if self._absent and identity in self._absent:
+                    self._unclaimed.presence_of(identity)  # copies waiting: held now?
             if not self._is_downstream(topic):
                 return
         if self._is_gateway(topic):
@@ -350,14 +355,7 @@ class Router:
         session = self._sessions.get(identity)
         topic_filter = self._subscriptions.get(identity)
         if session is None or topic_filter is None or not topic_matches(topic_filter, topic):
-            if self._presence.held_elsewhere(identity):
-                # A copy still on its way after we let go: the instance that
-                # has the charge point now answers it.
-                return
-            if self._unclaimed.hold(topic, payload, False):
-                return
-            why = "charge point is not connected"
-            self._unclaimed.answer_offline(identity, topic, payload, why)
+            self._unclaimed.absent(identity, topic, payload)
             return
         if self._unproven:
             self._unproven.discard(identity)

@@ -15,6 +15,19 @@ Downstream messages no session of this instance claims, and who answers them.
 - The subscription an earlier run under the same ``[gateway] id`` left in the
   resumed MQTT session for a charge point this run does not hold is dropped,
   so its CALLs are not answered both here and by the catch-all.
+- What that session replays is in the broker's routing order, the earlier
+  run's last will (or goodbye) among the commands: a command on such a
+  subscription routed before it was that run's to answer (the catch-all of
+  every instance took the charge point for held), and is answered here; one
+  routed after it was answered by a live peer's catch-all, and only when no
+  peer is up is it answered here.
+- A catch-all copy for a charge point no instance holds waits
+  :data:`OFFLINE_WAIT` for an online presence of it (its holder may have
+  subscribed just before the message was routed and published its presence
+  just after): if one comes, the copy is published again, unchanged, on the
+  charge point's downstream topic, so the holder's subscription has it (the
+  session knows a duplicate); else it is answered Offline.  A copy published
+  again reaches a catch-all that knows the holder, which leaves it alone.
 
 Every such message gets one answer (``Offline``, or ``Invalid`` when it cannot
 be read), never none and never two.
@@ -27,6 +40,8 @@ from collections.abc import Callable, Mapping, Set
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ocppgw.interfaces import IMQTTClient
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, GatewayError
@@ -39,6 +54,10 @@ from ocppgw.session.rules import Session
 
 if TYPE_CHECKING:
     from ocppgw.config import Config
+
+_log = Logger()
+
+_NOBODY = "charge point is not connected to any gateway"
 
 #: MQTT 5 subscription identifiers: the shared catch-all, and the per-charge
 #: point subscriptions (so a copy that matched both is never taken for the
@@ -56,9 +75,19 @@ READ_WAIT = 2.0
 #: subscription before it is delivered itself.
 TWIN_WAIT = 0.5
 
+#: How long the catch-all's copy of a message for a charge point no instance
+#: holds waits for an online presence of it (the holder may have subscribed
+#: just before the message was routed, and published its presence just
+#: after) before it is answered Offline.
+OFFLINE_WAIT = 0.3
+
 #: At most this many downstream messages wait for that decision; beyond it
 #: they are decided at once.
 MAX_HELD = 10_000
+
+#: What a held message is: a per-charge point copy, one routed after the
+#: earlier run's will (in a resumed session's replay), or a catch-all copy.
+_OWN, _AFTER_WILL, _COPY = 0, 1, 2
 
 
 class Unclaimed:
@@ -106,10 +135,26 @@ class Unclaimed:
         #: when the catch-all has a connection of its own (it may get copies
         #: before the main connection is up), and after each connect.
         self._unread = catch_all is not None and bool(config.downstream.offline_group)
-        self._held: list[tuple[str, bytes, bool]] = []
+        self._held: list[tuple[str, bytes, int]] = []
         self._reading: IDelayedCall | None = None
         #: Whether the catch-all's own connection reads the gateway presence.
         self.reads_gateways = False
+        #: Whether this connection delivered an earlier run's last will (or
+        #: goodbye) of this ``[gateway] id`` since it connected: what follows
+        #: on that run's subscriptions was routed after peers knew it gone.
+        self.old_run_gone = False
+        #: Whether that was a goodbye handing over to the peers' catch-all.
+        self.handed_over = False
+        #: Whether each other instance is up, by gateway topic, as the main
+        #: connection last read it.
+        self.peers: dict[str, bool] = {}
+        #: Identities whose subscription that run left is dropped (two
+        #: generations, turned over by :meth:`turn_over`: bounded).
+        self._left_behind: set[str] = set()
+        self._left_behind_before: set[str] = set()
+        #: Catch-all copies for identities no instance holds, waiting for an
+        #: online presence (:data:`OFFLINE_WAIT`), by identity.
+        self.waiting: dict[str, dict[tuple[str, bytes], IDelayedCall]] = {}
         qos = config.mqtt.qos
         group = config.downstream.offline_group
         if group and catch_all is not None:
@@ -141,6 +186,7 @@ class Unclaimed:
         """
         self._announced = payload
         self._unread = True
+        self.old_run_gone = self.handed_over = False
         if self._reading is not None and self._reading.active():
             self._reading.reset(READ_WAIT)
         else:
@@ -161,29 +207,72 @@ class Unclaimed:
         self._announced = None
         self._unread = False
         held, self._held = self._held, []
-        for topic, payload, catch_all in held:
-            if catch_all:
+        for topic, payload, kind in held:
+            if kind == _COPY:
                 self.copy(topic, payload)
             else:
-                self._replay(topic, payload)
+                after = kind == _AFTER_WILL or self.handed_over
+                self._decide(topic, payload, after and any(self.peers.values()))
 
-    def hold(self, topic: str, payload: bytes, catch_all: bool) -> bool:
+    def hold(self, topic: str, payload: bytes, kind: int) -> bool:
         """Whether an "absent" decision waits until the retained presence is read."""
         if not self._unread or len(self._held) >= MAX_HELD:
             return False
-        self._held.append((topic, payload, catch_all))
+        self._held.append((topic, payload, kind))
         if self._reading is None:
             # Not connected yet: bounded all the same.
             self._reading = self._clock.callLater(READ_WAIT, self._presence_read)
         return True
 
     def leave(self) -> None:
-        """The gateway stops: decide everything that waits now (answered Shutdown)."""
+        """The gateway stops: decide everything that waits now (answered Shutdown or Offline)."""
         for key in list(self.parked):
             self.parked[key].cancel()
             self._unpark(key)
         if self._reading is not None:
             self._presence_read()
+        for identity in list(self.waiting):
+            for key, call in self.waiting.pop(identity).items():
+                call.cancel()
+                self.answer_offline(identity, key[0], key[1], _NOBODY)
+
+    # --- a per-charge point subscription, for a charge point not held here ---
+
+    def absent(self, identity: str, topic: str, payload: bytes) -> None:
+        """A message on a per-charge point subscription of a charge point not held here."""
+        if self._presence.held_elsewhere(identity):
+            # A copy still on its way after we let go: the instance that
+            # has the charge point now answers it.
+            return
+        if self.old_run_gone:
+            if self.hold(topic, payload, _AFTER_WILL):
+                return
+            left = identity in self._left_behind or identity in self._left_behind_before
+            if left and any(self.peers.values()):
+                return  # on a subscription the earlier run left: a peer's catch-all answered
+        elif self.hold(topic, payload, _OWN):
+            return
+        self.answer_offline(identity, topic, payload, "charge point is not connected")
+
+    def _decide(self, topic: str, payload: bytes, answered: bool) -> None:
+        """
+        A per-charge point message held until the retained presence was read:
+        ``answered`` when the resumed session replayed it after the earlier
+        run's will with a peer up (routed while this run did not hold the
+        charge point, so a peer's catch-all answered it, or published it
+        again for its new holder).
+        """
+        identity = self._dn.template.charge_point_of(topic)
+        if answered or identity is None:
+            return
+        if identity in self._sessions:
+            self._replay(topic, payload)
+        elif not self._presence.held_elsewhere(identity):
+            self.answer_offline(identity, topic, payload, "charge point is not connected")
+
+    def turn_over(self) -> None:
+        """Forget the identities left behind two turns ago (their unsubscribe is long done)."""
+        self._left_behind_before, self._left_behind = self._left_behind, set()
 
     # --- the catch-all ---
 
@@ -212,11 +301,52 @@ class Unclaimed:
                 # published: unless its twin comes that way, deliver this one.
                 self.parked[key] = self._clock.callLater(TWIN_WAIT, self._unpark, key)
             return
-        if not self._presence.unclaimed(identity) or self.hold(topic, payload, True):
+        if not self._presence.unclaimed(identity) or self.hold(topic, payload, _COPY):
             return
-        self.answer_offline(
-            identity, topic, payload, "charge point is not connected to any gateway"
+        # Its holder may have subscribed just before this was routed: wait
+        # for its presence a moment.  Copies of one message wait once.
+        waiting = self.waiting.setdefault(identity, {})
+        key = (topic, payload)
+        if key not in waiting:
+            waiting[key] = self._clock.callLater(OFFLINE_WAIT, self._nobody, identity, key)
+
+    def _nobody(self, identity: str, key: tuple[str, bytes]) -> None:
+        """No presence of ``identity`` came: answer its copy Offline."""
+        waiting = self.waiting.get(identity)
+        if waiting is None or waiting.pop(key, None) is None:
+            return
+        if not waiting:
+            del self.waiting[identity]
+        self.answer_offline(identity, key[0], key[1], _NOBODY)
+
+    def presence_of(self, identity: str) -> None:
+        """A presence of ``identity`` arrived while copies wait: online elsewhere, they go there."""
+        if self._presence.held_elsewhere(identity):
+            self.claimed(identity)
+
+    def claimed(self, identity: str) -> None:
+        """
+        ``identity`` is held now (here, or an online presence of another
+        instance arrived): publish its waiting copies again on its topic, for
+        its subscription (the session drops one it already has).
+        """
+        waiting = self.waiting.pop(identity, None)
+        if waiting is None:
+            return
+        for (topic, payload), call in waiting.items():
+            call.cancel()
+            self._mqtt.publish(topic, payload, self._config.mqtt.qos).addErrback(
+                self._not_republished, identity, topic, payload
+            )
+
+    def _not_republished(self, failure: Failure, identity: str, topic: str, payload: bytes) -> None:
+        """The copy could not be published again: its backend gets an Offline after all."""
+        _log.warn(
+            "{cid}: a command could not be passed on to its holder: {f}",
+            cid=identity,
+            f=failure.getErrorMessage(),
         )
+        self.answer_offline(identity, topic, payload, _NOBODY)
 
     def twin(self, topic: str, payload: bytes) -> None:
         """The charge point's own subscription delivered this: its parked copy is not needed."""
@@ -245,14 +375,8 @@ class Unclaimed:
         except CodecError as e:
             self._answers.reject(identity, None, e, topic, payload)
             return
-        self._answers.error(
-            identity,
-            None,
-            message.unique_id,
-            GatewayError.OFFLINE,
-            why,
-            getattr(message, "action", None),
-        )
+        action = getattr(message, "action", None)
+        self._answers.error(identity, None, message.unique_id, GatewayError.OFFLINE, why, action)
 
     def drop_left_behind(self, identity: str, payload: bytes) -> None:
         """
@@ -269,4 +393,5 @@ class Unclaimed:
             return
         if gateway != self._config.gateway_id or not (version is None or isinstance(version, str)):
             return
+        self._left_behind.add(identity)
         self._mqtt.unsubscribe(self._dn.template.subscription(self._values(identity, version)))

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.config import parse
 from ocppgw.router.routing import Router
-from ocppgw.router.unclaimed import READ_WAIT, TWIN_WAIT
+from ocppgw.router.unclaimed import OFFLINE_WAIT, READ_WAIT, TWIN_WAIT
 from ocppgw.session.rules import Session
 from tests.fakes import FakeConnection, FakeMQTT
 
@@ -157,6 +157,7 @@ class ExactlyOnceTests(SynchronousTestCase):
         gw2.hear("ocpp/presence/CP1", gw1.presence("CP1"))
         gw2.hear("ocpp/gateway/gw1", will("gw1", gw1.router._presence.run))
         gw2.command("CP1")
+        self.clock.advance(OFFLINE_WAIT)
         self.assertEqual(gw2.errors(), [("d1", "Offline")])
 
     def test_grace_end_clears_retained_presence(self) -> None:
@@ -226,6 +227,7 @@ class ExactlyOnceTests(SynchronousTestCase):
         gw2.command("NOBODY")
         self.assertEqual(gw2.errors(), [])
         self.clock.advance(READ_WAIT)
+        self.clock.advance(OFFLINE_WAIT)
         self.assertEqual(gw2.errors(), [("d1", "Offline")])
 
     def test_sigterm_one_answer_per_command(self) -> None:
@@ -248,6 +250,7 @@ class ExactlyOnceTests(SynchronousTestCase):
         gw1.command("CP1", "after")
         gw2.command("CP1", "after")
         gw1.router.leave()
+        self.clock.advance(OFFLINE_WAIT)
         self.assertEqual(gw1.errors(), [("before", "Shutdown")])
         self.assertEqual(gw2.errors(), [("after", "Offline")])
         self.assertNotIn("ocpp/cs/CP1/+/+", gw1.mqtt.subscriptions)
@@ -315,8 +318,152 @@ class ExactlyOnceTests(SynchronousTestCase):
         gw2.catch_all.handler("ocpp/gateway/gw1", will("gw1", gw1.router._presence.run), ())
         gw2.mqtt.deliver("ocpp/presence/CP1", gw1.presence("CP1"), via="ocpp/presence/+")
         gw2.command("CP1")
+        self.clock.advance(OFFLINE_WAIT)
         self.assertEqual(gw2.errors(), [("d1", "Offline")])
         topic, body = gw2.mqtt.retained()[-1]
         self.assertEqual(
             (topic, body["Online"], body["CorrectedBy"]), ("ocpp/presence/CP1", False, "gw2")
         )
+
+
+def routed(cid: str, unique_id: str = "d1") -> tuple[str, bytes]:
+    """The topic and payload of a backend Reset for ``cid``."""
+    return f"ocpp/cs/{cid}/Call/Reset", json.dumps(dict(RESET, UniqueId=unique_id)).encode()
+
+
+class ReplayTests(SynchronousTestCase):
+    """What a resumed MQTT session replays, and catch-all copies racing a connect."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+
+    def tearDown(self) -> None:
+        for call in self.clock.getDelayedCalls():
+            call.cancel()
+
+    def restarted(self) -> tuple[Instance, Instance, bytes]:
+        """gw1 held CP1 and died (its will reached the peer gw2); gw1's next run connects."""
+        old, peer = Instance("gw1", self.clock), Instance("gw2", self.clock).up()
+        old.connect("CP1")
+        peer.hear("ocpp/presence/CP1", old.presence("CP1"))
+        old_will = will("gw1", old.router._presence.run)
+        new = Instance("gw1", self.clock)
+        new.router.announce()
+        # The peer's retained presence, on the main connection only: the
+        # catch-all's own connection may not be up yet.
+        assert new.mqtt.handler is not None
+        new.mqtt.handler("ocpp/gateway/gw2", peer.gateway(), ())
+        return new, peer, old_will
+
+    def test_replayed_after_old_will_left_to_peer(self) -> None:
+        """Path 1: replayed after the old run's will: only the peer's catch-all answers it."""
+        new, peer, old_will = self.restarted()
+        # Routed live: the will, then the command (the peer's catch-all copy).
+        peer.hear("ocpp/gateway/gw1", old_will)
+        peer.command("CP1", "after")
+        # The new run's resumed session replays the same, in the same order.
+        new.hear("ocpp/gateway/gw1", old_will)
+        new.mqtt.deliver(*routed("CP1", "after"), via="ocpp/cs/CP1/+/+")
+        new.hear("ocpp/presence/CP1", json.dumps({"Online": True, "Gateway": "gw1"}).encode())
+        new.hear("ocpp/gateway/gw1", new.gateway())  # the echo: the retained presence is read
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(peer.errors() + new.errors(), [("after", "Offline")])
+
+    def test_replayed_before_old_will_answered_by_new_run(self) -> None:
+        """Path 1: replayed from before the old run's will: the new run answers it."""
+        new, peer, old_will = self.restarted()
+        peer.command("CP1", "before")  # the peer's catch-all: gw1 holds CP1
+        peer.hear("ocpp/gateway/gw1", old_will)
+        new.mqtt.deliver(*routed("CP1", "before"), via="ocpp/cs/CP1/+/+")
+        new.hear("ocpp/gateway/gw1", old_will)
+        new.hear("ocpp/presence/CP1", json.dumps({"Online": True, "Gateway": "gw1"}).encode())
+        new.hear("ocpp/gateway/gw1", new.gateway())
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(peer.errors() + new.errors(), [("before", "Offline")])
+
+    def test_replayed_after_old_will_alone_answered(self) -> None:
+        """Path 1: with no peer up, nobody's catch-all answered: the new run answers Offline."""
+        new = Instance("gw1", self.clock)
+        new.router.announce()
+        new.hear("ocpp/gateway/gw1", will("gw1", "oldrun"))
+        new.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")
+        new.hear("ocpp/presence/CP1", json.dumps({"Online": True, "Gateway": "gw1"}).encode())
+        new.hear("ocpp/gateway/gw1", new.gateway())
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(new.errors(), [("d1", "Offline")])
+
+    def test_catch_all_copy_before_holder_presence_republished(self) -> None:
+        """Path 2: a catch-all copy, then the holder's online presence: republished, not Offline."""
+        gw1, gw2 = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()
+        gw2.command("CP1")  # routed while gw1 subscribes: gw2 has not read its presence
+        gw1.connect("CP1")
+        gw2.hear("ocpp/presence/CP1", gw1.presence("CP1"))
+        self.clock.advance(OFFLINE_WAIT)
+        self.assertEqual(gw2.errors(), [])
+        topic, payload = routed("CP1")
+        self.assertIn((topic, payload, 1, False), gw2.mqtt.published)
+        # The copy republished comes back through the catch-all: known, not answered.
+        gw2.command("CP1")
+        self.clock.advance(OFFLINE_WAIT)
+        self.assertEqual(gw2.errors(), [])
+        self.assertEqual(gw2.mqtt.published.count((topic, payload, 1, False)), 1)
+
+    def test_republished_copy_delivered_once(self) -> None:
+        """Path 2: the holder gets the command and its republished copy: sent once, one answer."""
+        gw1, gw2 = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()
+        _, connection = gw1.connect("CP1")
+        gw1.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # its own subscription
+        gw2.command("CP1")  # and gw2's catch-all got the copy
+        gw2.hear("ocpp/presence/CP1", gw1.presence("CP1"))
+        self.clock.advance(OFFLINE_WAIT)
+        ((topic, payload, _, _),) = [m for m in gw2.mqtt.published if m[0].startswith("ocpp/cs/")]
+        gw1.mqtt.deliver(topic, payload, via="ocpp/cs/CP1/+/+")
+        self.assertEqual([f[1] for f in connection.sent()], ["d1"])
+        self.assertEqual(gw1.errors() + gw2.errors(), [])
+
+    def test_offline_for_nobody_after_offline_wait(self) -> None:
+        """Path 2: a command for a charge point nobody holds: Offline after OFFLINE_WAIT."""
+        gw2 = Instance("gw2", self.clock).up()
+        gw2.command("NOBODY")
+        self.assertEqual(gw2.errors(), [])
+        self.clock.advance(OFFLINE_WAIT)
+        self.assertEqual(gw2.errors(), [("d1", "Offline")])
+
+    def test_replayed_after_handover_goodbye_left_to_peer(self) -> None:
+        """Path 1: replayed from a subscription a handover goodbye left: only the peer answers."""
+        old, peer = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()
+        old.connect("CP1")
+        old.hear("ocpp/gateway/gw2", peer.gateway())
+        peer.hear("ocpp/presence/CP1", old.presence("CP1"))
+        old.router.shutting_down("gateway shutting down; not sent")
+        topic, goodbye = old.router.goodbye()
+        peer.hear(topic, goodbye)
+        peer.command("CP1", "after")  # routed after the goodbye: the peer's catch-all
+        new = Instance("gw1", self.clock)
+        new.router.announce()
+        assert new.mqtt.handler is not None
+        new.mqtt.handler("ocpp/gateway/gw2", peer.gateway(), ())
+        # The resumed session replays it; the goodbye was read live by the
+        # old run, so it comes after, retained, with the subscriptions made again.
+        new.mqtt.deliver(*routed("CP1", "after"), via="ocpp/cs/CP1/+/+")
+        new.mqtt.handler(topic, goodbye, ())
+        new.hear("ocpp/presence/CP1", old.presence("CP1"))
+        new.hear("ocpp/gateway/gw1", new.gateway())
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(peer.errors() + new.errors(), [("after", "Offline")])
+
+    def test_replayed_after_lone_goodbye_answered(self) -> None:
+        """Path 1: the old run stopped alone (no handover): the new run answers what it kept."""
+        old = Instance("gw1", self.clock).up()
+        old.connect("CP1")
+        old.router.shutting_down("gateway shutting down; not sent")
+        topic, goodbye = old.router.goodbye()
+        new = Instance("gw1", self.clock)
+        new.router.announce()
+        new.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")
+        assert new.mqtt.handler is not None
+        new.mqtt.handler(topic, goodbye, ())
+        new.hear("ocpp/gateway/gw1", new.gateway())
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(new.errors(), [("d1", "Offline")])

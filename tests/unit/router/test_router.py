@@ -13,6 +13,7 @@ from ocppgw.interfaces import IMQTTClient, IRouter
 from ocppgw.ocpp.envelope import Envelope
 from ocppgw.ocpp.messages import Call
 from ocppgw.router.routing import PER_CHARGE_POINT, Router
+from ocppgw.router.unclaimed import OFFLINE_WAIT
 from ocppgw.session.rules import Session
 from tests.fakes import FakeConnection, FakeMQTT
 
@@ -224,6 +225,7 @@ class RouterTests(SynchronousTestCase):
         CLOCK.advance(60)
         mqtt.deliver("ocpp/cs/CP1/Call/Reset",
                      {"MessageTypeId": 2, "UniqueId": "d1", "Action": "Reset", "Payload": {}})
+        CLOCK.advance(OFFLINE_WAIT)
         env = mqtt.json()[-1][1]
         self.assertEqual((env["ErrorCode"], env["UniqueId"], env["Action"]),
                          ("Offline", "d1", "Reset"))
@@ -252,6 +254,7 @@ class CatchAllTests(SynchronousTestCase):
         """A CALL for an identity no instance has is answered Offline, once."""
         _router, mqtt, _, _ = setup()
         mqtt.deliver("ocpp/cs/NOBODY/Call/Reset", RESET)
+        CLOCK.advance(OFFLINE_WAIT)
         self.assertEqual(self.errors(mqtt), [("d1", "Offline")])
         self.assertEqual(mqtt.json()[-1][0], "ocpp/cp/Error/NOBODY")
 
@@ -279,6 +282,7 @@ class CatchAllTests(SynchronousTestCase):
         self.assertEqual(self.errors(mqtt), [])
         CLOCK.advance(60)
         mqtt.deliver("ocpp/cs/CP7/Call/Reset", RESET)
+        CLOCK.advance(OFFLINE_WAIT)
         self.assertEqual(self.errors(mqtt), [("d1", "Offline")])
 
     def test_off_without_group(self) -> None:
@@ -317,6 +321,7 @@ class CatchAllTests(SynchronousTestCase):
                          ("ocpp/presence/CP7", False, "gw2"))
         mqtt.deliver(topic, body)  # our correction, echoed: still gone
         mqtt.deliver("ocpp/cs/CP7/Call/Reset", RESET)
+        CLOCK.advance(OFFLINE_WAIT)
         self.assertEqual(self.errors(mqtt), [("d1", "Offline")])
 
     def test_prune_forgets_identities_gone_elsewhere(self) -> None:
