@@ -1,0 +1,79 @@
+"""
+Orderings the fault soak (tests/soak, seed 101) found giving a backend CALL
+two answers, driven with the real Router and presence on a task.Clock: a
+per-charge point subscription an earlier run under the same ``[gateway] id``
+left in the resumed MQTT session, for a charge point this run does not hold.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppgw.router.unclaimed import OFFLINE_WAIT, PER_CHARGE_POINT, READ_WAIT
+from tests.unit.router.test_exactly_once_presence import Instance, routed, will
+
+LEFT = "ocpp/cs/CP1/+/+"
+
+
+def left_behind(instance: Instance) -> Instance:
+    """``instance``'s resumed session still has an earlier run's subscription for CP1."""
+    instance.mqtt.subscriptions[LEFT] = 1
+    instance.mqtt.identifiers[LEFT] = PER_CHARGE_POINT
+    return instance
+
+
+class LeftBehindTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+
+    def tearDown(self) -> None:
+        for call in self.clock.getDelayedCalls():
+            call.cancel()
+
+    def test_left_subscription_holder_killed_one_offline(self) -> None:
+        """A command on a subscription an earlier run left, its holder dead: one Offline."""
+        b, a = left_behind(Instance("gw1", self.clock).up()), Instance("gw2", self.clock).up()
+        a.connect("CP1")
+        b.hear("ocpp/gateway/gw2", a.gateway())
+        b.hear("ocpp/presence/CP1", a.presence("CP1"))
+        b.hear("ocpp/gateway/gw2", will("gw2", a.router._presence.run))  # SIGKILL
+        b.command("CP1")  # the left subscription's copy, and the catch-all's
+        self.clock.advance(OFFLINE_WAIT)
+        self.assertEqual(b.errors(), [("d1", "Offline")])
+        self.assertIn(LEFT, b.mqtt.unsubscribed)
+
+    def test_left_subscription_broker_restart_holder_answers(self) -> None:
+        """A broker restart (every will) and a left subscription: only the holder answers."""
+        b, a = left_behind(Instance("gw1", self.clock).up()), Instance("gw2", self.clock).up()
+        _, connection = a.connect("CP1")
+        b.hear("ocpp/gateway/gw2", a.gateway())
+        b.hear("ocpp/presence/CP1", a.presence("CP1"))
+        b.hear("ocpp/gateway/gw2", will("gw2", a.router._presence.run))
+        b.up()  # b connected again and read the retained presence
+        b.mqtt.deliver(*routed("CP1"), via=LEFT)
+        a.mqtt.deliver(*routed("CP1"), via=LEFT)  # a's own subscription
+        b.hear("ocpp/gateway/gw2", a.gateway())  # a is back
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(b.errors() + a.errors(), [])
+        self.assertEqual([f[1] for f in connection.sent()], ["d1"])
+
+    def test_first_read_drops_left_subscription_of_moved_charge_point(self) -> None:
+        """Starting, the retained presence of one held elsewhere drops its left subscription."""
+        a = Instance("gw2", self.clock).up()
+        a.connect("CP1")
+        b = left_behind(Instance("gw1", self.clock))
+        b.router.announce()
+        b.hear("ocpp/gateway/gw2", a.gateway())
+        b.hear("ocpp/presence/CP1", a.presence("CP1"))
+        b.hear("ocpp/gateway/gw1", b.gateway())
+        self.assertIn(LEFT, b.mqtt.unsubscribed)
+
+    def test_own_released_subscription_copy_still_answered(self) -> None:
+        """A copy on this run's own subscription just dropped (grace end) is still answered once."""
+        b = Instance("gw1", self.clock).up()
+        session, _ = b.connect("CP1")
+        b.router.release(session)
+        b.mqtt.deliver(*routed("CP1"), via=LEFT)  # routed before the unsubscribe took
+        self.assertEqual(b.errors(), [("d1", "Offline")])
