@@ -71,7 +71,7 @@ class Instance:
     def _prune_tick(self) -> None:
         self._pruning = None
         pruned = self._presence.prune()
-        self._unclaimed.turn_over()
+        self._unclaimed.earlier.turn_over()
         if pruned:
             _log.debug("forgot the presence of {n} identities gone elsewhere", n=pruned)
         self._schedule_prune()

@@ -101,6 +101,7 @@ class Router:
             self._presence,
             self._sessions,
             self._unproven,
+            self._subscriptions,
             self._values,
             self._deliver,
             self.message_received,
@@ -168,6 +169,7 @@ class Router:
         topic_filter = self._subscriptions.pop(identity, None)
         if topic_filter is not None:
             self._mqtt.unsubscribe(topic_filter)
+            self._unclaimed.earlier.released(identity)  # a copy may still come on it
 
     def goodbye(self) -> tuple[str, bytes]:
         """
@@ -331,7 +333,7 @@ class Router:
                     self._presence.forget(identity)  # the retained presence is theirs now
                     here.moved()
                 elif here is None and identity not in self._subscriptions:
-                    self._unclaimed.drop_left_behind(identity, payload)
+                    self._unclaimed.earlier.drop(identity, payload)
                 if self._absent and identity in self._absent:
                     self._unclaimed.presence_of(identity)  # copies waiting: held now?
             if not self._is_downstream(topic):

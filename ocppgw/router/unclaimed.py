@@ -12,9 +12,8 @@ Downstream messages no session of this instance claims, and who answers them.
 - After each connect, "no instance has it" is not decided until the retained
   presence is read back (the echo of this instance's gateway presence), at
   most :data:`READ_WAIT`; at most :data:`MAX_HELD` messages wait for it.
-- The subscription an earlier run under the same ``[gateway] id`` left in the
-  resumed MQTT session for a charge point this run does not hold is dropped,
-  so its CALLs are not answered both here and by the catch-all.
+- The subscriptions an earlier run under the same ``[gateway] id`` left in
+  the resumed MQTT session: :mod:`ocppgw.router.earlier`.
 - What that session replays is in the broker's routing order, the earlier
   run's last will (or goodbye) among the commands: a command on such a
   subscription routed before it was that run's to answer (the catch-all of
@@ -35,7 +34,6 @@ be read), never none and never two.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Set
 from typing import TYPE_CHECKING
 
@@ -48,6 +46,7 @@ from ocppgw.ocpp.envelope import CodecError, DecodeContext, GatewayError
 from ocppgw.ocpp.versions import OCPP21
 from ocppgw.router import codecs
 from ocppgw.router.answers import Answers
+from ocppgw.router.earlier import Earlier
 from ocppgw.router.presence import Presence
 from ocppgw.router.topics import compile_filter
 from ocppgw.session.rules import Session
@@ -101,6 +100,7 @@ class Unclaimed:
         presence: Presence,
         sessions: Mapping[str, Session],
         unproven: Set[str],
+        subscriptions: Mapping[str, str],
         values: Callable[[str, str | None], dict[str, str]],
         deliver: Callable[[str, Session, str, bytes], None],
         replay: Callable[[str, bytes], None],
@@ -148,10 +148,8 @@ class Unclaimed:
         #: Whether each other instance is up, by gateway topic, as the main
         #: connection last read it.
         self.peers: dict[str, bool] = {}
-        #: Identities whose subscription that run left is dropped (two
-        #: generations, turned over by :meth:`turn_over`: bounded).
-        self._left_behind: set[str] = set()
-        self._left_behind_before: set[str] = set()
+        #: The subscriptions an earlier run of this ``[gateway] id`` left.
+        self.earlier = Earlier(config, mqtt, values, subscriptions)
         #: Catch-all copies for identities no instance holds, waiting for an
         #: online presence (:data:`OFFLINE_WAIT`), by identity.
         self.waiting: dict[str, dict[tuple[str, bytes], IDelayedCall]] = {}
@@ -204,7 +202,7 @@ class Unclaimed:
         if self._reading is not None and self._reading.active():
             self._reading.cancel()
         self._reading = None
-        self._announced = None
+        announced, self._announced = self._announced is not None, None
         self._unread = False
         held, self._held = self._held, []
         for topic, payload, kind in held:
@@ -213,6 +211,8 @@ class Unclaimed:
             else:
                 after = kind == _AFTER_WILL or self.handed_over
                 self._decide(topic, payload, after and any(self.peers.values()))
+        if announced:
+            self.earlier.replayed = True  # what the session kept came before
 
     def hold(self, topic: str, payload: bytes, kind: int) -> bool:
         """Whether an "absent" decision waits until the retained presence is read."""
@@ -244,11 +244,12 @@ class Unclaimed:
             # A copy still on its way after we let go: the instance that
             # has the charge point now answers it.
             return
+        if self.earlier.live(identity, topic):
+            return  # routed live on a subscription an earlier run left: the catch-all's
         if self.old_run_gone:
             if self.hold(topic, payload, _AFTER_WILL):
                 return
-            left = identity in self._left_behind or identity in self._left_behind_before
-            if left and any(self.peers.values()):
+            if self.earlier.left(identity) and any(self.peers.values()):
                 return  # on a subscription the earlier run left: a peer's catch-all answered
         elif self.hold(topic, payload, _OWN):
             return
@@ -269,10 +270,6 @@ class Unclaimed:
             self._replay(topic, payload)
         elif not self._presence.held_elsewhere(identity):
             self.answer_offline(identity, topic, payload, "charge point is not connected")
-
-    def turn_over(self) -> None:
-        """Forget the identities left behind two turns ago (their unsubscribe is long done)."""
-        self._left_behind_before, self._left_behind = self._left_behind, set()
 
     # --- the catch-all ---
 
@@ -377,21 +374,3 @@ class Unclaimed:
             return
         action = getattr(message, "action", None)
         self._answers.error(identity, None, message.unique_id, GatewayError.OFFLINE, why, action)
-
-    def drop_left_behind(self, identity: str, payload: bytes) -> None:
-        """
-        The presence of a charge point an earlier run of this instance (same
-        ``[gateway] id``, so the same MQTT session, resumed) held and this run
-        does not: drop that run's subscription for it from the session, so
-        that its CALLs are not answered both here and by the catch-all.  What
-        the session had queued for it was delivered (and answered) first.
-        """
-        try:
-            body = json.loads(payload)
-            gateway, version = body["Gateway"], body.get("Protocol")
-        except (ValueError, KeyError, TypeError):
-            return
-        if gateway != self._config.gateway_id or not (version is None or isinstance(version, str)):
-            return
-        self._left_behind.add(identity)
-        self._mqtt.unsubscribe(self._dn.template.subscription(self._values(identity, version)))
