@@ -7,8 +7,9 @@ did not reach the broker), for charge points this run does not hold.
 - What that session replays is routed before this process connected, and is
   decided once the retained presence is read the first time
   (:mod:`ocppgw.router.unclaimed`).
-- The presence of a charge point that run held (this gateway's) and this
-  run does not drops the subscription for it.
+- While that first reading lasts, the retained presence of a charge point
+  this run does not hold drops the subscription for it (whichever instance
+  the presence names: the charge point may have moved since that run held it).
 - After it, a message on such a subscription was routed live: the catch-all
   got its copy too and answers it, or the holder's own subscription has it.
   It is not answered here, and the subscription is dropped.
@@ -93,18 +94,22 @@ class Earlier:
 
     def drop(self, identity: str, payload: bytes) -> None:
         """
-        The presence of ``identity`` by this gateway, which this run neither
-        holds nor subscribed: the subscription an earlier run left for it is
+        The presence of ``identity``, which this run neither holds nor
+        subscribed: the subscription an earlier run may have left for it is
         dropped, so that its CALLs are not answered both here and by the
         catch-all.  What the session had queued for it was delivered (and
-        answered) first.
+        answered) first.  After the first reading, only when the presence is
+        this gateway's (an earlier run held it): the others would cost one
+        unsubscribe per charge point of every instance.
         """
         try:
             body = json.loads(payload)
             gateway, version = body["Gateway"], body.get("Protocol")
         except (ValueError, KeyError, TypeError):
             return
-        if gateway != self._gateway or not (version is None or isinstance(version, str)):
+        if (self.replayed and gateway != self._gateway) or not (
+            version is None or isinstance(version, str)
+        ):
             return
         self._dropped.add(identity)
         self._mqtt.unsubscribe(self._template.subscription(self._values(identity, version)))

@@ -115,8 +115,11 @@ class RouterTests(SynchronousTestCase):
         self.assertEqual((topic, body["Online"]), ("ocpp/presence/CP9", False))
 
     def test_earlier_runs_subscription_dropped(self) -> None:
-        """This gateway's presence for an identity this run lacks drops that run's subscription."""
+        """After the first reading only this gateway's presence drops a left subscription."""
         router, mqtt, _, _ = setup()
+        router.announce()  # the first reading ends with the echo of the gateway presence
+        ((gateway, echo),) = [(t, p) for t, p, _, _ in mqtt.published if "gateway/" in t]
+        mqtt.deliver(gateway, echo)
         mqtt.deliver("ocpp/presence/CP9", {"ChargePointId": "CP9", "Online": False,
                                            "Gateway": "gw1", "Protocol": "ocpp1.6"})
         mqtt.deliver("ocpp/presence/CP8", {"ChargePointId": "CP8", "Online": False,
