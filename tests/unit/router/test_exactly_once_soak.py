@@ -77,3 +77,52 @@ class LeftBehindTests(SynchronousTestCase):
         b.router.release(session)
         b.mqtt.deliver(*routed("CP1"), via=LEFT)  # routed before the unsubscribe took
         self.assertEqual(b.errors(), [("d1", "Offline")])
+
+
+class ReplayHeldTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+
+    def tearDown(self) -> None:
+        for call in self.clock.getDelayedCalls():
+            call.cancel()
+
+    def test_replayed_after_old_will_charge_point_back_left_to_peer(self) -> None:
+        """Replayed after the old run's will, its charge point back here: only the peer answers."""
+        old, peer = Instance("gw1", self.clock), Instance("gw2", self.clock).up()
+        old.connect("CP1")
+        peer.hear("ocpp/presence/CP1", old.presence("CP1"))
+        old_will = will("gw1", old.router._presence.run)  # SIGKILL
+        peer.hear("ocpp/gateway/gw1", old_will)
+        peer.command("CP1", "after")  # the peer's catch-all: nobody holds CP1
+        new = Instance("gw1", self.clock)
+        _, connection = new.connect("CP1")  # accepted before MQTT is up
+        new.router.announce()
+        new.hear("ocpp/gateway/gw1", old_will)  # the resumed session's replay
+        new.mqtt.deliver(*routed("CP1", "after"), via=LEFT)
+        assert new.mqtt.handler is not None
+        new.mqtt.handler("ocpp/gateway/gw2", peer.gateway(), ())
+        new.hear("ocpp/gateway/gw1", new.gateway())  # the echo
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(peer.errors() + new.errors(), [("after", "Offline")])
+        self.assertEqual(connection.sent(), [])
+
+    def test_replayed_before_old_will_charge_point_back_delivered(self) -> None:
+        """Replayed from before the old run's will, its charge point back here: delivered once."""
+        old, peer = Instance("gw1", self.clock), Instance("gw2", self.clock).up()
+        old.connect("CP1")
+        peer.hear("ocpp/presence/CP1", old.presence("CP1"))
+        peer.command("CP1", "before")  # the peer's catch-all: gw1 holds CP1
+        old_will = will("gw1", old.router._presence.run)
+        new = Instance("gw1", self.clock)
+        _, connection = new.connect("CP1")
+        new.router.announce()
+        new.mqtt.deliver(*routed("CP1", "before"), via=LEFT)
+        new.hear("ocpp/gateway/gw1", old_will)
+        assert new.mqtt.handler is not None
+        new.mqtt.handler("ocpp/gateway/gw2", peer.gateway(), ())
+        new.hear("ocpp/gateway/gw1", new.gateway())
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(peer.errors() + new.errors(), [])
+        self.assertEqual([f[1] for f in connection.sent()], ["before"])
