@@ -104,12 +104,11 @@ class Router:
             self._subscriptions,
             self._values,
             self._deliver,
-            self.message_received,
             self._answers,
             catch_all,
         )
         # The hot path asks only whether a copy waits for its twin (the same dict).
-        self._parked = self._unclaimed.parked
+        self._parked, self._earlier = self._unclaimed.parked, self._unclaimed.earlier
         self._absent = self._unclaimed.waiting  # and whether a copy waits for a holder
         #: Its own presence: announced after each connect, pruned, its goodbye.
         self._instance = Instance(config, mqtt, clock, self._presence, self._unclaimed)
@@ -173,16 +172,15 @@ class Router:
 
     def goodbye(self) -> tuple[str, bytes]:
         """
-        The gateway's offline presence, to publish when stopping; a downstream
-        message delivered after its echo is left to the other instances'
-        catch-all (:meth:`said_goodbye` tells when the echo came).
+        The gateway's offline presence, to publish when stopping; a downstream message delivered
+        after its echo is left to the others' catch-all (:meth:`said_goodbye`: the echo came).
         """
         return self._instance.goodbye()
 
     def said_goodbye(self) -> bool:
         """
-        Whether the broker delivered this instance's goodbye back to it (with
-        no other instance up: nothing to wait for; it answers until it leaves).
+        Whether the broker delivered this instance's goodbye back to it (with no other instance
+        up: nothing to wait for; it answers until it leaves).
         """
         return self._gone or not self._instance.handover
 
@@ -363,6 +361,8 @@ class Router:
             self._unproven.discard(identity)
         if self._parked:
             self._unclaimed.twin(topic, payload)
+        if not self._earlier.replayed and self._unclaimed.replayed_here(topic, payload):
+            return  # the resumed session's replay: decided once the retained presence is read
         self._deliver(identity, session, topic, payload)
 
     def _deliver(self, identity: str, session: Session, topic: str, payload: bytes) -> None:

@@ -103,7 +103,6 @@ class Unclaimed:
         subscriptions: Mapping[str, str],
         values: Callable[[str, str | None], dict[str, str]],
         deliver: Callable[[str, Session, str, bytes], None],
-        replay: Callable[[str, bytes], None],
         answers: Answers,
         catch_all: IMQTTClient | None,
     ) -> None:
@@ -117,7 +116,6 @@ class Unclaimed:
         self._unproven = unproven
         self._values = values
         self._deliver = deliver
-        self._replay = replay
         self._answers = answers
         dn = config.downstream.topic
         self._dn = dn
@@ -255,6 +253,17 @@ class Unclaimed:
             return
         self.answer_offline(identity, topic, payload, "charge point is not connected")
 
+    def replayed_here(self, topic: str, payload: bytes) -> bool:
+        """
+        Whether a message for a charge point held here waits for the first reading of the
+        retained presence: the resumed session's replay may have routed it after the earlier
+        run's will or handover goodbye, when a peer's catch-all answered it (a live one that
+        waits too was published again for its holder by that catch-all, or answered).
+        """
+        if self._announced is None:
+            return False  # not connected yet
+        return self.hold(topic, payload, _AFTER_WILL if self.old_run_gone else _OWN)
+
     def _decide(self, topic: str, payload: bytes, answered: bool) -> None:
         """
         A per-charge point message held until the retained presence was read:
@@ -266,8 +275,10 @@ class Unclaimed:
         identity = self._dn.template.charge_point_of(topic)
         if answered or identity is None:
             return
-        if identity in self._sessions:
-            self._replay(topic, payload)
+        session = self._sessions.get(identity)
+        if session is not None:
+            # Straight to it (stopping: answered Shutdown even after the goodbye's echo).
+            self._deliver(identity, session, topic, payload)
         elif not self._presence.held_elsewhere(identity):
             self.answer_offline(identity, topic, payload, "charge point is not connected")
 
