@@ -7,6 +7,8 @@ left in the resumed MQTT session, for a charge point this run does not hold.
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -126,3 +128,27 @@ class ReplayHeldTests(SynchronousTestCase):
         self.clock.advance(READ_WAIT + OFFLINE_WAIT)
         self.assertEqual(peer.errors() + new.errors(), [])
         self.assertEqual([f[1] for f in connection.sent()], ["before"])
+
+
+class PeerRunTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+
+    def tearDown(self) -> None:
+        for call in self.clock.getDelayedCalls():
+            call.cancel()
+
+    def test_old_will_after_newer_run_keeps_peer_up(self) -> None:
+        """A peer's earlier run's will after its newer run's presence: still a peer (handover)."""
+        gw1, old, new = (Instance(gw, self.clock) for gw in ("gw1", "gw2", "gw2"))
+        gw1.up()
+        old.router.announce()
+        new.router.announce()
+        gw1.hear("ocpp/gateway/gw2", old.gateway())
+        gw1.hear("ocpp/gateway/gw2", new.gateway())
+        gw1.hear("ocpp/gateway/gw2", will("gw2", old.router._presence.run))
+        gw1.connect("CP1")
+        gw1.router.shutting_down("gateway shutting down; not sent")
+        _, goodbye = gw1.router.goodbye()
+        self.assertIs(json.loads(goodbye)["Handover"], True)
