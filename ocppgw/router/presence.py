@@ -119,8 +119,9 @@ class Presence:
         self._seq = itertools.count(1)
         #: What other instances said of identities, pruned (:meth:`prune`).
         self._elsewhere: dict[str, _Elsewhere] = {}
-        #: Whether each other instance said last that it is up.
+        #: Whether each other instance said last that it is up, and the run that said so.
         self._gateways: dict[str, bool] = {}
+        self._up_runs: dict[str, object] = {}
         #: Runs of other instances whose last will came (and no "online"
         #: since), oldest first: a presence of such a run read afterwards
         #: (on the main connection, which the will did not come through) is
@@ -306,9 +307,12 @@ class Presence:
             return
         if gateway == self._gateway or not isinstance(gateway, str):
             return
-        self._gateways[gateway] = online is True
         run = body.get("Run")
+        if online is True or run is None or self._up_runs.get(gateway, run) == run:
+            # Not an earlier run's will after its newer run's presence: that one is up.
+            self._gateways[gateway] = online is True
         if online is True:
+            self._up_runs[gateway] = run
             self._dead.pop((gateway, run), None)
             for seen in self._elsewhere.values():
                 if seen.gone and seen.gateway == gateway and seen.run == run:
