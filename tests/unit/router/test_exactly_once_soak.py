@@ -152,3 +152,15 @@ class PeerRunTests(SynchronousTestCase):
         gw1.router.shutting_down("gateway shutting down; not sent")
         _, goodbye = gw1.router.goodbye()
         self.assertIs(json.loads(goodbye)["Handover"], True)
+
+    def test_own_old_will_after_first_reading_reasserted(self) -> None:
+        """An earlier run's will landing after this run's gateway presence: it is said again."""
+        old, new = Instance("gw1", self.clock), Instance("gw1", self.clock).up()
+        before = len(new.mqtt.published)
+        new.hear("ocpp/gateway/gw1", will("gw1", old.router._presence.run))
+        ((topic, payload, _, retain),) = new.mqtt.published[before:]
+        body = json.loads(payload)
+        self.assertEqual(
+            (topic, retain, body["Online"], body["Run"]),
+            ("ocpp/gateway/gw1", True, True, new.router._presence.run),
+        )
