@@ -58,15 +58,18 @@ class Instance:
 
     def announce(self) -> None:
         """This instance and its charge points are here (after each connect)."""
-        topic, payload = self._presence.gateway(True)
         # Published after the subscriptions were (re)made: until its echo,
         # "no instance has it" is not decided.
-        self._unclaimed.announced(payload)
+        self._unclaimed.announced(self._say_up())
+        self._presence.republish()
+        self._schedule_prune()
+
+    def _say_up(self) -> bytes:
+        topic, payload = self._presence.gateway(True)
         self._mqtt.publish(topic, payload, 1, retain=True).addErrback(
             lambda f: _log.error("gateway presence not published: {f}", f=f.getErrorMessage())
         )
-        self._presence.republish()
-        self._schedule_prune()
+        return payload
 
     def _prune_tick(self) -> None:
         self._pruning = None
@@ -115,6 +118,11 @@ class Instance:
             # Who is up, as this connection reads it (the catch-all's reads
             # it in its own order): does a peer's catch-all answer?
             self._unclaimed.peers[topic] = online is True
+        elif online is False and run != self._presence.run and self._unclaimed.earlier.replayed:
+            # An earlier run's will landed after our presence (the broker
+            # noticed that run late): we are up, say so again.
+            if not self._stopping:
+                self._say_up()
         elif online is False and run != self._presence.run:
             # An earlier run's will or goodbye (a resumed session's replay):
             # peers knew that run gone from here on in the routing order.
