@@ -164,3 +164,21 @@ class PeerRunTests(SynchronousTestCase):
             (topic, retain, body["Online"], body["Run"]),
             ("ocpp/gateway/gw1", True, True, new.router._presence.run),
         )
+
+    def test_replayed_before_old_will_charge_point_elsewhere_passed_on(self) -> None:
+        """Replayed from before the old run's will, its charge point now on a peer: passed on."""
+        old, peer = Instance("gw1", self.clock), Instance("gw2", self.clock).up()
+        old.connect("CP1")
+        peer.hear("ocpp/presence/CP1", old.presence("CP1"))
+        peer.command("CP1", "before")  # routed while gw1 held CP1: the catch-all leaves it
+        old_will = will("gw1", old.router._presence.run)
+        peer.connect("CP1")  # subscribed after the command was routed
+        new = Instance("gw1", self.clock)
+        new.router.announce()
+        new.mqtt.deliver(*routed("CP1", "before"), via=LEFT)  # unacknowledged by the old run
+        new.hear("ocpp/gateway/gw1", old_will)
+        new.hear("ocpp/presence/CP1", peer.presence("CP1"))
+        new.hear("ocpp/gateway/gw1", new.gateway())
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(peer.errors() + new.errors(), [])
+        self.assertIn((*routed("CP1", "before"), 1, False), new.mqtt.published)
