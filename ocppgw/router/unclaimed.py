@@ -279,7 +279,11 @@ class Unclaimed:
         if session is not None:
             # Straight to it (stopping: answered Shutdown even after the goodbye's echo).
             self._deliver(identity, session, topic, payload)
-        elif not self._presence.held_elsewhere(identity):
+        elif self._presence.held_elsewhere(identity):
+            # Routed to the earlier run (its holder then), maybe before the new
+            # holder subscribed: passed on to it (a session drops a copy it has).
+            self._pass_on(identity, topic, payload)
+        else:
             self.answer_offline(identity, topic, payload, "charge point is not connected")
 
     # --- the catch-all ---
@@ -343,9 +347,12 @@ class Unclaimed:
             return
         for (topic, payload), call in waiting.items():
             call.cancel()
-            self._mqtt.publish(topic, payload, self._config.mqtt.qos).addErrback(
-                self._not_republished, identity, topic, payload
-            )
+            self._pass_on(identity, topic, payload)
+
+    def _pass_on(self, identity: str, topic: str, payload: bytes) -> None:
+        self._mqtt.publish(topic, payload, self._config.mqtt.qos).addErrback(
+            self._not_republished, identity, topic, payload
+        )
 
     def _not_republished(self, failure: Failure, identity: str, topic: str, payload: bytes) -> None:
         """The copy could not be published again: its backend gets an Offline after all."""
