@@ -83,9 +83,9 @@ UP_ONE, DN_ONE, DN_TWICE, CROSS, PROCS, MEMORY, EXIT, LOGS = INVARIANTS
 BUG_MARKERS = ("Traceback (most recent call last)", "Unhandled Error")
 
 #: Flags of a dn.answer that do not make it an answer of its own: a late
-#: answer after a Timeout or Shutdown (README: published with "Late": true), a
-#: duplicate's known answer marked "Duplicate": true (issue 18, path 2).
-_NOT_AN_ANSWER = ("late", "duplicate")
+#: answer after a Timeout or Shutdown (README: published with "Late": true).
+#: A copy of a CALL gets no answer at all (README), so nothing else is exempt.
+_NOT_AN_ANSWER = ("late",)
 
 
 def check_upstream(events: Iterable[Event]) -> list[Violation]:

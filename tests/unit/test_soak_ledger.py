@@ -41,14 +41,15 @@ class CleanRecordTests(SynchronousTestCase):
         """A record in which every CALL has one outcome yields no violation."""
         self.assertEqual(ledger.check_all(_clean()), [])
 
-    def test_late_and_duplicate_answers_are_not_second_answers(self) -> None:
-        """An answer marked Late or Duplicate beside the one answer is not a violation."""
-        events = [
-            *_clean(),
-            E(2.3, "dn.answer", "cp1", "bk-1", "result", "late"),
-            E(2.4, "dn.answer", "cp1", "bk-1", "result", "duplicate"),
-        ]
+    def test_late_answer_is_not_a_second_answer(self) -> None:
+        """An answer marked Late beside the one answer is not a violation."""
+        events = [*_clean(), E(2.3, "dn.answer", "cp1", "bk-1", "result", "late")]
         self.assertEqual(ledger.check_all(events), [])
+
+    def test_duplicate_answer_is_a_second_answer(self) -> None:
+        """A second answer marked Duplicate is one answer too many: a copy gets none (README)."""
+        events = [*_clean(), E(2.4, "dn.answer", "cp1", "bk-1", "result", "duplicate")]
+        self.assertEqual([v.invariant for v in ledger.check_all(events)], [ledger.DN_ONE])
 
     def test_closed_is_an_outcome(self) -> None:
         """A CALL whose connection closed before its answer has that one outcome."""
