@@ -85,16 +85,19 @@ def will(gw: str, run: str | None) -> bytes:
     return json.dumps(body).encode()
 
 
-class ExactlyOnceTests(SynchronousTestCase):
+class ClockTestCase(SynchronousTestCase):
+    """Routers on one task.Clock; only the prune timer of an announced router may remain."""
+
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
 
     def tearDown(self) -> None:
-        # Only the prune timer of an announced router may remain.
         for call in self.clock.getDelayedCalls():
             call.cancel()
 
+
+class ExactlyOnceTests(ClockTestCase):
     def test_restart_will_spares_newer_run(self) -> None:
         """Path 5: the old run's will after the new run's presence spares its charge points."""
         old, peer = Instance("gw1", self.clock), Instance("gw2", self.clock).up()
@@ -331,16 +334,8 @@ def routed(cid: str, unique_id: str = "d1") -> tuple[str, bytes]:
     return f"ocpp/cs/{cid}/Call/Reset", json.dumps(dict(RESET, UniqueId=unique_id)).encode()
 
 
-class ReplayTests(SynchronousTestCase):
+class ReplayTests(ClockTestCase):
     """What a resumed MQTT session replays, and catch-all copies racing a connect."""
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(1_700_000_000)
-
-    def tearDown(self) -> None:
-        for call in self.clock.getDelayedCalls():
-            call.cancel()
 
     def restarted(self) -> tuple[Instance, Instance, bytes]:
         """gw1 held CP1 and died (its will reached the peer gw2); gw1's next run connects."""

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 
-from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
-
 from ocppgw.router.unclaimed import OFFLINE_WAIT, PER_CHARGE_POINT, READ_WAIT
-from tests.unit.router.test_exactly_once_presence import Instance, routed, will
+from tests.unit.router.test_exactly_once_presence import ClockTestCase, Instance, routed, will
 
 LEFT = "ocpp/cs/CP1/+/+"
 
@@ -25,15 +22,7 @@ def left_behind(instance: Instance) -> Instance:
     return instance
 
 
-class LeftBehindTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(1_700_000_000)
-
-    def tearDown(self) -> None:
-        for call in self.clock.getDelayedCalls():
-            call.cancel()
-
+class LeftBehindTests(ClockTestCase):
     def test_left_subscription_holder_killed_one_offline(self) -> None:
         """A command on a subscription an earlier run left, its holder dead: one Offline."""
         b, a = left_behind(Instance("gw1", self.clock).up()), Instance("gw2", self.clock).up()
@@ -81,15 +70,7 @@ class LeftBehindTests(SynchronousTestCase):
         self.assertEqual(b.errors(), [("d1", "Offline")])
 
 
-class ReplayHeldTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(1_700_000_000)
-
-    def tearDown(self) -> None:
-        for call in self.clock.getDelayedCalls():
-            call.cancel()
-
+class ReplayHeldTests(ClockTestCase):
     def test_replayed_after_old_will_charge_point_back_left_to_peer(self) -> None:
         """Replayed after the old run's will, its charge point back here: only the peer answers."""
         old, peer = Instance("gw1", self.clock), Instance("gw2", self.clock).up()
@@ -130,15 +111,7 @@ class ReplayHeldTests(SynchronousTestCase):
         self.assertEqual([f[1] for f in connection.sent()], ["before"])
 
 
-class PeerRunTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.clock.advance(1_700_000_000)
-
-    def tearDown(self) -> None:
-        for call in self.clock.getDelayedCalls():
-            call.cancel()
-
+class PeerRunTests(ClockTestCase):
     def test_old_will_after_newer_run_keeps_peer_up(self) -> None:
         """A peer's earlier run's will after its newer run's presence: still a peer (handover)."""
         gw1, old, new = (Instance(gw, self.clock) for gw in ("gw1", "gw2", "gw2"))
