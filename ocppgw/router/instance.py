@@ -118,12 +118,17 @@ class Instance:
             # Who is up, as this connection reads it (the catch-all's reads
             # it in its own order): does a peer's catch-all answer?
             self._unclaimed.peers[topic] = online is True
-        elif online is False and run != self._presence.run and self._unclaimed.earlier.replayed:
+        elif run == self._presence.run:
+            # This run's own will (the broker took it for dead: a stall past
+            # 1.5 x keepalive, or a broker restart), or an earlier presence of
+            # it: until our presence is routed again, peers answer for us.
+            self._unclaimed.gone(online is False and not self._stopping)
+        elif online is False and self._unclaimed.earlier.replayed:
             # An earlier run's will landed after our presence (the broker
             # noticed that run late): we are up, say so again.
             if not self._stopping:
                 self._say_up()
-        elif online is False and run != self._presence.run:
+        elif online is False:
             # An earlier run's will or goodbye (a resumed session's replay):
             # peers knew that run gone from here on in the routing order.
             self._unclaimed.old_run_gone = True

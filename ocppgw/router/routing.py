@@ -108,8 +108,8 @@ class Router:
             catch_all,
         )
         # The hot path asks only whether a copy waits for its twin (the same dict).
-        self._parked, self._earlier = self._unclaimed.parked, self._unclaimed.earlier
-        self._absent = self._unclaimed.waiting  # and whether a copy waits for a holder
+        self._parked = self._unclaimed.parked
+        self._absent = self._unclaimed.offline.waiting  # and whether a copy waits for a holder
         #: Its own presence: announced after each connect, pruned, its goodbye.
         self._instance = Instance(config, mqtt, clock, self._presence, self._unclaimed)
 
@@ -143,7 +143,7 @@ class Router:
             self._mqtt.subscribe(topic_filter, self._qos, PER_CHARGE_POINT)
         self._presence.online(identity, session.version, peer)
         if self._absent:
-            self._unclaimed.claimed(identity)  # after the subscription: it gets them
+            self._unclaimed.offline.claimed(identity)  # after the subscription: it gets them
 
     def detach(self, session: Session) -> None:
         """
@@ -333,7 +333,7 @@ class Router:
                 elif here is None and identity not in self._subscriptions:
                     self._unclaimed.earlier.drop(identity, payload)
                 if self._absent and identity in self._absent:
-                    self._unclaimed.presence_of(identity)  # copies waiting: held now?
+                    self._unclaimed.offline.presence_of(identity)  # copies waiting: held now?
             if not self._is_downstream(topic):
                 return
         if self._is_gateway(topic):
@@ -361,8 +361,8 @@ class Router:
             self._unproven.discard(identity)
         if self._parked:
             self._unclaimed.twin(topic, payload)
-        if not self._earlier.replayed and self._unclaimed.replayed_here(topic, payload):
-            return  # the resumed session's replay: decided once the retained presence is read
+        if self._unclaimed.replaying and self._unclaimed.replayed_here(topic, payload):
+            return  # a resumed session's replay: held until the retained presence is read, or left
         self._deliver(identity, session, topic, payload)
 
     def _deliver(self, identity: str, session: Session, topic: str, payload: bytes) -> None:

@@ -20,13 +20,14 @@ Downstream messages no session of this instance claims, and who answers them.
   every instance took the charge point for held), and is answered here; one
   routed after it was answered by a live peer's catch-all, and only when no
   peer is up is it answered here.
-- A catch-all copy for a charge point no instance holds waits
-  :data:`OFFLINE_WAIT` for an online presence of it (its holder may have
-  subscribed just before the message was routed and published its presence
-  just after): if one comes, the copy is published again, unchanged, on the
-  charge point's downstream topic, so the holder's subscription has it (the
-  session knows a duplicate); else it is answered Offline.  A copy published
-  again reaches a catch-all that knows the holder, which leaves it alone.
+- A catch-all copy for a charge point no instance holds waits for a holder
+  a moment, then is answered Offline: :mod:`ocppgw.router.offline`.
+- The broker took this instance for dead (its own last will: a stall past
+  1.5 x keepalive, a broker restart): until its gateway presence is routed
+  again, peers' catch-alls answer for its charge points; what its resumed
+  session replays after its own will is theirs (with no peer up, it is
+  delivered here), and a copy its own catch-all reads then is answered as a
+  peer's would be.
 
 Every such message gets one answer (``Offline``, or ``Invalid`` when it cannot
 be read), never none and never two.
@@ -34,19 +35,17 @@ be read), never none and never two.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Set
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from ocppgw.interfaces import IMQTTClient
-from ocppgw.ocpp.envelope import CodecError, DecodeContext, GatewayError
-from ocppgw.ocpp.versions import OCPP21
-from ocppgw.router import codecs
 from ocppgw.router.answers import Answers
 from ocppgw.router.earlier import Earlier
+from ocppgw.router.offline import Offline
 from ocppgw.router.presence import Presence
 from ocppgw.router.topics import compile_filter
 from ocppgw.session.rules import Session
@@ -55,8 +54,6 @@ if TYPE_CHECKING:
     from ocppgw.config import Config
 
 _log = Logger()
-
-_NOBODY = "charge point is not connected to any gateway"
 
 #: MQTT 5 subscription identifiers: the shared catch-all, and the per-charge
 #: point subscriptions (so a copy that matched both is never taken for the
@@ -73,12 +70,6 @@ READ_WAIT = 2.0
 #: subscription has delivered nothing yet waits for its twin from that
 #: subscription before it is delivered itself.
 TWIN_WAIT = 0.5
-
-#: How long the catch-all's copy of a message for a charge point no instance
-#: holds waits for an online presence of it (the holder may have subscribed
-#: just before the message was routed, and published its presence just
-#: after) before it is answered Offline.
-OFFLINE_WAIT = 0.3
 
 #: At most this many downstream messages wait for that decision; beyond it
 #: they are decided at once.
@@ -106,7 +97,6 @@ class Unclaimed:
         answers: Answers,
         catch_all: IMQTTClient | None,
     ) -> None:
-        self._config = config
         self._mqtt = mqtt
         self._clock = clock
         self._presence = presence
@@ -119,7 +109,6 @@ class Unclaimed:
         self._answers = answers
         dn = config.downstream.topic
         self._dn = dn
-        self._dn_codec = codecs.get(dn.codec)
         dn_any = dn.template.subscription(values("", None), any_cid=True)
         self._is_gateway = compile_filter(presence.gateway_filter)
         self._is_downstream = compile_filter(dn_any)
@@ -143,14 +132,24 @@ class Unclaimed:
         self.old_run_gone = False
         #: Whether that was a goodbye handing over to the peers' catch-all.
         self.handed_over = False
+        #: Whether this run's own last will came since our gateway presence
+        #: was last routed: the broker took this instance for dead (a stall
+        #: past 1.5 x keepalive, a broker restart), so what is read now was
+        #: routed when peers answered for its charge points.  As the main
+        #: connection reads it, and as the catch-all's own connection does.
+        self.gone_here = False
+        self._gone_read = False
+        #: Whether a per-charge point message may be one to hold or leave
+        #: (the first reading is not done, or ``gone_here``).
+        self.replaying = True
+        self._own_topic = presence.gateway(True)[0]
         #: Whether each other instance is up, by gateway topic, as the main
         #: connection last read it.
         self.peers: dict[str, bool] = {}
         #: The subscriptions an earlier run of this ``[gateway] id`` left.
         self.earlier = Earlier(config, mqtt, values, subscriptions)
-        #: Catch-all copies for identities no instance holds, waiting for an
-        #: online presence (:data:`OFFLINE_WAIT`), by identity.
-        self.waiting: dict[str, dict[tuple[str, bytes], IDelayedCall]] = {}
+        #: Catch-all copies for identities no instance holds, waiting for a holder.
+        self.offline = Offline(config, mqtt, clock, presence, sessions, answers)
         qos = config.mqtt.qos
         group = config.downstream.offline_group
         if group and catch_all is not None:
@@ -211,6 +210,22 @@ class Unclaimed:
                 self._decide(topic, payload, after and any(self.peers.values()))
         if announced:
             self.earlier.replayed = True  # what the session kept came before
+        self.gone(False)
+
+    def gone(self, gone: bool) -> None:
+        """
+        The main connection read this run's own will (True), or its gateway
+        presence (False: routed again; copies waiting for us go to us now).
+        """
+        self.gone_here = gone
+        self.replaying = gone or not self.earlier.replayed
+        if not gone:
+            self.offline.back()
+
+    def _taken_for_gone(self) -> bool:
+        """Whether a catch-all copy read now was routed while peers answered for this instance."""
+        gone = self._gone_read if self.reads_gateways else self.gone_here
+        return gone and any(self.peers.values())
 
     def hold(self, topic: str, payload: bytes, kind: int) -> bool:
         """Whether an "absent" decision waits until the retained presence is read."""
@@ -229,10 +244,7 @@ class Unclaimed:
             self._unpark(key)
         if self._reading is not None:
             self._presence_read()
-        for identity in list(self.waiting):
-            for key, call in self.waiting.pop(identity).items():
-                call.cancel()
-                self.answer_offline(identity, key[0], key[1], _NOBODY)
+        self.offline.leave()
 
     # --- a per-charge point subscription, for a charge point not held here ---
 
@@ -251,7 +263,7 @@ class Unclaimed:
                 return  # on a subscription the earlier run left: a peer's catch-all answered
         elif self.hold(topic, payload, _OWN):
             return
-        self.answer_offline(identity, topic, payload, "charge point is not connected")
+        self.offline.answer(identity, topic, payload, "charge point is not connected")
 
     def replayed_here(self, topic: str, payload: bytes) -> bool:
         """
@@ -260,6 +272,10 @@ class Unclaimed:
         run's will or handover goodbye, when a peer's catch-all answered it (a live one that
         waits too was published again for its holder by that catch-all, or answered).
         """
+        if self.gone_here:
+            # Routed after our own will: with a peer up, the catch-all that
+            # got its copy answers it (or passes it on when we are back).
+            return any(self.peers.values())
         if self._announced is None:
             return False  # not connected yet
         return self.hold(topic, payload, _AFTER_WILL if self.old_run_gone else _OWN)
@@ -282,9 +298,9 @@ class Unclaimed:
         elif self._presence.held_elsewhere(identity):
             # Routed to the earlier run (its holder then), maybe before the new
             # holder subscribed: passed on to it (a session drops a copy it has).
-            self._pass_on(identity, topic, payload)
+            self.offline.pass_on(identity, topic, payload)
         else:
-            self.answer_offline(identity, topic, payload, "charge point is not connected")
+            self.offline.answer(identity, topic, payload, "charge point is not connected")
 
     # --- the catch-all ---
 
@@ -292,9 +308,24 @@ class Unclaimed:
         """A message on the catch-all's own connection: a gateway presence, or a copy."""
         if self._is_gateway(topic):
             self._presence.gateway_received(topic, payload)
+            if topic == self._own_topic:
+                self._own_read(payload)
             if not self._is_downstream(topic):
                 return
         self.copy(topic, payload)
+
+    def _own_read(self, payload: bytes) -> None:
+        """This instance's own gateway presence or will, as the catch-all's connection reads it."""
+        try:
+            body = json.loads(payload)
+            gone = body["Online"] is False and body.get("Run") == self._presence.run
+        except (ValueError, KeyError, TypeError):
+            return
+        if "Handover" in body:
+            return  # our goodbye: this connection left the group before it
+        self._gone_read = gone
+        if not gone:
+            self.offline.back()
 
     def copy(self, topic: str, payload: bytes) -> None:
         """
@@ -306,6 +337,11 @@ class Unclaimed:
         if identity is None:
             return
         if identity in self._sessions:
+            if self._taken_for_gone():
+                # Answered as a peer's catch-all would (this instance's session
+                # leaves what it reads after its own will to the catch-alls).
+                self.offline.wait(identity, topic, payload)
+                return
             key = (topic, payload)
             unproven = identity in self._unproven
             if unproven and key not in self.parked and len(self.parked) < MAX_HELD:
@@ -315,53 +351,7 @@ class Unclaimed:
             return
         if not self._presence.unclaimed(identity) or self.hold(topic, payload, _COPY):
             return
-        # Its holder may have subscribed just before this was routed: wait
-        # for its presence a moment.  Copies of one message wait once.
-        waiting = self.waiting.setdefault(identity, {})
-        key = (topic, payload)
-        if key not in waiting:
-            waiting[key] = self._clock.callLater(OFFLINE_WAIT, self._nobody, identity, key)
-
-    def _nobody(self, identity: str, key: tuple[str, bytes]) -> None:
-        """No presence of ``identity`` came: answer its copy Offline."""
-        waiting = self.waiting.get(identity)
-        if waiting is None or waiting.pop(key, None) is None:
-            return
-        if not waiting:
-            del self.waiting[identity]
-        self.answer_offline(identity, key[0], key[1], _NOBODY)
-
-    def presence_of(self, identity: str) -> None:
-        """A presence of ``identity`` arrived while copies wait: online elsewhere, they go there."""
-        if self._presence.held_elsewhere(identity):
-            self.claimed(identity)
-
-    def claimed(self, identity: str) -> None:
-        """
-        ``identity`` is held now (here, or an online presence of another
-        instance arrived): publish its waiting copies again on its topic, for
-        its subscription (the session drops one it already has).
-        """
-        waiting = self.waiting.pop(identity, None)
-        if waiting is None:
-            return
-        for (topic, payload), call in waiting.items():
-            call.cancel()
-            self._pass_on(identity, topic, payload)
-
-    def _pass_on(self, identity: str, topic: str, payload: bytes) -> None:
-        self._mqtt.publish(topic, payload, self._config.mqtt.qos).addErrback(
-            self._not_republished, identity, topic, payload
-        )
-
-    def _not_republished(self, failure: Failure, identity: str, topic: str, payload: bytes) -> None:
-        """The copy could not be published again: its backend gets an Offline after all."""
-        _log.warn(
-            "{cid}: a command could not be passed on to its holder: {f}",
-            cid=identity,
-            f=failure.getErrorMessage(),
-        )
-        self.answer_offline(identity, topic, payload, _NOBODY)
+        self.offline.wait(identity, topic, payload)
 
     def twin(self, topic: str, payload: bytes) -> None:
         """The charge point's own subscription delivered this: its parked copy is not needed."""
@@ -379,16 +369,3 @@ class Unclaimed:
             self._deliver(identity, session, topic, payload)
         else:
             self.copy(topic, payload)
-
-    # --- answers ---
-
-    def answer_offline(self, identity: str, topic: str, payload: bytes, why: str) -> None:
-        """Answer a downstream message for an absent charge point: Offline (or Invalid)."""
-        try:
-            # Any version's message types are possible for an unknown peer.
-            message = self._dn_codec.decode(payload, DecodeContext(OCPP21)).message
-        except CodecError as e:
-            self._answers.reject(identity, None, e, topic, payload)
-            return
-        action = getattr(message, "action", None)
-        self._answers.error(identity, None, message.unique_id, GatewayError.OFFLINE, why, action)

@@ -105,3 +105,38 @@ async def test_command_racing_a_connect_answered_once(tmp_path):
     finally:
         backend.close()
         stop_broker(broker)
+
+
+@run_async
+async def test_instance_stalled_past_its_will_answered_once(tmp_path):
+    """
+    SIGSTOP of the charge point's instance past 1.5 x keepalive: the broker
+    fires its will, and the peer answers Offline what is routed until the
+    instance is back; the resumed session replays those commands too.  Each
+    command gets one answer: the instance's, or the peer's.
+    """
+    broker = start_own_broker(tmp_path / "mosquitto")
+    backend = Backend(broker)
+    fast = {"mqtt": {"keepalive": "5"}}
+    try:
+        with own_gateway(tmp_path / "a", broker, fast), own_gateway(
+            tmp_path / "b", broker, fast
+        ) as b:
+            cid = "it-replay-stalled"
+            async with answering(b.url(cid)):
+                await presence(backend, cid, True, gateway=b.name)
+                assert b.proc is not None
+                sent = [f"z{n}" for n in range(56)]
+                b.proc.send_signal(signal.SIGSTOP)
+                try:
+                    for unique_id in sent:  # 14 s: past the will (fired 7.5 to 10 s in)
+                        command(backend, cid, unique_id)
+                        await asyncio.sleep(0.25)
+                finally:
+                    b.proc.send_signal(signal.SIGCONT)
+                await settle(4)
+            kinds = exactly_once(backend, cid, sent)
+            assert kinds["Offline"] > 0, kinds  # the will fired: the peer answered some
+    finally:
+        backend.close()
+        stop_broker(broker)

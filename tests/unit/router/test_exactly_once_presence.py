@@ -18,8 +18,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.config import parse
+from ocppgw.router.offline import OFFLINE_WAIT
 from ocppgw.router.routing import Router
-from ocppgw.router.unclaimed import OFFLINE_WAIT, READ_WAIT, TWIN_WAIT
+from ocppgw.router.unclaimed import READ_WAIT, TWIN_WAIT
 from ocppgw.session.rules import Session
 from tests.fakes import FakeConnection, FakeMQTT
 

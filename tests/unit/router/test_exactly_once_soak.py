@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 
-from ocppgw.router.unclaimed import OFFLINE_WAIT, PER_CHARGE_POINT, READ_WAIT
+from ocppgw.router.offline import OFFLINE_WAIT
+from ocppgw.router.unclaimed import PER_CHARGE_POINT, READ_WAIT
 from tests.unit.router.test_exactly_once_presence import ClockTestCase, Instance, routed, will
 
 LEFT = "ocpp/cs/CP1/+/+"
@@ -155,3 +156,113 @@ class PeerRunTests(ClockTestCase):
         self.clock.advance(READ_WAIT + OFFLINE_WAIT)
         self.assertEqual(peer.errors() + new.errors(), [])
         self.assertIn((*routed("CP1", "before"), 1, False), new.mqtt.published)
+
+
+class StalledTests(ClockTestCase):
+    """
+    Seed 404: an instance stalled (SIGSTOP) past 1.5 x keepalive.  The broker
+    fires its will; until its gateway presence is routed again, the peers'
+    catch-all answers for its charge points, and its resumed session replays
+    those commands as well, after its own will.
+    """
+
+    def stalled(self, peer: bool = True) -> tuple[Instance, Instance, bytes]:
+        """b holds CP1 and is taken for gone (its will routed); a is the peer (up or not)."""
+        b = Instance("gw1", self.clock)
+        self.session, self.connection = b.connect("CP1")
+        b.up()
+        a = Instance("gw2", self.clock).up()
+        if peer:
+            b.hear("ocpp/gateway/gw2", a.gateway())
+            a.hear("ocpp/gateway/gw1", b.gateway())
+            a.hear("ocpp/presence/CP1", b.presence("CP1"))
+        own_will = will("gw1", b.router._presence.run)
+        a.hear("ocpp/gateway/gw1", own_will)
+        return b, a, own_will
+
+    def replay(self, b: Instance, own_will: bytes) -> None:
+        """b connects again: its session replays "before", its own will, and "after"."""
+        assert b.mqtt.handler is not None
+        b.router.announce()
+        b.mqtt.deliver(*routed("CP1", "before"), via="ocpp/cs/CP1/+/+")
+        self.sent()
+        b.mqtt.handler("ocpp/gateway/gw1", own_will, ())
+        b.mqtt.deliver(*routed("CP1", "after"), via="ocpp/cs/CP1/+/+")
+
+    def echo(self, b: Instance) -> None:
+        """The echo of b's gateway presence (routed after everything replayed)."""
+        assert b.mqtt.handler is not None
+        b.mqtt.handler("ocpp/gateway/gw1", b.gateway(), ())
+
+    def sent(self) -> list[str]:
+        """The CALLs sent to the charge point, which answers each (one is in flight at a time)."""
+        answered = 0
+        while answered < len(self.connection.sent()):
+            unique_id = self.connection.sent()[answered][1]
+            self.session.frame_received(f'[3,"{unique_id}",{{"status":"Accepted"}}]')
+            answered += 1
+        return [f[1] for f in self.connection.sent()]
+
+    def test_replayed_after_own_will_left_to_the_peer(self) -> None:
+        """Replayed after this run's own will, a peer up: the peer's Offline is the one answer."""
+        b, a, own_will = self.stalled()
+        a.command("CP1", "after")  # a's catch-all: gw1 is gone
+        self.clock.advance(OFFLINE_WAIT)
+        self.replay(b, own_will)
+        self.echo(b)
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(a.errors() + b.errors(), [("after", "Offline")])
+        self.assertEqual(self.sent(), ["before"])
+
+    def test_replayed_after_own_will_passed_on_delivered_once(self) -> None:
+        """b back within OFFLINE_WAIT: the peer passes the command on, b delivers it once."""
+        b, a, own_will = self.stalled()
+        a.command("CP1", "after")
+        self.replay(b, own_will)
+        self.echo(b)
+        a.hear("ocpp/gateway/gw1", b.gateway())
+        a.hear("ocpp/presence/CP1", b.presence("CP1"))
+        passed = [(t, p) for t, p, _, r in a.mqtt.published if not r and "/Call/" in t]
+        self.assertEqual(len(passed), 1)
+        b.mqtt.deliver(*passed[0], via="ocpp/cs/CP1/+/+")
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(a.errors() + b.errors(), [])
+        self.assertEqual(self.sent(), ["before", "after"])
+
+    def test_own_catch_all_copy_after_own_will_answered(self) -> None:
+        """b's own catch-all gets the copy while it reads b gone: answered, as a peer's would."""
+        b, _, own_will = self.stalled()
+        assert b.catch_all.handler is not None
+        b.catch_all.handler("ocpp/gateway/gw1", own_will, ())  # its new connection reads it
+        b.catch_all.handler(*routed("CP1", "after"), ())
+        self.replay(b, own_will)
+        self.clock.advance(OFFLINE_WAIT)
+        self.echo(b)
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(b.errors(), [("after", "Offline")])
+        self.assertEqual(self.sent(), ["before"])
+
+    def test_own_catch_all_copy_passed_on_when_back(self) -> None:
+        """b's own catch-all copy, b back within OFFLINE_WAIT: passed on, delivered once."""
+        b, _, own_will = self.stalled()
+        assert b.catch_all.handler is not None
+        b.catch_all.handler("ocpp/gateway/gw1", own_will, ())
+        b.catch_all.handler(*routed("CP1", "after"), ())
+        self.replay(b, own_will)
+        self.echo(b)
+        b.catch_all.handler("ocpp/gateway/gw1", b.gateway(), ())
+        passed = [(t, p) for t, p, _, r in b.mqtt.published if not r and "/Call/" in t]
+        self.assertEqual(len(passed), 1)
+        b.mqtt.deliver(*passed[0], via="ocpp/cs/CP1/+/+")
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(b.errors(), [])
+        self.assertEqual(self.sent(), ["before", "after"])
+
+    def test_replayed_after_own_will_alone_delivered(self) -> None:
+        """No peer up: nobody else answers, so what is replayed after the will is delivered."""
+        b, _, own_will = self.stalled(peer=False)
+        self.replay(b, own_will)
+        self.echo(b)
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(b.errors(), [])
+        self.assertEqual(self.sent(), ["before", "after"])

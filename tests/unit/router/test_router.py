@@ -12,8 +12,8 @@ from ocppgw.config import parse
 from ocppgw.interfaces import IMQTTClient, IRouter
 from ocppgw.ocpp.envelope import Envelope
 from ocppgw.ocpp.messages import Call
+from ocppgw.router.offline import OFFLINE_WAIT
 from ocppgw.router.routing import PER_CHARGE_POINT, Router
-from ocppgw.router.unclaimed import OFFLINE_WAIT
 from ocppgw.session.rules import Session
 from tests.fakes import FakeConnection, FakeMQTT
 
