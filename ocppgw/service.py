@@ -187,6 +187,7 @@ class GatewayService(MultiService):
             self.broker.hold()  # stopping: a broker that dies now stays dead
         if self.catch_all is not None:
             # Leave the catch-all group first: the others answer for absent ones.
+            router.catch_all_leaving()
             yield self.catch_all.stop()
         if not self._listeners_stopped:
             yield DeferredList([Deferred.fromCoroutine(_stop(li)) for li in self.listeners])

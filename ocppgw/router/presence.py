@@ -40,13 +40,13 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ocppgw.interfaces import IMQTTClient
+from ocppgw.router.holders import Elsewhere, Here
 from ocppgw.router.topics import TopicTemplate
 from ocppgw.session.rules import rfc3339
 
@@ -69,38 +69,6 @@ def topic_values(gateway: str, identity: str, version: str | None) -> dict[str, 
     return {"cid": identity, "gateway": gateway, "version": version or ""}
 
 
-@dataclass
-class _Here:
-    """This instance's current connection of one identity."""
-
-    #: Names this connection in its presence ("Connection"), so that this
-    #: instance knows its own presence when the broker echoes it back.
-    token: str
-    version: str
-    peer: str
-    since: float
-    #: The sequence number of the last presence published for it.
-    seq: int = 0
-    #: The broker has delivered this connection's online presence back to us:
-    #: another instance's online presence delivered after it is newer.
-    echoed: bool = False
-
-
-@dataclass(slots=True)
-class _Elsewhere:
-    """What another instance last said of an identity."""
-
-    gateway: str
-    online: bool
-    #: When we heard it (this instance's clock; only ever compared with itself).
-    heard: float
-    #: The run of that instance, and the sequence number, of what it said.
-    run: object = None
-    seq: object = None
-    #: The instance itself is gone (its last will): nobody holds the identity.
-    gone: bool = False
-
-
 class Presence:
     """This instance's presence messages, and what the other instances say."""
 
@@ -111,14 +79,18 @@ class Presence:
         self._qos = config.mqtt.qos
         self._gateway = config.gateway_id
         #: This instance's connections, by identity.
-        self._here: dict[str, _Here] = {}
+        self._here: dict[str, Here] = {}
         self._connections = itertools.count(1)
         #: Chosen at each process start: tokens of two runs never collide, and
         #: a last will or correction names the run it concerns.
         self.run = secrets.token_hex(4)
         self._seq = itertools.count(1)
+        #: Identities taken over from another live instance whose presence
+        #: here is not echoed yet: a command read for one now was routed
+        #: before that presence, when the other instance held it and answers it.
+        self.taken: set[str] = set()
         #: What other instances said of identities, pruned (:meth:`prune`).
-        self._elsewhere: dict[str, _Elsewhere] = {}
+        self._elsewhere: dict[str, Elsewhere] = {}
         #: Whether each other instance said last that it is up, and the run that said so.
         self._gateways: dict[str, bool] = {}
         self._up_runs: dict[str, object] = {}
@@ -147,8 +119,16 @@ class Presence:
     def online(self, identity: str, version: str, peer: str) -> None:
         """``identity`` connected here now."""
         token = f"{self._gateway}/{self.run}/{next(self._connections)}"
-        self._here[identity] = _Here(token, version, peer, self._clock.seconds())
-        self._elsewhere.pop(identity, None)
+        now = self._clock.seconds()
+        here = self._here[identity] = Here(token, version, peer, now)
+        seen = self._elsewhere.pop(identity, None)
+        if seen is not None and not seen.gone:
+            # Held there, connected or in its grace period (offline_ttl).
+            here.taken = seen.online or now - seen.heard < self._config.downstream.offline_ttl
+        if here.taken:
+            self.taken.add(identity)
+        else:
+            self.taken.discard(identity)
         self._publish(identity, version, True)
 
     def offline(self, identity: str, version: str | None) -> None:
@@ -157,7 +137,13 @@ class Presence:
 
     def forget(self, identity: str) -> bool:
         """This instance holds nothing for ``identity`` any more; whether it did."""
+        self.taken.discard(identity)
         return self._here.pop(identity, None) is not None
+
+    def taken_over(self, identity: str) -> bool:
+        """Whether this instance's connection of ``identity`` took it from another live one."""
+        here = self._here.get(identity)
+        return here is not None and here.taken
 
     def clear(self, identity: str, version: str | None) -> None:
         """Remove ``identity``'s retained presence (an empty retained message)."""
@@ -242,6 +228,7 @@ class Presence:
                 self._reassert(identity, mine, here)
             elif mine is not None and body.get("Connection") == mine.token:
                 mine.echoed = True
+                self.taken.discard(identity)
             elif online is True and here is None and run != self.run:
                 # A presence left behind by an earlier run of this instance.
                 self._publish(identity, body.get("Protocol"), False)
@@ -263,7 +250,7 @@ class Presence:
             # Another connection's online presence is newer than this offline one.
             self._reassert(identity, mine, here)
             return False
-        seen = self._elsewhere[identity] = _Elsewhere(
+        seen = self._elsewhere[identity] = Elsewhere(
             gateway, online is True, self._clock.seconds(), run, seq
         )
         if self._dead and (gateway, run) in self._dead:
@@ -287,7 +274,7 @@ class Presence:
         )
         return True
 
-    def _reassert(self, identity: str, mine: _Here | None, here: Session | None) -> None:
+    def _reassert(self, identity: str, mine: Here | None, here: Session | None) -> None:
         """Something else landed on the retained presence of a charge point connected here."""
         if mine is not None and here is not None and here.connected:
             mine.echoed = False
@@ -329,7 +316,7 @@ class Presence:
             if seen.gateway == gateway and not seen.gone and (run is None or seen.run == run):
                 self._gone(identity, seen, now)
 
-    def _gone(self, identity: str, seen: _Elsewhere, now: float) -> None:
+    def _gone(self, identity: str, seen: Elsewhere, now: float) -> None:
         """``seen``'s instance is gone: correct what it left retained."""
         if seen.online:
             # Exactly that presence (its run and sequence number).

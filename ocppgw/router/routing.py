@@ -108,7 +108,7 @@ class Router:
             catch_all,
         )
         # The hot path asks only whether a copy waits for its twin (the same dict).
-        self._parked = self._unclaimed.parked
+        self._parked, self._taken = self._unclaimed.parked, self._presence.taken
         self._absent = self._unclaimed.offline.waiting  # and whether a copy waits for a holder
         #: Its own presence: announced after each connect, pruned, its goodbye.
         self._instance = Instance(config, mqtt, clock, self._presence, self._unclaimed)
@@ -178,10 +178,7 @@ class Router:
         return self._instance.goodbye()
 
     def said_goodbye(self) -> bool:
-        """
-        Whether the broker delivered this instance's goodbye back to it (with no other instance
-        up: nothing to wait for; it answers until it leaves).
-        """
+        """Whether our goodbye's echo came (alone: none to wait for; it answers until it leaves)."""
         return self._gone or not self._instance.handover
 
     def leave(self) -> None:
@@ -226,9 +223,9 @@ class Router:
         """Error envelopes whose publish failed and that wait to be published again."""
         return len(self._answers) + sum(s.owed() for s in self._sessions.values())
 
-    def prune(self) -> int:
-        """Forget what other instances said of identities long gone (bounded memory)."""
-        return self._presence.prune()
+    def catch_all_leaving(self) -> None:
+        """The catch-all's own connection stops first: the main connection reads who is up now."""
+        self._unclaimed.reads_gateways = False
 
     def remembered_elsewhere(self) -> int:
         """Identities of other instances this router keeps presence of (pruned)."""
@@ -357,6 +354,8 @@ class Router:
         if session is None or topic_filter is None or not topic_matches(topic_filter, topic):
             self._unclaimed.absent(identity, topic, payload)
             return
+        if self._taken and identity in self._taken:
+            return  # routed before our presence for it: the instance it moved from answers it
         if self._unproven:
             self._unproven.discard(identity)
         if self._parked:

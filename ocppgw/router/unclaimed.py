@@ -366,6 +366,8 @@ class Unclaimed:
         identity = self._dn.template.charge_point_of(topic)
         session = self._sessions.get(identity) if identity is not None else None
         if session is not None and identity is not None:
+            if self._presence.taken_over(identity):
+                return  # routed before the subscription took: the instance it moved from answers
             self._deliver(identity, session, topic, payload)
         else:
             self.copy(topic, payload)

@@ -11,6 +11,7 @@ import json
 
 from ocppgw.router.offline import OFFLINE_WAIT
 from ocppgw.router.unclaimed import PER_CHARGE_POINT, READ_WAIT
+from ocppgw.session.rules import Session
 from tests.unit.router.test_exactly_once_presence import ClockTestCase, Instance, routed, will
 
 LEFT = "ocpp/cs/CP1/+/+"
@@ -266,3 +267,96 @@ class StalledTests(ClockTestCase):
         self.clock.advance(READ_WAIT + OFFLINE_WAIT)
         self.assertEqual(b.errors(), [])
         self.assertEqual(self.sent(), ["before", "after"])
+
+
+class StoppingViewTests(ClockTestCase):
+    """
+    Seed 404 again: a SIGTERM while the peer comes back from a stall.  The
+    stopping instance's catch-all connection leaves first; what the main
+    connection reads after that must still tell it who is up.
+    """
+
+    def test_peer_back_after_catch_all_left_is_handed_over(self) -> None:
+        """The peer's presence read after the catch-all left: the goodbye hands over to it."""
+        b, a = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()
+        b.hear("ocpp/gateway/gw2", a.gateway())
+        b.hear("ocpp/gateway/gw2", will("gw2", a.router._presence.run))  # a stalls
+        b.router.catch_all_leaving()  # SIGTERM: the catch-all connection stops first
+        assert b.mqtt.handler is not None
+        b.mqtt.handler("ocpp/gateway/gw2", a.gateway(), ())  # a is back (main connection only)
+        b.router.shutting_down("gateway shutting down; not sent")
+        _, goodbye = b.router.goodbye()
+        self.assertIs(json.loads(goodbye)["Handover"], True)
+
+    def test_moved_after_catch_all_left_not_answered_offline(self) -> None:
+        """A copy for a charge point that moved to the revived peer is left to it, not Offline."""
+        b, a = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()
+        b.connect("CP1")
+        b.hear("ocpp/presence/CP1", b.presence("CP1"))
+        b.hear("ocpp/gateway/gw2", a.gateway())
+        b.hear("ocpp/gateway/gw2", will("gw2", a.router._presence.run))
+        b.router.catch_all_leaving()
+        assert b.mqtt.handler is not None
+        a.up()  # back: a new presence of the same run
+        b.mqtt.handler("ocpp/gateway/gw2", a.gateway(), ())
+        a.connect("CP1")
+        b.mqtt.handler("ocpp/presence/CP1", a.presence("CP1"), ())  # b lets go
+        b.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # still on b's subscription
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(b.errors(), [])
+
+
+class TakenOverTests(ClockTestCase):
+    """
+    Seed 404, the third: a charge point moves to an instance whose presence
+    for it is routed a while after its subscription (its MQTT connection
+    just came back, with a backlog).  A command routed in between reaches
+    both the previous holder and the new one.
+    """
+
+    def moving(self) -> tuple[Instance, Instance, Session]:
+        """b holds CP1 in its grace period; a, its peer, knows it."""
+        b, a = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()
+        b.hear("ocpp/gateway/gw2", a.gateway())
+        a.hear("ocpp/gateway/gw1", b.gateway())
+        session, _ = b.connect("CP1")
+        b.hear("ocpp/presence/CP1", b.presence("CP1"))  # the echo
+        a.hear("ocpp/presence/CP1", b.presence("CP1"))
+        session.connection_lost()
+        b.router.detach(session)
+        a.hear("ocpp/presence/CP1", b.presence("CP1"))
+        return b, a, session
+
+    def test_routed_before_new_holders_presence_left_to_the_previous_holder(self) -> None:
+        """Routed before the new holder's presence, the old one live: its Replaced only."""
+        b, a, _ = self.moving()
+        _, connection = a.connect("CP1")
+        b.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # queued for the grace period
+        a.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # before a's presence is routed
+        b.hear("ocpp/presence/CP1", a.presence("CP1"))  # b lets go
+        a.hear("ocpp/presence/CP1", a.presence("CP1"))  # the echo
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(b.errors() + a.errors(), [("d1", "Replaced")])
+        self.assertEqual(connection.sent(), [])
+
+    def test_routed_after_new_holders_presence_delivered(self) -> None:
+        """Routed after the new holder's presence: delivered there, the old one leaves it."""
+        b, a, _ = self.moving()
+        _, connection = a.connect("CP1")
+        b.hear("ocpp/presence/CP1", a.presence("CP1"))
+        a.hear("ocpp/presence/CP1", a.presence("CP1"))
+        b.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # its unsubscribe not yet taken
+        a.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(b.errors() + a.errors(), [])
+        self.assertEqual([f[1] for f in connection.sent()], ["d1"])
+
+    def test_previous_holder_dead_delivered_before_presence(self) -> None:
+        """The previous holder's will came first: the new holder delivers at once."""
+        b, a, _ = self.moving()
+        a.hear("ocpp/gateway/gw1", will("gw1", b.router._presence.run))
+        _, connection = a.connect("CP1")
+        a.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(a.errors(), [])
+        self.assertEqual([f[1] for f in connection.sent()], ["d1"])

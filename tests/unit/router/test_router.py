@@ -334,8 +334,8 @@ class CatchAllTests(SynchronousTestCase):
             mqtt.deliver(f"ocpp/presence/X{n}", {"ChargePointId": f"X{n}", "Online": n % 2 == 0,
                                                  "Gateway": "gw2", "Since": "x"})
         CLOCK.advance(60)
-        self.assertEqual(router.prune(), 50)
-        self.assertEqual(router.prune(), 0)
+        self.assertEqual(router._presence.prune(), 50)
+        self.assertEqual(router._presence.prune(), 0)
 
 
 class ShareTests(SynchronousTestCase):

@@ -1,0 +1,40 @@
+# -*- test-case-name: tests.unit.router.test_router -*-
+"""What :mod:`ocppgw.router.presence` keeps per identity: held here, or said by another instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Here:
+    """This instance's current connection of one identity."""
+
+    #: Names this connection in its presence ("Connection"), so that this
+    #: instance knows its own presence when the broker echoes it back.
+    token: str
+    version: str
+    peer: str
+    since: float
+    #: The sequence number of the last presence published for it.
+    seq: int = 0
+    #: The broker has delivered this connection's online presence back to us:
+    #: another instance's online presence delivered after it is newer.
+    echoed: bool = False
+    #: Another live instance held the identity when it connected here.
+    taken: bool = False
+
+
+@dataclass(slots=True)
+class Elsewhere:
+    """What another instance last said of an identity."""
+
+    gateway: str
+    online: bool
+    #: When we heard it (this instance's clock; only ever compared with itself).
+    heard: float
+    #: The run of that instance, and the sequence number, of what it said.
+    run: object = None
+    seq: object = None
+    #: The instance itself is gone (its last will): nobody holds the identity.
+    gone: bool = False
