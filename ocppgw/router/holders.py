@@ -38,3 +38,6 @@ class Elsewhere:
     seq: object = None
     #: The instance itself is gone (its last will): nobody holds the identity.
     gone: bool = False
+    #: Gone with a goodbye that handed nothing over: its MQTT session keeps
+    #: the identity's commands for its next run, which answers them.
+    kept: bool = False

@@ -98,7 +98,9 @@ class Presence:
         #: since), oldest first: a presence of such a run read afterwards
         #: (on the main connection, which the will did not come through) is
         #: gone too.
-        self._dead: dict[tuple[str, object], None] = {}
+        self._dead: dict[tuple[str, object], bool] = {}
+        #: How long a stopped instance's MQTT session keeps its commands.
+        self._expiry = config.mqtt.session_expiry
         self._prune_at = _PRUNE_MIN
         self._topic_in = TopicTemplate.parse(config.presence.topic.text, downstream=True)
         #: The subscription that brings every identity's presence.
@@ -255,7 +257,7 @@ class Presence:
         )
         if self._dead and (gateway, run) in self._dead:
             # Its will was read first (on the catch-all's connection).
-            self._gone(identity, seen, self._clock.seconds())
+            self._gone(identity, seen, self._clock.seconds(), self._dead[(gateway, run)])
         if len(self._elsewhere) > self._prune_at:
             # Amortised: identities come and go; only those online elsewhere stay.
             self.prune()
@@ -302,21 +304,26 @@ class Presence:
             self._up_runs[gateway] = run
             self._dead.pop((gateway, run), None)
             for seen in self._elsewhere.values():
-                if seen.gone and seen.gateway == gateway and seen.run == run:
-                    seen.gone = False
+                if seen.gone and seen.gateway == gateway:
+                    # The same run is back; a next run answers what the
+                    # earlier one kept up to here, the catch-all after it.
+                    seen.gone = seen.gone and seen.run != run
+                    seen.kept = False
             return
         if online is not False:
             return
+        # A goodbye with no peer to hand over to: its session keeps the commands.
+        kept = body.get("Handover") is False
         if run is not None:
-            self._dead[(gateway, run)] = None
+            self._dead[(gateway, run)] = kept
             if len(self._dead) > _DEAD_RUNS:
                 del self._dead[next(iter(self._dead))]
         now = self._clock.seconds()
         for identity, seen in self._elsewhere.items():
             if seen.gateway == gateway and not seen.gone and (run is None or seen.run == run):
-                self._gone(identity, seen, now)
+                self._gone(identity, seen, now, kept)
 
-    def _gone(self, identity: str, seen: Elsewhere, now: float) -> None:
+    def _gone(self, identity: str, seen: Elsewhere, now: float, kept: bool) -> None:
         """``seen``'s instance is gone: correct what it left retained."""
         if seen.online:
             # Exactly that presence (its run and sequence number).
@@ -334,7 +341,7 @@ class Presence:
                     "CorrectedBy": self._gateway,
                 },
             )
-        seen.gone, seen.heard = True, now
+        seen.gone, seen.kept, seen.heard = True, kept, now
 
     def peers(self) -> bool:
         """Whether another instance said last that it is up (its catch-all answers)."""
@@ -358,7 +365,8 @@ class Presence:
         if seen is None:
             return True
         if seen.gone:
-            return True
+            # Kept for its next run: until the broker drops its session.
+            return not seen.kept or self._clock.seconds() - seen.heard >= self._expiry
         if seen.online or self._clock.seconds() - seen.heard < self._config.downstream.offline_ttl:
             return False
         del self._elsewhere[identity]
@@ -375,7 +383,8 @@ class Presence:
         stale = [
             identity
             for identity, seen in self._elsewhere.items()
-            if (seen.gone or not seen.online) and now - seen.heard >= ttl
+            if (seen.gone or not seen.online)
+            and now - seen.heard >= (self._expiry if seen.kept else ttl)
         ]
         for identity in stale:
             del self._elsewhere[identity]

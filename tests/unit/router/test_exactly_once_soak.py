@@ -360,3 +360,56 @@ class TakenOverTests(ClockTestCase):
         self.clock.advance(READ_WAIT + OFFLINE_WAIT)
         self.assertEqual(a.errors(), [])
         self.assertEqual([f[1] for f in connection.sent()], ["d1"])
+
+
+class KeptForNextRunTests(ClockTestCase):
+    """
+    Seed 404, the fourth: b stops on SIGTERM while it takes its only peer
+    for gone (the peer is stalled), so its goodbye says ``Handover: false``
+    and its MQTT session keeps its charge points' commands for its next run.
+    The peer's catch-all, back a moment later, must not answer them too.
+    """
+
+    def stopped_alone(self) -> tuple[Instance, Instance, bytes]:
+        """b held CP1 (in its grace period) and said goodbye without handover; a is up."""
+        b, a = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()
+        a.hear("ocpp/gateway/gw1", b.gateway())
+        session, _ = b.connect("CP1")
+        a.hear("ocpp/presence/CP1", b.presence("CP1"))
+        session.connection_lost()
+        b.router.detach(session)
+        a.hear("ocpp/presence/CP1", b.presence("CP1"))
+        b.router.shutting_down("gateway shutting down; not sent")
+        topic, goodbye = b.router.goodbye()
+        self.assertIs(json.loads(goodbye)["Handover"], False)
+        a.hear(topic, goodbye)
+        return b, a, goodbye
+
+    def test_catch_all_leaves_commands_kept_for_the_next_run(self) -> None:
+        """After a goodbye without handover, the catch-all leaves its charge points' commands."""
+        _, a, _ = self.stopped_alone()
+        self.clock.advance(5)
+        a.command("CP1")
+        self.clock.advance(OFFLINE_WAIT)
+        self.assertEqual(a.errors(), [])
+
+    def test_next_run_up_catch_all_answers_again(self) -> None:
+        """Once the next run of b is up, the catch-all answers for what it does not hold."""
+        _, a, _ = self.stopped_alone()
+        b2 = Instance("gw1", self.clock)
+        b2.router.announce()
+        a.hear("ocpp/gateway/gw1", b2.gateway())
+        a.command("CP1")
+        self.clock.advance(OFFLINE_WAIT)
+        self.assertEqual(a.errors(), [("d1", "Offline")])
+
+    def test_will_still_answered_by_the_catch_all(self) -> None:
+        """A will (no goodbye) leaves nothing kept: the catch-all answers Offline."""
+        b, a = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()
+        a.hear("ocpp/gateway/gw1", b.gateway())
+        b.connect("CP1")
+        a.hear("ocpp/presence/CP1", b.presence("CP1"))
+        a.hear("ocpp/gateway/gw1", will("gw1", b.router._presence.run))
+        a.command("CP1")
+        self.clock.advance(OFFLINE_WAIT)
+        self.assertEqual(a.errors(), [("d1", "Offline")])
