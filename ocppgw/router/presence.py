@@ -32,7 +32,11 @@ Who holds which identity, across the gateway instances sharing a broker.
 - a retained "online" of this gateway for an identity it lacks is left over
   from an earlier run, and is set offline;
 - the offline catch-all answers for an identity only when no instance has had
-  it within ``offline_ttl`` (it still holds its subscription then).
+  it within ``offline_ttl`` (it still holds its subscription then), nor
+  kept it in its MQTT session for its next run (a goodbye with
+  ``Handover: false``) until that run is up or ``session_expiry``;
+- an identity taken over from another live instance: until the echo of
+  its presence here, what comes for it was routed while the other held it.
 """
 
 from __future__ import annotations
@@ -307,7 +311,7 @@ class Presence:
                 if seen.gone and seen.gateway == gateway:
                     # The same run is back; a next run answers what the
                     # earlier one kept up to here, the catch-all after it.
-                    seen.gone = seen.gone and seen.run != run
+                    seen.gone = seen.run != run
                     seen.kept = False
             return
         if online is not False:
