@@ -402,14 +402,3 @@ class KeptForNextRunTests(ClockTestCase):
         a.command("CP1")
         self.clock.advance(OFFLINE_WAIT)
         self.assertEqual(a.errors(), [("d1", "Offline")])
-
-    def test_will_still_answered_by_the_catch_all(self) -> None:
-        """A will (no goodbye) leaves nothing kept: the catch-all answers Offline."""
-        b, a = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()
-        a.hear("ocpp/gateway/gw1", b.gateway())
-        b.connect("CP1")
-        a.hear("ocpp/presence/CP1", b.presence("CP1"))
-        a.hear("ocpp/gateway/gw1", will("gw1", b.router._presence.run))
-        a.command("CP1")
-        self.clock.advance(OFFLINE_WAIT)
-        self.assertEqual(a.errors(), [("d1", "Offline")])
