@@ -7,6 +7,7 @@ charge point identities of their own.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,13 @@ import pytest
 from harness import Backend, Broker, Gateway, Sections, start_broker, start_gateway, stop_process
 
 from tests.protoc import protoc
+
+# A run started in the background of a non-interactive shell (`make test &`)
+# inherits SIGINT ignored, and so would every gateway and `make demo` it
+# starts: the Ctrl-C tests would see a gateway that never stops.  A
+# terminal's foreground job has the default; so do the processes started here.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: The log lines that mean the gateway hit a bug, whatever the test checks.
 _BUG_MARKERS = ("Traceback (most recent call last)", "Unhandled Error")
