@@ -35,8 +35,9 @@ Who holds which identity, across the gateway instances sharing a broker.
   it within ``offline_ttl`` (it still holds its subscription then), nor
   kept it in its MQTT session for its next run (a goodbye with
   ``Handover: false``) until that run is up or ``session_expiry``;
-- an identity taken over from another live instance: until the echo of
-  its presence here, what comes for it was routed while the other held it.
+- an identity taken over from another live instance where it was connected:
+  until the echo of its presence here, what comes for it was routed while
+  the other held it.
 """
 
 from __future__ import annotations
@@ -128,9 +129,9 @@ class Presence:
         now = self._clock.seconds()
         here = self._here[identity] = Here(token, version, peer, now)
         seen = self._elsewhere.pop(identity, None)
-        if seen is not None and not seen.gone:
-            # Held there, connected or in its grace period (offline_ttl).
-            here.taken = seen.online or now - seen.heard < self._config.downstream.offline_ttl
+        # Connected there (an offline presence, maybe retained and old, may
+        # be one that instance has let go of since: it would answer nothing).
+        here.taken = seen is not None and seen.online and not seen.gone
         if here.taken:
             self.taken.add(identity)
         else:

@@ -315,23 +315,30 @@ class TakenOverTests(ClockTestCase):
     """
 
     def moving(self) -> tuple[Instance, Instance, Session]:
-        """b holds CP1 in its grace period; a, its peer, knows it."""
+        """CP1 is connected to b (its old connection still open); a, its peer, knows it."""
         b, a = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()
         b.hear("ocpp/gateway/gw2", a.gateway())
         a.hear("ocpp/gateway/gw1", b.gateway())
         session, _ = b.connect("CP1")
         b.hear("ocpp/presence/CP1", b.presence("CP1"))  # the echo
         a.hear("ocpp/presence/CP1", b.presence("CP1"))
+        return b, a, session
+
+    def test_in_grace_elsewhere_not_taken(self) -> None:
+        """An offline presence elsewhere (maybe long let go of) does not make a take-over."""
+        b, a, session = self.moving()
         session.connection_lost()
         b.router.detach(session)
         a.hear("ocpp/presence/CP1", b.presence("CP1"))
-        return b, a, session
+        _, connection = a.connect("CP1")
+        a.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")
+        self.assertEqual([f[1] for f in connection.sent()], ["d1"])
 
     def test_routed_before_new_holders_presence_left_to_the_previous_holder(self) -> None:
-        """Routed before the new holder's presence, the old one live: its Replaced only."""
+        """Routed before the new holder's presence, the old connection open: its Replaced only."""
         b, a, _ = self.moving()
         _, connection = a.connect("CP1")
-        b.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # queued for the grace period
+        b.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # sent on the old connection
         a.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # before a's presence is routed
         b.hear("ocpp/presence/CP1", a.presence("CP1"))  # b lets go
         a.hear("ocpp/presence/CP1", a.presence("CP1"))  # the echo
