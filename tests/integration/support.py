@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -254,6 +256,22 @@ def seconds_ago(text: str) -> float:
 
 
 # --- processes ---
+
+
+def kill_embedded_broker(mqtt_port: int) -> None:
+    """
+    SIGKILL the embedded mosquitto listening on ``mqtt_port``, if it still runs: it is
+    in a process group of its own, so a test that kills its gateway's group on failure
+    would leave it behind.
+    """
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            argv = cmdline.read_bytes().split(b"\0")
+            if not argv[0].endswith(b"mosquitto") or b"-c" not in argv:
+                continue
+            conf = Path(argv[argv.index(b"-c") + 1].decode())
+            if f"listener {mqtt_port} " in conf.read_text():
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
 
 
 async def exit_status(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> int:

@@ -37,7 +37,7 @@ from harness import (
     stop_process,
 )
 from ocpp import v16, v21, v201
-from support import NOW, PrintingProcess
+from support import NOW, PrintingProcess, kill_embedded_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "backend.py"
@@ -223,3 +223,4 @@ async def test_make_demo_answers_the_first_charge_point_and_stops_on_ctrl_c(tmp_
         with contextlib.suppress(ProcessLookupError):
             os.killpg(demo.proc.pid, signal.SIGKILL)
         demo.proc.wait()
+        kill_embedded_broker(mqtt_port)

@@ -31,6 +31,7 @@ from support import (
     NOW,
     clear_cache,
     exit_status,
+    kill_embedded_broker,
     own_gateway,
     presence,
     start_own_broker,
@@ -139,6 +140,7 @@ async def test_ctrl_c_reaches_only_the_gateway_and_broker_stops_last(tmp_path: P
     finally:
         if proc.poll() is None:
             proc.kill()
+        kill_embedded_broker(mqtt_port)
 
 
 @run_async
