@@ -36,6 +36,9 @@ class GatewayError(Enum):
     QUEUE_FULL = "QueueFull"
     #: No answer came in time.
     TIMEOUT = "Timeout"
+    #: The backend's CALL was older than ``awaiting_timeout`` (by its
+    #: ``Timestamp``) when its turn to be sent came: it was not sent.
+    EXPIRED = "Expired"
     #: The connection was replaced by a newer one for the same identity.
     REPLACED = "Replaced"
     #: The answer matches no pending CALL.
@@ -78,6 +81,9 @@ class Envelope:
     answered: bool = False
     #: The OCPP-J text exactly as the charge point sent it, when there was one.
     frame: str | None = None
+    #: Downstream: when the backend says it sent the message (its
+    #: ``Timestamp``), in seconds since the epoch; None when it did not say.
+    sent: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

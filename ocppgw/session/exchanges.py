@@ -299,17 +299,26 @@ class Exchanges:
         )
 
     def _send_next(self) -> None:
-        """Send the first queued backend CALL, if none is in flight and the link is open."""
-        if self._in_flight is not None or not self._queue or self._link is None:
+        """
+        Send the first queued backend CALL, if none is in flight and the link
+        is open; one the backend sent (``Timestamp``) longer than
+        ``downstream_timeout`` ago is answered Expired instead.
+        """
+        timeout = self._options.downstream_timeout
+        while self._in_flight is None and self._queue and self._link is not None:
+            envelope = self._queue.popleft()
+            call = envelope.message
+            assert isinstance(call, Call)
+            if envelope.sent is not None and self._clock.seconds() - envelope.sent > timeout:
+                self._recent.add(call.unique_id, call.action, call.payload)
+                age = self._clock.seconds() - envelope.sent
+                why = f"not sent: the backend sent it {age:.0f} s ago, over {timeout:g} s"
+                self.gateway_error(call.unique_id, GatewayError.EXPIRED, why, call.action)
+                continue
+            timer = self._clock.callLater(timeout, self._downstream_timeout, call.unique_id)
+            self._in_flight = Pending(call.unique_id, call.action, timer, call.payload)
+            self._send(call)
             return
-        envelope = self._queue.popleft()
-        call = envelope.message
-        assert isinstance(call, Call)
-        timer = self._clock.callLater(
-            self._options.downstream_timeout, self._downstream_timeout, call.unique_id
-        )
-        self._in_flight = Pending(call.unique_id, call.action, timer, call.payload)
-        self._send(call)
 
     def _downstream_timeout(self, unique_id: str) -> None:
         """The charge point did not answer in time: Timeout envelope, then the next CALL."""

@@ -411,3 +411,46 @@ def test_a_restarted_gateway_answers_once_for_what_its_last_run_held(tmp_path: P
     finally:
         backend.close()
         stop_broker(broker)
+
+
+def test_a_call_older_than_awaiting_timeout_is_answered_expired(tmp_path: Path) -> None:
+    """
+    Path 8: a downstream CALL whose ``Timestamp`` says the backend sent it
+    longer than ``awaiting_timeout`` ago (as a resumed session's queue can
+    deliver it) is answered once, ``Expired``, and never reaches the charge
+    point; a fresh one beside it is delivered and answered by the charge point.
+    """
+    broker = start_broker(tmp_path / "broker")
+    backend = ReconnectingBackend(broker)
+    cid = "CPX8c"
+
+    def stamped(unique_id: str, age: float) -> dict[str, Any]:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - age))
+        return {**_clear_cache(unique_id), "Timestamp": f"{when}.000Z"}
+
+    @run_async
+    async def body() -> None:
+        gw = start_gateway(tmp_path / "gw", broker, {"dnstream": {"awaiting_timeout": "10"}})
+        received: list[str] = []
+        try:
+            async with connect(gw.url(cid), ["ocpp1.6"]) as ws:
+                await presence(backend, cid, True)
+                backend.publish(f"ocpp/cs/{cid}/Call/ClearCache", stamped("old", 60))
+                backend.publish(f"ocpp/cs/{cid}/Call/ClearCache", stamped("new", 0))
+                while "new" not in received:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+                    received.append(frame[1])
+                    await ws.send(json.dumps([3, frame[1], _CLEAR]))
+                answers = await _every_answered_once(backend, cid, ["old", "new"])
+        finally:
+            gw.stop()
+        assert received == ["new"]
+        codes = {i: [a.get("ErrorCode", a.get("MessageTypeId")) for a in got]
+                 for i, got in answers.items()}
+        assert codes == {"old": ["Expired"], "new": [3]}, answers
+
+    try:
+        body()
+    finally:
+        backend.close()
+        stop_broker(broker)

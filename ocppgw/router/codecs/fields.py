@@ -13,6 +13,7 @@ bytes (the JSON envelope itself, a protobuf payload sent as JSON) with
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from ocppgw.ocpp.envelope import CodecError
@@ -90,6 +91,28 @@ def message_from_fields(
     if mtype is _CALLERROR:
         return CallError(uid, error_code, error_description, details)
     return CallResultError(uid, error_code, error_description, details)
+
+
+def sent_time(value: object) -> float | None:
+    """
+    A downstream envelope's ``Timestamp`` (when the backend sent it: RFC 3339
+    with an offset) in seconds since the epoch; None when it has none.
+
+    :raises CodecError: when it is there but not such a date-time.
+    """
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise CodecError(
+            "Timestamp is not an RFC 3339 date-time (e.g. 2026-12-07T09:30:00.000Z)"
+        ) from None
+    if when.tzinfo is None:
+        raise CodecError("Timestamp has no UTC offset (end it with Z or +hh:mm)")
+    return when.timestamp()
 
 
 def _object(name: str, value: object) -> dict[str, Any]:

@@ -98,3 +98,35 @@ def test_errors_name_the_exchange() -> None:
     with pytest.raises(CodecError) as e:
         codecs.get("json").decode(b'{"MessageTypeId": 2, "UniqueId": 7}', CTX)
     assert e.value.unique_id is None
+
+
+def test_timestamp_read_downstream_by_both_envelope_codecs() -> None:
+    """A downstream ``Timestamp`` (RFC 3339 with an offset) becomes ``sent``, in
+    epoch seconds, in the JSON envelope and the protobuf wrapper alike; none: None."""
+    call = {"MessageTypeId": 2, "UniqueId": "t1", "Action": "Reset", "Payload": {"type": "Soft"}}
+    json_codec, protobuf = codecs.get("json"), codecs.get("protobuf")
+    for stamp, when in [("2026-12-07T01:00:00.500Z", 1796605200.5),
+                        ("2026-12-07T02:00:00+01:00", 1796605200.0)]:
+        got = json_codec.decode(json.dumps({**call, "Timestamp": stamp}).encode(), CTX)
+        assert got.sent == when
+        wrapped = protobuf.encode(Envelope(Call("t1", "Reset", {"type": "Soft"}),
+                                           "ocpp2.1", timestamp=stamp))
+        assert protobuf.decode(wrapped, CTX).sent == when
+    assert json_codec.decode(json.dumps(call).encode(), CTX).sent is None
+    assert protobuf.decode(protobuf.encode(Envelope(Call("t1", "Reset", {}))), CTX).sent is None
+
+
+@pytest.mark.parametrize("stamp, message", [
+    ("yesterday", "not an RFC 3339 date-time"),
+    (1796605200, "not an RFC 3339 date-time"),
+    ("", "not an RFC 3339 date-time"),
+    ("2026-12-07T01:00:00", "no UTC offset"),
+])
+def test_bad_timestamp_refused_naming_it(stamp: object, message: str) -> None:
+    """A downstream ``Timestamp`` that is not an RFC 3339 date-time with an offset is
+    refused (CodecError naming it and the exchange), never guessed."""
+    call = {"MessageTypeId": 2, "UniqueId": "t2", "Action": "Reset", "Payload": {},
+            "Timestamp": stamp}
+    with pytest.raises(CodecError, match=message) as e:
+        codecs.get("json").decode(json.dumps(call).encode(), CTX)
+    assert (e.value.unique_id, e.value.action) == ("t2", "Reset")

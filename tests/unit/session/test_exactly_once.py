@@ -2,7 +2,8 @@
 """
 Exactly one answer per CALL (issue #18), on a task.Clock: answers and
 transaction messages past the flood limit, QoS 1 redeliveries of a backend
-CALL, and a CALLRESULTERROR in the grace period.
+CALL, a backend CALL older than awaiting_timeout, and a CALLRESULTERROR in
+the grace period.
 """
 
 from __future__ import annotations
@@ -283,6 +284,49 @@ class RedeliveryTests(Base):
         self.assertEqual(connection.frames, [])
         self.assertEqual(self.published(), [("d0", "CallResult", "Reset")])
         self.assertIs(self.session.phase, Phase.REPLACED)
+
+
+class ExpiredTests(Base):
+    """Path 8: a backend CALL sent (its ``Timestamp``) longer than awaiting_timeout ago."""
+
+    def sent(self, call: Call, age: float) -> None:
+        self.session.envelope_received(Envelope(call, sent=self.clock.seconds() - age))
+
+    def test_old_call_is_answered_expired_and_not_sent(self) -> None:
+        """A CALL sent 31 s ago (timeout 30 s): one Expired envelope, nothing sent."""
+        self.sent(RESET, 31)
+        self.assertEqual(self.sent_ids(), [])
+        self.assertEqual(self.published(), [("d0", "Expired", "Reset")])
+        self.assertEqual(self.upstream.envelopes[0].origin, "gateway")
+
+    def test_recent_call_is_sent(self) -> None:
+        """A CALL sent 29 s ago goes to the charge point; one without a Timestamp too."""
+        self.sent(RESET, 29)
+        self.session.frame_received('[3,"d0",{"status":"Accepted"}]')
+        self.backend(Call("d1", "Reset", {"type": "Hard"}))
+        self.assertEqual(self.sent_ids(), ["d0", "d1"])
+        self.assertEqual(self.published(), [("d0", "CallResult", "Reset")])
+
+    def test_call_expiring_in_the_queue_is_answered_expired(self) -> None:
+        """A queued CALL that grew older than the timeout behind the one in flight is
+        answered Expired when its turn comes, and the next one is sent."""
+        self.backend(RESET)
+        self.sent(Call("d1", "Reset", {"type": "Hard"}), 20)
+        self.backend(Call("d2", "ClearCache", {}))
+        self.clock.advance(15)
+        self.session.frame_received('[3,"d0",{"status":"Accepted"}]')
+        self.assertEqual(self.sent_ids(), ["d0", "d2"])
+        self.assertEqual(
+            self.published(), [("d0", "CallResult", "Reset"), ("d1", "Expired", "Reset")]
+        )
+
+    def test_copy_of_an_expired_call_gets_no_second_answer(self) -> None:
+        """A redelivered copy of a CALL answered Expired is neither sent nor answered again."""
+        self.sent(RESET, 40)
+        self.sent(RESET, 41)
+        self.backend(RESET)
+        self.assertEqual(self.sent_ids(), [])
+        self.assertEqual(self.published(), [("d0", "Expired", "Reset")])
 
 
 class GraceCallResultErrorTests(Base):

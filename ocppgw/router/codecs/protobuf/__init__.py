@@ -25,7 +25,7 @@ from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
 from ocppgw.ocpp.jsontext import loads
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, MessageType, Send
 from ocppgw.router.codecs import ICodec
-from ocppgw.router.codecs.fields import message_from_fields
+from ocppgw.router.codecs.fields import message_from_fields, sent_time
 from ocppgw.router.codecs.protobuf.convert import (
     PayloadEncoding,
     PayloadError,
@@ -131,13 +131,14 @@ class ProtobufCodec:
         protocol = wrapper.Protocol
         if protocol and protocol != version:
             raise CodecError(f"Protocol is {protocol!r} but the charge point speaks {version}")
+        sent = sent_time(wrapper.Timestamp or None)
         type_id: int = wrapper.MessageTypeId  # an enum field reads as an int
         unique_id = wrapper.UniqueId
         action: str | None = wrapper.Action or None
         if type_id == _CALLRESULT or type_id == _CALL or type_id == _SEND:
             payload = self._payload(wrapper, type_id, unique_id, action, context)
             message = message_from_fields(version, type_id, unique_id, action, payload)
-            return Envelope(message, version)
+            return Envelope(message, version, sent=sent)
         # Each field read makes a new Python object: the error fields only here.
         code: str | None = None
         details: object = None
@@ -151,7 +152,7 @@ class ProtobufCodec:
         message = message_from_fields(
             version, type_id, unique_id, action, None, code, wrapper.ErrorDescription, details
         )
-        return Envelope(message, version)
+        return Envelope(message, version, sent=sent)
 
     def _payload(
         self,
