@@ -12,8 +12,8 @@ Upstream, results and errors also carry the ``Action`` of their CALL, and every
 envelope carries ``Protocol``, ``ChargePointId`` and ``Timestamp``; envelopes
 that the gateway made itself carry ``Origin: "gateway"``, and an answer that
 came after its timeout ``Late: true``, and a CALL that the gateway answered
-itself (``[local] heartbeat``) ``Answered: true``.  Downstream, a ``Timestamp``
-(when the backend sent it) is read; other unknown fields are ignored.
+itself (``[local] heartbeat``) ``Answered: true``.  Downstream, a CALL's
+``Timestamp`` (when the backend sent it) is read; other unknown fields are ignored.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from zope.interface import implementer
 
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
 from ocppgw.ocpp.jsontext import dumps
-from ocppgw.ocpp.messages import CallError, CallResultError
+from ocppgw.ocpp.messages import CallError, CallResultError, MessageType
 from ocppgw.router.codecs import ICodec
 from ocppgw.router.codecs.fields import json_object, message_from_fields, sent_time
+
+_CALL = MessageType.CALL
 
 
 def envelope_fields(envelope: Envelope) -> dict[str, Any]:
@@ -79,7 +81,8 @@ class JSONCodec:
                 obj.get("ErrorDescription"),
                 obj.get("ErrorDetails"),
             )
-            stamp = obj.get("Timestamp")
+            # Only a CALL's age matters (Expired); elsewhere it is ignored, as before.
+            stamp = obj.get("Timestamp") if message.message_type is _CALL else None
             sent = None if stamp is None else sent_time(stamp)
         except CodecError as e:
             raise e.about(obj.get("UniqueId"), obj.get("Action")) from None

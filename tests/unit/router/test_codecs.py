@@ -130,3 +130,11 @@ def test_bad_timestamp_refused_naming_it(stamp: object, message: str) -> None:
     with pytest.raises(CodecError, match=message) as e:
         codecs.get("json").decode(json.dumps(call).encode(), CTX)
     assert (e.value.unique_id, e.value.action) == ("t2", "Reset")
+
+
+def test_timestamp_of_an_answer_is_ignored() -> None:
+    """Only a CALL's ``Timestamp`` is read: an answer with one that is no date-time
+    is decoded as before (its charge point's CALL still gets it)."""
+    result = {"MessageTypeId": 3, "UniqueId": "t3", "Payload": {}, "Timestamp": 17}
+    got = codecs.get("json").decode(json.dumps(result).encode(), CTX)
+    assert (got.message, got.sent) == (CallResult("t3", {}), None)

@@ -131,8 +131,9 @@ class ProtobufCodec:
         protocol = wrapper.Protocol
         if protocol and protocol != version:
             raise CodecError(f"Protocol is {protocol!r} but the charge point speaks {version}")
-        sent = sent_time(wrapper.Timestamp or None)
         type_id: int = wrapper.MessageTypeId  # an enum field reads as an int
+        # Only a CALL's age matters (Expired); elsewhere Timestamp is ignored.
+        sent = sent_time(wrapper.Timestamp or None) if type_id == _CALL else None
         unique_id = wrapper.UniqueId
         action: str | None = wrapper.Action or None
         if type_id == _CALLRESULT or type_id == _CALL or type_id == _SEND:
