@@ -10,6 +10,10 @@ again, unchanged, on the charge point's downstream topic, so the holder's
 subscription has it (the session knows a duplicate); else it is answered
 ``Offline`` (``Invalid`` when it cannot be read).  A copy published again
 reaches a catch-all that knows the holder, which leaves it alone.
+
+A copy of a CALL answered ``Offline`` here within ``[dnstream]
+awaiting_timeout`` (same UniqueId, Action and payload: a QoS 1 redelivery, a
+backend's retry) gets no second answer, as in a session.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from twisted.python.failure import Failure
 
 from ocppgw.interfaces import IMQTTClient
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, GatewayError
+from ocppgw.ocpp.messages import Call
 from ocppgw.ocpp.versions import OCPP21
 from ocppgw.router import codecs
 from ocppgw.router.answers import Answers
 from ocppgw.router.presence import Presence
+from ocppgw.session.recent import RecentCalls
 from ocppgw.session.rules import Session
 
 if TYPE_CHECKING:
@@ -42,6 +48,9 @@ NOBODY = "charge point is not connected to any gateway"
 #: just before the message was routed, and published its presence just
 #: after) before it is answered Offline.
 OFFLINE_WAIT = 0.3
+
+#: At most this many CALLs answered Offline are remembered (all charge points).
+OFFLINE_MEMORY = 65_536
 
 
 class Offline:
@@ -63,6 +72,8 @@ class Offline:
         self._sessions = sessions
         self._answers = answers
         self._dn_codec = codecs.get(config.downstream.topic.codec)
+        #: CALLs answered Offline lately, by identity and UniqueId.
+        self._answered = RecentCalls(clock, config.downstream.awaiting_timeout, OFFLINE_MEMORY)
         #: Copies waiting for an online presence (:data:`OFFLINE_WAIT`), by identity.
         self.waiting: dict[str, dict[tuple[str, bytes], IDelayedCall]] = {}
 
@@ -137,4 +148,11 @@ class Offline:
             self._answers.reject(identity, None, e, topic, payload)
             return
         action = getattr(message, "action", None)
+        if isinstance(message, Call):
+            key = f"{identity}\n{message.unique_id}"
+            known = self._answered.get(key)
+            if known == (message.action, message.payload):
+                return  # a copy: its Offline was published
+            if known is None:
+                self._answered.add(key, message.action, message.payload)
         self._answers.error(identity, None, message.unique_id, GatewayError.OFFLINE, why, action)

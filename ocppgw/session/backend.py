@@ -46,22 +46,21 @@ class FromBackend(Exchanges):
         violation = validate(self.version, action, request, message.payload)
         if violation is None:
             return True
-        self.gateway_error(
-            message.unique_id,
-            GatewayError.INVALID,
-            f"not sent to the charge point: {violation.description}",
-            action,
-        )
+        why = f"not sent to the charge point: {violation.description}"
+        if isinstance(message, Call):
+            self.refuse_call(message, GatewayError.INVALID, why)
+        else:
+            self.gateway_error(message.unique_id, GatewayError.INVALID, why, action)
         return False
 
     def deliver(self, envelope: Envelope) -> None:
         """Send, queue or answer a backend message, by the OCPP-J rules."""
         message = envelope.message
-        if isinstance(message, Call | Send) and not self._check_downstream(message, message.action):
-            return
         if isinstance(message, Call):
             self._downstream_call(envelope, message)
         elif isinstance(message, Send):
+            if not self._check_downstream(message, message.action):
+                return
             if not self._send(message):
                 self.gateway_error(
                     message.unique_id,
@@ -80,8 +79,15 @@ class FromBackend(Exchanges):
     def refuse(self, envelope: Envelope, code: GatewayError, why: str) -> None:
         """Answer a backend message that will not be sent with an error envelope."""
         message = envelope.message
-        if isinstance(message, Call) and self._is_copy(message, self._known(message.unique_id)):
-            return  # its one answer is on its way (a Timeout at the latest), or was published
+        if isinstance(message, Call):
+            known = self._known(message.unique_id)
+            if known is None:
+                self.refuse_call(message, code, why)  # a copy of it then gets nothing
+            elif not self._is_copy(message, known):
+                # Another CALL under a known id: answered, but not remembered.
+                self.gateway_error(message.unique_id, code, why, message.action)
+            # else its one answer is on its way (a Timeout at the latest), or was published
+            return
         action = getattr(message, "action", None)
         if isinstance(message, CallResult | CallError):
             pending = self._upstream_pending.pop(message.unique_id, None)
@@ -96,11 +102,6 @@ class FromBackend(Exchanges):
         self.gateway_error(message.unique_id, code, why, action)
 
     def _downstream_call(self, envelope: Envelope, call: Call) -> None:
-        if not ACTION.fullmatch(call.action):
-            self.gateway_error(
-                call.unique_id, GatewayError.INVALID, "Action is not an OCPP action name"
-            )
-            return
         known = self._known(call.unique_id)
         if known is not None:
             if self._is_copy(call, known):
@@ -113,13 +114,14 @@ class FromBackend(Exchanges):
                 call.action,
             )
             return
+        if not ACTION.fullmatch(call.action):
+            self.refuse_call(call, GatewayError.INVALID, "Action is not an OCPP action name")
+            return
+        if not self._check_downstream(call, call.action):
+            return
         if len(self._queue) >= self._options.max_queue:
-            self.gateway_error(
-                call.unique_id,
-                GatewayError.QUEUE_FULL,
-                f"{self._options.max_queue} CALLs are already waiting for this charge point",
-                call.action,
-            )
+            why = f"{self._options.max_queue} CALLs are already waiting for this charge point"
+            self.refuse_call(call, GatewayError.QUEUE_FULL, why)
             return
         self._queue.append(envelope)
         self._send_next()

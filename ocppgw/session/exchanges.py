@@ -310,15 +310,19 @@ class Exchanges:
             call = envelope.message
             assert isinstance(call, Call)
             if envelope.sent is not None and self._clock.seconds() - envelope.sent > timeout:
-                self._recent.add(call.unique_id, call.action, call.payload)
                 age = self._clock.seconds() - envelope.sent
                 why = f"not sent: the backend sent it {age:.0f} s ago, over {timeout:g} s"
-                self.gateway_error(call.unique_id, GatewayError.EXPIRED, why, call.action)
+                self.refuse_call(call, GatewayError.EXPIRED, why)
                 continue
             timer = self._clock.callLater(timeout, self._downstream_timeout, call.unique_id)
             self._in_flight = Pending(call.unique_id, call.action, timer, call.payload)
             self._send(call)
             return
+
+    def refuse_call(self, call: Call, code: GatewayError, why: str) -> None:
+        """Answer a backend CALL that is not sent; a copy of it gets nothing (:meth:`_known`)."""
+        self._recent.add(call.unique_id, call.action, call.payload)
+        self.gateway_error(call.unique_id, code, why, call.action)
 
     def _downstream_timeout(self, unique_id: str) -> None:
         """The charge point did not answer in time: Timeout envelope, then the next CALL."""
@@ -389,4 +393,5 @@ class Exchanges:
         """Answer every queued CALL with an error envelope of ``code``."""
         while self._queue:
             call = self._queue.popleft().message
-            self.gateway_error(call.unique_id, code, why, getattr(call, "action", None))
+            assert isinstance(call, Call)
+            self.refuse_call(call, code, why)

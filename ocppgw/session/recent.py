@@ -7,7 +7,8 @@ backend CALL comes again after a lost PUBACK or a backend's retry.  A CALL
 answered within ``downstream_timeout`` seconds (``[dnstream]
 awaiting_timeout``) is remembered with its Action and payload, oldest first;
 older ones are dropped when another is added (no timer per id), and at most
-:data:`RECENT_MEMORY` are kept.
+:data:`RECENT_MEMORY` are kept (per charge point; the router's memory of
+its own ``Offline`` answers holds more).
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ Known = tuple[str, dict[str, Any] | None]
 class RecentCalls:
     """The backend CALLs answered in the last ``window`` seconds, by UniqueId."""
 
-    def __init__(self, clock: IReactorTime, window: float) -> None:
+    def __init__(self, clock: IReactorTime, window: float, memory: int = RECENT_MEMORY) -> None:
         self._clock = clock
         self._window = window
+        self._memory = memory
         #: UniqueId to (when answered, Action, payload), oldest first.
         self._calls: OrderedDict[str, tuple[float, str, dict[str, Any] | None]] = OrderedDict()
 
@@ -44,7 +46,7 @@ class RecentCalls:
         calls[unique_id] = (now, action, payload)
         horizon = now - self._window
         # The one just added is never older than the window: the loop ends.
-        while len(calls) > RECENT_MEMORY or next(iter(calls.values()))[0] < horizon:
+        while len(calls) > self._memory or next(iter(calls.values()))[0] < horizon:
             calls.popitem(last=False)
 
     def get(self, unique_id: str) -> Known | None:

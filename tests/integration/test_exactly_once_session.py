@@ -152,6 +152,37 @@ async def test_qos1_copy_of_a_backend_call_gets_one_answer(gateway, backend):
 
 
 @run_async
+async def test_copies_of_refused_calls_get_no_second_answer(gateway, backend):
+    """Path 2: a plain copy of a CALL refused Invalid (validation), QueueFull, or
+    Offline (no instance has the charge point) gets no second error envelope."""
+    gw = gateway({"dnstream": {"awaiting_timeout": "10", "max_queue": "1"}})
+    cid = "it-x2-refused-copy"
+    backend.answer("DataTransfer", {"status": "Accepted"})
+
+    def call(unique_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"MessageTypeId": 2, "UniqueId": unique_id, "Action": "Reset", "Payload": payload}
+
+    async with connect(gw.url(cid), ["ocpp1.6"]) as ws:
+        await _live(ws, backend, cid)
+        invalid = call("inv", {"type": "Sideways"})
+        backend.publish(f"ocpp/cs/{cid}/Call/Reset", invalid)
+        backend.publish(f"ocpp/cs/{cid}/Call/Reset", invalid)
+        for unique_id in ("q0", "q1", "q2", "q2"):  # q0 in flight, q1 queued, q2 refused
+            backend.publish(f"ocpp/cs/{cid}/Call/Reset", call(unique_id, {"type": "Soft"}))
+        assert (await recv_frame(ws, timeout=3))[:2] == [2, "q0"]
+        backend.publish("ocpp/cs/it-x2-nobody/Call/Reset", call("nobody", {"type": "Soft"}))
+        await backend.envelope("ocpp/cp/Error/it-x2-nobody", UniqueId="nobody")
+        backend.publish("ocpp/cs/it-x2-nobody/Call/Reset", call("nobody", {"type": "Soft"}))
+        await backend.envelope(f"ocpp/cp/Error/{cid}", UniqueId="q2")
+        await settle(1.0)
+    codes = {
+        u: [a.get("ErrorCode") for a in _answers(backend, c, u)]
+        for c, u in ((cid, "inv"), (cid, "q2"), ("it-x2-nobody", "nobody"))
+    }
+    assert codes == {"inv": ["Invalid"], "q2": ["QueueFull"], "nobody": ["Offline"]}, codes
+
+
+@run_async
 async def test_lone_surrogate_from_a_charge_point_is_a_format_error(gateway, backend):
     """'\\ud800' in a CALL: 1.6 FormationViolation, 2.0.1 FormatViolation, nothing published,
     no traceback (the fixture checks the log)."""

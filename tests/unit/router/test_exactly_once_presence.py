@@ -426,6 +426,25 @@ class ReplayTests(ClockTestCase):
         self.clock.advance(OFFLINE_WAIT)
         self.assertEqual(gw2.errors(), [("d1", "Offline")])
 
+    def test_copy_of_a_command_answered_offline_gets_nothing(self) -> None:
+        """Path 2: a copy of a command answered Offline (a redelivery, a retry) within
+        awaiting_timeout gets no second Offline; another CALL under that id does."""
+        gw2 = Instance("gw2", self.clock).up()
+        gw2.command("NOBODY")
+        self.clock.advance(OFFLINE_WAIT)
+        gw2.command("NOBODY")
+        self.clock.advance(OFFLINE_WAIT)
+        self.assertEqual(gw2.errors(), [("d1", "Offline")])
+        assert gw2.catch_all.handler is not None
+        other = dict(RESET, Payload={"type": "Other"})
+        gw2.catch_all.handler("ocpp/cs/NOBODY/Call/Reset", json.dumps(other).encode(), ())
+        self.clock.advance(OFFLINE_WAIT)
+        self.assertEqual(gw2.errors(), [("d1", "Offline"), ("d1", "Offline")])
+        self.clock.advance(30)
+        gw2.command("NOBODY")  # the same CALL after the window is a new one
+        self.clock.advance(OFFLINE_WAIT)
+        self.assertEqual(len(gw2.errors()), 3)
+
     def test_replayed_after_handover_goodbye_left_to_peer(self) -> None:
         """Path 1: replayed from a subscription a handover goodbye left: only the peer answers."""
         old, peer = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()

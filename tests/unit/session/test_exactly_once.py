@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.ocpp.envelope import Envelope
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError
+from ocppgw.ocpp.validation import Validator
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
 from ocppgw.session import flood
 from ocppgw.session.rules import Phase, Session, SessionOptions
@@ -327,6 +328,49 @@ class ExpiredTests(Base):
         self.backend(RESET)
         self.assertEqual(self.sent_ids(), [])
         self.assertEqual(self.published(), [("d0", "Expired", "Reset")])
+
+
+class RefusedCopyTests(Base):
+    """A copy of a CALL the gateway refused gets no second error envelope (README)."""
+
+    options = {"max_queue": 1}
+
+    def test_copy_of_a_call_refused_queue_full_gets_nothing(self) -> None:
+        """QueueFull once; its copy, even when the queue has room again, is neither
+        queued nor answered."""
+        self.backend(RESET, Call("d1", "Reset", {"type": "Hard"}), Call("d2", "ClearCache", {}))
+        self.session.frame_received('[3,"d0",{"status":"Accepted"}]')
+        self.backend(Call("d2", "ClearCache", {}))
+        self.assertEqual(self.session.queued(), 0)
+        self.assertEqual(self.sent_ids(), ["d0", "d1"])
+        self.assertEqual([(i, c) for i, c, _ in self.published()],
+                         [("d2", "QueueFull"), ("d0", "CallResult")])
+
+    def test_copy_of_a_call_with_a_bad_action_gets_nothing(self) -> None:
+        """Invalid (not an action name) once; its copy nothing."""
+        bad = Call("d3", "Re set", {})
+        self.backend(bad, bad)
+        self.assertEqual([(i, c) for i, c, _ in self.published()], [("d3", "Invalid")])
+
+    def test_copy_of_a_call_refused_while_closing_gets_nothing(self) -> None:
+        """Disconnected (the connection is closing) once; its copy nothing; another
+        CALL under that id is still answered."""
+        self.connection.peer_closes()
+        self.backend(RESET, RESET, Call("d0", "ClearCache", {}))
+        self.assertEqual([(i, c) for i, c, _ in self.published()],
+                         [("d0", "Disconnected"), ("d0", "Disconnected")])
+        self.assertEqual(self.published()[1][2], "ClearCache")
+
+
+class RefusedInvalidCopyTests(Base):
+    options = {"validate_downstream": Validator().validate}
+
+    def test_copy_of_an_invalid_call_gets_nothing(self) -> None:
+        """A CALL refused Invalid by validation: its copy gets no second Invalid."""
+        bad = Call("d4", "Reset", {"type": "Sideways"})
+        self.backend(bad, bad)
+        self.assertEqual([(i, c) for i, c, _ in self.published()], [("d4", "Invalid")])
+        self.assertEqual(self.sent_ids(), [])
 
 
 class GraceCallResultErrorTests(Base):
