@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import signal
 import sys
 from typing import Any
 
@@ -207,3 +208,19 @@ def tune_collector() -> None:
     """Collect once, and freeze what survived out of the collector's sight."""
     gc.collect()
     gc.freeze()
+
+
+def exit_status(reactor: Any, complete: bool) -> None:
+    """
+    The exit status of a stop, once the services have stopped: twistd
+    re-raises SIGTERM or SIGINT on itself after the reactor stops (exit
+    status 143/130).  A complete, orderly stop exits 0, as supervisors
+    expect of a clean shutdown; an incomplete one (publishes or error
+    envelopes left, a worker that did not stop cleanly) exits 143, also when
+    it was not a signal that stopped it (SIGUSR1's drain).
+    """
+    if not complete:
+        if getattr(reactor, "_exitSignal", None) is None:
+            reactor._exitSignal = signal.SIGTERM
+    elif getattr(reactor, "_exitSignal", None) is not None:
+        reactor._exitSignal = None

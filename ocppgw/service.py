@@ -41,6 +41,7 @@ from twisted.logger import Logger
 from ocppgw.connection import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, OCPPServerProtocol
 from ocppgw.listener.credentials import CredentialsError
 from ocppgw.listener.tls import TLSConfigError
+from ocppgw.loop import exit_status
 from ocppgw.session.lifecycle import Phase
 
 if TYPE_CHECKING:
@@ -227,20 +228,13 @@ class GatewayService(MultiService):
         if self.broker is not None:
             yield self.broker.stopService()
         if left or owed:
-            # twistd re-raises the signal on itself: exit status 143/130.
             _log.warn(
                 "stopping with {n} publishes not acknowledged by the broker and "
                 "{owed} error envelopes not published",
                 n=left,
                 owed=owed,
             )
-            if getattr(self.reactor, "_exitSignal", None) is None:
-                self.reactor._exitSignal = signal.SIGTERM
-        elif getattr(self.reactor, "_exitSignal", None) is not None:
-            # twistd re-raises SIGTERM/SIGINT on itself after the reactor stops
-            # (exit status 143/130). This stop was orderly and complete, so the
-            # gateway exits 0, as supervisors expect of a clean shutdown.
-            self.reactor._exitSignal = None
+        exit_status(self.reactor, complete=not (left or owed))
 
     @inlineCallbacks
     def _until(self, deadline: float, waiting: Callable[[], bool]) -> Any:

@@ -41,7 +41,9 @@ Lifecycle
     drains as one gateway does, at ``[gateway] drain_rate`` divided among the
     workers (at least 1 a second each), so the whole gateway closes at most
     ``drain_rate`` charge points a second; once every worker has exited, the
-    supervisor stops (embedded broker last) and exits 0.
+    supervisor stops (embedded broker last) and exits 0, or 143 when a
+    worker did not exit 0 (it stopped with publishes or error envelopes
+    left, or was killed), as a single gateway does.
 
     Each worker holds the read end of a pipe whose write end only the
     supervisor has (file descriptor :data:`LIFELINE_FD`, named by
@@ -78,12 +80,13 @@ from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.error import ProcessDone
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
 
 from ocppgw.config import Config, ConfigError
-from ocppgw.loop import GatewayReactor
+from ocppgw.loop import GatewayReactor, exit_status
 from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
 from ocppgw.workers.lifeline import LIFELINE_FD, LIFELINE_VARIABLE, watch
 from ocppgw.workers.sockets import (
@@ -232,6 +235,8 @@ class Supervisor(MultiService):
         self._stopping = False
         self._draining = False
         self._delays: dict[int, float] = {}
+        #: Workers that ended other than cleanly (exit status 0) while stopping.
+        self._unclean: list[str] = []
         self._admin_dir: str | None = None
         for listener in config.listeners:
             key = f"[listener:{listener.name}] endpoint"
@@ -301,17 +306,20 @@ class Supervisor(MultiService):
 
     def _ended(self, worker: WorkerProcess, reason: Failure) -> None:
         worker.pid, worker.transport = None, None
+        # A worker that stops with publishes or error envelopes left exits 143
+        # (counted before its exit may end the supervisor's stop).
+        if (self._stopping or self._draining) and not reason.check(ProcessDone):
+            self._unclean.append(f"worker {worker.index}: {reason.getErrorMessage()}")
         exited, worker.exited = worker.exited, None
         if exited is not None:
             exited.callback(None)
-        if self._stopping:
-            return
-        if self._draining:
-            _log.info(
-                "worker {index} exited after draining ({why})",
-                index=worker.index,
-                why=reason.getErrorMessage(),
-            )
+        if self._stopping or self._draining:
+            if self._draining and not self._stopping:
+                _log.info(
+                    "worker {index} exited after draining ({why})",
+                    index=worker.index,
+                    why=reason.getErrorMessage(),
+                )
             return
         delay = self._delays.get(worker.index, _RESTART_MIN)
         self._delays[worker.index] = min(delay * 2, _RESTART_MAX)
@@ -368,6 +376,12 @@ class Supervisor(MultiService):
                 kill.cancel()
             if self._admin_dir is not None:
                 shutil.rmtree(self._admin_dir, ignore_errors=True)
+            if self._unclean:
+                _log.warn(
+                    "stopping; not every worker stopped cleanly: {why}",
+                    why="; ".join(self._unclean),
+                )
+            exit_status(self.reactor, complete=not self._unclean)
             # The broker last: the workers' final presence goes through it.
             return MultiService.stopService(self)
 

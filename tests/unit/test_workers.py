@@ -216,11 +216,13 @@ def _supervisor(reactor: _Reactor) -> workers.Supervisor:
     return supervisor
 
 
-def _end(reactor: _Reactor, index: int) -> None:
-    from twisted.internet.error import ProcessDone
+def _end(reactor: _Reactor, index: int, signal: int | None = None) -> None:
+    """Worker ``index`` exits: 0, or killed by ``signal`` (twistd re-raised SIGTERM)."""
+    from twisted.internet.error import ProcessDone, ProcessTerminated
 
     proto = reactor.spawned[index][0]
-    proto.processEnded(Failure(ProcessDone(0)))  # type: ignore[attr-defined]
+    reason = ProcessDone(0) if signal is None else ProcessTerminated(signal=signal)
+    proto.processEnded(Failure(reason))  # type: ignore[attr-defined]
 
 
 def test_worker_gets_a_pipe_only_the_supervisor_writes() -> None:
@@ -247,6 +249,29 @@ def test_drain_forwards_sigusr1_restarts_none_and_stops_once_all_exited() -> Non
     _end(reactor, 1)
     assert reactor.stopped == 1
     assert reactor.clock.getDelayedCalls() == []
+
+
+def test_supervisor_exit_status_follows_its_workers() -> None:
+    """Path 9: a worker that stops with envelopes owed exits by SIGTERM (143); the
+    supervisor then exits 143 too, never 0; when every worker exits 0, so does it."""
+    import signal
+
+    for codes, expected in (((None, signal.SIGTERM), signal.SIGTERM), ((None, None), None)):
+        reactor = _Reactor()
+        supervisor = _supervisor(reactor)
+        reactor._exitSignal = signal.SIGTERM  # type: ignore[attr-defined]  # twistd's SIGTERM
+        stopped = supervisor.stopService()
+        for index, code in enumerate(codes):
+            _end(reactor, index, code)
+        assert stopped.called
+        assert reactor._exitSignal == expected  # type: ignore[attr-defined]
+        drained = _Reactor()
+        supervisor = _supervisor(drained)
+        supervisor.drain()
+        for index, code in enumerate(codes):
+            _end(drained, index, code)
+        supervisor.stopService()
+        assert getattr(drained, "_exitSignal", None) == expected
 
 
 def test_drain_rate_is_shared_among_the_workers() -> None:
