@@ -314,12 +314,8 @@ class Supervisor(MultiService):
         if exited is not None:
             exited.callback(None)
         if self._stopping or self._draining:
-            if self._draining and not self._stopping:
-                _log.info(
-                    "worker {index} exited after draining ({why})",
-                    index=worker.index,
-                    why=reason.getErrorMessage(),
-                )
+            why = reason.getErrorMessage()
+            _log.info("worker {index} exited ({why})", index=worker.index, why=why)
             return
         delay = self._delays.get(worker.index, _RESTART_MIN)
         self._delays[worker.index] = min(delay * 2, _RESTART_MAX)
