@@ -43,7 +43,7 @@ import ocpp  # noqa: E402
 from servers import _field, _packet, split_packets  # noqa: E402  (bench/, beside this file)
 from twisted.internet import protocol, reactor  # noqa: E402
 
-from ocppgw.session.exchanges import rfc3339  # noqa: E402
+from ocppgw.ocpp.timestamps import rfc3339  # noqa: E402
 
 _ACTIONS = ("MeterValues", "StatusNotification", "Heartbeat", "BootNotification")
 _SCHEMAS = Path(os.path.dirname(ocpp.__file__)) / "v16" / "schemas"

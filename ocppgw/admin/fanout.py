@@ -50,7 +50,7 @@ from ocppgw.admin.api import MAX_BODY, HTTPError, check_token, internal_error, s
 from ocppgw.admin.service import serve
 from ocppgw.admin.views import DEFAULT_LIMIT, encode_cursor
 from ocppgw.config import Config
-from ocppgw.session.rules import rfc3339
+from ocppgw.ocpp.timestamps import rfc3339
 
 #: Seconds a worker has to answer anything but a CALL.
 ASK_TIMEOUT = 5.0

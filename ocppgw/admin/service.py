@@ -24,7 +24,7 @@ from ocppgw.admin.api import AdminResource
 from ocppgw.admin.calls import Calls
 from ocppgw.admin.metrics import State
 from ocppgw.config import ConfigError
-from ocppgw.session.rules import rfc3339
+from ocppgw.ocpp.timestamps import rfc3339
 
 if TYPE_CHECKING:
     from ocppgw.admin.records import Recorder

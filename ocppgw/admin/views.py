@@ -11,7 +11,8 @@ import base64
 import re
 from typing import TYPE_CHECKING, Any
 
-from ocppgw.session.rules import Phase, rfc3339
+from ocppgw.ocpp.timestamps import rfc3339
+from ocppgw.session.rules import Phase
 
 if TYPE_CHECKING:
     from ocppgw.admin.records import Record

@@ -20,7 +20,7 @@ from twisted.logger import Logger
 
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, CodecError, Envelope, GatewayError
 from ocppgw.ocpp.messages import CallError, unique_id_of
-from ocppgw.session.exchanges import rfc3339
+from ocppgw.ocpp.timestamps import rfc3339
 from ocppgw.session.owed import Owed
 from ocppgw.session.rules import Session
 

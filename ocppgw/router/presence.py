@@ -51,9 +51,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from ocppgw.interfaces import IMQTTClient
+from ocppgw.ocpp.timestamps import rfc3339
 from ocppgw.router.holders import Elsewhere, Here
 from ocppgw.router.topics import TopicTemplate
-from ocppgw.session.rules import rfc3339
 
 if TYPE_CHECKING:
     from ocppgw.config import Config

@@ -36,6 +36,7 @@ from ocppgw.ocpp.messages import (
     Send,
     parse_frame,
 )
+from ocppgw.ocpp.timestamps import rfc3339
 from ocppgw.ocpp.versions import ErrorKind, has_21_types
 from ocppgw.session.exchanges import (
     ACTION,
@@ -43,7 +44,6 @@ from ocppgw.session.exchanges import (
     Pending,
     Timer,
     Violation,
-    rfc3339,
 )
 from ocppgw.session.flood import FLOOD_FACTOR, FLOOD_SECONDS, MessageRate, is_priority
 

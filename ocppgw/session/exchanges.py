@@ -19,12 +19,10 @@ The rules for each direction are :mod:`ocppgw.session.charge_point` and
 
 from __future__ import annotations
 
-import math
 import re
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Protocol
 
@@ -41,6 +39,7 @@ from ocppgw.ocpp.messages import (
     Message,
     encode_frame,
 )
+from ocppgw.ocpp.timestamps import rfc3339
 from ocppgw.ocpp.versions import ErrorKind, error_code
 from ocppgw.session.owed import Owed
 from ocppgw.session.recent import Known, RecentCalls
@@ -95,33 +94,6 @@ class SessionOptions:
     max_message_burst: int = 50
     #: Told every message in and out, parsed once here (the admin counters).
     events: IGatewayEvents = NO_EVENTS
-
-
-#: The last whole second formatted, and its text: every envelope of that
-#: second reuses it (a profile showed datetime formatting per message).
-_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
-
-
-def rfc3339(seconds: float) -> str:
-    """``seconds`` since the epoch as an RFC 3339 UTC time with milliseconds."""
-    global _second
-    # Rounded to microseconds half-even, then truncated to milliseconds, as
-    # datetime.fromtimestamp(...).isoformat(timespec="milliseconds") does.
-    fraction, whole = math.modf(seconds)
-    micros = round(fraction * 1e6)
-    if micros >= 1_000_000:
-        whole, micros = whole + 1, micros - 1_000_000
-    elif micros < 0:
-        whole, micros = whole - 1, micros + 1_000_000
-    second = int(whole)
-    if second != _second[0]:
-        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second = (second, text)
-    return _second[1] + _MILLIS[micros // 1000]
-
-
-#: ".000Z" to ".999Z": the end of every timestamp, made once.
-_MILLIS = tuple(f".{n:03d}Z" for n in range(1000))
 
 
 class Timer(Protocol):

@@ -25,10 +25,10 @@ from ocppgw.interfaces import IChargePointSession
 from ocppgw.ocpp.envelope import Envelope, GatewayError
 from ocppgw.session.backend import FromBackend
 from ocppgw.session.charge_point import FromChargePoint
-from ocppgw.session.exchanges import SessionOptions, Validate, Violation, cancel, rfc3339
+from ocppgw.session.exchanges import SessionOptions, Validate, Violation, cancel
 from ocppgw.session.lifecycle import Core, Lifecycle, LifecycleMachine, Phase
 
-__all__ = ["Phase", "Session", "SessionOptions", "Validate", "Violation", "rfc3339"]
+__all__ = ["Phase", "Session", "SessionOptions", "Validate", "Violation"]
 
 
 @implementer(IChargePointSession)

@@ -15,8 +15,8 @@ from zope.interface.verify import verifyObject
 from ocppgw.interfaces import IChargePointConnection, IRouter
 from ocppgw.ocpp.envelope import Envelope
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, Send
+from ocppgw.ocpp.timestamps import rfc3339
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
-from ocppgw.session.exchanges import rfc3339
 from ocppgw.session.rules import Session, SessionOptions
 from tests.fakes import FakeConnection, FakeUpstream
 
