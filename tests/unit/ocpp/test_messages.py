@@ -146,6 +146,7 @@ def test_non_finite_numbers_are_not_written() -> None:
     | st.sampled_from(["[1]\n\t \r", "[1] x", "1 2", "[1,", "", " ", "{}\u00a0", '"a"'])
 )
 @example("\ufeff[1]")
+@example("\u0600")  # its UTF-16 form after a stray byte order mark is cut in a surrogate
 def test_loads_answers_as_json_loads(text: str) -> None:
     """
     The reused strict decoder answers every text as json.loads with the same
@@ -157,6 +158,10 @@ def test_loads_answers_as_json_loads(text: str) -> None:
     def outcome(parse: Any, data: str | bytes) -> object:
         try:
             return ("value", parse(data))
+        except UnicodeDecodeError:
+            # Bytes that are no text: refused both ways, but the decoder's words
+            # differ, since json decodes with surrogatepass and loads strictly.
+            return ("error", "UnicodeDecodeError")
         except ValueError as e:
             return ("error", type(e).__name__, str(e))
 
