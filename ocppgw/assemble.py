@@ -12,6 +12,7 @@ naming the section and key.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -36,6 +37,7 @@ from ocppgw.mqtt.tls import BrokerTLSError
 from ocppgw.ocpp.validation import SchemaError, Validator
 from ocppgw.ocpp.validation import Violation as SchemaViolation
 from ocppgw.ocpp.versions import ErrorKind
+from ocppgw.router.journal import Journal
 from ocppgw.router.routing import Router
 from ocppgw.service import GatewayService, Reloadable
 from ocppgw.session.rules import Session, SessionOptions, Validate, Violation
@@ -194,7 +196,13 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
         )
     router = Router(config, client, reactor, catch_all)
     router.events = events
-    sessions = SessionFactory(router, reactor, session_options(config, events), events)
+    journal = None
+    if config.journal is not None:
+        # One per process: the MQTT client id is (gateway id, worker index).
+        name = config.mqtt.client_id.replace("/", "_") + ".journal"
+        journal = Journal(os.path.join(config.journal, name), reactor)
+    options = replace(session_options(config, events), journal=journal)
+    sessions = SessionFactory(router, reactor, options, events)
     client.will = router.gateway_presence(False)
 
     def announce() -> None:
@@ -257,4 +265,6 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
         "Autobahn NVX acceleration: {nvx}",
         nvx="on" if autobahn_websocket.USES_NVX else "off (pure Python, slower)",
     )
-    return GatewayService(config, reactor, router, client, broker, listeners, reloadable, catch_all)
+    return GatewayService(
+        config, reactor, router, client, broker, listeners, reloadable, catch_all, journal
+    )

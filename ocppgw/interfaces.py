@@ -14,7 +14,7 @@ imports Autobahn or paho, and tests replace a neighbour by a recording fake.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface, implementer
@@ -174,3 +174,17 @@ class NoEvents:
 
 #: The no-op default of every stage's ``events``.
 NO_EVENTS = NoEvents()
+
+
+class CallJournal(Protocol):
+    """
+    Where the backend CALLs a session holds are kept, so that a process
+    killed with them answers each when it starts again
+    (:class:`ocppgw.router.journal.Journal`).
+    """
+
+    def queued(self, identity: str, version: str, unique_id: str, action: str) -> None: ...
+
+    def sent(self, identity: str, unique_id: str) -> None: ...
+
+    def answered(self, identity: str, unique_id: str) -> None: ...

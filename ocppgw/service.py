@@ -42,6 +42,7 @@ from ocppgw.connection import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, OCPPServe
 from ocppgw.listener.credentials import CredentialsError
 from ocppgw.listener.tls import TLSConfigError
 from ocppgw.loop import exit_status
+from ocppgw.router.journal import Journal
 from ocppgw.session.lifecycle import Phase
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class GatewayService(MultiService):
         listeners: list[Service],
         reloadable: list[Reloadable] | None = None,
         catch_all: MQTTClient | None = None,
+        journal: Journal | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -90,6 +92,8 @@ class GatewayService(MultiService):
         self.listeners = listeners
         #: The sessionless connection of the shared offline catch-all, if any.
         self.catch_all = catch_all
+        #: The journal of the backend CALLs this process holds, if kept.
+        self.journal = journal
         #: What SIGHUP re-reads: objects with a ``reload()`` and a ``name``.
         self.reloadable = reloadable or []
         self._previous_sighup: Any = None
@@ -125,11 +129,33 @@ class GatewayService(MultiService):
             self._previous_sigusr1 = signal.signal(signal.SIGUSR1, self._sigusr1)
         if self.broker is not None:
             self.broker.startService()
+        if self.journal is not None:
+            self._recover(self.journal)
         self.mqtt.start()
         if self.catch_all is not None:
             self.catch_all.start()
         for listener in self.listeners:
             listener.startService()
+
+    def _recover(self, journal: Journal) -> None:
+        """Open the journal; answer what a killed previous run held, once MQTT is up."""
+        try:
+            left = journal.start()
+        except OSError as e:
+            _log.error(
+                "[gateway] journal: {path}: {e}; backend CALLs this process holds when it is "
+                "killed will not be answered",
+                path=journal.path,
+                e=e.strerror or e,
+            )
+            return
+        if left:
+            _log.warn(
+                "the previous run held {n} backend CALLs it did not answer; answering them",
+                n=len(left),
+            )
+            when = self.mqtt.when_connected()
+            when.addCallback(lambda _: journal.answer_recovered(left, self.router.publish))
 
     def _restore_signals(self) -> None:
         for name, attr in (("SIGHUP", "_previous_sighup"), ("SIGUSR1", "_previous_sigusr1")):
@@ -225,6 +251,8 @@ class GatewayService(MultiService):
         # Counted before the client stops (which fails what is unacknowledged).
         left, owed = mqtt.unacknowledged(), router.owed()
         yield mqtt.stop()
+        if self.journal is not None:
+            self.journal.stop()
         if self.broker is not None:
             yield self.broker.stopService()
         if left or owed:

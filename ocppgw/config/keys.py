@@ -59,6 +59,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "shutdown_close": Key(choice("going-away", "service-restart", "abort"), "going-away"),
         "drain_rate": Key(int_range(1, 1_000_000), "100"),
         "workers": Key(workers, "1"),
+        "journal": Key(text, ""),
     },
     "listener:": {
         "endpoint": Key(nonempty, None),

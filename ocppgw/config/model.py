@@ -166,6 +166,9 @@ class Config:
     drain_rate: int
     #: ``[gateway] workers``: processes sharing the listening sockets (ocppgw.workers).
     workers: int
+    #: ``[gateway] journal``: the directory of the journals of backend CALLs
+    #: held (:mod:`ocppgw.router.journal`); None: none kept.
+    journal: str | None = None
 
 
 @dataclass(frozen=True)

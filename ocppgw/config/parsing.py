@@ -99,6 +99,18 @@ def _broker(value: str) -> tuple[bool, str, int, bool]:
     return False, unquote(url.hostname), port, tls
 
 
+def _journal(value: str, base_dir: str) -> str | None:
+    """``[gateway] journal``: off, a directory, or (empty) where the process may keep state."""
+    if value.strip().lower() == "off":
+        return None
+    if value.strip():
+        return _resolve(base_dir, value.strip())
+    if os.geteuid() == 0:
+        return "/var/lib/ocppgw"
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(state, "ocppgw")
+
+
 def _resolve(base_dir: str, value: str) -> str:
     """The file name ``value``, written relative to ``base_dir`` (the file's directory)."""
     return os.path.normpath(os.path.join(base_dir, value))
@@ -348,6 +360,7 @@ def parse(text: str, source: str = "<string>", base_dir: str = ".") -> model.Con
         shutdown_close=gw["shutdown_close"],
         drain_rate=gw["drain_rate"],
         workers=gw["workers"],
+        journal=_journal(gw["journal"], base_dir),
     )
 
 

@@ -124,6 +124,11 @@ class FromBackend(Exchanges):
             self.refuse_call(call, GatewayError.QUEUE_FULL, why)
             return
         self._queue.append(envelope)
+        journal = self._options.journal
+        if journal is not None:
+            # Kept until its answer is published: a killed process's next run answers it.
+            journal.queued(self.identity, self.version, call.unique_id, call.action)
+            self._journaled.add(call.unique_id)
         self._send_next()
 
     def _is_copy(self, call: Call, known: Known | None) -> bool:

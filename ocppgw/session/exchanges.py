@@ -26,15 +26,23 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ocppgw.interfaces import NO_EVENTS, IChargePointConnection, IGatewayEvents, IRouter
+from ocppgw.interfaces import (
+    NO_EVENTS,
+    CallJournal,
+    IChargePointConnection,
+    IGatewayEvents,
+    IRouter,
+)
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, DecodeContext, Envelope, GatewayError
 from ocppgw.ocpp.messages import (
     Call,
     CallError,
+    CallResult,
     CallResultError,
     Message,
     encode_frame,
@@ -94,6 +102,8 @@ class SessionOptions:
     max_message_burst: int = 50
     #: Told every message in and out, parsed once here (the admin counters).
     events: IGatewayEvents = NO_EVENTS
+    #: Told of each backend CALL queued, sent and answered; None: not kept.
+    journal: CallJournal | None = None
 
 
 class Timer(Protocol):
@@ -159,8 +169,10 @@ class Exchanges:
         #: 2.1: upstream CALLs answered with a CALLRESULT (UniqueId to Action), so a
         #: CALLRESULTERROR for that result carries its Action (2.1 Part 4 §4.2.4).
         self._answered: OrderedDict[str, str] = OrderedDict()
+        #: Backend CALLs in the journal whose answer is not published yet.
+        self._journaled: set[str] = set()
         #: Error envelopes whose publish failed, published again later.
-        self._owed = Owed(clock, upstream.publish, identity)
+        self._owed = Owed(clock, self._to_router, identity)
 
     def owed(self) -> int:
         """Error envelopes whose publish failed, waiting to be published again."""
@@ -189,8 +201,22 @@ class Exchanges:
         )
 
     def _publish(self, envelope: Envelope) -> None:
+        self._to_router(envelope).addErrback(self._publish_failed, envelope)
+
+    def _to_router(self, envelope: Envelope) -> Deferred[None]:
         d = self._upstream.publish(envelope)
-        d.addErrback(self._publish_failed, envelope)
+        if self._journaled:
+            uid = envelope.message.unique_id
+            if uid in self._journaled and isinstance(envelope.message, CallResult | CallError):
+                d.addCallback(self._journal_answered, uid)
+        return d
+
+    def _journal_answered(self, result: None, unique_id: str) -> None:
+        """The answer to a journaled backend CALL is published: the journal lets it go."""
+        if unique_id in self._journaled:
+            self._journaled.discard(unique_id)
+            assert self._options.journal is not None
+            self._options.journal.answered(self.identity, unique_id)
 
     def _publish_failed(self, failure: Failure, envelope: Envelope) -> None:
         message = envelope.message
@@ -288,6 +314,8 @@ class Exchanges:
                 continue
             timer = self._clock.callLater(timeout, self._downstream_timeout, call.unique_id)
             self._in_flight = Pending(call.unique_id, call.action, timer, call.payload)
+            if call.unique_id in self._journaled:
+                self._options.journal.sent(self.identity, call.unique_id)  # type: ignore[union-attr]
             self._send(call)
             return
 

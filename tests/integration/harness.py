@@ -201,7 +201,8 @@ def start_gateway(
     port = free_port()
     name = f"it-{uuid.uuid4().hex[:12]}"
     sections: Sections = {
-        "gateway": {"id": name},
+        # The journal in the test's directory, not the machine's state directory.
+        "gateway": {"id": name, "journal": str(directory / "journal")},
         "listener:ws": {"endpoint": f"tcp:{port}:interface=127.0.0.1"},
         "mqtt": {"broker": broker.url},
         # Many gateways run at once: the admin API only where a test asks for it.

@@ -454,3 +454,50 @@ def test_a_call_older_than_awaiting_timeout_is_answered_expired(tmp_path: Path) 
     finally:
         backend.close()
         stop_broker(broker)
+
+
+def test_calls_held_by_a_killed_gateway_are_answered_by_its_next_run(tmp_path: Path) -> None:
+    """
+    A gateway killed (SIGKILL) while a backend CALL is in flight on its charge
+    point and another waits behind it: the broker took both as delivered, so
+    only the gateway knew of them.  Its next run (same [gateway] id and
+    journal) answers each once: Disconnected for the one sent, Shutdown for
+    the one never sent.
+    """
+    broker = start_broker(tmp_path / "broker")
+    backend = ReconnectingBackend(broker)
+    extra = {"gateway": {"id": f"it-{uuid.uuid4().hex[:8]}", "journal": str(tmp_path / "j")}}
+    cid = "CPX8k"
+
+    @run_async
+    async def body() -> None:
+        gw = start_gateway(tmp_path / "gw1", broker, extra)
+        try:
+            async with connect(gw.url(cid), ["ocpp1.6"]) as ws:
+                await presence(backend, cid, True)
+                backend.publish(f"ocpp/cs/{cid}/Call/ClearCache", _clear_cache("held-1"))
+                backend.publish(f"ocpp/cs/{cid}/Call/ClearCache", _clear_cache("held-2"))
+                frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+                assert frame[1] == "held-1", frame
+                await asyncio.sleep(0.3)  # held-2 reaches the gateway's queue
+                assert gw.proc is not None
+                gw.proc.kill()
+                gw.proc.wait()
+        finally:
+            gw.stop()
+        gw = start_gateway(tmp_path / "gw2", broker, extra)
+        try:
+            answers = await _every_answered_once(backend, cid, ["held-1", "held-2"])
+        finally:
+            gw.stop()
+        codes = {
+            i: [a.get("ErrorCode", a.get("MessageTypeId")) for a in got]
+            for i, got in answers.items()
+        }
+        assert codes == {"held-1": ["Disconnected"], "held-2": ["Shutdown"]}, answers
+
+    try:
+        body()
+    finally:
+        backend.close()
+        stop_broker(broker)

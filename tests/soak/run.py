@@ -173,7 +173,12 @@ class Soak:
                 name, free_port(), directory, directory / "ocppgw.ini", directory / "gateway.log"
             )
             sections = {
-                "gateway": {"id": inst.gateway_id, "shutdown_timeout": str(SHUTDOWN_TIMEOUT)},
+                "gateway": {
+                    "id": inst.gateway_id,
+                    "shutdown_timeout": str(SHUTDOWN_TIMEOUT),
+                    # Every life of the instance keeps its journal here.
+                    "journal": str(directory / "journal"),
+                },
                 "listener:ws": {"endpoint": f"tcp:{inst.port}:interface=127.0.0.1"},
                 "mqtt": {
                     "broker": self.broker.url,

@@ -113,3 +113,28 @@ class OwedEnvelopesTests(SynchronousTestCase):
         self.assertEqual(getattr(self.clock, "_exitSignal", None), signal.SIGTERM)
         (line,) = self._owed_lines()
         self.assertIn("1 error envelopes", line)
+
+
+class JournalStartTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.logged: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+    def test_an_unwritable_journal_is_named_and_the_gateway_runs_on(self) -> None:
+        """A journal that cannot be opened (its directory is a file): one error line naming
+        [gateway] journal, the path and why; the journal is then not kept."""
+        from twisted.logger import formatEvent
+
+        from ocppgw.router.journal import Journal
+
+        blocker = self.mktemp()
+        open(blocker, "w").close()
+        journal = Journal(blocker + "/gw.journal", Clock())
+        config, mqtt = parse(CONFIG), FakeMQTT()
+        service = GatewayService(config, Clock(), None, mqtt, None, [], journal=journal)  # type: ignore[arg-type]
+        service._recover(journal)
+        (line,) = [formatEvent(e) for e in self.logged if "journal" in formatEvent(e)]
+        self.assertIn(f"[gateway] journal: {blocker}/gw.journal: ", line)
+        self.assertIn("will not be answered", line)
+        journal.queued("CP1", "ocpp1.6", "a", "Reset")  # not kept, and no error

@@ -211,3 +211,17 @@ def test_imports_nothing_of_twisted() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_journal_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """[gateway] journal: a directory (relative to the file), off, or by default the
+    state directory of the user: /var/lib/ocppgw as root, else $XDG_STATE_HOME/ocppgw."""
+    ini = tmp_path / "gw.ini"
+    ini.write_text("[gateway]\njournal = state\n" + MINIMAL, encoding="utf-8")
+    assert load(str(ini)).journal == str(tmp_path / "state")
+    assert parse("[gateway]\njournal = off\n" + MINIMAL).journal is None
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert parse(MINIMAL).journal == "/var/lib/ocppgw"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert parse(MINIMAL).journal == str(tmp_path / "xdg" / "ocppgw")

@@ -373,6 +373,74 @@ class RefusedInvalidCopyTests(Base):
         self.assertEqual(self.sent_ids(), [])
 
 
+class RecordingJournal:
+    """Records what a session tells its journal, as ocppgw.router.journal.Journal takes it."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def queued(self, identity: str, version: str, unique_id: str, action: str) -> None:
+        self.events.append(("queued", unique_id))
+
+    def sent(self, identity: str, unique_id: str) -> None:
+        self.events.append(("sent", unique_id))
+
+    def answered(self, identity: str, unique_id: str) -> None:
+        self.events.append(("answered", unique_id))
+
+
+class JournalTests(Base):
+    """The session tells the journal of each backend CALL it holds, until its answer is out."""
+
+    journal = RecordingJournal()
+
+    def setUp(self) -> None:
+        JournalTests.journal = RecordingJournal()
+        self.options = {"journal": JournalTests.journal, "max_queue": 1}
+        super().setUp()
+
+    def test_queued_sent_answered(self) -> None:
+        """A CALL: queued, sent, and answered once the charge point's answer is published;
+        the one behind it likewise, once its turn comes."""
+        self.backend(RESET, Call("d1", "ClearCache", {}))
+        self.session.frame_received('[3,"d0",{"status":"Accepted"}]')
+        self.session.frame_received('[3,"d1",{"status":"Accepted"}]')
+        self.assertEqual(
+            self.journal.events,
+            [("queued", "d0"), ("sent", "d0"), ("queued", "d1"),
+             ("answered", "d0"), ("sent", "d1"), ("answered", "d1")],
+        )
+
+    def test_answered_only_once_the_broker_has_it(self) -> None:
+        """An answer whose publish fails is not answered until the owed envelope is out."""
+        self.backend(RESET)
+        self.upstream.failing = True
+        self.clock.advance(30)  # Timeout: its publish fails, so it is owed
+        self.assertNotIn(("answered", "d0"), self.journal.events)
+        self.upstream.failing = False
+        self.clock.advance(1)
+        self.assertEqual(self.journal.events[-1], ("answered", "d0"))
+
+    def test_copies_and_refusals_are_not_kept(self) -> None:
+        """A copy, a refused CALL (QueueFull) and a late answer add nothing."""
+        self.backend(RESET, RESET, Call("d1", "ClearCache", {}), Call("d2", "ClearCache", {}))
+        self.clock.advance(30)
+        self.session.frame_received('[3,"d0",{"status":"Accepted"}]')  # late
+        kept = {uid for _, uid in self.journal.events}
+        self.assertEqual(kept, {"d0", "d1"})
+        self.assertEqual(self.journal.events.count(("answered", "d0")), 1)
+
+    def test_a_reconnection_answers_what_the_old_connection_held(self) -> None:
+        """CALLs adopted by a new connection of the charge point are answered there."""
+        self.backend(RESET, Call("d1", "ClearCache", {}))
+        self.session.connection_lost()  # d0 answered Disconnected; d1 waits
+        new, _ = self.open()
+        new.adopt(self.session)
+        new.frame_received('[3,"d1",{"status":"Accepted"}]')
+        answered = [uid for kind, uid in self.journal.events if kind == "answered"]
+        self.assertEqual(answered, ["d0", "d1"])
+
+
 class GraceCallResultErrorTests(Base):
     version = OCPP21
 
