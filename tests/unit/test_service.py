@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import tempfile
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -128,8 +130,9 @@ class JournalStartTests(SynchronousTestCase):
 
         from ocppgw.router.journal import Journal
 
-        blocker = self.mktemp()
-        open(blocker, "w").close()
+        fd, blocker = tempfile.mkstemp(prefix="ocppgw-journal-")
+        os.close(fd)
+        self.addCleanup(os.remove, blocker)
         journal = Journal(blocker + "/gw.journal", Clock())
         config, mqtt = parse(CONFIG), FakeMQTT()
         service = GatewayService(config, Clock(), None, mqtt, None, [], journal=journal)  # type: ignore[arg-type]

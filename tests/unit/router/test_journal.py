@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -18,7 +20,9 @@ from ocppgw.router.journal import Journal
 class JournalTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.path = str(Path(self.mktemp()) / "gw-1.journal")
+        directory = tempfile.mkdtemp(prefix="ocppgw-journal-")
+        self.addCleanup(shutil.rmtree, directory)
+        self.path = str(Path(directory) / "gw-1.journal")
         self.published: list[Envelope] = []
 
     def run_of(self) -> tuple[Journal, list[journal_module.Entry]]:
