@@ -106,7 +106,10 @@ def start_gateway(directory: Path, ini: str, port: int, wait_mqtt: bool = True) 
     directory.mkdir(parents=True, exist_ok=True)
     name = f"sec-{uuid.uuid4().hex[:10]}"
     config = directory / "ocppgw.ini"
-    config.write_text(f"[gateway]\nid = {name}\n" + ini)
+    # No admin API unless the test asks for one: its default TCP port is fixed,
+    # and another gateway on this machine may hold it.
+    admin = "" if "[admin]" in ini else "[admin]\nendpoint =\n"
+    config.write_text(f"[gateway]\nid = {name}\njournal = {directory / 'journal'}\n" + admin + ini)
     log_path = directory / "gateway.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(

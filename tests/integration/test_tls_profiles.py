@@ -89,11 +89,14 @@ credentials = {d / "creds"}
 broker = mqtt://127.0.0.1:{broker.port}
 """
     backend = Backend(broker.port)
-    gw = start_gateway(d / "gw", ini, p2)
     try:
-        yield Setup(gw, backend, ca, ca_file, d, p1, p2, p3, rsa_files, ec_files)
+        gw = start_gateway(d / "gw", ini, p2)
+        try:
+            yield Setup(gw, backend, ca, ca_file, d, p1, p2, p3, rsa_files, ec_files)
+        finally:
+            stop(gw.proc)
     finally:
-        stop(gw.proc)
+        # Also when the gateway did not start: nothing of the module is left running.
         backend.close()
         stop(broker.proc)
     log = gw.log()
