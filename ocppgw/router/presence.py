@@ -206,6 +206,10 @@ class Presence:
         }
         return topic, json.dumps(body).encode()
 
+    def echoed(self, identity: str) -> bool:
+        """Whether this run's presence for ``identity``'s connection here was routed back."""
+        return (mine := self._here.get(identity)) is not None and mine.echoed
+
     def received(self, identity: str, payload: bytes, here: Session | None) -> bool:
         """
         A presence message for ``identity`` (``here``: its session on this

@@ -278,6 +278,11 @@ class Unclaimed:
             return any(self.peers.values())
         if self._announced is None:
             return False  # not connected yet
+        identity = self._dn.template.charge_point_of(topic)
+        if identity is not None and self._presence.echoed(identity):
+            # Routed after the echo of this run's presence for it: peers knew
+            # this run held it (their catch-all left it alone): this run's.
+            return False
         return self.hold(topic, payload, _AFTER_WILL if self.old_run_gone else _OWN)
 
     def _decide(self, topic: str, payload: bytes, answered: bool) -> None:

@@ -366,6 +366,27 @@ class ReplayTests(ClockTestCase):
         self.clock.advance(READ_WAIT + OFFLINE_WAIT)
         self.assertEqual(peer.errors() + new.errors(), [("after", "Offline")])
 
+    def test_live_command_after_own_presence_echo_delivered(self) -> None:
+        """
+        Path 16: the new run attached its charge point while its resumed
+        session replayed (the old run's will read, the retained presence not
+        yet): a command routed after the echo of the new run's presence for
+        it was routed when the peer knew the new run held it (the peer's
+        catch-all left it alone), so the new run delivers it, once.
+        """
+        new, peer, old_will = self.restarted()
+        peer.hear("ocpp/gateway/gw1", old_will)
+        new.hear("ocpp/gateway/gw1", old_will)  # the replay: the old run gone
+        _, connection = new.connect("CP1")
+        peer.hear("ocpp/presence/CP1", new.presence("CP1"))
+        new.hear("ocpp/presence/CP1", new.presence("CP1"))  # the echo of its own presence
+        peer.command("CP1", "live")  # the peer's catch-all copy: left to its holder
+        new.mqtt.deliver(*routed("CP1", "live"), via="ocpp/cs/CP1/+/+")
+        new.hear("ocpp/gateway/gw1", new.gateway())
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual([f[1] for f in connection.sent()], ["live"])
+        self.assertEqual(peer.errors() + new.errors(), [])
+
     def test_replayed_before_old_will_answered_by_new_run(self) -> None:
         """Path 1: replayed from before the old run's will: the new run answers it."""
         new, peer, old_will = self.restarted()
