@@ -338,7 +338,7 @@ def timeline(
         if lo <= e.t <= hi
         and (
             e.kind.split(".")[0] in ("fault", "gw", "broker", "backend")
-            or (v.cid and e.cid == v.cid and e.kind in ("cp.open", "cp.close"))
+            or (v.cid and e.cid == v.cid and e.kind in ("cp.open", "cp.close", "presence"))
         )
     ]
     picked = sorted({id(e): e for e in mine + context}.values(), key=lambda e: e.t)

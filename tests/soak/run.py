@@ -277,6 +277,10 @@ class Soak:
         def on_connect(c: Any, u: Any, flags: Any, reason: Any, props: Any) -> None:
             if not reason.is_failure:
                 c.subscribe("ocpp/cp/#", qos=1)
+                # Who holds what, in the broker's order: the timeline of a
+                # violation shows what the instances read of its identity.
+                c.subscribe("ocpp/presence/#", qos=1)
+                c.subscribe("ocpp/gateway/#", qos=1)
                 self.rec("backend.connected")
                 connected.set()
 
@@ -297,6 +301,9 @@ class Soak:
                 self.other["MQTT redeliveries to the backend"] += 1
                 return
             self.seen.add(key)
+        if message.topic.startswith(("ocpp/presence/", "ocpp/gateway/")):
+            self._presence(message.topic, payload, bool(message.retain))
+            return
         try:
             env = json.loads(payload)
         except ValueError:
@@ -331,6 +338,23 @@ class Soak:
                     self.held.append((cid, env))
                     return
             self._answer(cid, env)
+
+    def _presence(self, topic: str, payload: bytes, retained: bool) -> None:
+        """A presence message as the broker routed it: recorded, not judged."""
+        try:
+            body = json.loads(payload) if payload else {}
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        state = "empty" if not payload else ("online" if body.get("Online") else "offline")
+        keys = ("Gateway", "Run", "Seq", "CorrectedBy", "Handover")
+        note = " ".join(f"{k}={body[k]}" for k in keys if k in body)
+        note += " retained" if retained else ""
+        if topic.startswith("ocpp/gateway/"):
+            self.rec("backend.gateway", "", "", state, note)
+        else:
+            self.rec("presence", topic.rsplit("/", 1)[-1], "", state, note)
 
     async def pubacks(self) -> None:
         """Record ``dn.puback`` for each command the broker acknowledged (polled: no lock)."""
