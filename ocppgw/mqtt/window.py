@@ -43,6 +43,22 @@ class PublishError(Exception):
     """A message could not be handed to the broker, or the broker refused it."""
 
 
+def checked_topic(topic: str, payload: bytes) -> bytes:
+    """``topic``, encoded, after what paho's publish checks (MQTT 3.1.1 §4.7.1, §1.5.3, §2.2.3)."""
+    name = topic.encode("utf-8")
+    if not name:
+        raise ValueError("Invalid topic.")
+    if b"+" in name or b"#" in name:
+        raise ValueError("Publish topic cannot contain wildcards.")
+    if len(name) > 65535:
+        raise ValueError("Publish topic is too long.")
+    if len(payload) > 268435455:
+        raise ValueError("Payload too large.")
+    if len(name) + len(payload) + 5 > 268435455:  # with topic, id, properties
+        raise ValueError("Packet too large.")
+    return name
+
+
 def _length(size: int) -> bytes:
     """A remaining length as a variable byte integer (MQTT 3.1.1 §2.2.3, 5.0 §1.5.5)."""
     if size < 128:

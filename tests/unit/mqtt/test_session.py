@@ -150,3 +150,48 @@ def test_a_filter_only_the_resumed_session_has_can_be_unsubscribed(
     finally:
         accepted.close()
         client.stop()
+
+
+def test_stop_sends_its_disconnect_after_a_backlog(listener: socket.socket) -> None:
+    """
+    stop() with more queued than the socket takes at once: the DISCONNECT
+    still reaches the broker, after the backlog (else the broker publishes
+    the gateway's last will on top of its goodbye), and stop() fires then.
+    """
+    port = listener.getsockname()[1]
+    config = parse(f"[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:{port}\n")
+    reactor: Any = MemoryReactorClock()
+    client = MQTTClient(config.mqtt, reactor)
+    client.start()
+    accepted = _accept_and_connack(listener, reactor)
+    try:
+        chunk = b"x" * 65536
+        published = [client.publish("ocpp/backlog", chunk, 0) for _ in range(256)]
+        # 16 MiB: more than loopback's socket buffers hold at once.
+        _pump(reactor)
+        stopped = client.stop()
+        received = bytearray()
+        fired = []
+        stopped.addCallback(fired.append)
+        accepted.settimeout(0.2)
+        while True:
+            try:
+                data = accepted.recv(1 << 20)
+            except TimeoutError:
+                data = None
+            if data == b"":
+                break
+            if data:
+                received += data
+            _pump(reactor)
+            reactor.advance(0)
+        assert fired, "stop() did not fire once the DISCONNECT was written"
+        assert len(received) > 256 * 65536, "the backlog was not sent"
+        assert bytes(received[-2:]) == b"\xe0\x00", bytes(received[-8:])
+        done = []
+        for d in published:
+            d.addBoth(done.append)
+        assert done == [None] * 256, "a QoS 0 message written before the DISCONNECT failed"
+    finally:
+        accepted.close()
+        client.stop()
