@@ -35,9 +35,9 @@ Who holds which identity, across the gateway instances sharing a broker.
   it within ``offline_ttl`` (it still holds its subscription then), nor
   kept it in its MQTT session for its next run (a goodbye with
   ``Handover: false``) until that run is up or ``session_expiry``;
-- an identity taken over from another live instance where it was connected:
-  until the echo of its presence here, what comes for it was routed while
-  the other held it.
+- an identity taken over from another live instance where it was connected
+  or in its grace period: until the echo of its presence here, what comes
+  for it was routed while the other held it (and answers it).
 """
 
 from __future__ import annotations
@@ -129,9 +129,7 @@ class Presence:
         now = self._clock.seconds()
         here = self._here[identity] = Here(token, version, peer, now)
         seen = self._elsewhere.pop(identity, None)
-        # Connected there (an offline presence, maybe retained and old, may
-        # be one that instance has let go of since: it would answer nothing).
-        here.taken = seen is not None and seen.online and not seen.gone
+        here.taken = seen is not None and self._holds(seen)
         if here.taken:
             self.taken.add(identity)
         else:
@@ -366,20 +364,22 @@ class Presence:
         return seen is not None and seen.online and not seen.gone
 
     def unclaimed(self, identity: str) -> bool:
-        """
-        Whether no other instance has ``identity``, nor had it within
-        ``offline_ttl`` (so the catch-all answers for it).
-        """
+        """Whether no other instance has ``identity``, nor had it within ``offline_ttl``."""
         seen = self._elsewhere.get(identity)
         if seen is None:
             return True
         if seen.gone:
             # Kept for its next run: until the broker drops its session.
             return not seen.kept or self._clock.seconds() - seen.heard >= self._expiry
-        if seen.online or self._clock.seconds() - seen.heard < self._config.downstream.offline_ttl:
+        if self._holds(seen):
             return False
         del self._elsewhere[identity]
         return True
+
+    def _holds(self, seen: Elsewhere) -> bool:
+        """Whether ``seen``'s instance is connected to it, or in its grace period there."""
+        ttl = self._config.downstream.offline_ttl
+        return not seen.gone and (seen.online or self._clock.seconds() - seen.heard < ttl)
 
     def prune(self) -> int:
         """

@@ -324,15 +324,39 @@ class TakenOverTests(ClockTestCase):
         a.hear("ocpp/presence/CP1", b.presence("CP1"))
         return b, a, session
 
-    def test_in_grace_elsewhere_not_taken(self) -> None:
-        """An offline presence elsewhere (maybe long let go of) does not make a take-over."""
+    def test_offline_elsewhere_past_offline_ttl_not_taken(self) -> None:
+        """An offline presence elsewhere older than offline_ttl (its grace over) is no take-over."""
+        b, a, session = self.moving()
+        session.connection_lost()
+        b.router.detach(session)
+        a.hear("ocpp/presence/CP1", b.presence("CP1"))
+        self.clock.advance(60)  # [dnstream] offline_ttl
+        _, connection = a.connect("CP1")
+        a.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")
+        self.assertEqual([f[1] for f in connection.sent()], ["d1"])
+
+    def test_routed_before_new_holders_presence_in_grace_left_to_the_previous_holder(
+        self,
+    ) -> None:
+        """
+        Seed 808: the charge point's TCP connection to b reset, it reconnects
+        to a within b's grace period.  A command routed between a's
+        subscription and a's presence reaches both: b queues it for the
+        reconnection, a leaves it to b, and b answers Replaced when it reads
+        a's presence (one answer, not a Replaced and a result).
+        """
         b, a, session = self.moving()
         session.connection_lost()
         b.router.detach(session)
         a.hear("ocpp/presence/CP1", b.presence("CP1"))
         _, connection = a.connect("CP1")
-        a.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")
-        self.assertEqual([f[1] for f in connection.sent()], ["d1"])
+        b.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # queued in b's grace period
+        a.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # before a's presence is routed
+        b.hear("ocpp/presence/CP1", a.presence("CP1"))  # b lets go
+        a.hear("ocpp/presence/CP1", a.presence("CP1"))  # the echo
+        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
+        self.assertEqual(b.errors() + a.errors(), [("d1", "Replaced")])
+        self.assertEqual(connection.sent(), [])
 
     def test_routed_before_new_holders_presence_left_to_the_previous_holder(self) -> None:
         """Routed before the new holder's presence, the old connection open: its Replaced only."""
