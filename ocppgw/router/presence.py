@@ -246,11 +246,10 @@ class Presence:
             return False
         before = self._elsewhere.get(identity)
         if body.get("CorrectedBy") is not None:
-            # A correction concerns exactly the presence it corrected.
-            if before is None or (before.gateway, before.run, before.seq) != (gateway, run, seq):
-                self._reassert(identity, mine, here)
-                return False
-            before.gone = True
+            # Of exactly the presence it names; now retained: ours again if we hold it.
+            if before and (before.gateway, before.run, before.seq) == (gateway, run, seq):
+                before.gone = True
+            self._reassert(identity, mine, here)
             return False
         elif before is not None and before.gateway == gateway and before.run == run:
             if isinstance(seq, int) and isinstance(before.seq, int) and seq < before.seq:
@@ -262,13 +261,14 @@ class Presence:
         seen = self._elsewhere[identity] = Elsewhere(
             gateway, online is True, self._clock.seconds(), run, seq
         )
-        if self._dead and (gateway, run) in self._dead:
-            # Its will was read first (on the catch-all's connection).
-            self._gone(identity, seen, self._clock.seconds(), self._dead[(gateway, run)])
         if len(self._elsewhere) > self._prune_at:
             # Amortised: identities come and go; only those online elsewhere stay.
             self.prune()
             self._prune_at = 2 * len(self._elsewhere) + _PRUNE_MIN
+        if self._dead and (gateway, run) in self._dead:
+            # Its will was read first (on the catch-all's connection): as offline.
+            self._gone(identity, seen, self._clock.seconds(), self._dead[(gateway, run)])
+            online = False
         if online is not True:
             self._reassert(identity, mine, here)
             return False
@@ -331,8 +331,8 @@ class Presence:
                 self._gone(identity, seen, now, kept)
 
     def _gone(self, identity: str, seen: Elsewhere, now: float, kept: bool) -> None:
-        """``seen``'s instance is gone: correct what it left retained."""
-        if seen.online:
+        """``seen``'s instance is gone: correct what it left retained (unless ours is newer)."""
+        if seen.online and identity not in self._here:
             # Exactly that presence (its run and sequence number).
             self._publish_body(
                 identity,

@@ -433,3 +433,48 @@ class KeptForNextRunTests(ClockTestCase):
         a.command("CP1")
         self.clock.advance(OFFLINE_WAIT)
         self.assertEqual(a.errors(), [("d1", "Offline")])
+
+
+class StaleRetainedTests(ClockTestCase):
+    """
+    Seed 808, the third: a's stall outlived its keepalive, and as it
+    reconnects, b is killed and CP1 moves from b to a.  The retained
+    presence a's subscriptions bring back is b's old online one for CP1,
+    read after a published its own.
+    """
+
+    def moved_to_a(self) -> tuple[Instance, Instance, bytes]:
+        """CP1 was b's; b's will is read; CP1 is connected to a now."""
+        b, a = Instance("gw1", self.clock).up(), Instance("gw2", self.clock).up()
+        a.hear("ocpp/gateway/gw1", b.gateway())
+        b.connect("CP1")
+        stale = b.presence("CP1")
+        a.hear("ocpp/presence/CP1", stale)
+        a.hear("ocpp/gateway/gw1", will("gw1", b.router._presence.run))  # b killed
+        a.connect("CP1")
+        return b, a, stale
+
+    def test_no_correction_over_a_presence_held_here(self) -> None:
+        """A stale presence of a dead run for a charge point held here is not corrected."""
+        _, a, stale = self.moved_to_a()
+        published = len(a.mqtt.published)
+        a.hear("ocpp/presence/CP1", stale)  # the retained one, read after ours went out
+        after = [p for t, p, _, r in a.mqtt.published[published:] if t == "ocpp/presence/CP1"]
+        self.assertEqual([p for p in after if "CorrectedBy" in json.loads(p)], [])
+        self.assertIs(json.loads(a.presence("CP1"))["Online"], True)
+
+    def test_a_correction_over_a_presence_held_here_is_answered_with_ours(self) -> None:
+        """
+        A dead run's presence read after our echo does not take the charge
+        point away, and a correction of it (it landed on the retained
+        presence of a charge point held here): ours again.
+        """
+        _, a, stale = self.moved_to_a()
+        a.hear("ocpp/presence/CP1", a.presence("CP1"))  # the echo of ours
+        a.hear("ocpp/presence/CP1", stale)
+        self.assertEqual(list(a.router._sessions), ["CP1"])
+        correction = [p for t, p, _, r in a.mqtt.published if b"CorrectedBy" in p][-1]
+        published = len(a.mqtt.published)
+        a.hear("ocpp/presence/CP1", correction)  # routed after ours: it is the retained one now
+        after = [json.loads(p) for t, p, _, r in a.mqtt.published[published:]]
+        self.assertEqual([(p["Gateway"], p["Online"]) for p in after], [("gw2", True)])
