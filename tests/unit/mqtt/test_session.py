@@ -102,6 +102,16 @@ def _accept_and_connack(listener: socket.socket, reactor: Any) -> socket.socket:
     return accepted
 
 
+def _connected(listener: socket.socket) -> tuple[MQTTClient, Any, socket.socket]:
+    """A started client, its connection accepted and acknowledged by ``listener``."""
+    port = listener.getsockname()[1]
+    config = parse(f"[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:{port}\n")
+    reactor: Any = MemoryReactorClock()
+    client = MQTTClient(config.mqtt, reactor)
+    client.start()
+    return client, reactor, _accept_and_connack(listener, reactor)
+
+
 def test_a_filter_dropped_while_disconnected_is_unsubscribed_on_resume(
     listener: socket.socket,
 ) -> None:
@@ -136,12 +146,7 @@ def test_a_filter_only_the_resumed_session_has_can_be_unsubscribed(
     listener: socket.socket,
 ) -> None:
     """unsubscribe() of a filter this process never subscribed (a previous run's) still sends it."""
-    port = listener.getsockname()[1]
-    config = parse(f"[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:{port}\n")
-    reactor: Any = MemoryReactorClock()
-    client = MQTTClient(config.mqtt, reactor)
-    client.start()
-    accepted = _accept_and_connack(listener, reactor)
+    client, reactor, accepted = _connected(listener)
     try:
         client.unsubscribe("ocpp/cs/OLD/+/+")
         _pump(reactor)
@@ -158,12 +163,7 @@ def test_stop_sends_its_disconnect_after_a_backlog(listener: socket.socket) -> N
     still reaches the broker, after the backlog (else the broker publishes
     the gateway's last will on top of its goodbye), and stop() fires then.
     """
-    port = listener.getsockname()[1]
-    config = parse(f"[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:{port}\n")
-    reactor: Any = MemoryReactorClock()
-    client = MQTTClient(config.mqtt, reactor)
-    client.start()
-    accepted = _accept_and_connack(listener, reactor)
+    client, reactor, accepted = _connected(listener)
     try:
         chunk = b"x" * 65536
         published = [client.publish("ocpp/backlog", chunk, 0) for _ in range(256)]

@@ -349,20 +349,17 @@ class TakenOverTests(ClockTestCase):
         session.connection_lost()
         b.router.detach(session)
         a.hear("ocpp/presence/CP1", b.presence("CP1"))
-        _, connection = a.connect("CP1")
-        b.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # queued in b's grace period
-        a.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # before a's presence is routed
-        b.hear("ocpp/presence/CP1", a.presence("CP1"))  # b lets go
-        a.hear("ocpp/presence/CP1", a.presence("CP1"))  # the echo
-        self.clock.advance(READ_WAIT + OFFLINE_WAIT)
-        self.assertEqual(b.errors() + a.errors(), [("d1", "Replaced")])
-        self.assertEqual(connection.sent(), [])
+        self.routed_before_presence(b, a)  # queued in b's grace period
 
     def test_routed_before_new_holders_presence_left_to_the_previous_holder(self) -> None:
         """Routed before the new holder's presence, the old connection open: its Replaced only."""
         b, a, _ = self.moving()
+        self.routed_before_presence(b, a)  # sent on the old connection
+
+    def routed_before_presence(self, b: Instance, a: Instance) -> None:
+        """CP1 connects to a; a command reaches b and a, then a's presence: b's Replaced only."""
         _, connection = a.connect("CP1")
-        b.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # sent on the old connection
+        b.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")
         a.mqtt.deliver(*routed("CP1"), via="ocpp/cs/CP1/+/+")  # before a's presence is routed
         b.hear("ocpp/presence/CP1", a.presence("CP1"))  # b lets go
         a.hear("ocpp/presence/CP1", a.presence("CP1"))  # the echo
