@@ -128,6 +128,8 @@ class FromBackend(Exchanges):
         if journal is not None:
             # Kept until its answer is published: a killed process's next run answers it.
             journal.queued(self.identity, self.version, call.unique_id, call.action)
+            if self._journaled is None:
+                self._journaled = set()
             self._journaled.add(call.unique_id)
         self._send_next()
 

@@ -29,20 +29,25 @@ Known = tuple[str, dict[str, Any] | None]
 class RecentCalls:
     """The backend CALLs answered in the last ``window`` seconds, by UniqueId."""
 
+    # Slots, and no dict until the first CALL: one of these per idle charge point.
+    __slots__ = ("_calls", "_clock", "_memory", "_window")
+
     def __init__(self, clock: IReactorTime, window: float, memory: int = RECENT_MEMORY) -> None:
         self._clock = clock
         self._window = window
         self._memory = memory
         #: UniqueId to (when answered, Action, payload), oldest first.
-        self._calls: OrderedDict[str, tuple[float, str, dict[str, Any] | None]] = OrderedDict()
+        self._calls: OrderedDict[str, tuple[float, str, dict[str, Any] | None]] | None = None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._calls)
+        return iter(self._calls or ())
 
     def add(self, unique_id: str, action: str, payload: dict[str, Any] | None) -> None:
         """``unique_id`` was answered now; forget what is older than the window."""
         now = self._clock.seconds()
         calls = self._calls
+        if calls is None:
+            calls = self._calls = OrderedDict()
         calls[unique_id] = (now, action, payload)
         horizon = now - self._window
         # The one just added is never older than the window: the loop ends.
@@ -51,6 +56,8 @@ class RecentCalls:
 
     def get(self, unique_id: str) -> Known | None:
         """The Action and payload of ``unique_id`` if it was answered within the window."""
+        if self._calls is None:
+            return None
         answered = self._calls.get(unique_id)
         if answered is None:
             return None
@@ -61,6 +68,9 @@ class RecentCalls:
 
     def adopt(self, older: RecentCalls) -> None:
         """Take ``older``'s CALLs (a replaced connection's), which were answered before these."""
-        calls, older._calls = older._calls, OrderedDict()
-        calls.update(self._calls)
+        calls, older._calls = older._calls, None
+        if calls is None:
+            return
+        if self._calls:
+            calls.update(self._calls)
         self._calls = calls

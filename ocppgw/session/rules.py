@@ -75,8 +75,9 @@ class Session(FromChargePoint, FromBackend):
         self._queue.extend(old._queue)
         old._queue.clear()
         # Their answers are this session's to publish now (the same identity's journal).
-        self._journaled |= old._journaled
-        old._journaled.clear()
+        if old._journaled:
+            self._journaled = (self._journaled or set()) | old._journaled
+            old._journaled = None
         # What the old connection answered is answered: a copy of it is no new CALL.
         self._recent.adopt(old._recent)
         while len(self._queue) > self._options.max_queue:
