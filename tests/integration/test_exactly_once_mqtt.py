@@ -189,29 +189,31 @@ def test_a_gateway_started_before_its_broker_connects_at_once(tmp_path: Path) ->
     charge point's CALL in its buffer, connects within reconnect_min (0.5 s)
     of the broker accepting, and the CALL is answered.
     """
-    port = free_port()
+    # The backend's session (its subscription to #) is made first and kept by
+    # the broker across its absence, so the CALL the gateway publishes the
+    # moment it connects is queued for the backend even if the backend's own
+    # reconnect comes later (without it, a backend slower to subscribe than
+    # the gateway to publish never saw the CALL).
     directory = tmp_path / "broker"
-    directory.mkdir()
-    (directory / "mosquitto.conf").write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-    )
+    first = start_broker(directory, persistent=True)
+    port = first.port
+    backend = ReconnectingBackend(first, persistent=True)
+    backend.answer("Authorize", {"idTagInfo": {"status": "Accepted"}})
+    stop_broker(first)
     absent = Broker(port, None, directory / "mosquitto.log")  # type: ignore[arg-type]
     gw = start_gateway(
         tmp_path / "gw", absent, {"upstream": {"awaiting_timeout": "5"}}, mqtt_connected=False
     )
     broker: Broker | None = None
-    backend: ReconnectingBackend | None = None
 
     @run_async
     async def body() -> None:
-        nonlocal broker, backend
+        nonlocal broker
         async with connect(gw.url("CPX10"), ["ocpp1.6"]) as ws:
             await ws.send(json.dumps([2, "au-1", "Authorize", {"idTag": "TAG1"}]))
             await asyncio.sleep(1.5)  # refused, again and again
             broker = launch_broker(directory, port)
             accepted = time.monotonic()
-            backend = ReconnectingBackend(broker)
-            backend.answer("Authorize", {"idTagInfo": {"status": "Accepted"}})
             async with asyncio.timeout(WAIT):
                 while "MQTT connected" not in gw.log():
                     await asyncio.sleep(0.02)
@@ -228,8 +230,7 @@ def test_a_gateway_started_before_its_broker_connects_at_once(tmp_path: Path) ->
         body()
     finally:
         gw.stop()
-        if backend is not None:
-            backend.close()
+        backend.close()
         if broker is not None:
             stop_broker(broker)
 
