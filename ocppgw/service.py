@@ -38,6 +38,7 @@ from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
+from ocppgw import speedups
 from ocppgw.connection import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, OCPPServerProtocol
 from ocppgw.listener.credentials import CredentialsError
 from ocppgw.listener.tls import TLSConfigError
@@ -123,6 +124,8 @@ class GatewayService(MultiService):
 
     def startService(self) -> None:
         Service.startService(self)
+        # One line for each speed-up that steps aside (docs/design.md, Speed-ups).
+        speedups.report(lambda line: _log.warn("{line}", line=line))
         if hasattr(signal, "SIGHUP") and self.reloadable:
             self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
         if hasattr(signal, "SIGUSR1"):

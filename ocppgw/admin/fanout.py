@@ -313,6 +313,8 @@ class Fanout(Resource):
                     for k in ("buffered_publishes", "unacknowledged_publishes")
                 },
             },
+            # Every worker runs the same code: the first answer's speed-ups.
+            "speedups": answered[0].get("speedups", []) if answered else [],
         }
 
     def _page(self, replies: list[Reply], uri: str) -> tuple[int, Any]:

@@ -15,7 +15,6 @@ callables it is given, so it can never drift from the truth.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +22,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from prometheus_client.utils import INF
-from prometheus_client.values import MutexValue
+
+from ocppgw.admin.metrics_fast import adder, enabled
+from ocppgw.speedups import speedups
 
 #: Buckets of answer times, in seconds: a charge point answers within
 #: milliseconds to its default 30 s timeout.
@@ -92,6 +92,15 @@ class _StateCollector(Collector):
         yield connected
         for name, documentation, read in _GAUGES:
             yield GaugeMetricFamily(name, documentation, value=read(state))
+        enabled = GaugeMetricFamily(
+            "ocppgw_speedup_enabled",
+            "1 for each optional speed-up that runs, 0 where its public path runs instead "
+            "(docs/design.md, Speed-ups).",
+            labels=["name"],
+        )
+        for speedup in speedups():
+            enabled.add_metric([speedup.name], 1 if speedup.enabled else 0)
+        yield enabled
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -164,15 +173,10 @@ class Labelled:
     per child.
 
     prometheus-client's ``labels()`` checks and converts the values and takes
-    a lock on every call; its ``inc()`` and ``observe()`` check again that the
-    child may be observed, and ``observe()`` walks the buckets, each value
-    taking its lock.  Five of these a round trip were 3-4% of the gateway's
-    CPU under load.  The callable adds to the child's value itself (for a
-    histogram: the sum, and the one bucket found by bisection, as
-    ``observe()`` picks it), without the lock: the gateway counts and
-    renders ``/metrics`` on the reactor's one thread.  That is where the
-    child has the values prometheus-client 0.2x keeps; otherwise it is the
-    child's own ``inc``/``observe``.  The label values must come from bounded sets (see
+    a lock on every call: it is called once per child here.  The callable is
+    the child's own ``inc``/``observe``, or, with the speed-up on
+    (:mod:`ocppgw.admin.metrics_fast`), one that adds to the child's values
+    without the lock.  The label values must come from bounded sets (see
     :class:`~ocppgw.admin.records.Recorder`); amounts are never negative.
     """
 
@@ -185,48 +189,9 @@ class Labelled:
         add = self._adders.get(values)
         if add is None:
             child = self._labels(*values)
-            add = self._adders[values] = (
-                _observer(child) if self._histogram else _incrementer(child)
-            )
+            add = adder(child, self._histogram) or (child.observe if self._histogram else child.inc)
+            self._adders[values] = add
         return add
-
-
-def _incrementer(child: Any) -> Callable[[float], None]:
-    value = getattr(child, "_value", None)
-    if not isinstance(value, MutexValue) or not isinstance(getattr(value, "_value", None), float):
-        plain: Callable[[float], None] = child.inc
-        return plain
-
-    def add(amount: float) -> None:
-        # MutexValue.inc without its lock: counts and scrapes both run on the
-        # reactor's one thread (nothing of the gateway counts from another).
-        value._value += amount
-
-    return add
-
-
-def _observer(child: Any) -> Callable[[float], None]:
-    total = getattr(child, "_sum", None)
-    buckets = getattr(child, "_buckets", None)
-    bounds = list(getattr(child, "_upper_bounds", ()))
-    if not (
-        isinstance(total, MutexValue)
-        and isinstance(buckets, list)
-        and len(buckets) == len(bounds)
-        and bounds[-1:] == [INF]
-        and all(isinstance(b, MutexValue) for b in buckets)
-        and all(isinstance(getattr(v, "_value", None), float) for v in (total, *buckets))
-    ):
-        plain: Callable[[float], None] = child.observe
-        return plain
-
-    def observe(amount: float) -> None:
-        # The sum and the one bucket, as MutexValue.inc adds them, without its
-        # lock (see _incrementer).
-        total._value += amount
-        buckets[bisect_left(bounds, amount)]._value += 1
-
-    return observe
 
 
 class Metrics:
@@ -244,6 +209,7 @@ class Metrics:
     mqtt_reconnects: Counter
 
     def __init__(self, state: State | None = None) -> None:
+        enabled()  # the speed-up's verdict, before start-up reports them
         self.registry = registry = CollectorRegistry()
         for attribute, name, documentation, labels in _COUNTERS:
             setattr(self, attribute, Counter(name, documentation, labels, registry=registry))

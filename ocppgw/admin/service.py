@@ -11,6 +11,7 @@ for all of them (:mod:`ocppgw.admin.fanout`).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from twisted.application import strports
@@ -25,6 +26,7 @@ from ocppgw.admin.calls import Calls
 from ocppgw.admin.metrics import State
 from ocppgw.config import ConfigError
 from ocppgw.ocpp.timestamps import rfc3339
+from ocppgw.speedups import speedups
 
 if TYPE_CHECKING:
     from ocppgw.admin.records import Recorder
@@ -114,6 +116,8 @@ class Gateway:
                 "buffered_publishes": self.mqtt.buffered(),
                 "unacknowledged_publishes": self.mqtt.unacknowledged(),
             },
+            # The optional speed-ups (docs/design.md): which run, and why not.
+            "speedups": [dataclasses.asdict(s) for s in speedups()],
         }
 
     def health(self) -> tuple[bool, dict[str, Any]]:

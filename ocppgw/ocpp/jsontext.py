@@ -14,11 +14,12 @@ every call.
 from __future__ import annotations
 
 import json
-import json.encoder
 import math
 import re
 from collections.abc import Callable
 from typing import Any
+
+from ocppgw.ocpp.jsontext_fast import compact_encoder
 
 
 class NonFiniteNumber(ValueError):
@@ -126,40 +127,27 @@ def loads(text: str | bytes) -> Any:
 _NOT_PLAIN_UTF8 = frozenset({0x00, 0xEF, 0xFE, 0xFF})
 
 
-def dumps(value: object) -> str:
+def _public_dumps(value: object) -> str:
     """
     Compact JSON, non-ASCII kept as is (frames and envelopes are UTF-8);
     a non-finite float raises ValueError rather than write ``Infinity``
     (RFC 8259 §6).
     """
-    return "".join(_COMPACT(value, 0))
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _compact_encoder() -> Callable[[object, int], list[str]]:
-    """
-    One encoder for every frame and envelope.  ``json.dumps`` with keyword
-    arguments builds a ``JSONEncoder`` per call, and its ``encode`` builds
-    the C encoder per call again (together about 6% of the gateway's CPU
-    under load); this is that C encoder, built once, with the options above.
-    It does not look for reference cycles: what it writes was read from JSON
-    text or built by the gateway, and a cycle would end in RecursionError
-    instead of ValueError.  (A cycle check would be wrong here anyway: the
-    C encoder leaves its marks behind when a value is refused.)
-    """
-    options = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # not CPython
-        encoder = json.JSONEncoder(
-            separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
-        )
-        return lambda value, level: [encoder.encode(value)]
-    made: Callable[[object, int], list[str]] = make(
-        None, options.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
-    )
-    return made
+def _dumps_with(encoder: Callable[[object, int], list[str]]) -> Callable[[object], str]:
+    def dumps(value: object) -> str:
+        return "".join(encoder(value, 0))
+
+    dumps.__doc__ = _public_dumps.__doc__
+    return dumps
 
 
-_COMPACT = _compact_encoder()
+_encoder = compact_encoder()
+#: One encoder for every frame and envelope: the speed-up's
+#: (:mod:`ocppgw.ocpp.jsontext_fast`), else ``json.dumps``, which writes the same.
+dumps: Callable[[object], str] = _public_dumps if _encoder is None else _dumps_with(_encoder)
 
 
 __all__ = ["LoneSurrogate", "NonFiniteNumber", "dumps", "loads"]

@@ -257,7 +257,8 @@ def test_fast_counting_exposes_what_the_public_api_does() -> None:
 
 def test_without_the_values_it_knows_it_uses_the_public_api() -> None:
     """A child without prometheus-client's MutexValue is counted through its own inc/observe."""
-    from ocppgw.admin.metrics import _incrementer, _observer
+    from ocppgw.admin.metrics import Labelled
+    from ocppgw.admin.metrics_fast import adder
 
     class Child:
         def __init__(self) -> None:
@@ -269,6 +270,11 @@ def test_without_the_values_it_knows_it_uses_the_public_api() -> None:
         observe = inc
 
     child = Child()
-    _incrementer(child)(2)
-    _observer(child)(0.5)
-    assert child.seen == [2, 0.5]
+
+    class Metric:
+        def labels(self, *values: str) -> Child:
+            return child
+
+    Labelled(Metric())("a")(2)
+    assert adder(child, histogram=True) is None
+    assert child.seen == [2]

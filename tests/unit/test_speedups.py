@@ -1,0 +1,124 @@
+"""The optional speed-ups: when each runs, and that its public path answers the same."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from ocppgw import speedups
+from ocppgw.admin import metrics_fast
+from ocppgw.ocpp import jsontext, jsontext_fast
+
+
+@pytest.fixture
+def fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Verdicts made in a test are forgotten after it; the gateway's own are kept."""
+    saved = dict(speedups._checked)
+    speedups._checked.clear()
+    yield
+    speedups._checked.clear()
+    speedups._checked.update(saved)
+
+
+def test_off_in_the_environment(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OCPPGW_SPEEDUPS=off: no speed-up runs, and its shape is not even looked at."""
+    monkeypatch.setenv("OCPPGW_SPEEDUPS", "off")
+
+    def shape() -> bool:
+        raise AssertionError("looked at with speed-ups off")
+
+    assert speedups.check("probe", "packaging", ">=0", shape) is False
+    (verdict,) = speedups.speedups()
+    assert (verdict.enabled, verdict.why) == (False, "OCPPGW_SPEEDUPS=off")
+
+
+@pytest.mark.parametrize("value, wanted", [("off", False), ("OFF", False), ("0", False),
+                                           ("no", False), ("false", False), ("on", True),
+                                           ("", True), ("1", True)])
+def test_wanted(value: str, wanted: bool) -> None:
+    """Only off, 0, no and false (any case) turn them off."""
+    assert speedups.wanted({"OCPPGW_SPEEDUPS": value}) is wanted
+
+
+def test_untested_version_steps_aside(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library version outside the tested range: off, naming the library, version and range;
+    report() logs one line for it."""
+    monkeypatch.delenv("OCPPGW_SPEEDUPS", raising=False)
+    version = speedups.installed("packaging")
+    assert speedups.check("probe", "packaging", "<1", lambda: True) is False
+    assert speedups.check("fits", "packaging", ">=1", lambda: True) is True
+    lines: list[str] = []
+    speedups.report(lines.append)
+    assert lines == [
+        f"speed-up probe is off, the public path runs: packaging {version} "
+        "is not a version it was tested with (<1)"
+    ]
+
+
+def test_wrong_shape_steps_aside(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shape check that fails or raises: off, saying why; a missing library too."""
+    monkeypatch.delenv("OCPPGW_SPEEDUPS", raising=False)
+
+    def broken() -> bool:
+        raise AttributeError("no _value")
+
+    assert speedups.check("a", "packaging", ">=1", lambda: False) is False
+    assert speedups.check("b", "packaging", ">=1", broken) is False
+    assert speedups.check("c", "no-such-distribution", ">=1", lambda: True) is False
+    why = {s.name: s.why for s in speedups.speedups()}
+    assert why["a"].endswith("lacks the private parts it needs")
+    assert why["b"].endswith("(AttributeError: no _value)")
+    assert why["c"] == (
+        "no-such-distribution not installed is not a version it was tested with (>=1)"
+    )
+
+
+def test_the_gateway_speedups_run_here_unless_turned_off() -> None:
+    """On this machine's locked versions every speed-up fits: each runs unless turned off."""
+    import ocppgw.session.lifecycle  # noqa: F401  (checks automat_index on import)
+
+    metrics_fast.enabled()  # checked when the first child is counted
+    names = {s.name: s.enabled for s in speedups.speedups()}
+    assert {"json_encoder", "prometheus_values", "automat_index"} <= names.keys()
+    assert set(names.values()) == {speedups.wanted()}
+
+
+@pytest.mark.parametrize("value", [{"a": [1, 2.5, "é", None, True]}, [], "x\u2028y", 10**30,
+                                   {"k": {"n": -0.0}}])
+def test_json_encoder_writes_what_json_dumps_writes(value: object) -> None:
+    """The C encoder built once writes the public path's text."""
+    encoder = jsontext_fast._build(json.encoder.c_make_encoder)  # type: ignore[attr-defined]
+    public = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    assert "".join(encoder(value, 0)) == public == jsontext.dumps(value)
+
+
+def test_json_encoder_refuses_what_json_dumps_refuses() -> None:
+    """Infinity is refused both ways (RFC 8259 §6)."""
+    encoder = jsontext_fast._build(json.encoder.c_make_encoder)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError):
+        encoder(float("inf"), 0)
+    with pytest.raises(ValueError):
+        jsontext.dumps(float("inf"))
+
+
+def test_prometheus_adder_counts_as_inc_and_observe() -> None:
+    """Counting through the speed-up gives the samples inc() and observe() give."""
+
+    def samples(direct: bool) -> dict[tuple[str, str | None], float]:
+        registry = CollectorRegistry()
+        counter = Counter("c", "", ["a"], registry=registry).labels("x")
+        histogram = Histogram("h", "", ["a"], buckets=(0.1, 1.0), registry=registry).labels("x")
+        add = metrics_fast._incrementer(counter) if direct else counter.inc
+        observe = metrics_fast._observer(histogram) if direct else histogram.observe
+        assert add is not None and observe is not None
+        for amount in (1, 2.5):
+            add(amount)
+        for amount in (0.05, 0.1, 0.5, 7):
+            observe(amount)
+        return {(s.name, s.labels.get("le")): s.value for m in registry.collect()
+                for s in m.samples if not s.name.endswith("_created")}
+
+    assert samples(direct=True) == samples(direct=False)
