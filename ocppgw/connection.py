@@ -14,17 +14,11 @@ every way out of Autobahn's STATE_OPEN passes through ``sendCloseFrame``
 1007/1009) or ``dropConnection`` (a ping or close handshake timeout), and
 both tell the session ``closing()`` first.
 
-The steady state takes a shorter way than Autobahn's (:meth:`processData`,
-:meth:`send_frame`): a whole, unfragmented, masked text frame in the buffer
-is unmasked, checked as UTF-8 and handed to the session in one step, and a
-text frame to the charge point is framed and written in one; Autobahn's
-generic frame machine, its per-frame debug helpers (``hltype``/``hlval``
-are evaluated for a debug line even with debug logging off) and its
-per-frame objects cost more than the rest of the WebSocket layer.  Every
-other frame (control frames, fragments, compression, a frame over the size
-limit, invalid UTF-8, a frame not yet complete) and every state but OPEN
-still goes to Autobahn, which enforces RFC 6455 and fails the connection as
-it always did.
+Only Autobahn's public protocol API is used here (``onConnect``,
+``onOpen``, ``onMessage``, ``onClose``, ``sendMessage``, and the close
+frame's ``sendCloseFrame``/``dropConnection``).  The steady state's shorter
+way through Autobahn's private frame state is the optional speed-up of
+:mod:`ocppgw.connection_fast`.
 """
 
 from __future__ import annotations
@@ -65,22 +59,6 @@ CLOSE_TOO_BIG = 1009
 CLOSE_SERVICE_RESTART = 1012
 
 
-def unmask(payload: bytes, mask: bytes) -> bytes:
-    """RFC 6455 §5.3: octet i of the payload XOR octet i mod 4 of the masking key."""
-    n = len(payload)
-    key = (mask * ((n + 3) // 4))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
-
-
-def text_frame_header(n: int) -> bytes:
-    """RFC 6455 §5.2: FIN, text opcode, unmasked (server to client, §5.1), minimal length."""
-    if n <= 125:
-        return bytes((0x81, n))
-    if n <= 0xFFFF:
-        return b"\x81\x7e" + n.to_bytes(2, "big")
-    return b"\x81\x7f" + n.to_bytes(8, "big")
-
-
 #: RFC 6455 §5.5: a control frame's payload is at most 125 bytes, 2 of them the code.
 MAX_CLOSE_REASON = 123
 
@@ -103,20 +81,6 @@ class OCPPServerProtocol(WebSocketServerProtocol):
 
     factory: OCPPServerFactory
 
-    #: Autobahn copies these options from the factory in ``_connectionMade``
-    #: and pretty-prints them for a debug line whether or not debug logging
-    #: is on: about 1 ms a connection, a third of a handshake in a reconnect
-    #: storm.  We copy them ourselves and leave Autobahn nothing to print.
-    _FACTORY_OPTIONS = tuple(WebSocketServerProtocol.CONFIG_ATTRS)
-    CONFIG_ATTRS: list[str] = []
-
-    def _connectionMade(self) -> None:
-        factory = self.factory
-        for name in self._FACTORY_OPTIONS:
-            if name not in self.__dict__:
-                setattr(self, name, getattr(factory, name))
-        super()._connectionMade()
-
     def __init__(self) -> None:
         super().__init__()
         self.identity: str | None = None
@@ -127,15 +91,29 @@ class OCPPServerProtocol(WebSocketServerProtocol):
 
     # --- handshake ---
 
-    def processHandshake(self) -> None:
-        end = self.data.find(b"\r\n\r\n")
+    #: The request head read so far, until it is whole (then None).
+    _head: bytes | None = b""
+
+    #: A request head longer than this goes to Autobahn as it is (it refuses it).
+    _MAX_HEAD = 65536
+
+    def dataReceived(self, data: bytes) -> None:
+        head = self._head
+        if head is None:
+            super().dataReceived(data)
+            return
+        head += data
+        end = head.find(b"\r\n\r\n")
+        if end < 0 and len(head) <= self._MAX_HEAD:
+            self._head = head
+            return
+        self._head = None
         if end >= 0:
             # RFC 7230 §7: a list may hold empty elements (",ocpp2.0.1", as
             # some firmware sends); they are no tokens, and Autobahn would
             # refuse a second one as a duplicate.
-            head = _SUBPROTOCOL_LINE.sub(_without_empty_tokens, self.data[:end])
-            self.data = head + self.data[end:]
-        super().processHandshake()
+            head = _SUBPROTOCOL_LINE.sub(_without_empty_tokens, head[:end]) + head[end:]
+        super().dataReceived(head)
 
     def failHandshake(
         self, reason: str, code: int = 400, responseHeaders: list[tuple[str, str]] | None = None
@@ -197,26 +175,8 @@ class OCPPServerProtocol(WebSocketServerProtocol):
 
     # --- connection ---
 
-    #: The short ways are taken (set at open, from Autobahn's options then).
-    _short_way = False
-    #: Autobahn's payload limits and auto-fragment size (0: none), copied at open.
-    _limits = (0, 0, 0)
-
     def _options_at_open(self) -> None:
-        options: Any = self
-        self._short_way = (
-            self._perMessageCompress is None
-            and not options.logFrames
-            and not options.logOctets
-            and not options.trackedTimings
-            and not options.maskServerFrames
-            and bool(options.applyMask)
-        )
-        self._limits = (
-            options.maxFramePayloadSize,
-            options.maxMessagePayloadSize,
-            options.autoFragmentSize,
-        )
+        """What a subclass reads of Autobahn's options once open (the speed-up)."""
 
     def onOpen(self) -> None:
         self._options_at_open()
@@ -247,69 +207,6 @@ class OCPPServerProtocol(WebSocketServerProtocol):
         self.factory.events.frame(self.identity or "", True, text)
         self.session.frame_received(text)
 
-    # --- the steady state's short way (see the module docstring) ---
-
-    def dataReceived(self, data: bytes) -> None:
-        # Autobahn's Twisted adapter builds a debug line's arguments (hltype,
-        # hlval) for every read, debug logging on or off.  Open, on the short
-        # way (no octet logging): what its _dataReceived and consumeData do
-        # then, without their calls; otherwise its own.
-        if self._short_way and self.state == self.STATE_OPEN:
-            self.trafficStats.incomingOctetsWireLevel += len(data)
-            self.data += data
-            while self.processData() and self.state != self.STATE_CLOSED:
-                pass
-            return
-        self._dataReceived(data)
-
-    def processData(self) -> bool:
-        if self._short_way and self.current_frame is None and self.state == self.STATE_OPEN:
-            done = self._plain_text_frame()
-            if done is not None:
-                return done
-        more: bool = super().processData()
-        return more
-
-    def _plain_text_frame(self) -> bool | None:
-        """
-        Handle a whole text frame at the head of the buffer, or return
-        ``None`` (nothing consumed) for Autobahn to handle whatever it is.
-        """
-        data = self.data
-        if len(data) < 7 or data[0] != 0x81 or self.inside_message:
-            return None  # RFC 6455 §5.2: not FIN + RSV 0 + text, or a fragment follows
-        length = data[1] ^ 0x80
-        if length > 126:
-            return None  # unmasked (§5.3: a server fails it), or a 64-bit length
-        start = 6
-        if length == 126:
-            length, start = int.from_bytes(data[2:4], "big"), 8
-            if length < 126:
-                return None  # not the minimal length encoding (§5.2)
-        end = start + length
-        max_frame, max_message, _ = self._limits
-        if (
-            length == 0
-            or len(data) < end
-            or 0 < max_frame < length
-            or 0 < max_message < length  # Autobahn fails both with 1009
-        ):
-            return None
-        try:
-            text = unmask(data[start:end], data[start - 4 : start]).decode("utf-8")
-        except UnicodeDecodeError:
-            return None  # Autobahn fails it with 1007 (§8.1)
-        self.data = data[end:]
-        stats = self.trafficStats
-        stats.incomingOctetsWebSocketLevel += length
-        stats.incomingOctetsAppLevel += length
-        stats.incomingWebSocketFrames += 1
-        stats.incomingWebSocketMessages += 1
-        if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
-            self._cancelAutoPingTimeoutCall()
-        self._text_received(text)
-        return len(self.data) > 0
-
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         session, self.session = self.session, None
         if session is not None:
@@ -325,26 +222,7 @@ class OCPPServerProtocol(WebSocketServerProtocol):
                 "{cid}: not open, frame dropped: {frame!r}", cid=self.identity, frame=text[:80]
             )
             return
-        data = text.encode("utf-8")
-        n = len(data)
-        _, max_message, fragment = self._limits
-        if (
-            not self._short_way
-            or self.send_queue
-            or 0 < fragment < n
-            or 0 < max_message < n  # Autobahn raises PayloadExceededError
-        ):
-            self.sendMessage(data, isBinary=False)
-        else:
-            # Autobahn's sendMessage -> sendFrame -> sendData, in one write.
-            raw = text_frame_header(n) + data
-            self.transport.write(raw)  # type: ignore[union-attr]
-            stats = self.trafficStats
-            stats.outgoingWebSocketMessages += 1
-            stats.outgoingWebSocketFrames += 1
-            stats.outgoingOctetsAppLevel += n
-            stats.outgoingOctetsWebSocketLevel += n
-            stats.outgoingOctetsWireLevel += len(raw)
+        self.sendMessage(text.encode("utf-8"), isBinary=False)
         self.factory.events.frame(self.identity or "", False, text)
 
     # --- leaving STATE_OPEN ---

@@ -34,6 +34,7 @@ from autobahn.websocket.compress import (
 from cryptography import x509
 
 from ocppgw.connection import OCPPServerProtocol
+from ocppgw.connection_fast import protocol as connection_protocol
 from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
 from ocppgw.listener import Refused
 from ocppgw.listener.admission import Gatekeeper
@@ -113,7 +114,8 @@ class OCPPServerFactory(WebSocketServerFactory):
 
     events: IGatewayEvents = NO_EVENTS
 
-    protocol = OCPPServerProtocol  # type: ignore[assignment]
+    #: With the steady state's short ways where Autobahn fits (ocppgw.connection_fast).
+    protocol = connection_protocol()  # type: ignore[assignment]
 
     def __init__(
         self,

@@ -1,4 +1,7 @@
-"""The steady state's short way through the WebSocket layer agrees with Autobahn's."""
+"""
+The steady state's short way through the WebSocket layer (the speed-up of
+ocppgw.connection_fast) agrees with Autobahn's.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from autobahn.websocket.xormasker import create_xor_masker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ocppgw.connection import unmask
+from ocppgw.connection_fast import ShortWayProtocol, unmask
 from tests.unit.test_connection import open_connection
 
 
@@ -32,7 +35,7 @@ def run(data: bytes, cuts: list[int], short_way: bool) -> tuple[object, ...]:
     Feed ``data`` in pieces cut at ``cuts``: what the session got, what was
     sent, the state, and the incoming traffic counts.
     """
-    proto, session = open_connection()
+    proto, session = open_connection(ShortWayProtocol)
     proto._short_way = short_way
     last = 0
     for cut in [*sorted(c % (len(data) + 1) for c in cuts), len(data)]:
@@ -82,7 +85,7 @@ def test_send_frame_agrees_with_autobahn(text: str) -> None:
     """A frame to the charge point has the bytes Autobahn's sendMessage would write."""
     sent = []
     for short_way in (True, False):
-        proto, _ = open_connection()
+        proto, _ = open_connection(ShortWayProtocol)
         proto.maxMessagePayloadSize = 0  # lets a 70,000-byte frame through both ways
         proto._options_at_open()
         proto._short_way = short_way

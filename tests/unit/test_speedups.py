@@ -78,11 +78,13 @@ def test_wrong_shape_steps_aside(fresh: None, monkeypatch: pytest.MonkeyPatch) -
 
 def test_the_gateway_speedups_run_here_unless_turned_off() -> None:
     """On this machine's locked versions every speed-up fits: each runs unless turned off."""
-    import ocppgw.session.lifecycle  # noqa: F401  (checks automat_index on import)
+    # Importing these checks autobahn_frames and automat_index.
+    import ocppgw.listener.factory
+    import ocppgw.session.lifecycle  # noqa: F401
 
     metrics_fast.enabled()  # checked when the first child is counted
     names = {s.name: s.enabled for s in speedups.speedups()}
-    assert {"json_encoder", "prometheus_values", "automat_index"} <= names.keys()
+    assert {"json_encoder", "prometheus_values", "automat_index", "autobahn_frames"} <= names.keys()
     assert set(names.values()) == {speedups.wanted()}
 
 

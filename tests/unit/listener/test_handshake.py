@@ -45,7 +45,8 @@ class Harness:
         return object()
 
     def request(self, path: str, protocols: str | None = "ocpp1.6",
-                headers: dict[str, str] | None = None) -> bytes:
+                headers: dict[str, str] | None = None, piece: int = 0) -> bytes:
+        """The response to this request, written whole or ``piece`` bytes at a time."""
         proto = self.factory.buildProtocol(("127.0.0.1", 5555))
         transport = _Transport()
         proto.makeConnection(transport)
@@ -61,7 +62,9 @@ class Harness:
             lines.append(f"Sec-WebSocket-Protocol: {protocols}")
         for k, v in (headers or {}).items():
             lines.append(f"{k}: {v}")
-        proto.dataReceived(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        for start in range(0, len(data), piece or len(data)):
+            proto.dataReceived(data[start : start + (piece or len(data))])
         return bytes(transport.value())
 
 
@@ -132,6 +135,15 @@ def test_empty_subprotocol_tokens_are_skipped() -> None:
     assert response.startswith(b"HTTP/1.1 101"), response[:80]
     assert b"Sec-WebSocket-Protocol: ocpp2.0.1" in response
     assert h.opened == [("CP1", "ocpp2.0.1")]
+
+
+def test_empty_subprotocol_tokens_are_skipped_in_a_head_read_in_pieces() -> None:
+    """The head is read whole before the empty tokens are skipped: one byte at a time too."""
+    h = Harness()
+    for piece in (1, 7):
+        response = h.request("/ocpp/CP1", ", ,ocpp2.0.1,", piece=piece)
+        assert b"Sec-WebSocket-Protocol: ocpp2.0.1" in response
+    assert h.opened == [("CP1", "ocpp2.0.1")] * 2
 
 
 def test_unknown_subprotocol_completes_then_closes() -> None:

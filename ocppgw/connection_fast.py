@@ -1,0 +1,193 @@
+# -*- test-case-name: tests.unit.test_connection_short_way,tests.unit.test_speedups -*-
+"""
+Speed-up ``autobahn_frames``: the steady state's shorter way through the
+WebSocket layer, on Autobahn's private frame state.
+
+A whole, unfragmented, masked text frame in Autobahn's buffer is unmasked,
+checked as UTF-8 and handed to the session in one step, and a text frame to
+the charge point is framed and written in one; Autobahn's generic frame
+machine, its per-frame debug helpers (``hltype``/``hlval`` are evaluated for
+a debug line even with debug logging off) and its per-frame objects cost
+more than the rest of the WebSocket layer.  Every other frame (control
+frames, fragments, compression, a frame over the size limit, invalid UTF-8,
+a frame not yet complete) and every state but OPEN still goes to Autobahn,
+which enforces RFC 6455 and fails the connection as it always did.
+
+It reads and writes Autobahn's private state: the receive buffer ``data``,
+``current_frame``, ``inside_message``, ``send_queue``,
+``_perMessageCompress``, ``trafficStats``, and calls ``_dataReceived``,
+``_connectionMade`` and ``_cancelAutoPingTimeoutCall``.  Where Autobahn is
+not a version it was checked against, or lacks one of them,
+:func:`protocol` gives the public :class:`~ocppgw.connection.OCPPServerProtocol`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+
+from ocppgw import speedups
+from ocppgw.connection import OCPPServerProtocol
+
+#: The Autobahn versions whose frame state this was checked against.
+TESTED = ">=24.4,<27"
+
+#: Methods of Autobahn's protocol this relies on (the rest are instance state,
+#: checked by a connection through the upgrade in the unit tests).
+_METHODS = ("_dataReceived", "_connectionMade", "_cancelAutoPingTimeoutCall", "processData")
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """RFC 6455 §5.3: octet i of the payload XOR octet i mod 4 of the masking key."""
+    n = len(payload)
+    key = (mask * ((n + 3) // 4))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def text_frame_header(n: int) -> bytes:
+    """RFC 6455 §5.2: FIN, text opcode, unmasked (server to client, §5.1), minimal length."""
+    if n <= 125:
+        return bytes((0x81, n))
+    if n <= 0xFFFF:
+        return b"\x81\x7e" + n.to_bytes(2, "big")
+    return b"\x81\x7f" + n.to_bytes(8, "big")
+
+
+class ShortWayProtocol(OCPPServerProtocol):
+    """:class:`~ocppgw.connection.OCPPServerProtocol` with the short ways."""
+
+    #: Autobahn copies these options from the factory in ``_connectionMade``
+    #: and pretty-prints them for a debug line whether or not debug logging
+    #: is on: about 1 ms a connection, a third of a handshake in a reconnect
+    #: storm.  We copy them ourselves and leave Autobahn nothing to print.
+    _FACTORY_OPTIONS = tuple(WebSocketServerProtocol.CONFIG_ATTRS)
+    CONFIG_ATTRS: list[str] = []
+
+    def _connectionMade(self) -> None:
+        factory = self.factory
+        for name in self._FACTORY_OPTIONS:
+            if name not in self.__dict__:
+                setattr(self, name, getattr(factory, name))
+        super()._connectionMade()
+
+    #: The short ways are taken (set at open, from Autobahn's options then).
+    _short_way = False
+    #: Autobahn's payload limits and auto-fragment size (0: none), copied at open.
+    _limits = (0, 0, 0)
+
+    def _options_at_open(self) -> None:
+        options: Any = self
+        self._short_way = (
+            self._perMessageCompress is None
+            and not options.logFrames
+            and not options.logOctets
+            and not options.trackedTimings
+            and not options.maskServerFrames
+            and bool(options.applyMask)
+        )
+        self._limits = (
+            options.maxFramePayloadSize,
+            options.maxMessagePayloadSize,
+            options.autoFragmentSize,
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn's Twisted adapter builds a debug line's arguments (hltype,
+        # hlval) for every read, debug logging on or off.  Open, on the short
+        # way (no octet logging): what its _dataReceived and consumeData do
+        # then, without their calls; otherwise its own.
+        if self._short_way and self.state == self.STATE_OPEN:
+            self.trafficStats.incomingOctetsWireLevel += len(data)
+            self.data += data
+            while self.processData() and self.state != self.STATE_CLOSED:
+                pass
+            return
+        super().dataReceived(data)
+
+    def processData(self) -> bool:
+        if self._short_way and self.current_frame is None and self.state == self.STATE_OPEN:
+            done = self._plain_text_frame()
+            if done is not None:
+                return done
+        more: bool = super().processData()
+        return more
+
+    def _plain_text_frame(self) -> bool | None:
+        """
+        Handle a whole text frame at the head of the buffer, or return
+        ``None`` (nothing consumed) for Autobahn to handle whatever it is.
+        """
+        data = self.data
+        if len(data) < 7 or data[0] != 0x81 or self.inside_message:
+            return None  # RFC 6455 §5.2: not FIN + RSV 0 + text, or a fragment follows
+        length = data[1] ^ 0x80
+        if length > 126:
+            return None  # unmasked (§5.3: a server fails it), or a 64-bit length
+        start = 6
+        if length == 126:
+            length, start = int.from_bytes(data[2:4], "big"), 8
+            if length < 126:
+                return None  # not the minimal length encoding (§5.2)
+        end = start + length
+        max_frame, max_message, _ = self._limits
+        if (
+            length == 0
+            or len(data) < end
+            or 0 < max_frame < length
+            or 0 < max_message < length  # Autobahn fails both with 1009
+        ):
+            return None
+        try:
+            text = unmask(data[start:end], data[start - 4 : start]).decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # Autobahn fails it with 1007 (§8.1)
+        self.data = data[end:]
+        stats = self.trafficStats
+        stats.incomingOctetsWebSocketLevel += length
+        stats.incomingOctetsAppLevel += length
+        stats.incomingWebSocketFrames += 1
+        stats.incomingWebSocketMessages += 1
+        if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+            self._cancelAutoPingTimeoutCall()
+        self._text_received(text)
+        return len(self.data) > 0
+
+    def send_frame(self, text: str) -> None:
+        if self.state != self.STATE_OPEN:
+            super().send_frame(text)  # dropped, and logged, there
+            return
+        data = text.encode("utf-8")
+        n = len(data)
+        _, max_message, fragment = self._limits
+        if (
+            not self._short_way
+            or self.send_queue
+            or 0 < fragment < n
+            or 0 < max_message < n  # Autobahn raises PayloadExceededError
+        ):
+            self.sendMessage(data, isBinary=False)
+        else:
+            # Autobahn's sendMessage -> sendFrame -> sendData, in one write.
+            raw = text_frame_header(n) + data
+            self.transport.write(raw)  # type: ignore[union-attr]
+            stats = self.trafficStats
+            stats.outgoingWebSocketMessages += 1
+            stats.outgoingWebSocketFrames += 1
+            stats.outgoingOctetsAppLevel += n
+            stats.outgoingOctetsWebSocketLevel += n
+            stats.outgoingOctetsWireLevel += len(raw)
+        self.factory.events.frame(self.identity or "", False, text)
+
+
+def _shape() -> bool:
+    return all(callable(getattr(WebSocketServerProtocol, m, None)) for m in _METHODS) and all(
+        isinstance(getattr(WebSocketServerProtocol, a, None), list) for a in ("CONFIG_ATTRS",)
+    )
+
+
+def protocol() -> type[OCPPServerProtocol]:
+    """The protocol class a listener builds: with the short ways where they fit."""
+    if speedups.check("autobahn_frames", "autobahn", TESTED, _shape):
+        return ShortWayProtocol
+    return OCPPServerProtocol
