@@ -24,7 +24,8 @@ way through Autobahn's private frame state is the optional speed-up of
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
@@ -35,8 +36,43 @@ from zope.interface import implementer
 from ocppgw.interfaces import IChargePointConnection, IChargePointSession
 
 if TYPE_CHECKING:
-    from ocppgw.listener.factory import OCPPServerFactory
+    from ocppgw.config import ListenerConfig
+    from ocppgw.interfaces import IGatewayEvents
     from ocppgw.listener.proxy import Source
+
+
+class Admission(Protocol):
+    """A handshake the listener accepts (:class:`ocppgw.listener.factory.Admitted`)."""
+
+    identity: str
+    version: str | None
+    subprotocol: str | None
+
+
+class ListenerSide(Protocol):
+    """
+    What a connection asks of the factory that built it, the listener's
+    :class:`ocppgw.listener.factory.OCPPServerFactory` (named here by its
+    shape, so that the listener may import this module and not the reverse).
+    """
+
+    events: IGatewayEvents
+    listener: ListenerConfig
+    over_tls: bool
+    open_session: Callable[[str, str, OCPPServerProtocol], IChargePointSession]
+    close_session: Callable[[IChargePointSession], None]
+
+    def source(self, peer_host: str, headers: Mapping[str, str]) -> Source: ...
+
+    def negotiate(
+        self,
+        source: Source,
+        uri: str,
+        protocols: list[str],
+        headers: Mapping[str, str],
+        certificate: x509.Certificate | None,
+    ) -> Admission: ...
+
 
 _log = Logger()
 
@@ -79,7 +115,7 @@ def close_reason(reason: str) -> bytes:
 class OCPPServerProtocol(WebSocketServerProtocol):
     """One charge point connection."""
 
-    factory: OCPPServerFactory
+    factory: ListenerSide
 
     def __init__(self) -> None:
         super().__init__()

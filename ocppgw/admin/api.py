@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,8 +29,24 @@ from ocppgw.admin.calls import Outcome, not_connected
 if TYPE_CHECKING:
     from ocppgw.admin.calls import Calls
     from ocppgw.admin.records import Recorder
-    from ocppgw.admin.service import Gateway
+    from ocppgw.config import Config
     from ocppgw.config.model import AdminConfig
+    from ocppgw.router.routing import Router
+
+
+class Gateway(Protocol):
+    """
+    The gateway as the API reads it (:class:`ocppgw.admin.service.Gateway`,
+    named here by its shape: the service builds this resource, not the reverse).
+    """
+
+    config: Config
+    router: Router
+
+    def health(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def info(self) -> dict[str, Any]: ...
+
 
 _log = Logger()
 
