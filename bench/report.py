@@ -18,7 +18,7 @@ _PLACES = [
     ("autobahn", ("autobahn/", "txaio/")),
     ("validation", ("jsonschema", "ocppgw/ocpp/validation", "ocppgw/ocpp/fastvalidation")),
     ("json", ("json/",)),
-    ("protobuf", ("google/protobuf", "ocppgw/router/codecs/protobuf")),
+    ("protobuf", ("google/protobuf", "ocppgw/wire/protobuf")),
     ("router + codecs", ("ocppgw/router/",)),
     ("session", ("ocppgw/session/",)),
     ("connection", ("ocppgw/connection",)),

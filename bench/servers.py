@@ -104,8 +104,8 @@ def _answer_for(codec: str) -> Callable[[str, bytes], tuple[str, bytes] | None]:
         # reads two serialized messages one after the other as one message
         # with the fields of both).
         sys.path.insert(0, ".")
-        from ocppgw.router.codecs.protobuf import message_pb2
-        from ocppgw.router.codecs.protobuf.convert import payload_to_proto
+        from ocppgw.wire.protobuf import message_pb2
+        from ocppgw.wire.protobuf.convert import payload_to_proto
 
         wrapper = message_pb2.Message
         tails = {}

@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from ocppgw.ocpp.envelope import DecodeContext, Envelope  # noqa: E402
 from ocppgw.ocpp.messages import Call, CallResult, Message  # noqa: E402
-from ocppgw.router.codecs.jsonenvelope import JSONCodec  # noqa: E402
-from ocppgw.router.codecs.protobuf import ProtobufCodec  # noqa: E402
+from ocppgw.wire.jsonenvelope import JSONCodec  # noqa: E402
+from ocppgw.wire.protobuf import ProtobufCodec  # noqa: E402
 
 LOOPS = 2000
 CP = "CP-DE-BER-000123"
@@ -202,8 +202,8 @@ def mix() -> list[tuple[str, str, Message]]:
 def _check(version: str, message: Message) -> None:
     import jsonschema
 
-    from ocppgw.router.codecs.protobuf.convert import PayloadEncoding, payload_to_proto
-    from ocppgw.router.codecs.protobuf.schema import load
+    from ocppgw.wire.protobuf.convert import PayloadEncoding, payload_to_proto
+    from ocppgw.wire.protobuf.schema import load
 
     assert isinstance(message, Call | CallResult) and message.action is not None
     is_request = isinstance(message, Call)

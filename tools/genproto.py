@@ -4,10 +4,10 @@
 Generate proto/ocppgw_pb/v1/v16.proto, v201.proto, v21.proto from the OCPP
 JSON schemas of the PyPI ``ocpp`` package, with the numbers locked in
 proto/ocppgw_pb/v1/numbers.json (``tools/protonumbers.py``), then the Python
-modules of every .proto there into ocppgw/router/codecs/protobuf/generated/.
+modules of every .proto there into ocppgw/wire/protobuf/generated/.
 
 Run it as ``make proto``.  The schema files are found by ocppgw/ocpp/schemas.py;
-the mapping rules live in ocppgw/router/codecs/protobuf/schema.py (shared with
+the mapping rules live in ocppgw/wire/protobuf/schema.py (shared with
 the converter) and are described in docs/protobuf.md; this tool only adds
 names:
 
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from ocppgw.ocpp.schemas import VERSION_DIRS, JSONSchema, SchemaSet  # noqa: E402
 from ocppgw.ocpp.versions import SUPPORTED  # noqa: E402
-from ocppgw.router.codecs.protobuf.schema import (  # noqa: E402
+from ocppgw.wire.protobuf.schema import (  # noqa: E402
     Kind,
     Prop,
     actions,
@@ -62,7 +62,7 @@ PACKAGE = PROTO_PATH.replace("/", ".")
 LOCK = "numbers.json"
 #: Hand-written .proto files in proto/ocppgw_pb/v1/, compiled with the generated ones.
 HAND_WRITTEN = ("options.proto", "message.proto")
-GENERATED_IMPORT = "ocppgw.router.codecs.protobuf.generated"
+GENERATED_IMPORT = "ocppgw.wire.protobuf.generated"
 
 _DESCRIPTIVE = {"description", "javaType", "comment", "$id", "title", "$schema", "default"}
 
@@ -341,7 +341,7 @@ def generate(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--proto-dir", type=Path, default=ROOT / "proto")
-    default_python = ROOT / "ocppgw/router/codecs/protobuf/generated"
+    default_python = ROOT / "ocppgw/wire/protobuf/generated"
     parser.add_argument("--python-dir", type=Path, default=default_python)
     parser.add_argument(
         "--schema-dir", help="OCPP schemas (v16/, v201/, v21/) instead of the ocpp package's"

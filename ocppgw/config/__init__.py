@@ -14,7 +14,7 @@ and is raised as :class:`ConfigError` before any service is built.
 - :mod:`~ocppgw.config.parsing`: reading the INI, :func:`parse` and :func:`load`.
 
 This stage may import :mod:`ocppgw.ocpp`, :mod:`ocppgw.router.topics`,
-:mod:`ocppgw.router.codecs` (codec names) and :mod:`ocppgw.listener.proxy`
+:mod:`ocppgw.wire` (codec names) and :mod:`ocppgw.listener.proxy`
 (network parsing); it imports nothing of Twisted.
 """
 

@@ -15,9 +15,9 @@ import re
 import socket
 from collections.abc import Callable
 
+from ocppgw import wire
 from ocppgw.listener.proxy import Network, parse_networks
 from ocppgw.ocpp.versions import SUPPORTED
-from ocppgw.router import codecs
 
 
 class ConfigError(Exception):
@@ -120,8 +120,8 @@ def codec(value: str) -> str:
     if not value:
         return value  # optional codec keys: empty means "the section's codec"
     try:
-        codecs.get(value)
-    except codecs.UnknownCodec as e:
+        wire.get(value)
+    except wire.UnknownCodec as e:
         raise ValueError(str(e)) from None
     return value
 

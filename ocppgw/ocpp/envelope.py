@@ -5,7 +5,7 @@ What travels between the gateway and the broker, before a codec gives it bytes.
 An :class:`Envelope` is one OCPP-J message plus what the gateway knows about it
 and the wire does not say: the charge point, its OCPP version, the Action of a
 result or error, and whether the gateway itself made the message (a timeout,
-an offline charge point...).  Codecs (:mod:`ocppgw.router.codecs`) turn envelopes into
+an offline charge point...).  Codecs (:mod:`ocppgw.wire`) turn envelopes into
 bytes and back; they never know a topic.
 """
 

@@ -4,7 +4,7 @@ Where the OCPP JSON schema files are, which actions they describe, and reading o
 
 This is the one module that locates schema files: the validator
 (:mod:`ocppgw.ocpp.validation`) reads the set it is configured with, the
-protobuf mapping (:mod:`ocppgw.router.codecs.protobuf.schema`, and through it
+protobuf mapping (:mod:`ocppgw.wire.protobuf.schema`, and through it
 ``tools/genproto.py``) always the packaged one, :func:`packaged`, which the
 generated modules match.
 

@@ -2,7 +2,7 @@
 Stage: the router, between the sessions and the MQTT client.
 
 Topic templates (:mod:`ocppgw.router.topics`), the codecs that turn envelopes
-into MQTT payloads and back (:mod:`ocppgw.router.codecs`: json, protobuf,
+into MQTT payloads and back (:mod:`ocppgw.wire`: json, protobuf,
 raw), and the routing itself (:mod:`ocppgw.router.routing`): which topic an
 envelope goes to, which session a downstream message is for, presence and
 takeover across instances, and the answer to what cannot be delivered.

@@ -25,11 +25,11 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ocppgw import wire
 from ocppgw.interfaces import IMQTTClient
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, GatewayError
 from ocppgw.ocpp.messages import Call
 from ocppgw.ocpp.versions import OCPP21
-from ocppgw.router import codecs
 from ocppgw.router.answers import Answers
 from ocppgw.router.presence import Presence
 from ocppgw.session.recent import RecentCalls
@@ -71,7 +71,7 @@ class Offline:
         self._presence = presence
         self._sessions = sessions
         self._answers = answers
-        self._dn_codec = codecs.get(config.downstream.topic.codec)
+        self._dn_codec = wire.get(config.downstream.topic.codec)
         #: CALLs answered Offline lately, by identity and UniqueId.
         self._answered = RecentCalls(clock, config.downstream.awaiting_timeout, OFFLINE_MEMORY)
         #: Copies waiting for an online presence (:data:`OFFLINE_WAIT`), by identity.

@@ -24,10 +24,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ocppgw import wire
 from ocppgw.interfaces import NO_EVENTS, IGatewayEvents, IMQTTClient, IRouter
 from ocppgw.ocpp.envelope import CodecError, Envelope, GatewayError
 from ocppgw.ocpp.messages import Call, CallResult, Send
-from ocppgw.router import codecs
 from ocppgw.router.answers import Answers
 from ocppgw.router.instance import Instance
 from ocppgw.router.presence import Presence, topic_values
@@ -77,7 +77,7 @@ class Router:
         #: The error envelopes the router publishes itself (and still owes).
         self._answers = Answers(clock, self.publish, self._sessions)
         self._dn = config.downstream.topic
-        self._dn_codec = codecs.get(self._dn.codec)
+        self._dn_codec = wire.get(self._dn.codec)
         self._dn_any = self._dn.template.subscription(self._values("", None), any_cid=True)
         #: Identities whose per-charge point subscription has delivered
         #: nothing yet: the broker may not have taken it, so the catch-all's
@@ -284,7 +284,7 @@ class Router:
                 )
             )
         try:
-            payload = codecs.get(topic.codec).encode(envelope)
+            payload = wire.get(topic.codec).encode(envelope)
         except Exception as e:  # a codec bug must not take the session down
             _log.failure("encoding for {topic} failed", topic=name)
             return fail(e)

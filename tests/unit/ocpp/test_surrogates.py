@@ -84,7 +84,7 @@ def test_json_envelope_with_lone_surrogate_is_refused_naming_its_id(payload: byt
     """A downstream JSON envelope holding one is a CodecError; its UniqueId is still found."""
     from ocppgw.ocpp.envelope import CodecError, DecodeContext
     from ocppgw.ocpp.messages import unique_id_of
-    from ocppgw.router.codecs.jsonenvelope import JSONCodec
+    from ocppgw.wire.jsonenvelope import JSONCodec
 
     with pytest.raises(CodecError):
         JSONCodec().decode(payload, DecodeContext(OCPP16))
@@ -101,7 +101,7 @@ def test_json_envelope_with_lone_surrogate_is_refused_naming_its_id(payload: byt
 def test_raw_frame_with_lone_surrogate_is_refused(payload: bytes) -> None:
     """The raw codec refuses one too, escaped (naming the UniqueId) or as bytes."""
     from ocppgw.ocpp.envelope import CodecError, DecodeContext
-    from ocppgw.router.codecs.raw import RawCodec
+    from ocppgw.wire.raw import RawCodec
 
     with pytest.raises(CodecError) as caught:
         RawCodec().decode(payload, DecodeContext(OCPP16))
@@ -113,7 +113,7 @@ def test_protobuf_cannot_carry_a_surrogate() -> None:
     """A protobuf string is UTF-8: surrogate bytes in one are a CodecError naming the UniqueId."""
     from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
     from ocppgw.ocpp.messages import Call
-    from ocppgw.router.codecs import get
+    from ocppgw.wire import get
 
     codec = get("protobuf")
     data = codec.encode(Envelope(Call("d1", "DataTransfer", {"vendorId": "xyz"}), OCPP16))

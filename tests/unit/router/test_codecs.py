@@ -6,24 +6,24 @@ import json
 
 import pytest
 
+from ocppgw import wire
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
 from ocppgw.ocpp.messages import Call, CallError, CallResult, Send
-from ocppgw.router import codecs
 
 CTX = DecodeContext("ocpp2.1")
 
 
 def test_registry_names_known_codecs() -> None:
     """An unknown codec name fails with the list of known ones."""
-    with pytest.raises(codecs.UnknownCodec, match=r"known codecs: .*json.*raw"):
-        codecs.get("xml")
+    with pytest.raises(wire.UnknownCodec, match=r"known codecs: .*json.*raw"):
+        wire.get("xml")
 
 
 def test_json_envelope_shape() -> None:
     """The JSON envelope has the README's field names, Action added to results."""
     env = Envelope(CallResult("1", {"status": "Accepted"}, "BootNotification"),
                    version="ocpp1.6", charge_point="CP1", timestamp="t")
-    out = json.loads(codecs.get("json").encode(env))
+    out = json.loads(wire.get("json").encode(env))
     assert out == {"MessageTypeId": 3, "UniqueId": "1", "Action": "BootNotification",
                    "Payload": {"status": "Accepted"}, "Protocol": "ocpp1.6",
                    "ChargePointId": "CP1", "Timestamp": "t"}
@@ -31,7 +31,7 @@ def test_json_envelope_shape() -> None:
 
 def test_json_error_carries_details() -> None:
     """ErrorDetails is carried in both directions."""
-    codec = codecs.get("json")
+    codec = wire.get("json")
     env = Envelope(CallError("1", "NotSupported", "d", {"k": [1]}))
     assert codec.decode(codec.encode(env), CTX).message == env.message
 
@@ -45,7 +45,7 @@ def test_json_error_carries_details() -> None:
 def test_round_trips(message: object) -> None:
     """json and raw decode what they encode."""
     for name in ("json", "raw"):
-        codec = codecs.get(name)
+        codec = wire.get(name)
         assert codec.decode(codec.encode(Envelope(message)), CTX).message == message  # type: ignore[arg-type]
 
 
@@ -63,40 +63,40 @@ def test_round_trips(message: object) -> None:
 def test_json_decode_errors(payload: bytes, message: str) -> None:
     """Every bad downstream envelope raises CodecError naming the field."""
     with pytest.raises(CodecError, match=message):
-        codecs.get("json").decode(payload, CTX)
+        wire.get("json").decode(payload, CTX)
 
 
 def test_json_21_types_only_for_21() -> None:
     """MessageTypeId 5 and 6 are refused for a 1.6 or 2.0.1 charge point."""
     payload = b'{"MessageTypeId": 6, "UniqueId": "1", "Action": "A", "Payload": {}}'
     with pytest.raises(CodecError, match=r"does not exist in ocpp2\.0\.1"):
-        codecs.get("json").decode(payload, DecodeContext("ocpp2.0.1"))
+        wire.get("json").decode(payload, DecodeContext("ocpp2.0.1"))
 
 
 def test_raw_keeps_original_text() -> None:
     """raw publishes the charge point's frame byte for byte."""
     text = '[2, "1", "Heartbeat", {} ]'
     env = Envelope(Call("1", "Heartbeat", {}), frame=text)
-    assert codecs.get("raw").encode(env) == text.encode()
+    assert wire.get("raw").encode(env) == text.encode()
 
 
 def test_raw_decode_error() -> None:
     """A raw downstream payload that is not an OCPP-J frame is a CodecError."""
     with pytest.raises(CodecError, match="not an OCPP-J frame"):
-        codecs.get("raw").decode(b'{"a":1}', CTX)
+        wire.get("raw").decode(b'{"a":1}', CTX)
 
 
 def test_errors_name_the_exchange() -> None:
     """A refused envelope whose id and Action were readable names them (all codecs)."""
     with pytest.raises(CodecError) as e:
-        codecs.get("json").decode(
+        wire.get("json").decode(
             b'{"MessageTypeId": 2, "UniqueId": "c1", "Action": "Reset", "Payload": 5}', CTX)
     assert (e.value.unique_id, e.value.action) == ("c1", "Reset")
     with pytest.raises(CodecError) as e:
-        codecs.get("raw").decode(b'[2,"c2","Reset",5]', CTX)
+        wire.get("raw").decode(b'[2,"c2","Reset",5]', CTX)
     assert (e.value.unique_id, e.value.action) == ("c2", "Reset")
     with pytest.raises(CodecError) as e:
-        codecs.get("json").decode(b'{"MessageTypeId": 2, "UniqueId": 7}', CTX)
+        wire.get("json").decode(b'{"MessageTypeId": 2, "UniqueId": 7}', CTX)
     assert e.value.unique_id is None
 
 
@@ -104,7 +104,7 @@ def test_timestamp_read_downstream_by_both_envelope_codecs() -> None:
     """A downstream ``Timestamp`` (RFC 3339 with an offset) becomes ``sent``, in
     epoch seconds, in the JSON envelope and the protobuf wrapper alike; none: None."""
     call = {"MessageTypeId": 2, "UniqueId": "t1", "Action": "Reset", "Payload": {"type": "Soft"}}
-    json_codec, protobuf = codecs.get("json"), codecs.get("protobuf")
+    json_codec, protobuf = wire.get("json"), wire.get("protobuf")
     for stamp, when in [("2026-12-07T01:00:00.500Z", 1796605200.5),
                         ("2026-12-07T02:00:00+01:00", 1796605200.0)]:
         got = json_codec.decode(json.dumps({**call, "Timestamp": stamp}).encode(), CTX)
@@ -128,7 +128,7 @@ def test_bad_timestamp_refused_naming_it(stamp: object, message: str) -> None:
     call = {"MessageTypeId": 2, "UniqueId": "t2", "Action": "Reset", "Payload": {},
             "Timestamp": stamp}
     with pytest.raises(CodecError, match=message) as e:
-        codecs.get("json").decode(json.dumps(call).encode(), CTX)
+        wire.get("json").decode(json.dumps(call).encode(), CTX)
     assert (e.value.unique_id, e.value.action) == ("t2", "Reset")
 
 
@@ -136,5 +136,28 @@ def test_timestamp_of_an_answer_is_ignored() -> None:
     """Only a CALL's ``Timestamp`` is read: an answer with one that is no date-time
     is decoded as before (its charge point's CALL still gets it)."""
     result = {"MessageTypeId": 3, "UniqueId": "t3", "Payload": {}, "Timestamp": 17}
-    got = codecs.get("json").decode(json.dumps(result).encode(), CTX)
+    got = wire.get("json").decode(json.dumps(result).encode(), CTX)
     assert (got.message, got.sent) == (CallResult("t3", {}), None)
+
+
+def test_registering_a_codec_keeps_the_built_ins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A codec registered by a third party joins the built-ins (registered at import);
+    it never hides them."""
+    monkeypatch.setattr(wire, "_registry", dict(wire._registry))
+
+    class Upper:
+        name = "upper"
+
+    wire.register(Upper())  # type: ignore[arg-type]
+    assert {"json", "raw", "protobuf", "upper"} <= set(wire.names())
+    assert wire.get("json").name == "json"
+
+
+def test_an_unavailable_built_in_names_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A built-in codec that could not load (protobuf without its runtime) is refused
+    with the reason, not as unknown."""
+    monkeypatch.setattr(wire, "_registry", {k: v for k, v in wire._registry.items()
+                                            if k != "protobuf"})
+    monkeypatch.setattr(wire, "_unavailable", {"protobuf": "no module named google"})
+    with pytest.raises(wire.UnknownCodec, match="'protobuf' is unavailable: no module named"):
+        wire.get("protobuf")

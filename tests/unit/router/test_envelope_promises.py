@@ -12,9 +12,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.config import parse
-from ocppgw.router.codecs.protobuf.plan import generated_module
 from ocppgw.router.routing import Router
 from ocppgw.session.rules import Session
+from ocppgw.wire.protobuf.plan import generated_module
 from tests.fakes import FakeConnection, FakeMQTT
 
 NOW = "2023-11-14T22:13:20.000Z"

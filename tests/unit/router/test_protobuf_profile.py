@@ -21,12 +21,12 @@ import pytest
 
 from ocppgw.ocpp.schemas import JSONSchema
 from ocppgw.ocpp.versions import SUPPORTED
-from ocppgw.router.codecs.protobuf.convert import (
+from ocppgw.wire.protobuf.convert import (
     PayloadEncoding,
     payload_from_proto,
     payload_to_proto,
 )
-from ocppgw.router.codecs.protobuf.schema import actions, load, resolve
+from ocppgw.wire.protobuf.schema import actions, load, resolve
 from tests.protoc import EXAMPLE, protoc
 from tests.protoc import example_backend as load_example
 

@@ -34,15 +34,15 @@ from ocppgw.ocpp.envelope import GATEWAY_ERROR_CODES, CodecError, DecodeContext,
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, Message, Send
 from ocppgw.ocpp.schemas import JSONSchema
 from ocppgw.ocpp.versions import OCPP2_ERROR_CODES, OCPP16_ERROR_CODES, SUPPORTED
-from ocppgw.router.codecs import ICodec, get
-from ocppgw.router.codecs.protobuf import ProtobufCodec, wrapper_of
-from ocppgw.router.codecs.protobuf.convert import (
+from ocppgw.wire import ICodec, get
+from ocppgw.wire.protobuf import ProtobufCodec, wrapper_of
+from ocppgw.wire.protobuf.convert import (
     PayloadEncoding,
     payload_from_proto,
     payload_to_proto,
 )
-from ocppgw.router.codecs.protobuf.plan import generated_module
-from ocppgw.router.codecs.protobuf.schema import actions, load, resolve
+from ocppgw.wire.protobuf.plan import generated_module
+from ocppgw.wire.protobuf.schema import actions, load, resolve
 
 ROOT = Path(__file__).resolve().parents[3]
 INT64 = (-(2**63), 2**63 - 1)
@@ -273,8 +273,8 @@ def test_empty_typed_payload_reads_as_the_empty_message() -> None:
     No Payload bytes read, for every action and direction, as the empty message
     of its type does (the required fields' defaults), without that message made.
     """
-    from ocppgw.router.codecs.protobuf.convert import _read
-    from ocppgw.router.codecs.protobuf.plan import entry
+    from ocppgw.wire.protobuf.convert import _read
+    from ocppgw.wire.protobuf.plan import entry
 
     checked = 0
     for version, action, is_request in (case.values for case in CASES):
@@ -447,7 +447,7 @@ def test_untyped_payload_falls_back_to_json(
 def test_lone_surrogate_goes_as_json_and_is_refused_back() -> None:
     """A string no protobuf string holds (an unpaired surrogate) goes as JSON bytes; read
     back, strict JSON refuses it (RFC 8259 §8.2), as it refuses it from any backend."""
-    from ocppgw.router.codecs.protobuf.convert import PayloadError
+    from ocppgw.wire.protobuf.convert import PayloadError
 
     payload = {"chargePointVendor": "\ud800", "chargePointModel": "M"}
     data, encoding = payload_to_proto("ocpp1.6", "BootNotification", True, payload)
@@ -652,7 +652,7 @@ def test_generated_files_are_current(tmp_path: Path) -> None:
         if not committed.exists() or committed.read_text() != fresh.read_text():
             stale.append(str(committed.relative_to(ROOT)))
     for fresh in sorted(python_dir.glob("*_pb2.py")):
-        committed = ROOT / "ocppgw/router/codecs/protobuf/generated" / fresh.name
+        committed = ROOT / "ocppgw/wire/protobuf/generated" / fresh.name
         # Compare what the module defines (descriptor and imports), not the
         # protoc version stamped in its header.
         if not committed.exists() or _descriptor_and_imports(committed) != _descriptor_and_imports(

@@ -7,12 +7,12 @@ ErrorCode, ErrorDescription, Payload); the gateway adds ErrorDetails, Protocol,
 PayloadEncoding, ChargePointId, Timestamp, Origin, Late, ErrorCodeText and
 Answered from field 7 on.  Payload is the typed ``<Action>Request``/``<Action>Response`` of
 the version's .proto, or the payload's JSON text when PayloadEncoding is JSON
-(:mod:`ocppgw.router.codecs.protobuf.convert`).  docs/protobuf.md describes it for backend authors.
+(:mod:`ocppgw.wire.protobuf.convert`).  docs/protobuf.md describes it for backend authors.
 
 Downstream, a CALLRESULT needs its Action to decode a typed payload: the
 wrapper's Action if set, else the Action of the pending CALL with that id
 (:attr:`DecodeContext.action_of`).  The fields are checked by
-:func:`~ocppgw.router.codecs.fields.message_from_fields`, as for the JSON envelope.
+:func:`~ocppgw.wire.fields.message_from_fields`, as for the JSON envelope.
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from zope.interface import implementer
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
 from ocppgw.ocpp.jsontext import loads
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, MessageType, Send
-from ocppgw.router.codecs import ICodec
-from ocppgw.router.codecs.fields import message_from_fields, sent_time
-from ocppgw.router.codecs.protobuf.convert import (
+from ocppgw.wire.codec import ICodec
+from ocppgw.wire.fields import message_from_fields, sent_time
+from ocppgw.wire.protobuf.convert import (
     PayloadEncoding,
     PayloadError,
     json_bytes,
     payload_from_proto,
     payload_to_proto,
 )
-from ocppgw.router.codecs.protobuf.plan import generated_module
+from ocppgw.wire.protobuf.plan import generated_module
 
 try:
     message_pb2 = generated_module("message_pb2")

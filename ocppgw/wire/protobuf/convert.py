@@ -11,9 +11,9 @@ an integer beyond 64 bits...), into its JSON text with
 :func:`payload_from_proto` is the inverse.
 
 Both follow the plan of the payload's (version, action, direction)
-(:mod:`ocppgw.router.codecs.protobuf.plan`), which names the step each
+(:mod:`ocppgw.wire.protobuf.plan`), which names the step each
 property and each protobuf field takes.  The rules are in
-:mod:`ocppgw.router.codecs.protobuf.schema` and docs/protobuf.md.
+:mod:`ocppgw.wire.protobuf.schema` and docs/protobuf.md.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 
 from ocppgw.ocpp.jsontext import dumps, loads
 from ocppgw.ocpp.messages import JSONObject
-from ocppgw.router.codecs.fields import json_object
-from ocppgw.router.codecs.protobuf.plan import (
+from ocppgw.wire.fields import json_object
+from ocppgw.wire.protobuf.plan import (
     UNKNOWN_PROPERTY,
     Decode,
     Encode,
@@ -33,7 +33,7 @@ from ocppgw.router.codecs.protobuf.plan import (
     Plan,
     entry,
 )
-from ocppgw.router.codecs.protobuf.schema import Kind, message_name
+from ocppgw.wire.protobuf.schema import Kind, message_name
 
 __all__ = [
     "PayloadEncoding",

@@ -4,13 +4,13 @@ The conversion plan of each (version, action, direction): its schema laid onto
 its generated message, field by field.
 
 A :class:`Plan` is built by walking the payload's schema
-(:mod:`ocppgw.router.codecs.protobuf.schema`) alongside the descriptor of its
+(:mod:`ocppgw.wire.protobuf.schema`) alongside the descriptor of its
 generated ``<Action>Request`` or ``<Action>Response`` class, which also checks
 that the two agree: where they do not (the installed schemas are not those
 the modules were generated from), the action has no plan and its payloads go
 as JSON.  Each property's :class:`Encode` step and each protobuf field's
 :class:`Decode` step are worked out here, once, so that converting
-(:mod:`ocppgw.router.codecs.protobuf.convert`) is a lookup and a few integer
+(:mod:`ocppgw.wire.protobuf.convert`) is a lookup and a few integer
 comparisons per field.  Plans are cached, one per (version, action,
 direction) of the schemas.
 """
@@ -28,7 +28,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 
 from ocppgw.ocpp.schemas import VERSION_DIRS, JSONSchema
-from ocppgw.router.codecs.protobuf.schema import Kind, actions, load, message_name, properties
+from ocppgw.wire.protobuf.schema import Kind, actions, load, message_name, properties
 
 
 class Encode(IntEnum):
@@ -177,8 +177,8 @@ class _SchemaMismatch(Exception):
 
 
 def generated_module(name: str) -> Any:
-    """A module of ocppgw/router/codecs/protobuf/generated/, untyped (protoc writes no types)."""
-    return importlib.import_module(f"ocppgw.router.codecs.protobuf.generated.{name}")
+    """A module of ocppgw/wire/protobuf/generated/, untyped (protoc writes no types)."""
+    return importlib.import_module(f"ocppgw.wire.protobuf.generated.{name}")
 
 
 def entry(version: str, action: str, is_request: bool) -> Entry:

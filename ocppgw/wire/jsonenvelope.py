@@ -25,8 +25,8 @@ from zope.interface import implementer
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
 from ocppgw.ocpp.jsontext import dumps
 from ocppgw.ocpp.messages import CallError, CallResultError, MessageType
-from ocppgw.router.codecs import ICodec
-from ocppgw.router.codecs.fields import json_object, message_from_fields, sent_time
+from ocppgw.wire.codec import ICodec
+from ocppgw.wire.fields import json_object, message_from_fields, sent_time
 
 _CALL = MessageType.CALL
 

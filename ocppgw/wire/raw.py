@@ -13,7 +13,7 @@ from zope.interface import implementer
 
 from ocppgw.ocpp.envelope import CodecError, DecodeContext, Envelope
 from ocppgw.ocpp.messages import FrameError, encode_frame, parse_frame
-from ocppgw.router.codecs import ICodec
+from ocppgw.wire.codec import ICodec
 
 
 @implementer(ICodec)

@@ -3,7 +3,7 @@
 The OCPP JSON schemas, walked the way the protobuf mapping needs them.
 
 Both the generator of the ``.proto`` files (``tools/genproto.py``) and the
-converter (:mod:`ocppgw.router.codecs.protobuf.convert`) walk the schemas
+converter (:mod:`ocppgw.wire.protobuf.convert`) walk the schemas
 through this module, so the two agree on every rule of the mapping
 (docs/protobuf.md):
 
