@@ -33,7 +33,12 @@ from cryptography import x509
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ocppgw.interfaces import IChargePointConnection, IChargePointSession
+from ocppgw.interfaces import (
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_UNSUPPORTED_DATA,
+    IChargePointConnection,
+    IChargePointSession,
+)
 
 if TYPE_CHECKING:
     from ocppgw.config import ListenerConfig
@@ -83,16 +88,6 @@ _SUBPROTOCOL_LINE = re.compile(rb"(?im)^(sec-websocket-protocol[ \t]*:)([^\r\n]*
 def _without_empty_tokens(match: re.Match[bytes]) -> bytes:
     tokens = [t.strip() for t in match.group(2).split(b",")]
     return match.group(1) + b" " + b", ".join(t for t in tokens if t)
-
-
-#: RFC 6455 §7.4.1 close codes used by the gateway.
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_SERVICE_RESTART = 1012
 
 
 #: RFC 6455 §5.5: a control frame's payload is at most 125 bytes, 2 of them the code.

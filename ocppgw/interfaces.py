@@ -23,6 +23,17 @@ if TYPE_CHECKING:
     from ocppgw.ocpp.envelope import Envelope
     from ocppgw.ocpp.messages import Message
 
+#: The WebSocket close codes the gateway sends (RFC 6455 §7.4.1), for
+#: :meth:`IChargePointConnection.close`: defined once, used by every stage.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_SERVICE_RESTART = 1012
+
 
 class IChargePointSession(Interface):
     """One charge point's session, as its connection sees it."""

@@ -39,7 +39,8 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ocppgw import speedups
-from ocppgw.connection import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, OCPPServerProtocol
+from ocppgw.connection import OCPPServerProtocol
+from ocppgw.interfaces import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
 from ocppgw.listener.credentials import CredentialsError
 from ocppgw.listener.tls import TLSConfigError
 from ocppgw.loop import exit_status

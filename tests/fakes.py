@@ -62,7 +62,7 @@ class FakeConnection:
 
 
 @implementer(IRouter)
-class FakeUpstream:
+class FakeRouter:
     """Records published envelopes; each publish succeeds unless told otherwise."""
 
     def __init__(self) -> None:

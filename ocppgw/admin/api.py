@@ -25,6 +25,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from ocppgw.admin import views
 from ocppgw.admin.calls import Outcome, not_connected
+from ocppgw.interfaces import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY
 
 if TYPE_CHECKING:
     from ocppgw.admin.calls import Calls
@@ -55,7 +56,7 @@ MAX_BODY = 1024 * 1024
 #: Longest wait a CALL may ask for, in seconds.
 MAX_TIMEOUT = 3600.0
 #: Close codes an operator may ask for (RFC 6455 §7.4.1; 3000-4999 registered/private).
-_CLOSE_CODES = {1000, 1001, 1008, 1011}
+_CLOSE_CODES = {CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_INTERNAL_ERROR}
 
 
 class HTTPError(Exception):

@@ -25,6 +25,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from ocppgw.interfaces import CLOSE_POLICY
 from ocppgw.ocpp.envelope import GatewayError
 from ocppgw.ocpp.messages import (
     Call,
@@ -46,9 +47,6 @@ from ocppgw.session.exchanges import (
     Violation,
 )
 from ocppgw.session.flood import FLOOD_FACTOR, FLOOD_SECONDS, MessageRate, is_priority
-
-#: RFC 6455 §7.4.1: a message that violates the endpoint's policy.
-CLOSE_POLICY_VIOLATION = 1008
 
 _log = Logger()
 
@@ -118,7 +116,7 @@ class FromChargePoint(Exchanges):
                 n=FLOOD_FACTOR,
                 s=FLOOD_SECONDS,
             )
-            self.connection.close(CLOSE_POLICY_VIOLATION, "message rate far over the limit")
+            self.connection.close(CLOSE_POLICY, "message rate far over the limit")
             return False
         if (
             isinstance(message, Call)
@@ -237,13 +235,13 @@ class FromChargePoint(Exchanges):
                 kind="" if request else " response",
                 why=violation.description,
             )
-            self._upstream.publish_invalid(self.identity, self.version, text)
+            self._router.publish_invalid(self.identity, self.version, text)
         return violation
 
     def _upstream_send(self, send: Send, text: str) -> None:
         if not ACTION.fullmatch(send.action):
             _log.warn("{cid}: SEND with unusable action dropped", cid=self.identity)
-            self._upstream.publish_invalid(self.identity, self.version, text)
+            self._router.publish_invalid(self.identity, self.version, text)
             return
         # A SEND is never answered (2.1 Part 4 §4.2.5), so an invalid one can
         # only be reported on the invalid topic.

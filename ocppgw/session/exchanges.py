@@ -144,14 +144,14 @@ class Exchanges:
         identity: str,
         version: str,
         connection: IChargePointConnection,
-        upstream: IRouter,
+        router: IRouter,
         clock: IReactorTime,
         options: SessionOptions | None = None,
     ) -> None:
         self.identity = identity
         self.version = version
         self.connection = connection
-        self._upstream = upstream
+        self._router = router
         self._clock = clock
         self._options = options or SessionOptions()
         #: Where frames go; None once the connection stopped being open.
@@ -206,7 +206,7 @@ class Exchanges:
         self._to_router(envelope).addErrback(self._publish_failed, envelope)
 
     def _to_router(self, envelope: Envelope) -> Deferred[None]:
-        d = self._upstream.publish(envelope)
+        d = self._router.publish(envelope)
         if self._journaled:
             uid = envelope.message.unique_id
             if uid in self._journaled and isinstance(envelope.message, CallResult | CallError):

@@ -32,6 +32,7 @@ from automat import TypeMachineBuilder
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from ocppgw.interfaces import CLOSE_NORMAL
 from ocppgw.ocpp.envelope import Envelope, GatewayError
 from ocppgw.session.exchanges import cancel
 from ocppgw.session.lifecycle_fast import index
@@ -39,7 +40,6 @@ from ocppgw.session.lifecycle_fast import index
 _log = Logger()
 
 #: RFC 6455 §7.4.1 close code for a connection replaced by a newer one.
-CLOSE_REPLACED = 1000
 
 
 class Phase(Enum):
@@ -157,7 +157,7 @@ def _disconnected(lifecycle: Lifecycle, core: Core) -> None:
 def _let_go(core: Core) -> None:
     """Close a connection a newer one superseded; its CALL in flight failed."""
     core.rules.unlink()
-    core.rules.close(CLOSE_REPLACED, "replaced")
+    core.rules.close(CLOSE_NORMAL, "replaced")
     core.rules.abandon(GatewayError.REPLACED, "connection replaced before the answer came")
 
 

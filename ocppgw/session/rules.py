@@ -148,4 +148,4 @@ class Session(FromChargePoint, FromBackend):
 
     def release(self) -> None:
         """Tell the router this session is over."""
-        self._upstream.release(self)
+        self._router.release(self)

@@ -13,7 +13,7 @@ from ocppgw.interfaces import IChargePointConnection, IChargePointSession, IMQTT
 from ocppgw.mqtt.client import MQTTClient
 from ocppgw.router.routing import Router
 from ocppgw.session.rules import Phase, Session
-from tests.fakes import FakeConnection, FakeMQTT, FakeUpstream
+from tests.fakes import FakeConnection, FakeMQTT, FakeRouter
 from tests.unit.test_connection import open_connection
 
 CONFIG = parse("[listener:ws]\nendpoint = tcp:8080\n")
@@ -27,7 +27,7 @@ class RealClassesTests(SynchronousTestCase):
 
     def test_session(self) -> None:
         """Session provides IChargePointSession, the connection's view of it."""
-        session = Session("CP1", "ocpp1.6", FakeConnection(), FakeUpstream(), Clock())
+        session = Session("CP1", "ocpp1.6", FakeConnection(), FakeRouter(), Clock())
         self.assertTrue(verifyObject(IChargePointSession, session))
 
     def test_router(self) -> None:
@@ -43,13 +43,13 @@ class FakesTests(SynchronousTestCase):
     def test_fakes(self) -> None:
         """The fakes provide the interfaces they stand in for."""
         self.assertTrue(verifyObject(IChargePointConnection, FakeConnection()))
-        self.assertTrue(verifyObject(IRouter, FakeUpstream()))
+        self.assertTrue(verifyObject(IRouter, FakeRouter()))
         self.assertTrue(verifyObject(IMQTTClient, FakeMQTT()))
 
     def test_fake_connection_refuses_when_closing(self) -> None:
         """Like Autobahn, the fake sends nothing after a close frame, and tells its session."""
         connection = FakeConnection()
-        session = Session("CP1", "ocpp1.6", connection, FakeUpstream(), Clock())
+        session = Session("CP1", "ocpp1.6", connection, FakeRouter(), Clock())
         connection.session = session
         connection.peer_closes()
         connection.send_frame("[2]")

@@ -184,12 +184,12 @@ class ParsedOnceTests(SynchronousTestCase):
 
         from ocppgw.ocpp.versions import OCPP16
         from ocppgw.session.rules import Session, SessionOptions
-        from tests.fakes import FakeConnection, FakeUpstream
+        from tests.fakes import FakeConnection, FakeRouter
 
         recorder, clock = connected()
         connection = FakeConnection()
         session = Session(
-            "CP1", OCPP16, connection, FakeUpstream(), clock, SessionOptions(events=recorder)
+            "CP1", OCPP16, connection, FakeRouter(), clock, SessionOptions(events=recorder)
         )
         from ocppgw.ocpp import jsontext
 

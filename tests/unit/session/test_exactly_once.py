@@ -17,7 +17,7 @@ from ocppgw.ocpp.validation import Validator
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
 from ocppgw.session import flood
 from ocppgw.session.rules import Phase, Session, SessionOptions
-from tests.fakes import FakeConnection, FakeUpstream
+from tests.fakes import FakeConnection, FakeRouter
 
 RESET = Call("d0", "Reset", {"type": "Soft"})
 
@@ -29,7 +29,7 @@ class Base(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
-        self.upstream = FakeUpstream()
+        self.upstream = FakeRouter()
         self.session, self.connection = self.open()
 
     def open(self) -> tuple[Session, FakeConnection]:

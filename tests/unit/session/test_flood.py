@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from ocppgw.ocpp.versions import OCPP16
 from ocppgw.session.flood import MessageRate
 from ocppgw.session.rules import Session, SessionOptions
-from tests.fakes import FakeConnection, FakeUpstream
+from tests.fakes import FakeConnection, FakeRouter
 
 
 class BucketTests(SynchronousTestCase):
@@ -30,7 +30,7 @@ class BucketTests(SynchronousTestCase):
 class SessionRateTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.upstream = FakeUpstream()
+        self.upstream = FakeRouter()
         self.connection = FakeConnection()
         options = SessionOptions(local_heartbeat=True, max_message_rate=1, max_message_burst=2)
         self.session = Session("CP1", OCPP16, self.connection, self.upstream, self.clock, options)

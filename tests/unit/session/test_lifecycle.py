@@ -12,7 +12,7 @@ from ocppgw.ocpp.envelope import Envelope
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, Send
 from ocppgw.ocpp.versions import OCPP16, OCPP21
 from ocppgw.session.rules import Phase, Session, SessionOptions
-from tests.fakes import FakeConnection, FakeUpstream
+from tests.fakes import FakeConnection, FakeRouter
 
 RESET = Call("d0", "Reset", {"type": "Soft"})
 
@@ -20,7 +20,7 @@ RESET = Call("d0", "Reset", {"type": "Soft"})
 class Lifecycle(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.upstream = FakeUpstream()
+        self.upstream = FakeRouter()
         self.session, self.connection = self.open()
 
     def open(self, version: str = OCPP16) -> tuple[Session, FakeConnection]:

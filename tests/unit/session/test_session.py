@@ -18,12 +18,12 @@ from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, S
 from ocppgw.ocpp.timestamps import rfc3339
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
 from ocppgw.session.rules import Session, SessionOptions
-from tests.fakes import FakeConnection, FakeUpstream
+from tests.fakes import FakeConnection, FakeRouter
 
 
 def make(version: str = OCPP16, **options: object) -> tuple[Session, FakeConnection,
-                                                            FakeUpstream, Clock]:
-    connection, upstream, clock = FakeConnection(), FakeUpstream(), Clock()
+                                                            FakeRouter, Clock]:
+    connection, upstream, clock = FakeConnection(), FakeRouter(), Clock()
     clock.advance(1_700_000_000)
     session = Session("CP1", version, connection, upstream, clock,
                       SessionOptions(**options))  # type: ignore[arg-type]
@@ -34,7 +34,7 @@ class FakesTests(SynchronousTestCase):
     def test_fakes_provide_interfaces(self) -> None:
         """The fakes implement the interfaces the session relies on."""
         self.assertTrue(verifyObject(IChargePointConnection, FakeConnection()))
-        self.assertTrue(verifyObject(IRouter, FakeUpstream()))
+        self.assertTrue(verifyObject(IRouter, FakeRouter()))
 
 
 class UpstreamTests(SynchronousTestCase):

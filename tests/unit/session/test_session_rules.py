@@ -17,14 +17,14 @@ from ocppgw.ocpp.messages import Call, CallError, CallResult
 from ocppgw.ocpp.validation import Validator
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
 from ocppgw.session.rules import Session, SessionOptions
-from tests.fakes import FakeConnection, FakeUpstream
+from tests.fakes import FakeConnection, FakeRouter
 
 VALIDATE = Validator().validate
 BOOT16 = '[2,"1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
 
 
-def make(version: str, **options: object) -> tuple[Session, FakeConnection, FakeUpstream, Clock]:
-    connection, upstream, clock = FakeConnection(), FakeUpstream(), Clock()
+def make(version: str, **options: object) -> tuple[Session, FakeConnection, FakeRouter, Clock]:
+    connection, upstream, clock = FakeConnection(), FakeRouter(), Clock()
     opts = SessionOptions(validate_upstream=VALIDATE, validate_downstream=VALIDATE, **options)  # type: ignore[arg-type]
     return Session("CP1", version, connection, upstream, clock, opts), connection, upstream, clock
 
@@ -199,7 +199,7 @@ def test_schema_failing_at_runtime_answers_internal_error(tmp_path: Path) -> Non
     )
     config = parse(f"[listener:a]\nendpoint = tcp:1\n[validation]\nschema_dir = {directory}\n")
     options = session_options(config)
-    connection, upstream = FakeConnection(), FakeUpstream()
+    connection, upstream = FakeConnection(), FakeRouter()
     session = Session("CP1", OCPP16, connection, upstream, Clock(), options)
     session.frame_received('[2,"1","Heartbeat",{"n":1}]')
     assert connection.sent()[0][:3] == [4, "1", "InternalError"]
