@@ -19,7 +19,7 @@ _PLACES = [
     ("validation", ("jsonschema", "ocppgw/ocpp/validation", "ocppgw/ocpp/fastvalidation")),
     ("json", ("json/",)),
     ("protobuf", ("google/protobuf", "ocppgw/wire/protobuf")),
-    ("router + codecs", ("ocppgw/router/",)),
+    ("router + codecs", ("ocppgw/router/", "ocppgw/wire/")),
     ("session", ("ocppgw/session/",)),
     ("connection", ("ocppgw/connection",)),
     ("ocppgw other", ("ocppgw/",)),

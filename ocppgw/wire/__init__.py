@@ -9,8 +9,9 @@ topics (:class:`~ocppgw.wire.codec.ICodec`).  The built-in ones (``json``,
 codec registered later under one of their names replaces it, never the other
 way round.  An unknown name fails with the list of the known ones.
 
-Stage: above the OCPP-J domain (:mod:`ocppgw.ocpp`), which is all it knows;
-the router and the configuration use it.
+Stage: above the OCPP-J domain, below the router and the configuration,
+which use it.  May import: :mod:`ocppgw.ocpp`, zope.interface, and the
+protobuf runtime (for its profile).
 """
 
 from __future__ import annotations
