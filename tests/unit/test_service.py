@@ -10,10 +10,10 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.config import parse
 from ocppgw.service import GatewayService
+from tests.clocks import ClockTestCase
 
 CONFIG = (
     "[gateway]\nid = gw\nshutdown_timeout = 3\n[listener:ws]\nendpoint = tcp:8080\n"
@@ -76,9 +76,9 @@ class OwingRouter:
         pass  # alone: the subscriptions stay, for the next run
 
 
-class OwedEnvelopesTests(SynchronousTestCase):
+class OwedEnvelopesTests(ClockTestCase):
     def setUp(self) -> None:
-        self.clock = Clock()
+        super().setUp()
         self.logged: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(self.logged.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)

@@ -15,13 +15,14 @@ import json
 from typing import Any
 
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.config import parse
 from ocppgw.router.offline import OFFLINE_WAIT
 from ocppgw.router.routing import Router
 from ocppgw.router.unclaimed import READ_WAIT, TWIN_WAIT
 from ocppgw.session.rules import Session
+from tests.clocks import ClockTestCase as SharedClockTestCase
+from tests.clocks import end_session
 from tests.fakes import FakeConnection, FakeMQTT
 
 BASE = "[listener:ws]\nendpoint = tcp:8080\n[gateway]\nid = {gw}\n"
@@ -32,12 +33,22 @@ SHARE = "$share/ocppgw/ocpp/cs/+/+/+"
 class Instance:
     """One gateway run: its router, main connection and catch-all connection."""
 
+    #: Every instance made by the running test (ended in its cleanup).
+    made: list[Instance] = []
+
     def __init__(self, gw: str, clock: Clock) -> None:
         self.name = gw
         self.clock = clock
         self.mqtt = FakeMQTT()
         self.catch_all = FakeMQTT()
         self.router = Router(parse(BASE.format(gw=gw)), self.mqtt, clock, self.catch_all)
+        Instance.made.append(self)
+
+    def end(self) -> None:
+        """Stop as the gateway stops: its sessions end, then the router leaves."""
+        for session in self.router.sessions():
+            end_session(session)
+        self.router.leave()
 
     def connect(self, cid: str) -> tuple[Session, FakeConnection]:
         connection = FakeConnection()
@@ -86,16 +97,14 @@ def will(gw: str, run: str | None) -> bytes:
     return json.dumps(body).encode()
 
 
-class ClockTestCase(SynchronousTestCase):
-    """Routers on one task.Clock; only the prune timer of an announced router may remain."""
+class ClockTestCase(SharedClockTestCase):
+    """Routers on one task.Clock; each ends as the gateway stops, leaving no timer."""
 
     def setUp(self) -> None:
-        self.clock = Clock()
+        super().setUp()
         self.clock.advance(1_700_000_000)
-
-    def tearDown(self) -> None:
-        for call in self.clock.getDelayedCalls():
-            call.cancel()
+        Instance.made = []
+        self.addCleanup(lambda: [i.end() for i in Instance.made])
 
 
 class ExactlyOnceTests(ClockTestCase):

@@ -15,12 +15,15 @@ from ocppgw.ocpp.messages import Call
 from ocppgw.router.offline import OFFLINE_WAIT
 from ocppgw.router.routing import PER_CHARGE_POINT, Router
 from ocppgw.session.rules import Session
+from tests.clocks import end_session
 from tests.fakes import FakeConnection, FakeMQTT
 
 BASE = "[listener:ws]\nendpoint = tcp:8080\n[gateway]\nid = gw1\n"
 
 
 CLOCK = Clock()
+#: The routers the running test made (ended in its cleanup).
+MADE: list[Router] = []
 
 
 def setup(extra: str = "") -> tuple[Router, FakeMQTT, Session, FakeConnection]:
@@ -29,13 +32,29 @@ def setup(extra: str = "") -> tuple[Router, FakeMQTT, Session, FakeConnection]:
     CLOCK.advance(1_700_000_000)
     mqtt = FakeMQTT()
     router = Router(parse(BASE + extra), mqtt, CLOCK)
+    MADE.append(router)
     connection = FakeConnection()
     session = Session("CP1", "ocpp1.6", connection, router, CLOCK)
     router.attach(session, "tcp4:192.0.2.1:5555")
     return router, mqtt, session, connection
 
 
-class RouterTests(SynchronousTestCase):
+class SetupTestCase(SynchronousTestCase):
+    """Tests on :func:`setup`'s router: it stops as the gateway stops, leaving no timer."""
+
+    def setUp(self) -> None:
+        MADE.clear()
+        self.addCleanup(self._ended)
+
+    def _ended(self) -> None:
+        for router in MADE:
+            for session in router.sessions():
+                end_session(session)
+            router.leave()
+        self.assertEqual([c for c in CLOCK.getDelayedCalls() if c.active()], [])
+
+
+class RouterTests(SetupTestCase):
     def test_interfaces(self) -> None:
         """Router provides IRouter; the fake provides IMQTTClient."""
         router, mqtt, _, _ = setup()
@@ -249,7 +268,7 @@ class RouterTests(SynchronousTestCase):
 RESET = {"MessageTypeId": 2, "UniqueId": "d1", "Action": "Reset", "Payload": {"type": "Soft"}}
 
 
-class CatchAllTests(SynchronousTestCase):
+class CatchAllTests(SetupTestCase):
     def errors(self, mqtt: FakeMQTT) -> list[tuple[str, str]]:
         return [(e["UniqueId"], e["ErrorCode"]) for t, e in mqtt.json() if "ErrorCode" in e]
 

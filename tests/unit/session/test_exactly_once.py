@@ -17,19 +17,23 @@ from ocppgw.ocpp.validation import Validator
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
 from ocppgw.session import flood
 from ocppgw.session.rules import Phase, Session, SessionOptions
+from tests.clocks import ClockTestCase, end_session
 from tests.fakes import FakeConnection, FakeRouter
 
 RESET = Call("d0", "Reset", {"type": "Soft"})
 
 
-class Base(SynchronousTestCase):
+class Base(ClockTestCase):
     version = OCPP16
     options: dict[str, object] = {}
 
     def setUp(self) -> None:
-        self.clock = Clock()
+        super().setUp()
         self.clock.advance(1_700_000_000)
         self.upstream = FakeRouter()
+        self.opened: list[Session] = []
+        # Each session ends as the gateway ends one; then no timer may be left.
+        self.addCleanup(lambda: [end_session(s) for s in self.opened])
         self.session, self.connection = self.open()
 
     def open(self) -> tuple[Session, FakeConnection]:
@@ -37,6 +41,7 @@ class Base(SynchronousTestCase):
         options = SessionOptions(**{"downstream_timeout": 30.0, **self.options})  # type: ignore[arg-type]
         session = Session("CP1", self.version, connection, self.upstream, self.clock, options)
         connection.session = session
+        self.opened.append(session)
         return session, connection
 
     def backend(self, *messages: Call | CallResult | CallError | CallResultError) -> None:

@@ -8,6 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from ocppgw.ocpp.versions import OCPP16
 from ocppgw.session.flood import MessageRate
 from ocppgw.session.rules import Session, SessionOptions
+from tests.clocks import ClockTestCase, end_session
 from tests.fakes import FakeConnection, FakeRouter
 
 
@@ -27,14 +28,15 @@ class BucketTests(SynchronousTestCase):
         self.assertTrue(all(bucket.admit() for _ in range(1000)))
 
 
-class SessionRateTests(SynchronousTestCase):
+class SessionRateTests(ClockTestCase):
     def setUp(self) -> None:
-        self.clock = Clock()
+        super().setUp()
         self.upstream = FakeRouter()
         self.connection = FakeConnection()
         options = SessionOptions(local_heartbeat=True, max_message_rate=1, max_message_burst=2)
         self.session = Session("CP1", OCPP16, self.connection, self.upstream, self.clock, options)
         self.connection.session = self.session
+        self.addCleanup(end_session, self.session)
 
     def test_call_beyond_limit_gets_generic_error_and_is_not_published(self) -> None:
         """A CALL beyond the bucket: CALLERROR GenericError naming the limit; not published."""

@@ -5,22 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
-
 from ocppgw.ocpp.envelope import Envelope
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, Send
 from ocppgw.ocpp.versions import OCPP16, OCPP21
 from ocppgw.session.rules import Phase, Session, SessionOptions
+from tests.clocks import ClockTestCase, end_session
 from tests.fakes import FakeConnection, FakeRouter
 
 RESET = Call("d0", "Reset", {"type": "Soft"})
 
 
-class Lifecycle(SynchronousTestCase):
+class Lifecycle(ClockTestCase):
     def setUp(self) -> None:
-        self.clock = Clock()
+        super().setUp()
         self.upstream = FakeRouter()
+        self.opened: list[Session] = []
+        # Each session ends as the gateway ends one; then no timer may be left.
+        self.addCleanup(lambda: [end_session(s) for s in self.opened])
         self.session, self.connection = self.open()
 
     def open(self, version: str = OCPP16) -> tuple[Session, FakeConnection]:
@@ -28,6 +29,7 @@ class Lifecycle(SynchronousTestCase):
         options = SessionOptions(upstream_timeout=30, downstream_timeout=30, offline_ttl=60)
         session = Session("CP1", version, connection, self.upstream, self.clock, options)
         connection.session = session
+        self.opened.append(session)
         return session, connection
 
     def backend(self, *messages: Call | CallResult | CallError | CallResultError | Send) -> None:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from ocppgw.interfaces import IChargePointConnection, IRouter
@@ -18,6 +17,7 @@ from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, S
 from ocppgw.ocpp.timestamps import rfc3339
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
 from ocppgw.session.rules import Session, SessionOptions
+from tests.clocks import SessionsTestCase, made
 from tests.fakes import FakeConnection, FakeRouter
 
 
@@ -27,17 +27,17 @@ def make(version: str = OCPP16, **options: object) -> tuple[Session, FakeConnect
     clock.advance(1_700_000_000)
     session = Session("CP1", version, connection, upstream, clock,
                       SessionOptions(**options))  # type: ignore[arg-type]
-    return session, connection, upstream, clock
+    return made(session, clock), connection, upstream, clock
 
 
-class FakesTests(SynchronousTestCase):
+class FakesTests(SessionsTestCase):
     def test_fakes_provide_interfaces(self) -> None:
         """The fakes implement the interfaces the session relies on."""
         self.assertTrue(verifyObject(IChargePointConnection, FakeConnection()))
         self.assertTrue(verifyObject(IRouter, FakeRouter()))
 
 
-class UpstreamTests(SynchronousTestCase):
+class UpstreamTests(SessionsTestCase):
     def test_call_published_with_metadata(self) -> None:
         """A charge point CALL is published with version, identity, time and frame."""
         session, _, upstream, _ = make()
@@ -195,7 +195,7 @@ class UpstreamTests(SynchronousTestCase):
         self.assertEqual(connection.frames, [])
 
 
-class BadFrameTests(SynchronousTestCase):
+class BadFrameTests(SessionsTestCase):
     def test_unreadable_2x(self) -> None:
         """2.x: invalid JSON gets RpcFrameworkError with id "-1" (Part 4 §4.2.3)."""
         session, connection, upstream, _ = make(OCPP201)
@@ -233,7 +233,7 @@ class BadFrameTests(SynchronousTestCase):
         self.assertEqual(connection.sent()[-1][:2], [5, "d1"])
 
 
-class DownstreamTests(SynchronousTestCase):
+class DownstreamTests(SessionsTestCase):
     def test_one_call_in_flight(self) -> None:
         """Backend CALLs go out one at a time, in order, each after the last is answered."""
         session, connection, upstream, _ = make()

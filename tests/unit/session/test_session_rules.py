@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.assemble import session_options
 from ocppgw.config import ConfigError, parse
@@ -17,6 +16,7 @@ from ocppgw.ocpp.messages import Call, CallError, CallResult
 from ocppgw.ocpp.validation import Validator
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
 from ocppgw.session.rules import Session, SessionOptions
+from tests.clocks import SessionsTestCase, made
 from tests.fakes import FakeConnection, FakeRouter
 
 VALIDATE = Validator().validate
@@ -26,10 +26,11 @@ BOOT16 = '[2,"1","BootNotification",{"chargePointVendor":"V","chargePointModel":
 def make(version: str, **options: object) -> tuple[Session, FakeConnection, FakeRouter, Clock]:
     connection, upstream, clock = FakeConnection(), FakeRouter(), Clock()
     opts = SessionOptions(validate_upstream=VALIDATE, validate_downstream=VALIDATE, **options)  # type: ignore[arg-type]
-    return Session("CP1", version, connection, upstream, clock, opts), connection, upstream, clock
+    session = made(Session("CP1", version, connection, upstream, clock, opts), clock)
+    return session, connection, upstream, clock
 
 
-class UpstreamValidationTests(SynchronousTestCase):
+class UpstreamValidationTests(SessionsTestCase):
     def test_valid_call_published(self) -> None:
         """A schema-valid CALL is published, nothing sent back yet."""
         session, connection, upstream, _ = make(OCPP16)
@@ -100,7 +101,7 @@ class UpstreamValidationTests(SynchronousTestCase):
         self.assertEqual(connection.sent()[-1][:3], [5, "d1", "PropertyConstraintViolation"])
 
 
-class DownstreamValidationTests(SynchronousTestCase):
+class DownstreamValidationTests(SessionsTestCase):
     def test_invalid_downstream_call_not_sent(self) -> None:
         """A backend CALL with an invalid payload never reaches the CP; Invalid envelope."""
         session, connection, upstream, _ = make(OCPP16)
@@ -123,7 +124,7 @@ class DownstreamValidationTests(SynchronousTestCase):
         self.assertEqual(connection.sent(), [[3, "1", good]])
 
 
-class LocalHeartbeatTests(SynchronousTestCase):
+class LocalHeartbeatTests(SessionsTestCase):
     def test_answered_locally_and_published(self) -> None:
         """[local] heartbeat answers with currentTime and still publishes, marked answered."""
         session, connection, upstream, clock = make(OCPP16, local_heartbeat=True)
@@ -136,7 +137,7 @@ class LocalHeartbeatTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
 
-class OptionsTests(SynchronousTestCase):
+class OptionsTests(SessionsTestCase):
     def test_config_to_options(self) -> None:
         """The INI keys of issue 3 reach the session options."""
         config = parse(
