@@ -10,6 +10,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.config import parse
 from ocppgw.service import GatewayService
