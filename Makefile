@@ -7,19 +7,23 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= etc/ocppgw.ini
+# The exact versions `make install` installs (make lock writes it).
+LOCK := requirements/lock.txt
 
-.PHONY: install test-deps mosquitto rabbitmq iptables run demo test lint typecheck contracts unit clean proto bench soak
+.PHONY: install test-deps mosquitto rabbitmq iptables run demo test lint typecheck contracts unit clean proto bench soak lock
 
 install: $(VENV)/.installed mosquitto
 
 # What only the tests need, beyond `install`.
 test-deps: rabbitmq iptables
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+# The lock is a constraints file (-c): pip installs what setup.cfg asks for,
+# at the versions the lock names, pip's own included.
+$(VENV)/.installed: setup.cfg pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c $(LOCK) --upgrade pip
 	# compat mode exposes twisted/plugins to twistd (STYLE.md, packaging facts)
-	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test]'
+	$(PY) -m pip install --quiet -c $(LOCK) --config-settings editable_mode=compat -e '.[test]'
 	@touch $@
 
 mosquitto:
@@ -100,7 +104,7 @@ unit: install
 # Everything of docs/performance.md, about 5 minutes: the gateway beside its
 # baselines (bench/run.py), then the codec sizes; results in bench/results/.
 bench: install
-	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test,bench]'
+	$(PY) -m pip install --quiet -c $(LOCK) --config-settings editable_mode=compat -e '.[test,bench]'
 	$(PY) bench/run.py
 	$(PY) bench/wire_size.py
 
@@ -113,6 +117,21 @@ SOAK_SECONDS ?= 600
 SOAK_SEED ?=
 soak: install
 	$(PY) -m tests.soak --seconds $(SOAK_SECONDS) $(if $(SOAK_SEED),--seed $(SOAK_SEED))
+
+# Rewrites $(LOCK) with the newest versions setup.cfg admits, resolved in a
+# fresh venv in a temporary folder (.[test,bench], so `make bench` installs
+# from the same lock). Run `make test` with it before committing it.
+lock:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(PYTHON) -m venv "$$tmp/venv" && \
+	  "$$tmp/venv/bin/python" -m pip install --quiet --upgrade pip && \
+	  "$$tmp/venv/bin/python" -m pip install --quiet --upgrade --upgrade-strategy eager \
+	    --config-settings editable_mode=compat -e '.[test,bench]' && \
+	  { echo "# What \`make install\` (.[test]) and \`make bench\` (.[test,bench]) install,"; \
+	    echo "# pip's own version included: pip -c this file. Written by \`make lock\` on"; \
+	    echo "# Python $$("$$tmp/venv/bin/python" -c 'import platform; print(platform.python_version())'); the ranges it satisfies are in setup.cfg."; \
+	    "$$tmp/venv/bin/python" -m pip freeze --all --exclude-editable; } > $(LOCK).tmp && \
+	  mv $(LOCK).tmp $(LOCK) && echo "wrote $(LOCK)"
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info twisted/plugins/dropin.cache
