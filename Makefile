@@ -7,10 +7,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= etc/ocppgw.ini
-# The exact versions `make install` installs (make lock writes it).
+# The exact versions `make install` installs (make lock writes it), and the
+# lowest ones setup.cfg admits (make test-oldest); docs/deploy.md, "Dependencies".
 LOCK := requirements/lock.txt
+OLDEST := requirements/oldest.txt
+VENV_OLDEST := .venv-oldest
 
-.PHONY: install test-deps mosquitto rabbitmq iptables run demo test lint typecheck contracts unit clean proto bench soak lock
+.PHONY: install test-deps mosquitto rabbitmq iptables run demo test lint typecheck contracts unit clean proto bench soak lock test-oldest
 
 install: $(VENV)/.installed mosquitto
 
@@ -133,7 +136,23 @@ lock:
 	    "$$tmp/venv/bin/python" -m pip freeze --all --exclude-editable; } > $(LOCK).tmp && \
 	  mv $(LOCK).tmp $(LOCK) && echo "wrote $(LOCK)"
 
+# The unit suite on the lowest versions setup.cfg admits: $(OLDEST) pins each
+# declared dependency to its lower bound (what it pulls in comes newest).
+# Not part of `make test`. WORKERS=0 runs it in one process.
+WORKERS ?= auto
+$(VENV_OLDEST)/.installed: setup.cfg pyproject.toml $(OLDEST) $(LOCK)
+	rm -rf $(VENV_OLDEST)
+	$(PYTHON) -m venv $(VENV_OLDEST)
+	$(VENV_OLDEST)/bin/python -m pip install --quiet -c $(LOCK) --upgrade pip
+	$(VENV_OLDEST)/bin/python -m pip install --quiet -c $(OLDEST) \
+	  --config-settings editable_mode=compat -e '.[test]'
+	@touch $@
+
+test-oldest: PY := $(VENV_OLDEST)/bin/python
+test-oldest: $(VENV_OLDEST)/.installed
+	$(call run_pytest,-n $(WORKERS) tests/unit,tests/unit)
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info twisted/plugins/dropin.cache
+	rm -rf $(VENV) $(VENV_OLDEST) build dist *.egg-info twisted/plugins/dropin.cache
 
 -include Makefile.proto
