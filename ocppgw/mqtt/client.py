@@ -1,23 +1,29 @@
-# -*- test-case-name: tests.integration.test_mqtt_window,tests.integration.test_fault -*-
+# -*- test-case-name: tests.unit.mqtt.test_session,tests.integration.test_fault -*-
 """
-paho-mqtt driven by the Twisted reactor: no network thread.
+The gateway's MQTT connection: paho-mqtt driven by the Twisted reactor, no
+network thread of paho's.
 
-paho tells us when its socket opens, closes, and wants to write
-(``on_socket_*`` callbacks); the reactor tells us when the socket is readable
-or writable, and we call ``loop_read``/``loop_write``; a LoopingCall runs
-``loop_misc`` for keepalives.  The connection is re-established with
-exponential backoff, and every subscription is restored after a reconnect.
+How paho meets the reactor is a driver's (:mod:`ocppgw.mqtt.driver`, paho's
+documented external-loop API; or, where paho is a version it was checked
+against, the speed-up ``paho_internals`` of :mod:`ocppgw.mqtt.speedup`,
+chosen once when the client is built).  What both share is here: the
+connection is re-established with exponential backoff from
+``reconnect_min`` to ``reconnect_max`` (a refusal every ``reconnect_min``),
+every subscription is restored after a reconnect, and each publish has its
+Deferred.
 
 Every connect, the first of the process included, resumes the session the
 broker keeps for the client id (MQTT 5: clean start 0 with a session expiry,
 ``[mqtt] session_expiry``; MQTT 3.1.1: clean session 0), so the downstream
 messages that arrive while the gateway is away (a reconnect, a restart of the
 gateway, or of a broker with persistence) are delivered when it is back,
-through the same message handler.  ``session_expiry = 0`` keeps no session.  QoS 1 messages are
-the gateway's own (:mod:`ocppgw.mqtt.window`): those published while the
-broker is away, or beyond ``[mqtt] max_inflight``, wait, bounded by
-``[mqtt] max_buffer``; unacknowledged ones are sent again on reconnect; a
-publish counts as done only on PUBACK.  QoS 0 and 2 stay with paho.
+through the same message handler.  ``session_expiry = 0`` keeps no session.
+QoS 1 and 2 messages wait in a window of the client's
+(:mod:`ocppgw.mqtt.window`): those published while the broker is away, or
+beyond ``[mqtt] max_inflight`` or the broker's Receive Maximum, wait,
+bounded by ``[mqtt] max_buffer``; unacknowledged ones are sent again on
+reconnect; a publish counts as done only on its acknowledgement.  QoS 0
+messages are done once written, and fail while the broker is away.
 
 With ``mqtts://`` the connection is TLS (:func:`ocppgw.mqtt.tls.mqtt_client_context`):
 the broker's chain is verified against ``[mqtt] tls_ca`` and its hostname with
@@ -31,21 +37,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ocppgw.interfaces import IMQTTClient
-from ocppgw.mqtt.connect import open_socket
-from ocppgw.mqtt.driver import PahoClient, Watched
+from ocppgw.mqtt import speedup
+from ocppgw.mqtt.driver import Driver
 from ocppgw.mqtt.subscriptions import Subscriptions
 from ocppgw.mqtt.tls import mqtt_client_context
-from ocppgw.mqtt.window import RECEIVE_MAXIMUM, PublishError, PublishWindow, checked_topic
+from ocppgw.mqtt.window import RECEIVE_MAXIMUM, PahoWindow, PublishError, Window
 
 if TYPE_CHECKING:
     # The stages read the typed configuration they are handed; config/ is above them.
@@ -58,25 +63,44 @@ _log = Logger()
 STOP_FLUSH = 2.0
 
 
+def _check(topic: str, payload: bytes, qos: int) -> None:
+    """What paho's publish checks (MQTT 3.1.1 §4.7.1, §1.5.3, §2.2.3), before a window keeps it."""
+    if qos not in (0, 1, 2):
+        raise ValueError("Invalid QoS level.")
+    name = topic.encode("utf-8")
+    if not name:
+        raise ValueError("Invalid topic.")
+    if b"+" in name or b"#" in name:
+        raise ValueError("Publish topic cannot contain wildcards.")
+    if len(name) > 65535:
+        raise ValueError("Publish topic is too long.")
+    if len(payload) > 268435455:
+        raise ValueError("Payload too large.")
+    if len(name) + len(payload) + 5 > 268435455:  # with topic, id, properties
+        raise ValueError("Packet too large.")
+
+
 @implementer(IMQTTClient)
 class MQTTClient:
-    """One MQTT connection, shared by every session of the gateway."""
+    """
+    One MQTT connection, shared by every session of the gateway.
+
+    :param driver: how paho meets the reactor; by default the speed-up
+        where it fits, else :class:`~ocppgw.mqtt.driver.Driver`.
+    """
 
     def __init__(
         self,
         config: MQTTConfig,
         reactor: Any,
         will: tuple[str, bytes] | None = None,
+        driver: type[Driver] | None = None,
     ) -> None:
         self._config = config
         self._reactor: Any = reactor
         self._handler: Callable[[str, bytes, tuple[int, ...]], None] = lambda t, p, i: None
-        self._acks: dict[int, Deferred[None]] = {}
         self._retry_delay = config.reconnect_min
         self._retry_call: Any = None
-        self._opening: Deferred[Any] | None = None
-        self._misc = LoopingCall(self._loop_misc)
-        self._misc.clock = reactor
         self._stopping = False
         #: Stopping: fired once paho wrote the DISCONNECT (or the connection broke).
         self._flushing: Deferred[None] | None = None
@@ -89,44 +113,30 @@ class MQTTClient:
         self._connected_waiters: list[Deferred[None]] = []
         v5 = config.protocol == "5"
         self._v5 = v5
-        client = PahoClient(
-            CallbackAPIVersion.VERSION2,
-            client_id=config.client_id,
-            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-            # MQTT 3.1.1 §3.1.2.4: clean session 0 keeps the session (its
-            # subscriptions and the QoS 1 messages queued for them) on the broker.
-            clean_session=None if v5 else config.session_expiry == 0,
-        )
+        kind = driver or speedup.fast_driver() or Driver
+        self._driver = kind(config, reactor, self._deliver, self._lost)
+        client = self._driver.paho
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
         if config.tls:
-            client.tls_set_context(
+            self._driver.use_tls(
                 mqtt_client_context(config.tls_ca, config.tls_cert, config.tls_key)
             )
+        # The windows keep paho below both: it never queues a message itself.
         client.max_inflight_messages_set(config.max_inflight)
-        client.max_queued_messages_set(config.max_buffer)
+        client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.publish_handler = self._deliver
         client.on_publish = self._on_publish
         self._client = client
         self._subscriptions = Subscriptions(client, v5)
-
-        def next_mid() -> int:
-            # paho's _mid_generate without its lock (the reactor's one thread
-            # is the only caller): the one counter of the client's packet ids.
-            mid: int = client._last_mid % 65535 + 1
-            client._last_mid = mid
-            return mid
-
-        #: QoS 1 publishes; paho keeps only QoS 0 and 2 ones.
-        self._window = PublishWindow(
-            client._packet_queue, next_mid, config.max_inflight, config.max_buffer, v5
-        )
-        client.window = self._window
-        # Its socket watched by the reactor while it is open.
-        Watched(reactor, client, self._window.closed)
+        #: QoS 0 publishes until paho wrote them: packet id -> Deferred.
+        self._written: dict[int, Deferred[None]] = {}
+        #: QoS 2 publishes, and QoS 1 ones unless the driver has a window of its own.
+        self._window = PahoWindow(client, config.max_inflight, config.max_buffer)
+        self._qos1 = self._driver.qos1_window(config.max_inflight, config.max_buffer, v5)
+        self._window_opens: Any = None
 
     # --- lifecycle ---
 
@@ -149,7 +159,7 @@ class MQTTClient:
             clean_start=self._config.session_expiry == 0,
             properties=properties,
         )
-        self._misc.start(1.0, now=False)
+        self._driver.start()
         self._connect()
 
     def when_connected(self) -> Deferred[None]:
@@ -170,21 +180,13 @@ class MQTTClient:
         self._stopping = True
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
-        if self._opening is not None:
-            self._opening.cancel()
-        if self._misc.running:
-            self._misc.stop()
-        if self.connected:
-            self._client.disconnect()
-            # Often all of it at once; else the reactor writes the rest.
-            self._client.loop_write()
-        if not self.connected or self._client.socket() is None:
-            self._closed()
+        if not self._driver.stop(self.connected):
+            self._stopped()
             return succeed(None)
         written: Deferred[None] = Deferred()
         self._flushing = written
         written.addTimeout(STOP_FLUSH, self._reactor, onTimeoutCancel=lambda r, t: None)
-        written.addBoth(lambda _: self._closed())
+        written.addBoth(lambda _: self._stopped())
         return written
 
     def _written(self) -> None:
@@ -192,47 +194,37 @@ class MQTTClient:
         if self._flushing is not None and not self._flushing.called:
             self._flushing.callback(None)
 
-    def _closed(self) -> None:
+    def _stopped(self) -> None:
         """The connection is given up: what is not acknowledged fails."""
         self._flushing = None
-        self._client._sock_close()
+        self._driver.close()
+        self._closed("MQTT client stopped before PUBACK")
         self.connected = False
-        for d in list(self._acks.values()):
-            d.errback(Failure(PublishError("MQTT client stopped before PUBACK")))
-        self._acks.clear()
-        self._window.fail_all("MQTT client stopped before PUBACK")
+        for window in self._windows():
+            window.fail_all("MQTT client stopped before PUBACK")
+
+    def _windows(self) -> list[Window[Any]]:
+        return [self._window] if self._qos1 is None else [self._qos1, self._window]
 
     def buffered(self) -> int:
         """How many publishes wait in the client, not sent to the broker yet."""
-        return self._client.queued(self.connected) + self._window.buffered()
+        return sum(window.buffered() for window in self._windows())
 
     def unacknowledged(self) -> int:
-        """How many QoS >= 1 publishes still wait for their PUBACK."""
-        return len(self._acks) + self._window.unacknowledged()
+        """How many publishes still wait for their PUBACK (or, QoS 0, their write)."""
+        return len(self._written) + sum(window.unacknowledged() for window in self._windows())
 
     def _connect(self) -> None:
         self._retry_call = None
         if self._stopping:
             return
-        # Name lookup, TCP connect and TLS handshake without blocking the reactor.
-        c = self._config
-        tls = self._client._ssl_context if c.tls else None
-        timeout = self._client.connect_timeout  # paho's, 5 s
-        self._opening = open_socket(self._reactor, c.host, c.port, timeout, tls)
-        self._opening.addCallbacks(self._opened, self._not_opened)
+        self._driver.connect().addCallbacks(self._opened, self._not_opened)
 
-    def _opened(self, sock: Any) -> None:
-        self._opening, self._client.ready_socket = None, sock
-        try:
-            rc = self._client.reconnect()
-        except OSError as e:
-            self._not_opened(Failure(e))
-            return
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+    def _opened(self, rc: MQTTErrorCode) -> None:
+        if not self._stopping and rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._schedule_reconnect()
 
     def _not_opened(self, failure: Failure) -> None:
-        self._opening = None
         if self._stopping:
             return
         e = failure.value
@@ -264,9 +256,6 @@ class MQTTClient:
         self._retry_call = self._reactor.callLater(self._retry_delay, self._connect)
         self._retry_delay = min(self._retry_delay * 2, self._config.reconnect_max)
 
-    def _loop_misc(self) -> None:
-        self._client.loop_misc()
-
     # --- paho protocol callbacks ---
 
     def _on_connect(
@@ -286,9 +275,14 @@ class MQTTClient:
         # Restore every subscription (the session may not have survived), and
         # drop from the resumed session what was given up meanwhile.
         self._subscriptions.restore()
-        # What was published before the connection broke goes again first.
+        # What was published before the connection broke goes again first:
+        # the driver's window sends it now; paho sends its own once this
+        # returns, so what waits for paho goes on the next turn.
         most = getattr(properties, "ReceiveMaximum", None) if self._v5 else None
-        self._window.opened(int(most) if most else RECEIVE_MAXIMUM)
+        receive_maximum = int(most) if most else RECEIVE_MAXIMUM
+        if self._qos1 is not None:
+            self._qos1.opened(receive_maximum)
+        self._window_opens = self._reactor.callLater(0, self._window.opened, receive_maximum)
         if self.on_connected is not None:
             self.on_connected()
         waiters, self._connected_waiters = self._connected_waiters, []
@@ -298,19 +292,33 @@ class MQTTClient:
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
+        self._lost(str(reason))
+
+    def _lost(self, why: str) -> None:
+        """The connection is gone (paho said so, or the driver ended it): reconnect."""
         was = self.connected
         self.connected = False
-        self._window.closed()
+        self._closed("MQTT connection lost before the message was written")
         if self._stopping:
             # Not from inside paho's callback: it closes the socket next.
             self._reactor.callLater(0, self._written)
             return
         if was:
-            _log.warn("MQTT connection lost ({reason}); reconnecting", reason=str(reason))
+            _log.warn("MQTT connection lost ({reason}); reconnecting", reason=why)
         self._schedule_reconnect()
 
+    def _closed(self, why: str) -> None:
+        if self._window_opens is not None and self._window_opens.active():
+            self._window_opens.cancel()
+        for window in self._windows():
+            window.closed()
+        # paho forgets what it had not written when it reconnects.
+        written, self._written = self._written, {}
+        for d in written.values():
+            d.errback(Failure(PublishError(why)))
+
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        # Only what parse_publish leaves to paho (QoS 2, topic aliases) comes here.
+        # With the speed-up, only what it leaves to paho (QoS 2, topic aliases) comes here.
         identifiers: tuple[int, ...] = ()
         if self._v5 and message.properties is not None:
             found = getattr(message.properties, "SubscriptionIdentifier", None)
@@ -327,13 +335,12 @@ class MQTTClient:
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
-        d = self._acks.pop(mid, None)
-        if d is None:
+        d = self._written.pop(mid, None)
+        if d is not None:
+            d.callback(None)  # a QoS 0 message, written
             return
-        if reason is not None and getattr(reason, "is_failure", False):
-            d.errback(Failure(PublishError(f"broker refused the message: {reason}")))
-        else:
-            d.callback(None)
+        refused = reason is not None and getattr(reason, "is_failure", False)
+        self._window.acknowledged(mid, str(reason) if refused else None)
 
     # --- IMQTTClient ---
 
@@ -346,29 +353,26 @@ class MQTTClient:
         return self._v5
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> Deferred[None]:
-        if qos == 1:
-            try:
-                return self._window.publish(checked_topic(topic, payload), payload, retain)
-            except PublishError:
-                return fail()
-        d: Deferred[None] = Deferred()
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-            return fail(
-                PublishError(
-                    f"MQTT buffer full ({self._config.max_buffer} messages waiting for the broker)"
-                )
-            )
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            return fail(PublishError(f"publish failed: {paho.error_string(info.rc)}"))
-        if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
-            # QoS 0 is not queued by paho while disconnected.
+        _check(topic, payload, qos)
+        if qos == 0:
+            return self._publish_qos0(topic, payload, retain)
+        window = self._window if qos == 2 or self._qos1 is None else self._qos1
+        try:
+            return window.publish(topic, payload, qos, retain)
+        except PublishError:
+            return fail()
+
+    def _publish_qos0(self, topic: str, payload: bytes, retain: bool) -> Deferred[None]:
+        if not self.connected:
+            # QoS 0 is not kept while disconnected.
             return fail(PublishError("MQTT broker not connected"))
-        # Only a QoS 0 message can be done already (written, with no PUBACK to
-        # wait for); paho's is_published() raises while disconnected.
-        if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and info.is_published():
+        info = self._client.publish(topic, payload, qos=0, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return fail(PublishError(f"publish failed: {paho.error_string(info.rc)}"))
+        if info.is_published():
             return succeed(None)
-        self._acks[info.mid] = d
+        d: Deferred[None] = Deferred()
+        self._written[info.mid] = d
         return d
 
     def subscribe(self, topic_filter: str, qos: int, identifier: int = 0) -> None:

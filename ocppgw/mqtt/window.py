@@ -1,139 +1,106 @@
 # -*- test-case-name: tests.unit.mqtt.test_window,tests.integration.test_mqtt_window -*-
 """
-The gateway's QoS 1 publishes, kept here rather than in paho.
+The gateway's QoS 1 and 2 publishes, from publish to PUBACK (or PUBCOMP).
 
-paho makes an ``MQTTMessage``, an ``MQTTMessageInfo`` with a
-``threading.Condition``, and takes two locks for each publish; under load
-that was about 8% of the gateway's CPU.  :class:`PublishWindow` keeps what
-the gateway needs of it and nothing more:
+A :class:`Window` keeps what the gateway needs of them:
 
-- a packet identifier per message, from the client's one counter (MQTT
-  3.1.1 §2.3.1, 5.0 §2.2.1: unused among the client's unacknowledged
-  packets);
-- at most ``limit`` messages on the wire without their PUBACK, and at most
-  the broker's Receive Maximum (MQTT 5.0 §3.3.4);
-- the rest waiting, in order, up to ``[mqtt] max_buffer`` in all, as paho's
-  queue did;
-- after a reconnect, every unacknowledged message sent again, in order and
-  marked DUP (3.1.1 §4.4, 5.0 §4.4), before anything newer;
-- a publish is done only on its PUBACK; a refusing PUBACK (5.0 reason code
-  0x80 and up) fails it.
+- at most ``limit`` messages (``[mqtt] max_inflight``) handed to the wire
+  without their acknowledgement, and at most the broker's Receive Maximum
+  (MQTT 5.0 §3.3.4: a broker refuses, or disconnects, a client that sends
+  more);
+- the rest waiting, in order, up to ``[mqtt] max_buffer`` in all; one more
+  is refused with "MQTT buffer full";
+- nothing handed over while the broker is away: what waits goes once a
+  connection is acknowledged, after what the connection before it left
+  unacknowledged (sent again first, 3.1.1 §4.4, 5.0 §4.4);
+- a publish is done only on its acknowledgement; a refusing one (5.0 reason
+  code 0x80 and up) fails it.
 
-The packets go out through paho's write queue, so they keep their order
-among the PUBACKs, subscriptions and pings paho still sends.
+How a message is handed over is a subclass's: :class:`PahoWindow`, the
+public path, hands it to paho's ``publish``, and paho keeps it until its
+acknowledgement and sends it again after a reconnect; the speed-up
+(:mod:`ocppgw.mqtt.speedup.window`) writes the packet itself.
+
+paho can be told its own in-flight limit (``max_inflight_messages_set``),
+but not while a connection is open, so it cannot take the Receive Maximum
+a CONNACK brings; and it would queue the rest itself.  The window does
+both, so paho never holds more than the window lets through.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 #: MQTT 5.0 §3.2.2.3.3: without a Receive Maximum in the CONNACK, 65,535.
 RECEIVE_MAXIMUM = 65535
 
-_PUBLISH_QOS1 = 0x32
-_RETAIN = 0x01
-_DUP = 0x08
+#: What a window holds for one message until it is handed over (a subclass's).
+M = TypeVar("M")
 
 
 class PublishError(Exception):
     """A message could not be handed to the broker, or the broker refused it."""
 
 
-def checked_topic(topic: str, payload: bytes) -> bytes:
-    """``topic``, encoded, after what paho's publish checks (MQTT 3.1.1 §4.7.1, §1.5.3, §2.2.3)."""
-    name = topic.encode("utf-8")
-    if not name:
-        raise ValueError("Invalid topic.")
-    if b"+" in name or b"#" in name:
-        raise ValueError("Publish topic cannot contain wildcards.")
-    if len(name) > 65535:
-        raise ValueError("Publish topic is too long.")
-    if len(payload) > 268435455:
-        raise ValueError("Payload too large.")
-    if len(name) + len(payload) + 5 > 268435455:  # with topic, id, properties
-        raise ValueError("Packet too large.")
-    return name
-
-
-def _length(size: int) -> bytes:
-    """A remaining length as a variable byte integer (MQTT 3.1.1 §2.2.3, 5.0 §1.5.5)."""
-    if size < 128:
-        return bytes((size,))
-    if size < 16384:
-        return bytes((size & 0x7F | 0x80, size >> 7))
-    out = bytearray()
-    while True:
-        size, digit = divmod(size, 128)
-        out.append(digit | (0x80 if size else 0))
-        if not size:
-            return bytes(out)
-
-
-class PublishWindow:
+class Window(Generic[M]):
     """
-    The QoS 1 publishes of one MQTT client, from publish to PUBACK.
+    The publishes of one MQTT client that wait for an acknowledgement.
 
-    :param queue: hands a whole packet (its first byte, its bytes, its packet
-        identifier, its QoS) to the client's write queue: paho's ``_packet_queue``.
-    :param next_mid: the client's packet identifier counter.
-    :param v5: MQTT 5: a PUBLISH carries a (here empty) property list.
+    :param limit: at most this many handed over and not acknowledged.
+    :param buffer: at most this many in all, handed over or waiting.
     """
 
-    def __init__(
-        self,
-        queue: Callable[[int, bytes, int, int], object],
-        next_mid: Callable[[], int],
-        limit: int,
-        buffer: int,
-        v5: bool,
-    ) -> None:
-        self._queue = queue
-        self._next_mid = next_mid
+    def __init__(self, limit: int, buffer: int) -> None:
         self._limit = limit
         self._window = limit
         self._buffer = buffer
-        self._props = b"\x00" if v5 else b""
-        #: packet identifier -> (first byte, topic field, payload, Deferred); in send order
-        self._in_flight: dict[int, tuple[int, bytes, bytes, Deferred[None]]] = {}
-        #: (first byte, topic field, payload, Deferred) not sent yet, in order
-        self._waiting: deque[tuple[int, bytes, bytes, Deferred[None]]] = deque()
+        #: packet identifier -> (message, Deferred), in the order handed over
+        self._in_flight: dict[int, tuple[M, Deferred[None]]] = {}
+        #: (message, Deferred) not handed over yet, in order
+        self._waiting: deque[tuple[M, Deferred[None]]] = deque()
         self._open = False
 
-    def publish(self, topic: bytes, payload: bytes, retain: bool) -> Deferred[None]:
+    def add(self, message: M) -> Deferred[None]:
         """
-        Send (or keep to send) a QoS 1 PUBLISH; fires on its PUBACK.
+        Hand ``message`` over now, or keep it to hand over; fires on its
+        acknowledgement.
 
-        :raises PublishError: ``max_buffer`` messages wait already.
+        :raises PublishError: ``buffer`` messages wait already.
         """
         if len(self._in_flight) + len(self._waiting) >= self._buffer:
             raise PublishError(f"MQTT buffer full ({self._buffer} messages waiting for the broker)")
         d: Deferred[None] = Deferred()
-        first = _PUBLISH_QOS1 | _RETAIN if retain else _PUBLISH_QOS1
-        field = len(topic).to_bytes(2, "big") + topic
         if self._open and not self._waiting and len(self._in_flight) < self._window:
-            self._send(first, field, payload, d)
+            self._hand_over(message, d)
         else:
-            self._waiting.append((first, field, payload, d))
+            self._waiting.append((message, d))
         return d
 
-    def _send(self, first: int, field: bytes, payload: bytes, d: Deferred[None]) -> None:
-        mid = self._next_mid()
-        while mid in self._in_flight:  # only once 65,535 wait: the counter wrapped
-            mid = self._next_mid()
-        self._in_flight[mid] = (first, field, payload, d)
-        self._queue(first, self._packet(first, field, mid, payload), mid, 1)
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> Deferred[None]:
+        """
+        Publish at ``qos`` (1 or 2); fires on the acknowledgement (a subclass's).
 
-    def _packet(self, first: int, field: bytes, mid: int, payload: bytes) -> bytes:
-        """A whole PUBLISH (MQTT 3.1.1 §3.3, 5.0 §3.3), its payload copied once."""
-        props = self._props
-        size = len(field) + 2 + len(props) + len(payload)
-        return b"".join(
-            (bytes((first,)), _length(size), field, mid.to_bytes(2, "big"), props, payload)
-        )
+        :raises PublishError: ``buffer`` messages wait already.
+        """
+        raise NotImplementedError
+
+    def _send(self, message: M) -> int:
+        """Hand ``message`` to the wire; its packet identifier (a subclass's)."""
+        raise NotImplementedError
+
+    def _hand_over(self, message: M, d: Deferred[None]) -> None:
+        try:
+            mid = self._send(message)
+        except (PublishError, ValueError) as e:
+            d.errback(Failure(e if isinstance(e, PublishError) else PublishError(str(e))))
+            return
+        self._in_flight[mid] = (message, d)
 
     def owns(self, mid: int) -> bool:
         """``mid`` is one of this window's unacknowledged publishes."""
@@ -141,51 +108,46 @@ class PublishWindow:
 
     def acknowledged(self, mid: int, refusal: str | None = None) -> None:
         """
-        The broker's PUBACK for ``mid``: the publish is done, or failed with
-        ``refusal`` (a reason code of 0x80 or more); the window moves on.
+        The broker's acknowledgement of ``mid``: the publish is done, or
+        failed with ``refusal`` (a reason code of 0x80 or more); the window
+        moves on.
         """
         entry = self._in_flight.pop(mid, None)
         if entry is None:
             return
         self._fill()
         if refusal is None:
-            entry[3].callback(None)
+            entry[1].callback(None)
         else:
-            entry[3].errback(Failure(PublishError(f"broker refused the message: {refusal}")))
+            entry[1].errback(Failure(PublishError(f"broker refused the message: {refusal}")))
 
     def opened(self, receive_maximum: int = RECEIVE_MAXIMUM) -> None:
         """
-        A connection was acknowledged: send every unacknowledged message
-        again, marked DUP, then what waits, as far as the window (and the
-        broker's Receive Maximum) allows.
+        A connection was acknowledged: what the connection before left
+        unacknowledged goes again (:meth:`_again`), then what waits, as far
+        as the window (and the broker's Receive Maximum) allows.
         """
         self._open = True
-        self._window = window = max(1, min(self._limit, receive_maximum))
-        entries = list(self._in_flight.items())
-        # More unacknowledged than the broker now takes (§3.3.4): the newest
-        # go back to the head of the queue, to be sent as new packets.
-        for mid, (first, field, payload, d) in reversed(entries[window:]):
-            del self._in_flight[mid]
-            self._waiting.appendleft((first & ~_DUP, field, payload, d))
-        for mid, (first, field, payload, d) in entries[:window]:
-            first |= _DUP
-            self._in_flight[mid] = (first, field, payload, d)
-            self._queue(first, self._packet(first, field, mid, payload), mid, 1)
+        self._window = max(1, min(self._limit, receive_maximum))
+        self._again()
         self._fill()
 
+    def _again(self) -> None:
+        """Send again what is unacknowledged (here: nothing, paho does it)."""
+
     def closed(self) -> None:
-        """The connection is gone: nothing is sent until :meth:`opened`."""
+        """The connection is gone: nothing is handed over until :meth:`opened`."""
         self._open = False
 
     def _fill(self) -> None:
         waiting = self._waiting
         while self._open and waiting and len(self._in_flight) < self._window:
-            self._send(*waiting.popleft())
+            self._hand_over(*waiting.popleft())
 
     def fail_all(self, why: str) -> None:
         """Fail every publish not acknowledged (the client stops)."""
-        entries = [d for _, _, _, d in self._in_flight.values()]
-        entries += [d for _, _, _, d in self._waiting]
+        entries = [d for _, d in self._in_flight.values()]
+        entries += [d for _, d in self._waiting]
         self._in_flight.clear()
         self._waiting.clear()
         for d in entries:
@@ -200,4 +162,38 @@ class PublishWindow:
         return len(self._in_flight) + len(self._waiting)
 
 
-__all__ = ["RECEIVE_MAXIMUM", "PublishError", "PublishWindow"]
+#: (topic, payload, QoS, retain) of a message for paho's publish.
+Message = tuple[str, bytes, int, bool]
+
+
+class PahoWindow(Window[Message]):
+    """
+    A window whose messages go through paho's public ``publish``: paho
+    gives each its packet identifier, sends it (or, disconnected, keeps it
+    for the next connection), sends it again after a reconnect, and reports
+    its acknowledgement to ``on_publish`` (which calls :meth:`acknowledged`).
+    """
+
+    def __init__(self, client: paho.Client, limit: int, buffer: int) -> None:
+        super().__init__(limit, buffer)
+        self._client = client
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> Deferred[None]:
+        return self.add((topic, payload, qos, retain))
+
+    def _send(self, message: Message) -> int:
+        info: Any = None
+        # paho refuses a packet identifier still in use by one of its
+        # messages (MQTT_ERR_QUEUE_SIZE; its queue itself is unbounded
+        # here): only once its counter wrapped, and the next one is free
+        # unless 65,535 are in use.
+        for _ in range(RECEIVE_MAXIMUM):
+            info = self._client.publish(*message)
+            if info.rc != MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                break
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise PublishError(f"publish failed: {paho.error_string(info.rc)}")
+        return int(info.mid)
+
+
+__all__ = ["RECEIVE_MAXIMUM", "Message", "PahoWindow", "PublishError", "Window"]

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ocppgw import speedups
 from ocppgw.admin import metrics_fast
+from ocppgw.mqtt import speedup as mqtt_speedup
 from ocppgw.ocpp import jsontext, jsontext_fast
 
 
@@ -83,8 +84,15 @@ def test_the_gateway_speedups_run_here_unless_turned_off() -> None:
     import ocppgw.session.lifecycle  # noqa: F401
 
     metrics_fast.enabled()  # checked when the first child is counted
+    mqtt_speedup.fast_driver()  # checked when the first MQTT client is built
     names = {s.name: s.enabled for s in speedups.speedups()}
-    assert {"json_encoder", "prometheus_values", "automat_index", "autobahn_frames"} <= names.keys()
+    assert {
+        "json_encoder",
+        "prometheus_values",
+        "automat_index",
+        "autobahn_frames",
+        "paho_internals",
+    } <= names.keys()
     assert set(names.values()) == {speedups.wanted()}
 
 
@@ -124,3 +132,52 @@ def test_prometheus_adder_counts_as_inc_and_observe() -> None:
                 for s in m.samples if not s.name.endswith("_created")}
 
     assert samples(direct=True) == samples(direct=False)
+
+
+def test_paho_internals_steps_aside_for_a_paho_it_does_not_fit(
+    fresh: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A paho without one of the private methods the speed-up overrides: the MQTT
+    client is built on the public driver, and one start-up line names the
+    speed-up and paho's version.
+    """
+    import paho.mqtt.client as paho
+    from twisted.internet.task import Clock
+
+    from ocppgw.config import parse
+    from ocppgw.mqtt.client import MQTTClient
+    from ocppgw.mqtt.driver import Driver
+
+    monkeypatch.delenv("OCPPGW_SPEEDUPS", raising=False)
+    monkeypatch.delattr(paho.Client, "_packet_read")
+    config = parse("[listener:ws]\nendpoint = tcp:0\n").mqtt
+    client = MQTTClient(config, Clock())
+    assert type(client._driver) is Driver
+    lines: list[str] = []
+    speedups.report(lines.append)
+    version = speedups.installed("paho-mqtt")
+    assert lines == [
+        f"speed-up paho_internals is off, the public path runs: paho-mqtt {version} "
+        "lacks the private parts it needs"
+    ]
+
+
+def test_paho_internals_runs_on_the_paho_it_was_checked_with(
+    fresh: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wanted, and paho a version it was checked against: the client gets the speed-up's driver."""
+    from twisted.internet.task import Clock
+
+    from ocppgw.config import parse
+    from ocppgw.mqtt.client import MQTTClient
+
+    monkeypatch.delenv("OCPPGW_SPEEDUPS", raising=False)
+    from packaging.specifiers import SpecifierSet
+
+    if speedups.installed("paho-mqtt") not in SpecifierSet(mqtt_speedup.TESTED):
+        pytest.skip("paho-mqtt is not a version the speed-up was checked against")
+    if not mqtt_speedup.fits():
+        pytest.skip("paho lacks what the speed-up uses")
+    client = MQTTClient(parse("[listener:ws]\nendpoint = tcp:0\n").mqtt, Clock())
+    assert type(client._driver).__name__ == "FastDriver"

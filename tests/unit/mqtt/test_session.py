@@ -1,38 +1,24 @@
-"""The broker keeps the gateway's MQTT session across restarts (#18, paths 8 and 14)."""
+"""
+The broker keeps the gateway's MQTT session across restarts (#18, paths 8
+and 14); on both paths (paho's public API, and the speed-up).
+"""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from twisted.internet.testing import MemoryReactorClock
 
-from ocppgw.config import parse
-from ocppgw.mqtt.client import MQTTClient
+from tests.unit.mqtt.reactors import DRIVERS, ThreadedReactor, accept, connack, make_client, pump
 
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(8)
-        yield s
+pytestmark = pytest.mark.parametrize("kind", DRIVERS)
 
 
-def _first_connect(listener: socket.socket, extra: str) -> bytes:
+def _first_connect(listener: socket.socket, extra: str, kind: str) -> bytes:
     """The CONNECT packet a new MQTTClient sends first, as the broker receives it."""
-    port = listener.getsockname()[1]
-    config = parse(
-        f"[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:{port}\n{extra}"
-    )
-    reactor: Any = MemoryReactorClock()
-    client = MQTTClient(config.mqtt, reactor)
+    reactor, client = make_client(kind, listener.getsockname()[1], extra)
     client.start()
-    for _ in range(3):  # the connect's watch, then paho's socket
-        for writer in list(reactor.writers):
-            writer.doWrite()
+    pump(reactor)  # the connect (its watch, or its thread), then paho's socket
     accepted, _ = listener.accept()
     accepted.settimeout(2)
     try:
@@ -59,77 +45,50 @@ def _flags_and_properties(packet: bytes) -> tuple[int, int, bytes]:
     return level, flags, packet[pos + 1 : pos + 1 + length]
 
 
-def test_the_first_connect_resumes_the_session_mqtt5(listener: socket.socket) -> None:
+def test_the_first_connect_resumes_the_session_mqtt5(listener: socket.socket, kind: str) -> None:
     """MQTT 5: the first connect asks for the kept session (clean start 0), with its expiry."""
     level, flags, properties = _flags_and_properties(
-        _first_connect(listener, "session_expiry = 300\n")
+        _first_connect(listener, "session_expiry = 300\n", kind)
     )
     assert level == 5
     assert not flags & 0x02, "clean start set on the first connect"
     assert b"\x11" + (300).to_bytes(4, "big") in properties
 
 
-def test_the_first_connect_resumes_the_session_mqtt311(listener: socket.socket) -> None:
+def test_the_first_connect_resumes_the_session_mqtt311(
+    listener: socket.socket, kind: str
+) -> None:
     """MQTT 3.1.1: the gateway connects with clean session 0, so the broker keeps its session."""
-    level, flags, _ = _flags_and_properties(_first_connect(listener, "protocol = 3.1.1\n"))
+    level, flags, _ = _flags_and_properties(_first_connect(listener, "protocol = 3.1.1\n", kind))
     assert level == 4
     assert not flags & 0x02, "clean session set"
 
 
-def test_no_session_expiry_starts_clean(listener: socket.socket) -> None:
+def test_no_session_expiry_starts_clean(listener: socket.socket, kind: str) -> None:
     """session_expiry = 0 keeps no session: every connect starts clean (the catch-all's)."""
-    _, flags, _ = _flags_and_properties(_first_connect(listener, "session_expiry = 0\n"))
+    _, flags, _ = _flags_and_properties(_first_connect(listener, "session_expiry = 0\n", kind))
     assert flags & 0x02
 
 
-def _pump(reactor: Any) -> None:
-    """Let the client write what it queued and read what arrived (the reactor's turn)."""
-    for _ in range(3):
-        for writer in list(reactor.writers):
-            writer.doWrite()
-        for reader in list(reactor.readers):
-            reader.doRead()
-
-
-def _accept_and_connack(listener: socket.socket, reactor: Any) -> socket.socket:
+def _accept_and_connack(listener: socket.socket, reactor: ThreadedReactor) -> socket.socket:
     """Accept the client's connection, read its CONNECT, and say "session present"."""
-    _pump(reactor)
-    accepted, _ = listener.accept()
-    accepted.settimeout(2)
-    assert accepted.recv(4096)[0] == 0x10
-    accepted.sendall(b"\x20\x03\x01\x00\x00")  # MQTT 5 CONNACK: session present, success
-    _pump(reactor)
+    accepted = accept(listener, reactor)
+    connack(accepted, reactor)  # MQTT 5 CONNACK: session present, success
     return accepted
 
 
-def _connected(listener: socket.socket) -> tuple[MQTTClient, Any, socket.socket]:
-    """A started client, its connection accepted and acknowledged by ``listener``."""
-    port = listener.getsockname()[1]
-    config = parse(f"[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:{port}\n")
-    reactor: Any = MemoryReactorClock()
-    client = MQTTClient(config.mqtt, reactor)
-    client.start()
-    return client, reactor, _accept_and_connack(listener, reactor)
-
-
 def test_a_filter_dropped_while_disconnected_is_unsubscribed_on_resume(
-    listener: socket.socket,
+    listener: socket.socket, kind: str
 ) -> None:
     """A filter unsubscribed while the broker was away is unsubscribed from the resumed session."""
-    port = listener.getsockname()[1]
-    config = parse(
-        f"[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:{port}\n"
-        "reconnect_min = 1\n"
-    )
-    reactor: Any = MemoryReactorClock()
-    client = MQTTClient(config.mqtt, reactor)
+    reactor, client = make_client(kind, listener.getsockname()[1], "reconnect_min = 1\n")
     client.subscribe("ocpp/cs/CP1/+/+", 1)
     client.start()
     first = _accept_and_connack(listener, reactor)
     assert client.connected
     assert b"ocpp/cs/CP1/+/+" in first.recv(4096)  # the SUBSCRIBE
     first.close()
-    _pump(reactor)
+    pump(reactor)
     assert not client.connected
     client.unsubscribe("ocpp/cs/CP1/+/+")
     reactor.advance(1.0)
@@ -143,13 +102,15 @@ def test_a_filter_dropped_while_disconnected_is_unsubscribed_on_resume(
 
 
 def test_a_filter_only_the_resumed_session_has_can_be_unsubscribed(
-    listener: socket.socket,
+    listener: socket.socket, kind: str
 ) -> None:
     """unsubscribe() of a filter this process never subscribed (a previous run's) still sends it."""
-    client, reactor, accepted = _connected(listener)
+    reactor, client = make_client(kind, listener.getsockname()[1])
+    client.start()
+    accepted = _accept_and_connack(listener, reactor)
     try:
         client.unsubscribe("ocpp/cs/OLD/+/+")
-        _pump(reactor)
+        pump(reactor)
         sent = accepted.recv(4096)
         assert sent[0] == 0xA2 and b"ocpp/cs/OLD/+/+" in sent, sent
     finally:
@@ -157,21 +118,23 @@ def test_a_filter_only_the_resumed_session_has_can_be_unsubscribed(
         client.stop()
 
 
-def test_stop_sends_its_disconnect_after_a_backlog(listener: socket.socket) -> None:
+def test_stop_sends_its_disconnect_after_a_backlog(listener: socket.socket, kind: str) -> None:
     """
     stop() with more queued than the socket takes at once: the DISCONNECT
     still reaches the broker, after the backlog (else the broker publishes
     the gateway's last will on top of its goodbye), and stop() fires then.
     """
-    client, reactor, accepted = _connected(listener)
+    reactor, client = make_client(kind, listener.getsockname()[1])
+    client.start()
+    accepted = _accept_and_connack(listener, reactor)
     try:
         chunk = b"x" * 65536
         published = [client.publish("ocpp/backlog", chunk, 0) for _ in range(256)]
         # 16 MiB: more than loopback's socket buffers hold at once.
-        _pump(reactor)
+        pump(reactor)
         stopped = client.stop()
         received = bytearray()
-        fired = []
+        fired: list[object] = []
         stopped.addCallback(fired.append)
         accepted.settimeout(0.2)
         while True:
@@ -183,12 +146,12 @@ def test_stop_sends_its_disconnect_after_a_backlog(listener: socket.socket) -> N
                 break
             if data:
                 received += data
-            _pump(reactor)
+            pump(reactor)
             reactor.advance(0)
         assert fired, "stop() did not fire once the DISCONNECT was written"
         assert len(received) > 256 * 65536, "the backlog was not sent"
         assert bytes(received[-2:]) == b"\xe0\x00", bytes(received[-8:])
-        done = []
+        done: list[object] = []
         for d in published:
             d.addBoth(done.append)
         assert done == [None] * 256, "a QoS 0 message written before the DISCONNECT failed"

@@ -1,6 +1,7 @@
-# -*- test-case-name: tests.unit.mqtt.test_client_read -*-
+# -*- test-case-name: tests.unit.mqtt.speedup.test_reads,tests.unit.mqtt.speedup.test_failures -*-
 """
-paho's read path, without its per-byte system calls.
+Part of the speed-up ``paho_internals``: paho's read path, without its
+per-byte system calls.
 
 paho reads a packet's fixed header one byte per ``recv`` and handles one
 packet per ``loop_read``: four system calls per PUBACK, and one reactor turn
@@ -15,6 +16,12 @@ A failure while handling what was read (a malformed packet, a bug) ends the
 connection at once, as paho ends it on a protocol error, instead of leaving
 a socket nobody reads until keepalive notices: the client reconnects and its
 window sends again what was not acknowledged.
+
+It overrides paho's private ``_handle_publish``, ``_handle_pubackcomp``,
+``_packet_read``, ``_sock_recv`` and ``_sock_close``, reads and resets
+``_in_packet``, calls ``_packet_handle``, ``_packet_queue``,
+``_do_on_publish``, ``_loop_rc_handle`` and ``_call_socket_register_write``,
+and decodes a PUBACK it does not read itself with ``paho.mqtt._packet``.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from twisted.logger import Logger
 
-from ocppgw.mqtt.window import PublishWindow
+from ocppgw.mqtt.speedup.window import PublishWindow
 
 _log = Logger()
 

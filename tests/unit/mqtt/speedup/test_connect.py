@@ -1,9 +1,13 @@
-"""The broker's socket is opened without blocking the reactor (ocppgw.mqtt.connect)."""
+"""
+The speed-up paho_internals opens the broker's socket on the reactor, never
+blocking it (ocppgw.mqtt.speedup.connect), and hands it to paho.  Run only
+where the speed-up fits; the public path's connects are in
+tests/unit/mqtt/test_driver.py.
+"""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,31 +18,16 @@ from twisted.python.failure import Failure
 
 from ocppgw.config import parse
 from ocppgw.mqtt.client import MQTTClient
-from ocppgw.mqtt.connect import open_socket
+from ocppgw.mqtt.speedup import fits
+from ocppgw.mqtt.speedup.connect import open_socket
+from ocppgw.mqtt.speedup.driver import FastDriver
+
+pytestmark = pytest.mark.skipif(not fits(), reason="paho lacks what the speed-up uses")
 
 
 class _ThreadlessReactor(MemoryReactorClock):
     def getThreadPool(self) -> Any:
         raise AssertionError("an IP literal is looked up without a thread")
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(8)
-        yield s
-
-
-@pytest.fixture
-def black_hole() -> Iterator[int]:
-    """A port whose accept queue is full: Linux drops further SYNs."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(0)
-        port = s.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            yield port
 
 
 @pytest.fixture
@@ -98,7 +87,7 @@ def test_the_client_never_blocks_on_a_black_hole(
         f"[mqtt]\nbroker = mqtt://127.0.0.1:{black_hole}\nreconnect_min = 1\n"
     )
     reactor = _ThreadlessReactor()
-    client = MQTTClient(config.mqtt, reactor)
+    client = MQTTClient(config.mqtt, reactor, driver=FastDriver)
     client.start()
     assert reactor.writers and not client.connected
     reactor.advance(5.0)
@@ -106,14 +95,6 @@ def test_the_client_never_blocks_on_a_black_hole(
     assert client._retry_call is not None and client._retry_call.active()
     client.stop()
     assert not reactor.writers and not reactor.readers
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback port nobody listens on: a connect is refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _report_hangup(reactor: MemoryReactorClock) -> None:
@@ -146,7 +127,7 @@ def test_a_refused_broker_is_retried_every_reconnect_min(closed_port: int) -> No
     observer = lambda event: logged.append(formatEvent(event))  # noqa: E731
     globalLogPublisher.addObserver(observer)
     try:
-        client = MQTTClient(config.mqtt, reactor)
+        client = MQTTClient(config.mqtt, reactor, driver=FastDriver)
         client.start()
         for _ in range(4):
             _report_hangup(reactor)

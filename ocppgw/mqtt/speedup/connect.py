@@ -1,6 +1,7 @@
-# -*- test-case-name: tests.unit.mqtt.test_connect,tests.integration.test_edges_broker -*-
+# -*- test-case-name: tests.unit.mqtt.speedup.test_connect,tests.integration.test_edges_broker -*-
 """
-The broker's socket, opened without ever blocking the reactor.
+Part of the speed-up ``paho_internals``: the broker's socket, connected and
+handshaken by the reactor itself.
 
 paho's ``reconnect()`` resolves the name, connects and does the TLS handshake
 with blocking calls (up to its 5 s connect timeout each), which froze every
@@ -14,8 +15,11 @@ charge point of the gateway while the broker was unreachable.  Here:
   ``SSLWantWriteError``), so the service-identity check of
   :mod:`ocppgw.mqtt.tls` runs as it ends;
 
-all within one bounded timeout; the socket is then handed to paho.  A
-refused connect fails at once with :class:`ConnectionRefusedError`.
+all within one bounded timeout; the socket is then handed to paho's
+``reconnect()`` through its private ``_create_socket``
+(:class:`~ocppgw.mqtt.speedup.driver.PahoClient`).  A refused connect fails
+at once with :class:`ConnectionRefusedError`.  (The public driver runs
+paho's own blocking connect in the reactor's thread pool instead.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The MQTT client's write path: what was queued in one turn goes out in one send."""
+"""
+The speed-up paho_internals, its write path (ocppgw.mqtt.speedup.writes): what
+was queued in one turn goes out in one send.  Run only where the speed-up fits.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,11 @@ from typing import Any
 
 import pytest
 
-from ocppgw.mqtt.driver import PahoClient
-from tests.unit.mqtt.test_client_read import CountingSocket, connected
+from ocppgw.mqtt.speedup import fits
+from ocppgw.mqtt.speedup.driver import PahoClient
+from tests.unit.mqtt.speedup.test_reads import CountingSocket, connected
+
+pytestmark = pytest.mark.skipif(not fits(), reason="paho lacks what the speed-up uses")
 
 
 @pytest.fixture

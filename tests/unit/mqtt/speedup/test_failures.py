@@ -1,4 +1,8 @@
-"""A failure anywhere in the MQTT read path drops the broker connection (#18, path 7)."""
+"""
+The speed-up paho_internals: a failure anywhere in its read path drops the
+broker connection (#18, path 7).  Run only where the speed-up fits; the public
+path's are in tests/unit/mqtt/test_driver.py.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,15 @@ import paho.mqtt.client as paho
 import pytest
 from twisted.python.failure import Failure
 
-from ocppgw.mqtt.driver import Descriptor, PahoClient
-from ocppgw.mqtt.reads import parse_puback
-from tests.unit.mqtt.test_client_read import connected
+from ocppgw.config import parse
+from ocppgw.mqtt.driver import Descriptor
+from ocppgw.mqtt.speedup import fits
+from ocppgw.mqtt.speedup.driver import FastDriver, PahoClient
+from ocppgw.mqtt.speedup.reads import parse_puback
+from tests.unit.mqtt.reactors import ThreadedReactor
+from tests.unit.mqtt.speedup.test_reads import connected
+
+pytestmark = pytest.mark.skipif(not fits(), reason="paho lacks what the speed-up uses")
 
 
 @pytest.fixture(params=[paho.MQTTv311, paho.MQTTv5], ids=["3.1.1", "5"])
@@ -68,7 +78,10 @@ def test_an_exception_while_handling_a_packet_drops_the_connection(wired: Any) -
 def test_descriptor_lost_drops_the_connection(wired: Any) -> None:
     """When the reactor gives up on the socket (connectionLost), paho's connection ends too."""
     client, _, events = wired
-    descriptor = Descriptor(client._sock, client)
+    config = parse("[listener:ws]\nendpoint = tcp:0\n").mqtt
+    driver = FastDriver(config, ThreadedReactor(), lambda t, p, i: None, lambda why: None)
+    driver.paho = client
+    descriptor = Descriptor(client._sock, driver)
     descriptor.connectionLost(Failure(RuntimeError("doRead raised")))
     assert events == ["disconnected"]
     assert client._sock is None

@@ -1,4 +1,8 @@
-"""The MQTT client's read path: large reads, every whole packet handled in one turn."""
+"""
+The speed-up paho_internals, its read path (ocppgw.mqtt.speedup.reads): large
+reads, every whole packet handled in one turn.  These test its use of paho's
+private parts, so they run only where the speed-up fits the installed paho.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ocppgw.mqtt.driver import PahoClient
-from ocppgw.mqtt.reads import parse_puback, parse_publish
+from ocppgw.mqtt.speedup import fits
+from ocppgw.mqtt.speedup.driver import PahoClient
+from ocppgw.mqtt.speedup.reads import parse_puback, parse_publish
+
+pytestmark = pytest.mark.skipif(not fits(), reason="paho lacks what the speed-up uses")
 
 
 def publish(topic: str, payload: bytes) -> bytes:

@@ -1,6 +1,7 @@
-# -*- test-case-name: tests.unit.mqtt.test_client_write -*-
+# -*- test-case-name: tests.unit.mqtt.speedup.test_writes -*-
 """
-paho's write path, one ``send`` for everything queued in a reactor turn.
+Part of the speed-up ``paho_internals``: paho's write path, one ``send``
+for everything queued in a reactor turn.
 
 paho sends each queued packet with its own ``send``: a round trip through
 the gateway queues a PUBLISH (the CALL going up), a PUBACK (for the
@@ -22,6 +23,10 @@ the run, where paho made them per packet.
 The bytes and their order on the wire are unchanged (MQTT 3.1.1 §4.6,
 MQTT 5.0 §4.6: PUBLISH and PUBACK packets go out in the order queued); only
 the number of system calls changes.
+
+It overrides paho's private ``_packet_queue``, ``_packet_write`` and
+``_sock_close``, appends to its ``_out_packet`` queue, and calls
+``_sock_send``, ``_call_socket_register_write`` and ``_easy_log``.
 """
 
 from __future__ import annotations
