@@ -139,6 +139,8 @@ class Driver:
         self.busy = False
         #: Socket callbacks paho made in that thread, acted on once it returned.
         self._from_thread: list[tuple[Callable[..., None], Any]] = []
+        #: Connects asked for while one ran: they get its result.
+        self._also: list[Deferred[MQTTErrorCode]] = []
         self._stopping = False
 
     def use_tls(self, context: ssl.SSLContext) -> None:
@@ -163,6 +165,12 @@ class Driver:
         reactor's thread pool); fires with its result, or fails with why the
         broker could not be reached.
         """
+        if self.busy:
+            # Started again while the connect of before still runs (stop, then
+            # start): that connect is this one.
+            also: Deferred[MQTTErrorCode] = Deferred()
+            self._also.append(also)
+            return also
         self._unwatch()  # paho closes the socket before, in the thread
         self.busy = True
         if self._misc.running:
@@ -183,6 +191,9 @@ class Driver:
             self._close()
         elif not self._misc.running:
             self._misc.start(1.0, now=False)
+        also, self._also = self._also, []
+        for d in also:
+            d.callback(result)
         return result
 
     def stop(self, connected: bool) -> bool:

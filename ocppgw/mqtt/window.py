@@ -39,6 +39,8 @@ from twisted.python.failure import Failure
 
 #: MQTT 5.0 §3.2.2.3.3: without a Receive Maximum in the CONNACK, 65,535.
 RECEIVE_MAXIMUM = 65535
+#: MQTT 3.1.1 §2.3.1, 5.0 §2.2.1: packet identifiers are 1 to 65,535.
+_PACKET_IDS = 65535
 
 #: What a window holds for one message until it is handed over (a subclass's).
 M = TypeVar("M")
@@ -185,9 +187,9 @@ class PahoWindow(Window[Message]):
         info: Any = None
         # paho refuses a packet identifier still in use by one of its
         # messages (MQTT_ERR_QUEUE_SIZE; its queue itself is unbounded
-        # here): only once its counter wrapped, and the next one is free
-        # unless 65,535 are in use.
-        for _ in range(RECEIVE_MAXIMUM):
+        # here): only once its counter wrapped; a later one is free unless
+        # all 65,535 are in use.
+        for _ in range(_PACKET_IDS):
             info = self._client.publish(*message)
             if info.rc != MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                 break

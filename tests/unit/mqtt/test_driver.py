@@ -392,3 +392,19 @@ def test_the_public_path_touches_no_private_name_of_paho(
     client.stop()
     second.close()
     assert touched == []
+
+
+def test_started_again_while_the_connect_of_before_runs(listener: socket.socket) -> None:
+    """stop() then start() during reconnect(): one connect, whose socket the client keeps."""
+    reactor, client = make_client("public", listener.getsockname()[1])
+    release = _held(reactor, client)
+    client.start()
+    client.stop()
+    client.start()
+    assert reactor.running_threads() == 1 and len(reactor.pool.threads) == 1
+    release.set()
+    accepted = accept(listener, reactor)
+    connack(accepted, reactor)
+    assert client.connected
+    client.stop()
+    accepted.close()
