@@ -7,9 +7,10 @@ wants writing (``on_socket_open``, ``on_socket_close``,
 ``on_socket_register_write``, ``on_socket_unregister_write``); the reactor
 says when the socket is readable or writable, and :class:`Descriptor` calls
 ``loop_read`` or ``loop_write``; a LoopingCall runs ``loop_misc`` (keepalive
-pings, a broker that stopped answering) every second.  A TLS socket may hold
-decrypted bytes the kernel no longer signals, so reading goes on while
-``sock.pending()`` says so.
+pings, a broker that stopped answering) every second.  paho's ``loop_read``
+handles only a few packets, so reading goes on in the same turn while the
+socket has more (bounded); a TLS socket may hold decrypted bytes the kernel
+no longer signals, so reading also goes on while ``sock.pending()`` says so.
 
 Connecting never blocks the reactor.  paho's ``reconnect()`` looks the name
 up, connects and does the TLS handshake with blocking calls (up to its 5 s
@@ -32,6 +33,8 @@ private parts where that was measured to cost.
 
 from __future__ import annotations
 
+import itertools
+import select
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -53,6 +56,12 @@ if TYPE_CHECKING:
     from ocppgw.config import MQTTConfig
 
 _log = Logger()
+
+#: At most this many ``loop_read`` calls in one reactor turn while the
+#: socket stays readable (each handles a few packets): every PUBACK that
+#: arrived frees the window in the same turn, and a flood from the broker
+#: still leaves the charge points' connections their turn.
+_READS_A_TURN = 1000
 
 #: What a driver calls with each PUBLISH it reads itself: topic, payload,
 #: MQTT 5 subscription identifiers (the public driver leaves them to paho's
@@ -229,12 +238,22 @@ class Driver:
     # --- reading ---
 
     def read(self) -> None:
-        """Read what the broker sent: paho's ``loop_read``, and again while TLS holds more."""
+        """
+        Read what the broker sent: paho's ``loop_read`` (a few packets each),
+        again while the socket has more (up to :data:`_READS_A_TURN` times),
+        and always while TLS holds decrypted bytes, which nothing else signals.
+        """
         client = self.paho
         try:
-            rc = client.loop_read()
-            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and _pending(client.socket()):
+            for turn in itertools.count(1):
                 rc = client.loop_read()
+                sock = client.socket()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or sock is None:
+                    break
+                if _pending(sock):
+                    continue
+                if turn >= _READS_A_TURN or not _readable(sock):
+                    break
         except Exception:
             _log.failure("reading from the MQTT broker failed; dropping the connection")
             self.drop()
@@ -317,6 +336,13 @@ def _pending(sock: Any) -> bool:
     """A TLS socket holds decrypted bytes that were not read yet."""
     pending = getattr(sock, "pending", None)
     return pending is not None and pending() > 0
+
+
+def _readable(sock: Any) -> bool:
+    """The kernel has more for ``sock`` (or its end): ``poll`` without waiting."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 __all__ = ["Deliver", "Descriptor", "Driver", "Lost"]

@@ -171,20 +171,28 @@ def test_stopping_while_connecting_closes_the_socket_when_the_thread_returns(
 
 
 class _TLSLike:
-    """A socket whose TLS layer holds ``held`` more decrypted reads the kernel does not signal."""
+    """
+    A socket the kernel has nothing more for, whose TLS layer holds ``held``
+    more decrypted reads.
+    """
 
-    def __init__(self, held: int) -> None:
+    def __init__(self, held: int, sock: socket.socket) -> None:
         self.held = held
+        self._sock = sock
 
     def pending(self) -> int:
         return self.held
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
 
 
 def test_reading_goes_on_while_tls_holds_decrypted_bytes(listener: socket.socket) -> None:
     """After loop_read, a TLS socket's pending() bytes are read in the same turn."""
     _, client = make_client("public", listener.getsockname()[1])
     driver: Driver = client._driver
-    sock = _TLSLike(held=3)
+    quiet, other = socket.socketpair()
+    sock = _TLSLike(3, quiet)
     reads: list[int] = []
 
     class Paho:
@@ -199,6 +207,24 @@ def test_reading_goes_on_while_tls_holds_decrypted_bytes(listener: socket.socket
     driver.paho = Paho()  # type: ignore[assignment]
     driver.read()
     assert reads == [3, 2, 1] and sock.held == 0  # the first read was the kernel's signal
+    quiet.close()
+    other.close()
+
+
+def test_every_packet_that_arrived_is_handled_in_one_turn(listener: socket.socket) -> None:
+    """paho's loop_read handles a packet or a few; the driver reads on while the socket has more."""
+    reactor, client = make_client("public", listener.getsockname()[1])
+    received: list[str] = []
+    client.set_message_handler(lambda t, p, i: received.append(t))
+    accepted = online(client, reactor, listener)
+    body = b"\x00\x03t/%d\x00x"  # MQTT 5 QoS 0 PUBLISH: topic, no properties, payload
+    accepted.sendall(b"".join(b"\x30\x07" + body % (n % 10) for n in range(200)))
+    time.sleep(0.1)
+    (reader,) = reactor.readers
+    reader.doRead()
+    assert len(received) == 200
+    client.stop()
+    accepted.close()
 
 
 # --- on both paths ---
