@@ -189,7 +189,7 @@ class MQTTClient:
         written.addBoth(lambda _: self._stopped())
         return written
 
-    def _written(self) -> None:
+    def _disconnect_written(self) -> None:
         """Stopping, the DISCONNECT is written (or the connection broke)."""
         if self._flushing is not None and not self._flushing.called:
             self._flushing.callback(None)
@@ -301,7 +301,7 @@ class MQTTClient:
         self._closed("MQTT connection lost before the message was written")
         if self._stopping:
             # Not from inside paho's callback: it closes the socket next.
-            self._reactor.callLater(0, self._written)
+            self._reactor.callLater(0, self._disconnect_written)
             return
         if was:
             _log.warn("MQTT connection lost ({reason}); reconnecting", reason=why)
