@@ -88,18 +88,32 @@ contracts: install
 	$(VENV)/bin/lint-imports --no-cache
 
 # pytest exits 5 when it collects no test: that is a failure here too.
-# Unit tests run on every core (pytest-xdist); integration tests run one at a
-# time, since each starts its own broker and gateway.
+# Unit tests run on every core (pytest-xdist); integration tests two at a
+# time (each starts its own brokers and gateways on free ports, and spends
+# most of its time waiting on them).  $(3): the environment of the run.
 PYTEST = $(PY) -m pytest -q -p no:cacheprovider
 define run_pytest
-	$(PYTEST) $(1); rc=$$?; \
+	$(3) $(PYTEST) $(1); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: no tests were collected in $(2)" >&2; exit 1; fi; \
 	  exit $$rc
 endef
 
+# With OCPPGW_SPEEDUPS=off (the public paths of docs/design.md, "Speed-ups"),
+# the unit suite runs again, and these integration tests: each stage's happy
+# path and its faults (broker restart and outage, takeover, shutdown, QoS 1
+# redelivery, TLS on both sides, workers, the admin API and metrics).
+PUBLIC_PATH_TESTS := $(addprefix tests/integration/,test_upstream_calls.py \
+	test_downstream.py test_handshake.py test_topics_codecs.py \
+	test_protobuf_backend.py test_edges_broker.py test_fault.py \
+	test_instances.py test_edges_shutdown.py test_exactly_once_mqtt.py \
+	test_exactly_once_presence.py test_mqtt_window.py test_mqtt_tls.py \
+	test_tls_profiles.py test_workers.py test_admin_api.py test_admin_metrics.py)
+
 test: install test-deps lint typecheck contracts
 	$(call run_pytest,-n auto tests/unit,tests/unit)
-	$(call run_pytest,tests/integration,tests/integration)
+	$(call run_pytest,-n auto tests/unit,tests/unit (speed-ups off),OCPPGW_SPEEDUPS=off)
+	$(call run_pytest,-n 2 tests/integration,tests/integration)
+	$(call run_pytest,-n 2 $(PUBLIC_PATH_TESTS),tests/integration (speed-ups off),OCPPGW_SPEEDUPS=off)
 
 unit: install
 	$(call run_pytest,-n auto tests/unit,tests/unit)
