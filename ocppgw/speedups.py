@@ -35,7 +35,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 #: The environment variable that turns every speed-up off (``off``, ``0``,
-#: ``no``, ``false``); anything else, or nothing, leaves them on.
+#: ``no``, ``false``), or some of them (``-NAME``, separated by spaces or
+#: commas, such as ``-paho_internals,-json_encoder``); anything else, or
+#: nothing, leaves them on.
 ENVIRONMENT = "OCPPGW_SPEEDUPS"
 
 _OFF = frozenset({"off", "0", "no", "false"})
@@ -62,10 +64,16 @@ class Speedup:
 _checked: dict[str, Speedup] = {}
 
 
-def wanted(environ: dict[str, str] | None = None) -> bool:
-    """Whether speed-ups are wanted at all (``OCPPGW_SPEEDUPS`` is not ``off``)."""
+def wanted(environ: dict[str, str] | None = None, name: str | None = None) -> bool:
+    """
+    Whether speed-ups are wanted (``OCPPGW_SPEEDUPS`` is not ``off``) and,
+    given a ``name``, that one (the variable does not hold ``-name``).
+    """
     value = (os.environ if environ is None else environ).get(ENVIRONMENT, "")
-    return value.strip().lower() not in _OFF
+    words = set(value.replace(",", " ").lower().split())
+    if words & _OFF:
+        return False
+    return name is None or f"-{name.lower()}" not in words
 
 
 def installed(library: str) -> str:
@@ -92,6 +100,8 @@ def check(name: str, library: str, tested: str, shape: Callable[[], bool]) -> bo
     why = ""
     if not wanted():
         why = f"{ENVIRONMENT}=off"
+    elif not wanted(name=name):
+        why = f"{ENVIRONMENT} holds -{name}"
     elif not _within(version, tested):
         why = f"{library} {version} is not a version it was tested with ({tested})"
     else:

@@ -38,10 +38,33 @@ def test_off_in_the_environment(fresh: None, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.mark.parametrize("value, wanted", [("off", False), ("OFF", False), ("0", False),
                                            ("no", False), ("false", False), ("on", True),
-                                           ("", True), ("1", True)])
+                                           ("", True), ("1", True), ("-other", True)])
 def test_wanted(value: str, wanted: bool) -> None:
-    """Only off, 0, no and false (any case) turn them off."""
+    """Only off, 0, no and false (any case) turn them all off."""
     assert speedups.wanted({"OCPPGW_SPEEDUPS": value}) is wanted
+
+
+@pytest.mark.parametrize("value, wanted", [("-probe", False), ("-PROBE", False),
+                                           ("-other,-probe", False), ("-other -probe", False),
+                                           ("off", False), ("-other", True), ("probe", True),
+                                           ("", True)])
+def test_wanted_by_name(value: str, wanted: bool) -> None:
+    """-NAME (any case, among others separated by commas or spaces) turns that one off."""
+    assert speedups.wanted({"OCPPGW_SPEEDUPS": value}, "probe") is wanted
+
+
+def test_one_off_by_name(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OCPPGW_SPEEDUPS=-probe: that speed-up is off, unchecked, with why; another still runs."""
+    monkeypatch.setenv("OCPPGW_SPEEDUPS", "-probe")
+
+    def shape() -> bool:
+        raise AssertionError("looked at while turned off")
+
+    assert speedups.check("probe", "packaging", ">=0", shape) is False
+    assert speedups.check("other", "packaging", ">=0", lambda: True) is True
+    other, probe = speedups.speedups()
+    assert (other.name, other.enabled) == ("other", True)
+    assert (probe.enabled, probe.why) == (False, "OCPPGW_SPEEDUPS holds -probe")
 
 
 def test_untested_version_steps_aside(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
