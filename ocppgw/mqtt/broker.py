@@ -4,7 +4,7 @@ The embedded broker: a local mosquitto run and supervised as a child process.
 
 With ``[mqtt] broker = embedded`` the gateway writes a mosquitto configuration
 into a private temporary directory, starts mosquitto on ``embedded_host`` and
-``embedded_port``, restarts it (with backoff) if it dies, and stops it when
+``embedded_port``, restarts it (with backoff, :mod:`ocppgw.restarts`) if it dies, and stops it when
 the gateway stops.  Its sessions and queued messages are kept in that
 directory (``persistence``), so a mosquitto restarted after a crash resumes
 them; the directory goes when the gateway stops.  ``set_tcp_nodelay`` is
@@ -34,6 +34,8 @@ from twisted.internet.error import ProcessDone
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from ocppgw.restarts import RestartDelay
 
 _log = Logger()
 
@@ -148,7 +150,7 @@ class EmbeddedBroker(Service):
         self._port = port
         self._child: _Child | None = None
         self._dir: str | None = None
-        self._delay = 0.5
+        self._delays = RestartDelay(reactor, first=0.5)
         self._restart: Any = None
         self._kill: Any = None
         #: False once the gateway is stopping: nothing restarts the broker then.
@@ -169,6 +171,7 @@ class EmbeddedBroker(Service):
         self._child = child
         conf = os.path.join(self._dir, "mosquitto.conf")
         _log.info("starting embedded mosquitto on {host}:{port}", host=self._host, port=self._port)
+        self._delays.started()
         self._reactor.spawnProcess(
             child,
             sys.executable,
@@ -192,11 +195,9 @@ class EmbeddedBroker(Service):
         if not self.running or not self._supervise:
             return
         how = "exited" if reason.check(ProcessDone) else reason.getErrorMessage()
-        _log.error(
-            "embedded mosquitto {how}; restarting in {delay:.1f} s", how=how, delay=self._delay
-        )
-        self._restart = self._reactor.callLater(self._delay, self._spawn)
-        self._delay = min(self._delay * 2, 30.0)
+        delay = self._delays.ended()
+        _log.error("embedded mosquitto {how}; restarting in {delay:.1f} s", how=how, delay=delay)
+        self._restart = self._reactor.callLater(delay, self._spawn)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()

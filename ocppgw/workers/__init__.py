@@ -30,8 +30,9 @@ Sockets
 
 Lifecycle
     A worker that exits while the supervisor runs is started again (1 s,
-    doubling to 30 s while it keeps failing); its log lines are the
-    supervisor's, prefixed ``worker N:``.  SIGHUP is passed on to every worker.
+    doubling to 30 s while it keeps failing, 1 s again after a run of a
+    minute: :mod:`ocppgw.restarts`); its log lines are the supervisor's,
+    prefixed ``worker N:``.  SIGHUP is passed on to every worker.
     SIGTERM/SIGINT stops the workers (each shuts down as one gateway does)
     within ``[gateway] shutdown_timeout`` plus 5 s, SIGKILL after that, and
     the embedded broker last.
@@ -52,18 +53,14 @@ Lifecycle
     (:func:`watch_supervisor`), so no worker is left serving the port alone.
 
 Admin endpoint
-    With ``[admin] endpoint`` set, the supervisor makes a private directory
-    (mode 0700) and each worker serves its own admin API there, on the UNIX
-    socket ``worker-<index>.sock`` named by ``OCPPGW_ADMIN_SOCKET``, instead
-    of the shared ``[admin] endpoint`` (which one worker alone could bind).
-    The supervisor serves ``[admin] endpoint`` and answers every route for
-    all workers through those sockets (:mod:`ocppgw.admin.fanout`).
+    With ``[admin] endpoint`` set, each worker serves its own admin API on
+    the UNIX socket ``worker-<index>.sock`` (``OCPPGW_ADMIN_SOCKET``) in a
+    private directory (mode 0700) of the supervisor, which serves ``[admin]
+    endpoint`` and answers for all workers through them (:mod:`ocppgw.admin.fanout`).
 
 Addressing workers
-    :attr:`Supervisor.workers` lists a :class:`WorkerProcess` per worker:
-    its ``index``, ``pid`` (``None`` while it is restarted), ``gateway_id``
-    and ``client_id``, for whatever must answer for all of them (the admin
-    API, metrics).  Inside a worker, :func:`worker_index` is its index.
+    :attr:`Supervisor.workers`: a :class:`WorkerProcess` per worker (index,
+    pid, gateway and client ids).  Inside a worker, :func:`worker_index`.
 """
 
 from __future__ import annotations
@@ -88,6 +85,7 @@ from twisted.python.failure import Failure
 from ocppgw.config import Config, ConfigError
 from ocppgw.loop import GatewayReactor, exit_status
 from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
+from ocppgw.restarts import RestartDelay
 from ocppgw.workers.lifeline import LIFELINE_FD, LIFELINE_VARIABLE, watch
 from ocppgw.workers.sockets import (
     RecordingEndpoint,
@@ -102,7 +100,6 @@ _log = Logger()
 INDEX_VARIABLE = "OCPPGW_WORKER"
 COUNT_VARIABLE = "OCPPGW_WORKERS"
 ADMIN_VARIABLE = "OCPPGW_ADMIN_SOCKET"
-_RESTART_MIN, _RESTART_MAX = 1.0, 30.0
 _KILL_GRACE = 5.0
 
 
@@ -164,6 +161,8 @@ class WorkerProcess:
     index: int
     gateway_id: str
     client_id: str
+    #: The delays before it is started again (1 s, doubling to 30 s).
+    restarts: RestartDelay
     #: The process id while it runs, ``None`` while it is (re)started.
     pid: int | None = None
     #: The UNIX socket of its admin API, with ``[admin] endpoint`` set.
@@ -234,7 +233,6 @@ class Supervisor(MultiService):
         self._path = os.path.abspath(config_path)
         self._stopping = False
         self._draining = False
-        self._delays: dict[int, float] = {}
         #: Workers that ended other than cleanly (exit status 0) while stopping.
         self._unclean: list[str] = []
         self._admin_dir: str | None = None
@@ -256,7 +254,7 @@ class Supervisor(MultiService):
             self.broker.setServiceParent(self)
         #: Every worker, by index: what the admin API and metrics address.
         self.workers: tuple[WorkerProcess, ...] = tuple(
-            WorkerProcess(i, w.gateway_id, w.mqtt.client_id)
+            WorkerProcess(i, w.gateway_id, w.mqtt.client_id, RestartDelay(reactor, 1.0, 30.0))
             for i in range(config.workers)
             for w in (worker_config(config, i),)
         )
@@ -298,6 +296,7 @@ class Supervisor(MultiService):
             childFDs={0: "w", 1: "r", 2: "r", LIFELINE_FD: "w"},
         )
         worker.pid = worker.transport.pid
+        worker.restarts.started()
         _log.info("worker {index} started (pid {pid})", index=worker.index, pid=worker.pid)
 
     def _reactor_option(self) -> list[str]:
@@ -317,8 +316,7 @@ class Supervisor(MultiService):
             why = reason.getErrorMessage()
             _log.info("worker {index} exited ({why})", index=worker.index, why=why)
             return
-        delay = self._delays.get(worker.index, _RESTART_MIN)
-        self._delays[worker.index] = min(delay * 2, _RESTART_MAX)
+        delay = worker.restarts.ended()
         _log.error(
             "worker {index} exited ({why}); starting it again in {delay:g} s",
             index=worker.index,

@@ -130,7 +130,7 @@ def test_worker_log_events_keep_their_level_and_fields() -> None:
     seen: list[dict[str, object]] = []
     globalLogPublisher.addObserver(seen.append)
     try:
-        relay = workers._WorkerProtocol(None, workers.WorkerProcess(1, "gw-w1", "c-w1"))  # type: ignore[arg-type]
+        relay = workers._WorkerProtocol(None, workers.WorkerProcess(1, "gw-w1", "c-w1", None))  # type: ignore[arg-type]
         relay.outReceived(out.getvalue().encode() + b"Traceback: not JSON\n")
     finally:
         globalLogPublisher.removeObserver(seen.append)
@@ -147,7 +147,7 @@ def test_worker_log_relay_keeps_a_partial_line_per_stream() -> None:
     seen: list[dict[str, object]] = []
     globalLogPublisher.addObserver(seen.append)
     try:
-        relay = workers._WorkerProtocol(None, workers.WorkerProcess(2, "gw-w2", "c-w2"))  # type: ignore[arg-type]
+        relay = workers._WorkerProtocol(None, workers.WorkerProcess(2, "gw-w2", "c-w2", None))  # type: ignore[arg-type]
         relay.outReceived(b"out one ")
         relay.errReceived(b"err one ")
         relay.outReceived(b"half\nout two ")
