@@ -13,9 +13,9 @@ wraps the read or write in ``log.callWithLogger``: it asks the selectable for
 its ``logPrefix()``, copies the legacy log context, pushes it, and pops it
 again.  Only ``twisted.python.log.msg`` calls read that context (as their
 ``system``); the gateway and Autobahn log through ``twisted.logger``, which
-does not.  Under load it was about 6% of the gateway's CPU (two reads and one
-write a round trip), so :class:`GatewayReactor` calls the read or write
-directly.  What ``callWithLogger`` also did stays: an exception escaping the
+does not.  That is work for every read and write (two reads and one write a
+round trip) for a context nothing reads, so :class:`GatewayReactor` calls the
+read or write directly.  What ``callWithLogger`` also did stays: an exception escaping the
 read or write is logged (with the selectable's ``logPrefix()`` as its
 ``system``) and never stops the loop.
 
@@ -38,10 +38,10 @@ once, as Twisted does.
 :func:`tune_collector`, run once the reactor runs, freezes what start-up left
 (modules, schemas, configuration) out of the cyclic garbage collector's
 sight, so its full collections no longer walk it.  Its thresholds stay
-Python's: a young threshold of 5,000 saved 3% of the CPU under load, but
-charge points coming and going then left their cyclic garbage (read
-buffers among it) alive for longer, and a gateway's RSS after 10,000 of
-them rose from 141 to 224 MiB (``tests/integration/test_edges_memory.py``).
+Python's: a larger young threshold collects less often, but charge points
+coming and going then leave their cyclic garbage (read buffers among it)
+alive for longer, and the RSS that ``tests/integration/test_edges_memory.py``
+bounds grows past its bound.
 """
 
 from __future__ import annotations

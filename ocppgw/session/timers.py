@@ -13,7 +13,7 @@ class SharedTimer:
     The timeout of the one CALL a session waits on, one DelayedCall reused.
 
     A timer per CALL made, sorted and cancelled a DelayedCall for every round
-    trip (about 3% of the CPU under load).  Here the next CALL moves the same
+    trip.  Here the next CALL moves the same
     DelayedCall later with ``reset()``, which Twisted does in O(1) and sorts
     only when the old time comes; cancelling only forgets the CALL, and a
     DelayedCall that fires with no CALL does nothing.  The timeout fires at

@@ -10,14 +10,14 @@ nowhere else.  It replaces, for a client built while it fits:
   whole packet handled in one reactor turn, QoS 0 and 1 PUBLISHes and plain
   PUBACKs parsed without paho's message objects (:mod:`.reads`: paho's
   ``_packet_read``, ``_sock_recv``, ``_handle_publish``, ``_handle_pubackcomp``,
-  ``_in_packet`` and ``paho.mqtt._packet``; about 9% + 4% of the CPU);
+  ``_in_packet`` and ``paho.mqtt._packet``);
 - one ``send`` per packet: what a turn queued in one ``send`` (:mod:`.writes`:
   ``_packet_queue``, ``_packet_write``, ``_out_packet``);
 - paho's ``MQTTMessage``, ``MQTTMessageInfo`` and two locks per QoS 1
   publish: packets of our own, with paho's packet-id counter (:mod:`.window`:
-  ``_last_mid``, ``_packet_queue``; about 8%);
+  ``_last_mid``, ``_packet_queue``);
 - paho's walk of its outgoing messages after every PUBACK
-  (``_update_inflight``; ~15% in a reconnect storm);
+  (``_update_inflight``), skipped while nothing waits behind the window;
 - ``reconnect()`` in a thread: the socket opened, and the TLS handshake
   done, on the reactor (:mod:`.connect`), and handed to paho
   (``_create_socket``); a connection ended at once (``_sock_close``,

@@ -36,8 +36,8 @@ class PahoClient(BufferedReads, JoinedWrites, paho.Client):
     paho's client, minus the costs measured under load.
 
     After every PUBACK paho walks all its outgoing messages looking for queued
-    ones to send (``_update_inflight``), which with a large in-flight window
-    was ~15% of the gateway's CPU in a reconnect storm.  Queued messages exist
+    ones to send (``_update_inflight``), a walk as long as the in-flight
+    window for every PUBACK.  Queued messages exist
     only when there are more outgoing messages than in flight, so the walk is
     skipped otherwise.
 

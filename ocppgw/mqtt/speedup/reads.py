@@ -203,10 +203,10 @@ class BufferedReads(paho.Client):
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _handle_pubackcomp(self, cmd: Any) -> MQTTErrorCode:
-        # paho decodes every PUBACK into a ReasonCode and a Properties object
-        # (about 4% of the gateway's CPU under load); a plain "accepted" one
-        # is read here (and one whole in the buffer before this, in
-        # _packet_read), and anything else is decoded by paho.
+        # paho decodes every PUBACK into a ReasonCode and a Properties object;
+        # a plain "accepted" one (the packet identifier alone) is read here
+        # (and one whole in the buffer before this, in _packet_read), and
+        # anything else is decoded by paho.
         window = self.window
         data = self._in_packet["packet"]
         if cmd == "PUBACK" and len(data) < 2:
@@ -235,10 +235,10 @@ class BufferedReads(paho.Client):
 
     def _packet_read(self) -> MQTTErrorCode:
         # paho reads a packet as a byte for its type, a byte at a time for
-        # its remaining length, then the rest (each a _sock_recv; about 9% of
-        # the CPU under load).  A whole packet in the buffer is taken in one
-        # step and handled as paho would; a packet paho has begun, one not
-        # all here, or a malformed length is left to paho's own reading.
+        # its remaining length, then the rest (each a _sock_recv).  A whole
+        # packet in the buffer is taken in one step and handled as paho
+        # would; a packet paho has begun, one not all here, or a malformed
+        # length is left to paho's own reading.
         packet = self._in_packet
         buf, pos = self._rbuf, self._rpos
         end = len(buf)

@@ -4,8 +4,8 @@ Part of the speed-up ``paho_internals``: the gateway's QoS 1 publishes
 written as packets of our own, without paho's per-message objects.
 
 paho makes an ``MQTTMessage``, an ``MQTTMessageInfo`` with a
-``threading.Condition``, and takes two locks for each publish; under load
-that was about 8% of the gateway's CPU.  :class:`PublishWindow` is a
+``threading.Condition``, and takes two locks for each publish, none of
+which the reactor's one thread needs.  :class:`PublishWindow` is a
 :class:`~ocppgw.mqtt.window.Window` (the in-flight limit, the Receive
 Maximum, the buffer, done on PUBACK) that builds each PUBLISH itself:
 
