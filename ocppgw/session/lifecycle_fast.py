@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.session.test_lifecycle,tests.unit.test_speedups -*-
+# -*- test-case-name: tests.unit.session.test_lifecycle_fast,tests.unit.test_speedups -*-
 """
 Speed-up ``automat_index``: look a lifecycle's transitions up in a dict.
 

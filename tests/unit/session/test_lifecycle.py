@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ocppgw.ocpp.envelope import Envelope
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError, Send
 from ocppgw.ocpp.versions import OCPP16, OCPP21
@@ -305,32 +303,3 @@ class ShutdownTests(Lifecycle):
         late = self.upstream.envelopes[-1]
         self.assertIsInstance(late.message, CallResult)
         self.assertTrue(late.late)
-
-
-def test_indexed_transitions_answer_as_automat_does() -> None:
-    """
-    For every state and every input, the lifecycle's indexed lookup gives
-    automat's own answer (its linear scan): the same next state and outputs,
-    or the same NoTransition.
-    """
-    from automat import NoTransition
-    from automat._core import Automaton
-
-    from ocppgw.session.lifecycle import LifecycleMachine
-
-    automaton = LifecycleMachine.__automat_automaton__
-
-    def outcome(lookup: Any, state: Any, symbol: Any) -> object:
-        try:
-            after, outputs = lookup(state, symbol)
-        except NoTransition:
-            return "NoTransition"
-        return after, list(outputs)
-
-    pairs = [(s, i) for s in automaton.states() for i in automaton.inputAlphabet()]
-    pairs.append((next(iter(automaton.states())), "no such input"))
-    assert len(pairs) > 40
-    for state, symbol in pairs:
-        ours = outcome(automaton.outputForInput, state, symbol)
-        theirs = outcome(lambda s, i: Automaton.outputForInput(automaton, s, i), state, symbol)
-        assert ours == theirs, (state, symbol)
