@@ -122,6 +122,32 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     return out
 
 
+def public_paths(result: dict[str, Any]) -> list[str]:
+    """
+    The price of the public paths at 100 connections: every speed-up off
+    (median of the rounds), and each one off alone (one round), as CPU per
+    round trip and round trips/s over the one-worker gateway's of its round.
+    """
+    runs = result.get("variants", [])
+    rows = [
+        ("every speed-up off (OCPPGW_SPEEDUPS=off)", "speedups-off"),
+        *(
+            (f"{v[3:]} off alone (OCPPGW_SPEEDUPS=-{v[3:]})", v)
+            for v in dict.fromkeys(r["variant"] for r in runs)
+            if v.startswith("no-")
+        ),
+    ]
+    out = [
+        "| public path, 100 connections | CPU per round trip | round trips/s |",
+        "|---|---|---|",
+    ]
+    for label, variant in rows:
+        cpu, rate = paired(runs, variant, "server_cpu_us_per_rt"), paired(runs, variant, "rate")
+        if cpu:
+            out.append(f"| {label} | {_ratios(cpu)} x on | {_ratios(rate)} x on |")
+    return out if len(out) > 2 else []
+
+
 def paired(runs: list[dict[str, Any]], variant: str, key: str) -> list[float]:
     """``key`` of ``variant`` over that of the one-worker JSON run of the same round, each round."""
     base = {r["attempt"]: r[key] for r in runs if r.get("variant") == "workers1"}
@@ -173,6 +199,7 @@ def write_report(result: dict[str, Any], out: Path, quick: bool) -> None:
     if not quick:
         lines += ["| target | measured | met |", "|---|---|---|"]
         lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets(result)]
+        lines += ["", *public_paths(result)]
         lines += ["", "```", result.get("profile", ""), "```", ""]
     lines.append(f"bench time: {result['bench_seconds']:.0f} s")
     (out / "latest.md").write_text("\n".join(lines) + "\n")

@@ -14,8 +14,10 @@ Runs (``--quick``: only the first three, 2 charge points, 1 second):
    package central system, the gateway (CALL -> MQTT -> backend -> MQTT ->
    CALLRESULT, validation all, JSON envelope, QoS 1);
 2. closed loop at 100: the gateway with MQTT 3.1.1, with the protobuf
-   profile, with ``workers = 2``, each right after the plain one-worker
-   gateway, three rounds; paho -> mosquitto -> paho at QoS 1;
+   profile, with ``workers = 2``, with every speed-up off
+   (``OCPPGW_SPEEDUPS=off``), each right after the plain one-worker gateway,
+   three rounds; then a round with each speed-up off alone; paho ->
+   mosquitto -> paho at QoS 1;
 3. open loop at half the gateway's peak, 1,000 connections: gateway and echo;
 4. memory: 10,000 idle charge points on one gateway process;
 5. reconnect storm (``handshake_storm.py``, 10,000 with Basic auth);
@@ -23,7 +25,7 @@ Runs (``--quick``: only the first three, 2 charge points, 1 second):
 
 Writes ``bench/results/<date>.json``, ``bench/results/latest.md`` and the PNG
 plots ``bench/results/*.png``.  Bounded: each run has a deadline, and all of
-them take about five minutes here (the last run: 305 s).
+them take about seven minutes here.
 """
 
 from __future__ import annotations
@@ -91,10 +93,17 @@ class Bench:
         self.quick = quick
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(self, core: str, argv: list[str], name: str, port: int | None = None) -> Any:
+    def spawn(
+        self,
+        core: str,
+        argv: list[str],
+        name: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Any:
         log = open(self.work / f"{name}.log", "ab")
         proc = subprocess.Popen(
-            pinned(core, argv), stdout=log, stderr=subprocess.STDOUT, cwd=self.work
+            pinned(core, argv), stdout=log, stderr=subprocess.STDOUT, cwd=self.work, env=env
         )
         self.procs.append(proc)
         if port is not None:
@@ -116,8 +125,9 @@ class Bench:
 
     @contextmanager
     def gateway(
-        self, mport: int, extra: str = "", codec: str = "json", workers: int = 1
+        self, mport: int, extra: str = "", codec: str = "json", workers: int = 1, speedups: str = ""
     ) -> Iterator[tuple[int, Any]]:
+        """The gateway; ``speedups``: its ``OCPPGW_SPEEDUPS`` (``off``, ``-NAME``)."""
         port = free_port()
         # The admin API as operators run it (with workers, the supervisor's).
         admin = f"tcp:{free_port()}:interface=127.0.0.1"
@@ -135,7 +145,8 @@ class Bench:
         )
         core = SERVER_CORE if workers == 1 else f"{SERVER_CORE},{LOAD_CORE}"
         argv = [TWISTD, "-n", "--pidfile=", f"--logfile={self.work}/gw-{port}.log", "ocppgw"]
-        proc = self.spawn(core, [*argv, "--config", str(ini)], f"gw-{port}", port)
+        env = {**os.environ, "OCPPGW_SPEEDUPS": speedups} if speedups else None
+        proc = self.spawn(core, [*argv, "--config", str(ini)], f"gw-{port}", port, env)
         log = self.work / f"gw-{port}.log"
         deadline = time.monotonic() + 20
         while log.read_text(errors="replace").count("MQTT connected") < workers:
@@ -248,25 +259,41 @@ def closed_loop(b: Bench, conn_counts: list[int], repeat: int) -> list[dict[str,
 
 #: (variant, codec, [mqtt] lines, workers); "workers1" is the JSON one-worker
 #: gateway each other variant is compared with.
+#: (name, codec, [mqtt] lines, workers, OCPPGW_SPEEDUPS)
 VARIANTS = (
-    ("workers1", "json", "", 1),
-    ("mqtt311", "json", "protocol = 3.1.1", 1),
-    ("protobuf", "protobuf", "", 1),
-    ("workers2", "json", "", 2),
+    ("workers1", "json", "", 1, ""),
+    ("mqtt311", "json", "protocol = 3.1.1", 1, ""),
+    ("protobuf", "protobuf", "", 1, ""),
+    ("workers2", "json", "", 2, ""),
+    ("speedups-off", "json", "", 1, "off"),
+)
+
+#: The speed-ups of docs/design.md, each turned off alone once after the rounds.
+SPEEDUPS = (
+    "autobahn_frames",
+    "paho_internals",
+    "json_encoder",
+    "automat_index",
+    "prometheus_values",
 )
 
 
 def variants(b: Bench, repeat: int = 3) -> list[dict[str, Any]]:
     """
     The gateway at 100 connections: one worker with JSON, then each variant
-    (MQTT 3.1.1, protobuf, two workers) right after it, ``repeat`` times; and
-    paho's ceiling.  Targets 6 and 7 compare each variant with the one-worker
-    JSON run of the same round (the median of the rounds' ratios), so that a
-    burst of noise from the shared machine changes one round, not the figure.
+    (MQTT 3.1.1, protobuf, two workers, every speed-up off) right after it,
+    ``repeat`` times; then one more round of one worker with each speed-up
+    off alone (the price of each one's public path); and paho's ceiling.
+    Targets 6 and 7 and the price of the public paths compare each variant
+    with the one-worker JSON run of the same round (the median of the
+    rounds' ratios), so that a burst of noise from the shared machine
+    changes one round, not the figure.
     """
     runs: list[dict[str, Any]] = []
-    for attempt in range(repeat):
-        for variant, codec, extra, workers in VARIANTS:
+    singles = [("workers1", "json", "", 1, "")]
+    singles += [(f"no-{name}", "json", "", 1, f"-{name}") for name in SPEEDUPS]
+    for attempt, plan in [*((a, VARIANTS) for a in range(repeat)), (repeat, tuple(singles))]:
+        for variant, codec, extra, workers, speedups in plan:
             with b.broker() as (mport, broker):
                 backend = b.spawn(
                     LOAD_CORE,
@@ -274,7 +301,7 @@ def variants(b: Bench, repeat: int = 3) -> list[dict[str, Any]]:
                     "backend",
                 )
                 time.sleep(0.5)
-                with b.gateway(mport, extra, codec, workers) as (port, proc):
+                with b.gateway(mport, extra, codec, workers, speedups) as (port, proc):
                     r = b.ws(port, 100, proc, [broker, backend], prefix=f"{variant}{attempt}-")
                 stop(backend)
             runs.append({"server": "gateway", "variant": variant, "attempt": attempt, **r})
