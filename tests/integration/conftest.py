@@ -13,8 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Backend, Broker, Gateway, Sections, start_broker, start_gateway, stop_process
 
+from tests.integration.harness import (
+    Backend,
+    Broker,
+    Gateway,
+    Sections,
+    start_broker,
+    start_gateway,
+    stop_process,
+)
 from tests.protoc import protoc
 
 # A run started in the background of a non-interactive shell (`make test &`)

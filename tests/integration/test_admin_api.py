@@ -13,8 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from adminsupport import admin_gateway, ahttp, http
-from harness import (
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call_result as result16
+from ocpp.v16.enums import Action as Action16
+
+from tests.integration.harness import (
     WAIT,
     Backend,
     Gateway,
@@ -25,11 +29,8 @@ from harness import (
     run_async,
     wait_closed,
 )
-from ocpp.routing import on
-from ocpp.v16 import ChargePoint as ChargePoint16
-from ocpp.v16 import call_result as result16
-from ocpp.v16.enums import Action as Action16
-from support import own_gateway, start_own_broker, stop_broker
+from tests.integration.harness.admin import admin_gateway, ahttp, http
+from tests.integration.harness.support import own_gateway, start_own_broker, stop_broker
 
 
 def cid(tag: str) -> str:

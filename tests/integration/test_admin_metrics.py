@@ -12,14 +12,23 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from adminsupport import admin_gateway, ahttp, http
-from harness import Backend, Gateway, charge_point, connect, recv_frame, run_async, wait_closed
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call_result as result16
 from ocpp.v16.enums import Action as Action16
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
+
+from tests.integration.harness import (
+    Backend,
+    Gateway,
+    charge_point,
+    connect,
+    recv_frame,
+    run_async,
+    wait_closed,
+)
+from tests.integration.harness.admin import admin_gateway, ahttp, http
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -16,15 +16,23 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from adminsupport import TOKEN, ahttp, http, with_admin
-from harness import BIN, WAIT, Gateway, charge_point, free_port, run_async
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call_result as result16
 from ocpp.v16.enums import Action as Action16
 from prometheus_client.parser import text_string_to_metric_families
-from support import presence
-from test_workers import _wait_log
+
+from tests.integration.harness import (
+    BIN,
+    WAIT,
+    Gateway,
+    charge_point,
+    free_port,
+    run_async,
+    wait_log,
+)
+from tests.integration.harness.admin import TOKEN, ahttp, http, with_admin
+from tests.integration.harness.support import presence
 
 CTL = str(BIN / "ocppgw-ctl")
 
@@ -38,8 +46,8 @@ class Unlocking16(ChargePoint16):
 def _workers(gateway: Callable[..., Gateway]) -> tuple[Gateway, str]:
     port = free_port()
     gw = gateway(with_admin(port, {"gateway": {"workers": "2"}}))
-    _wait_log(gw, r"worker \d: .*MQTT connected", 2)
-    _wait_log(gw, r"worker \d: .*starting on", 2)
+    wait_log(gw, r"worker \d: .*MQTT connected", 2)
+    wait_log(gw, r"worker \d: .*starting on", 2)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + WAIT
     while (health := http("GET", f"{url}/healthz"))[0] != 200:  # both workers' sockets up
@@ -131,7 +139,7 @@ async def test_every_route_answers_for_both_workers(gateway, backend):
 async def test_healthz_names_a_worker_that_is_down(gateway, backend):
     """While a killed worker is restarted, /healthz answers 503 naming it, then 200 again."""
     gw, url = _workers(gateway)
-    pid = int(_wait_log(gw, r"worker 1 started \(pid (\d+)\)", 1)[0])
+    pid = int(wait_log(gw, r"worker 1 started \(pid (\d+)\)", 1)[0])
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + WAIT
     while (answer := await ahttp("GET", f"{url}/healthz"))[0] != 503:

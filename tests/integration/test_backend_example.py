@@ -25,7 +25,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from harness import (
+from ocpp import v16, v21, v201
+
+from tests.integration.harness import (
     STOP_TIMEOUT,
     WAIT,
     Broker,
@@ -36,8 +38,7 @@ from harness import (
     run_async,
     stop_process,
 )
-from ocpp import v16, v21, v201
-from support import NOW, PrintingProcess, kill_embedded_broker
+from tests.integration.harness.support import NOW, PrintingProcess, kill_embedded_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "backend.py"

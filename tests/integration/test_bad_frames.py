@@ -7,9 +7,10 @@ version, and never harm another charge point (OCPP-J 1.6 §4.2.3, Table 7;
 from __future__ import annotations
 
 import pytest
-from harness import charge_point, connect, recv_frame, run_async, wait_closed
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
+
+from tests.integration.harness import charge_point, connect, recv_frame, run_async, wait_closed
 
 NOW = "2026-01-02T03:04:05.000Z"
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from harness import ROOT
+from tests.integration.harness import ROOT
 
 
 def test_bench_quick_runs(tmp_path):

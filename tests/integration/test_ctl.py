@@ -10,12 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from adminsupport import TOKEN, admin_gateway
-from harness import BIN, Gateway, charge_point, connect, free_port, run_async
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call_result as result16
 from ocpp.v16.enums import Action as Action16
+
+from tests.integration.harness import BIN, Gateway, charge_point, connect, free_port, run_async
+from tests.integration.harness.admin import TOKEN, admin_gateway
 
 CTL = str(BIN / "ocppgw-ctl")
 

@@ -9,7 +9,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from harness import WAIT, Backend, charge_point, connect, recv_frame, run_async
 from ocpp.exceptions import NotSupportedError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
@@ -20,6 +19,8 @@ from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 from ocpp.v201.enums import Action as Action201
+
+from tests.integration.harness import WAIT, Backend, charge_point, connect, recv_frame, run_async
 
 NOW = "2026-01-02T03:04:05.000Z"
 

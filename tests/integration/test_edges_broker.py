@@ -23,8 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Broker, connect, recv_frame, run_async, start_gateway
-from support import BUG_MARKERS
+
+from tests.integration.harness import Broker, connect, recv_frame, run_async, start_gateway
+from tests.integration.harness.support import BUG_MARKERS
 
 _HOST = "127.0.0.9"
 

@@ -10,8 +10,8 @@ import asyncio
 import os
 import struct
 
-from harness import WAIT, connect, recv_frame, run_async, topic_value
-from support import (
+from tests.integration.harness import WAIT, connect, recv_frame, run_async, topic_value
+from tests.integration.harness.support import (
     ReconnectingBackend,
     own_gateway,
     presence,

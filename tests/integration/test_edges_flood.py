@@ -11,8 +11,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from harness import connect, recv_frame, run_async, wait_closed
-from support import (
+from tests.integration.harness import connect, recv_frame, run_async, wait_closed
+from tests.integration.harness.support import (
     ReconnectingBackend,
     own_gateway,
     presence,

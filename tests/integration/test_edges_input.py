@@ -11,9 +11,8 @@ import os
 import signal
 import time
 
-from harness import WAIT, basic_auth, connect, recv_frame, run_async, settle
-
 from ocppgw.listener.credentials import make_entry, write_file
+from tests.integration.harness import WAIT, basic_auth, connect, recv_frame, run_async, settle
 
 #: The error code of a malformed payload in each version.
 FORMAT = {"ocpp1.6": "FormationViolation", "ocpp2.0.1": "FormatViolation"}

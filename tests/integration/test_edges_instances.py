@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import (
+
+from tests.integration.harness import (
     STOP_TIMEOUT,
     WAIT,
     connect,
@@ -22,7 +23,7 @@ from harness import (
     topic_value,
     wait_closed,
 )
-from support import (
+from tests.integration.harness.support import (
     clear_cache,
     own_gateway,
     presence,

@@ -20,9 +20,9 @@ import os
 import time
 from pathlib import Path
 
-from adminsupport import http, with_admin
-from harness import Broker, free_port
-from support import own_gateway, start_own_broker, stop_broker
+from tests.integration.harness import Broker, free_port
+from tests.integration.harness.admin import http, with_admin
+from tests.integration.harness.support import own_gateway, start_own_broker, stop_broker
 
 _FIRST = 10_000
 _TOTAL = int(os.environ.get("OCPPGW_MEMORY_IDENTITIES", "20000"))

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness import (
+from tests.integration.harness import (
     MOSQUITTO,
     WAIT,
     Gateway,
@@ -27,7 +27,7 @@ from harness import (
     start_gateway,
     wait_closed,
 )
-from support import (
+from tests.integration.harness.support import (
     NOW,
     clear_cache,
     exit_status,

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from harness import (
+from tests.integration.harness import (
     WAIT,
     Broker,
     Gateway,
@@ -30,7 +30,7 @@ from harness import (
     start_broker,
     start_gateway,
 )
-from support import (
+from tests.integration.harness.support import (
     ReconnectingBackend,
     presence,
     restart_broker,

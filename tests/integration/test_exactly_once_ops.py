@@ -14,8 +14,16 @@ import signal
 import time
 from pathlib import Path
 
-from harness import WAIT, Backend, Gateway, connect, recv_frame, run_async, wait_closed
-from support import (
+from tests.integration.harness import (
+    WAIT,
+    Backend,
+    Gateway,
+    connect,
+    recv_frame,
+    run_async,
+    wait_closed,
+)
+from tests.integration.harness.support import (
     NOW,
     clear_cache,
     exit_status,

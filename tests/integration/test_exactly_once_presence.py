@@ -9,17 +9,16 @@ a charge point's grace period ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from typing import Any
 
-from harness import Backend, connect, run_async, settle, start_gateway
-from support import (
+from tests.integration.harness import Backend, run_async, settle, start_gateway
+from tests.integration.harness.support import (
     ReconnectingBackend,
+    answering,
+    command,
+    exactly_once,
     exit_status,
     own_gateway,
     presence,
@@ -29,60 +28,6 @@ from support import (
     start_own_broker,
     stop_broker,
 )
-
-
-@contextlib.asynccontextmanager
-async def answering(url: str) -> AsyncIterator[Any]:
-    """A 1.6 charge point that answers every CALL Accepted until its connection closes."""
-    ws = await connect(url, ["ocpp1.6"])
-
-    async def answer() -> None:
-        with contextlib.suppress(Exception):
-            async for text in ws:
-                frame = json.loads(text)
-                if frame[0] == 2:
-                    await ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
-
-    task = asyncio.create_task(answer())
-    try:
-        yield ws
-    finally:
-        await asyncio.wait_for(ws.close(), 5)
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-
-
-def command(backend: Backend, cid: str, unique_id: str) -> None:
-    backend.publish(
-        f"ocpp/cs/{cid}/Call/ClearCache",
-        {"MessageTypeId": 2, "UniqueId": unique_id, "Action": "ClearCache", "Payload": {}},
-        wait=False,
-    )
-
-
-def answers(backend: Backend, cid: str) -> dict[str, list[str]]:
-    """Every answer envelope about ``cid``'s downstream CALLs: UniqueId -> kinds."""
-    found: dict[str, list[str]] = {}
-    for m in backend.messages(
-        lambda m: m.topic in (f"ocpp/cp/Reply/{cid}", f"ocpp/cp/Error/{cid}")
-    ):
-        env = m.json()
-        if isinstance(env, dict):
-            kind = env.get("ErrorCode") or "CALLRESULT"
-            found.setdefault(str(env.get("UniqueId")), []).append(kind)
-    return found
-
-
-def exactly_once(backend: Backend, cid: str, sent: list[str]) -> Counter[str]:
-    """Assert one answer per CALL sent; return how many of each kind."""
-    got = answers(backend, cid)
-    twice = {u: k for u, k in got.items() if len(k) > 1}
-    none = [u for u in sent if u not in got]
-    assert not twice and not none, (
-        f"answered twice: {twice}; never answered: {none}; {backend.describe(40)}"
-    )
-    return Counter(k[0] for k in got.values())
 
 
 @run_async

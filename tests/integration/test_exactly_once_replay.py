@@ -13,9 +13,17 @@ import json
 import signal
 from collections import Counter
 
-from harness import Backend, connect, run_async, settle
-from support import exit_status, own_gateway, presence, start_own_broker, stop_broker
-from test_exactly_once_presence import answering, command, exactly_once
+from tests.integration.harness import Backend, connect, run_async, settle
+from tests.integration.harness.support import (
+    answering,
+    command,
+    exactly_once,
+    exit_status,
+    own_gateway,
+    presence,
+    start_own_broker,
+    stop_broker,
+)
 
 
 async def gone(backend: Backend, name: str) -> None:

@@ -11,13 +11,22 @@ import asyncio
 import json
 from typing import Any
 
-from harness import WAIT, Backend, charge_point, connect, recv_frame, run_async, settle
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
 from ocpp.v16.enums import Action as Action16
-from support import no_frame
+
+from tests.integration.harness import (
+    WAIT,
+    Backend,
+    charge_point,
+    connect,
+    recv_frame,
+    run_async,
+    settle,
+)
+from tests.integration.harness.support import no_frame
 
 NOW = "2026-01-02T03:04:05.000Z"
 

@@ -11,8 +11,10 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from harness import connect
-from support import (
+from websockets.exceptions import ConnectionClosed
+
+from tests.integration.harness import connect
+from tests.integration.harness.support import (
     NOW,
     ReconnectingBackend,
     own_gateway,
@@ -20,7 +22,6 @@ from support import (
     start_own_broker,
     stop_broker,
 )
-from websockets.exceptions import ConnectionClosed
 
 CHARGE_POINTS = 20
 CALLS_EACH = 100

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import time
 
-from harness import connect, recv_frame, run_async, settle, wait_closed
 from websockets.exceptions import InvalidStatus
+
+from tests.integration.harness import connect, recv_frame, run_async, settle, wait_closed
 
 NOW = "2026-01-02T03:04:05.000Z"
 

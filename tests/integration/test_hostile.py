@@ -26,7 +26,10 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sec_harness import (
+from websockets.sync.client import ClientConnection
+
+from ocppgw.listener.credentials import make_entry, write_file
+from tests.integration.harness.security import (
     Backend,
     Gateway,
     basic,
@@ -39,9 +42,6 @@ from sec_harness import (
     wait_for,
     ws_connect,
 )
-from websockets.sync.client import ClientConnection
-
-from ocppgw.listener.credentials import make_entry, write_file
 
 PASSWORD = "hostile-suite-password"
 MAX_FRAME = 65536

@@ -10,7 +10,9 @@ import asyncio
 import signal
 import time
 
-from harness import (
+from websockets.protocol import State
+
+from tests.integration.harness import (
     WAIT,
     connect,
     recv_frame,
@@ -19,7 +21,7 @@ from harness import (
     topic_value,
     wait_closed,
 )
-from support import (
+from tests.integration.harness.support import (
     NOW,
     ReconnectingBackend,
     exit_status,
@@ -33,7 +35,6 @@ from support import (
     start_own_broker,
     stop_broker,
 )
-from websockets.protocol import State
 
 
 def _gateway_topic(name: str) -> str:

@@ -11,9 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sec_harness import Backend, Broker, free_port, start_broker, start_gateway, stop
 
 from tests.certs import CA
+from tests.integration.harness.security import (
+    Backend,
+    Broker,
+    free_port,
+    start_broker,
+    start_gateway,
+    stop,
+)
 
 
 @pytest.fixture(scope="module")

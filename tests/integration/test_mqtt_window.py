@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from harness import Backend, Gateway, connect, recv_frame, run_async
+from tests.integration.harness import Backend, Gateway, connect, recv_frame, run_async
 
 NOW = "2026-01-02T03:04:05.000Z"
 

@@ -15,7 +15,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from harness import ROOT
+from tests.integration.harness import ROOT
 
 _IGNORE = shutil.ignore_patterns(
     ".git",

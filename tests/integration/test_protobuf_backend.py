@@ -22,17 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import (
-    WAIT,
-    Backend,
-    Broker,
-    Msg,
-    charge_point,
-    connect,
-    recv_frame,
-    run_async,
-    topic_value,
-)
 from ocpp.exceptions import FormationViolationError, OccurrenceConstraintViolationError
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
@@ -44,6 +33,17 @@ from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 from ocpp.v201.enums import Action as Action201
 
+from tests.integration.harness import (
+    WAIT,
+    Backend,
+    Broker,
+    Msg,
+    charge_point,
+    connect,
+    recv_frame,
+    run_async,
+    topic_value,
+)
 from tests.protoc import Compiled
 
 #: The backend's modules: proto/ compiled by protoc into a directory of its own,

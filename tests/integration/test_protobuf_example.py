@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import WAIT, Backend, Broker, charge_point, run_async, stop_process
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
-from support import PrintingProcess
 
+from tests.integration.harness import WAIT, Backend, Broker, charge_point, run_async, stop_process
+from tests.integration.harness.support import PrintingProcess
 from tests.protoc import EXAMPLE
 
 NOW = "2026-01-02T03:04:05.000Z"

@@ -11,7 +11,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from sec_harness import (
+
+from ocppgw.listener.credentials import make_entry, write_file
+from tests.certs import CA
+from tests.integration.harness.security import (
     Backend,
     Gateway,
     basic,
@@ -24,9 +27,6 @@ from sec_harness import (
     wait_for,
     ws_connect,
 )
-
-from ocppgw.listener.credentials import make_entry, write_file
-from tests.certs import CA
 
 PASSWORD = "proxy-test-password"
 UNTRUSTED = "127.0.0.2"

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adminsupport import admin_gateway, ahttp
-from harness import Backend, Gateway, charge_point
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
+
+from tests.integration.harness import Backend, Gateway, charge_point
+from tests.integration.harness.admin import admin_gateway, ahttp
 
 TRAPS = Path(__file__).parent / "private_traps"
 LIBRARIES = ("paho", "autobahn", "automat", "json", "prometheus-client")

@@ -19,7 +19,12 @@ from collections.abc import Iterator
 
 import paho.mqtt.client as paho
 import pytest
-from harness import (
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call as call16
+from paho.mqtt.enums import CallbackAPIVersion
+from websockets.protocol import State
+
+from tests.integration.harness import (
     Backend,
     Gateway,
     charge_point,
@@ -30,12 +35,8 @@ from harness import (
     start_gateway,
     wait_closed,
 )
-from ocpp.v16 import ChargePoint as ChargePoint16
-from ocpp.v16 import call as call16
-from paho.mqtt.enums import CallbackAPIVersion
-from rabbitmq import Cluster, available, start_cluster
-from support import BUG_MARKERS, presence, presence_topic, retained
-from websockets.protocol import State
+from tests.integration.harness.rabbitmq import Cluster, available, start_cluster
+from tests.integration.harness.support import BUG_MARKERS, presence, presence_topic, retained
 
 #: RabbitMQ 3.10's MQTT plugin speaks 3.1.1 only; the default offline_group
 #: needs MQTT 5 and is off here by itself (no catch-all subscription).

@@ -12,7 +12,10 @@ import json
 import time
 
 import pytest
-from harness import (
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call as call201
+
+from tests.integration.harness import (
     Backend,
     charge_point,
     connect,
@@ -22,9 +25,7 @@ from harness import (
     topic_value,
     wait_closed,
 )
-from ocpp.v201 import ChargePoint as ChargePoint201
-from ocpp.v201 import call as call201
-from support import NOW, no_frame, presence, raw_handshake, seconds_ago
+from tests.integration.harness.support import NOW, no_frame, presence, raw_handshake, seconds_ago
 
 #: The code of a missing required property, per version (1.6 spells it with one "r").
 OCCURRENCE = {

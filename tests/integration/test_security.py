@@ -9,7 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import (
+from websockets.exceptions import InvalidStatus
+
+from tests.integration.harness import (
     OCPPGW_PASSWD,
     Backend,
     Gateway,
@@ -19,7 +21,6 @@ from harness import (
     run_async,
     settle,
 )
-from websockets.exceptions import InvalidStatus
 
 PASSWORD = "correct-horse-battery-0123"
 AUTH_KEY_HEX = "00112233445566778899AABBCCDDEEFF00112233"

@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sec_harness import (
+
+from ocppgw.listener.credentials import make_entry, write_file
+from tests.certs import CA
+from tests.integration.harness.security import (
     Backend,
     Broker,
     Gateway,
@@ -32,9 +35,6 @@ from sec_harness import (
     wait_for,
     ws_connect,
 )
-
-from ocppgw.listener.credentials import make_entry, write_file
-from tests.certs import CA
 
 PASSWORD = "profile-two-password"
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 
-from harness import charge_point, connect, recv_frame, run_async
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
+
+from tests.integration.harness import charge_point, connect, recv_frame, run_async
 
 NOW = "2026-01-02T03:04:05.000Z"
 

@@ -10,12 +10,13 @@ from dataclasses import asdict
 from typing import Any
 
 import pytest
-from harness import Backend, charge_point, run_async
 from ocpp.charge_point import camel_to_snake_case, remove_nones
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
+
+from tests.integration.harness import Backend, charge_point, run_async
 
 NOW = "2026-01-02T03:04:05.000Z"
 

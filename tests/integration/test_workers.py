@@ -7,28 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import time
 
-from harness import WAIT, Gateway, connect, recv_frame, run_async, wait_closed
-from support import presence
-
-
-def _wait_log(gw: Gateway, pattern: str, count: int, timeout: float = WAIT) -> list[str]:
-    """Block until ``pattern`` matches ``count`` times in the gateway log."""
-    deadline = time.monotonic() + timeout
-    while len(found := re.findall(pattern, gw.log())) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{pattern!r} not {count} times in the log:\n{gw.log()}")
-        time.sleep(0.05)
-    return found
+from tests.integration.harness import (
+    Gateway,
+    connect,
+    recv_frame,
+    run_async,
+    wait_closed,
+    wait_log,
+)
+from tests.integration.harness.support import presence
 
 
 def _workers(gateway) -> Gateway:
     gw = gateway({"gateway": {"workers": "2"}})
-    _wait_log(gw, r"worker \d: .*MQTT connected", 2)
-    _wait_log(gw, r"worker \d: .*starting on", 2)
+    wait_log(gw, r"worker \d: .*MQTT connected", 2)
+    wait_log(gw, r"worker \d: .*starting on", 2)
     return gw
 
 
@@ -63,7 +59,7 @@ def test_workers_run_on_the_gateways_reactor(gateway):
     """The supervisor runs on ocppgw.loop's reactor and starts its workers on it too."""
     gw = _workers(gateway)
     assert "reactor class: ocppgw.loop.GatewayReactor" in gw.log()
-    pids = [int(p) for p in _wait_log(gw, r"worker \d started \(pid (\d+)\)", 2)]
+    pids = [int(p) for p in wait_log(gw, r"worker \d started \(pid (\d+)\)", 2)]
     for pid in pids:
         argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
         assert b"--reactor=ocppgw" in argv, argv
@@ -94,10 +90,10 @@ async def test_takeover_between_workers(gateway, backend):
 async def test_killed_worker_is_restarted(gateway, backend):
     """A worker killed with SIGKILL is started again and takes connections."""
     gw = _workers(gateway)
-    pid = int(_wait_log(gw, r"worker 0 started \(pid (\d+)\)", 1)[0])
+    pid = int(wait_log(gw, r"worker 0 started \(pid (\d+)\)", 1)[0])
     os.kill(pid, signal.SIGKILL)
-    _wait_log(gw, r"worker 0 started \(pid \d+\)", 2)
-    _wait_log(gw, r"worker 0: .*MQTT connected", 2)
+    wait_log(gw, r"worker 0 started \(pid \d+\)", 2)
+    wait_log(gw, r"worker 0: .*MQTT connected", 2)
     backend.answer(
         "BootNotification",
         {"status": "Accepted", "currentTime": "2024-01-01T00:00:00Z", "interval": 60},

@@ -1,5 +1,5 @@
 """
-A small harness for the security integration tests: a mosquitto (plain or
+For the security integration tests: a mosquitto (plain or
 TLS), the real gateway run by ``twistd``, a test backend on paho that answers
 Heartbeats, and raw or ``websockets`` charge points.
 
@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from harness import MOSQUITTO, accepts, free_port
-from harness import stop_process as stop
 from paho.mqtt.enums import CallbackAPIVersion
 from websockets.sync.client import ClientConnection, connect
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # for tests.certs when only this directory is collected
-    sys.path.insert(0, str(ROOT))
+from tests.integration.harness import MOSQUITTO, accepts, free_port
+from tests.integration.harness import stop_process as stop
+
+ROOT = Path(__file__).resolve().parents[3]
 _VENV_BIN = ROOT / ".venv" / "bin"
 BIN = _VENV_BIN if (_VENV_BIN / "twistd").exists() else Path(sys.executable).parent
 TWISTD = BIN / "twistd"

@@ -1,9 +1,8 @@
 """
-Helpers of test_rules.py, test_instances.py and test_fault.py on top of
-``harness``: a mosquitto that a test owns and can stop and restart on the same
+On top of :mod:`tests.integration.harness`: a mosquitto that a test owns and can stop and restart on the same
 port, a gateway on such a broker, a test backend that reconnects quickly
 (optionally with a persistent session), presence waits, and a raw WebSocket
-handshake done by hand.
+handshake done by hand, and downstream CALLs whose answers are counted.
 
 Every wait is bounded, like the harness's.
 """
@@ -19,13 +18,17 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from harness import (
+from paho.mqtt.enums import CallbackAPIVersion
+from websockets.asyncio.client import ClientConnection
+
+from tests.integration.harness import (
     STOP_TIMEOUT,
     WAIT,
     Backend,
@@ -34,14 +37,13 @@ from harness import (
     Msg,
     Sections,
     accepts,
+    connect,
     launch_broker,
     start_broker,
     start_gateway,
     stop_process,
     topic_value,
 )
-from paho.mqtt.enums import CallbackAPIVersion
-from websockets.asyncio.client import ClientConnection
 
 #: The log lines that mean the gateway hit a bug (as in conftest.py).
 BUG_MARKERS = ("Traceback (most recent call last)", "Unhandled Error")
@@ -332,3 +334,60 @@ async def raw_handshake(
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
     assert head.startswith(b"HTTP/1.1 101"), f"upgrade refused: {head!r}"
     return reader, writer
+
+
+# --- downstream CALLs and their answers, counted ---
+
+
+@contextlib.asynccontextmanager
+async def answering(url: str) -> AsyncIterator[Any]:
+    """A 1.6 charge point that answers every CALL Accepted until its connection closes."""
+    ws = await connect(url, ["ocpp1.6"])
+
+    async def answer() -> None:
+        with contextlib.suppress(Exception):
+            async for text in ws:
+                frame = json.loads(text)
+                if frame[0] == 2:
+                    await ws.send(json.dumps([3, frame[1], {"status": "Accepted"}]))
+
+    task = asyncio.create_task(answer())
+    try:
+        yield ws
+    finally:
+        await asyncio.wait_for(ws.close(), 5)
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+def command(backend: Backend, cid: str, unique_id: str) -> None:
+    backend.publish(
+        f"ocpp/cs/{cid}/Call/ClearCache",
+        {"MessageTypeId": 2, "UniqueId": unique_id, "Action": "ClearCache", "Payload": {}},
+        wait=False,
+    )
+
+
+def answers(backend: Backend, cid: str) -> dict[str, list[str]]:
+    """Every answer envelope about ``cid``'s downstream CALLs: UniqueId -> kinds."""
+    found: dict[str, list[str]] = {}
+    for m in backend.messages(
+        lambda m: m.topic in (f"ocpp/cp/Reply/{cid}", f"ocpp/cp/Error/{cid}")
+    ):
+        env = m.json()
+        if isinstance(env, dict):
+            kind = env.get("ErrorCode") or "CALLRESULT"
+            found.setdefault(str(env.get("UniqueId")), []).append(kind)
+    return found
+
+
+def exactly_once(backend: Backend, cid: str, sent: list[str]) -> Counter[str]:
+    """Assert one answer per CALL sent; return how many of each kind."""
+    got = answers(backend, cid)
+    twice = {u: k for u, k in got.items() if len(k) > 1}
+    none = [u for u in sent if u not in got]
+    assert not twice and not none, (
+        f"answered twice: {twice}; never answered: {none}; {backend.describe(40)}"
+    )
+    return Counter(k[0] for k in got.values())

@@ -6,6 +6,12 @@ OCPP-J clients (the PyPI ``ocpp`` package over ``websockets``, or a raw
 
 Every wait is bounded; a timeout is an ``AssertionError`` that says what was
 awaited and what arrived instead.  The fixtures are in ``conftest.py``.
+
+The package is the one harness of the integration tests (and the soak):
+this module the basics, :mod:`.support` brokers a test owns and restarts,
+presence and counted answers, :mod:`.security` TLS brokers and gateways,
+:mod:`.admin` the admin endpoint, :mod:`.rabbitmq` a RabbitMQ cluster.  Tests
+import it as ``tests.integration.harness``; no test imports another.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,7 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 _VENV_BIN = ROOT / ".venv" / "bin"
 BIN = _VENV_BIN if (_VENV_BIN / "twistd").exists() else Path(sys.executable).parent
 TWISTD = BIN / "twistd"
@@ -236,6 +243,16 @@ def start_gateway(
             )
         time.sleep(0.05)
     return gw
+
+
+def wait_log(gw: Gateway, pattern: str, count: int, timeout: float = WAIT) -> list[str]:
+    """Block until ``pattern`` matches ``count`` times in the gateway log."""
+    deadline = time.monotonic() + timeout
+    while len(found := re.findall(pattern, gw.log())) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{pattern!r} not {count} times in the log:\n{gw.log()}")
+        time.sleep(0.05)
+    return found
 
 
 # --- the test backend ---

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import Broker, accepts, free_port, read_log
+from tests.integration.harness import Broker, accepts, free_port, read_log
 
 #: Where Debian puts the scripts that run as the calling user (the ones on
 #: PATH switch to the rabbitmq user and its home when run as root).

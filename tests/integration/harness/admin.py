@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from harness import WAIT, Gateway, Sections, free_port
+from tests.integration.harness import WAIT, Gateway, Sections, free_port
 
 TOKEN = "it-admin-token"
 
