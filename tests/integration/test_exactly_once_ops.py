@@ -22,6 +22,7 @@ from tests.integration.harness import (
     recv_frame,
     run_async,
     wait_closed,
+    wait_log,
 )
 from tests.integration.harness.support import (
     NOW,
@@ -32,16 +33,6 @@ from tests.integration.harness.support import (
     start_own_broker,
     stop_broker,
 )
-
-
-def _wait_log(gw: Gateway, pattern: str, count: int, timeout: float = WAIT) -> list[str]:
-    """Block until ``pattern`` matches ``count`` times in the gateway log; the matches."""
-    deadline = time.monotonic() + timeout
-    while len(found := re.findall(pattern, gw.log())) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{pattern!r} not {count} times in the log:\n{gw.log()}")
-        time.sleep(0.05)
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -73,9 +64,9 @@ async def _gone(pids: list[int], timeout: float) -> list[int]:
 def _workers(gateway, gateway_section: dict[str, str]) -> tuple[Gateway, list[int]]:
     """A supervisor of two workers, both up; their pids."""
     gw = gateway({"gateway": {"workers": "2", **gateway_section}})
-    _wait_log(gw, r"worker \d: .*MQTT connected", 2)
-    _wait_log(gw, r"worker \d: .*starting on", 2)
-    pids = [int(p) for _, p in _wait_log(gw, r"worker (\d) started \(pid (\d+)\)", 2)]
+    wait_log(gw, r"worker \d: .*MQTT connected", 2)
+    wait_log(gw, r"worker \d: .*starting on", 2)
+    pids = [int(p) for _, p in wait_log(gw, r"worker (\d) started \(pid (\d+)\)", 2)]
     return gw, pids
 
 

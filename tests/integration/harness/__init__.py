@@ -290,7 +290,11 @@ class Backend:
     message, publishes, and can answer charge point CALLs by Action.
     """
 
-    def __init__(self, broker: Broker) -> None:
+    #: Seconds of MQTT keepalive.
+    keepalive = 30
+
+    def __init__(self, broker: Broker, persistent: bool = False) -> None:
+        """``persistent``: a session the broker keeps (clean session off)."""
         self._lock = threading.Lock()
         self._messages: list[Msg] = []
         self._answerers: dict[str, tuple[Answerer, str | None]] = {}
@@ -301,15 +305,20 @@ class Backend:
             CallbackAPIVersion.VERSION2,
             client_id=f"it-backend-{uuid.uuid4().hex[:12]}",
             protocol=paho.MQTTv311,
+            clean_session=not persistent,
         )
+        self._prepare(self.client)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", broker.port, keepalive=30)
+        self.client.connect("127.0.0.1", broker.port, keepalive=self.keepalive)
         self.client.loop_start()
         if not (self._connected.wait(WAIT) and self._subscribed.wait(WAIT)):
             self.close()
             raise AssertionError(f"test backend could not subscribe to #:\n{broker.log()}")
+
+    def _prepare(self, client: paho.Client) -> None:
+        """Settings of the paho client before it connects (none here)."""
 
     def close(self) -> None:
         self.client.disconnect()

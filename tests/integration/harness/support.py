@@ -1,8 +1,9 @@
 """
-On top of :mod:`tests.integration.harness`: a mosquitto that a test owns and can stop and restart on the same
-port, a gateway on such a broker, a test backend that reconnects quickly
-(optionally with a persistent session), presence waits, and a raw WebSocket
-handshake done by hand, and downstream CALLs whose answers are counted.
+On top of :mod:`tests.integration.harness`: a mosquitto that a test owns
+and can stop and restart on the same port, a gateway on such a broker, a
+test backend that reconnects quickly (optionally with a persistent
+session), presence waits, a raw WebSocket handshake done by hand, and
+downstream CALLs whose answers are counted.
 
 Every wait is bounded, like the harness's.
 """
@@ -145,29 +146,10 @@ class ReconnectingBackend(Backend):
     messages published while it reconnects are queued for it.
     """
 
-    def __init__(self, broker: Broker, persistent: bool = False) -> None:
-        # Backend.__init__ with another paho client; keep in step with harness.Backend.
-        self._lock = threading.Lock()
-        self._messages: list[Msg] = []
-        self._answerers = {}
-        self._connected = threading.Event()
-        self._subscribed = threading.Event()
-        self.errors: list[str] = []
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"it-backend-{uuid.uuid4().hex[:12]}",
-            protocol=paho.MQTTv311,
-            clean_session=not persistent,
-        )
-        self.client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)  # type: ignore[arg-type]
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", broker.port, keepalive=5)
-        self.client.loop_start()
-        if not (self._connected.wait(WAIT) and self._subscribed.wait(WAIT)):
-            self.close()
-            raise AssertionError(f"test backend could not subscribe to #:\n{broker.log()}")
+    keepalive = 5
+
+    def _prepare(self, client: paho.Client) -> None:
+        client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)  # type: ignore[arg-type]
 
     def is_connected(self) -> bool:
         return bool(self.client.is_connected())
