@@ -6,10 +6,20 @@ import os
 import pwd
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.internet.error import ProcessTerminated
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
-from ocppgw.mqtt.broker import BrokerNotFound, data_directory, find_mosquitto, mosquitto_config
+from ocppgw.mqtt.broker import (
+    BrokerNotFound,
+    EmbeddedBroker,
+    data_directory,
+    find_mosquitto,
+    mosquitto_config,
+)
 
 
 def test_configured_binary_must_be_executable(tmp_path: Path) -> None:
@@ -63,3 +73,34 @@ def test_data_directory_is_writable_by_the_broker() -> None:
         assert owner == expected
     finally:
         shutil.rmtree(path)
+
+
+class _SpawningClock(Clock):
+    """A task.Clock whose spawnProcess records each child protocol (nothing runs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.children: list[Any] = []
+
+    def spawnProcess(self, protocol: Any, executable: str, args: list[str], **kw: Any) -> None:
+        self.children.append(protocol)
+
+
+def test_restart_delay_doubles_on_quick_deaths_and_resets_after_a_healthy_run() -> None:
+    """
+    A mosquitto that dies at once is started again after 0.5, 1, 2 s; one
+    that ran for a minute before it died, after 0.5 s again.
+    """
+    clock = _SpawningClock()
+    broker = EmbeddedBroker(clock, "/usr/sbin/mosquitto", "127.0.0.1", 1883)
+    broker.startService()
+    waits = []
+    for ran in (1, 1, 1, 60):
+        clock.advance(ran)
+        clock.children[-1].processEnded(Failure(ProcessTerminated(exitCode=1)))
+        (restart,) = clock.getDelayedCalls()
+        waits.append(restart.getTime() - clock.seconds())
+        clock.advance(waits[-1])
+    assert waits == [0.5, 1.0, 2.0, 0.5]
+    assert len(clock.children) == 5
+    broker.stopService()
