@@ -36,6 +36,7 @@ from ocppgw.config.values import (
 )
 from ocppgw.listener.proxy import DEFAULT_CERT_HEADER
 from ocppgw.ocpp.versions import SUPPORTED
+from ocppgw.session.flood import DEFAULT_BURST, DEFAULT_RATE
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "handshake_timeout": Key(seconds(), "10"),
         "ping_interval": Key(seconds(allow_zero=True), "60"),
         "pong_timeout": Key(seconds(), "30"),
-        "max_message_rate": Key(int_range(0, 1_000_000), "10"),
-        "max_message_burst": Key(int_range(1, 1_000_000), "50"),
+        "max_message_rate": Key(int_range(0, 1_000_000), str(DEFAULT_RATE)),
+        "max_message_burst": Key(int_range(1, 1_000_000), str(DEFAULT_BURST)),
     },
     "auth": {
         "credentials": Key(text, ""),

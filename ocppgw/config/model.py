@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ocppgw.listener.proxy import DEFAULT_CERT_HEADER, Network
 from ocppgw.router.topics import TopicTemplate
+from ocppgw.session.flood import DEFAULT_BURST, DEFAULT_RATE
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,9 @@ class ListenerConfig:
     trusted_proxies: tuple[Network, ...] = ()
     client_cert_header: str = DEFAULT_CERT_HEADER
     #: Messages per second one charge point may send (0: no limit) ...
-    max_message_rate: int = 10
+    max_message_rate: int = DEFAULT_RATE
     #: ... and how many beyond the rate at once (a token bucket).
-    max_message_burst: int = 50
+    max_message_burst: int = DEFAULT_BURST
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from ocppgw.ocpp.messages import (
 )
 from ocppgw.ocpp.timestamps import rfc3339
 from ocppgw.ocpp.versions import ErrorKind, error_code
+from ocppgw.session.flood import DEFAULT_BURST, DEFAULT_RATE
 from ocppgw.session.owed import Owed
 from ocppgw.session.recent import Known, RecentCalls
 from ocppgw.session.timers import SharedTimer
@@ -98,8 +99,8 @@ class SessionOptions:
     validate_downstream: Validate | None = None
     #: Messages per second the charge point may send (0: no limit), and the
     #: burst beyond it ([listener:NAME] max_message_rate, max_message_burst).
-    max_message_rate: int = 0
-    max_message_burst: int = 50
+    max_message_rate: int = DEFAULT_RATE
+    max_message_burst: int = DEFAULT_BURST
     #: Told every message in and out, parsed once here (the admin counters).
     events: IGatewayEvents = NO_EVENTS
     #: Told of each backend CALL queued, sent and answered; None: not kept.

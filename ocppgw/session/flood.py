@@ -24,11 +24,18 @@ empty (the usual frame pays nothing for them):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-from twisted.internet.interfaces import IReactorTime
+from typing import TYPE_CHECKING, Any
 
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
+
+if TYPE_CHECKING:  # the configuration reads this module's defaults without Twisted
+    from twisted.internet.interfaces import IReactorTime
+
+#: The defaults of ``[listener:NAME] max_message_rate`` and
+#: ``max_message_burst``, declared here once (the configuration's key, its
+#: model and the session's options use them).
+DEFAULT_RATE = 10
+DEFAULT_BURST = 50
 
 #: Above this many times the rate, every second ...
 FLOOD_FACTOR = 10
