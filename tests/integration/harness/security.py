@@ -27,7 +27,12 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from websockets.sync.client import ClientConnection, connect
 
-from tests.integration.harness import MOSQUITTO, accepts, free_port
+from tests.integration import harness
+
+# Re-exported: the security tests take these from here.
+from tests.integration.harness import Broker as Broker
+from tests.integration.harness import accepts as accepts
+from tests.integration.harness import free_port as free_port
 from tests.integration.harness import stop_process as stop
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -48,35 +53,15 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-@dataclass
-class Broker:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-
 def start_broker(directory: Path, tls: tuple[Path, Path] | None = None) -> Broker:
-    """A mosquitto on a free loopback port; with ``tls`` (cert, key), TLS only."""
-    directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+    """The harness's mosquitto on a free loopback port; with ``tls`` (cert, key), TLS only."""
+    extra = []
     if tls is not None:
-        lines += [f"certfile {tls[0]}", f"keyfile {tls[1]}", "tls_version tlsv1.2"]
+        extra += [f"certfile {tls[0]}", f"keyfile {tls[1]}", "tls_version tlsv1.2"]
     if os.geteuid() == 0:
         # Started as root, mosquitto drops to "mosquitto", who cannot read pytest's tmp.
-        lines.append("user root")
-    conf = directory / "mosquitto.conf"
-    conf.write_text("\n".join(lines) + "\n")
-    log_path = directory / "mosquitto.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=log)
-    try:
-        wait_for(lambda: accepts(port) or proc.poll() is not None, "mosquitto")
-    except AssertionError:
-        stop(proc)
-        raise
-    assert proc.poll() is None, log_path.read_text()
-    return Broker(port, proc, log_path)
+        extra.append("user root")
+    return harness.start_broker(directory, extra=extra)
 
 
 @dataclass
