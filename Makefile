@@ -107,13 +107,19 @@ PUBLIC_PATH_TESTS := $(addprefix tests/integration/,test_upstream_calls.py \
 	test_protobuf_backend.py test_edges_broker.py test_fault.py \
 	test_instances.py test_edges_shutdown.py test_exactly_once_mqtt.py \
 	test_exactly_once_presence.py test_mqtt_window.py test_mqtt_tls.py \
-	test_tls_profiles.py test_workers.py test_admin_api.py test_admin_metrics.py)
+	test_workers.py test_admin_api.py test_admin_metrics.py)
+# Alone, not beside another worker: with speed-ups off and a second test
+# process beside it, test_profile_3_good_certificate twice saw its request
+# never reach Autobahn (the opening-handshake timeout after 10 s), and not
+# once in five runs alone under load.  Not understood yet.
+PUBLIC_PATH_ALONE := tests/integration/test_tls_profiles.py
 
 test: install test-deps lint typecheck contracts
 	$(call run_pytest,-n auto tests/unit,tests/unit)
 	$(call run_pytest,-n auto tests/unit,tests/unit (speed-ups off),OCPPGW_SPEEDUPS=off)
 	$(call run_pytest,-n 2 tests/integration,tests/integration)
 	$(call run_pytest,-n 2 $(PUBLIC_PATH_TESTS),tests/integration (speed-ups off),OCPPGW_SPEEDUPS=off)
+	$(call run_pytest,$(PUBLIC_PATH_ALONE),$(PUBLIC_PATH_ALONE) (speed-ups off),OCPPGW_SPEEDUPS=off)
 
 unit: install
 	$(call run_pytest,-n auto tests/unit,tests/unit)
