@@ -29,6 +29,7 @@ both, so paho never holds more than the window lets through.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from typing import Any, Generic, TypeVar
 
@@ -50,7 +51,7 @@ class PublishError(Exception):
     """A message could not be handed to the broker, or the broker refused it."""
 
 
-class Window(Generic[M]):
+class Window(ABC, Generic[M]):
     """
     The publishes of one MQTT client that wait for an acknowledgement.
 
@@ -84,17 +85,17 @@ class Window(Generic[M]):
             self._waiting.append((message, d))
         return d
 
+    @abstractmethod
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> Deferred[None]:
         """
         Publish at ``qos`` (1 or 2); fires on the acknowledgement (a subclass's).
 
         :raises PublishError: ``buffer`` messages wait already.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def _send(self, message: M) -> int:
         """Hand ``message`` to the wire; its packet identifier (a subclass's)."""
-        raise NotImplementedError
 
     def _hand_over(self, message: M, d: Deferred[None]) -> None:
         try:
