@@ -41,6 +41,7 @@ from packaging.version import InvalidVersion, Version
 ENVIRONMENT = "OCPPGW_SPEEDUPS"
 
 _OFF = frozenset({"off", "0", "no", "false"})
+_ON = frozenset({"on", "1", "yes", "true"})
 
 
 @dataclass(frozen=True)
@@ -129,11 +130,25 @@ def speedups() -> list[Speedup]:
     return [_checked[name] for name in sorted(_checked)]
 
 
-def report(log: Callable[[str], None]) -> None:
-    """One line for each speed-up that does not run, naming it, its library and why."""
+def report(log: Callable[[str], None], environ: dict[str, str] | None = None) -> None:
+    """
+    One line for each speed-up that does not run, naming it, its library and
+    why; and one for each word of ``OCPPGW_SPEEDUPS`` that means nothing (a
+    ``-NAME`` naming no speed-up, or a typo), so a switch never fails silently.
+    """
     for speedup in speedups():
         if not speedup.enabled:
             log(f"speed-up {speedup.name} is off, the public path runs: {speedup.why}")
+    value = (os.environ if environ is None else environ).get(ENVIRONMENT, "")
+    known = sorted(_checked)
+    for word in value.replace(",", " ").split():
+        lower = word.lower()
+        if lower in _OFF or lower in _ON or (lower[:1] == "-" and lower[1:] in known):
+            continue
+        log(
+            f"{ENVIRONMENT}: {word!r} means nothing here and is ignored; use off, or -NAME "
+            f"with NAME one of {', '.join(known)}"
+        )
 
 
 def forget() -> None:

@@ -208,3 +208,17 @@ def test_paho_internals_runs_on_the_paho_it_was_checked_with(
     assert mqtt_speedup.fits(), f"paho-mqtt {installed} lacks what the speed-up uses"
     client = MQTTClient(parse("[listener:ws]\nendpoint = tcp:0\n").mqtt, Clock())
     assert type(client._driver).__name__ == "FastDriver"
+
+
+def test_a_word_that_means_nothing_is_named(fresh: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """report() names each word of OCPPGW_SPEEDUPS that is neither on/off nor -NAME of one."""
+    monkeypatch.delenv("OCPPGW_SPEEDUPS", raising=False)
+    speedups.check("probe", "packaging", ">=0", lambda: True)
+    lines: list[str] = []
+    speedups.report(lines.append, {"OCPPGW_SPEEDUPS": "-probe, -nosuch, of, ON"})
+    assert lines == [
+        "OCPPGW_SPEEDUPS: '-nosuch' means nothing here and is ignored; use off, or -NAME "
+        "with NAME one of probe",
+        "OCPPGW_SPEEDUPS: 'of' means nothing here and is ignored; use off, or -NAME "
+        "with NAME one of probe",
+    ]
