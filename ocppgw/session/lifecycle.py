@@ -34,8 +34,8 @@ from twisted.logger import Logger
 
 from ocppgw.interfaces import CLOSE_NORMAL
 from ocppgw.ocpp.envelope import Envelope, GatewayError
-from ocppgw.session.exchanges import cancel
 from ocppgw.session.lifecycle_fast import index
+from ocppgw.session.timers import cancel
 
 _log = Logger()
 

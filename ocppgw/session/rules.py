@@ -3,11 +3,13 @@
 One charge point's OCPP-J session: the rules, and no I/O.
 
 The session receives text frames from its connection and envelopes from the
-router, and decides what goes where:
+router, and is made of parts that each own their state:
 
-- frames from the charge point: :mod:`ocppgw.session.charge_point`;
-- messages from the backend: :mod:`ocppgw.session.backend`;
-- what both share (the exchanges in flight, the queue): :mod:`ocppgw.session.exchanges`;
+- both ends, the connection while open and the router: :mod:`ocppgw.session.outbox`;
+- the charge point's CALLs and their timers: :mod:`ocppgw.session.charge_point_calls`;
+- the backend's CALLs, queued and in flight: :mod:`ocppgw.session.backend_calls`;
+- which frame goes where: :mod:`ocppgw.session.charge_point`, and which
+  backend message: :mod:`ocppgw.session.backend`;
 - open, closing, in its grace period, replaced, moved, expired:
   :mod:`ocppgw.session.lifecycle`.
 
@@ -19,21 +21,48 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from ocppgw.interfaces import IChargePointSession
-from ocppgw.ocpp.envelope import Envelope, GatewayError
+from ocppgw.interfaces import IChargePointConnection, IChargePointSession, IRouter
+from ocppgw.ocpp.envelope import DecodeContext, Envelope, GatewayError
 from ocppgw.session.backend import FromBackend
+from ocppgw.session.backend_calls import BackendCalls
 from ocppgw.session.charge_point import FromChargePoint
-from ocppgw.session.exchanges import SessionOptions, Validate, Violation, cancel
+from ocppgw.session.charge_point_calls import ChargePointCalls
+from ocppgw.session.flood import MessageRate
 from ocppgw.session.lifecycle import Core, Lifecycle, LifecycleMachine, Phase
+from ocppgw.session.options import SessionOptions, Validate, Violation
+from ocppgw.session.outbox import Outbox
 
 __all__ = ["Phase", "Session", "SessionOptions", "Validate", "Violation"]
 
 
 @implementer(IChargePointSession)
-class Session(FromChargePoint, FromBackend):
+class Session:
     """The OCPP-J rules for one charge point, from its connection to its expiry."""
+
+    def __init__(
+        self,
+        identity: str,
+        version: str,
+        connection: IChargePointConnection,
+        router: IRouter,
+        clock: IReactorTime,
+        options: SessionOptions | None = None,
+    ) -> None:
+        options = options or SessionOptions()
+        self.identity = identity
+        self.version = version
+        self.connection = connection
+        self._router = router
+        self._clock = clock
+        self._options = options
+        out = self._out = Outbox(identity, version, connection, router, clock, options.events)
+        calls = self._calls = ChargePointCalls(out, clock, options)
+        backend = self._backend = BackendCalls(out, clock, options)
+        self._from_charge_point = FromChargePoint(out, calls, backend, clock, options)
+        self._from_backend = FromBackend(out, calls, backend, options)
 
     @cached_property
     def _lifecycle(self) -> Lifecycle:
@@ -41,6 +70,10 @@ class Session(FromChargePoint, FromBackend):
         return LifecycleMachine(Core(self, self._clock, self._options.offline_ttl))
 
     # --- inputs ---
+
+    def frame_received(self, text: str) -> None:
+        """One text frame arrived from the charge point."""
+        self._from_charge_point.frame_received(text)
 
     def envelope_received(self, envelope: Envelope) -> None:
         """A message from the backend for this charge point."""
@@ -72,23 +105,7 @@ class Session(FromChargePoint, FromBackend):
                 GatewayError.REPLACED,
                 f"charge point reconnected speaking {self.version}, not {old.version}; not sent",
             )
-        self._queue.extend(old._queue)
-        old._queue.clear()
-        # Their answers are this session's to publish now (the same identity's journal).
-        if old._journaled:
-            self._journaled = (self._journaled or set()) | old._journaled
-            old._journaled = None
-        # What the old connection answered is answered: a copy of it is no new CALL.
-        self._recent.adopt(old._recent)
-        while len(self._queue) > self._options.max_queue:
-            call = self._queue.pop().message
-            self.gateway_error(
-                call.unique_id,
-                GatewayError.QUEUE_FULL,
-                "queue full after reconnection",
-                getattr(call, "action", None),
-            )
-        self._send_next()
+        self._backend.adopt(old._backend)
 
     def moved(self) -> None:
         """Another gateway instance holds the identity now: let go of it here."""
@@ -104,16 +121,41 @@ class Session(FromChargePoint, FromBackend):
         answered Shutdown (a later answer is still published, marked Late);
         the charge point's CALLs keep waiting for the backend's answers.
         """
-        call = self._in_flight
-        if call is not None:
-            self._finish_in_flight()
-            self._remember_late(call.unique_id, call.action)
-            self.gateway_error(call.unique_id, GatewayError.SHUTDOWN, why, call.action)
-        self.fail_queue(GatewayError.SHUTDOWN, why)
+        self._backend.shutdown(why)
+
+    # --- what the admin API and the router read ---
+
+    @property
+    def message_rate(self) -> MessageRate:
+        """What this charge point may send (a token bucket on the reactor clock)."""
+        return self._from_charge_point.rate
 
     def awaiting_backend(self) -> int:
         """How many of the charge point's CALLs wait for the backend's answer."""
-        return len(self._upstream_pending)
+        return len(self._calls.pending)
+
+    def queued(self) -> int:
+        """How many backend CALLs wait for this charge point."""
+        return len(self._backend.queue)
+
+    def owed(self) -> int:
+        """Error envelopes whose publish failed, waiting to be published again."""
+        return self._out.owed()
+
+    @cached_property
+    def decode_context(self) -> DecodeContext:
+        """What a codec needs to decode a downstream message for this session (made once)."""
+        return DecodeContext(self.version, self.action_of)
+
+    def action_of(self, unique_id: str) -> str | None:
+        """The Action of the exchange with id ``unique_id`` (for typed codecs)."""
+        action = self._calls.action_of(unique_id)
+        if action is not None:
+            return action
+        in_flight = self._backend.in_flight
+        if in_flight is not None and in_flight.unique_id == unique_id:
+            return in_flight.action
+        return None
 
     @property
     def phase(self) -> Phase:
@@ -127,9 +169,17 @@ class Session(FromChargePoint, FromBackend):
 
     # --- what the lifecycle's outputs do (ocppgw.session.lifecycle.Rules) ---
 
+    def deliver(self, envelope: Envelope) -> None:
+        """Send, queue or answer a backend message, by the OCPP-J rules."""
+        self._from_backend.deliver(envelope)
+
+    def refuse(self, envelope: Envelope, code: GatewayError, why: str) -> None:
+        """Answer a backend message that will not be sent with an error envelope."""
+        self._from_backend.refuse(envelope, code, why)
+
     def unlink(self) -> None:
         """Send the connection nothing more."""
-        self._link = None
+        self._out.link = None
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection."""
@@ -137,14 +187,12 @@ class Session(FromChargePoint, FromBackend):
 
     def abandon(self, code: GatewayError, why: str) -> None:
         """The exchanges in flight fail: the backend's CALL with ``code``."""
-        for pending in self._upstream_pending.values():
-            cancel(pending.timer)
-        self._upstream_pending.clear()
-        self._stop_call_timer()
-        call = self._in_flight
-        if call is not None:
-            self._finish_in_flight()
-            self.gateway_error(call.unique_id, code, why, call.action)
+        self._calls.abandon()
+        self._backend.abandon(code, why)
+
+    def fail_queue(self, code: GatewayError, why: str) -> None:
+        """Answer every queued backend CALL with an error envelope of ``code``."""
+        self._backend.fail_queue(code, why)
 
     def release(self) -> None:
         """Tell the router this session is over."""

@@ -1,11 +1,42 @@
 # -*- test-case-name: tests.unit.session.test_session -*-
-"""The one reused DelayedCall that times a session's upstream CALLs."""
+"""
+A CALL waiting for its answer (:class:`Pending`) and what times it out: a
+DelayedCall, or the one reused :class:`SharedTimer` of a session's upstream
+CALLs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+
+class Timer(Protocol):
+    """What a pending exchange's timer offers: a DelayedCall or a :class:`SharedTimer`."""
+
+    def active(self) -> bool: ...
+
+    def cancel(self) -> None: ...
+
+
+@dataclass
+class Pending:
+    """A CALL waiting for its answer, and the timer that gives up on it."""
+
+    unique_id: str
+    action: str
+    timer: Timer | None
+    #: A backend CALL's payload, to tell a copy of it from another CALL.
+    payload: dict[str, Any] | None = None
+
+
+def cancel(timer: Timer | None) -> None:
+    """Cancel ``timer`` unless it already ran or was cancelled."""
+    if timer is not None and timer.active():
+        timer.cancel()
 
 
 class SharedTimer:

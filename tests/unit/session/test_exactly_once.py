@@ -277,7 +277,7 @@ class RedeliveryTests(Base):
         self.clock.advance(31)
         self.backend(Call("n", "Reset", {"type": "Soft"}))
         self.session.frame_received('[3,"n",{"status":"Accepted"}]')
-        self.assertEqual(list(self.session._recent), ["n"])
+        self.assertEqual(list(self.session._backend.recent), ["n"])
 
     def test_reconnection_adopts_the_recent_ids(self) -> None:
         """A new connection on this instance knows the old one's answered CALLs."""
