@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.unit.session.test_session_rules,tests.unit.session.test_lifecycle -*-
 """
-Wires the stages from the configuration: broker, MQTT client, router,
-session factory, listeners, and the service that starts and stops them.
+Wires the stages from the configuration: broker, MQTT client, router
+(with its session directory), listeners, and the service that starts and stops them.
 
 :func:`build` turns a validated :class:`~ocppgw.config.Config` into a
 :class:`~ocppgw.service.GatewayService`.  What only shows when building
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from autobahn import websocket as autobahn_websocket
@@ -24,7 +25,6 @@ from ocppgw.admin.metrics import Metrics
 from ocppgw.admin.records import Recorder
 from ocppgw.admin.service import AdminService
 from ocppgw.config import Config, ConfigError
-from ocppgw.connection import OCPPServerProtocol
 from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
 from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.credentials import Credentials, CredentialsError
@@ -40,7 +40,7 @@ from ocppgw.ocpp.versions import ErrorKind
 from ocppgw.router.journal import Journal
 from ocppgw.router.routing import Router
 from ocppgw.service import GatewayService, Reloadable
-from ocppgw.session.rules import Session, SessionOptions, Validate, Violation
+from ocppgw.session.rules import SessionOptions, Validate, Violation
 from ocppgw.workers.sockets import ReusePortListener, listener_service, tcp_address
 
 _log = Logger()
@@ -104,44 +104,6 @@ def session_options(config: Config, events: IGatewayEvents = NO_EVENTS) -> Sessi
     )
 
 
-class SessionFactory:
-    """Opens and retires the sessions of every listener's connections."""
-
-    def __init__(
-        self,
-        router: Router,
-        reactor: Any,
-        options: SessionOptions,
-        events: IGatewayEvents = NO_EVENTS,
-    ) -> None:
-        self.router = router
-        self.reactor = reactor
-        self.options = options
-        self.events = events
-
-    def open_session(self, identity: str, version: str, connection: OCPPServerProtocol) -> Session:
-        listener = connection.factory.listener
-        options = replace(
-            self.options,
-            max_message_rate=listener.max_message_rate,
-            max_message_burst=listener.max_message_burst,
-        )
-        session = Session(identity, version, connection, self.router, self.reactor, options)
-        old = self.router.session(identity)
-        # connected() logs the line: identity, version, remote address.
-        self.events.connected(
-            identity, version, listener.name, listener.security_profile, connection.peer or ""
-        )
-        if old is not None and old.connected:
-            self.events.takeover(identity, across=False)
-        self.router.attach(session, connection.peer or "")
-        return session
-
-    def close_session(self, session: Session) -> None:
-        session.connection_lost()
-        self.router.detach(session)
-
-
 def operate(config: Config, reactor: Any) -> MultiService:
     """
     The gateway and what operates it: its events recorded (metrics, the log
@@ -202,7 +164,6 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
         name = config.mqtt.client_id.replace("/", "_") + ".journal"
         journal = Journal(os.path.join(config.journal, name), reactor)
     options = replace(session_options(config, events), journal=journal)
-    sessions = SessionFactory(router, reactor, options, events)
     client.will = router.gateway_presence(False)
 
     def announce() -> None:
@@ -239,8 +200,8 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
             listener,
             config.versions,
             credentials,
-            sessions.open_session,
-            sessions.close_session,
+            partial(router.directory.open, listener=listener, options=options),
+            router.directory.close,
             ping_interval=listener.ping_interval,
             pong_timeout=listener.pong_timeout,
             gatekeeper=Gatekeeper(listener, credentials, limiter, forwarded),

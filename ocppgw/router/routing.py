@@ -29,6 +29,7 @@ from ocppgw.interfaces import NO_EVENTS, IGatewayEvents, IMQTTClient, IRouter
 from ocppgw.ocpp.envelope import CodecError, Envelope, GatewayError
 from ocppgw.ocpp.messages import Call, CallResult, Send
 from ocppgw.router.answers import Answers
+from ocppgw.router.directory import Directory
 from ocppgw.router.instance import Instance
 from ocppgw.router.presence import Presence, topic_values
 from ocppgw.router.topics import TopicNames, compile_filter, shard, topic_matches
@@ -51,7 +52,7 @@ class ShareFull(Exception):
 
 @implementer(IRouter)
 class Router:
-    """Sessions by identity, and the topics between them and the broker."""
+    """The topics between this instance's sessions and the broker."""
 
     events: IGatewayEvents = NO_EVENTS
 
@@ -65,7 +66,9 @@ class Router:
         self._config = config
         self._mqtt = mqtt
         self._qos = config.mqtt.qos
-        self._sessions: dict[str, Session] = {}
+        #: The sessions of this instance, by identity: where charge points connect.
+        self.directory = Directory(self, clock, self._route, self._went_offline)
+        self._sessions = self.directory.by_identity
         self._subscriptions: dict[str, str] = {}
         self._clock = clock
         self._presence = Presence(config, mqtt, clock)
@@ -113,24 +116,11 @@ class Router:
         #: Its own presence: announced after each connect, pruned, its goodbye.
         self._instance = Instance(config, mqtt, clock, self._presence, self._unclaimed)
 
-    # --- sessions ---
+    # --- sessions (held by :attr:`directory`) ---
 
-    def session(self, identity: str) -> Session | None:
-        """The session of ``identity``, connected or in its offline grace period."""
-        return self._sessions.get(identity)
-
-    def attach(self, session: Session, peer: str = "") -> None:
-        """
-        Route ``identity``'s downstream messages to ``session``.
-
-        A session the identity already has is replaced: its socket is closed
-        (reason "replaced"), and the CALLs queued for it move over.
-        """
+    def _route(self, session: Session, peer: str) -> None:
+        """``session`` holds its identity here now: its downstream topic, its presence."""
         identity = session.identity
-        old = self._sessions.get(identity)
-        self._sessions[identity] = session
-        if old is not None:
-            session.adopt(old)
         # The version is the connection's, never the identity's: a charge
         # point back with another version gets that version's topic.
         topic_filter = self._dn.template.subscription(self._values(identity, session.version))
@@ -145,21 +135,31 @@ class Router:
         if self._absent:
             self._unclaimed.offline.claimed(identity)  # after the subscription: it gets them
 
-    def detach(self, session: Session) -> None:
+    def _went_offline(self, session: Session) -> None:
         """
         ``session``'s connection is gone: its presence goes offline.  Its
         downstream topic stays until the session's grace period ends
         (:meth:`release`); CALLs arriving then wait for a reconnection.
         """
-        if self._sessions.get(session.identity) is session:
-            self._presence.offline(session.identity, session.version)
+        self._presence.offline(session.identity, session.version)
+
+    def session(self, identity: str) -> Session | None:
+        """The session of ``identity`` (:meth:`Directory.get`)."""
+        return self.directory.get(identity)
+
+    def sessions(self) -> list[Session]:
+        """Every session (:meth:`Directory.all`)."""
+        return self.directory.all()
+
+    def connected(self) -> list[Session]:
+        """Every connected session (:meth:`Directory.connected`)."""
+        return self.directory.connected()
 
     def release(self, session: object) -> None:
         """Forget ``session`` (expired, or moved to another instance) if it is current."""
-        identity = getattr(session, "identity", None)
-        if identity is None or self._sessions.get(identity) is not session:
+        identity = self.directory.forget(session)
+        if identity is None:
             return
-        del self._sessions[identity]
         if self._presence.forget(identity) and self._stopping is None:
             # Its grace period ended here (not moved: the other instance's
             # presence is on the topic now): nothing is left behind.
@@ -196,14 +196,6 @@ class Router:
             self._mqtt.unsubscribe(self._subscriptions.pop(identity))
         self._unproven.clear()
 
-    def sessions(self) -> list[Session]:
-        """Every session, connected or in its offline grace period."""
-        return list(self._sessions.values())
-
-    def connected(self) -> list[Session]:
-        """Every session whose charge point is connected now (open or closing)."""
-        return [s for s in self._sessions.values() if s.connected]
-
     def gateway_presence(self, online: bool) -> tuple[str, bytes]:
         """The retained topic and payload saying whether this instance is up."""
         return self._presence.gateway(online)
@@ -216,7 +208,7 @@ class Router:
         """
         self._stopping = why
         self._instance.shutting_down()
-        for session in self.sessions():
+        for session in self.directory.all():
             session.shutdown(why)
 
     def owed(self) -> int:

@@ -29,7 +29,7 @@ def setup(codec: str, version: str = "ocpp2.1") -> tuple[FakeMQTT, Session, Fake
     router = Router(parse(ini), mqtt, clock)
     connection = FakeConnection()
     session = Session("CP1", version, connection, router, clock)
-    router.attach(session, "tcp4:192.0.2.1:5555")
+    router.directory.add(session, "tcp4:192.0.2.1:5555")
     return mqtt, session, connection
 
 

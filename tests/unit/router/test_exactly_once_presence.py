@@ -53,7 +53,7 @@ class Instance:
     def connect(self, cid: str) -> tuple[Session, FakeConnection]:
         connection = FakeConnection()
         session = Session(cid, "ocpp1.6", connection, self.router, self.clock)
-        self.router.attach(session, "tcp4:192.0.2.1:5555")
+        self.router.directory.add(session, "tcp4:192.0.2.1:5555")
         return session, connection
 
     def up(self) -> Instance:
@@ -177,8 +177,7 @@ class ExactlyOnceTests(ClockTestCase):
         """Path 6: when the grace period ends, the holder publishes an empty retained presence."""
         gw1 = Instance("gw1", self.clock)
         session, _ = gw1.connect("CP1")
-        session.connection_lost()
-        gw1.router.detach(session)
+        gw1.router.directory.close(session)
         self.clock.advance(60)
         self.assertEqual(gw1.presence("CP1"), b"")
 
@@ -250,8 +249,7 @@ class ExactlyOnceTests(ClockTestCase):
         gw1.hear("ocpp/gateway/gw2", gw2.gateway())  # gw1 knows gw2 is up
         gw2.hear("ocpp/presence/CP1", gw1.presence("CP1"))
         gw1.router.shutting_down("gateway shutting down; not sent")
-        session.connection_lost()
-        gw1.router.detach(session)
+        gw1.router.directory.close(session)
         gw2.hear("ocpp/presence/CP1", gw1.presence("CP1"))
         gw1.command("CP1", "before")
         gw2.command("CP1", "before")

@@ -327,8 +327,7 @@ class TakenOverTests(ClockTestCase):
     def test_offline_elsewhere_past_offline_ttl_not_taken(self) -> None:
         """An offline presence elsewhere older than offline_ttl (its grace over) is no take-over."""
         b, a, session = self.moving()
-        session.connection_lost()
-        b.router.detach(session)
+        b.router.directory.close(session)
         a.hear("ocpp/presence/CP1", b.presence("CP1"))
         self.clock.advance(60)  # [dnstream] offline_ttl
         _, connection = a.connect("CP1")
@@ -346,8 +345,7 @@ class TakenOverTests(ClockTestCase):
         a's presence (one answer, not a Replaced and a result).
         """
         b, a, session = self.moving()
-        session.connection_lost()
-        b.router.detach(session)
+        b.router.directory.close(session)
         a.hear("ocpp/presence/CP1", b.presence("CP1"))
         self.routed_before_presence(b, a)  # queued in b's grace period
 
@@ -404,8 +402,7 @@ class KeptForNextRunTests(ClockTestCase):
         a.hear("ocpp/gateway/gw1", b.gateway())
         session, _ = b.connect("CP1")
         a.hear("ocpp/presence/CP1", b.presence("CP1"))
-        session.connection_lost()
-        b.router.detach(session)
+        b.router.directory.close(session)
         a.hear("ocpp/presence/CP1", b.presence("CP1"))
         b.router.shutting_down("gateway shutting down; not sent")
         topic, goodbye = b.router.goodbye()

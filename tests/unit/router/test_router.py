@@ -35,7 +35,7 @@ def setup(extra: str = "") -> tuple[Router, FakeMQTT, Session, FakeConnection]:
     MADE.append(router)
     connection = FakeConnection()
     session = Session("CP1", "ocpp1.6", connection, router, CLOCK)
-    router.attach(session, "tcp4:192.0.2.1:5555")
+    router.directory.add(session, "tcp4:192.0.2.1:5555")
     return router, mqtt, session, connection
 
 
@@ -66,8 +66,7 @@ class RouterTests(SetupTestCase):
         router, mqtt, session, _ = setup()
         base = {"ocpp/presence/+": 1, "ocpp/gateway/+": 1, "$share/ocppgw/ocpp/cs/+/+/+": 1}
         self.assertEqual(mqtt.subscriptions, {**base, "ocpp/cs/CP1/+/+": 1})
-        session.connection_lost()
-        router.detach(session)
+        router.directory.close(session)
         CLOCK.advance(59)
         self.assertIn("ocpp/cs/CP1/+/+", mqtt.subscriptions)
         CLOCK.advance(1)
@@ -76,8 +75,7 @@ class RouterTests(SetupTestCase):
     def test_presence(self) -> None:
         """Connect and disconnect publish retained presence with gateway and version."""
         router, mqtt, session, _ = setup()
-        session.connection_lost()
-        router.detach(session)
+        router.directory.close(session)
         (t1, online), (t2, offline) = mqtt.retained()
         self.assertEqual((t1, t2), ("ocpp/presence/CP1", "ocpp/presence/CP1"))
         self.assertEqual(online, {"ChargePointId": "CP1", "Online": True, "Gateway": "gw1",
@@ -91,15 +89,14 @@ class RouterTests(SetupTestCase):
     def test_held_call_delivered_on_reconnect(self) -> None:
         """A CALL for a charge point within offline_ttl is delivered when it reconnects."""
         router, mqtt, session, _ = setup()
-        session.connection_lost()
-        router.detach(session)
+        router.directory.close(session)
         mqtt.deliver("ocpp/cs/CP1/Call/Reset", {"MessageTypeId": 2, "UniqueId": "d1",
                                                 "Action": "Reset", "Payload": {"type": "Soft"}})
         self.assertEqual(mqtt.json(), [])
         CLOCK.advance(30)
         connection = FakeConnection()
         new = Session("CP1", "ocpp1.6", connection, router, CLOCK)
-        router.attach(new)
+        router.directory.add(new)
         self.assertEqual(connection.sent(), [[2, "d1", "Reset", {"type": "Soft"}]])
         new.frame_received('[3,"d1",{"status":"Accepted"}]')
         CLOCK.advance(60)
@@ -242,8 +239,7 @@ class RouterTests(SetupTestCase):
     def test_offline_charge_point(self) -> None:
         """After offline_ttl, a message for the identity gets an Offline error envelope."""
         router, mqtt, session, _ = setup()
-        session.connection_lost()
-        router.detach(session)
+        router.directory.close(session)
         CLOCK.advance(60)
         mqtt.deliver("ocpp/cs/CP1/Call/Reset",
                      {"MessageTypeId": 2, "UniqueId": "d1", "Action": "Reset", "Payload": {}})
@@ -256,10 +252,10 @@ class RouterTests(SetupTestCase):
         """A second connection for an identity closes the first ("replaced")."""
         router, mqtt, old, old_connection = setup()
         new = Session("CP1", "ocpp2.0.1", FakeConnection(), router, CLOCK)
-        router.attach(new)
+        router.directory.add(new)
         self.assertEqual(old_connection.closed, (1000, "replaced"))
         self.assertFalse(old.connected)
-        router.detach(old)
+        router.directory.close(old)
         CLOCK.advance(120)
         self.assertIn("ocpp/cs/CP1/+/+", mqtt.subscriptions)
         self.assertIs(router.session("CP1"), new)
@@ -317,8 +313,7 @@ class CatchAllTests(SetupTestCase):
         router, mqtt, session, _ = setup()
         (topic, ours), = mqtt.retained()
         mqtt.deliver(topic, ours)
-        session.connection_lost()
-        router.detach(session)
+        router.directory.close(session)
         mqtt.deliver("ocpp/cs/CP1/Call/Reset", RESET)
         mqtt.deliver("ocpp/presence/CP1", {"ChargePointId": "CP1", "Online": True,
                                            "Gateway": "gw2", "Since": "x"})
@@ -374,7 +369,7 @@ class ShareTests(SynchronousTestCase):
         mqtt = SlowMQTT()
         router = Router(parse(BASE + "[mqtt]\nmax_buffer = 64\n"), mqtt, Clock())
         for cid in ("CP1", "CP2"):
-            router.attach(Session(cid, "ocpp1.6", FakeConnection(), router, Clock()))
+            router.directory.add(Session(cid, "ocpp1.6", FakeConnection(), router, Clock()))
         self.assertEqual(router.share(), 32)
         failures = []
         for n in range(40):

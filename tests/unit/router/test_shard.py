@@ -32,7 +32,7 @@ class ShardTests(SynchronousTestCase):
         router = Router(config, mqtt, clock)
         connection = FakeConnection()
         session = Session("CP7", "ocpp1.6", connection, router, clock)
-        router.attach(session, "tcp4:192.0.2.1:5555")
+        router.directory.add(session, "tcp4:192.0.2.1:5555")
         session.frame_received('[2,"1","Heartbeat",{}]')
         topics = [t for t, _ in mqtt.json() if t.startswith("ocpp/cp/")]
         self.assertEqual(topics, [f"ocpp/cp/{shard('CP7', 4)}/CP7/Heartbeat"])
