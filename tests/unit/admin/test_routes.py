@@ -8,12 +8,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from ocppgw.admin.api import AdminResource
+from ocppgw.admin.api import resource
 from ocppgw.admin.calls import Outcome
 from ocppgw.admin.records import Record
 from ocppgw.config.model import AdminConfig
@@ -69,7 +69,7 @@ def api(config: AdminConfig, calls: FakeCalls | None = None) -> IResource:
         records={i: Record(i, "ocpp1.6", "ws", 0, "peer", 0.0) for i in IDENTITIES},
         metrics=SimpleNamespace(registry=registry),
     )
-    return AdminResource(gateway, calls or FakeCalls(), recorder, config)  # type: ignore[arg-type]
+    return resource(gateway, calls or FakeCalls(), recorder, config)
 
 
 def exchange(
@@ -235,3 +235,73 @@ class RouteTests(SynchronousTestCase):
             )
             self.assertEqual((status, calls.asked), (200, [identity]))
             self.assertEqual(json.loads(data), {"identity": identity, "action": "Reset"})
+
+    def test_encoded_route_name_needs_the_token(self) -> None:
+        """A route's name %-encoded is that route (RFC 3986 §6.2.2.2), and needs the token too."""
+        self.assertEqual(
+            self.answer("GET", "/%61pi/v1/gateway", token=None),
+            (401, {"error": "missing or wrong bearer token"}),
+        )
+        self.assertEqual(self.answer("GET", "/%61pi/v1/%67ateway"), (200, {"gateway_id": "gw"}))
+
+
+class FanoutRouteTests(SynchronousTestCase):
+    """The supervisor's tree, over two workers that answer as :func:`api` does."""
+
+    def setUp(self) -> None:
+        from ocppgw.admin.fanout import Fanout, Reply
+        from ocppgw.admin.routes import tree
+        from ocppgw.config import parse
+
+        config = parse(
+            "[gateway]\nworkers = 2\n[listener:ws]\nendpoint = tcp:8080\n"
+            f"[admin]\ntoken = {TOKEN}\n"
+        )
+        workers: list[Any] = [
+            SimpleNamespace(index=i, pid=i + 1, gateway_id=f"w{i}", client_id=f"c{i}")
+            for i in range(2)
+        ]
+        # Both know every identity, but worker 0 says it knows not "a/b".
+        self.calls = [FakeCalls(), FakeCalls()]
+        sites = [api(AUTH, self.calls[0]), api(AUTH, self.calls[1])]
+        self.asked: list[tuple[int, str, str]] = []
+
+        def ask(worker: Any, method: str, uri: str, body: bytes | None = None, *_: Any) -> Any:
+            self.asked.append((worker.index, method, uri))
+            if worker.index == 0 and uri.startswith("/api/v1/chargepoints/a%2Fb"):
+                return succeed(Reply(worker, 404, b'{"error": "not known"}'))
+            status, _, data = exchange(sites[worker.index], method, uri, TOKEN, body or b"")
+            return succeed(Reply(worker, status, data))
+
+        fanout = Fanout(config, workers, MemoryReactorClock())
+        self.patch(fanout, "ask", ask)
+        self.root = tree(fanout, config.admin)
+
+    def test_no_route_goes_to_worker_0(self) -> None:
+        """A path of no route is answered by worker 0, as one gateway answers it."""
+        status, _, data = exchange(self.root, "GET", "/api/v1/whatever?x=1")
+        error = {"error": "no such route: /api/v1/whatever"}
+        self.assertEqual((status, json.loads(data)), (404, error))
+        self.assertEqual(self.asked, [(0, "GET", "/api/v1/whatever?x=1")])
+
+    def test_token_checked_before_asking(self) -> None:
+        """Without the token, a path under /api/ is 401 and no worker is asked."""
+        status, headers, _ = exchange(self.root, "GET", "/api/v1/whatever", token=None)
+        self.assertEqual((status, headers["www-authenticate"]), (401, 'Bearer realm="ocppgw"'))
+        self.assertEqual(self.asked, [])
+
+    def test_call_to_encoded_identity_goes_to_its_holder(self) -> None:
+        """The holder of a %-encoded identity is asked for it encoded once, and gets the CALL."""
+        status, _, _ = exchange(
+            self.root, "POST", "/api/v1/chargepoints/a%2Fb/calls", body=b'{"action": "Reset"}'
+        )
+        self.assertEqual(status, 200)
+        self.assertEqual(
+            self.asked,
+            [
+                (0, "GET", "/api/v1/chargepoints/a%2Fb"),
+                (1, "GET", "/api/v1/chargepoints/a%2Fb"),
+                (1, "POST", "/api/v1/chargepoints/a%2Fb/calls"),
+            ],
+        )
+        self.assertEqual(self.calls[1].asked, ["a/b"])
