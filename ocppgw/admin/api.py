@@ -1,30 +1,29 @@
 # -*- test-case-name: tests.integration.test_admin_api -*-
 """
-The admin HTTP routes (README, "Admin API"), on ``twisted.web``.
+The admin HTTP routes of one gateway (README, "Admin API"): what each route
+of :mod:`ocppgw.admin.routes`'s tree answers.
 
 ``/healthz`` is open; every ``/api/`` route and (unless ``[admin]
 metrics_auth = false``) ``/metrics`` require ``Authorization: Bearer
-TOKEN``, checked before anything else: a wrong or missing token gets 401 and
-nothing more (RFC 6750 §3).  Every answer but ``/metrics`` is JSON, errors
-included: ``{"error": "what is wrong"}``.
+TOKEN``, checked before anything else (:class:`~ocppgw.admin.routes.Protected`).
+Every answer but ``/metrics`` is JSON, errors included: ``{"error": "what is
+wrong"}``; a method a route does not have is 405.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import unquote
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import Request
 
 from ocppgw.admin import views
 from ocppgw.admin.calls import Outcome, not_connected
+from ocppgw.admin.routes import Handler, HTTPError, NoRoute, Route, later, send, tree
 from ocppgw.interfaces import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY
 
 if TYPE_CHECKING:
@@ -59,15 +58,6 @@ MAX_TIMEOUT = 3600.0
 _CLOSE_CODES = {CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_INTERNAL_ERROR}
 
 
-class HTTPError(Exception):
-    """An answer other than 200; ``body`` is its JSON."""
-
-    def __init__(self, status: int, error: str, **more: Any) -> None:
-        super().__init__(error)
-        self.status = status
-        self.body = {"error": error, **more}
-
-
 def _query(request: Request) -> dict[str, str]:
     out = {}
     for key, values in (request.args or {}).items():
@@ -92,143 +82,70 @@ def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def send(request: Request, status: int, body: dict[str, Any]) -> bytes:
-    """``body`` as the JSON answer with ``status``."""
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    request.setHeader(b"cache-control", b"no-store")
-    if status == 401:
-        request.setHeader(b"www-authenticate", b'Bearer realm="ocppgw"')
-    return json.dumps(body, ensure_ascii=False).encode("utf-8") + b"\n"
+def _not_allowed(*allowed: str) -> Handler:
+    def refuse(request: Request) -> bytes:
+        method = (request.method or b"GET").decode("ascii", "replace")
+        raise HTTPError(405, f"method {method} not allowed here; use {' or '.join(allowed)}")
+
+    return refuse
 
 
-def internal_error(failure: Failure, request: Request, finished: list[object]) -> None:
-    """
-    The Deferred of ``request`` failed (a bug below the HTTP layer): log the
-    traceback, and, unless an answer was written or the client went away
-    (``finished`` not empty), answer 500 with the error in one line.
-    """
-    _log.failure(
-        "admin request {method} {path} failed", failure, method=request.method, path=request.path
-    )
-    if finished:
-        return
-    finished.append(failure)
-    why = failure.getErrorMessage().splitlines() or [""]
-    error = f"internal error: {type(failure.value).__name__}: {why[0]}"
-    request.write(send(request, 500, {"error": error}))
-    request.finish()
+def _route(**methods: Handler) -> Route:
+    """A route of ``methods``, in the order a 405 names them."""
+    return Route(methods, _not_allowed(*methods))
 
 
-def check_token(config: AdminConfig, request: Request, path: str) -> None:
-    """
-    :raises HTTPError: 401 for a route of ``path`` that needs the token,
-        when the request does not carry it (RFC 6750 §3).
-    """
-    protected = path.startswith("/api/") or (path == "/metrics" and config.metrics_auth)
-    if not protected:
-        return
-    header = request.getHeader(b"authorization") or b""
-    given = header.decode("latin-1") if isinstance(header, bytes) else header
-    scheme, _, value = given.partition(" ")
-    token = config.token
-    if (
-        token is not None
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(value.strip().encode("utf-8"), token.encode("utf-8"))
-    ):
-        return
-    why = (
-        "no token is configured ([admin] token or token_file)"
-        if token is None
-        else "missing or wrong bearer token"
-    )
-    raise HTTPError(401, why)
+class Answers:
+    """One gateway's answer at each admin route (:class:`ocppgw.admin.routes.Routes`)."""
 
-
-class AdminResource(Resource):
-    """Every route; one resource, so that the token is checked in one place."""
-
-    isLeaf = True
-
-    def __init__(
-        self, gateway: Gateway, calls: Calls, recorder: Recorder, config: AdminConfig
-    ) -> None:
-        super().__init__()
+    def __init__(self, gateway: Gateway, calls: Calls, recorder: Recorder) -> None:
         self._gateway = gateway
         self._calls = calls
         self._recorder = recorder
-        self._config = config
         self._default_timeout = gateway.config.downstream.awaiting_timeout
+        self.nowhere = NoRoute()
+
+    def healthz(self) -> Route:
+        return _route(GET=self._health)
+
+    def metrics(self) -> Route:
+        return _route(GET=self._metrics)
+
+    def gateway(self) -> Route:
+        return _route(GET=lambda request: send(request, 200, self._gateway.info()))
+
+    def chargepoints(self) -> Route:
+        return _route(GET=self._list)
+
+    def chargepoint(self, identity: str) -> Route:
+        return _route(
+            GET=lambda request: self._show(request, identity),
+            DELETE=lambda request: self._kick(request, identity),
+        )
+
+    def call(self, identity: str) -> Route:
+        return _route(POST=lambda request: self._call(request, identity))
+
+    def calls(self) -> Route:
+        return _route(POST=self._call_many)
 
     # --- plumbing ---
-
-    def render(self, request: Request) -> bytes | int:
-        path = (request.path or b"/").decode("utf-8", "replace")
-        method = (request.method or b"GET").decode("ascii", "replace")
-        try:
-            return self._route(request, method, path)
-        except HTTPError as e:
-            return self._send(request, e.status, e.body)
 
     def _send(self, request: Request, status: int, body: dict[str, Any]) -> bytes:
         return send(request, status, body)
 
     def _later(self, request: Request, d: Deferred[Outcome]) -> int:
-        finished: list[object] = []
-
-        def gone(result: object) -> None:
-            finished.append(result)
-
-        request.notifyFinish().addBoth(gone)
-
-        def answer(outcome: Outcome) -> None:
-            if not finished:  # the client may have gone
-                finished.append(outcome)
-                request.write(self._send(request, outcome.status, outcome.body))
-                request.finish()
-
-        d.addCallback(answer).addErrback(internal_error, request, finished)
-        return NOT_DONE_YET
-
-    def _route(self, request: Request, method: str, path: str) -> bytes | int:
-        if path == "/healthz":
-            self._method(method, "GET")
-            healthy, body = self._gateway.health()
-            return self._send(request, 200 if healthy else 503, body)
-        check_token(self._config, request, path)
-        if path == "/metrics":
-            self._method(method, "GET")
-            request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
-            return generate_latest(self._recorder.metrics.registry)
-        parts = [unquote(p) for p in path.split("/")[1:]]
-        if parts[:2] != ["api", "v1"] or len(parts) < 3:
-            raise HTTPError(404, f"no such route: {path}")
-        route = parts[2:]
-        if route == ["gateway"]:
-            self._method(method, "GET")
-            return self._send(request, 200, self._gateway.info())
-        if route == ["chargepoints"]:
-            self._method(method, "GET")
-            return self._list(request)
-        if route == ["calls"]:
-            self._method(method, "POST")
-            return self._call_many(request)
-        if len(route) == 2 and route[0] == "chargepoints" and route[1]:
-            self._method(method, "GET", "DELETE")
-            if method == "DELETE":
-                return self._kick(request, route[1])
-            return self._show(request, route[1])
-        if len(route) == 3 and route[0] == "chargepoints" and route[2] == "calls":
-            self._method(method, "POST")
-            return self._call(request, route[1])
-        raise HTTPError(404, f"no such route: {path}")
-
-    def _method(self, method: str, *allowed: str) -> None:
-        if method not in allowed:
-            raise HTTPError(405, f"method {method} not allowed here; use {' or '.join(allowed)}")
+        return later(request, d.addCallback(lambda outcome: (outcome.status, outcome.body)))
 
     # --- routes ---
+
+    def _health(self, request: Request) -> bytes:
+        healthy, body = self._gateway.health()
+        return self._send(request, 200 if healthy else 503, body)
+
+    def _metrics(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
+        return generate_latest(self._recorder.metrics.registry)
 
     def _list(self, request: Request) -> bytes:
         try:
@@ -313,3 +230,8 @@ class AdminResource(Resource):
             return Outcome(200, {"action": action, "results": results})
 
         return self._later(request, d.addCallback(combine))
+
+
+def resource(gateway: Gateway, calls: Calls, recorder: Recorder, config: AdminConfig) -> Resource:
+    """Every admin route of one gateway, as a resource tree."""
+    return tree(Answers(gateway, calls, recorder), config)

@@ -4,8 +4,9 @@
 route answered for all workers.
 
 Each worker serves its own admin API on a UNIX socket of the supervisor's
-private directory (:mod:`ocppgw.workers`); this resource checks the token
-itself and asks the workers through those sockets, with the same token:
+private directory (:mod:`ocppgw.workers`); the supervisor serves
+:mod:`ocppgw.admin.routes`'s tree, which checks the token, and asks the
+workers through those sockets, with the same token:
 
 * ``/healthz``: 200 only while every worker is healthy; 503 naming each
   worker that is not (its own reasons, or that it is being restarted).
@@ -25,28 +26,35 @@ Anything else goes to worker 0, which answers as one gateway does (404, 405).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from io import BytesIO
 from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
+from twisted.internet.defer import (
+    Deferred,
+    gatherResults,
+    inlineCallbacks,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import Request
 from zope.interface import implementer
 
 from ocppgw import __version__
-from ocppgw.admin.api import MAX_BODY, HTTPError, check_token, internal_error, send
+from ocppgw.admin.api import MAX_BODY
+from ocppgw.admin.routes import Route, later, tree
 from ocppgw.admin.service import serve
 from ocppgw.admin.views import DEFAULT_LIMIT, encode_cursor
 from ocppgw.config import Config
@@ -98,13 +106,15 @@ class _Sockets:
         return UNIXClientEndpoint(self._reactor, worker.admin_socket, timeout=ASK_TIMEOUT)
 
 
-class Fanout(Resource):
-    """Every admin route, for all workers."""
+#: Asks the workers for one method of a route: ``(method, uri, body)`` to
+#: the status and body of the answer (bytes: the merged /metrics).
+Ask = Callable[[str, str, "bytes | None"], "Deferred[tuple[int, Any]]"]
 
-    isLeaf = True
+
+class Fanout:
+    """Every admin route, for all workers (:class:`ocppgw.admin.routes.Routes`)."""
 
     def __init__(self, config: Config, workers: Sequence[Worker], reactor: Any) -> None:
-        super().__init__()
         self._config = config
         self._workers = workers
         self._reactor = reactor
@@ -114,6 +124,44 @@ class Fanout(Resource):
             reactor, _Sockets(reactor, workers), pool=self.pool
         )
         self._started = reactor.seconds()
+        #: Worker 0 answers as one gateway does (404).
+        self.nowhere = self._route()
+
+    # --- the routes ---
+
+    def healthz(self) -> Route:
+        return self._route(
+            GET=lambda _, uri, __: self.ask_all("GET", uri).addCallback(self._health)
+        )
+
+    def metrics(self) -> Route:
+        return self._route(
+            GET=lambda _, uri, __: self.ask_all("GET", uri).addCallback(self._metrics)
+        )
+
+    def gateway(self) -> Route:
+        return self._route(GET=lambda _, uri, __: self.ask_all("GET", uri).addCallback(self._info))
+
+    def chargepoints(self) -> Route:
+        return self._route(
+            GET=lambda _, uri, __: self.ask_all("GET", uri).addCallback(self._page, uri)
+        )
+
+    def chargepoint(self, identity: str) -> Route:
+        def holder(method: str, uri: str, _: bytes | None) -> Deferred[tuple[int, Any]]:
+            return self.ask_all(method, uri).addCallback(self._holder, method == "DELETE")
+
+        return self._route(GET=holder, DELETE=holder)
+
+    def call(self, identity: str) -> Route:
+        return self._route(POST=partial(self._call, identity))
+
+    def calls(self) -> Route:
+        return self._route(
+            POST=lambda method, uri, body: self.ask_all(
+                method, uri, body, self._wait(body)
+            ).addCallback(self._calls)
+        )
 
     # --- asking the workers ---
 
@@ -150,68 +198,32 @@ class Fanout(Resource):
 
     # --- plumbing ---
 
-    def render(self, request: Request) -> bytes | int:
-        path = (request.path or b"/").decode("utf-8", "replace")
+    def _route(self, **methods: Ask) -> Route:
+        """A route whose ``methods`` ask the workers; any other method goes to worker 0."""
+        asks = {method: partial(self._render, ask) for method, ask in methods.items()}
+        return Route(asks, partial(self._render, self._first))
+
+    def _render(self, ask: Ask, request: Request) -> int:
         method = (request.method or b"GET").decode("ascii", "replace")
         uri = (request.uri or b"/").decode("utf-8", "replace")
-        try:
-            if path != "/healthz":
-                check_token(self._config.admin, request, path)
-            body = None
-            if method in ("POST", "PUT", "PATCH"):
-                assert request.content is not None
-                body = request.content.read(MAX_BODY + 1)
-        except HTTPError as e:
-            return send(request, e.status, e.body)
-        finished: list[object] = []
-        request.notifyFinish().addBoth(finished.append)
+        body = None
+        if method in ("POST", "PUT", "PATCH"):
+            assert request.content is not None
+            body = request.content.read(MAX_BODY + 1)
+        return later(request, maybeDeferred(ask, method, uri, body))
 
-        def answer(result: tuple[int, Any]) -> None:
-            if finished:
-                return  # the client went away
-            finished.append(result)
-            status, out = result
-            if isinstance(out, bytes):
-                request.setResponseCode(status)
-                request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
-                request.write(out)
-            else:
-                request.write(send(request, status, out))
-            request.finish()
-
-        d = self._route(method, path, uri, body)
-        d.addCallback(answer).addErrback(internal_error, request, finished)
-        return NOT_DONE_YET
+    def _first(self, method: str, uri: str, body: bytes | None) -> Deferred[tuple[int, Any]]:
+        """Worker 0's answer, as one gateway's (404, 405)."""
+        return self.ask(self._workers[0], method, uri, body).addCallback(self._one)
 
     @inlineCallbacks
-    def _route(self, method: str, path: str, uri: str, body: bytes | None) -> Any:
-        parts = path.split("/")[1:]
-        if method == "GET" and path == "/healthz":
-            return self._health((yield self.ask_all("GET", uri)))
-        if method == "GET" and path == "/metrics":
-            return self._metrics((yield self.ask_all("GET", uri)))
-        if method == "GET" and path == "/api/v1/gateway":
-            return self._info((yield self.ask_all("GET", uri)))
-        if method == "GET" and path == "/api/v1/chargepoints":
-            return self._page((yield self.ask_all("GET", uri)), uri)
-        if len(parts) == 4 and parts[:3] == ["api", "v1", "chargepoints"] and parts[3]:
-            if method in ("GET", "DELETE"):
-                return self._holder((yield self.ask_all(method, uri)), method == "DELETE")
-        if len(parts) == 5 and parts[:3] == ["api", "v1", "chargepoints"] and parts[4] == "calls":
-            if method == "POST":
-                shown = yield self.ask_all("GET", "/api/v1/chargepoints/" + quote(parts[3]))
-                holder = next(
-                    (
-                        r.worker
-                        for r in shown
-                        if r.status == 200 and r.json().get("state") == "connected"
-                    ),
-                    self._workers[0],  # it answers 404 not connected (or 400) as one gateway
-                )
-                return self._one((yield self.ask(holder, method, uri, body, self._wait(body))))
-        if method == "POST" and path == "/api/v1/calls":
-            return self._calls((yield self.ask_all(method, uri, body, self._wait(body))))
-        return self._one((yield self.ask(self._workers[0], method, uri, body)))
+    def _call(self, identity: str, method: str, uri: str, body: bytes | None) -> Any:
+        shown = yield self.ask_all("GET", "/api/v1/chargepoints/" + quote(identity, safe=""))
+        holder = next(
+            (r.worker for r in shown if r.status == 200 and r.json().get("state") == "connected"),
+            self._workers[0],  # it answers 404 not connected (or 400) as one gateway
+        )
+        return self._one((yield self.ask(holder, method, uri, body, self._wait(body))))
 
     def _wait(self, body: bytes | None) -> float:
         """How long a CALL's answer may take: its timeout, and some."""
@@ -379,7 +391,7 @@ class FanoutService(MultiService):
     def __init__(self, config: Config, workers: Sequence[Worker], reactor: Any) -> None:
         super().__init__()
         self._fanout = Fanout(config, workers, reactor)
-        serve(self, config.admin, self._fanout, reactor)
+        serve(self, config.admin, tree(self._fanout, config.admin), reactor)
 
     def stopService(self) -> Any:
         d = super().stopService()

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from ocppgw import __version__
-from ocppgw.admin.api import AdminResource
+from ocppgw.admin.api import resource
 from ocppgw.admin.calls import Calls
 from ocppgw.admin.metrics import State
 from ocppgw.config import ConfigError
@@ -178,8 +178,7 @@ class AdminService(MultiService):
         assert config.endpoint is not None
         self.gateway = Gateway(gateway, recorder, clock)
         self.calls = Calls(gateway.router, recorder, clock)
-        resource = AdminResource(self.gateway, self.calls, recorder, config)
-        serve(self, config, resource, clock)
+        serve(self, config, resource(self.gateway, self.calls, recorder, config), clock)
 
     def stopService(self) -> Any:
         self.calls.stop()

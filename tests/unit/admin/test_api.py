@@ -11,10 +11,11 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import IResource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from ocppgw.admin.api import AdminResource
+from ocppgw.admin.api import resource
 from ocppgw.admin.calls import Outcome
 from ocppgw.config.model import AdminConfig
 
@@ -34,11 +35,22 @@ class FailingCalls:
         return fail(KeyError("boom"))
 
 
-def _resource(calls: FailingCalls) -> AdminResource:
+class _Found:
+    """The resource of the admin tree a request reaches, as a Site finds it."""
+
+    def __init__(self, root: IResource) -> None:
+        self._root = root
+
+    def render(self, request: DummyRequest) -> Any:
+        return getChildForRequest(self._root, request).render(request)
+
+
+def _resource(calls: FailingCalls) -> _Found:
     gateway: Any = SimpleNamespace(
         config=SimpleNamespace(downstream=SimpleNamespace(awaiting_timeout=30.0))
     )
-    return AdminResource(gateway, calls, None, AdminConfig("tcp:0", TOKEN, True))  # type: ignore[arg-type]
+    config = AdminConfig("tcp:0", TOKEN, True)
+    return _Found(resource(gateway, calls, None, config))  # type: ignore[arg-type]
 
 
 def _post(path: str, body: dict[str, Any]) -> DummyRequest:
@@ -104,6 +116,7 @@ class FanoutFailedDeferredTests(SynchronousTestCase):
         from twisted.internet.testing import MemoryReactorClock
 
         from ocppgw.admin.fanout import Fanout
+        from ocppgw.admin.routes import tree
         from ocppgw.config import parse
 
         config = parse(
@@ -111,10 +124,10 @@ class FanoutFailedDeferredTests(SynchronousTestCase):
             f"[admin]\ntoken = {TOKEN}\n"
         )
         fanout = Fanout(config, [], MemoryReactorClock())
-        self.patch(fanout, "_route", lambda *a: fail(ValueError("bad reply\nsecond line")))
+        self.patch(fanout, "ask_all", lambda *a: fail(ValueError("bad reply\nsecond line")))
         request = _post("/api/v1/gateway", {})
         request.method = b"GET"
-        self.assertEqual(fanout.render(request), NOT_DONE_YET)
+        self.assertEqual(_Found(tree(fanout, config.admin)).render(request), NOT_DONE_YET)
         self.assertEqual(request.finished, 1)
         self.assertEqual(request.responseCode, 500)
         body = json.loads(b"".join(request.written))
