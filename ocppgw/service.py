@@ -182,7 +182,7 @@ class GatewayService(MultiService):
         rate = self.config.drain_rate
         _log.info(
             "draining: closing {n} charge points, {rate}/s",
-            n=len(self.router.connected()),
+            n=len(self.router.directory.connected()),
             rate=rate,
         )
         yield DeferredList([Deferred.fromCoroutine(_stop(li)) for li in self.listeners])
@@ -196,12 +196,12 @@ class GatewayService(MultiService):
         self.reactor.stop()
 
     def _drain_some(self, batch: int) -> None:
-        connected = [s for s in self.router.connected() if s.phase is Phase.OPEN]
-        if not self.router.connected():
+        sessions = self.router.directory.connected()
+        if not sessions:
             assert self._draining is not None
             self._draining.stop()
             return
-        for session in connected[:batch]:
+        for session in [s for s in sessions if s.phase is Phase.OPEN][:batch]:
             session.connection.close(CLOSE_GOING_AWAY, "gateway draining")
 
     # --- SIGTERM/SIGINT ---
@@ -213,6 +213,7 @@ class GatewayService(MultiService):
         if self._draining is not None and self._draining.running:
             self._draining.stop()
         router, mqtt, clock = self.router, self.mqtt, self.reactor
+        sessions = router.directory
         deadline = clock.seconds() + self.config.shutdown_timeout
         if self.broker is not None:
             self.broker.hold()  # stopping: a broker that dies now stays dead
@@ -227,17 +228,17 @@ class GatewayService(MultiService):
         router.shutting_down("gateway shutting down; not sent")
         yield self._until(
             deadline,
-            lambda: mqtt.connected and any(s.awaiting_backend() for s in router.connected()),
+            lambda: mqtt.connected and any(s.awaiting_backend() for s in sessions.connected()),
         )
-        for session in router.connected():
+        for session in sessions.connected():
             _let_go(session.connection, self.config.shutdown_close)
         # Error envelopes whose publish failed (owed) are published again
         # every second: they are waited for as the unacknowledged ones are.
         yield self._until(
             deadline,
             lambda: (
-                bool(router.connected() or mqtt.unacknowledged() or router.owed())
-                and bool(mqtt.connected or router.connected())
+                bool(sessions.connected() or mqtt.unacknowledged() or router.owed())
+                and bool(mqtt.connected or sessions.connected())
             ),
         )
         if mqtt.connected:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ocppgw.admin.records import Recorder
     from ocppgw.config import Config
     from ocppgw.config.model import AdminConfig
-    from ocppgw.router.routing import Router
+    from ocppgw.router.directory import Directory
 
 
 class Gateway(Protocol):
@@ -41,7 +41,7 @@ class Gateway(Protocol):
     """
 
     config: Config
-    router: Router
+    sessions: Directory
 
     def health(self) -> tuple[bool, dict[str, Any]]: ...
 
@@ -150,14 +150,14 @@ class Answers:
     def _list(self, request: Request) -> bytes:
         try:
             body = views.page(
-                self._gateway.router.sessions(), self._recorder.records, _query(request)
+                self._gateway.sessions.all(), self._recorder.records, _query(request)
             )
         except views.QueryError as e:
             raise HTTPError(400, str(e)) from None
         return self._send(request, 200, body)
 
     def _show(self, request: Request, identity: str) -> bytes:
-        session = self._gateway.router.session(identity)
+        session = self._gateway.sessions.get(identity)
         record = self._recorder.records.get(identity)
         if record is None:
             raise HTTPError(404, f"charge point {identity!r} is not known to this gateway")
@@ -172,7 +172,7 @@ class Answers:
         if code not in _CLOSE_CODES and not 3000 <= code <= 4999:
             raise HTTPError(400, "code: a close code of 1000, 1001, 1008, 1011 or 3000-4999")
         reason = query.get("reason", "closed by the operator")
-        session = self._gateway.router.session(identity)
+        session = self._gateway.sessions.get(identity)
         if session is None or not session.connected:
             outcome = not_connected(identity)
             return self._send(request, outcome.status, outcome.body)

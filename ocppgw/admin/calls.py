@@ -8,7 +8,8 @@ handed to the charge point's session, which validates it, queues it behind
 the CALL in flight (OCPP-J 1.6 §4.1.1: one at a time) and matches the
 answer.  The answer (or the gateway's error envelope: Invalid, QueueFull,
 Timeout, Disconnected...) is published upstream like any other, and the
-:class:`Calls` watching the published envelopes hands it to the HTTP request.
+router hands it to :class:`Calls` as it does (:mod:`ocppgw.router.awaited`),
+which answers the HTTP request.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
 
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope, GatewayError
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError
 
 if TYPE_CHECKING:
-    from ocppgw.admin.records import Recorder
     from ocppgw.router.routing import Router
 
 #: HTTP status of each gateway error code answering an API CALL.
@@ -87,25 +88,29 @@ def outcome_of(envelope: Envelope, action: str) -> Outcome:
 class Calls:
     """CALLs of the admin API waiting for their answers."""
 
-    def __init__(self, router: Router, recorder: Recorder, clock: IReactorTime) -> None:
+    def __init__(self, router: Router, clock: IReactorTime) -> None:
         self._router = router
         self._clock = clock
-        #: (identity, UniqueId) -> (Action, the request's Deferred, its timer)
-        self._waiting: dict[tuple[str, str], tuple[str, Deferred[Outcome], IDelayedCall]] = {}
-        recorder.envelope_watchers.append(self._answered)
+        #: (identity, UniqueId) -> (Action, the request's Deferred, its timer,
+        #: the answer's Deferred from the router)
+        self._waiting: dict[
+            tuple[str, str], tuple[str, Deferred[Outcome], IDelayedCall, Deferred[Envelope]]
+        ] = {}
 
     def call(
         self, identity: str, action: str, payload: dict[str, Any], timeout: float
     ) -> Deferred[Outcome]:
         """Send ``action`` to ``identity``; fires with its outcome, by ``timeout`` at the latest."""
-        session = self._router.session(identity)
+        session = self._router.directory.get(identity)
         if session is None or not session.connected:
             return succeed(not_connected(identity))
         unique_id = f"api-{uuid.uuid4().hex[:28]}"  # OCPP-J: at most 36 characters
         key = (identity, unique_id)
         d: Deferred[Outcome] = Deferred()
         timer = self._clock.callLater(timeout, self._timed_out, key, timeout)
-        self._waiting[key] = (action, d, timer)
+        answer = self._router.awaited.answer_to(identity, unique_id)
+        self._waiting[key] = (action, d, timer, answer)
+        answer.addCallback(self._answered, key).addErrback(_waits_no_more)
         # The same path as a downstream MQTT CALL (ocppgw.router.routing):
         # validation, the queue, the answer's matching are the session's.
         envelope = Envelope(
@@ -126,12 +131,11 @@ class Calls:
 
         return DeferredList(calls, consumeErrors=True).addCallback(collect)
 
-    def _answered(self, envelope: Envelope) -> None:
-        key = (envelope.charge_point or "", envelope.message.unique_id)
+    def _answered(self, envelope: Envelope, key: tuple[str, str]) -> None:
         waiting = self._waiting.pop(key, None)
         if waiting is None:
             return
-        action, d, timer = waiting
+        action, d, timer, _ = waiting
         if timer.active():
             timer.cancel()
         d.callback(outcome_of(envelope, action))
@@ -140,7 +144,8 @@ class Calls:
         waiting = self._waiting.pop(key, None)
         if waiting is None:
             return
-        action, d, _ = waiting
+        action, d, _, answer = waiting
+        answer.cancel()
         d.callback(
             Outcome(
                 504,
@@ -157,7 +162,13 @@ class Calls:
     def stop(self) -> None:
         """Answer every waiting request: the gateway is shutting down."""
         for key in list(self._waiting):
-            _, d, timer = self._waiting.pop(key)
+            _, d, timer, answer = self._waiting.pop(key)
             if timer.active():
                 timer.cancel()
+            answer.cancel()
             d.callback(Outcome(503, {"error": "gateway shutting down", "code": "Shutdown"}))
+
+
+def _waits_no_more(failure: Failure) -> None:
+    """The answer's Deferred was cancelled: the request was answered otherwise."""
+    failure.trap(CancelledError)

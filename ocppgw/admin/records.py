@@ -121,7 +121,6 @@ class Recorder:
         self._gone: OrderedDict[str, None] = OrderedDict()
         self._mqtt_connects = 0
         #: Listeners of published envelopes (the admin API's CALLs).
-        self.envelope_watchers: list[Any] = []
         self._action = _Bounded()
         self._code = _Bounded()
         #: (inbound, kind, bounded action) -> (labels, counter of the labels).
@@ -283,9 +282,6 @@ class Recorder:
                 id=message.unique_id,
                 why=message.error_description,
             )
-        if isinstance(message, CallResult | CallError | CallResultError):
-            for watcher in list(self.envelope_watchers):
-                watcher(envelope)
 
     def validation_failed(self, action: str, upstream: bool) -> None:
         self.metrics.validation_failures_of(self._action(action), "in" if upstream else "out")(1)

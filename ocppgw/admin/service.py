@@ -43,6 +43,8 @@ class Gateway:
         self.service = gateway
         self.config = gateway.config
         self.router = gateway.router
+        #: The sessions of this gateway, connected or in their grace period.
+        self.sessions = gateway.router.directory
         self.mqtt = gateway.mqtt
         self.recorder = recorder
         self._clock = clock
@@ -60,7 +62,7 @@ class Gateway:
 
         def connected() -> dict[tuple[str, str], int]:
             counts: dict[tuple[str, str], int] = {}
-            for session in self.router.connected():
+            for session in self.sessions.connected():
                 record = self.recorder.records.get(session.identity)
                 key = (session.version, record.listener if record else "")
                 counts[key] = counts.get(key, 0) + 1
@@ -68,8 +70,8 @@ class Gateway:
 
         return State(
             connected=connected,
-            queued=lambda: sum(s.queued() for s in self.router.sessions()),
-            in_grace=lambda: len(self.router.sessions()) - len(self.router.connected()),
+            queued=lambda: sum(s.queued() for s in self.sessions.all()),
+            in_grace=self.sessions.in_grace,
             mqtt_connected=lambda: bool(self.mqtt.connected),
             buffered=self.mqtt.buffered,
             unacknowledged=self.mqtt.unacknowledged,
@@ -96,7 +98,6 @@ class Gateway:
     def info(self) -> dict[str, Any]:
         """``GET /api/v1/gateway``."""
         now = self._clock.seconds()
-        connected = len(self.router.connected())
         return {
             "gateway_id": self.config.gateway_id,
             "version": __version__,
@@ -105,8 +106,8 @@ class Gateway:
             "listeners": self.listeners(),
             "workers": 1,
             "charge_points": {
-                "connected": connected,
-                "grace": len(self.router.sessions()) - connected,
+                "connected": len(self.sessions.connected()),
+                "grace": self.sessions.in_grace(),
                 # What other instances' presence said, kept until pruned.
                 "remembered_elsewhere": self.router.remembered_elsewhere(),
             },
@@ -177,7 +178,7 @@ class AdminService(MultiService):
         config = gateway.config.admin
         assert config.endpoint is not None
         self.gateway = Gateway(gateway, recorder, clock)
-        self.calls = Calls(gateway.router, recorder, clock)
+        self.calls = Calls(gateway.router, clock)
         serve(self, config, resource(self.gateway, self.calls, recorder, config), clock)
 
     def stopService(self) -> Any:

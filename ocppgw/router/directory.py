@@ -65,6 +65,10 @@ class Directory:
         """Every session whose charge point is connected now (open or closing)."""
         return [s for s in self.by_identity.values() if s.connected]
 
+    def in_grace(self) -> int:
+        """How many sessions wait in their grace period for a reconnection."""
+        return sum(1 for s in self.by_identity.values() if not s.connected)
+
     def open(
         self,
         identity: str,

@@ -29,6 +29,7 @@ from ocppgw.interfaces import NO_EVENTS, IGatewayEvents, IMQTTClient, IRouter
 from ocppgw.ocpp.envelope import CodecError, Envelope, GatewayError
 from ocppgw.ocpp.messages import Call, CallResult, Send
 from ocppgw.router.answers import Answers
+from ocppgw.router.awaited import Awaited
 from ocppgw.router.directory import Directory
 from ocppgw.router.instance import Instance
 from ocppgw.router.presence import Presence, topic_values
@@ -69,6 +70,8 @@ class Router:
         #: The sessions of this instance, by identity: where charge points connect.
         self.directory = Directory(self, clock, self._route, self._went_offline)
         self._sessions = self.directory.by_identity
+        #: Answers the admin API's CALLs wait for, handed over as they are published.
+        self.awaited = Awaited()
         self._subscriptions: dict[str, str] = {}
         self._clock = clock
         self._presence = Presence(config, mqtt, clock)
@@ -142,18 +145,6 @@ class Router:
         (:meth:`release`); CALLs arriving then wait for a reconnection.
         """
         self._presence.offline(session.identity, session.version)
-
-    def session(self, identity: str) -> Session | None:
-        """The session of ``identity`` (:meth:`Directory.get`)."""
-        return self.directory.get(identity)
-
-    def sessions(self) -> list[Session]:
-        """Every session (:meth:`Directory.all`)."""
-        return self.directory.all()
-
-    def connected(self) -> list[Session]:
-        """Every connected session (:meth:`Directory.connected`)."""
-        return self.directory.connected()
 
     def release(self, session: object) -> None:
         """Forget ``session`` (expired, or moved to another instance) if it is current."""
@@ -264,6 +255,8 @@ class Router:
 
     def publish(self, envelope: Envelope) -> Deferred[None]:
         self.events.published(envelope)
+        if self.awaited.waiting:
+            self.awaited.published(envelope)
         topic = self.topic_of(envelope)
         cid = envelope.charge_point or ""
         name = self._names.name(topic.template, cid, envelope.version, envelope.message)

@@ -61,6 +61,10 @@ class OwingRouter:
     def owed(self) -> int:
         return self.owing
 
+    @property
+    def directory(self) -> Any:
+        return self  # no session: connected() is empty
+
     def connected(self) -> list[Any]:
         return []
 

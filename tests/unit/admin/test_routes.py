@@ -59,7 +59,7 @@ def api(config: AdminConfig, calls: FakeCalls | None = None) -> IResource:
     sessions = {i: FakeSession(i) for i in IDENTITIES}
     gateway: Any = SimpleNamespace(
         config=SimpleNamespace(downstream=SimpleNamespace(awaiting_timeout=30.0)),
-        router=SimpleNamespace(sessions=lambda: list(sessions.values()), session=sessions.get),
+        sessions=SimpleNamespace(all=lambda: list(sessions.values()), get=sessions.get),
         health=lambda: (True, {"status": "ok"}),
         info=lambda: {"gateway_id": "gw"},
     )

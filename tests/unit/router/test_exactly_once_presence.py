@@ -46,7 +46,7 @@ class Instance:
 
     def end(self) -> None:
         """Stop as the gateway stops: its sessions end, then the router leaves."""
-        for session in self.router.sessions():
+        for session in self.router.directory.all():
             end_session(session)
         self.router.leave()
 
@@ -192,7 +192,7 @@ class ExactlyOnceTests(ClockTestCase):
                 {"ChargePointId": "CP1", "Online": True, "Gateway": "gw2", "Run": "r", "Seq": 1}
             ).encode(),
         )
-        self.assertIsNone(gw1.router.session("CP1"))
+        self.assertIsNone(gw1.router.directory.get("CP1"))
         self.assertNotIn(b"", [p for _, p, _, r in gw1.mqtt.published if r])
 
     def test_prune_runs_on_a_timer(self) -> None:

@@ -48,7 +48,7 @@ class SetupTestCase(SynchronousTestCase):
 
     def _ended(self) -> None:
         for router in MADE:
-            for session in router.sessions():
+            for session in router.directory.all():
                 end_session(session)
             router.leave()
         self.assertEqual([c for c in CLOCK.getDelayedCalls() if c.active()], [])
@@ -120,7 +120,7 @@ class RouterTests(SetupTestCase):
         # subscription, nothing held here for a reconnection.
         self.assertEqual([b["Online"] for _, b in mqtt.retained()], [True])
         self.assertNotIn("ocpp/cs/CP1/+/+", mqtt.subscriptions)
-        self.assertIsNone(router.session("CP1"))
+        self.assertIsNone(router.directory.get("CP1"))
 
     def test_stale_own_presence_cleared(self) -> None:
         """A retained 'online' of this gateway for an identity it lacks is set offline."""
@@ -143,7 +143,7 @@ class RouterTests(SetupTestCase):
         mqtt.deliver("ocpp/presence/CP1", {"ChargePointId": "CP1", "Online": False,
                                            "Gateway": "gw1", "Protocol": "ocpp1.6"})
         self.assertEqual(mqtt.unsubscribed, ["ocpp/cs/CP9/+/+"])
-        self.assertIsNotNone(router.session("CP1"))
+        self.assertIsNotNone(router.directory.get("CP1"))
 
     def test_topics_by_message_type(self) -> None:
         """CALL, CALLRESULT and CALLERROR go to topic, reply_topic and error_topic."""
@@ -258,7 +258,7 @@ class RouterTests(SetupTestCase):
         router.directory.close(old)
         CLOCK.advance(120)
         self.assertIn("ocpp/cs/CP1/+/+", mqtt.subscriptions)
-        self.assertIs(router.session("CP1"), new)
+        self.assertIs(router.directory.get("CP1"), new)
 
 
 RESET = {"MessageTypeId": 2, "UniqueId": "d1", "Action": "Reset", "Payload": {"type": "Soft"}}
@@ -323,7 +323,7 @@ class CatchAllTests(SetupTestCase):
         mqtt.handler("ocpp/cs/CP1/Call/Reset", json.dumps(dict(RESET, UniqueId="d2")).encode(),
                      (PER_CHARGE_POINT,))
         self.assertEqual(self.errors(mqtt), [("d1", "Replaced")])
-        self.assertIsNone(router.session("CP1"))
+        self.assertIsNone(router.directory.get("CP1"))
 
     def test_last_will_makes_charge_points_offline(self) -> None:
         """Another instance's will: its charge points are Offline at once, presence corrected."""
