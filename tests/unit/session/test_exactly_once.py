@@ -30,7 +30,7 @@ class Base(ClockTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.clock.advance(1_700_000_000)
-        self.upstream = FakeRouter()
+        self.router = FakeRouter()
         self.opened: list[Session] = []
         # Each session ends as the gateway ends one; then no timer may be left.
         self.addCleanup(lambda: [end_session(s) for s in self.opened])
@@ -39,7 +39,7 @@ class Base(ClockTestCase):
     def open(self) -> tuple[Session, FakeConnection]:
         connection = FakeConnection()
         options = SessionOptions(**{"downstream_timeout": 30.0, **self.options})  # type: ignore[arg-type]
-        session = Session("CP1", self.version, connection, self.upstream, self.clock, options)
+        session = Session("CP1", self.version, connection, self.router, self.clock, options)
         connection.session = session
         self.opened.append(session)
         return session, connection
@@ -51,7 +51,7 @@ class Base(ClockTestCase):
     def published(self) -> list[tuple[str, str, str | None]]:
         """(UniqueId, CALLRESULT or error code, Action) of what the backend got."""
         out = []
-        for e in self.upstream.envelopes:
+        for e in self.router.envelopes:
             m = e.message
             code = m.error_code if isinstance(m, CallError) else type(m).__name__
             out.append((m.unique_id, code, m.action))
@@ -90,15 +90,15 @@ class AnswersPastTheLimitTests(Base):
         self.clock.advance(30)
         self.empty_bucket()
         self.session.frame_received('[3,"d0",{"status":"Accepted"}]')
-        late = self.upstream.envelopes[-1]
+        late = self.router.envelopes[-1]
         self.assertEqual((late.message.unique_id, late.late), ("d0", True))
 
     def test_answer_matching_nothing_is_still_refused(self) -> None:
         """An answer that matches no CALL of the gateway stays under the limit."""
         self.empty_bucket()
-        before = len(self.upstream.envelopes)
+        before = len(self.router.envelopes)
         self.session.frame_received('[3,"zz",{}]')
-        self.assertEqual(len(self.upstream.envelopes), before)
+        self.assertEqual(len(self.router.envelopes), before)
         self.assertEqual(self.session.message_rate.refused, 2)
 
     def test_answer_sends_the_next_queued_call(self) -> None:
@@ -303,7 +303,7 @@ class ExpiredTests(Base):
         self.sent(RESET, 31)
         self.assertEqual(self.sent_ids(), [])
         self.assertEqual(self.published(), [("d0", "Expired", "Reset")])
-        self.assertEqual(self.upstream.envelopes[0].origin, "gateway")
+        self.assertEqual(self.router.envelopes[0].origin, "gateway")
 
     def test_recent_call_is_sent(self) -> None:
         """A CALL sent 29 s ago goes to the charge point; one without a Timestamp too."""
@@ -419,10 +419,10 @@ class JournalTests(Base):
     def test_answered_only_once_the_broker_has_it(self) -> None:
         """An answer whose publish fails is not answered until the owed envelope is out."""
         self.backend(RESET)
-        self.upstream.failing = True
+        self.router.failing = True
         self.clock.advance(30)  # Timeout: its publish fails, so it is owed
         self.assertNotIn(("answered", "d0"), self.journal.events)
-        self.upstream.failing = False
+        self.router.failing = False
         self.clock.advance(1)
         self.assertEqual(self.journal.events[-1], ("answered", "d0"))
 
@@ -465,7 +465,7 @@ class LoneSurrogateTests(Base):
         self.session.frame_received('[2,"u1","DataTransfer",{"vendorId":"\\ud800"}]')
         frame = self.connection.sent()[0]
         self.assertEqual(frame[:3], [4, "u1", "FormationViolation"])
-        self.assertEqual(self.upstream.envelopes, [])
+        self.assertEqual(self.router.envelopes, [])
 
 
 class LoneSurrogate2xTests(Base):
@@ -475,7 +475,7 @@ class LoneSurrogate2xTests(Base):
         """2.x: a CALL holding an unpaired surrogate gets FormatViolation, nothing published."""
         self.session.frame_received('[2,"u1","DataTransfer",{"vendorId":"\\udfff"}]')
         self.assertEqual(self.connection.sent()[0][:3], [4, "u1", "FormatViolation"])
-        self.assertEqual(self.upstream.envelopes, [])
+        self.assertEqual(self.router.envelopes, [])
 
 
 class RecentCallsTests(SynchronousTestCase):

@@ -31,10 +31,10 @@ class BucketTests(SynchronousTestCase):
 class SessionRateTests(ClockTestCase):
     def setUp(self) -> None:
         super().setUp()
-        self.upstream = FakeRouter()
+        self.router = FakeRouter()
         self.connection = FakeConnection()
         options = SessionOptions(local_heartbeat=True, max_message_rate=1, max_message_burst=2)
-        self.session = Session("CP1", OCPP16, self.connection, self.upstream, self.clock, options)
+        self.session = Session("CP1", OCPP16, self.connection, self.router, self.clock, options)
         self.connection.session = self.session
         self.addCleanup(end_session, self.session)
 
@@ -46,7 +46,7 @@ class SessionRateTests(ClockTestCase):
         self.assertEqual([f[0] for f in frames], [3, 3, 4])
         self.assertEqual(frames[2][1:3], ["h2", "GenericError"])
         self.assertIn("max_message_rate = 1/s", frames[2][3])
-        self.assertEqual([e.message.unique_id for e in self.upstream.envelopes], ["h0", "h1"])
+        self.assertEqual([e.message.unique_id for e in self.router.envelopes], ["h0", "h1"])
 
     def test_other_frames_beyond_limit_dropped_and_counted(self) -> None:
         """A CALLRESULT or garbage beyond the bucket is dropped without an answer, and counted."""

@@ -16,7 +16,7 @@ RESET = Call("d0", "Reset", {"type": "Soft"})
 class Lifecycle(ClockTestCase):
     def setUp(self) -> None:
         super().setUp()
-        self.upstream = FakeRouter()
+        self.router = FakeRouter()
         self.opened: list[Session] = []
         # Each session ends as the gateway ends one; then no timer may be left.
         self.addCleanup(lambda: [end_session(s) for s in self.opened])
@@ -25,7 +25,7 @@ class Lifecycle(ClockTestCase):
     def open(self, version: str = OCPP16) -> tuple[Session, FakeConnection]:
         connection = FakeConnection()
         options = SessionOptions(upstream_timeout=30, downstream_timeout=30, offline_ttl=60)
-        session = Session("CP1", version, connection, self.upstream, self.clock, options)
+        session = Session("CP1", version, connection, self.router, self.clock, options)
         connection.session = session
         self.opened.append(session)
         return session, connection
@@ -37,7 +37,7 @@ class Lifecycle(ClockTestCase):
     def errors(self) -> list[tuple[str, str]]:
         return [
             (e.message.unique_id, e.message.error_code)
-            for e in self.upstream.envelopes
+            for e in self.router.envelopes
             if isinstance(e.message, CallError) and e.origin == "gateway"
         ]
 
@@ -93,7 +93,7 @@ class OpenTests(Lifecycle):
         self.assertIs(self.session.phase, Phase.MOVED)
         self.assertEqual(self.connection.closed, (1000, "replaced"))
         self.assertEqual(self.errors(), [("d0", "Replaced"), ("d1", "Replaced")])
-        self.assertEqual(self.upstream.released, [self.session])
+        self.assertEqual(self.router.released, [self.session])
 
     def test_expire_ignored(self) -> None:
         """expire() on an open session does nothing."""
@@ -117,7 +117,7 @@ class ClosingTests(Lifecycle):
         self.closing()
         self.backend(CallResult("u1", {"currentTime": "t"}))
         self.assertEqual(self.errors(), [("u1", "Disconnected")])
-        self.assertEqual(self.upstream.envelopes[-1].message.action, "Heartbeat")  # type: ignore[union-attr]
+        self.assertEqual(self.router.envelopes[-1].message.action, "Heartbeat")  # type: ignore[union-attr]
         self.assertNothingSent()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -145,7 +145,7 @@ class ClosingTests(Lifecycle):
         self.closing()
         self.clock.advance(30)
         self.assertEqual(self.errors(), [("u1", "Timeout")])
-        self.assertIn("closing", self.upstream.envelopes[-1].message.error_description)  # type: ignore[union-attr]
+        self.assertIn("closing", self.router.envelopes[-1].message.error_description)  # type: ignore[union-attr]
         self.assertNothingSent()
 
     def test_bad_frame_while_closing_not_answered(self) -> None:
@@ -186,7 +186,7 @@ class ClosingTests(Lifecycle):
         self.assertIs(self.session.phase, Phase.MOVED)
         self.assertEqual(self.errors(), [("d0", "Replaced"), ("d1", "Replaced")])
         self.assertEqual(self.connection.refused, [])
-        self.assertEqual(self.upstream.released, [self.session])
+        self.assertEqual(self.router.released, [self.session])
 
     def test_expire_ignored(self) -> None:
         """expire() while closing does nothing."""
@@ -214,7 +214,7 @@ class GraceTests(Lifecycle):
         self.clock.advance(0.1)
         self.assertIs(self.session.phase, Phase.EXPIRED)
         self.assertEqual(self.errors(), [("d0", "Offline")])
-        self.assertEqual(self.upstream.released, [self.session])
+        self.assertEqual(self.router.released, [self.session])
 
     def test_reconnect_adopts_queue(self) -> None:
         """The identity reconnects here: the new session takes the queue; no expiry."""
@@ -227,7 +227,7 @@ class GraceTests(Lifecycle):
         self.clock.advance(30)  # the CALL times out on the new session ...
         self.assertEqual(self.errors(), [("d0", "Timeout")])
         self.clock.advance(60)  # ... and the old grace period never ends
-        self.assertEqual(self.upstream.released, [])
+        self.assertEqual(self.router.released, [])
 
     def test_moved_while_gone_lets_go_at_once(self) -> None:
         """Moved elsewhere while gone here: held CALLs Replaced at once, released, no timer."""
@@ -236,7 +236,7 @@ class GraceTests(Lifecycle):
         self.session.moved()
         self.assertIs(self.session.phase, Phase.MOVED)
         self.assertEqual(self.errors(), [("d0", "Replaced")])
-        self.assertEqual(self.upstream.released, [self.session])
+        self.assertEqual(self.router.released, [self.session])
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(60)
         self.assertEqual(self.errors(), [("d0", "Replaced")])
@@ -300,6 +300,6 @@ class ShutdownTests(Lifecycle):
         self.assertIs(self.session.phase, Phase.OPEN)
         # The charge point's late answer is published, marked Late, not Unmatched.
         self.session.frame_received('[3,"d0",{"status":"Accepted"}]')
-        late = self.upstream.envelopes[-1]
+        late = self.router.envelopes[-1]
         self.assertIsInstance(late.message, CallResult)
         self.assertTrue(late.late)

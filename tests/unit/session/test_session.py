@@ -23,11 +23,11 @@ from tests.fakes import FakeConnection, FakeRouter
 
 def make(version: str = OCPP16, **options: object) -> tuple[Session, FakeConnection,
                                                             FakeRouter, Clock]:
-    connection, upstream, clock = FakeConnection(), FakeRouter(), Clock()
+    connection, router, clock = FakeConnection(), FakeRouter(), Clock()
     clock.advance(1_700_000_000)
-    session = Session("CP1", version, connection, upstream, clock,
+    session = Session("CP1", version, connection, router, clock,
                       SessionOptions(**options))  # type: ignore[arg-type]
-    return made(session, clock), connection, upstream, clock
+    return made(session, clock), connection, router, clock
 
 
 class FakesTests(SessionsTestCase):
@@ -40,10 +40,10 @@ class FakesTests(SessionsTestCase):
 class UpstreamTests(SessionsTestCase):
     def test_call_published_with_metadata(self) -> None:
         """A charge point CALL is published with version, identity, time and frame."""
-        session, _, upstream, _ = make()
+        session, _, router, _ = make()
         text = '[2,"1","Heartbeat",{}]'
         session.frame_received(text)
-        (env,) = upstream.envelopes
+        (env,) = router.envelopes
         self.assertEqual(env.message, Call("1", "Heartbeat", {}))
         self.assertEqual((env.version, env.charge_point, env.frame), (OCPP16, "CP1", text))
         self.assertEqual(env.timestamp, "2023-11-14T22:13:20.000Z")
@@ -64,23 +64,23 @@ class UpstreamTests(SessionsTestCase):
 
     def test_unmatched_backend_answer_not_sent(self) -> None:
         """An answer that matches no pending CALL goes back to the backend, not the CP."""
-        session, connection, upstream, _ = make()
+        session, connection, router, _ = make()
         session.envelope_received(Envelope(CallResult("nope", {})))
         self.assertEqual(connection.frames, [])
-        (env,) = upstream.envelopes
+        (env,) = router.envelopes
         assert isinstance(env.message, CallError)
         self.assertEqual((env.message.error_code, env.origin), ("Unmatched", "gateway"))
 
     def test_upstream_timeout(self) -> None:
         """No backend answer in time: InternalError to the CP, Timeout to the backend."""
-        session, connection, upstream, clock = make(upstream_timeout=30)
+        session, connection, router, clock = make(upstream_timeout=30)
         session.frame_received('[2,"1","Authorize",{"idTag":"x"}]')
         clock.advance(29.9)
         self.assertEqual(connection.frames, [])
         clock.advance(0.2)
         self.assertEqual(connection.sent(), [[4, "1", "InternalError", "backend did not answer",
                                               {}]])
-        timeout = upstream.envelopes[-1].message
+        timeout = router.envelopes[-1].message
         assert isinstance(timeout, CallError)
         self.assertEqual((timeout.error_code, timeout.action, timeout.unique_id),
                          ("Timeout", "Authorize", "1"))
@@ -93,7 +93,7 @@ class UpstreamTests(SessionsTestCase):
         CALLs one after another share one reused timer: an answered CALL never
         times out, and the next times out exactly upstream_timeout after it.
         """
-        session, connection, upstream, clock = make(upstream_timeout=30)
+        session, connection, router, clock = make(upstream_timeout=30)
         session.frame_received('[2,"1","Heartbeat",{}]')
         clock.advance(10)
         session.envelope_received(Envelope(CallResult("1", {"currentTime": "t"})))
@@ -105,7 +105,7 @@ class UpstreamTests(SessionsTestCase):
         self.assertEqual(
             connection.sent()[-1], [4, "2", "InternalError", "backend did not answer", {}]
         )
-        timeouts = [e.message for e in upstream.envelopes if isinstance(e.message, CallError)]
+        timeouts = [e.message for e in router.envelopes if isinstance(e.message, CallError)]
         self.assertEqual([(m.unique_id, m.error_code) for m in timeouts], [("2", "Timeout")])
         clock.advance(100)  # nothing more, ever
         self.assertEqual(len(connection.frames), 2)
@@ -133,64 +133,64 @@ class UpstreamTests(SessionsTestCase):
 
     def test_second_call_refused_when_strict(self) -> None:
         """A second CALL while one is pending gets a CALLERROR and is not published."""
-        session, connection, upstream, _ = make(OCPP201)
+        session, connection, router, _ = make(OCPP201)
         session.frame_received('[2,"1","Heartbeat",{}]')
         session.frame_received('[2,"2","Heartbeat",{}]')
-        self.assertEqual(len(upstream.envelopes), 1)
+        self.assertEqual(len(router.envelopes), 1)
         (frame,) = connection.sent()
         self.assertEqual(frame[:3], [4, "2", "RpcFrameworkError"])
 
     def test_second_call_allowed_when_not_strict(self) -> None:
         """strict = false lets overlapping CALLs through, each answered by id."""
-        session, connection, upstream, _ = make(strict=False)
+        session, connection, router, _ = make(strict=False)
         session.frame_received('[2,"1","Heartbeat",{}]')
         session.frame_received('[2,"2","Heartbeat",{}]')
-        self.assertEqual(len(upstream.envelopes), 2)
+        self.assertEqual(len(router.envelopes), 2)
         session.envelope_received(Envelope(CallResult("2", {})))
         session.envelope_received(Envelope(CallResult("1", {})))
         self.assertEqual([f[1] for f in connection.sent()], ["2", "1"])
 
     def test_publish_failure_answers_charge_point(self) -> None:
         """A CALL that cannot be published is answered with InternalError at once."""
-        session, connection, upstream, _ = make()
-        upstream.failing = True
+        session, connection, router, _ = make()
+        router.failing = True
         session.frame_received('[2,"1","Heartbeat",{}]')
         (frame,) = connection.sent()
         self.assertEqual(frame[:3], [4, "1", "InternalError"])
 
     def test_send_whose_publish_fails_is_reported_once_there_is_room(self) -> None:
         """A SEND that cannot be published: a NotPublished envelope follows once it can be."""
-        session, _, upstream, clock = make(OCPP21)
-        upstream.failing = True
+        session, _, router, clock = make(OCPP21)
+        router.failing = True
         session.frame_received(
             '[6,"s1","NotifyPeriodicEventStream",'
             '{"id":1,"pending":0,"basetime":"2026-01-01T00:00:00Z","data":[]}]'
         )
         clock.advance(1)
-        self.assertEqual(len(upstream.envelopes), 2)  # the SEND, one retry of the report
-        upstream.failing = False
+        self.assertEqual(len(router.envelopes), 2)  # the SEND, one retry of the report
+        router.failing = False
         clock.advance(1)
-        report = upstream.envelopes[-1]
+        report = router.envelopes[-1]
         self.assertIsInstance(report.message, CallError)
         self.assertEqual(
             (report.message.unique_id, report.message.error_code, report.origin),
             ("s1", "NotPublished", "gateway"),
         )
         clock.advance(10)
-        self.assertEqual(len(upstream.envelopes), 3)
+        self.assertEqual(len(router.envelopes), 3)
 
     def test_unsafe_action(self) -> None:
         """An Action that is not an identifier gets NotImplemented, nothing published."""
-        session, connection, upstream, _ = make()
+        session, connection, router, _ = make()
         session.frame_received('[2,"1","a/#",{}]')
-        self.assertEqual(upstream.envelopes, [])
+        self.assertEqual(router.envelopes, [])
         self.assertEqual(connection.sent()[0][:3], [4, "1", "NotImplemented"])
 
     def test_send_is_published_not_answered(self) -> None:
         """A 2.1 SEND is published and never answered."""
-        session, connection, upstream, _ = make(OCPP21)
+        session, connection, router, _ = make(OCPP21)
         session.frame_received('[6,"1","NotifyPeriodicEventStream",{}]')
-        self.assertEqual(upstream.envelopes[0].message, Send("1", "NotifyPeriodicEventStream",
+        self.assertEqual(router.envelopes[0].message, Send("1", "NotifyPeriodicEventStream",
                                                              {}))
         self.assertEqual(connection.frames, [])
 
@@ -198,10 +198,10 @@ class UpstreamTests(SessionsTestCase):
 class BadFrameTests(SessionsTestCase):
     def test_unreadable_2x(self) -> None:
         """2.x: invalid JSON gets RpcFrameworkError with id "-1" (Part 4 §4.2.3)."""
-        session, connection, upstream, _ = make(OCPP201)
+        session, connection, router, _ = make(OCPP201)
         session.frame_received("not json")
         self.assertEqual(connection.sent()[0][:3], [4, "-1", "RpcFrameworkError"])
-        self.assertEqual(upstream.envelopes, [])
+        self.assertEqual(router.envelopes, [])
 
     def test_unreadable_16(self) -> None:
         """1.6: invalid JSON gets FormationViolation with id "-1"."""
@@ -223,10 +223,10 @@ class BadFrameTests(SessionsTestCase):
 
     def test_bad_answer_fails_pending_call(self) -> None:
         """A malformed CALLRESULT for the pending downstream CALL is reported as Invalid."""
-        session, connection, upstream, _ = make(OCPP21)
+        session, connection, router, _ = make(OCPP21)
         session.envelope_received(Envelope(Call("d1", "Reset", {"type": "Immediate"})))
         session.frame_received('[3,"d1","not an object"]')
-        err = upstream.envelopes[-1].message
+        err = router.envelopes[-1].message
         assert isinstance(err, CallError)
         self.assertEqual((err.error_code, err.action), ("Invalid", "Reset"))
         # 2.1 Part 4 §4.2.4: the charge point hears of it as CALLRESULTERROR.
@@ -236,23 +236,23 @@ class BadFrameTests(SessionsTestCase):
 class DownstreamTests(SessionsTestCase):
     def test_one_call_in_flight(self) -> None:
         """Backend CALLs go out one at a time, in order, each after the last is answered."""
-        session, connection, upstream, _ = make()
+        session, connection, router, _ = make()
         for i in range(3):
             session.envelope_received(Envelope(Call(f"d{i}", "Reset", {"type": "Soft"})))
         self.assertEqual([f[1] for f in connection.sent()], ["d0"])
         session.frame_received('[3,"d0",{"status":"Accepted"}]')
         self.assertEqual([f[1] for f in connection.sent()], ["d0", "d1"])
-        reply = upstream.envelopes[-1]
+        reply = router.envelopes[-1]
         self.assertEqual(reply.message, CallResult("d0", {"status": "Accepted"}, "Reset"))
         session.frame_received('[4,"d1","NotSupported","",{}]')
         self.assertEqual([f[1] for f in connection.sent()], ["d0", "d1", "d2"])
-        err = upstream.envelopes[-1].message
+        err = router.envelopes[-1].message
         assert isinstance(err, CallError)
         self.assertEqual((err.error_code, err.action), ("NotSupported", "Reset"))
 
     def test_decode_context_names_pending_actions(self) -> None:
         """The session's decode context is made once, with its version and the Action of
-        each exchange still waiting (its CALL upstream, and the CALL in flight)."""
+        each exchange still waiting (its CALL router, and the CALL in flight)."""
         session, _, _, _ = make()
         context = session.decode_context
         self.assertIs(session.decode_context, context)
@@ -265,48 +265,48 @@ class DownstreamTests(SessionsTestCase):
 
     def test_queue_full(self) -> None:
         """Beyond max_queue waiting CALLs, a QueueFull error envelope answers."""
-        session, connection, upstream, _ = make(max_queue=2)
+        session, connection, router, _ = make(max_queue=2)
         for i in range(4):
             session.envelope_received(Envelope(Call(f"d{i}", "Reset", {"type": "Soft"})))
         self.assertEqual(len(connection.frames), 1)
-        (err,) = [e.message for e in upstream.envelopes]
+        (err,) = [e.message for e in router.envelopes]
         assert isinstance(err, CallError)
         self.assertEqual((err.unique_id, err.error_code), ("d3", "QueueFull"))
 
     def test_downstream_timeout_and_late_answer(self) -> None:
         """No answer in time: Timeout envelope, next CALL sent; a late answer is marked."""
-        session, connection, upstream, clock = make(downstream_timeout=30)
+        session, connection, router, clock = make(downstream_timeout=30)
         session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Soft"})))
         session.envelope_received(Envelope(Call("d1", "Reset", {"type": "Soft"})))
         clock.advance(30)
-        err = upstream.envelopes[-1].message
+        err = router.envelopes[-1].message
         assert isinstance(err, CallError)
         self.assertEqual((err.unique_id, err.error_code), ("d0", "Timeout"))
         self.assertEqual([f[1] for f in connection.sent()], ["d0", "d1"])
         session.frame_received('[3,"d0",{"status":"Accepted"}]')
-        late = upstream.envelopes[-1]
+        late = router.envelopes[-1]
         self.assertTrue(late.late)
         self.assertEqual(late.message, CallResult("d0", {"status": "Accepted"}, "Reset"))
 
     def test_duplicate_downstream_id(self) -> None:
         """Another CALL under a UniqueId already queued or in flight is refused as Invalid."""
-        session, connection, upstream, _ = make()
+        session, connection, router, _ = make()
         session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Soft"})))
         session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Hard"})))
         self.assertEqual(len(connection.frames), 1)
-        err = upstream.envelopes[-1].message
+        err = router.envelopes[-1].message
         assert isinstance(err, CallError)
         self.assertEqual(err.error_code, "Invalid")
 
     def test_disconnect_fails_in_flight_and_holds_queue(self) -> None:
         """On disconnect the in-flight CALL fails; queued ones wait until expire()."""
-        session, _, upstream, clock = make()
+        session, _, router, clock = make()
         session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Soft"})))
         session.envelope_received(Envelope(Call("d1", "Reset", {"type": "Soft"})))
         session.connection_lost()
 
         def codes() -> list[tuple[str, str]]:
-            return [(e.message.unique_id, e.message.error_code) for e in upstream.envelopes
+            return [(e.message.unique_id, e.message.error_code) for e in router.envelopes
                     if isinstance(e.message, CallError)]
 
         self.assertEqual(codes(), [("d0", "Disconnected")])
@@ -328,10 +328,10 @@ class DownstreamTests(SessionsTestCase):
 
     def test_replaced_in_flight_error(self) -> None:
         """A replaced connection's in-flight CALL gets a Replaced error envelope."""
-        session, _, upstream, _ = make()
+        session, _, router, _ = make()
         session.envelope_received(Envelope(Call("d0", "Reset", {"type": "Soft"})))
         session.connection_lost(replaced=True)
-        err = upstream.envelopes[-1].message
+        err = router.envelopes[-1].message
         assert isinstance(err, CallError)
         self.assertEqual((err.unique_id, err.error_code, err.action), ("d0", "Replaced", "Reset"))
 

@@ -24,18 +24,18 @@ BOOT16 = '[2,"1","BootNotification",{"chargePointVendor":"V","chargePointModel":
 
 
 def make(version: str, **options: object) -> tuple[Session, FakeConnection, FakeRouter, Clock]:
-    connection, upstream, clock = FakeConnection(), FakeRouter(), Clock()
+    connection, router, clock = FakeConnection(), FakeRouter(), Clock()
     opts = SessionOptions(validate_upstream=VALIDATE, validate_downstream=VALIDATE, **options)  # type: ignore[arg-type]
-    session = made(Session("CP1", version, connection, upstream, clock, opts), clock)
-    return session, connection, upstream, clock
+    session = made(Session("CP1", version, connection, router, clock, opts), clock)
+    return session, connection, router, clock
 
 
 class UpstreamValidationTests(SessionsTestCase):
     def test_valid_call_published(self) -> None:
         """A schema-valid CALL is published, nothing sent back yet."""
-        session, connection, upstream, _ = make(OCPP16)
+        session, connection, router, _ = make(OCPP16)
         session.frame_received(BOOT16)
-        self.assertEqual(len(upstream.envelopes), 1)
+        self.assertEqual(len(router.envelopes), 1)
         self.assertEqual(connection.frames, [])
 
     def test_missing_field_per_version(self) -> None:
@@ -52,13 +52,13 @@ class UpstreamValidationTests(SessionsTestCase):
                 '[2,"1","BootNotification",{"reason":"PowerUp"}]',
             ),
         ]:
-            session, connection, upstream, _ = make(version)
+            session, connection, router, _ = make(version)
             session.frame_received(frame)
             (sent,) = connection.sent()
             self.assertEqual(sent[:3], [4, "1", code])
             self.assertIn("chargePointModel" if version == OCPP16 else "chargingStation", sent[3])
-            self.assertEqual(upstream.envelopes, [])
-            self.assertEqual(upstream.invalid, [frame])
+            self.assertEqual(router.envelopes, [])
+            self.assertEqual(router.invalid, [frame])
 
     def test_type_and_property_violations(self) -> None:
         """Wrong type and too-long string map to their OCPP-J codes."""
@@ -75,17 +75,17 @@ class UpstreamValidationTests(SessionsTestCase):
 
     def test_unknown_action(self) -> None:
         """An action the version does not have gets NotImplemented."""
-        session, connection, upstream, _ = make(OCPP201)
+        session, connection, router, _ = make(OCPP201)
         session.frame_received('[2,"1","StartTransaction",{}]')
         self.assertEqual(connection.sent()[0][:3], [4, "1", "NotImplemented"])
-        self.assertEqual(upstream.envelopes, [])
+        self.assertEqual(router.envelopes, [])
 
     def test_invalid_callresult_reported_to_backend(self) -> None:
         """An invalid CALLRESULT from the CP becomes a ValidationFailed envelope for that call."""
-        session, connection, upstream, _ = make(OCPP201)
+        session, connection, router, _ = make(OCPP201)
         session.envelope_received(Envelope(Call("d1", "Reset", {"type": "Immediate"})))
         session.frame_received('[3,"d1",{"status":"Maybe"}]')
-        err = upstream.envelopes[-1].message
+        err = router.envelopes[-1].message
         assert isinstance(err, CallError)
         self.assertEqual(
             (err.unique_id, err.error_code, err.action), ("d1", "ValidationFailed", "Reset")
@@ -104,21 +104,21 @@ class UpstreamValidationTests(SessionsTestCase):
 class DownstreamValidationTests(SessionsTestCase):
     def test_invalid_downstream_call_not_sent(self) -> None:
         """A backend CALL with an invalid payload never reaches the CP; Invalid envelope."""
-        session, connection, upstream, _ = make(OCPP16)
+        session, connection, router, _ = make(OCPP16)
         session.envelope_received(Envelope(Call("d1", "Reset", {"type": "Sideways"})))
         self.assertEqual(connection.frames, [])
-        err = upstream.envelopes[-1].message
+        err = router.envelopes[-1].message
         assert isinstance(err, CallError)
         self.assertEqual((err.error_code, err.action), ("Invalid", "Reset"))
         self.assertIn("type", err.error_description)
 
     def test_invalid_downstream_result_keeps_call_pending(self) -> None:
         """An invalid backend CALLRESULT is refused; a valid one after it still answers."""
-        session, connection, upstream, _ = make(OCPP16)
+        session, connection, router, _ = make(OCPP16)
         session.frame_received(BOOT16)
         session.envelope_received(Envelope(CallResult("1", {"status": "Accepted"})))
         self.assertEqual(connection.frames, [])
-        self.assertEqual(upstream.envelopes[-1].message.error_code, "Invalid")  # type: ignore[union-attr]
+        self.assertEqual(router.envelopes[-1].message.error_code, "Invalid")  # type: ignore[union-attr]
         good = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 300}
         session.envelope_received(Envelope(CallResult("1", good)))
         self.assertEqual(connection.sent(), [[3, "1", good]])
@@ -127,12 +127,12 @@ class DownstreamValidationTests(SessionsTestCase):
 class LocalHeartbeatTests(SessionsTestCase):
     def test_answered_locally_and_published(self) -> None:
         """[local] heartbeat answers with currentTime and still publishes, marked answered."""
-        session, connection, upstream, clock = make(OCPP16, local_heartbeat=True)
+        session, connection, router, clock = make(OCPP16, local_heartbeat=True)
         clock.advance(1_700_000_000.25)
         session.frame_received('[2,"h1","Heartbeat",{}]')
         now = "2023-11-14T22:13:20.250Z"
         self.assertEqual(connection.sent(), [[3, "h1", {"currentTime": now}]])
-        (env,) = upstream.envelopes
+        (env,) = router.envelopes
         self.assertTrue(env.answered)
         self.assertEqual(clock.getDelayedCalls(), [])
 
@@ -200,11 +200,11 @@ def test_schema_failing_at_runtime_answers_internal_error(tmp_path: Path) -> Non
     )
     config = parse(f"[listener:a]\nendpoint = tcp:1\n[validation]\nschema_dir = {directory}\n")
     options = session_options(config)
-    connection, upstream = FakeConnection(), FakeRouter()
-    session = Session("CP1", OCPP16, connection, upstream, Clock(), options)
+    connection, router = FakeConnection(), FakeRouter()
+    session = Session("CP1", OCPP16, connection, router, Clock(), options)
     session.frame_received('[2,"1","Heartbeat",{"n":1}]')
     assert connection.sent()[0][:3] == [4, "1", "InternalError"]
-    assert upstream.envelopes == []
+    assert router.envelopes == []
 
 
 def test_configured_check_answers_alike_before_and_after_its_schema_is_compiled() -> None:
