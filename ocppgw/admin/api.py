@@ -149,9 +149,7 @@ class Answers:
 
     def _list(self, request: Request) -> bytes:
         try:
-            body = views.page(
-                self._gateway.sessions.all(), self._recorder.records, _query(request)
-            )
+            body = views.page(self._gateway.sessions.all(), self._recorder.records, _query(request))
         except views.QueryError as e:
             raise HTTPError(400, str(e)) from None
         return self._send(request, 200, body)

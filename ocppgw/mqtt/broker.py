@@ -35,7 +35,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ocppgw.restarts import RestartDelay
+from ocppgw.restarts import Restarts
 
 _log = Logger()
 
@@ -150,8 +150,7 @@ class EmbeddedBroker(Service):
         self._port = port
         self._child: _Child | None = None
         self._dir: str | None = None
-        self._delays = RestartDelay(reactor, first=0.5)
-        self._restart: Any = None
+        self._restarts = Restarts(reactor, first=0.5)
         self._kill: Any = None
         #: False once the gateway is stopping: nothing restarts the broker then.
         self._supervise = True
@@ -165,13 +164,12 @@ class EmbeddedBroker(Service):
         self._spawn()
 
     def _spawn(self) -> None:
-        self._restart = None
         assert self._dir is not None
         child = _Child(self)
         self._child = child
         conf = os.path.join(self._dir, "mosquitto.conf")
         _log.info("starting embedded mosquitto on {host}:{port}", host=self._host, port=self._port)
-        self._delays.started()
+        self._restarts.started()
         self._reactor.spawnProcess(
             child,
             sys.executable,
@@ -183,8 +181,7 @@ class EmbeddedBroker(Service):
     def hold(self) -> None:
         """The gateway is stopping: a broker that dies from now on stays dead."""
         self._supervise = False
-        if self._restart is not None and self._restart.active():
-            self._restart.cancel()
+        self._restarts.hold()
 
     def _ended(self, child: _Child, reason: Failure) -> None:
         if child is not self._child:
@@ -195,9 +192,8 @@ class EmbeddedBroker(Service):
         if not self.running or not self._supervise:
             return
         how = "exited" if reason.check(ProcessDone) else reason.getErrorMessage()
-        delay = self._delays.ended()
+        delay = self._restarts.ended(self._spawn)
         _log.error("embedded mosquitto {how}; restarting in {delay:.1f} s", how=how, delay=delay)
-        self._restart = self._reactor.callLater(delay, self._spawn)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()

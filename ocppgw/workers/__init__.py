@@ -73,6 +73,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -85,7 +86,7 @@ from twisted.python.failure import Failure
 from ocppgw.config import Config, ConfigError
 from ocppgw.loop import GatewayReactor, exit_status
 from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
-from ocppgw.restarts import RestartDelay
+from ocppgw.restarts import Restarts
 from ocppgw.workers.lifeline import LIFELINE_FD, LIFELINE_VARIABLE, watch
 from ocppgw.workers.sockets import (
     RecordingEndpoint,
@@ -162,7 +163,7 @@ class WorkerProcess:
     gateway_id: str
     client_id: str
     #: The delays before it is started again (1 s, doubling to 30 s).
-    restarts: RestartDelay
+    restarts: Restarts
     #: The process id while it runs, ``None`` while it is (re)started.
     pid: int | None = None
     #: The UNIX socket of its admin API, with ``[admin] endpoint`` set.
@@ -254,7 +255,7 @@ class Supervisor(MultiService):
             self.broker.setServiceParent(self)
         #: Every worker, by index: what the admin API and metrics address.
         self.workers: tuple[WorkerProcess, ...] = tuple(
-            WorkerProcess(i, w.gateway_id, w.mqtt.client_id, RestartDelay(reactor, 1.0, 30.0))
+            WorkerProcess(i, w.gateway_id, w.mqtt.client_id, Restarts(reactor, 1.0, 30.0))
             for i in range(config.workers)
             for w in (worker_config(config, i),)
         )
@@ -316,14 +317,13 @@ class Supervisor(MultiService):
             why = reason.getErrorMessage()
             _log.info("worker {index} exited ({why})", index=worker.index, why=why)
             return
-        delay = worker.restarts.ended()
+        delay = worker.restarts.ended(partial(self._spawn, worker))
         _log.error(
             "worker {index} exited ({why}); starting it again in {delay:g} s",
             index=worker.index,
             why=reason.getErrorMessage(),
             delay=delay,
         )
-        self.reactor.callLater(delay, self._spawn, worker)
 
     def _signal(self, signum: int) -> None:
         for worker in self.workers:
@@ -345,6 +345,7 @@ class Supervisor(MultiService):
         if self._draining or self._stopping or not self.running:
             return None
         self._draining = True
+        self._hold()
         waits = [w.exited for w in self.workers if w.exited is not None]
         _log.info("draining: SIGUSR1 to {n} workers; stopping once all have exited", n=len(waits))
         self._signal(signal.SIGUSR1)
@@ -357,8 +358,14 @@ class Supervisor(MultiService):
 
         return DeferredList(waits).addCallback(drained)
 
+    def _hold(self) -> None:
+        """No worker is started again: a restart that waits is dropped."""
+        for worker in self.workers:
+            worker.restarts.hold()
+
     def stopService(self) -> Deferred[Any]:
         self._stopping = True
+        self._hold()
         waits = [w.exited for w in self.workers if w.exited is not None]
         self._signal(signal.SIGTERM)
         kill = self.reactor.callLater(
