@@ -11,13 +11,14 @@ import configparser
 import dataclasses
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ocppgw.config import model
-from ocppgw.config.keys import SECTIONS, Key
+from ocppgw.config.declaration import Key, Section
+from ocppgw.config.keys import SECTIONS
 from ocppgw.config.values import ConfigError
 from ocppgw.router.topics import TemplateError, TopicTemplate
 
@@ -27,12 +28,12 @@ Values = dict[str, Any]
 _T = TypeVar("_T")
 
 
-def _spec_for(section: str) -> tuple[str, dict[str, Key]] | None:
+def _spec_for(section: str) -> Section | None:
     if section in SECTIONS and not section.endswith(":"):
-        return section, SECTIONS[section]
+        return SECTIONS[section]
     base, sep, suffix = section.partition(":")
     if sep and suffix and base + ":" in SECTIONS:
-        return base + ":", SECTIONS[base + ":"]
+        return SECTIONS[base + ":"]
     return None
 
 
@@ -44,16 +45,18 @@ def _read(parser: configparser.ConfigParser) -> dict[str, Values]:
         if found is None:
             known = ", ".join(f"[{s}NAME]" if s.endswith(":") else f"[{s}]" for s in SECTIONS)
             raise ConfigError(f"[{section}]: unknown section; known sections: {known}")
-        out[section] = _read_section(parser, section, found[1])
-    for name, keys in SECTIONS.items():
+        out[section] = _read_section(parser, section, found.keys)
+    for name, spec in SECTIONS.items():
         if not name.endswith(":") and name not in out:
             out[name] = {
-                k: key.parse(key.default) for k, key in keys.items() if key.default is not None
+                k: key.parse(key.default) for k, key in spec.keys.items() if key.default is not None
             }
     return out
 
 
-def _read_section(parser: configparser.ConfigParser, section: str, keys: dict[str, Key]) -> Values:
+def _read_section(
+    parser: configparser.ConfigParser, section: str, keys: Mapping[str, Key]
+) -> Values:
     values: Values = {}
     items = dict(parser.items(section, raw=True))
     for k in items:
