@@ -4,9 +4,10 @@ Stage: the INI file into typed, frozen values.
 
 Every section and key the gateway knows is declared once in :data:`SECTIONS`:
 its parser, default, model field and comment; anything else in the file is an
-error.  The reference file etc/ocppgw.ini is rendered from that declaration.  Each
-error names the section and key (``[mqtt] qos: must be 0, 1 or 2, not '3'``)
-and is raised as :class:`ConfigError` before any service is built.
+error.  The model's fields and the reference file etc/ocppgw.ini follow from
+that declaration.  Each error names the section and key (``[mqtt] qos: must
+be 0, 1 or 2, not '3'``) and is raised as :class:`ConfigError` before any
+service is built.
 
 - :mod:`~ocppgw.config.values`: the parser of each kind of value, and
   :class:`ConfigError`;
@@ -15,6 +16,8 @@ and is raised as :class:`ConfigError` before any service is built.
   :mod:`~ocppgw.config.keys_gateway` and :mod:`~ocppgw.config.keys_mqtt`);
 - :mod:`~ocppgw.config.model`: the frozen dataclasses, :class:`Config` down;
 - :mod:`~ocppgw.config.parsing`: reading the INI, :func:`parse` and :func:`load`;
+- :mod:`~ocppgw.config.mapping`: the parsed keys onto the model, with the
+  derived fields of :mod:`~ocppgw.config.derived`;
 - :mod:`~ocppgw.config.reference`: the reference file, rendered.
 
 This stage may import :mod:`ocppgw.ocpp`, :mod:`ocppgw.router.topics`,
