@@ -13,7 +13,7 @@ LOCK := requirements/lock.txt
 OLDEST := requirements/oldest.txt
 VENV_OLDEST := .venv-oldest
 
-.PHONY: install test-deps mosquitto rabbitmq iptables run demo test lint typecheck contracts unit clean proto bench soak lock test-oldest
+.PHONY: install test-deps mosquitto rabbitmq iptables run demo test lint typecheck contracts unit clean proto ini bench soak lock test-oldest
 
 install: $(VENV)/.installed mosquitto
 
@@ -123,6 +123,12 @@ test: install test-deps lint typecheck contracts
 
 unit: install
 	$(call run_pytest,-n auto tests/unit,tests/unit)
+
+# etc/ocppgw.ini (and ocppgw/ocppgw.ini, a link to it), rendered from the key
+# declarations in ocppgw/config/keys*.py; tests/unit/config/test_reference.py
+# fails when the committed file is not their rendering.
+ini: install
+	$(PY) -m ocppgw.config.reference > etc/ocppgw.ini.tmp && mv etc/ocppgw.ini.tmp etc/ocppgw.ini
 
 # Everything of docs/performance.md, about 5 minutes: the gateway beside its
 # baselines (bench/run.py), then the codec sizes; results in bench/results/.

@@ -4,10 +4,13 @@ The typed, frozen values a configuration is parsed into: :class:`Config`, the
 values of its sections, and (last) :class:`Topic`, the template and codec that
 the upstream and downstream sections are made of.
 
-The defaults live in one place, :data:`~ocppgw.config.keys.SECTIONS`: every
-field here is filled by :func:`~ocppgw.config.parse`.  Only
-:class:`ListenerConfig` keeps defaults, so that tests and benchmarks can make
-one listener without an INI file.
+The defaults and types live in one place, the declaration of each key in
+:data:`~ocppgw.config.keys.SECTIONS`: every field here is filled from its
+key or by a named derivation (:mod:`~ocppgw.config.mapping`), and
+tests/unit/config/test_declaration.py checks that each field has one source
+and the type its key's parser gives.  Only :class:`ListenerConfig` keeps
+defaults, so that tests and benchmarks can make one listener without an INI
+file; that test checks them against the declared ones.
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ class UpstreamConfig:
     invalid: TopicTemplate | None
     awaiting_timeout: float
     #: What ``${shard}`` counts modulo: a stable hash of the identity.
-    shards: int = 1
+    shards: int
 
     def call_topic(self, action: str) -> Topic:
         """The topic of CALLs (and SENDs) of ``action``."""
@@ -169,7 +172,7 @@ class Config:
     workers: int
     #: ``[gateway] journal``: the directory of the journals of backend CALLs
     #: held (:mod:`ocppgw.router.journal`); None: none kept.
-    journal: str | None = None
+    journal: str | None
 
 
 @dataclass(frozen=True)

@@ -120,10 +120,10 @@ def test_shipped_file_is_valid_and_documents_every_key() -> None:
     path = ROOT / "etc" / "ocppgw.ini"
     load(str(path))
     text = path.read_text()
-    for section, keys in SECTIONS.items():
+    for section, declared in SECTIONS.items():
         header = f"[{section}" if section.endswith(":") else f"[{section}]"
         assert header in text, f"{header} is not documented"
-        for key, spec in keys.items():
+        for key, spec in declared.keys.items():
             if section.endswith(":") or spec.default in (None, ""):
                 pattern = rf"^#?{key} ="
             else:
