@@ -21,7 +21,7 @@ Roles
 
 Sockets
     Each worker binds every listener itself with ``SO_REUSEPORT``
-    (:class:`ReusePortListener`) and the kernel spreads new connections over
+    (:class:`~ocppgw.workers.sockets.ReusePortListener`) and the kernel spreads new connections over
     them.  The supervisor checks at start that each address can be bound
     that way, so a port in use is an error naming the listener, not N
     failing workers.  Only ``tcp:``/``tcp6:`` endpoints (with ``interface``
@@ -57,10 +57,7 @@ Admin endpoint
     the UNIX socket ``worker-<index>.sock`` (``OCPPGW_ADMIN_SOCKET``) in a
     private directory (mode 0700) of the supervisor, which serves ``[admin]
     endpoint`` and answers for all workers through them (:mod:`ocppgw.admin.fanout`).
-
-Addressing workers
-    :attr:`Supervisor.workers`: a :class:`WorkerProcess` per worker (index,
-    pid, gateway and client ids).  Inside a worker, :func:`worker_index`.
+    :attr:`Supervisor.workers` has a :class:`WorkerProcess` per worker.
 """
 
 from __future__ import annotations
@@ -88,13 +85,7 @@ from ocppgw.loop import GatewayReactor, exit_status
 from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
 from ocppgw.restarts import Restarts
 from ocppgw.workers.lifeline import LIFELINE_FD, LIFELINE_VARIABLE, watch
-from ocppgw.workers.sockets import (
-    RecordingEndpoint,
-    ReusePortListener,
-    bind_shared,
-    listener_service,
-    tcp_address,
-)
+from ocppgw.workers.sockets import bind_shared, tcp_address
 
 _log = Logger()
 
@@ -390,14 +381,10 @@ class Supervisor(MultiService):
 
 
 __all__ = [
-    "RecordingEndpoint",
-    "ReusePortListener",
     "Supervisor",
     "WorkerProcess",
     "as_run",
-    "listener_service",
     "supervises",
-    "tcp_address",
     "watch_supervisor",
     "worker_config",
     "worker_index",

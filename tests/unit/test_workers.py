@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 
 from ocppgw import workers
 from ocppgw.config import ConfigError, parse
+from ocppgw.workers import sockets
 
 MINIMAL = "[listener:ws]\nendpoint = tcp:8080:interface=127.0.0.1\n"
 
@@ -70,7 +71,7 @@ def test_who_supervises() -> None:
 )
 def test_tcp_address(endpoint: str, expected: tuple[int, str, int, int]) -> None:
     """tcp: and tcp6: endpoint strings are read as Twisted reads them."""
-    address = workers.tcp_address(endpoint)
+    address = sockets.tcp_address(endpoint)
     assert (address.family, address.interface, address.port, address.backlog) == expected
 
 
