@@ -176,6 +176,22 @@ class Gateway:
     def log(self) -> str:
         return read_log(self.log_path)
 
+    def wait_log(self, text: str, timeout: float = WAIT) -> None:
+        """Block until ``text`` is in the log."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the gateway log:\n{self.log()}")
+            time.sleep(0.05)
+
+    def rss_kb(self) -> int:
+        """The gateway process's resident set size, from /proc."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc)
@@ -204,7 +220,6 @@ def start_gateway(
     "MQTT connected".  ``new_session``: in a session and process group of its
     own, like a job in a terminal.
     """
-    directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     name = f"it-{uuid.uuid4().hex[:12]}"
     sections: Sections = {
@@ -217,8 +232,27 @@ def start_gateway(
     }
     for section, keys in (extra or {}).items():
         sections.setdefault(section, {}).update(keys)
+    return launch_gateway(
+        directory, render_ini(sections), port, name, mqtt_connected, new_session
+    )
+
+
+def launch_gateway(
+    directory: Path,
+    ini: str,
+    port: int,
+    name: str,
+    mqtt_connected: bool = True,
+    new_session: bool = False,
+) -> Gateway:
+    """
+    ``twistd ocppgw`` on the INI text ``ini`` (gateway id ``name``), whose
+    first listener is on ``port``; returns once it accepts connections there
+    and (unless ``mqtt_connected`` is false) the log says "MQTT connected".
+    """
+    directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "ocppgw.ini"
-    config_path.write_text(render_ini(sections), encoding="utf-8")
+    config_path.write_text(ini, encoding="utf-8")
     gw = Gateway(name, port, config_path, directory / "gateway.log")
     with open(gw.log_path, "wb") as log:
         gw.proc = subprocess.Popen(
@@ -239,7 +273,7 @@ def start_gateway(
             gw.stop()
             raise AssertionError(
                 f"gateway did not start (exit status {gw.proc.returncode}); "
-                f"config:\n{render_ini(sections)}\nlog:\n{gw.log()}"
+                f"config:\n{ini}\nlog:\n{gw.log()}"
             )
         time.sleep(0.05)
     return gw

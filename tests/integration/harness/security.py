@@ -13,8 +13,6 @@ import json
 import os
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -31,14 +29,12 @@ from tests.integration import harness
 
 # Re-exported: the security tests take these from here.
 from tests.integration.harness import Broker as Broker
+from tests.integration.harness import Gateway as Gateway
 from tests.integration.harness import accepts as accepts
 from tests.integration.harness import free_port as free_port
-from tests.integration.harness import stop_process as stop
 
-ROOT = Path(__file__).resolve().parents[3]
-_VENV_BIN = ROOT / ".venv" / "bin"
-BIN = _VENV_BIN if (_VENV_BIN / "twistd").exists() else Path(sys.executable).parent
-TWISTD = BIN / "twistd"
+#: Stops a process the tests started (re-exported under its old name).
+stop = harness.stop_process
 WAIT = 10.0
 
 
@@ -64,59 +60,14 @@ def start_broker(directory: Path, tls: tuple[Path, Path] | None = None) -> Broke
     return harness.start_broker(directory, extra=extra)
 
 
-@dataclass
-class Gateway:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    name: str
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def rss_kb(self) -> int:
-        """The gateway process's resident set size, from /proc."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
-    def wait_log(self, text: str, timeout: float = WAIT) -> None:
-        wait_for(lambda: text in self.log(), f"{text!r} in the gateway log", timeout)
-
-
 def start_gateway(directory: Path, ini: str, port: int, wait_mqtt: bool = True) -> Gateway:
     """``twistd ocppgw`` with the INI text ``ini`` whose first listener is on ``port``."""
-    directory.mkdir(parents=True, exist_ok=True)
     name = f"sec-{uuid.uuid4().hex[:10]}"
-    config = directory / "ocppgw.ini"
     # No admin API unless the test asks for one: its default TCP port is fixed,
     # and another gateway on this machine may hold it.
     admin = "" if "[admin]" in ini else "[admin]\nendpoint =\n"
-    config.write_text(f"[gateway]\nid = {name}\njournal = {directory / 'journal'}\n" + admin + ini)
-    log_path = directory / "gateway.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(TWISTD), "-n", "--pidfile=", "ocppgw", "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=directory,
-        )
-    gw = Gateway(port, proc, log_path, name)
-    try:
-        wait_for(
-            lambda: (
-                proc.poll() is not None
-                or (accepts(port) and (not wait_mqtt or "MQTT connected" in gw.log()))
-            ),
-            "the gateway to start",
-            20,
-        )
-    except AssertionError:
-        stop(proc)
-        raise AssertionError(f"gateway did not start:\n{gw.log()}") from None
-    assert proc.poll() is None, f"gateway exited:\n{gw.log()}"
-    return gw
+    head = f"[gateway]\nid = {name}\njournal = {directory / 'journal'}\n"
+    return harness.launch_gateway(directory, head + admin + ini, port, name, wait_mqtt)
 
 
 @dataclass
