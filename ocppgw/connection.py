@@ -30,7 +30,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from cryptography import x509
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ocppgw.interfaces import (
@@ -69,6 +72,8 @@ class ListenerSide(Protocol):
 
     def source(self, peer_host: str, headers: Mapping[str, str]) -> Source: ...
 
+    def tls_failed(self, connection: OCPPServerProtocol, reason: Failure) -> None: ...
+
     def negotiate(
         self,
         source: Source,
@@ -106,7 +111,7 @@ def close_reason(reason: str) -> bytes:
     return data[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode("utf-8")
 
 
-@implementer(IChargePointConnection)
+@implementer(IChargePointConnection, IHandshakeListener)
 class OCPPServerProtocol(WebSocketServerProtocol):
     """One charge point connection."""
 
@@ -237,6 +242,19 @@ class OCPPServerProtocol(WebSocketServerProtocol):
             return
         self.factory.events.frame(self.identity or "", True, text)
         self.session.frame_received(text)
+
+    #: Over the listener's TLS: the TLS handshake completed.
+    tls_done = False
+
+    def handshakeCompleted(self) -> None:
+        """Twisted's TLS completed its handshake (IHandshakeListener)."""
+        self.tls_done = True
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.factory.over_tls and not self.tls_done:
+            # Twisted's TLS hands over the handshake's error as the reason.
+            self.factory.tls_failed(self, reason)
+        super().connectionLost(reason)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         session, self.session = self.session, None

@@ -32,6 +32,7 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOfferAccept,
 )
 from cryptography import x509
+from twisted.python.failure import Failure
 
 from ocppgw.connection import OCPPServerProtocol
 from ocppgw.connection_fast import protocol as connection_protocol
@@ -40,6 +41,7 @@ from ocppgw.listener import Refused
 from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.credentials import Credentials
 from ocppgw.listener.proxy import Source
+from ocppgw.listener.tls import handshake_failed, peer_of
 from ocppgw.ocpp.identity import IdentityError, identity_from_segment
 
 if TYPE_CHECKING:
@@ -157,6 +159,10 @@ class OCPPServerFactory(WebSocketServerFactory):
     def source(self, peer_host: str, headers: Mapping[str, str]) -> Source:
         """Where a handshake comes from (trusted proxies honoured)."""
         return self.gatekeeper.source(peer_host, headers)
+
+    def tls_failed(self, connection: OCPPServerProtocol, reason: Failure) -> None:
+        """The TLS handshake of ``connection`` failed with ``reason``."""
+        handshake_failed(self.events, self.listener.name, peer_of(connection), reason)
 
     def negotiate(
         self,

@@ -33,11 +33,11 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
+from ocppgw.interfaces import IGatewayEvents
 
 _log = Logger()
 
@@ -150,7 +150,7 @@ def _log_verify_failure(conn: SSL.Connection, cert: Any, errno: int, depth: int,
         protocol = conn.get_app_data()
         _log.info(
             "TLS: refused client certificate from {peer}: {why} (depth {depth}, subject {subject})",
-            peer=_peer(protocol),
+            peer=peer_of(protocol),
             why=_VERIFY_ERRORS.get(errno, f"verify error {errno}"),
             depth=depth,
             subject=_subject_text(cert),
@@ -165,7 +165,7 @@ def _subject_text(cert: Any) -> str:
         return "?"
 
 
-def _peer(protocol: Any) -> str:
+def peer_of(protocol: Any) -> str:
     try:
         address = protocol.transport.getPeer()
         return f"{address.host}:{address.port}"
@@ -208,34 +208,19 @@ class ServerTLS:
         return conn
 
 
-class _LoggedTLS(BufferingTLSTransport):
-    """Logs a failed TLS handshake with its reason (A00.FR.407: why it ended)."""
-
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
-        if not self._handshakeDone:
-            why = getattr(self, "_reason", None) or reason
-            _log.info(
-                "TLS handshake with {peer} failed: {why}",
-                peer=_peer(self),
-                why=why.getErrorMessage() if isinstance(why, Failure) else str(why),
-            )
-            _events_of(self).refused(_listener_of(self), _peer(self), "", "TLS", str(why))
-        super().connectionLost(reason)
-
-
-def _events_of(protocol: Any) -> IGatewayEvents:
-    return getattr(getattr(protocol.factory, "wrappedFactory", None), "events", NO_EVENTS)
-
-
-def _listener_of(protocol: Any) -> str:
-    listener = getattr(getattr(protocol.factory, "wrappedFactory", None), "listener", None)
-    return str(getattr(listener, "name", ""))
+def handshake_failed(events: IGatewayEvents, listener: str, peer: str, reason: Failure) -> None:
+    """
+    A TLS handshake with ``peer`` failed: logged with its reason (A00.FR.407:
+    why it ended), and counted as a refusal.  Twisted's TLS hands the error
+    to the protocol it wraps as the reason its connection was lost.
+    """
+    why = reason.getErrorMessage()
+    _log.info("TLS handshake with {peer} failed: {why}", peer=peer, why=why)
+    events.refused(listener, peer, "", "TLS", str(reason.value))
 
 
 class TLSListenerFactory(TLSMemoryBIOFactory):
     """``factory``'s connections wrapped in server-side TLS from ``tls``."""
-
-    protocol = _LoggedTLS
 
     def __init__(self, tls: ServerTLS, factory: Any) -> None:
         super().__init__(tls, False, factory)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import ssl
 import warnings
@@ -181,13 +182,16 @@ def test_profile_3_good_certificate(setup: Setup) -> None:
     assert presence and presence[0]["Online"] is True
 
 
-@pytest.mark.parametrize("case, why", [
-    ("missing", "peer did not return a certificate"),
-    ("untrusted", "unable to get local issuer certificate"),
-    ("expired", "certificate has expired"),
+@pytest.mark.parametrize("case, why, failed_with", [
+    ("missing", "peer did not return a certificate", "peer did not return a certificate"),
+    ("untrusted", "unable to get local issuer certificate", "certificate verify failed"),
+    ("expired", "certificate has expired", "certificate verify failed"),
 ])
-def test_profile_3_tls_refusals(setup: Setup, case: str, why: str) -> None:
-    """Missing, untrusted or expired certificates fail the TLS handshake, logged with why."""
+def test_profile_3_tls_refusals(setup: Setup, case: str, why: str, failed_with: str) -> None:
+    """
+    Missing, untrusted or expired certificates fail the TLS handshake, logged
+    with why, and the failed handshake is logged with OpenSSL's error.
+    """
     identity = f"CP-bad-{case}"
     cert = None
     if case == "untrusted":
@@ -196,6 +200,8 @@ def test_profile_3_tls_refusals(setup: Setup, case: str, why: str) -> None:
         cert = setup.ca.issue(identity, o="ACME", expired=True).write(setup.dir, identity)
     assert refused_by_tls(setup.p3, client_tls(setup.ca_file, cert), identity)
     setup.gw.wait_log(why)
+    failed = re.findall(r"TLS handshake with 127\.0\.0\.1:\d+ failed: (.*)", setup.gw.log())
+    assert any(failed_with in line for line in failed), failed
     assert setup.backend.topics(identity) == []
 
 
