@@ -275,6 +275,7 @@ SPEEDUPS = (
     "json_encoder",
     "automat_index",
     "prometheus_values",
+    "twisted_reactor",
 )
 
 

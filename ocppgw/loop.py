@@ -1,39 +1,16 @@
 # -*- test-case-name: tests.unit.test_loop -*-
 """
-The event loop ``twistd ocppgw`` runs on: Twisted's epoll reactor without the
-legacy log context per event.
+The event loop ``twistd ocppgw`` runs on, and how the process ends.
 
 Stage: the event loop under every stage, the lowest layer; ``ocppgw.tap``
 installs it, and the supervisor (``ocppgw.workers``) gives it to its workers
 (``--reactor=ocppgw``, the reactor plugin in ``twisted/plugins``).
-May import: Twisted only.
+May import: Twisted, and the speed-ups below it.
 
-For every file descriptor that is ready, Twisted's ``EPollReactor.doPoll``
-wraps the read or write in ``log.callWithLogger``: it asks the selectable for
-its ``logPrefix()``, copies the legacy log context, pushes it, and pops it
-again.  Only ``twisted.python.log.msg`` calls read that context (as their
-``system``); the gateway and Autobahn log through ``twisted.logger``, which
-does not.  That is work for every read and write (two reads and one write a
-round trip) for a context nothing reads, so :class:`GatewayReactor` calls the
-read or write directly.  What ``callWithLogger`` also did stays: an exception escaping the
-read or write is logged (with the selectable's ``logPrefix()`` as its
-``system``) and never stops the loop.
-
-It also writes the way Twisted's TCP transport would, with fewer system
-calls.  ``transport.write()`` buffers the bytes and registers the socket for
-writability (``epoll_ctl``); the next poll reports it writable, ``doWrite``
-sends, and the socket is unregistered again (``epoll_ctl``): two system calls
-and a poll event for every frame sent.  :class:`GatewayReactor` keeps such a
-TCP (or UNIX) connection in a list instead and calls its ``doWrite`` itself
-just before the next poll, where Twisted would have called it just after;
-only a connection whose kernel buffer is full (``doWrite`` leaves bytes
-buffered) is registered with epoll, to be written when writable, as before.
-Twisted's ``doWrite`` handles a socket that cannot take more (``EAGAIN``), a
-closing connection and a failure itself, as it does when epoll wakes it.
-The MQTT client's socket, whose ``doWrite`` is paho's ``loop_write``, is
-written the same way (its ``writes_when_asked`` attribute says it may be).
-Other writers (a connection still connecting, pipes) are registered at
-once, as Twisted does.
+:func:`install` makes Twisted's epoll reactor the global one: the speed-up
+``twisted_reactor`` (:mod:`ocppgw.loop_fast`, without the legacy log context
+per event and with fewer system calls per write) where it may run, else
+``EPollReactor`` as it is.
 
 :func:`tune_collector`, run once the reactor runs, freezes what start-up left
 (modules, schemas, configuration) out of the cyclic garbage collector's
@@ -42,156 +19,39 @@ Python's: a larger young threshold collects less often, but charge points
 coming and going then leave their cyclic garbage (read buffers among it)
 alive for longer, and the RSS that ``tests/integration/test_edges_memory.py``
 bounds grows past its bound.
+
+:class:`Exit` is how the process ends: 0 after a complete, orderly stop,
+also one that a signal started, as supervisors expect of a clean shutdown;
+after an incomplete one (publishes or error envelopes left, a worker that
+did not stop cleanly), as killed by the signal that stopped it (SIGTERM,
+exit status 143, when none did, as after SIGUSR1's drain).  Twisted's own
+SIGTERM and SIGINT handlers would make twistd end every signalled stop by
+that signal, so :func:`catch_stop_signals` replaces them once the reactor
+runs, with handlers that stop it the same way.
 """
 
 from __future__ import annotations
 
-import errno
+import atexit
 import gc
+import os
 import signal
 import sys
+from types import FrameType
 from typing import Any
 
-from twisted.internet import tcp
-from twisted.internet.epollreactor import EPOLLOUT, EPollReactor
-from twisted.python import log
+from twisted.logger import Logger
 
+from ocppgw.loop_fast import made
 
-class GatewayReactor(EPollReactor):
-    """
-    ``EPollReactor`` calling each ready descriptor's handler without a log context.
-
-    Everything else (timers, threads, signals, descriptors that fail) is
-    Twisted's own.
-    """
-
-    def __init__(self) -> None:
-        #: Connections written to since the last poll, to be written before the next.
-        self._unwritten: dict[Any, None] = {}
-        #: Those being written now, and the one whose doWrite runs.
-        self._pass: dict[Any, None] = {}
-        self._writing: Any = None
-        #: Whether that one stopped writing (all sent, or lost).
-        self._done_writing = False
-        super().__init__()  # type: ignore[no-untyped-call]
-
-    def addWriter(self, writer: Any) -> None:
-        if (
-            writer is not self._writing
-            and writes_when_asked(writer)
-            and writer.fileno() not in self._writes
-        ):
-            self._unwritten[writer] = None
-            return
-        super().addWriter(writer)  # type: ignore[no-untyped-call]
-
-    def removeWriter(self, writer: Any) -> None:
-        self._unwritten.pop(writer, None)
-        self._pass.pop(writer, None)
-        if writer is self._writing:
-            self._done_writing = True
-        super().removeWriter(writer)  # type: ignore[no-untyped-call]
-
-    def getWriters(self) -> list[Any]:
-        writers: list[Any] = super().getWriters()  # type: ignore[no-untyped-call]
-        return writers + [w for w in (*self._pass, *self._unwritten) if w not in writers]
-
-    def removeAll(self) -> list[Any]:
-        unwritten = [*self._pass, *self._unwritten]
-        self._pass.clear()
-        self._unwritten.clear()
-        removed: list[Any] = super().removeAll()  # type: ignore[no-untyped-call]
-        return removed + [w for w in unwritten if w not in removed]
-
-    def _write_unwritten(self) -> None:
-        """
-        Call ``doWrite`` of each connection written to; register with epoll
-        those that could not send everything.  Connections written to by
-        these ``doWrite`` calls wait for the next pass (after a poll that
-        does not wait), so that no pass goes on for ever.
-        """
-        handle: Any = self._doReadOrWrite
-        self._pass, self._unwritten = self._unwritten, {}
-        while self._pass:
-            writer = next(iter(self._pass))
-            del self._pass[writer]
-            self._writing, self._done_writing = writer, False
-            try:
-                # As for an epoll "writable" event: doWrite, and the
-                # connection lost if it says so or raises.
-                handle(writer, writer.fileno(), EPOLLOUT)
-                if not self._done_writing:
-                    # Bytes left over: written when epoll says writable.
-                    super().addWriter(writer)  # type: ignore[no-untyped-call]
-            except KeyboardInterrupt:
-                raise
-            except BaseException:
-                log.err(system=_prefix(writer))
-            finally:
-                self._writing = None
-
-    def doPoll(self, timeout: float | None) -> None:
-        """
-        Write what was written to connections, then wait up to ``timeout``
-        seconds (``None``: for ever) and handle every ready descriptor.
-        """
-        self._write_unwritten()
-        if self._unwritten:
-            timeout = 0
-        poller: Any = self._poller  # select.epoll
-        try:
-            ready = poller.poll(-1 if timeout is None else timeout, len(self._selectables))
-        except OSError as e:
-            if e.errno == errno.EINTR:
-                return
-            raise
-        selectables = self._selectables
-        handle: Any = self._doReadOrWrite
-        for fd, event in ready:
-            selectable = selectables.get(fd)
-            if selectable is None:
-                # Removed by an earlier handler of this same poll.
-                continue
-            try:
-                handle(selectable, fd, event)
-            except KeyboardInterrupt:
-                raise
-            except BaseException:
-                # _doReadOrWrite already catches what doRead/doWrite raise;
-                # this is a failure of the disconnect path itself.
-                log.err(system=_prefix(selectable))
-        if ready:
-            # What the handlers wrote goes out now, before the timers of the
-            # next turn run (paho's flush among them): a charge point's answer
-            # is not kept waiting behind the broker's PUBACK.
-            self._write_unwritten()
-
-    doIteration = doPoll
-
-
-def writes_when_asked(writer: Any) -> bool:
-    """
-    Whether ``writer.doWrite`` may be called at any time, sending what the
-    kernel takes: a connected TCP or UNIX connection (while connecting, a
-    client's ``doWrite`` is its connect step, an instance attribute), or a
-    writer that says so with a true ``writes_when_asked`` attribute (the MQTT
-    client's socket).
-    """
-    if getattr(writer, "writes_when_asked", False):
-        return True
-    return isinstance(writer, tcp.Connection) and "doWrite" not in vars(writer)
-
-
-def _prefix(selectable: Any) -> str:
-    try:
-        return str(selectable.logPrefix())
-    except BaseException:
-        return "(buggy logPrefix method)"
+_log = Logger()
 
 
 def install() -> bool:
     """
-    Install :class:`GatewayReactor` as the global reactor, unless one is installed.
+    Install the epoll reactor as the global reactor (the speed-up's
+    :class:`~ocppgw.loop_fast.GatewayReactor` where it may run), unless one
+    is installed.
 
     :returns: whether it was installed: not when ``twistd --reactor`` (or an
         earlier import) chose a reactor.
@@ -200,7 +60,13 @@ def install() -> bool:
         return False
     from twisted.internet.main import installReactor
 
-    installReactor(GatewayReactor())
+    reactor = made()
+    if reactor is None:
+        from twisted.internet.epollreactor import EPollReactor
+
+        installReactor(EPollReactor())
+    else:
+        installReactor(reactor)
     return True
 
 
@@ -210,17 +76,59 @@ def tune_collector() -> None:
     gc.freeze()
 
 
-def exit_status(reactor: Any, complete: bool) -> None:
+class Exit:
+    """How the process ends (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        #: The signal that stopped the gateway, if one did.
+        self.signal: int | None = None
+        #: Whether the stop was complete; None: not stopped yet.
+        self.complete: bool | None = None
+
+    def stopped(self, complete: bool) -> None:
+        """The services stopped: completely (nothing left behind), or not."""
+        self.complete = complete
+
+    def killed_by(self) -> int | None:
+        """
+        The signal the process ends by: None (exit 0) after a complete stop;
+        the stopping signal when the services never said (as twistd would).
+        """
+        if self.complete:
+            return None
+        if self.complete is None:
+            return self.signal
+        return self.signal if self.signal is not None else signal.SIGTERM
+
+    def end(self) -> None:
+        """At interpreter exit: end as :meth:`killed_by` says."""
+        number = self.killed_by()
+        if number is None:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
+
+
+#: The process's own, armed by :func:`catch_stop_signals`.
+EXIT = Exit()
+
+
+def catch_stop_signals(reactor: Any, exit: Exit = EXIT) -> None:
     """
-    The exit status of a stop, once the services have stopped: twistd
-    re-raises SIGTERM or SIGINT on itself after the reactor stops (exit
-    status 143/130).  A complete, orderly stop exits 0, as supervisors
-    expect of a clean shutdown; an incomplete one (publishes or error
-    envelopes left, a worker that did not stop cleanly) exits 143, also when
-    it was not a signal that stopped it (SIGUSR1's drain).
+    Once ``reactor`` runs, SIGTERM and SIGINT stop it as Twisted's handlers
+    do, remembered in ``exit``, which ends the process (at interpreter exit).
     """
-    if not complete:
-        if getattr(reactor, "_exitSignal", None) is None:
-            reactor._exitSignal = signal.SIGTERM
-    elif getattr(reactor, "_exitSignal", None) is not None:
-        reactor._exitSignal = None
+
+    def stop(number: int, frame: FrameType | None) -> None:
+        _log.info("Received {name}, shutting down.", name=signal.Signals(number).name)
+        exit.signal = number
+        reactor.callFromThread(reactor.stop)
+
+    def install() -> None:
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    reactor.callWhenRunning(install)
+    atexit.register(exit.end)

@@ -43,7 +43,7 @@ from ocppgw.connection import OCPPServerProtocol
 from ocppgw.interfaces import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
 from ocppgw.listener.credentials import CredentialsError
 from ocppgw.listener.tls import TLSConfigError
-from ocppgw.loop import exit_status
+from ocppgw.loop import EXIT, Exit
 from ocppgw.router.journal import Journal
 from ocppgw.session.lifecycle import Phase
 
@@ -72,6 +72,9 @@ class Reloadable:
 
 class GatewayService(MultiService):
     """The whole gateway; stops in the order that loses nothing."""
+
+    #: Told how the stop went: the process's exit status follows it.
+    exit: Exit = EXIT
 
     def __init__(
         self,
@@ -267,7 +270,7 @@ class GatewayService(MultiService):
                 n=left,
                 owed=owed,
             )
-        exit_status(self.reactor, complete=not (left or owed))
+        self.exit.stopped(complete=not (left or owed))
 
     @inlineCallbacks
     def _until(self, deadline: float, waiting: Callable[[], bool]) -> Any:

@@ -66,6 +66,8 @@ def makeService(options: Options) -> IService:
 
     # Once start-up is over: its objects are frozen out of the collector's sight.
     reactor.callWhenRunning(loop.tune_collector)
+    # The exit status is the stop's (0 when complete), not the signal's.
+    loop.catch_stop_signals(reactor)
     config = options["parsed"]
     try:
         if workers.supervises(config):

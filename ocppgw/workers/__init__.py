@@ -81,7 +81,8 @@ from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
 
 from ocppgw.config import Config, ConfigError
-from ocppgw.loop import GatewayReactor, exit_status
+from ocppgw.loop import EXIT, Exit
+from ocppgw.loop_fast import GatewayReactor
 from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
 from ocppgw.restarts import Restarts
 from ocppgw.workers.lifeline import LIFELINE_FD, LIFELINE_VARIABLE, watch
@@ -217,6 +218,9 @@ class _WorkerProtocol(ProcessProtocol):
 
 class Supervisor(MultiService):
     """The first process of ``workers = N``: starts, restarts and stops the workers."""
+
+    #: Told how the stop went: the process's exit status follows it.
+    exit: Exit = EXIT
 
     def __init__(self, config: Config, config_path: str, reactor: Any) -> None:
         super().__init__()
@@ -373,7 +377,7 @@ class Supervisor(MultiService):
                     "stopping; not every worker stopped cleanly: {why}",
                     why="; ".join(self._unclean),
                 )
-            exit_status(self.reactor, complete=not self._unclean)
+            self.exit.stopped(complete=not self._unclean)
             # The broker last: the workers' final presence goes through it.
             return MultiService.stopService(self)
 

@@ -1,6 +1,6 @@
 """
 With ``OCPPGW_SPEEDUPS=off`` a running gateway touches no private name of
-paho, Autobahn, automat, json or prometheus-client; with the speed-ups on,
+paho, Autobahn, automat, json, prometheus-client or Twisted's reactor; with the speed-ups on,
 the same traps catch each speed-up (so the traps work).
 
 The gateway process loads ``tests/integration/private_traps/sitecustomize.py``
@@ -28,7 +28,7 @@ from tests.integration.harness import Backend, Gateway, charge_point
 from tests.integration.harness.admin import admin_gateway, ahttp
 
 TRAPS = Path(__file__).parent / "private_traps"
-LIBRARIES = ("paho", "autobahn", "automat", "json", "prometheus-client")
+LIBRARIES = ("paho", "autobahn", "automat", "json", "prometheus-client", "twisted")
 
 
 class Answering(ChargePoint16):

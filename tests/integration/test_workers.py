@@ -10,6 +10,7 @@ import os
 import signal
 import time
 
+from ocppgw import speedups
 from tests.integration.harness import (
     Gateway,
     connect,
@@ -56,13 +57,20 @@ async def test_two_workers_share_the_port(gateway, backend):
 
 
 def test_workers_run_on_the_gateways_reactor(gateway):
-    """The supervisor runs on ocppgw.loop's reactor and starts its workers on it too."""
+    """
+    The supervisor runs on the reactor of ocppgw.loop (the speed-up's, unless
+    speed-ups are off: Twisted's epoll reactor) and starts its workers on it too.
+    """
     gw = _workers(gateway)
-    assert "reactor class: ocppgw.loop.GatewayReactor" in gw.log()
+    fast = speedups.wanted()
+    if fast:
+        assert "reactor class: ocppgw.loop_fast.GatewayReactor" in gw.log()
+    else:
+        assert "reactor class: twisted.internet.epollreactor.EPollReactor" in gw.log()
     pids = [int(p) for p in wait_log(gw, r"worker \d started \(pid (\d+)\)", 2)]
     for pid in pids:
         argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        assert b"--reactor=ocppgw" in argv, argv
+        assert (b"--reactor=ocppgw" in argv) == fast, argv
 
 
 @run_async

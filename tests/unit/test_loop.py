@@ -15,7 +15,7 @@ from twisted.python import context, log
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppgw.loop import GatewayReactor, writes_when_asked
+from ocppgw.loop_fast import GatewayReactor, writes_when_asked
 
 
 class _Reader(FileDescriptor):
@@ -121,10 +121,20 @@ class InstallTests(SynchronousTestCase):
     def test_installed_when_none_is(self) -> None:
         """install() makes GatewayReactor the global reactor when none was chosen."""
         code = (
+            "import os; os.environ.pop('OCPPGW_SPEEDUPS', None);"
             "from ocppgw import loop; print(loop.install());"
             "from twisted.internet import reactor; print(type(reactor).__name__)"
         )
         self.assertEqual(self.run_python(code).split(), ["True", "GatewayReactor"])
+
+    def test_public_epoll_reactor_with_the_speedup_off(self) -> None:
+        """With the speed-up off, install() makes Twisted's own EPollReactor the global reactor."""
+        code = (
+            "import os; os.environ['OCPPGW_SPEEDUPS'] = '-twisted_reactor';"
+            "from ocppgw import loop; print(loop.install());"
+            "from twisted.internet import reactor; print(type(reactor).__name__)"
+        )
+        self.assertEqual(self.run_python(code).split(), ["True", "EPollReactor"])
 
     def test_chosen_reactor_kept(self) -> None:
         """A reactor chosen before (twistd --reactor) is kept."""
@@ -290,7 +300,7 @@ _RUN = """
 import socket
 from twisted.internet import tcp
 from twisted.internet.protocol import Protocol
-from ocppgw.loop import GatewayReactor
+from ocppgw.loop_fast import GatewayReactor
 
 reactor = GatewayReactor()
 a, b = socket.socketpair()
@@ -366,3 +376,51 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(
             out.stdout.strip(), "((700, 10, 10), 0) (700, 10, 10) True True"
         )
+
+
+class ExitTests(SynchronousTestCase):
+    def test_killed_by(self) -> None:
+        """Exit 0 after a complete stop; else the stopping signal (SIGTERM when none did)."""
+        import signal
+
+        from ocppgw.loop import Exit
+
+        for stopping, complete, expected in (
+            (signal.SIGTERM, True, None),
+            (None, True, None),
+            (signal.SIGINT, False, signal.SIGINT),
+            (None, False, signal.SIGTERM),
+            (signal.SIGTERM, None, signal.SIGTERM),
+            (None, None, None),
+        ):
+            exit = Exit()
+            exit.signal = stopping
+            if complete is not None:
+                exit.stopped(complete)
+            self.assertEqual(exit.killed_by(), expected, (stopping, complete))
+
+    def test_stop_signal_then_complete_stop_exits_0(self) -> None:
+        """
+        A process on catch_stop_signals that gets SIGTERM stops its reactor;
+        a complete stop exits 0, an incomplete one ends by SIGTERM.
+        """
+        code = """
+import os, signal, sys
+from ocppgw import loop
+loop.install()
+from twisted.internet import reactor
+loop.catch_stop_signals(reactor)
+reactor.callLater(0.1, os.kill, os.getpid(), signal.SIGTERM)
+reactor.addSystemEventTrigger("before", "shutdown", loop.EXIT.stopped, sys.argv[1] == "complete")
+reactor.callLater(30, reactor.stop)
+reactor.run()
+print("stopped by", loop.EXIT.signal)
+"""
+        import signal
+
+        for how, status in (("complete", 0), ("incomplete", -signal.SIGTERM)):
+            done = subprocess.run(
+                [sys.executable, "-c", code, how], capture_output=True, text=True, timeout=60
+            )
+            self.assertEqual(done.returncode, status, done.stderr)
+            self.assertIn(f"stopped by {int(signal.SIGTERM)}", done.stdout)

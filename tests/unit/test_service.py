@@ -13,6 +13,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.config import parse
+from ocppgw.loop import Exit
 from ocppgw.service import GatewayService
 from tests.clocks import ClockTestCase
 
@@ -91,6 +92,7 @@ class OwedEnvelopesTests(ClockTestCase):
     def _stop(self, router: OwingRouter) -> Deferred[Any]:
         service = GatewayService(parse(CONFIG), self.clock, router, FakeMQTT(), None, [])  # type: ignore[arg-type]
         service.running = 1
+        self.exit = service.exit = Exit()  # not the process's own
         return service.stopService()  # type: ignore[no-any-return]
 
     def _owed_lines(self) -> list[str]:
@@ -107,7 +109,7 @@ class OwedEnvelopesTests(ClockTestCase):
         for _ in range(40):
             self.clock.advance(0.05)
         self.successResultOf(done)
-        self.assertIsNone(getattr(self.clock, "_exitSignal", None))
+        self.assertIsNone(self.exit.killed_by())
         self.assertEqual(self._owed_lines(), [])
 
     def test_owed_envelope_unpaid_at_the_deadline_is_counted_and_fails_the_exit(self) -> None:
@@ -117,7 +119,7 @@ class OwedEnvelopesTests(ClockTestCase):
         for _ in range(100):
             self.clock.advance(0.05)
         self.successResultOf(done)
-        self.assertEqual(getattr(self.clock, "_exitSignal", None), signal.SIGTERM)
+        self.assertEqual(self.exit.killed_by(), signal.SIGTERM)
         (line,) = self._owed_lines()
         self.assertIn("1 error envelopes", line)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from ocppgw import speedups
+from ocppgw import loop_fast, speedups
 from ocppgw.admin import metrics_fast
 from ocppgw.mqtt import speedup as mqtt_speedup
 from ocppgw.ocpp import jsontext, jsontext_fast
@@ -108,6 +108,7 @@ def test_the_gateway_speedups_run_here_unless_turned_off() -> None:
 
     metrics_fast.enabled()  # checked when the first child is counted
     mqtt_speedup.fast_driver()  # checked when the first MQTT client is built
+    loop_fast.made()  # checked when the global reactor is installed
     names = {s.name: s.enabled for s in speedups.speedups()}
     assert {
         "json_encoder",
@@ -115,6 +116,7 @@ def test_the_gateway_speedups_run_here_unless_turned_off() -> None:
         "automat_index",
         "autobahn_frames",
         "paho_internals",
+        "twisted_reactor",
     } <= names.keys()
     assert set(names.values()) == {speedups.wanted()}
 

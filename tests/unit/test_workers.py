@@ -257,22 +257,26 @@ def test_supervisor_exit_status_follows_its_workers() -> None:
     supervisor then exits 143 too, never 0; when every worker exits 0, so does it."""
     import signal
 
+    from ocppgw.loop import Exit
+
     for codes, expected in (((None, signal.SIGTERM), signal.SIGTERM), ((None, None), None)):
         reactor = _Reactor()
         supervisor = _supervisor(reactor)
-        reactor._exitSignal = signal.SIGTERM  # type: ignore[attr-defined]  # twistd's SIGTERM
+        supervisor.exit = Exit()
+        supervisor.exit.signal = signal.SIGTERM  # what stopped it
         stopped = supervisor.stopService()
         for index, code in enumerate(codes):
             _end(reactor, index, code)
         assert stopped.called
-        assert reactor._exitSignal == expected  # type: ignore[attr-defined]
+        assert supervisor.exit.killed_by() == expected
         drained = _Reactor()
         supervisor = _supervisor(drained)
+        supervisor.exit = Exit()
         supervisor.drain()
         for index, code in enumerate(codes):
             _end(drained, index, code)
         supervisor.stopService()
-        assert getattr(drained, "_exitSignal", None) == expected
+        assert supervisor.exit.killed_by() == expected
 
 
 def test_drain_rate_is_shared_among_the_workers() -> None:

@@ -2,14 +2,15 @@
 Loaded at start-up by a gateway process whose PYTHONPATH begins with this
 folder (tests/integration/test_public_paths.py): it records, in the file
 named by ``OCPPGW_PRIVATE_TRAPS``, every private name of paho, Autobahn,
-automat, json and prometheus-client that code of ``ocppgw`` reads, sets or
-calls.  It writes one ``armed LIBRARY`` line for each trap it set, so a test
-knows they were there.
+automat, json, prometheus-client and Twisted's reactor that code of
+``ocppgw`` reads, sets or calls.  It writes one ``armed LIBRARY`` line for
+each trap it set, so a test knows they were there.
 
 Private here: a name with a leading underscore that the library's classes
 (paho's ``Client``, Autobahn's ``WebSocketProtocol``, prometheus-client's
-metrics and ``MutexValue``) define or the library's code sets, Autobahn's
-frame parser state (``data``, ``current_frame``, ...), any use of automat's ``Automaton`` (private:
+metrics and ``MutexValue``, Twisted's ``EPollReactor``) define or the
+library's code sets, Autobahn's frame parser state (``data``,
+``current_frame``, ...), any use of automat's ``Automaton`` (private:
 ``automat._core``, reached through ``__automat_automaton__``), and
 ``json.encoder.c_make_encoder`` called from outside ``json``.
 """
@@ -90,6 +91,7 @@ def _arm() -> None:
     import prometheus_client.metrics
     import prometheus_client.values
     from autobahn.websocket.protocol import WebSocketProtocol
+    from twisted.internet.epollreactor import EPollReactor
 
     _trap_class("paho", paho.mqtt.client.Client)
     # The frame parser's state, undocumented though not underscored.
@@ -99,6 +101,7 @@ def _arm() -> None:
     _trap_class("prometheus-client", prometheus_client.metrics.MetricWrapperBase)
     _trap_class("prometheus-client", prometheus_client.values.MutexValue)
     _trap_json()
+    _trap_class("twisted", EPollReactor)
 
 
 if _LOG:
