@@ -8,6 +8,7 @@ from twisted.internet.base import DelayedCall
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from ocppgw.router.routing import Router
 from ocppgw.session.rules import Phase, Session
 
 C = TypeVar("C", bound=Clock)
@@ -68,6 +69,13 @@ def end_session(session: Session) -> None:
         session.connection_lost()
     if session.phase is Phase.GRACE:
         session.expire()
+
+
+def end_router(router: Router) -> None:
+    """Stop ``router`` as the gateway stops: its sessions end, then it leaves."""
+    for session in router.directory.all():
+        end_session(session)
+    router.leave()
 
 
 #: Sessions a test module's ``make()`` built for the running test, with their clocks.
