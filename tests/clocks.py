@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from twisted.internet.base import DelayedCall
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -30,11 +30,11 @@ class Clocks:
 
     def add(self, clock: C) -> C:
         """Check ``clock`` (e.g. a ``MemoryReactorClock``) after the test too."""
-        if all(clock is not known for known in self._clocks):
+        if clock not in self._clocks:
             self._clocks.append(clock)
         return clock
 
-    def left(self) -> list[DelayedCall]:
+    def left(self) -> list[IDelayedCall]:
         """The timers still active on any of the clocks."""
         return [call for clock in self._clocks for call in clock.getDelayedCalls()
                 if call.active()]
