@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
-from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from ocppgw.config import parse
@@ -13,13 +11,14 @@ from ocppgw.interfaces import IChargePointConnection, IChargePointSession, IMQTT
 from ocppgw.mqtt.client import MQTTClient
 from ocppgw.router.routing import Router
 from ocppgw.session.rules import Phase, Session
+from tests.clocks import ClockTestCase, end_router, end_session
 from tests.fakes import FakeConnection, FakeMQTT, FakeRouter
 from tests.unit.test_connection import open_connection
 
 CONFIG = parse("[listener:ws]\nendpoint = tcp:8080\n")
 
 
-class RealClassesTests(SynchronousTestCase):
+class RealClassesTests(ClockTestCase):
     def test_connection(self) -> None:
         """The Autobahn protocol provides IChargePointConnection once open."""
         connection, _ = open_connection()
@@ -27,19 +26,23 @@ class RealClassesTests(SynchronousTestCase):
 
     def test_session(self) -> None:
         """Session provides IChargePointSession, the connection's view of it."""
-        session = Session("CP1", "ocpp1.6", FakeConnection(), FakeRouter(), Clock())
+        session = Session("CP1", "ocpp1.6", FakeConnection(), FakeRouter(), self.clock)
+        self.addCleanup(end_session, session)
         self.assertTrue(verifyObject(IChargePointSession, session))
 
     def test_router(self) -> None:
         """Router provides IRouter."""
-        self.assertTrue(verifyObject(IRouter, Router(CONFIG, FakeMQTT(), Clock())))
+        router = Router(CONFIG, FakeMQTT(), self.clock)
+        self.addCleanup(end_router, router)
+        self.assertTrue(verifyObject(IRouter, router))
 
     def test_mqtt_client(self) -> None:
         """MQTTClient provides IMQTTClient."""
-        self.assertTrue(verifyObject(IMQTTClient, MQTTClient(CONFIG.mqtt, MemoryReactorClock())))
+        client = MQTTClient(CONFIG.mqtt, self.clocks.add(MemoryReactorClock()))
+        self.assertTrue(verifyObject(IMQTTClient, client))
 
 
-class FakesTests(SynchronousTestCase):
+class FakesTests(ClockTestCase):
     def test_fakes(self) -> None:
         """The fakes provide the interfaces they stand in for."""
         self.assertTrue(verifyObject(IChargePointConnection, FakeConnection()))
@@ -49,7 +52,8 @@ class FakesTests(SynchronousTestCase):
     def test_fake_connection_refuses_when_closing(self) -> None:
         """Like Autobahn, the fake sends nothing after a close frame, and tells its session."""
         connection = FakeConnection()
-        session = Session("CP1", "ocpp1.6", connection, FakeRouter(), Clock())
+        session = Session("CP1", "ocpp1.6", connection, FakeRouter(), self.clock)
+        self.addCleanup(end_session, session)
         connection.session = session
         connection.peer_closes()
         connection.send_frame("[2]")

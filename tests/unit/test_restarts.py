@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from twisted.internet.task import Clock
-
 from ocppgw.restarts import Restarts
+from tests.clocks import Clocks
 
 
-def test_quick_deaths_double_the_delay_up_to_the_most() -> None:
+def test_quick_deaths_double_the_delay_up_to_the_most(clocks: Clocks) -> None:
     """A child that dies at once waits first, then twice as long each time, at most ``most``."""
-    clock = Clock()
+    clock = clocks.new()
     delays = Restarts(clock, first=0.5, most=3.0, healthy=60)
     waited = []
     for _ in range(5):
@@ -17,11 +16,12 @@ def test_quick_deaths_double_the_delay_up_to_the_most() -> None:
         clock.advance(1)
         waited.append(delays.ended(lambda: None))
     assert waited == [0.5, 1.0, 2.0, 3.0, 3.0]
+    delays.hold()  # the parent stops
 
 
-def test_a_healthy_run_resets_the_delay() -> None:
+def test_a_healthy_run_resets_the_delay(clocks: Clocks) -> None:
     """After a run of at least ``healthy`` seconds the next wait is ``first`` again."""
-    clock = Clock()
+    clock = clocks.new()
     delays = Restarts(clock, first=1.0, most=30.0, healthy=60)
     for _ in range(4):
         delays.started()
@@ -34,11 +34,12 @@ def test_a_healthy_run_resets_the_delay() -> None:
     assert delays.ended(lambda: None) == 1.0
     delays.started()
     assert delays.ended(lambda: None) == 2.0
+    delays.hold()  # the parent stops
 
 
-def test_the_child_is_started_after_the_delay_unless_held() -> None:
+def test_the_child_is_started_after_the_delay_unless_held(clocks: Clocks) -> None:
     """``ended`` starts the child again once its delay has passed; ``hold`` drops that start."""
-    clock = Clock()
+    clock = clocks.new()
     started: list[int] = []
     restarts = Restarts(clock, first=1.0)
     restarts.started()

@@ -10,7 +10,6 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.config import parse
 from ocppgw.loop import Exit
@@ -124,8 +123,9 @@ class OwedEnvelopesTests(ClockTestCase):
         self.assertIn("1 error envelopes", line)
 
 
-class JournalStartTests(SynchronousTestCase):
+class JournalStartTests(ClockTestCase):
     def setUp(self) -> None:
+        super().setUp()
         self.logged: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(self.logged.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
@@ -140,9 +140,9 @@ class JournalStartTests(SynchronousTestCase):
         fd, blocker = tempfile.mkstemp(prefix="ocppgw-journal-")
         os.close(fd)
         self.addCleanup(os.remove, blocker)
-        journal = Journal(blocker + "/gw.journal", Clock())
+        journal = Journal(blocker + "/gw.journal", self.clock)
         config, mqtt = parse(CONFIG), FakeMQTT()
-        service = GatewayService(config, Clock(), None, mqtt, None, [], journal=journal)  # type: ignore[arg-type]
+        service = GatewayService(config, self.clock, None, mqtt, None, [], journal=journal)  # type: ignore[arg-type]
         service._recover(journal)
         (line,) = [formatEvent(e) for e in self.logged if "journal" in formatEvent(e)]
         self.assertIn(f"[gateway] journal: {blocker}/gw.journal: ", line)

@@ -12,6 +12,7 @@ from ocppgw import loop_fast, speedups
 from ocppgw.admin import metrics_fast
 from ocppgw.mqtt import speedup as mqtt_speedup
 from ocppgw.ocpp import jsontext, jsontext_fast
+from tests.clocks import Clocks
 
 
 @pytest.fixture
@@ -160,7 +161,7 @@ def test_prometheus_adder_counts_as_inc_and_observe() -> None:
 
 
 def test_paho_internals_steps_aside_for_a_paho_it_does_not_fit(
-    fresh: None, monkeypatch: pytest.MonkeyPatch
+    fresh: None, monkeypatch: pytest.MonkeyPatch, clocks: Clocks
 ) -> None:
     """
     A paho without one of the private methods the speed-up overrides: the MQTT
@@ -168,7 +169,6 @@ def test_paho_internals_steps_aside_for_a_paho_it_does_not_fit(
     speed-up and paho's version.
     """
     import paho.mqtt.client as paho
-    from twisted.internet.task import Clock
 
     from ocppgw.config import parse
     from ocppgw.mqtt.client import MQTTClient
@@ -177,7 +177,7 @@ def test_paho_internals_steps_aside_for_a_paho_it_does_not_fit(
     monkeypatch.delenv("OCPPGW_SPEEDUPS", raising=False)
     monkeypatch.delattr(paho.Client, "_packet_read")
     config = parse("[listener:ws]\nendpoint = tcp:0\n").mqtt
-    client = MQTTClient(config, Clock())
+    client = MQTTClient(config, clocks.new())
     assert type(client._driver) is Driver
     lines: list[str] = []
     speedups.report(lines.append)
@@ -189,7 +189,7 @@ def test_paho_internals_steps_aside_for_a_paho_it_does_not_fit(
 
 
 def test_paho_internals_runs_on_the_paho_it_was_checked_with(
-    fresh: None, monkeypatch: pytest.MonkeyPatch
+    fresh: None, monkeypatch: pytest.MonkeyPatch, clocks: Clocks
 ) -> None:
     """
     The paho the lock (and make test-oldest) installs is one the speed-up was
@@ -197,8 +197,6 @@ def test_paho_internals_runs_on_the_paho_it_was_checked_with(
     A lock moved to a paho outside TESTED fails here, until the speed-up is
     checked against it (or TESTED says it was).
     """
-    from twisted.internet.task import Clock
-
     from ocppgw.config import parse
     from ocppgw.mqtt.client import MQTTClient
 
@@ -208,7 +206,7 @@ def test_paho_internals_runs_on_the_paho_it_was_checked_with(
     installed = speedups.installed("paho-mqtt")
     assert installed in SpecifierSet(mqtt_speedup.TESTED), (installed, mqtt_speedup.TESTED)
     assert mqtt_speedup.fits(), f"paho-mqtt {installed} lacks what the speed-up uses"
-    client = MQTTClient(parse("[listener:ws]\nendpoint = tcp:0\n").mqtt, Clock())
+    client = MQTTClient(parse("[listener:ws]\nendpoint = tcp:0\n").mqtt, clocks.new())
     assert type(client._driver).__name__ == "FastDriver"
 
 

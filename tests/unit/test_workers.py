@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from ocppgw import workers
 from ocppgw.config import ConfigError, parse
 from ocppgw.workers import sockets
+from tests.clocks import Clocks
 
 MINIMAL = "[listener:ws]\nendpoint = tcp:8080:interface=127.0.0.1\n"
 
@@ -178,10 +180,8 @@ class _Transport:
 class _Reactor:
     """Records what the supervisor asks of the reactor (processes, timers, stop)."""
 
-    def __init__(self) -> None:
-        from twisted.internet.task import Clock
-
-        self.clock = Clock()
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.spawned: list[tuple[object, dict[int, str], dict[str, str], _Transport]] = []
         self.stopped = 0
         self.readers: list[object] = []
@@ -226,20 +226,20 @@ def _end(reactor: _Reactor, index: int, signal: int | None = None) -> None:
     proto.processEnded(Failure(reason))  # type: ignore[attr-defined]
 
 
-def test_worker_gets_a_pipe_only_the_supervisor_writes() -> None:
+def test_worker_gets_a_pipe_only_the_supervisor_writes(clocks: Clocks) -> None:
     """Each worker is started with fd 3 a pipe from the supervisor, named in its environment."""
-    reactor = _Reactor()
+    reactor = _Reactor(clocks.new())
     _supervisor(reactor)
     for _, fds, env, _ in reactor.spawned:
         assert fds == {0: "w", 1: "r", 2: "r", workers.LIFELINE_FD: "w"}
         assert env[workers.LIFELINE_VARIABLE] == str(workers.LIFELINE_FD)
 
 
-def test_drain_forwards_sigusr1_restarts_none_and_stops_once_all_exited() -> None:
+def test_drain_forwards_sigusr1_restarts_none_and_stops_once_all_exited(clocks: Clocks) -> None:
     """SIGUSR1: every worker gets it, none is started again, the supervisor stops after the last."""
     import signal
 
-    reactor = _Reactor()
+    reactor = _Reactor(clocks.new())
     supervisor = _supervisor(reactor)
     supervisor.drain()
     assert [t.signals for *_, t in reactor.spawned] == [[signal.SIGUSR1], [signal.SIGUSR1]]
@@ -252,7 +252,7 @@ def test_drain_forwards_sigusr1_restarts_none_and_stops_once_all_exited() -> Non
     assert reactor.clock.getDelayedCalls() == []
 
 
-def test_supervisor_exit_status_follows_its_workers() -> None:
+def test_supervisor_exit_status_follows_its_workers(clocks: Clocks) -> None:
     """Path 9: a worker that stops with envelopes owed exits by SIGTERM (143); the
     supervisor then exits 143 too, never 0; when every worker exits 0, so does it."""
     import signal
@@ -260,7 +260,7 @@ def test_supervisor_exit_status_follows_its_workers() -> None:
     from ocppgw.loop import Exit
 
     for codes, expected in (((None, signal.SIGTERM), signal.SIGTERM), ((None, None), None)):
-        reactor = _Reactor()
+        reactor = _Reactor(clocks.new())
         supervisor = _supervisor(reactor)
         supervisor.exit = Exit()
         supervisor.exit.signal = signal.SIGTERM  # what stopped it
@@ -269,7 +269,7 @@ def test_supervisor_exit_status_follows_its_workers() -> None:
             _end(reactor, index, code)
         assert stopped.called
         assert supervisor.exit.killed_by() == expected
-        drained = _Reactor()
+        drained = _Reactor(clocks.new())
         supervisor = _supervisor(drained)
         supervisor.exit = Exit()
         supervisor.drain()
@@ -288,9 +288,9 @@ def test_drain_rate_is_shared_among_the_workers() -> None:
     assert workers.as_run(slow, env).drain_rate == 1
 
 
-def test_worker_stops_when_the_supervisor_pipe_ends() -> None:
+def test_worker_stops_when_the_supervisor_pipe_ends(clocks: Clocks) -> None:
     """End-of-file on the supervisor's pipe stops the worker; its own reactor stopping does not."""
-    reactor = _Reactor()
+    reactor = _Reactor(clocks.new())
     for close_writer in (True, False):
         read_end, write_end = os.pipe()
         assert workers.watch_supervisor(
@@ -310,9 +310,9 @@ def test_worker_stops_when_the_supervisor_pipe_ends() -> None:
     assert not workers.watch_supervisor(reactor, {workers.LIFELINE_VARIABLE: "3"})
 
 
-def test_worker_reads_end_of_file() -> None:
+def test_worker_reads_end_of_file(clocks: Clocks) -> None:
     """doRead reports the end of the supervisor's pipe, and nothing while it is open."""
-    reactor = _Reactor()
+    reactor = _Reactor(clocks.new())
     read_end, write_end = os.pipe()
     workers.watch_supervisor(
         reactor, {workers.INDEX_VARIABLE: "0", workers.LIFELINE_VARIABLE: str(read_end)}

@@ -18,6 +18,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from ocppgw.admin.api import resource
 from ocppgw.admin.calls import Outcome
 from ocppgw.config.model import AdminConfig
+from tests.clocks import ClockTestCase
 
 TOKEN = "s3cret"
 
@@ -110,7 +111,7 @@ class FailedDeferredTests(SynchronousTestCase):
         self.flushLoggedErrors(RuntimeError)
 
 
-class FanoutFailedDeferredTests(SynchronousTestCase):
+class FanoutFailedDeferredTests(ClockTestCase):
     def test_supervisor_route_failure_answers_500(self) -> None:
         """The supervisor's fan-out answers 500 with a JSON error when its route fails."""
         from twisted.internet.testing import MemoryReactorClock
@@ -123,7 +124,7 @@ class FanoutFailedDeferredTests(SynchronousTestCase):
             "[gateway]\nworkers = 2\n[listener:ws]\nendpoint = tcp:8080\n"
             f"[admin]\ntoken = {TOKEN}\n"
         )
-        fanout = Fanout(config, [], MemoryReactorClock())
+        fanout = Fanout(config, [], self.clocks.add(MemoryReactorClock()))
         self.patch(fanout, "ask_all", lambda *a: fail(ValueError("bad reply\nsecond line")))
         request = _post("/api/v1/gateway", {})
         request.method = b"GET"

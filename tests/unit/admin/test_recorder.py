@@ -5,7 +5,6 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from ocppgw.admin.metrics import Metrics
@@ -13,6 +12,7 @@ from ocppgw.admin.records import MAX_EVENTS, MAX_NAMES, OTHER, Recorder
 from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope
 from ocppgw.ocpp.messages import CallError, FrameError, parse_frame
+from tests.clocks import ClockTestCase, end_session
 
 
 def samples(recorder: Recorder) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -34,24 +34,23 @@ def seen(recorder: Recorder, identity: str, inbound: bool, text: str) -> None:
     recorder.message(identity, inbound, message)
 
 
-def connected() -> tuple[Recorder, Clock]:
-    clock = Clock()
+def connected(clock: Clock) -> Recorder:
     recorder = Recorder(clock, Metrics())
     recorder.connected("CP1", "ocpp1.6", "ws", 1, "tcp4:192.0.2.1:1")
-    return recorder, clock
+    return recorder
 
 
-class RecorderTests(SynchronousTestCase):
+class RecorderTests(ClockTestCase):
     def test_interface(self) -> None:
         """The Recorder and the no-op default both provide IGatewayEvents."""
-        self.assertTrue(verifyObject(IGatewayEvents, connected()[0]))
+        self.assertTrue(verifyObject(IGatewayEvents, connected(self.clock)))
         self.assertTrue(verifyObject(IGatewayEvents, NO_EVENTS))
 
     def test_frames_counted_and_answers_timed(self) -> None:
         """A CALL out and its answer in: counted by type and action, latency observed."""
-        recorder, clock = connected()
+        recorder = connected(self.clock)
         seen(recorder, "CP1", False, '[2,"a","Reset",{"type":"Soft"}]')
-        clock.advance(0.2)
+        self.clock.advance(0.2)
         seen(recorder, "CP1", True, '[3,"a",{"status":"Accepted"}]')
         record = recorder.records["CP1"]
         self.assertEqual(record.by_type[("in", "CALLRESULT", "Reset")], 1)
@@ -74,7 +73,7 @@ class RecorderTests(SynchronousTestCase):
 
     def test_callerror_codes_and_gateway_errors(self) -> None:
         """CALLERROR frames count by code; gateway error envelopes by code, per record too."""
-        recorder, _ = connected()
+        recorder = connected(self.clock)
         seen(recorder, "CP1", True, '[2,"b","Heartbeat",{}]')
         seen(recorder, "CP1", False, '[4,"b","InternalError","backend did not answer",{}]')
         recorder.published(
@@ -93,7 +92,7 @@ class RecorderTests(SynchronousTestCase):
 
     def test_events_bounded_and_kept_over_reconnects(self) -> None:
         """The last 20 connection events survive reconnections; a ping timeout is named."""
-        recorder, _ = connected()
+        recorder = connected(self.clock)
         for _ in range(15):
             recorder.disconnected("CP1", "tcp4:192.0.2.1:1", 1000, "bye")
             recorder.connected("CP1", "ocpp1.6", "ws", 1, "tcp4:192.0.2.1:1")
@@ -109,7 +108,7 @@ class RecorderTests(SynchronousTestCase):
 
     def test_takeovers_and_refusals(self) -> None:
         """Takeovers count by where, refusals by status; no identity in any label."""
-        recorder, _ = connected()
+        recorder = connected(self.clock)
         recorder.takeover("CP1", across=False)
         recorder.takeover("CP1", across=True)
         recorder.refused("ws", "tcp4:192.0.2.9:1", "/ocpp/CP1", "401", "bad password")
@@ -124,14 +123,14 @@ class RecorderTests(SynchronousTestCase):
 
     def test_reconnects(self) -> None:
         """The first MQTT connection is not a reconnect; the next ones are."""
-        recorder, _ = connected()
+        recorder = connected(self.clock)
         for _ in range(3):
             recorder.mqtt_connected()
         self.assertEqual(samples(recorder)[("ocppgw_mqtt_reconnects_total", ())], 2)
 
     def test_hostile_frames(self) -> None:
         """Unreadable and deeply nested frames count as INVALID, never raise."""
-        recorder, _ = connected()
+        recorder = connected(self.clock)
         seen(recorder, "CP1", True, "[" * 60_000)
         seen(recorder, "CP1", True, "not json")
         self.assertEqual(recorder.records["CP1"].by_type[("in", "INVALID", "")], 2)
@@ -141,7 +140,7 @@ class RecorderTests(SynchronousTestCase):
         A charge point inventing action names and error codes makes at most
         MAX_NAMES series of each (and record entries); the rest count as OTHER.
         """
-        recorder, _ = connected()
+        recorder = connected(self.clock)
         for i in range(MAX_NAMES + 50):
             seen(recorder, "CP1", True, f'[2,"c{i}","Act{i}",{{}}]')
             seen(recorder, "CP1", True, f'[4,"e{i}","Code{i}","",{{}}]')
@@ -165,7 +164,7 @@ class RecorderTests(SynchronousTestCase):
 
     def test_bytes_counted_in_utf8(self) -> None:
         """Frame sizes are UTF-8 bytes: an ASCII frame its length, a non-ASCII one more."""
-        recorder, _ = connected()
+        recorder = connected(self.clock)
         recorder.frame("CP1", True, '[2,"a","DataTransfer",{"vendorId":"x"}]')
         out = '[3,"a",{"data":"' + "\u00e9\u20ac" + '"}]'  # é: 2 bytes, €: 3
         recorder.frame("CP1", False, out)
@@ -176,7 +175,7 @@ class RecorderTests(SynchronousTestCase):
         self.assertEqual(got[("ocppgw_message_bytes_total", (("direction", "in"),))], 39)
 
 
-class ParsedOnceTests(SynchronousTestCase):
+class ParsedOnceTests(ClockTestCase):
     def test_frame_parsed_once_through_a_session(self) -> None:
         """A frame in and the CALL out are each parsed (JSON decoded) at most once, yet counted."""
         import json
@@ -186,11 +185,12 @@ class ParsedOnceTests(SynchronousTestCase):
         from ocppgw.session.rules import Session, SessionOptions
         from tests.fakes import FakeConnection, FakeRouter
 
-        recorder, clock = connected()
+        recorder = connected(self.clock)
         connection = FakeConnection()
         session = Session(
-            "CP1", OCPP16, connection, FakeRouter(), clock, SessionOptions(events=recorder)
+            "CP1", OCPP16, connection, FakeRouter(), self.clock, SessionOptions(events=recorder)
         )
+        self.addCleanup(end_session, session)
         from ocppgw.ocpp import jsontext
 
         text = '[2,"1","Heartbeat",{}]'

@@ -18,6 +18,7 @@ from ocppgw.admin.calls import Outcome
 from ocppgw.admin.records import Record
 from ocppgw.config.model import AdminConfig
 from ocppgw.session.rules import Phase
+from tests.clocks import ClockTestCase
 
 TOKEN = "s3cret"
 IDENTITIES = ["CP1", "a/b", "€", "\ufffd", ""]
@@ -245,10 +246,11 @@ class RouteTests(SynchronousTestCase):
         self.assertEqual(self.answer("GET", "/%61pi/v1/%67ateway"), (200, {"gateway_id": "gw"}))
 
 
-class FanoutRouteTests(SynchronousTestCase):
+class FanoutRouteTests(ClockTestCase):
     """The supervisor's tree, over two workers that answer as :func:`api` does."""
 
     def setUp(self) -> None:
+        super().setUp()
         from ocppgw.admin.fanout import Fanout, Reply
         from ocppgw.admin.routes import tree
         from ocppgw.config import parse
@@ -273,7 +275,7 @@ class FanoutRouteTests(SynchronousTestCase):
             status, _, data = exchange(sites[worker.index], method, uri, TOKEN, body or b"")
             return succeed(Reply(worker, status, data))
 
-        fanout = Fanout(config, workers, MemoryReactorClock())
+        fanout = Fanout(config, workers, self.clocks.add(MemoryReactorClock()))
         self.patch(fanout, "ask", ask)
         self.root = tree(fanout, config.admin)
 

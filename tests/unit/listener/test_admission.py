@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 import pytest
 from twisted.internet.address import IPv4Address
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from ocppgw.config import ListenerConfig
@@ -24,6 +23,7 @@ from ocppgw.listener.proxy import parse_networks
 from ocppgw.listener.ratelimit import LoginLimiter
 from ocppgw.listener.tls import ForwardedCertificates
 from tests.certs import CA
+from tests.clocks import Clocks
 
 VERSIONS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
 PASSWORD = b"0123456789abcdef"
@@ -86,9 +86,11 @@ def status(response: bytes) -> int:
     return int(response.split(b" ", 2)[1])
 
 
-def test_rate_limit_answers_429_before_checking_the_password(credentials: Credentials) -> None:
+def test_rate_limit_answers_429_before_checking_the_password(
+    credentials: Credentials, clocks: Clocks
+) -> None:
     """After max failures from an address, even the right password gets 429 + Retry-After."""
-    clock = Clock()
+    clock = clocks.new()
     h = Harness(listener(1), credentials, LoginLimiter(clock, 3, 100, 60.0, 1000))
     for _ in range(3):
         assert status(h.request("/ocpp/CP1", {"Authorization": basic("CP1", b"wrong")})) == 401
@@ -102,9 +104,9 @@ def test_rate_limit_answers_429_before_checking_the_password(credentials: Creden
     assert status(h.request("/ocpp/CP1", {"Authorization": basic("CP1", PASSWORD)})) == 101
 
 
-def test_rate_limit_per_identity(credentials: Credentials) -> None:
+def test_rate_limit_per_identity(credentials: Credentials, clocks: Clocks) -> None:
     """Failures for one identity from many addresses limit that identity only."""
-    h = Harness(listener(1), credentials, LoginLimiter(Clock(), 100, 2, 60.0, 1000))
+    h = Harness(listener(1), credentials, LoginLimiter(clocks.new(), 100, 2, 60.0, 1000))
     for n in range(2):
         h.request("/ocpp/CP1", {"Authorization": basic("CP1", b"x")}, peer=f"198.51.100.{n}")
     limited = h.request("/ocpp/CP1", {"Authorization": basic("CP1", PASSWORD)}, peer="203.0.113.1")
@@ -136,9 +138,11 @@ def test_profile_2_needs_tls(credentials: Credentials) -> None:
     assert status(h.request("/ocpp/CP2", headers, peer="10.0.0.1")) == 101
 
 
-def test_forwarded_address_from_trusted_proxy_only(credentials: Credentials) -> None:
+def test_forwarded_address_from_trusted_proxy_only(
+    credentials: Credentials, clocks: Clocks
+) -> None:
     """X-Forwarded-For sets the remote address (presence, limits) only from trusted proxies."""
-    clock = Clock()
+    clock = clocks.new()
     h = Harness(listener(1, trusted_proxies=parse_networks("10.0.0.0/8")), credentials,
                 LoginLimiter(clock, 1, 100, 60.0, 1000))
     auth = {"Authorization": basic("CP1", PASSWORD), "X-Forwarded-For": "198.51.100.7"}
@@ -158,9 +162,9 @@ class TestOffloadedProfile3:
     """Profile 3 behind a trusted TLS-offloading proxy: the forwarded certificate is checked."""
 
     @pytest.fixture
-    def setup(self, tmp_path: Path, credentials: Credentials) -> tuple[CA, Any]:
+    def setup(self, tmp_path: Path, credentials: Credentials, clocks: Clocks) -> tuple[CA, Any]:
         ca = CA()
-        clock = Clock()
+        clock = clocks.new()
         clock.advance(ca.cert.not_valid_before_utc.timestamp() + 7200)
         forwarded = ForwardedCertificates(str(ca.write(tmp_path / "ca.pem")), clock)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from twisted.internet.task import Clock
 
 from ocppgw.listener.ratelimit import FailureLimiter, LoginLimiter
+from tests.clocks import Clocks
 
 
-def test_limits_after_max_failures() -> None:
+def test_limits_after_max_failures(clocks: Clocks) -> None:
     """max_failures failures are allowed; the next attempt waits for a token."""
-    clock = Clock()
+    clock = clocks.new()
     limiter = FailureLimiter(clock, 3, 60.0, 100)
     for _ in range(3):
         assert limiter.retry_after("a") is None
@@ -20,9 +20,9 @@ def test_limits_after_max_failures() -> None:
     assert limiter.retry_after("b") is None
 
 
-def test_refills_over_the_window() -> None:
+def test_refills_over_the_window(clocks: Clocks) -> None:
     """Tokens come back at max_failures per window; a full bucket is forgotten."""
-    clock = Clock()
+    clock = clocks.new()
     limiter = FailureLimiter(clock, 3, 60.0, 100)
     for _ in range(3):
         limiter.failed("a")
@@ -37,9 +37,9 @@ def test_refills_over_the_window() -> None:
     assert len(limiter) == 0
 
 
-def test_memory_is_bounded() -> None:
+def test_memory_is_bounded(clocks: Clocks) -> None:
     """However many keys fail, the table never holds more than max_keys."""
-    clock = Clock()
+    clock = clocks.new()
     limiter = FailureLimiter(clock, 1, 3600.0, 50)
     for n in range(10_000):
         limiter.failed(f"k{n}")
@@ -49,9 +49,9 @@ def test_memory_is_bounded() -> None:
     assert limiter.retry_after("k0") is None
 
 
-def test_refilled_buckets_are_cleaned_up_as_others_fail() -> None:
+def test_refilled_buckets_are_cleaned_up_as_others_fail(clocks: Clocks) -> None:
     """Old buckets that have refilled are dropped while other keys fail."""
-    clock = Clock()
+    clock = clocks.new()
     limiter = FailureLimiter(clock, 2, 10.0, 1000)
     for n in range(100):
         limiter.failed(f"old{n}")
@@ -61,25 +61,25 @@ def test_refilled_buckets_are_cleaned_up_as_others_fail() -> None:
     assert len(limiter) == 100
 
 
-def test_zero_disables() -> None:
+def test_zero_disables(clocks: Clocks) -> None:
     """max_failures 0 never limits and remembers nothing."""
-    limiter = FailureLimiter(Clock(), 0, 60.0, 10)
+    limiter = FailureLimiter(clocks.new(), 0, 60.0, 10)
     for _ in range(100):
         limiter.failed("a")
     assert limiter.retry_after("a") is None and len(limiter) == 0
 
 
-def test_bad_parameters() -> None:
+def test_bad_parameters(clocks: Clocks) -> None:
     """A non-positive window or table size is refused."""
     with pytest.raises(ValueError):
-        FailureLimiter(Clock(), 1, 0.0, 10)
+        FailureLimiter(clocks.new(), 1, 0.0, 10)
     with pytest.raises(ValueError):
-        FailureLimiter(Clock(), 1, 1.0, 0)
+        FailureLimiter(clocks.new(), 1, 1.0, 0)
 
 
-def test_login_limiter_per_address_and_per_identity() -> None:
+def test_login_limiter_per_address_and_per_identity(clocks: Clocks) -> None:
     """An address is limited across identities, an identity across addresses."""
-    clock = Clock()
+    clock = clocks.new()
     limiter = LoginLimiter(clock, per_address=5, per_identity=2, window=10.0, max_keys=100)
     limiter.failed("10.0.0.1", "CP1")
     limiter.failed("10.0.0.2", "CP1")

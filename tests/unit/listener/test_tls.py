@@ -12,7 +12,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
-from twisted.internet.task import Clock
 
 from ocppgw.listener.tls import (
     ForwardedCertificates,
@@ -23,6 +22,7 @@ from ocppgw.listener.tls import (
 )
 from ocppgw.mqtt.tls import BrokerTLSError, _VerifiedSSLSocket, mqtt_client_context
 from tests.certs import CA, Issued
+from tests.clocks import Clocks
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +171,9 @@ def test_check_subject(ca: CA) -> None:
     assert check_subject(ca.issue("CP1").cert, "CP1", "ACME") is not None
 
 
-def test_forwarded_certificates(ca: CA, tmp_path: Path) -> None:
+def test_forwarded_certificates(ca: CA, tmp_path: Path, clocks: Clocks) -> None:
     """A forwarded PEM verifies against tls_ca at the clock's time; bad ones say why."""
-    clock = Clock()
+    clock = clocks.new()
     good = ca.issue("CP1")
     clock.advance(good.cert.not_valid_before_utc.timestamp() + 3600)
     forwarded = ForwardedCertificates(str(ca.write(tmp_path / "ca.pem")), clock)
@@ -210,7 +210,7 @@ def _config(tmp_path: Path, listener: str) -> object:
 
 
 def test_build_names_the_listener_for_bad_tls_files(pairs: list[tuple[str, str]],
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path, clocks: Clocks) -> None:
     """A key that does not fit its certificate stops the start, naming section and keys."""
     from twisted.internet.testing import MemoryReactorClock
 
@@ -220,11 +220,11 @@ def test_build_names_the_listener_for_bad_tls_files(pairs: list[tuple[str, str]]
     config = _config(tmp_path, f"security_profile = 2\ntls_cert = {pairs[0][0]}\n"
                                f"tls_key = {pairs[1][1]}\n")
     with pytest.raises(ConfigError, match=r"\[listener:a\] tls_cert/tls_key/tls_ca: .*key"):
-        build(config, MemoryReactorClock())  # type: ignore[arg-type]
+        build(config, clocks.add(MemoryReactorClock()))  # type: ignore[arg-type]
 
 
 def test_service_reload_keeps_the_old_context_on_error(pairs: list[tuple[str, str]],
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, clocks: Clocks) -> None:
     """GatewayService.reload (SIGHUP) re-reads certificates; a broken file keeps the old one."""
     from twisted.internet.testing import MemoryReactorClock
 
@@ -232,7 +232,7 @@ def test_service_reload_keeps_the_old_context_on_error(pairs: list[tuple[str, st
 
     config = _config(tmp_path, f"security_profile = 2\ntls_cert = {pairs[1][0]}\n"
                                f"tls_key = {pairs[1][1]}\n")
-    service = build(config, MemoryReactorClock())  # type: ignore[arg-type]
+    service = build(config, clocks.add(MemoryReactorClock()))  # type: ignore[arg-type]
     names = [str(item) for item in service.reloadable]
     assert names == ["credentials", "[listener:a] certificates"]
     tls = service.listeners[0].factory.tls  # type: ignore[attr-defined]

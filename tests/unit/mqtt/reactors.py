@@ -26,6 +26,7 @@ from ocppgw.config import parse
 from ocppgw.mqtt.client import MQTTClient
 from ocppgw.mqtt.driver import Driver
 from ocppgw.mqtt.speedup import fits
+from tests.clocks import Clocks
 
 #: A test that runs on both paths: paho's public API, and the speed-up (where it fits here).
 DRIVERS = [
@@ -134,14 +135,24 @@ def pump(reactor: ThreadedReactor, rounds: int = 3) -> None:
 
 
 def make_client(
-    kind: str, port: int, extra: str = "", will: tuple[str, bytes] | None = None
+    clocks: Clocks, kind: str, port: int, extra: str = "", will: tuple[str, bytes] | None = None
 ) -> tuple[ThreadedReactor, MQTTClient]:
-    """An MQTTClient for a broker on 127.0.0.1:``port``, on the ``kind`` driver."""
+    """
+    An MQTTClient for a broker on 127.0.0.1:``port``, on the ``kind`` driver,
+    on a reactor of its own that ``clocks`` checks after the test.
+    """
     config = parse(
         f"[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:{port}\n{extra}"
     )
-    reactor = ThreadedReactor()
+    reactor = clocks.add(ThreadedReactor())
     return reactor, MQTTClient(config.mqtt, reactor, will=will, driver=driver_class(kind))
+
+
+def stop(client: MQTTClient, reactor: ThreadedReactor) -> None:
+    """Stop ``client`` as the gateway does: the reactor turns until its stop() is done."""
+    done = client.stop()
+    pump(reactor)
+    assert done.called, "the client's stop() is not done after the reactor turned"
 
 
 def accept(listener: socket.socket, reactor: ThreadedReactor) -> socket.socket:

@@ -20,6 +20,7 @@ from ocppgw.mqtt.broker import (
     find_mosquitto,
     mosquitto_config,
 )
+from tests.clocks import Clocks
 
 
 def test_configured_binary_must_be_executable(tmp_path: Path) -> None:
@@ -86,12 +87,14 @@ class _SpawningClock(Clock):
         self.children.append(protocol)
 
 
-def test_restart_delay_doubles_on_quick_deaths_and_resets_after_a_healthy_run() -> None:
+def test_restart_delay_doubles_on_quick_deaths_and_resets_after_a_healthy_run(
+    clocks: Clocks,
+) -> None:
     """
     A mosquitto that dies at once is started again after 0.5, 1, 2 s; one
     that ran for a minute before it died, after 0.5 s again.
     """
-    clock = _SpawningClock()
+    clock = clocks.add(_SpawningClock())
     broker = EmbeddedBroker(clock, "/usr/sbin/mosquitto", "127.0.0.1", 1883)
     broker.startService()
     waits = []

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from twisted.internet.task import Clock
 
 from ocppgw.config import parse
 from ocppgw.mqtt.client import MQTTClient
+from tests.clocks import Clocks
 from tests.unit.mqtt.reactors import DRIVERS, driver_class
 
 
 @pytest.mark.parametrize("kind", DRIVERS)
-def test_buffered_counts_publishes_held_while_disconnected(kind: str) -> None:
+def test_buffered_counts_publishes_held_while_disconnected(kind: str, clocks: Clocks) -> None:
     """QoS 1 publishes made before the broker is connected are counted as buffered."""
     config = parse("[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:1\n").mqtt
-    client = MQTTClient(config, Clock(), driver=driver_class(kind))
+    client = MQTTClient(config, clocks.new(), driver=driver_class(kind))
     assert client.buffered() == 0
     client.publish("t/a", b"1", qos=1)
     client.publish("t/b", b"2", qos=1)

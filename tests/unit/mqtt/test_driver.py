@@ -19,6 +19,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from twisted.logger import formatEvent, globalLogPublisher
 
 from ocppgw.mqtt.driver import Driver
+from tests.clocks import Clocks
 from tests.unit.mqtt.reactors import (
     DRIVERS,
     ThreadedReactor,
@@ -29,6 +30,7 @@ from tests.unit.mqtt.reactors import (
     packets,
     pump,
     read_packet,
+    stop,
 )
 
 
@@ -65,13 +67,14 @@ def _held(reactor: ThreadedReactor, client: Any) -> threading.Event:
 
 def test_the_connect_runs_in_a_thread_and_its_callbacks_on_the_reactor(
     listener: socket.socket,
+    clocks: Clocks,
 ) -> None:
     """
     paho's blocking reconnect() runs in the reactor's thread pool; the socket
     it opens is watched, and CONNECT written, by the reactor thread once it
     returned (the reactor fails the test if it is used from that thread).
     """
-    reactor, client = make_client("public", listener.getsockname()[1])
+    reactor, client = make_client(clocks, "public", listener.getsockname()[1])
     release = _held(reactor, client)
     client.start()
     assert reactor.running_threads() == 1
@@ -89,12 +92,13 @@ def test_the_connect_runs_in_a_thread_and_its_callbacks_on_the_reactor(
 
 def test_publishes_made_while_connecting_wait_and_go_after_the_connack(
     listener: socket.socket,
+    clocks: Clocks,
 ) -> None:
     """
     While reconnect() runs in its thread, the reactor thread does not touch
     paho: a publish waits in the client's window, and goes once connected.
     """
-    reactor, client = make_client("public", listener.getsockname()[1])
+    reactor, client = make_client(clocks, "public", listener.getsockname()[1])
     release = _held(reactor, client)
     touched: list[int] = []
     real = client._driver.paho.publish
@@ -116,15 +120,15 @@ def test_publishes_made_while_connecting_wait_and_go_after_the_connack(
     accepted.sendall(b"\x40\x02" + sent[8:10])  # PUBACK (topic "up/1": id after 2 + 4 bytes)
     pump(reactor)
     assert done == [None] and set(touched) == {reactor.thread}
-    client.stop()
+    stop(client, reactor)
     accepted.close()
 
 
 def test_a_refused_broker_is_retried_every_reconnect_min(
-    closed_port: int, logged: list[str]
+    closed_port: int, logged: list[str], clocks: Clocks
 ) -> None:
     """Refused connects are logged as refused and retried every reconnect_min, without backoff."""
-    reactor, client = make_client("public", closed_port, "reconnect_min = 0.5\n")
+    reactor, client = make_client(clocks, "public", closed_port, "reconnect_min = 0.5\n")
     client.start()
     for _ in range(4):
         reactor.settle()
@@ -138,9 +142,11 @@ def test_a_refused_broker_is_retried_every_reconnect_min(
     assert not reactor.readers and not reactor.writers
 
 
-def test_a_black_hole_never_blocks_the_reactor(black_hole: int, logged: list[str]) -> None:
+def test_a_black_hole_never_blocks_the_reactor(
+    black_hole: int, logged: list[str], clocks: Clocks
+) -> None:
     """start() returns at once; the connect times out in its thread; a retry is scheduled."""
-    reactor, client = make_client("public", black_hole, "reconnect_min = 1\n")
+    reactor, client = make_client(clocks, "public", black_hole, "reconnect_min = 1\n")
     client._driver.paho.connect_timeout = 0.5
     began = time.monotonic()
     client.start()
@@ -154,9 +160,10 @@ def test_a_black_hole_never_blocks_the_reactor(black_hole: int, logged: list[str
 
 def test_stopping_while_connecting_closes_the_socket_when_the_thread_returns(
     listener: socket.socket,
+    clocks: Clocks,
 ) -> None:
     """stop() during reconnect() leaves paho alone; the socket it opened is closed after."""
-    reactor, client = make_client("public", listener.getsockname()[1])
+    reactor, client = make_client(clocks, "public", listener.getsockname()[1])
     release = _held(reactor, client)
     client.start()
     client.stop()
@@ -187,9 +194,11 @@ class _TLSLike:
         return self._sock.fileno()
 
 
-def test_reading_goes_on_while_tls_holds_decrypted_bytes(listener: socket.socket) -> None:
+def test_reading_goes_on_while_tls_holds_decrypted_bytes(
+    listener: socket.socket, clocks: Clocks
+) -> None:
     """After loop_read, a TLS socket's pending() bytes are read in the same turn."""
-    _, client = make_client("public", listener.getsockname()[1])
+    _, client = make_client(clocks, "public", listener.getsockname()[1])
     driver: Driver = client._driver
     quiet, other = socket.socketpair()
     sock = _TLSLike(3, quiet)
@@ -211,9 +220,11 @@ def test_reading_goes_on_while_tls_holds_decrypted_bytes(listener: socket.socket
     other.close()
 
 
-def test_every_packet_that_arrived_is_handled_in_one_turn(listener: socket.socket) -> None:
+def test_every_packet_that_arrived_is_handled_in_one_turn(
+    listener: socket.socket, clocks: Clocks
+) -> None:
     """paho's loop_read handles a packet or a few; the driver reads on while the socket has more."""
-    reactor, client = make_client("public", listener.getsockname()[1])
+    reactor, client = make_client(clocks, "public", listener.getsockname()[1])
     received: list[str] = []
     client.set_message_handler(lambda t, p, i: received.append(t))
     accepted = online(client, reactor, listener)
@@ -223,7 +234,7 @@ def test_every_packet_that_arrived_is_handled_in_one_turn(listener: socket.socke
     (reader,) = reactor.readers
     reader.doRead()
     assert len(received) == 200
-    client.stop()
+    stop(client, reactor)
     accepted.close()
 
 
@@ -232,10 +243,10 @@ def test_every_packet_that_arrived_is_handled_in_one_turn(listener: socket.socke
 
 @pytest.mark.parametrize("kind", DRIVERS)
 def test_unacknowledged_publishes_go_again_after_a_reconnect(
-    listener: socket.socket, kind: str
+    listener: socket.socket, kind: str, clocks: Clocks
 ) -> None:
     """A QoS 1 publish not acknowledged when the connection broke is sent again, DUP, same id."""
-    reactor, client = make_client(kind, listener.getsockname()[1], "reconnect_min = 1\n")
+    reactor, client = make_client(clocks, kind, listener.getsockname()[1], "reconnect_min = 1\n")
     first = online(client, reactor, listener)
     done: list[object] = []
     client.publish("up/1", b"x", qos=1).addBoth(done.append)
@@ -253,14 +264,16 @@ def test_unacknowledged_publishes_go_again_after_a_reconnect(
     second.sendall(b"\x40\x02" + again[8:10])
     pump(reactor)
     assert done == [None] and client.unacknowledged() == 0
-    client.stop()
+    stop(client, reactor)
     second.close()
 
 
 @pytest.mark.parametrize("kind", DRIVERS)
-def test_receive_maximum_bounds_what_is_in_flight(listener: socket.socket, kind: str) -> None:
+def test_receive_maximum_bounds_what_is_in_flight(
+    listener: socket.socket, kind: str, clocks: Clocks
+) -> None:
     """A CONNACK's Receive Maximum of 1 (MQTT 5.0 §3.3.4): one PUBLISH at a time."""
-    reactor, client = make_client(kind, listener.getsockname()[1])
+    reactor, client = make_client(clocks, kind, listener.getsockname()[1])
     accepted = online(client, reactor, listener, b"\x21\x00\x01")  # Receive Maximum 1
     for n in range(3):
         client.publish("up/1", bytes([n]), qos=1)
@@ -272,17 +285,19 @@ def test_receive_maximum_bounds_what_is_in_flight(listener: socket.socket, kind:
         accepted.sendall(b"\x40\x02" + sent[8:10])
         pump(reactor)
     assert seen == [b"\x00", b"\x01", b"\x02"] and client.unacknowledged() == 0
-    client.stop()
+    stop(client, reactor)
     accepted.close()
 
 
 @pytest.mark.parametrize("kind", DRIVERS)
-def test_a_failure_while_reading_drops_and_reconnects(listener: socket.socket, kind: str) -> None:
+def test_a_failure_while_reading_drops_and_reconnects(
+    listener: socket.socket, kind: str, clocks: Clocks
+) -> None:
     """
     An exception while a packet is handled (here in on_connected) ends the
     connection at once, without DISCONNECT, and the client connects again.
     """
-    reactor, client = make_client(kind, listener.getsockname()[1], "reconnect_min = 1\n")
+    reactor, client = make_client(clocks, kind, listener.getsockname()[1], "reconnect_min = 1\n")
     calls: list[int] = []
 
     def on_connected() -> None:
@@ -299,18 +314,20 @@ def test_a_failure_while_reading_drops_and_reconnects(listener: socket.socket, k
     second = accept(listener, reactor)
     connack(second, reactor)
     assert client.connected and len(calls) == 2
-    client.stop()
+    stop(client, reactor)
     first.close()
     second.close()
 
 
 @pytest.mark.parametrize("kind", DRIVERS)
-def test_stop_sends_disconnect_and_closes(listener: socket.socket, kind: str) -> None:
+def test_stop_sends_disconnect_and_closes(
+    listener: socket.socket, kind: str, clocks: Clocks
+) -> None:
     """stop() sends DISCONNECT, closes the socket, and leaves the reactor nothing to watch."""
-    reactor, client = make_client(kind, listener.getsockname()[1])
+    reactor, client = make_client(clocks, kind, listener.getsockname()[1])
     accepted = online(client, reactor, listener)
     packets(accepted)
-    client.stop()
+    stop(client, reactor)
     assert read_packet(accepted)[0] == 0xE0
     assert accepted.recv(16) == b""
     assert not reactor.readers and not reactor.writers
@@ -318,26 +335,26 @@ def test_stop_sends_disconnect_and_closes(listener: socket.socket, kind: str) ->
 
 
 @pytest.mark.parametrize("kind", DRIVERS)
-def test_qos0_is_done_once_written(listener: socket.socket, kind: str) -> None:
+def test_qos0_is_done_once_written(listener: socket.socket, kind: str, clocks: Clocks) -> None:
     """A QoS 0 publish fires once paho wrote it."""
-    reactor, client = make_client(kind, listener.getsockname()[1])
+    reactor, client = make_client(clocks, kind, listener.getsockname()[1])
     accepted = online(client, reactor, listener)
     done: list[object] = []
     client.publish("up/0", b"zero", qos=0).addBoth(done.append)
     pump(reactor)
     (sent,) = packets(accepted)
     assert sent[0] == 0x30 and sent.endswith(b"zero") and done == [None]
-    client.stop()
+    stop(client, reactor)
     accepted.close()
 
 
 @pytest.mark.parametrize("kind", DRIVERS)
 @pytest.mark.parametrize("qos", [0, 1])
 def test_a_message_reaches_the_handler_with_its_subscription_identifiers(
-    listener: socket.socket, kind: str, qos: int
+    listener: socket.socket, kind: str, qos: int, clocks: Clocks
 ) -> None:
     """A PUBLISH from the broker reaches the handler with its subscription ids; QoS 1 is acked."""
-    reactor, client = make_client(kind, listener.getsockname()[1])
+    reactor, client = make_client(clocks, kind, listener.getsockname()[1])
     received: list[tuple[str, bytes, tuple[int, ...]]] = []
     client.set_message_handler(lambda t, p, i: received.append((t, p, i)))
     client.subscribe("down/+", 1, identifier=300)
@@ -352,12 +369,12 @@ def test_a_message_reaches_the_handler_with_its_subscription_identifiers(
     assert received == [("down/a", b"hello", (300,))]
     if qos:
         assert packets(accepted) == [b"\x40\x02\x00\x09"]  # its PUBACK
-    client.stop()
+    stop(client, reactor)
     accepted.close()
 
 
 def test_the_public_path_touches_no_private_name_of_paho(
-    listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch, clocks: Clocks
 ) -> None:
     """
     With OCPPGW_SPEEDUPS=off the client is built on the public driver, and a
@@ -404,7 +421,7 @@ def test_the_public_path_touches_no_private_name_of_paho(
         f"[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:{port}\n"
         "reconnect_min = 1\n"
     )
-    reactor = ThreadedReactor()
+    reactor = clocks.add(ThreadedReactor())
     client = MQTTClient(config.mqtt, reactor, will=("will/t", b"gone"))
     assert type(client._driver) is Driver and type(client._driver.paho) is paho.Client
     client.set_message_handler(lambda t, p, i: None)
@@ -422,14 +439,16 @@ def test_the_public_path_touches_no_private_name_of_paho(
     second = accept(listener, reactor)
     connack(second, reactor)
     client.buffered(), client.unacknowledged()
-    client.stop()
+    stop(client, reactor)
     second.close()
     assert touched == []
 
 
-def test_started_again_while_the_connect_of_before_runs(listener: socket.socket) -> None:
+def test_started_again_while_the_connect_of_before_runs(
+    listener: socket.socket, clocks: Clocks
+) -> None:
     """stop() then start() during reconnect(): one connect, whose socket the client keeps."""
-    reactor, client = make_client("public", listener.getsockname()[1])
+    reactor, client = make_client(clocks, "public", listener.getsockname()[1])
     release = _held(reactor, client)
     client.start()
     client.stop()
@@ -439,5 +458,5 @@ def test_started_again_while_the_connect_of_before_runs(listener: socket.socket)
     accepted = accept(listener, reactor)
     connack(accepted, reactor)
     assert client.connected
-    client.stop()
+    stop(client, reactor)
     accepted.close()

@@ -9,14 +9,23 @@ import socket
 
 import pytest
 
-from tests.unit.mqtt.reactors import DRIVERS, ThreadedReactor, accept, connack, make_client, pump
+from tests.clocks import Clocks
+from tests.unit.mqtt.reactors import (
+    DRIVERS,
+    ThreadedReactor,
+    accept,
+    connack,
+    make_client,
+    pump,
+    stop,
+)
 
 pytestmark = pytest.mark.parametrize("kind", DRIVERS)
 
 
-def _first_connect(listener: socket.socket, extra: str, kind: str) -> bytes:
+def _first_connect(clocks: Clocks, listener: socket.socket, extra: str, kind: str) -> bytes:
     """The CONNECT packet a new MQTTClient sends first, as the broker receives it."""
-    reactor, client = make_client(kind, listener.getsockname()[1], extra)
+    reactor, client = make_client(clocks, kind, listener.getsockname()[1], extra)
     client.start()
     pump(reactor)  # the connect (its watch, or its thread), then paho's socket
     accepted, _ = listener.accept()
@@ -45,10 +54,12 @@ def _flags_and_properties(packet: bytes) -> tuple[int, int, bytes]:
     return level, flags, packet[pos + 1 : pos + 1 + length]
 
 
-def test_the_first_connect_resumes_the_session_mqtt5(listener: socket.socket, kind: str) -> None:
+def test_the_first_connect_resumes_the_session_mqtt5(
+    listener: socket.socket, kind: str, clocks: Clocks
+) -> None:
     """MQTT 5: the first connect asks for the kept session (clean start 0), with its expiry."""
     level, flags, properties = _flags_and_properties(
-        _first_connect(listener, "session_expiry = 300\n", kind)
+        _first_connect(clocks, listener, "session_expiry = 300\n", kind)
     )
     assert level == 5
     assert not flags & 0x02, "clean start set on the first connect"
@@ -56,17 +67,19 @@ def test_the_first_connect_resumes_the_session_mqtt5(listener: socket.socket, ki
 
 
 def test_the_first_connect_resumes_the_session_mqtt311(
-    listener: socket.socket, kind: str
+    listener: socket.socket, kind: str, clocks: Clocks
 ) -> None:
     """MQTT 3.1.1: the gateway connects with clean session 0, so the broker keeps its session."""
-    level, flags, _ = _flags_and_properties(_first_connect(listener, "protocol = 3.1.1\n", kind))
+    connect = _first_connect(clocks, listener, "protocol = 3.1.1\n", kind)
+    level, flags, _ = _flags_and_properties(connect)
     assert level == 4
     assert not flags & 0x02, "clean session set"
 
 
-def test_no_session_expiry_starts_clean(listener: socket.socket, kind: str) -> None:
+def test_no_session_expiry_starts_clean(listener: socket.socket, kind: str, clocks: Clocks) -> None:
     """session_expiry = 0 keeps no session: every connect starts clean (the catch-all's)."""
-    _, flags, _ = _flags_and_properties(_first_connect(listener, "session_expiry = 0\n", kind))
+    connect = _first_connect(clocks, listener, "session_expiry = 0\n", kind)
+    _, flags, _ = _flags_and_properties(connect)
     assert flags & 0x02
 
 
@@ -78,10 +91,10 @@ def _accept_and_connack(listener: socket.socket, reactor: ThreadedReactor) -> so
 
 
 def test_a_filter_dropped_while_disconnected_is_unsubscribed_on_resume(
-    listener: socket.socket, kind: str
+    listener: socket.socket, kind: str, clocks: Clocks
 ) -> None:
     """A filter unsubscribed while the broker was away is unsubscribed from the resumed session."""
-    reactor, client = make_client(kind, listener.getsockname()[1], "reconnect_min = 1\n")
+    reactor, client = make_client(clocks, kind, listener.getsockname()[1], "reconnect_min = 1\n")
     client.subscribe("ocpp/cs/CP1/+/+", 1)
     client.start()
     first = _accept_and_connack(listener, reactor)
@@ -98,14 +111,14 @@ def test_a_filter_dropped_while_disconnected_is_unsubscribed_on_resume(
         assert sent[0] == 0xA2 and b"ocpp/cs/CP1/+/+" in sent, sent  # UNSUBSCRIBE
     finally:
         second.close()
-        client.stop()
+        stop(client, reactor)
 
 
 def test_a_filter_only_the_resumed_session_has_can_be_unsubscribed(
-    listener: socket.socket, kind: str
+    listener: socket.socket, kind: str, clocks: Clocks
 ) -> None:
     """unsubscribe() of a filter this process never subscribed (a previous run's) still sends it."""
-    reactor, client = make_client(kind, listener.getsockname()[1])
+    reactor, client = make_client(clocks, kind, listener.getsockname()[1])
     client.start()
     accepted = _accept_and_connack(listener, reactor)
     try:
@@ -115,16 +128,18 @@ def test_a_filter_only_the_resumed_session_has_can_be_unsubscribed(
         assert sent[0] == 0xA2 and b"ocpp/cs/OLD/+/+" in sent, sent
     finally:
         accepted.close()
-        client.stop()
+        stop(client, reactor)
 
 
-def test_stop_sends_its_disconnect_after_a_backlog(listener: socket.socket, kind: str) -> None:
+def test_stop_sends_its_disconnect_after_a_backlog(
+    listener: socket.socket, kind: str, clocks: Clocks
+) -> None:
     """
     stop() with more queued than the socket takes at once: the DISCONNECT
     still reaches the broker, after the backlog (else the broker publishes
     the gateway's last will on top of its goodbye), and stop() fires then.
     """
-    reactor, client = make_client(kind, listener.getsockname()[1])
+    reactor, client = make_client(clocks, kind, listener.getsockname()[1])
     client.start()
     accepted = _accept_and_connack(listener, reactor)
     try:

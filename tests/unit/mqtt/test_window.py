@@ -13,12 +13,12 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from twisted.internet.task import Clock
 
 from ocppgw.config import parse
 from ocppgw.mqtt.client import MQTTClient
 from ocppgw.mqtt.speedup import fits
 from ocppgw.mqtt.window import PahoWindow, PublishError, Window
+from tests.clocks import Clocks
 from tests.unit.mqtt.reactors import DRIVERS, driver_class
 
 
@@ -173,11 +173,11 @@ def test_a_packet_id_paho_still_uses_is_passed_over() -> None:
     assert not w.owns(7) and w.owns(8)
 
 
-def _client(kind: str, extra: str = "") -> MQTTClient:
+def _client(clocks: Clocks, kind: str, extra: str = "") -> MQTTClient:
     config = parse(
         f"[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:1\n{extra}"
     ).mqtt
-    return MQTTClient(config, Clock(), driver=driver_class(kind))
+    return MQTTClient(config, clocks.new(), driver=driver_class(kind))
 
 
 @pytest.mark.parametrize("kind", DRIVERS)
@@ -190,9 +190,11 @@ def _client(kind: str, extra: str = "") -> MQTTClient:
         ("x" * 65536, "too long"),
     ],
 )
-def test_publish_refuses_a_topic_paho_would(topic: str, why: str, kind: str) -> None:
+def test_publish_refuses_a_topic_paho_would(
+    topic: str, why: str, kind: str, clocks: Clocks
+) -> None:
     """MQTTClient.publish at QoS 1 refuses what paho's publish refuses, with its words."""
-    client = _client(kind)
+    client = _client(clocks, kind)
     with pytest.raises(ValueError, match=why):
         client.publish(topic, b"x", qos=1)
     with pytest.raises(ValueError, match=why):
@@ -201,14 +203,16 @@ def test_publish_refuses_a_topic_paho_would(topic: str, why: str, kind: str) -> 
 
 
 @pytest.mark.parametrize("kind", DRIVERS)
-def test_publish_refuses_a_packet_over_the_largest_remaining_length(kind: str) -> None:
+def test_publish_refuses_a_packet_over_the_largest_remaining_length(
+    kind: str, clocks: Clocks
+) -> None:
     """A payload that fits alone but not with its topic is refused before it is queued."""
 
     class Huge(bytes):
         def __len__(self) -> int:
             return 268435455 - 3  # fits alone (§2.2.3), not with topic and packet id
 
-    client = _client(kind)
+    client = _client(clocks, kind)
     with pytest.raises(ValueError, match="Packet too large"):
         client.publish("t/x", Huge(), qos=1)
     assert client.unacknowledged() == 0
@@ -216,9 +220,9 @@ def test_publish_refuses_a_packet_over_the_largest_remaining_length(kind: str) -
 
 @pytest.mark.parametrize("kind", DRIVERS)
 @pytest.mark.parametrize("qos", [1, 2])
-def test_a_full_buffer_fails_the_publish(kind: str, qos: int) -> None:
+def test_a_full_buffer_fails_the_publish(kind: str, qos: int, clocks: Clocks) -> None:
     """[mqtt] max_buffer publishes waiting: the next one fails with "MQTT buffer full"."""
-    client = _client(kind, "max_buffer = 2\n")
+    client = _client(clocks, kind, "max_buffer = 2\n")
     client.publish("t/a", b"1", qos=qos)
     client.publish("t/b", b"2", qos=qos)
     errors: list[str] = []
@@ -228,8 +232,9 @@ def test_a_full_buffer_fails_the_publish(kind: str, qos: int) -> None:
 
 
 @pytest.mark.parametrize("kind", DRIVERS)
-def test_qos0_fails_while_disconnected(kind: str) -> None:
+def test_qos0_fails_while_disconnected(kind: str, clocks: Clocks) -> None:
     """A QoS 0 message is not kept while the broker is away: it fails at once."""
     errors: list[str] = []
-    _client(kind).publish("t", b"0", qos=0).addErrback(lambda f: errors.append(str(f.value)))
+    client = _client(clocks, kind)
+    client.publish("t", b"0", qos=0).addErrback(lambda f: errors.append(str(f.value)))
     assert errors == ["MQTT broker not connected"]

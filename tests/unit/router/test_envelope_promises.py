@@ -8,25 +8,27 @@ from __future__ import annotations
 
 import json
 
-from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
-
 from ocppgw.config import parse
 from ocppgw.router.routing import Router
 from ocppgw.session.rules import Session
 from ocppgw.wire.protobuf.plan import generated_module
+from tests.clocks import ClockTestCase, end_router
 from tests.fakes import FakeConnection, FakeMQTT
 
 NOW = "2023-11-14T22:13:20.000Z"
 
 
-def setup(codec: str, version: str = "ocpp2.1") -> tuple[FakeMQTT, Session, FakeConnection]:
-    clock = Clock()
+def setup(
+    test: ClockTestCase, codec: str, version: str = "ocpp2.1"
+) -> tuple[FakeMQTT, Session, FakeConnection]:
+    """A charge point on a router of its own (and clock), which stops after ``test``."""
+    clock = test.new_clock()
     clock.advance(1_700_000_000)
     ini = "[listener:ws]\nendpoint = tcp:8080\n[gateway]\nid = gw1\n"
     ini += f"[upstream]\ncodec = {codec}\n[dnstream]\ncodec = json\n"
     mqtt = FakeMQTT()
     router = Router(parse(ini), mqtt, clock)
+    test.addCleanup(end_router, router)
     connection = FakeConnection()
     session = Session("CP1", version, connection, router, clock)
     router.directory.add(session, "tcp4:192.0.2.1:5555")
@@ -47,11 +49,11 @@ def error_envelopes(mqtt: FakeMQTT, codec: str) -> list[dict[str, object]]:
     return out
 
 
-class EnvelopePromiseTests(SynchronousTestCase):
+class EnvelopePromiseTests(ClockTestCase):
     def test_invalid_for_garbage_has_timestamp(self) -> None:
         """An Invalid envelope for garbage downstream carries Timestamp, in json and protobuf."""
         for codec in ("json", "protobuf"):
-            mqtt, _, _ = setup(codec)
+            mqtt, _, _ = setup(self, codec)
             mqtt.deliver("ocpp/cs/CP1/Call/Reset", b"\xff garbage")
             (env,) = error_envelopes(mqtt, codec)
             self.assertEqual((env["Origin"], env["Timestamp"]), ("gateway", NOW), codec)
@@ -59,7 +61,7 @@ class EnvelopePromiseTests(SynchronousTestCase):
     def test_callresulterror_carries_action(self) -> None:
         """A 2.1 CALLRESULTERROR for the backend's CALLRESULT carries the CALL's Action."""
         for codec in ("json", "protobuf"):
-            mqtt, session, connection = setup(codec)
+            mqtt, session, connection = setup(self, codec)
             session.frame_received('[2,"c1","Heartbeat",{}]')
             mqtt.deliver(
                 "ocpp/cs/CP1/Reply/Heartbeat",
@@ -73,7 +75,7 @@ class EnvelopePromiseTests(SynchronousTestCase):
 
     def test_raw_carries_the_frame_only(self) -> None:
         """raw: a gateway error is an OCPP-J CALLERROR frame with its code; a CP's is its bytes."""
-        mqtt, session, _ = setup("raw")
+        mqtt, session, _ = setup(self, "raw")
         mqtt.deliver("ocpp/cs/CP1/Call/Reset", b"\xff garbage")
         session.frame_received('[2,"c1","Heartbeat",{}]')
         mqtt.deliver(

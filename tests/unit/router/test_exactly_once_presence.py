@@ -22,7 +22,7 @@ from ocppgw.router.routing import Router
 from ocppgw.router.unclaimed import READ_WAIT, TWIN_WAIT
 from ocppgw.session.rules import Session
 from tests.clocks import ClockTestCase as SharedClockTestCase
-from tests.clocks import end_session
+from tests.clocks import end_router
 from tests.fakes import FakeConnection, FakeMQTT
 
 BASE = "[listener:ws]\nendpoint = tcp:8080\n[gateway]\nid = {gw}\n"
@@ -46,9 +46,7 @@ class Instance:
 
     def end(self) -> None:
         """Stop as the gateway stops: its sessions end, then the router leaves."""
-        for session in self.router.directory.all():
-            end_session(session)
-        self.router.leave()
+        end_router(self.router)
 
     def connect(self, cid: str) -> tuple[Session, FakeConnection]:
         connection = FakeConnection()

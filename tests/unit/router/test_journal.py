@@ -8,18 +8,17 @@ import tempfile
 from pathlib import Path
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.ocpp.envelope import Envelope
 from ocppgw.ocpp.messages import CallError
 from ocppgw.router import journal as journal_module
 from ocppgw.router.journal import Journal
+from tests.clocks import ClockTestCase
 
 
-class JournalTests(SynchronousTestCase):
+class JournalTests(ClockTestCase):
     def setUp(self) -> None:
-        self.clock = Clock()
+        super().setUp()
         directory = tempfile.mkdtemp(prefix="ocppgw-journal-")
         self.addCleanup(shutil.rmtree, directory)
         self.path = str(Path(directory) / "gw-1.journal")

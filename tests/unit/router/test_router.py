@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from ocppgw.config import parse
@@ -15,15 +14,15 @@ from ocppgw.ocpp.messages import Call
 from ocppgw.router.offline import OFFLINE_WAIT
 from ocppgw.router.routing import PER_CHARGE_POINT, Router
 from ocppgw.session.rules import Session
-from tests.clocks import end_session
+from tests.clocks import ClockTestCase, end_router
 from tests.fakes import FakeConnection, FakeMQTT
 
 BASE = "[listener:ws]\nendpoint = tcp:8080\n[gateway]\nid = gw1\n"
 
 
 CLOCK = Clock()
-#: The routers the running test made (ended in its cleanup).
-MADE: list[Router] = []
+#: The routers the running test made, with their clocks (ended and checked in its cleanup).
+MADE: list[tuple[Router, Clock]] = []
 
 
 def setup(extra: str = "") -> tuple[Router, FakeMQTT, Session, FakeConnection]:
@@ -32,26 +31,25 @@ def setup(extra: str = "") -> tuple[Router, FakeMQTT, Session, FakeConnection]:
     CLOCK.advance(1_700_000_000)
     mqtt = FakeMQTT()
     router = Router(parse(BASE + extra), mqtt, CLOCK)
-    MADE.append(router)
+    MADE.append((router, CLOCK))
     connection = FakeConnection()
     session = Session("CP1", "ocpp1.6", connection, router, CLOCK)
     router.directory.add(session, "tcp4:192.0.2.1:5555")
     return router, mqtt, session, connection
 
 
-class SetupTestCase(SynchronousTestCase):
-    """Tests on :func:`setup`'s router: it stops as the gateway stops, leaving no timer."""
+class SetupTestCase(ClockTestCase):
+    """Tests on :func:`setup`'s routers: each stops as the gateway stops, leaving no timer."""
 
     def setUp(self) -> None:
+        super().setUp()
         MADE.clear()
         self.addCleanup(self._ended)
 
     def _ended(self) -> None:
-        for router in MADE:
-            for session in router.directory.all():
-                end_session(session)
-            router.leave()
-        self.assertEqual([c for c in CLOCK.getDelayedCalls() if c.active()], [])
+        for router, clock in MADE:
+            end_router(router)
+            self.clocks.add(clock)
 
 
 class RouterTests(SetupTestCase):
@@ -352,7 +350,7 @@ class CatchAllTests(SetupTestCase):
         self.assertEqual(router._presence.prune(), 0)
 
 
-class ShareTests(SynchronousTestCase):
+class ShareTests(SetupTestCase):
     def test_one_charge_point_cannot_take_the_whole_buffer(self) -> None:
         """Publishes waiting for the broker are bounded per charge point by its share."""
         from twisted.internet.defer import Deferred
@@ -367,9 +365,10 @@ class ShareTests(SynchronousTestCase):
                 return d
 
         mqtt = SlowMQTT()
-        router = Router(parse(BASE + "[mqtt]\nmax_buffer = 64\n"), mqtt, Clock())
+        router = Router(parse(BASE + "[mqtt]\nmax_buffer = 64\n"), mqtt, self.clock)
+        self.addCleanup(end_router, router)
         for cid in ("CP1", "CP2"):
-            router.directory.add(Session(cid, "ocpp1.6", FakeConnection(), router, Clock()))
+            router.directory.add(Session(cid, "ocpp1.6", FakeConnection(), router, self.clock))
         self.assertEqual(router.share(), 32)
         failures = []
         for n in range(40):

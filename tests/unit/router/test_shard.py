@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import zlib
 
-from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
-
 from ocppgw.config import ConfigError, parse
 from ocppgw.router.routing import Router
 from ocppgw.router.topics import TopicTemplate, shard
 from ocppgw.session.rules import Session
+from tests.clocks import ClockTestCase, end_router
 from tests.fakes import FakeConnection, FakeMQTT
 
 BASE = "[listener:ws]\nendpoint = tcp:8080\n[gateway]\nid = gw1\n"
 
 
-class ShardTests(SynchronousTestCase):
+class ShardTests(ClockTestCase):
     def test_stable_crc32_modulo(self) -> None:
         """shard() is CRC-32 of the UTF-8 identity modulo shards, in 0..shards-1."""
         self.assertEqual(shard("CP1", 4), str(zlib.crc32(b"CP1") % 4))
@@ -26,12 +24,12 @@ class ShardTests(SynchronousTestCase):
 
     def test_upstream_topic_carries_the_shard(self) -> None:
         """A CALL of a charge point is published on the topic of its shard."""
-        clock = Clock()
         mqtt = FakeMQTT()
         config = parse(BASE + "[upstream]\ntopic = ocpp/cp/${shard}/${cid}/${action}\nshards = 4\n")
-        router = Router(config, mqtt, clock)
+        router = Router(config, mqtt, self.clock)
+        self.addCleanup(end_router, router)
         connection = FakeConnection()
-        session = Session("CP7", "ocpp1.6", connection, router, clock)
+        session = Session("CP7", "ocpp1.6", connection, router, self.clock)
         router.directory.add(session, "tcp4:192.0.2.1:5555")
         session.frame_received('[2,"1","Heartbeat",{}]')
         topics = [t for t, _ in mqtt.json() if t.startswith("ocpp/cp/")]

@@ -8,9 +8,6 @@ the grace period.
 
 from __future__ import annotations
 
-from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
-
 from ocppgw.ocpp.envelope import Envelope
 from ocppgw.ocpp.messages import Call, CallError, CallResult, CallResultError
 from ocppgw.ocpp.validation import Validator
@@ -478,13 +475,13 @@ class LoneSurrogate2xTests(Base):
         self.assertEqual(self.router.envelopes, [])
 
 
-class RecentCallsTests(SynchronousTestCase):
+class RecentCallsTests(ClockTestCase):
     def test_window_and_cap(self) -> None:
         """Answered ids are known for the window, at most RECENT_MEMORY of them, oldest
         dropped first; adopt() puts an older memory before this one."""
         from ocppgw.session.recent import RECENT_MEMORY, RecentCalls
 
-        clock = Clock()
+        clock = self.clock
         recent = RecentCalls(clock, 30)
         for n in range(RECENT_MEMORY + 1):
             recent.add(f"d{n}", "Reset", {"n": n})

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
-
 from ocppgw.ocpp.versions import OCPP16
 from ocppgw.session.flood import MessageRate
 from ocppgw.session.rules import Session, SessionOptions
@@ -12,10 +9,10 @@ from tests.clocks import ClockTestCase, end_session
 from tests.fakes import FakeConnection, FakeRouter
 
 
-class BucketTests(SynchronousTestCase):
+class BucketTests(ClockTestCase):
     def test_burst_then_rate(self) -> None:
         """burst frames at once, then rate per second; what is beyond is counted."""
-        clock = Clock()
+        clock = self.clock
         bucket = MessageRate(clock, rate=2, burst=3)
         self.assertEqual([bucket.admit() for _ in range(4)], [True, True, True, False])
         clock.advance(0.5)
@@ -24,7 +21,7 @@ class BucketTests(SynchronousTestCase):
 
     def test_zero_rate_is_no_limit(self) -> None:
         """max_message_rate = 0 admits everything."""
-        bucket = MessageRate(Clock(), rate=0, burst=1)
+        bucket = MessageRate(self.clock, rate=0, burst=1)
         self.assertTrue(all(bucket.admit() for _ in range(1000)))
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
 
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope, GatewayError
 from ocppgw.ocpp.messages import CallError
 from ocppgw.session.owed import OWED_MEMORY, OWED_RETRY, Owed
+from tests.clocks import ClockTestCase, end_router
 from tests.fakes import FakeMQTT
 
 
@@ -32,10 +31,10 @@ class _Broker:
         return succeed(None)
 
 
-class OwedTests(SynchronousTestCase):
+class OwedTests(ClockTestCase):
     def test_published_once_the_broker_takes_it(self) -> None:
         """A failed publish is tried again every OWED_RETRY seconds until it goes through."""
-        clock, broker = Clock(), _Broker()
+        clock, broker = self.clock, _Broker()
         owed = Owed(clock, broker.publish, "test")
         owed.publish(_error("1"))
         clock.advance(OWED_RETRY)
@@ -48,7 +47,7 @@ class OwedTests(SynchronousTestCase):
 
     def test_bounded(self) -> None:
         """At most OWED_MEMORY envelopes wait; the oldest beyond that are dropped."""
-        clock, broker = Clock(), _Broker()
+        clock, broker = self.clock, _Broker()
         owed = Owed(clock, broker.publish, "test")
         for n in range(OWED_MEMORY + 3):
             owed.publish(_error(str(n)))
@@ -58,15 +57,16 @@ class OwedTests(SynchronousTestCase):
         self.assertEqual(broker.taken[0], "3")
 
 
-class RouterOwesTests(SynchronousTestCase):
+class RouterOwesTests(ClockTestCase):
     def test_offline_answer_is_published_when_the_broker_is_back(self) -> None:
         """The router's Offline answer for an unheld charge point is owed, not only logged."""
         from ocppgw.config import parse
         from ocppgw.router.routing import Router
 
         config = parse("[listener:ws]\nendpoint = tcp:0\n")
-        clock, mqtt = Clock(), FakeMQTT()
-        Router(config, mqtt, clock)  # subscribes to the broker fake
+        clock, mqtt = self.clock, FakeMQTT()
+        router = Router(config, mqtt, clock)  # subscribes to the broker fake
+        self.addCleanup(end_router, router)
         mqtt.failing = True
         mqtt.deliver("ocpp/cs/CP9/2/1", {"MessageTypeId": 2, "UniqueId": "u1",
                                           "Action": "Reset", "Payload": {}},

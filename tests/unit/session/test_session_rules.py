@@ -16,7 +16,7 @@ from ocppgw.ocpp.messages import Call, CallError, CallResult
 from ocppgw.ocpp.validation import Validator
 from ocppgw.ocpp.versions import OCPP16, OCPP21, OCPP201
 from ocppgw.session.rules import Session, SessionOptions
-from tests.clocks import SessionsTestCase, made
+from tests.clocks import Clocks, SessionsTestCase, end_session, made
 from tests.fakes import FakeConnection, FakeRouter
 
 VALIDATE = Validator().validate
@@ -193,7 +193,7 @@ def test_broken_schema_dir_stops_the_start(tmp_path: Path) -> None:
         session_options(config)
 
 
-def test_schema_failing_at_runtime_answers_internal_error(tmp_path: Path) -> None:
+def test_schema_failing_at_runtime_answers_internal_error(tmp_path: Path, clocks: Clocks) -> None:
     """A $ref that cannot be resolved gets InternalError for the CALL, not a crash."""
     directory = _schema_dir(
         tmp_path, {"properties": {"n": {"$ref": "http://example.invalid/N.json"}}}
@@ -201,10 +201,11 @@ def test_schema_failing_at_runtime_answers_internal_error(tmp_path: Path) -> Non
     config = parse(f"[listener:a]\nendpoint = tcp:1\n[validation]\nschema_dir = {directory}\n")
     options = session_options(config)
     connection, router = FakeConnection(), FakeRouter()
-    session = Session("CP1", OCPP16, connection, router, Clock(), options)
+    session = Session("CP1", OCPP16, connection, router, clocks.new(), options)
     session.frame_received('[2,"1","Heartbeat",{"n":1}]')
     assert connection.sent()[0][:3] == [4, "1", "InternalError"]
     assert router.envelopes == []
+    end_session(session)
 
 
 def test_configured_check_answers_alike_before_and_after_its_schema_is_compiled() -> None:

@@ -21,6 +21,7 @@ from ocppgw.mqtt.client import MQTTClient
 from ocppgw.mqtt.speedup import fits
 from ocppgw.mqtt.speedup.connect import open_socket
 from ocppgw.mqtt.speedup.driver import FastDriver
+from tests.clocks import Clocks
 
 pytestmark = pytest.mark.skipif(not fits(), reason="paho lacks what the speed-up uses")
 
@@ -45,10 +46,10 @@ def _fire_writers(reactor: MemoryReactorClock) -> None:
 
 
 def test_connects_when_the_reactor_says_writable(
-    listener: socket.socket, no_blocking_connect: None
+    listener: socket.socket, no_blocking_connect: None, clocks: Clocks
 ) -> None:
     """The socket connects in the background and is handed over once writable."""
-    reactor = _ThreadlessReactor()
+    reactor = clocks.add(_ThreadlessReactor())
     results: list[Any] = []
     open_socket(reactor, "127.0.0.1", listener.getsockname()[1], 5).addBoth(results.append)
     if not results:
@@ -63,10 +64,10 @@ def test_connects_when_the_reactor_says_writable(
 
 
 def test_a_black_hole_times_out_on_the_reactor_clock(
-    black_hole: int, no_blocking_connect: None
+    black_hole: int, no_blocking_connect: None, clocks: Clocks
 ) -> None:
     """A connect that hangs fails with TimeoutError after the timeout, its watch removed."""
-    reactor = _ThreadlessReactor()
+    reactor = clocks.add(_ThreadlessReactor())
     results: list[Any] = []
     open_socket(reactor, "127.0.0.1", black_hole, 5).addBoth(results.append)
     assert results == [] and reactor.writers
@@ -79,14 +80,14 @@ def test_a_black_hole_times_out_on_the_reactor_clock(
 
 
 def test_the_client_never_blocks_on_a_black_hole(
-    black_hole: int, no_blocking_connect: None
+    black_hole: int, no_blocking_connect: None, clocks: Clocks
 ) -> None:
     """MQTTClient.start() returns at once; the attempt times out and a retry is scheduled."""
     config = parse(
         "[listener:ws]\nendpoint = tcp:0\n"
         f"[mqtt]\nbroker = mqtt://127.0.0.1:{black_hole}\nreconnect_min = 1\n"
     )
-    reactor = _ThreadlessReactor()
+    reactor = clocks.add(_ThreadlessReactor())
     client = MQTTClient(config.mqtt, reactor, driver=FastDriver)
     client.start()
     assert reactor.writers and not client.connected
@@ -104,9 +105,9 @@ def _report_hangup(reactor: MemoryReactorClock) -> None:
         watch.connectionLost(Failure(ConnectionLost()))
 
 
-def test_a_refused_connect_fails_at_once_as_refused(closed_port: int) -> None:
+def test_a_refused_connect_fails_at_once_as_refused(closed_port: int, clocks: Clocks) -> None:
     """A refused connect reported as a hang-up fails with ECONNREFUSED at once, not a timeout."""
-    reactor = _ThreadlessReactor()
+    reactor = clocks.add(_ThreadlessReactor())
     results: list[Any] = []
     open_socket(reactor, "127.0.0.1", closed_port, 5).addBoth(results.append)
     if not results:
@@ -116,13 +117,13 @@ def test_a_refused_connect_fails_at_once_as_refused(closed_port: int) -> None:
     assert not reactor.writers and not reactor.getDelayedCalls()
 
 
-def test_a_refused_broker_is_retried_every_reconnect_min(closed_port: int) -> None:
+def test_a_refused_broker_is_retried_every_reconnect_min(closed_port: int, clocks: Clocks) -> None:
     """Refused connects are logged as refused and retried every reconnect_min, without backoff."""
     config = parse(
         "[listener:ws]\nendpoint = tcp:0\n"
         f"[mqtt]\nbroker = mqtt://127.0.0.1:{closed_port}\nreconnect_min = 0.5\n"
     )
-    reactor = _ThreadlessReactor()
+    reactor = clocks.add(_ThreadlessReactor())
     logged: list[str] = []
     observer = lambda event: logged.append(formatEvent(event))  # noqa: E731
     globalLogPublisher.addObserver(observer)

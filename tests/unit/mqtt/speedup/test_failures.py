@@ -19,6 +19,7 @@ from ocppgw.mqtt.driver import Descriptor
 from ocppgw.mqtt.speedup import fits
 from ocppgw.mqtt.speedup.driver import FastDriver, PahoClient
 from ocppgw.mqtt.speedup.reads import parse_puback
+from tests.clocks import Clocks
 from tests.unit.mqtt.reactors import ThreadedReactor
 from tests.unit.mqtt.speedup.test_reads import connected
 
@@ -75,11 +76,12 @@ def test_an_exception_while_handling_a_packet_drops_the_connection(wired: Any) -
     assert client._sock is None
 
 
-def test_descriptor_lost_drops_the_connection(wired: Any) -> None:
+def test_descriptor_lost_drops_the_connection(wired: Any, clocks: Clocks) -> None:
     """When the reactor gives up on the socket (connectionLost), paho's connection ends too."""
     client, _, events = wired
     config = parse("[listener:ws]\nendpoint = tcp:0\n").mqtt
-    driver = FastDriver(config, ThreadedReactor(), lambda t, p, i: None, lambda why: None)
+    reactor = clocks.add(ThreadedReactor())
+    driver = FastDriver(config, reactor, lambda t, p, i: None, lambda why: None)
     driver.paho = client
     descriptor = Descriptor(client._sock, driver)
     descriptor.connectionLost(Failure(RuntimeError("doRead raised")))

@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ocppgw.mqtt.speedup import fits
 from ocppgw.mqtt.speedup.driver import FastDriver, PahoClient
 from ocppgw.mqtt.speedup.window import PublishWindow, _length
+from tests.clocks import Clocks
 from tests.unit.mqtt.test_window import interrupted
 
 pytestmark = pytest.mark.skipif(not fits(), reason="paho lacks what the speed-up uses")
@@ -172,15 +173,13 @@ def test_remaining_length_is_the_varint_paho_writes(size: int) -> None:
     assert ours == bytes(theirs)
 
 
-def test_the_window_and_paho_share_one_counter_of_packet_ids() -> None:
+def test_the_window_and_paho_share_one_counter_of_packet_ids(clocks: Clocks) -> None:
     """The window's packet ids and paho's (SUBSCRIBE...) come from one counter, wrapping to 1."""
-    from twisted.internet.task import Clock
-
     from ocppgw.config import parse
     from ocppgw.mqtt.client import MQTTClient
 
     config = parse("[listener:ws]\nendpoint = tcp:0\n[mqtt]\nbroker = mqtt://127.0.0.1:1\n").mqtt
-    client = MQTTClient(config, Clock(), driver=FastDriver)
+    client = MQTTClient(config, clocks.new(), driver=FastDriver)
     paho_next = client._client._mid_generate
     ours = client._qos1._next_mid  # type: ignore[union-attr]
     assert [paho_next(), ours(), paho_next(), ours()] == [1, 2, 3, 4]
