@@ -199,9 +199,13 @@ def test_profile_3_tls_refusals(setup: Setup, case: str, why: str, failed_with: 
     elif case == "expired":
         cert = setup.ca.issue(identity, o="ACME", expired=True).write(setup.dir, identity)
     assert refused_by_tls(setup.p3, client_tls(setup.ca_file, cert), identity)
-    setup.gw.wait_log(why)
-    failed = re.findall(r"TLS handshake with 127\.0\.0\.1:\d+ failed: (.*)", setup.gw.log())
-    assert any(failed_with in line for line in failed), failed
+    setup.gw.wait_log(why)  # in the handshake; the failed handshake's line when it ends
+
+    def failed() -> bool:
+        lines = re.findall(r"TLS handshake with 127\.0\.0\.1:\d+ failed: (.*)", setup.gw.log())
+        return any(failed_with in line for line in lines)
+
+    wait_for(failed, f"'TLS handshake with ... failed: ...{failed_with}...' in the gateway log")
     assert setup.backend.topics(identity) == []
 
 
