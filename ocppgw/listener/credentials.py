@@ -7,11 +7,18 @@ The credentials file holds one identity a line::
     # identity  hash                                   options
     CP001       sha256$<salt, base64>$<digest, base64>  profile=1
     CP002       sha256$<salt, base64>$<digest, base64>  profile=3 serial=SN%2012
+    CP003       sha256$<salt, base64>$<digest, base64>  profile=1 weak
 
 ``profile`` is the security profile the identity is registered at (a listener
 of a lower profile refuses it, A00.FR.005); ``serial`` (percent-encoded) is
 the charge point's serial number, which its client certificate's CN must hold
-on a listener with ``cert_identity = serial`` (A00.FR.405).
+on a listener with ``cert_identity = serial`` (A00.FR.405).  ``weak`` marks a
+password outside the whitepaper's 16-40 characters (a 1.6 key under 16
+bytes), stored with ``ocppgw-passwd --weak`` for a legacy charger; the
+gateway logs how many it loaded.  A file without it reads as before.
+
+A line that does not parse is reported by file and line number only: what
+is on it may be a password pasted in by mistake (SEC A01.FR.08/09).
 
 The identity is percent-encoded (so it may contain any character, spaces and
 ``:`` included).  The digest is SHA-256 over salt + password bytes.  A fast
@@ -60,6 +67,8 @@ class Entry:
     profile: int = 1
     #: The serial number its client certificate's CN holds (A00.FR.405), if recorded.
     serial: str | None = None
+    #: Outside the whitepaper's 16-40 characters: stored with ``--weak``.
+    weak: bool = False
 
     def matches(self, password: bytes) -> bool:
         candidates = [password]
@@ -77,6 +86,7 @@ class Entry:
             f"{SCHEME}${b64(self.salt).decode()}${b64(self.digest).decode()} "
             f"profile={self.profile}"
             + (f" serial={quote(self.serial, safe='')}" if self.serial is not None else "")
+            + (" weak" if self.weak else "")
         )
 
 
@@ -85,11 +95,15 @@ def _digest(salt: bytes, password: bytes) -> bytes:
 
 
 def make_entry(
-    identity: str, password: bytes, profile: int = 1, serial: str | None = None
+    identity: str,
+    password: bytes,
+    profile: int = 1,
+    serial: str | None = None,
+    weak: bool = False,
 ) -> Entry:
     """A new entry for ``identity`` with a fresh random salt."""
     salt = secrets.token_bytes(16)
-    return Entry(identity, salt, _digest(salt, password), profile, serial)
+    return Entry(identity, salt, _digest(salt, password), profile, serial, weak)
 
 
 def parse_line(line: str, where: str) -> Entry | None:
@@ -99,12 +113,19 @@ def parse_line(line: str, where: str) -> Entry | None:
         return None
     fields = text.split()
     if len(fields) < 2:
-        raise CredentialsError(f"{where}: expected IDENTITY HASH [profile=N]")
+        raise CredentialsError(
+            f"{where}: expected IDENTITY HASH [profile=N] [serial=S] [weak]; "
+            "set passwords with ocppgw-passwd, never by hand"
+        )
     identity = unquote(fields[0])
     scheme, _, rest = fields[1].partition("$")
     salt_b64, _, digest_b64 = rest.partition("$")
-    if scheme != SCHEME:
-        raise CredentialsError(f"{where}: unknown hash scheme {scheme!r} (expected {SCHEME})")
+    if scheme != SCHEME or not rest:
+        # Not echoed: a plaintext password pasted in would land in the log.
+        raise CredentialsError(
+            f"{where}: the second field is not a {SCHEME}$SALT$DIGEST hash; "
+            "set passwords with ocppgw-passwd, never by hand"
+        )
     try:
         salt = base64.b64decode(salt_b64, validate=True)
         digest = base64.b64decode(digest_b64, validate=True)
@@ -114,17 +135,21 @@ def parse_line(line: str, where: str) -> Entry | None:
         raise CredentialsError(f"{where}: hash has the wrong length")
     profile = 1
     serial = None
-    for option in fields[2:]:
+    weak = False
+    for n, option in enumerate(fields[2:], 3):
         key, _, value = option.partition("=")
         if key == "profile" and value in ("1", "2", "3"):
             profile = int(value)
         elif key == "serial" and value:
             serial = unquote(value)
+        elif option == "weak":
+            weak = True
         else:
+            # Not echoed, for the same reason as a bad hash.
             raise CredentialsError(
-                f"{where}: unknown option {option!r} (expected profile=1|2|3 or serial=S)"
+                f"{where}: field {n} is not an option (expected profile=1|2|3, serial=S or weak)"
             )
-    return Entry(identity, salt, digest, profile, serial)
+    return Entry(identity, salt, digest, profile, serial, weak)
 
 
 def read_file(path: str) -> dict[str, Entry]:
@@ -148,7 +173,9 @@ def write_file(path: str, entries: dict[str, Entry]) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("# ocppgw credentials: IDENTITY (percent-encoded) HASH [profile=N] [serial=S]\n")
+        f.write(
+            "# ocppgw credentials: IDENTITY (percent-encoded) HASH [profile=N] [serial=S] [weak]\n"
+        )
         for identity in sorted(entries):
             f.write(entries[identity].line() + "\n")
     os.replace(tmp, path)
@@ -184,6 +211,19 @@ class Credentials:
             # A FIFO or device would block the reactor in open().
             raise CredentialsError(f"credentials file {self._path} is not a regular file")
         self._entries = read_file(self._path)
+        weak = self.weak()
+        # SEC §7.2 / A00.FR.205: 16-40 characters; a legacy charger's shorter
+        # password is allowed with --weak, and said here at every load.
+        (_log.warn if weak else _log.info)(
+            "[auth] credentials loaded: {n} identities, {weak} weak "
+            "(passwords outside 16-40 characters, set with ocppgw-passwd --weak)",
+            n=len(self._entries),
+            weak=weak,
+        )
+
+    def weak(self) -> int:
+        """How many of the loaded entries are marked weak."""
+        return sum(1 for entry in self._entries.values() if entry.weak)
 
     def _fresh(self) -> None:
         try:
