@@ -19,6 +19,7 @@ sender's version wants that reported.  :func:`encode_frame` is its inverse.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -194,10 +195,33 @@ def parse_frame(text: str, version: str) -> Message:
             unique_id, type_id = lenient
             raise FrameError(ErrorKind.FORMAT, str(e), unique_id, type_id) from None
         raise FrameError(ErrorKind.RPC_FRAMEWORK, f"frame is not valid JSON: {_short(e)}") from None
-    except (ValueError, RecursionError) as e:
+    except json.JSONDecodeError as e:
         # OCPP 2.0.1 Part 4 §4.2.3: the reply must not echo invalid JSON.
         raise FrameError(ErrorKind.RPC_FRAMEWORK, f"frame is not valid JSON: {_short(e)}") from None
+    except RecursionError:
+        raise _beyond_limits(text, "the frame nests arrays or objects too deeply") from None
+    except ValueError:
+        # The one other ValueError a str decodes to: an integer longer than
+        # Python converts (sys.set_int_max_str_digits).  Its text, like the
+        # RecursionError's, names Python internals: never sent on.
+        raise _beyond_limits(text, "a number in the frame has too many digits") from None
     return parse_value(frame, version)
+
+
+#: The type and id a frame starts with, read without decoding the rest.
+_HEAD = re.compile(r'\A[ \t\n\r]*\[[ \t\n\r]*([0-9]{1,2})[ \t\n\r]*,[ \t\n\r]*"([^"\\]{1,36})"')
+
+
+def _beyond_limits(text: str, why: str) -> FrameError:
+    """
+    A frame that is JSON but past what the gateway decodes: the version's
+    format error (1.6 FormationViolation, 2.x FormatViolation), answered
+    with the id its head shows, with a description of the gateway's own.
+    """
+    head = _HEAD.match(text)
+    if head is None:
+        return FrameError(ErrorKind.FORMAT, why)
+    return FrameError(ErrorKind.FORMAT, why, head.group(2), int(head.group(1)))
 
 
 def parse_value(frame: object, version: str) -> Message:

@@ -249,3 +249,71 @@ def test_loads_reads_odd_bytes_as_json_loads(data: bytes) -> None:
             return ("error", type(e).__name__, str(e))
 
     assert outcome(loads) == outcome(json.loads)
+
+
+#: Words of Python's own exception texts that must never reach a charge point.
+INTERNAL = ("recursion", "int_max_str_digits", "Exceeds the limit", "sys.")
+
+
+def _nested(depth: int, opener: str) -> str:
+    """A JSON value ``depth`` levels deep, of arrays ("[") or objects ('{"a":')."""
+    if opener == "[":
+        return "[" * depth + "]" * depth
+    return '{"a":' * depth + "0" + "}" * depth
+
+
+@pytest.mark.parametrize("version", [OCPP16, OCPP201, OCPP21])
+@pytest.mark.parametrize(
+    "payload, why",
+    [
+        ('{"x":' + "[" * 5000 + "]" * 5000 + "}", "nests"),
+        ('{"x":' + "9" * 5000 + "}", "digits"),
+        ('{"x":-' + "1" * 5000 + "}", "digits"),
+    ],
+)
+def test_frames_past_decoding_limits_are_format_errors(version: str, payload: str,
+                                                       why: str) -> None:
+    """A CALL nested 5,000 deep or with a 5,000-digit number: format error, our words, its id."""
+    with pytest.raises(FrameError) as e:
+        parse_frame(f'[2,"deep-1","DataTransfer",{payload}]', version)
+    assert e.value.kind is ErrorKind.FORMAT
+    assert (e.value.unique_id, e.value.message_type) == ("deep-1", 2)
+    assert why in e.value.description
+    assert not any(word in e.value.description for word in INTERNAL)
+    assert error_code(version, e.value.kind) == (
+        "FormationViolation" if version == OCPP16 else "FormatViolation"
+    )
+
+
+@given(
+    # Past the recursion limit wherever the decoder is called from: 1,000
+    # frames, which Hypothesis raises by 2,000 while a test runs.
+    depth=st.integers(min_value=5000, max_value=20000),
+    digits=st.integers(min_value=4301, max_value=6000),
+    opener=st.sampled_from(["[", '{"a":']),
+    huge=st.booleans(),
+    framed=st.booleans(),
+    unique_id=st.text(
+        st.characters(codec="ascii", exclude_characters='"\\', min_codepoint=32),
+        min_size=1,
+        max_size=36,
+    ),
+    version=st.sampled_from([OCPP16, OCPP201, OCPP21]),
+)
+@example(depth=5000, digits=5000, opener="[", huge=False, framed=False, unique_id="1",
+         version=OCPP16)
+def test_deep_or_huge_frames_never_carry_python_text(
+    depth: int, digits: int, opener: str, huge: bool, framed: bool, unique_id: str,
+    version: str
+) -> None:
+    """Deep nesting or a huge integer, framed or bare: FORMAT, our description, id when readable."""
+    inner = "9" * digits if huge else _nested(depth, opener)
+    if framed:
+        text = f'[2,"{unique_id}","DataTransfer",{{"data":{inner}}}]'
+    else:
+        text = inner if not huge else f"[{inner}]"
+    with pytest.raises(FrameError) as e:
+        parse_frame(text, version)
+    assert e.value.kind is ErrorKind.FORMAT
+    assert e.value.unique_id == (unique_id if framed else "-1")
+    assert not any(word in e.value.description for word in INTERNAL)
