@@ -5,6 +5,8 @@ Security profile 1: HTTP Basic against a credentials file made with the real
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from tests.integration.harness import (
     recv_frame,
     run_async,
     settle,
+    wait_log,
 )
 
 PASSWORD = "correct-horse-battery-0123"
@@ -129,3 +132,32 @@ async def test_hex_authorization_key_as_raw_bytes(secured, backend):
     wrong = bytes(20)
     e = await _refused(secured.url(cid), additional_headers=basic_auth(cid.encode(), wrong))
     assert e.response.status_code == 401
+
+
+def test_weak_entries_counted_at_start_and_reload(gateway, tmp_path: Path) -> None:
+    """ocppgw-passwd refuses a 15-byte key and a short password unless --weak; the gateway
+    logs how many weak entries it loaded at start and again after SIGHUP, and they log in."""
+    creds = tmp_path / "credentials"
+    for args, stdin in ((("--hex", "00" * 15), ""), ((), "short-pw\n")):
+        refused = subprocess.run(
+            [str(OCPPGW_PASSWD), "--file", str(creds), "set", "it-weak-CP", *args],
+            input=stdin, capture_output=True, text=True, timeout=30,
+        )
+        assert refused.returncode == 2, refused
+        assert "--weak" in refused.stderr and "--generate" in refused.stderr, refused.stderr
+    passwd(creds, "set", "it-weak-CP", "--weak", stdin="short-pw\n")
+    passwd(creds, "set", "it-strong-CP", "--generate")
+    gw = gateway({"listener:ws": {"security_profile": "1"}, "auth": {"credentials": str(creds)}})
+    wait_log(gw, r"credentials loaded: 2 identities, 1 weak", 1)
+
+    passwd(creds, "set", "it-weak-16", "--hex", "00" * 15, "--weak")
+    assert gw.proc is not None
+    os.kill(gw.proc.pid, signal.SIGHUP)
+    wait_log(gw, r"credentials loaded: 3 identities, 2 weak", 1)
+
+    async def login() -> None:
+        headers = basic_auth(b"it-weak-CP", b"short-pw")
+        async with connect(gw.url("it-weak-CP"), ["ocpp1.6"], additional_headers=headers) as ws:
+            assert ws.subprotocol == "ocpp1.6"
+
+    run_async(login)()
