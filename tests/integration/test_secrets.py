@@ -1,11 +1,12 @@
 """
 Secrets stay inside (issue 24, point 4): a gateway driven through good and
-bad logins, malformed Basic headers, admin calls with the right token and a
-typo of it, a plaintext password pasted into the credentials file (read on
-SIGHUP and on the next login), and frames past what the decoder reads, with
-known secret strings; none of them, in any encoding a client sent it, shows
-up in the gateway's log, the HTTP answers, the admin API, ``/metrics``, the
-frames sent to the charge point or what the gateway published.
+bad logins on security profiles 1, 2 and 3, malformed Basic headers, admin
+calls with the right token and a typo of it, a plaintext password pasted
+into the credentials file (read on SIGHUP and on the next login), and frames
+past what the decoder reads, with known secret strings; none of them, in any
+encoding a client sent it, shows up in the gateway's log, the HTTP answers,
+the admin API, ``/metrics``, the frames sent to the charge point or what the
+gateway published.  Nor does the MQTT password when the broker refuses it.
 
 The gateway has no log level setting: every event, debug included, is
 written, in both ``log_format``s (both are run).
@@ -17,14 +18,18 @@ import asyncio
 import base64
 import os
 import signal
+import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from ocppgw.listener.credentials import make_entry, write_file
+from tests.certs import CA
 from tests.integration.harness import (
     Backend,
+    Broker,
     Gateway,
     basic_auth,
     connect,
@@ -32,6 +37,9 @@ from tests.integration.harness import (
     recv_frame,
     run_async,
     settle,
+    start_broker,
+    start_gateway,
+    stop_process,
     wait_log,
 )
 from tests.integration.harness.admin import ahttp
@@ -39,6 +47,9 @@ from tests.integration.harness.admin import ahttp
 CP = "it-secret-CP1"
 PASSWORD = "Secret-CP-Password-7f3a9c"
 WRONG = "Secret-Wrong-Password-61be0d"
+#: The profile 2 identity's password, and a wrong one.
+TLS_PASSWORD = "Secret-SP2-Password-c4d9e1"
+TLS_WRONG = "Secret-SP2-Wrong-Password-77f0"
 NOT_BASE64 = "Secret-Not-Base64-5d1e!!"
 BEARER = "Secret-Bearer-For-CP-0a4c"
 WEAK = "Sec-9q2w"
@@ -54,6 +65,8 @@ SECRETS = {
     for name, value in {
         "password": PASSWORD,
         "wrong password": WRONG,
+        "sp2 password": TLS_PASSWORD,
+        "sp2 wrong password": TLS_WRONG,
         "not base64": NOT_BASE64,
         "bearer": BEARER,
         "weak password": WEAK,
@@ -68,6 +81,8 @@ for _name, _user, _secret in (
     ("basic", CP, PASSWORD),
     ("basic wrong", CP, WRONG),
     ("basic weak", "it-secret-weak", WEAK),
+    ("basic sp2", "it-secret-SP2", TLS_PASSWORD),
+    ("basic sp2 wrong", "it-secret-SP2", TLS_WRONG),
 ):
     SECRETS[_name + " (base64)"] = base64.b64encode(f"{_user}:{_secret}".encode()).decode()
 
@@ -75,10 +90,20 @@ for _name, _user, _secret in (
 INTERNAL = ("recursion", "int_max_str_digits", "Exceeds the limit")
 
 
-async def _refused(gw: Gateway, identity: str, headers: dict[str, str]) -> str:
+def _key_lines(path: Path) -> dict[str, str]:
+    """The base64 lines of a private key file, each a secret of its own."""
+    lines = path.read_text().splitlines()
+    return {f"{path.name} line {n}": line for n, line in enumerate(lines) if len(line) >= 40}
+
+
+async def _refused(
+    gw: Gateway, identity: str, headers: dict[str, str], url: str = "", **kw: object
+) -> str:
     """The status and body of a refused handshake, as text."""
     with pytest.raises(InvalidStatus) as e:
-        async with connect(gw.url(identity), ["ocpp1.6"], additional_headers=headers):
+        async with connect(
+            url or gw.url(identity), ["ocpp1.6"], additional_headers=headers, **kw
+        ):
             pass
     response = e.value.response
     return f"{response.status_code} {response.headers} {response.body!r}"
@@ -95,8 +120,17 @@ async def test_no_secret_leaves_the_gateway(
         CP: make_entry(CP, PASSWORD.encode()),
         "it-secret-weak": make_entry("it-secret-weak", WEAK.encode(), weak=True),
     }
+    good_entries["it-secret-SP2"] = make_entry("it-secret-SP2", TLS_PASSWORD.encode(), 2)
     write_file(str(creds), good_entries)
-    admin_port = free_port()
+    ca = CA()
+    ca_file = ca.write(tmp_path / "ca.pem")
+    server = ca.issue("localhost", server=True, dns=("localhost",)).write(tmp_path, "server")
+    client = ca.issue("it-secret-SP3", o="ACME").write(tmp_path, "client")
+    rogue = CA("rogue").issue("it-secret-SP3", o="ACME").write(tmp_path, "rogue")
+    secrets = dict(SECRETS)
+    for key in (server[1], client[1], rogue[1]):
+        secrets.update(_key_lines(key))
+    admin_port, p2, p3 = free_port(), free_port(), free_port()
     gw = gateway({
         "gateway": {"log_format": log_format},
         "listener:ws": {"security_profile": "1"},
@@ -104,6 +138,20 @@ async def test_no_secret_leaves_the_gateway(
         "admin": {"endpoint": f"tcp:{admin_port}:interface=127.0.0.1", "token": TOKEN},
         "mqtt": {"username": "it-secret-gw", "password": MQTT_PASSWORD},
         "validation": {"mode": "off"},
+        "listener:p2": {
+            "endpoint": f"tcp:{p2}:interface=127.0.0.1",
+            "security_profile": "2",
+            "tls_cert": str(server[0]),
+            "tls_key": str(server[1]),
+        },
+        "listener:p3": {
+            "endpoint": f"tcp:{p3}:interface=127.0.0.1",
+            "security_profile": "3",
+            "tls_cert": str(server[0]),
+            "tls_key": str(server[1]),
+            "tls_ca": str(ca_file),
+            "cpo_name": "ACME",
+        },
     })
     admin = f"http://127.0.0.1:{admin_port}"
     outputs: list[str] = []
@@ -136,6 +184,29 @@ async def test_no_secret_leaves_the_gateway(
     ):
         outputs.append(await _refused(gw, CP, headers))
     assert all(o.startswith("401") for o in outputs[-4:]), outputs[-4:]
+
+    # Profile 2 (Basic over TLS), right and wrong; profile 3 (client
+    # certificates), one of the CA and one of a rogue CA.
+    trust = ssl.create_default_context(cafile=str(ca_file))
+    sp2 = f"wss://localhost:{p2}/ocpp/it-secret-SP2"
+    headers = basic_auth(b"it-secret-SP2", TLS_PASSWORD.encode())
+    async with connect(sp2, ["ocpp1.6"], additional_headers=headers, ssl=trust) as ws:
+        await ws.send('[2,"hb-sp2","Heartbeat",{}]')
+        outputs.append(repr(await recv_frame(ws)))
+    headers = basic_auth(b"it-secret-SP2", TLS_WRONG.encode())
+    outputs.append(await _refused(gw, "it-secret-SP2", headers, url=sp2, ssl=trust))
+    assert outputs[-1].startswith("401"), outputs[-1]
+    sp3 = f"wss://localhost:{p3}/ocpp/it-secret-SP3"
+    mutual = ssl.create_default_context(cafile=str(ca_file))
+    mutual.load_cert_chain(str(client[0]), str(client[1]))
+    async with connect(sp3, ["ocpp1.6"], ssl=mutual) as ws:
+        await ws.send('[2,"hb-sp3","Heartbeat",{}]')
+        outputs.append(repr(await recv_frame(ws)))
+    forged = ssl.create_default_context(cafile=str(ca_file))
+    forged.load_cert_chain(str(rogue[0]), str(rogue[1]))
+    with pytest.raises((OSError, InvalidMessage, InvalidStatus)):
+        async with connect(sp3, ["ocpp1.6"], ssl=forged) as ws:
+            await ws.recv()
 
     # The admin API and /metrics, with the token and with a typo of it.
     for path in ("/api/v1/gateway", "/api/v1/chargepoints", "/metrics"):
@@ -174,6 +245,37 @@ async def test_no_secret_leaves_the_gateway(
     outputs.append(log)
     outputs += [repr(m) + m.payload.decode("utf-8", "replace") for m in backend.messages()]
     everything = "\n".join(outputs)
-    leaked = [name for name, secret in SECRETS.items() if secret in everything]
+    leaked = [name for name, secret in secrets.items() if secret in everything]
     assert not leaked, f"secrets in the output: {leaked}\n{log}"
     assert not any(word in everything for word in INTERNAL), log
+
+
+def test_mqtt_password_refused_by_broker_stays_inside(tmp_path: Path) -> None:
+    """A broker refusing the gateway's MQTT password: the refusal is logged, the password not."""
+    directory = tmp_path / "broker"
+    directory.mkdir()
+    passwords = directory / "passwords"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "it-secret-gw", "the-real-one-0123456"],
+        check=True, capture_output=True, timeout=30,
+    )
+    extra = ["allow_anonymous false", f"password_file {passwords}"]
+    if os.geteuid() == 0:
+        # Started as root, mosquitto drops to "mosquitto", who cannot read pytest's tmp.
+        extra.append("user root")
+    broker: Broker = start_broker(directory, extra=extra)
+    try:
+        gw = start_gateway(
+            tmp_path / "gw",
+            broker,
+            {"mqtt": {"username": "it-secret-gw", "password": MQTT_PASSWORD}},
+            mqtt_connected=False,
+        )
+        try:
+            wait_log(gw, r"MQTT broker .*refused", 1)
+        finally:
+            gw.stop()
+        log = gw.log()
+    finally:
+        stop_process(broker.proc)
+    assert MQTT_PASSWORD not in log, log
