@@ -181,7 +181,9 @@ AUTH = Section(model.LoginLimits, keys={
         The credentials file (salted hashes), managed with ocppgw-passwd.
         Required when a listener has security_profile 1 or 2, or cert_identity =
         serial; with it, every listener refuses identities registered at a higher
-        security profile than its own.
+        security profile than its own. Each load (start, SIGHUP, a change on
+        disk) logs how many entries are weak: passwords outside 16-40 characters
+        that ocppgw-passwd stored only with --weak, for legacy chargers.
     """),
     "max_failures_per_address": Key(int_range(0), "20", field="per_address", doc="""
         Failed logins (wrong password or certificate) allowed per source address
