@@ -175,6 +175,17 @@ async def test_no_secret_leaves_the_gateway(
                     assert not any(word in frame[3] for word in INTERNAL), frame
                 outputs += [repr(deep), repr(huge)]
 
+    # The same in 2.0.1: its FormatViolation.
+    headers = basic_auth(CP.encode(), PASSWORD.encode())
+    async with connect(gw.url(CP), ["ocpp2.0.1"], additional_headers=headers) as ws:
+        deep_object = '{"a":' * 5000 + "0" + "}" * 5000
+        for uid, data in (("deep-2", deep_object), ("huge-2", "-" + "7" * 5000)):
+            await ws.send(f'[2,"{uid}","DataTransfer",{{"vendorId":"x","data":{data}}}]')
+            frame = await recv_frame(ws)
+            assert frame[:3] == [4, uid, "FormatViolation"], frame
+            assert not any(word in frame[3] for word in INTERNAL), frame
+            outputs.append(repr(frame))
+
     # Bad logins: a wrong password, a header that is not base64, another scheme.
     for headers in (
         basic_auth(CP.encode(), WRONG.encode()),
