@@ -98,6 +98,7 @@ def session_options(config: Config, events: IGatewayEvents = NO_EVENTS) -> Sessi
         offline_ttl=config.downstream.offline_ttl,
         strict=config.strict,
         local_heartbeat=config.local_heartbeat,
+        local_status_notification=config.local_status_notification,
         validate_upstream=validate_upstream,
         validate_downstream=validate_downstream,
         events=events,

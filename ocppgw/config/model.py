@@ -159,6 +159,7 @@ class Config:
     validation_mode: str
     schema_dir: str | None
     local_heartbeat: bool
+    local_status_notification: bool
     login_limits: LoginLimits
     admin: AdminConfig
     #: ``text`` or ``json`` (one object per line).
