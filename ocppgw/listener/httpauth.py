@@ -9,7 +9,7 @@ The operator's HTTP authentication service (``[auth] http_url``).
   decides; anything else (a timeout after ``http_timeout``, a failed
   connection, another status, an unreadable answer) is an error, which the
   caller maps through ``http_on_error``;
-- never blocks the reactor: Twisted's ``Agent``, with persistent connections;
+- never blocks the reactor: Twisted's ``Agent``, a connection per request;
 - answers are remembered ``http_cache`` seconds per identity and credentials
   (password, client certificate fingerprint: a cached allow never admits
   other credentials), at most :data:`MAX_CACHED` of them; errors are not;
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import implementer
@@ -188,8 +188,10 @@ class HTTPAuth:
         self.events = events
         self._clock = clock
         if agent is None:
-            pool = HTTPConnectionPool(clock, persistent=True)
-            agent = Agent(clock, connectTimeout=config.timeout, pool=pool)
+            # A connection per request: a POST is not retried, so one sent on a
+            # kept-alive connection the service has just closed would fail.
+            # The cache keeps requests rare.
+            agent = Agent(clock, connectTimeout=config.timeout)
         self._agent = agent
         self._url = config.url.encode("ascii")
         self._headers = read_headers(config.headers) if config.headers else ()
