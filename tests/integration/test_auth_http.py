@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as ChargePoint201
@@ -22,9 +24,11 @@ from ocpp.v201 import call as call201
 from websockets.exceptions import InvalidStatus
 
 from ocppgw.listener.credentials import make_entry, write_file
+from tests.certs import CA
 from tests.integration.harness import basic_auth, charge_point, connect, run_async, wait_closed
 from tests.integration.harness.admin import admin_gateway, http
 from tests.integration.harness.authservice import AuthService
+from tests.integration.harness.security import client_tls, raw_request
 from tests.integration.harness.support import NOW
 
 PASSWORD = b"station-password-0001"
@@ -181,3 +185,30 @@ async def test_reconnect_storm_is_cached(gateway, service):
     gw.wait_log("reloaded [auth] http_url cache")
     await login(identities[0])
     assert service.count() == 101
+
+
+def test_profile_3_sends_the_certificate(gateway, service, tmp_path: Path):
+    """Profile 3: a certificate that passes the gateway's checks is sent to the service
+    (subject, serial, SHA-256 fingerprint) with no password; the service's deny is a 403."""
+    ca = CA()
+    ca_file = ca.write(tmp_path / "ca.pem")
+    server = ca.issue("localhost", server=True, dns=("localhost",)).write(tmp_path, "server")
+    gw = gateway({
+        "listener:ws": {
+            "security_profile": "3", "tls_cert": str(server[0]), "tls_key": str(server[1]),
+            "tls_ca": str(ca_file),
+        },
+        "auth": {"http_url": service.url, "http_timeout": "1"},
+    })
+    cid = "it-ah-p3"
+    files = ca.issue(cid, o="ACME").write(tmp_path, "client")
+    response = raw_request(gw.port, f"/ocpp/{cid}", ssl_context=client_tls(ca_file, files))
+    assert response.startswith(b"HTTP/1.1 403"), response  # by_password: no password, deny
+    (ask,) = service.requests
+    certificate = x509.load_pem_x509_certificate(files[0].read_bytes())
+    assert (ask["username"], ask["password"]) == (None, None), ask
+    assert ask["certificate"] == {
+        "subject": certificate.subject.rfc4514_string(),
+        "serial": format(certificate.serial_number, "x"),
+        "fingerprint": certificate.fingerprint(hashes.SHA256()).hex(),
+    }, ask

@@ -274,6 +274,7 @@ class HandshakeTests(ClockTestCase):
             lines.append("Authorization: Basic " + base64.b64encode(b"CP1:" + password).decode())
         proto.dataReceived(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.addCleanup(lambda: proto.connectionLost(Failure(CancelledError())))
+        self.proto = proto
         return transport
 
     def test_the_101_waits_for_the_allow(self) -> None:
@@ -283,6 +284,14 @@ class HandshakeTests(ClockTestCase):
         self.agent.answer(0, 200, ALLOW)
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 101"))
         self.assertEqual(self.opened, ["ocpp1.6"])
+
+    def test_client_gone_before_the_answer_gets_no_session(self) -> None:
+        """A client that leaves while the service is asked gets no session from its allow."""
+        transport = self.handshake(self.factory(1))
+        self.proto.connectionLost(Failure(CancelledError()))
+        self.agent.answer(0, 200, ALLOW)
+        self.assertFalse(transport.value().startswith(b"HTTP/1.1 101"))
+        self.assertEqual(self.opened, [])
 
     def test_deny_is_a_wrong_password_and_counts(self) -> None:
         """A deny is the 401 of a wrong password, without the service's reason; it counts
