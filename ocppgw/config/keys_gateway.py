@@ -199,8 +199,9 @@ AUTH = Section(model.LoginLimits, keys={
     """),
     "http_cache": Key(seconds(allow_zero=True), "300", derived=True, doc="""
         Seconds an answer (allow or deny) is remembered per identity and
-        credentials (password, or client certificate fingerprint): a cached
-        allow never admits other credentials. 0: no cache. SIGHUP clears it.
+        credentials (password, or client certificate fingerprint: a cached
+        allow never admits other credentials) and listener. 0: no cache.
+        SIGHUP clears it.
         Concurrent handshakes of one identity share one request.
     """),
     "http_on_error": Key(choice("deny", "file"), "deny", derived=True, doc="""

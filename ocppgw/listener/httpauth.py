@@ -12,7 +12,8 @@ The operator's HTTP authentication service (``[auth] http_url``).
 - never blocks the reactor: Twisted's ``Agent``, a connection per request;
 - answers are remembered ``http_cache`` seconds per identity and credentials
   (password, client certificate fingerprint: a cached allow never admits
-  other credentials), at most :data:`MAX_CACHED` of them; errors are not;
+  other credentials) and listener, at most :data:`MAX_CACHED` of them;
+  errors are not;
 - one request in flight per identity: handshakes with the same credentials
   share it, others wait for it to end and then look again;
 - SIGHUP (:meth:`HTTPAuth.reload`) clears the cache and re-reads the headers.
@@ -87,9 +88,13 @@ class Question:
     cert_fingerprint: str | None = None
 
     def key(self) -> bytes:
-        """The cache key: the identity and the credentials (hashed: no password kept)."""
+        """
+        The cache key: the identity and the credentials, and the listener (a
+        service may allow a charge point on one listener only), hashed: no
+        password is kept.
+        """
         password = None if self.password is None else self.password.hex()
-        text = json.dumps([self.identity, password, self.cert_fingerprint])
+        text = json.dumps([self.identity, password, self.cert_fingerprint, self.listener])
         return hashlib.sha256(text.encode("utf-8")).digest()
 
     def body(self) -> bytes:

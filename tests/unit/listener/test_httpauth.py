@@ -154,6 +154,16 @@ class CalloutTests(ClockTestCase):
         self.agent.answer(3, 200, ALLOW)
         self.assertEqual(self.events.counted, ["allow", "cache_hit", "deny", "allow", "allow"])
 
+    def test_cache_is_per_listener(self) -> None:
+        """An answer given for one listener is not reused on another: it may differ there."""
+        self.results(self.auth.ask(question()))
+        self.agent.answer(0, 200, ALLOW)
+        other = Question("CP1", "wss", "192.0.2.1", ("ocpp1.6",), "CP1", b"secret")
+        got = self.results(self.auth.ask(other))
+        self.assertEqual(len(self.agent.requests), 2)
+        self.agent.answer(1, 200, {"result": "deny"})
+        self.assertFalse(got[0].allow)
+
     def test_one_request_in_flight_per_identity(self) -> None:
         """Concurrent asks of one identity share its request; other credentials wait for it."""
         first = self.results(self.auth.ask(question()))
