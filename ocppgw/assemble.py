@@ -29,6 +29,7 @@ from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
 from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.credentials import Credentials, CredentialsError
 from ocppgw.listener.factory import OCPPServerFactory
+from ocppgw.listener.httpauth import HTTPAuth
 from ocppgw.listener.ratelimit import LoginLimiter
 from ocppgw.listener.tls import ForwardedCertificates, ServerTLS, TLSConfigError, TLSListenerFactory
 from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
@@ -98,6 +99,7 @@ def session_options(config: Config, events: IGatewayEvents = NO_EVENTS) -> Sessi
         offline_ttl=config.downstream.offline_ttl,
         strict=config.strict,
         local_heartbeat=config.local_heartbeat,
+        local_status_notification=config.local_status_notification,
         validate_upstream=validate_upstream,
         validate_downstream=validate_downstream,
         events=events,
@@ -176,6 +178,13 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
         reactor, limits.per_address, limits.per_identity, limits.window, limits.table_size
     )
     reloadable: list[Reloadable] = [Reloadable("credentials", credentials)] if credentials else []
+    http_auth = None
+    if config.http_auth is not None:
+        try:
+            http_auth = HTTPAuth(config.http_auth, reactor, events=events)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"[auth] http_headers: {e}") from None
+        reloadable.append(Reloadable("[auth] http_url cache and http_headers", http_auth))
     listeners: list[Service] = []
     for listener in config.listeners:
         if listener.security_profile == 0:
@@ -204,7 +213,7 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
             router.directory.close,
             ping_interval=listener.ping_interval,
             pong_timeout=listener.pong_timeout,
-            gatekeeper=Gatekeeper(listener, credentials, limiter, forwarded),
+            gatekeeper=Gatekeeper(listener, credentials, limiter, forwarded, http_auth),
             over_tls=tls is not None,
         )
         factory.events = events

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from cryptography import x509
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -81,7 +82,7 @@ class ListenerSide(Protocol):
         protocols: list[str],
         headers: Mapping[str, str],
         certificate: x509.Certificate | None,
-    ) -> Admission: ...
+    ) -> Admission | Deferred[Admission]: ...
 
 
 _log = Logger()
@@ -158,31 +159,46 @@ class OCPPServerProtocol(WebSocketServerProtocol):
         headers.append(("Content-Length", "0"))
         super().failHandshake(reason, code, headers)
 
-    def onConnect(self, request: ConnectionRequest) -> str | None:
+    def onConnect(  # type: ignore[override]  # Autobahn takes a Deferred too
+        self, request: ConnectionRequest
+    ) -> str | Deferred[str | None] | None:
         try:
-            return self._negotiate(request)
+            decided = self._negotiate(request)
         except ConnectionDeny as e:
-            # The listener's Refused carries the headers that go with its status.
-            self._deny_headers = getattr(e, "headers", [])
-            proxy = self.source.proxy if self.source is not None else None
-            _log.info(
-                "refused {peer}{via} {uri}: {code} {reason}",
-                peer=self.peer,
-                via=f" (via proxy {proxy})" if proxy else "",
-                uri=self.http_request_uri[:120],
-                code=e.code,
-                reason=e.reason,
-            )
-            self.factory.events.refused(
-                self.factory.listener.name,
-                self.peer or "",
-                self.http_request_uri,
-                str(e.code),
-                e.reason or "",
-            )
+            self._refused(e)
             raise
+        if isinstance(decided, Deferred):
+            # Autobahn waits for a Deferred from onConnect (its processHandshake
+            # takes a future): the HTTP authentication service is being asked.
+            return decided.addCallbacks(self._decided, self._deny_failed)
+        return self._decided(decided)
 
-    def _negotiate(self, request: ConnectionRequest) -> str | None:
+    def _deny_failed(self, failure: Failure) -> Failure:
+        if isinstance(failure.value, ConnectionDeny):
+            self._refused(failure.value)
+        return failure
+
+    def _refused(self, e: ConnectionDeny) -> None:
+        # The listener's Refused carries the headers that go with its status.
+        self._deny_headers = getattr(e, "headers", [])
+        proxy = self.source.proxy if self.source is not None else None
+        _log.info(
+            "refused {peer}{via} {uri}: {code} {reason}",
+            peer=self.peer,
+            via=f" (via proxy {proxy})" if proxy else "",
+            uri=self.http_request_uri[:120],
+            code=e.code,
+            reason=e.reason,
+        )
+        self.factory.events.refused(
+            self.factory.listener.name,
+            self.peer or "",
+            self.http_request_uri,
+            str(e.code),
+            e.reason or "",
+        )
+
+    def _negotiate(self, request: ConnectionRequest) -> Admission | Deferred[Admission]:
         factory = self.factory
         transport: Any = self.transport
         peer_host = str(getattr(transport.getPeer(), "host", ""))
@@ -190,13 +206,18 @@ class OCPPServerProtocol(WebSocketServerProtocol):
         if source.proxy is not None:
             # Logs, presence and rate limits use the client's address, not the proxy's.
             self.peer = f"tcp{6 if ':' in source.address else 4}:{source.address}"
-        admitted = factory.negotiate(
+        return factory.negotiate(
             source,
             self.http_request_uri,
             list(request.protocols),
             request.headers,
             self._tls_certificate(),
         )
+
+    def _decided(self, admitted: Admission) -> str | None:
+        if self._lost:
+            # The client went while the service was asked: no session for it.
+            raise ConnectionDeny(400, "connection lost during the handshake")
         self.identity = admitted.identity
         self.version = admitted.version
         return admitted.subprotocol
@@ -250,7 +271,11 @@ class OCPPServerProtocol(WebSocketServerProtocol):
         """Twisted's TLS completed its handshake (IHandshakeListener)."""
         self.tls_done = True
 
+    #: The TCP connection is gone (a handshake may still wait for its decision).
+    _lost = False
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = True
         if self.factory.over_tls and not self.tls_done:
             # Twisted's TLS hands over the handshake's error as the reason.
             self.factory.tls_failed(self, reason)

@@ -148,6 +148,9 @@ class IGatewayEvents(Interface):
     def mqtt_connected() -> None:
         """The MQTT client (re)connected to the broker."""
 
+    def auth_http(result: str) -> None:
+        """The HTTP authentication service: ``allow``, ``deny``, ``error`` or ``cache_hit``."""
+
 
 @implementer(IGatewayEvents)
 class NoEvents:
@@ -180,6 +183,9 @@ class NoEvents:
         pass
 
     def mqtt_connected(self) -> None:
+        pass
+
+    def auth_http(self, result: str) -> None:
         pass
 
 

@@ -20,8 +20,9 @@ with its counts.
 SIGUSR1 drains: stop accepting, close the charge points at most
 ``drain_rate`` a second, and stop when none is left.
 
-SIGHUP reloads the listeners' certificates and the credentials file without
-dropping a connection: new handshakes use the new files, and a file that
+SIGHUP reloads the listeners' certificates, the credentials file and the
+HTTP authentication headers (and clears its cache) without dropping a
+connection: new handshakes use the new files, and a file that
 cannot be used is logged and the old one kept.
 
 What is built, from which configuration, is :mod:`ocppgw.assemble`'s.

@@ -158,6 +158,12 @@ _COUNTERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
         ("where",),
     ),
     (
+        "auth_http",
+        "ocppgw_auth_http",
+        "HTTP authentication service ([auth] http_url) decisions: allow, deny, error, cache_hit.",
+        ("result",),
+    ),
+    (
         "mqtt_reconnects",
         "ocppgw_mqtt_reconnects",
         "Times the MQTT client connected to the broker again after the first time.",
@@ -206,6 +212,7 @@ class Metrics:
     validation_failures: Counter
     refused: Counter
     takeovers: Counter
+    auth_http: Counter
     mqtt_reconnects: Counter
 
     def __init__(self, state: State | None = None) -> None:

@@ -286,6 +286,9 @@ class Recorder:
     def validation_failed(self, action: str, upstream: bool) -> None:
         self.metrics.validation_failures_of(self._action(action), "in" if upstream else "out")(1)
 
+    def auth_http(self, result: str) -> None:
+        self.metrics.auth_http.labels(result).inc()
+
     def mqtt_connected(self) -> None:
         self._mqtt_connects += 1
         if self._mqtt_connects > 1:

@@ -31,6 +31,7 @@ from ocppgw.config.keys import SECTIONS, Key, Section
 from ocppgw.config.model import (
     Config,
     DownstreamConfig,
+    HTTPAuthConfig,
     ListenerConfig,
     LoginLimits,
     MQTTConfig,
@@ -46,6 +47,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DownstreamConfig",
+    "HTTPAuthConfig",
     "Key",
     "ListenerConfig",
     "LoginLimits",

@@ -74,16 +74,39 @@ def _credentials(ctx: Context) -> Mapping[str, Any]:
     """``[auth] credentials``: the file, if any; some listeners need one."""
     credentials = ctx.raw["auth"]["credentials"] or None
     listeners: tuple[model.ListenerConfig, ...] = ctx.built["listeners"]
+    # With [auth] http_url the HTTP service checks passwords: no file needed.
+    basic = not ctx.raw["auth"]["http_url"]
     if credentials is None and any(
-        li.security_profile in (1, 2) or li.cert_identity == "serial" for li in listeners
+        (basic and li.security_profile in (1, 2)) or li.cert_identity == "serial"
+        for li in listeners
     ):
         raise ConfigError(
             "[auth] credentials: required when a listener has security_profile 1 or 2 "
-            "(HTTP Basic) or cert_identity = serial"
+            "(HTTP Basic) and http_url is empty, or cert_identity = serial"
         )
+    if credentials is None and ctx.raw["auth"]["http_on_error"] == "file" and not basic:
+        raise ConfigError("[auth] http_on_error: file needs [auth] credentials")
     if credentials is not None:
         credentials = _file("auth", "credentials", credentials, ctx.base_dir)
     return {"credentials": credentials}
+
+
+def _http_auth(ctx: Context) -> Mapping[str, Any]:
+    """``[auth] http_*``: the HTTP authentication callout, if ``http_url`` is set."""
+    auth = ctx.raw["auth"]
+    url = auth["http_url"]
+    if not url:
+        return {"http_auth": None}
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"[auth] http_url: not an http:// or https:// URL with a host: {url!r}")
+    headers = auth["http_headers"] or None
+    if headers is not None:
+        headers = _file("auth", "http_headers", headers, ctx.base_dir)
+    config = model.HTTPAuthConfig(
+        url, auth["http_timeout"], auth["http_cache"], auth["http_on_error"], headers
+    )
+    return {"http_auth": config}
 
 
 def _schema_dir(ctx: Context) -> Mapping[str, Any]:
@@ -276,6 +299,7 @@ def _admin_token(ctx: Context) -> Mapping[str, Any]:
 #: derivation when its first field comes: the first problem found is reported.
 DERIVATIONS = (
     Derivation(model.Config, ("credentials",), _credentials),
+    Derivation(model.Config, ("http_auth",), _http_auth),
     Derivation(model.Config, ("schema_dir",), _schema_dir),
     Derivation(model.Config, ("journal",), _journal),
     Derivation(model.ListenerConfig, ("name",), _listener_name),

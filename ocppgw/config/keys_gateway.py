@@ -185,6 +185,37 @@ AUTH = Section(model.LoginLimits, keys={
         disk) logs how many entries are weak: passwords outside 16-40 characters
         that ocppgw-passwd stored only with --weak, for legacy chargers.
     """),
+    "http_url": Key(text, "", derived=True, doc="""
+        Empty: off. Else the operator's authentication service (http:// or
+        https://): every handshake of a profile 1, 2 or 3 listener that passed
+        the gateway's own checks (TLS, rate limits, Basic header present, the
+        client certificate's chain and subject) is POSTed there as JSON and
+        its answer {"result": "allow" | "deny", "versions": [...], "reason"}
+        decides; the credentials file is then consulted only for
+        http_on_error = file (and for cert_identity = serial and the no-
+        downgrade rule). Profile 0 listeners never ask. The request and
+        answer are described in the README ("HTTP authentication service").
+    """),
+    "http_timeout": Key(seconds(), "2", derived=True, doc="""
+        Seconds to wait for the service's answer (connecting included).
+    """),
+    "http_cache": Key(seconds(allow_zero=True), "300", derived=True, doc="""
+        Seconds an answer (allow or deny) is remembered per identity and
+        credentials (password, or client certificate fingerprint: a cached
+        allow never admits other credentials) and listener. 0: no cache.
+        SIGHUP clears it.
+        Concurrent handshakes of one identity share one request.
+    """),
+    "http_on_error": Key(choice("deny", "file"), "deny", derived=True, doc="""
+        What a timeout, a failed connection, a non-2xx status or an unreadable
+        answer means: deny (refused like a wrong password), or file (decided
+        as without http_url: the credentials file for profiles 1 and 2, the
+        certificate checks alone for profile 3).
+    """),
+    "http_headers": Key(text, "", derived=True, doc="""
+        A file of extra request headers, one "Name: value" a line (# comments),
+        for example a bearer token for the service; re-read on SIGHUP.
+    """),
     "max_failures_per_address": Key(int_range(0), "20", field="per_address", doc="""
         Failed logins (wrong password or certificate) allowed per source address
         and per identity within failure_window seconds; beyond that, handshakes

@@ -183,6 +183,11 @@ LOCAL = Section(model.Config, keys={
         it upstream as an event (marked "Answered": true; the backend must not
         answer it).
     """),
+    "status_notification": Key(boolean, "false", field="local_status_notification", doc="""
+        true: answer StatusNotification in the gateway with its empty result
+        (the same in 1.6, 2.0.1 and 2.1), and still publish it upstream as an
+        event (marked "Answered": true; the backend must not answer it).
+    """),
 })
 
 PRESENCE = Section(model.PresenceConfig, keys={

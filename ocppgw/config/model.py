@@ -90,6 +90,23 @@ class LoginLimits:
 
 
 @dataclass(frozen=True)
+class HTTPAuthConfig:
+    """[auth] http_*: the operator's HTTP authentication service."""
+
+    #: Where each handshake is POSTed (http:// or https://).
+    url: str
+    #: Seconds to wait for its answer.
+    timeout: float
+    #: Seconds an answer is remembered per identity and credentials (0: none).
+    cache: float
+    #: ``deny`` or ``file``: what a timeout, a failed connection, a non-2xx
+    #: status or an unreadable answer means.
+    on_error: str
+    #: A file of extra request headers ("Name: value" lines), if any.
+    headers: str | None
+
+
+@dataclass(frozen=True)
 class UpstreamConfig:
     """``[upstream]``: the topics and codecs of what charge points send."""
 
@@ -150,6 +167,8 @@ class Config:
     versions: tuple[str, ...]
     listeners: tuple[ListenerConfig, ...]
     credentials: str | None
+    #: The HTTP authentication callout ([auth] http_url), if set.
+    http_auth: HTTPAuthConfig | None
     mqtt: MQTTConfig
     upstream: UpstreamConfig
     downstream: DownstreamConfig
@@ -159,6 +178,7 @@ class Config:
     validation_mode: str
     schema_dir: str | None
     local_heartbeat: bool
+    local_status_notification: bool
     login_limits: LoginLimits
     admin: AdminConfig
     #: ``text`` or ``json`` (one object per line).

@@ -17,7 +17,10 @@ Everything that can refuse a charge point happens in the upgrade, before the
   and 3, failed-login limits (429), HTTP Basic for profiles 1 and 2 (401), the
   client certificate for profile 3 (403), no downgrade (403); behind trusted
   proxies (:mod:`ocppgw.listener.proxy`) the forwarded address is the remote
-  address.
+  address; with ``[auth] http_url`` the operator's service is asked
+  (:mod:`ocppgw.listener.httpauth`), and the 101 waits for its answer (never
+  blocking the reactor: Autobahn takes a Deferred from ``onConnect``), whose
+  ``versions`` may narrow the subprotocols this charge point may speak.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOfferAccept,
 )
 from cryptography import x509
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from ocppgw.connection import OCPPServerProtocol
@@ -171,18 +175,46 @@ class OCPPServerFactory(WebSocketServerFactory):
         protocols: list[str],
         headers: Mapping[str, str],
         certificate: x509.Certificate | None,
-    ) -> Admitted:
+    ) -> Admitted | Deferred[Admitted]:
         """
-        Decide a handshake: who it is, which version, whether it may connect.
+        Decide a handshake: who it is, which version, whether it may connect
+        (a Deferred while the HTTP authentication service is asked).
 
-        :raises Refused: with the HTTP status and reason to answer.
+        :raises Refused: with the HTTP status and reason to answer (or the
+            Deferred fails with it).
         """
         listener = self.listener
         identity = identity_from_uri(uri, listener.path)
         version = choose_version(protocols, self.ocpp_versions, listener.default_version)
-        self.gatekeeper.admit(
-            identity, source, headers.get("authorization"), certificate, over_tls=self.over_tls
+        allowed = self.gatekeeper.admit(
+            identity,
+            source,
+            headers.get("authorization"),
+            certificate,
+            over_tls=self.over_tls,
+            offered=protocols,
         )
+        if isinstance(allowed, Deferred):
+            return allowed.addCallback(self._admitted, identity, version, protocols)
+        return self._admitted(allowed, identity, version, protocols)
+
+    def _admitted(
+        self,
+        allowed: tuple[str, ...] | None,
+        identity: str,
+        version: str | None,
+        protocols: list[str],
+    ) -> Admitted:
+        if allowed is not None:
+            # The service's "versions": an offer with none of them is answered
+            # like one with no supported subprotocol (OCPP-J 1.6 §3.2, 2.0.1
+            # Part 4 §3.2): completed without a subprotocol, then closed.
+            offered = [p for p in protocols if p]
+            if offered:
+                supported = self.ocpp_versions
+                version = next((p for p in offered if p in supported and p in allowed), None)
+            elif version not in allowed:
+                version = None
         # A default version (no offer, or an empty header) is spoken but not
         # echoed: RFC 6455 §4.2.2 allows only a subprotocol the client offered.
         return Admitted(identity, version, version if version in protocols else None)

@@ -77,7 +77,7 @@ class Envelope:
     origin: str | None = None
     #: True for an answer that arrived after its CALL had timed out.
     late: bool = False
-    #: True for a CALL the gateway answered itself ([local] heartbeat).
+    #: True for a CALL the gateway answered itself ([local] heartbeat, status_notification).
     answered: bool = False
     #: The OCPP-J text exactly as the charge point sent it, when there was one.
     frame: str | None = None

@@ -7,7 +7,10 @@ The charge point's CALLs waiting for the backend's answers, and their timers.
   Timeout to the backend); one at a time when strict (OCPP-J 1.6 §4.1.1,
   2.0.1 Part 4 §4.1.1), each id once;
 - an invalid CALL gets a CALLERROR (2.0.1 Part 4 §4.1.7); with
-  ``[local] heartbeat`` a Heartbeat is answered here (and still published);
+  ``[local] heartbeat`` a Heartbeat is answered here, with
+  ``[local] status_notification`` a StatusNotification (its result is empty:
+  1.6 StatusNotification.conf, 2.0.1 and 2.1 StatusNotificationResponse have
+  no required field), both still published, marked answered;
 - the backend's answer goes to the charge point only if its CALL waits for
   it (Unmatched otherwise); with validation on, an invalid CALLRESULT is
   refused (Invalid) and the CALL stays pending for a valid answer;
@@ -22,7 +25,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from ocppgw.ocpp.envelope import Envelope, GatewayError
-from ocppgw.ocpp.messages import Call, CallError, CallResult
+from ocppgw.ocpp.messages import Call, CallError, CallResult, JSONObject
 from ocppgw.ocpp.timestamps import rfc3339
 from ocppgw.ocpp.versions import ErrorKind, has_21_types
 from ocppgw.session.checks import downstream_refusal, upstream_violation
@@ -78,9 +81,9 @@ class ChargePointCalls:
             # OCPP 2.0.1 Part 4 §4.1.7: an invalid message gets a CALLERROR.
             out.send_error(call.unique_id, violation.kind, violation.description)
             return
-        if self._options.local_heartbeat and call.action == "Heartbeat":
-            now = rfc3339(self._clock.seconds())
-            out.send(CallResult(call.unique_id, {"currentTime": now}))
+        local = self._local_result(call.action)
+        if local is not None:
+            out.send(CallResult(call.unique_id, local))
             out.publish(out.envelope(call, frame=text, answered=True))
             return
         timeout = self._options.upstream_timeout
@@ -94,6 +97,14 @@ class ChargePointCalls:
         self.pending[call.unique_id] = Pending(call.unique_id, call.action, timer)
         envelope = out.envelope(call, frame=text)
         out.to_router(envelope).addErrback(self._not_published, envelope)
+
+    def _local_result(self, action: str) -> JSONObject | None:
+        """The result the gateway gives ``action`` itself ([local]), or None: the backend's."""
+        if action == "Heartbeat" and self._options.local_heartbeat:
+            return {"currentTime": rfc3339(self._clock.seconds())}
+        if action == "StatusNotification" and self._options.local_status_notification:
+            return {}
+        return None
 
     def _shared_timer(self) -> SharedTimer:
         self._timer = SharedTimer(self._clock, self._timed_out)

@@ -47,6 +47,8 @@ class SessionOptions:
     strict: bool = True
     #: Answer Heartbeat locally (and still publish it).
     local_heartbeat: bool = False
+    #: Answer StatusNotification locally, with its empty result (and still publish it).
+    local_status_notification: bool = False
     #: Schema validation of the charge point's messages, if any.
     validate_upstream: Validate | None = None
     #: Schema validation of the backend's messages, if any.

@@ -127,7 +127,7 @@ class Outbox:
             self._owed.owe(envelope)
             return
         if isinstance(message, Call):
-            return  # answered here already (a local Heartbeat): only its copy is lost
+            return  # answered here already ([local]): only its copy is lost
         # An answer, or a SEND (never answered, 2.1 Part 4 §4.2.5): the backend
         # is told what it will not get, as soon as the buffer has room.
         self._owed.owe(

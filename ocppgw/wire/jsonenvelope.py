@@ -12,8 +12,9 @@ Upstream, results and errors also carry the ``Action`` of their CALL, and every
 envelope carries ``Protocol``, ``ChargePointId`` and ``Timestamp``; envelopes
 that the gateway made itself carry ``Origin: "gateway"``, and an answer that
 came after its timeout ``Late: true``, and a CALL that the gateway answered
-itself (``[local] heartbeat``) ``Answered: true``.  Downstream, a CALL's
-``Timestamp`` (when the backend sent it) is read; other unknown fields are ignored.
+itself (``[local] heartbeat``, ``status_notification``) ``Answered: true``.
+Downstream, a CALL's ``Timestamp`` (when the backend sent it) is read; other
+unknown fields are ignored.
 """
 
 from __future__ import annotations

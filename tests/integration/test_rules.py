@@ -12,6 +12,8 @@ import json
 import time
 
 import pytest
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call as call16
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 
@@ -370,6 +372,32 @@ async def test_local_heartbeat(gateway, backend):
         env = await backend.envelope(f"ocpp/cp/{cid}/Heartbeat", UniqueId="hb-1")
         assert env.get("Answered") is True, env
         assert env["MessageTypeId"] == 2 and env["Payload"] == {}, env
+
+
+@run_async
+async def test_local_status_notification(gateway, backend):
+    """[local] status_notification answers a real 1.6 and 2.0.1 charge point's
+    StatusNotification with its empty result and still publishes it, Answered."""
+    gw = gateway({"local": {"status_notification": "true"}})  # the backend does not answer
+    cid16, cid201 = "it-rules-local-sn16", "it-rules-local-sn201"
+    async with charge_point(ChargePoint16, gw.url(cid16), cid16, "ocpp1.6") as cp:
+        request = call16.StatusNotification(
+            connector_id=1, error_code="NoError", status="Available"
+        )
+        await cp.call(request, suppress=False, unique_id="sn-16")
+        assert cp.conn.received_for("sn-16") == [3, "sn-16", {}]
+    env = await backend.envelope(f"ocpp/cp/{cid16}/StatusNotification", UniqueId="sn-16")
+    assert env.get("Answered") is True and env["MessageTypeId"] == 2, env
+    assert env["Payload"] == {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+    async with charge_point(ChargePoint201, gw.url(cid201), cid201, "ocpp2.0.1") as cp:
+        request = call201.StatusNotification(
+            timestamp=NOW, connector_status="Occupied", evse_id=1, connector_id=2
+        )
+        await cp.call(request, suppress=False, unique_id="sn-201")
+        assert cp.conn.received_for("sn-201") == [3, "sn-201", {}]
+    env = await backend.envelope(f"ocpp/cp/{cid201}/StatusNotification", UniqueId="sn-201")
+    assert env.get("Answered") is True and env["MessageTypeId"] == 2, env
+    assert env["Payload"]["connectorStatus"] == "Occupied", env
 
 
 # --- offline grace period ---

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ocppgw.config import SECTIONS, ConfigError, load, parse
+from ocppgw.config import SECTIONS, ConfigError, HTTPAuthConfig, load, parse
 
 ROOT = Path(__file__).resolve().parents[3]
 MINIMAL = "[listener:ws]\nendpoint = tcp:8080\n"
@@ -77,6 +77,15 @@ def test_external_broker() -> None:
         (MINIMAL + "[upstream:Boot/x]\ntopic = a\n", r"\[upstream:Boot/x\]: .*not an OCPP"),
         ("[listener:a]\nendpoint = tcp:1\nsecurity_profile = 1\n",
          r"\[auth\] credentials: required"),
+        (MINIMAL + "[auth]\nhttp_url = ftp://auth\n", r"\[auth\] http_url: not an http"),
+        (MINIMAL + "[auth]\nhttp_url = http://a\nhttp_on_error = allow\n",
+         r"\[auth\] http_on_error: "),
+        (MINIMAL + "[auth]\nhttp_url = http://a\nhttp_timeout = 0\n", r"\[auth\] http_timeout"),
+        (MINIMAL + "[auth]\nhttp_url = http://a\nhttp_headers = /nonexistent/h\n",
+         r"\[auth\] http_headers: no such file"),
+        ("[listener:a]\nendpoint = tcp:1\nsecurity_profile = 1\n"
+         "[auth]\nhttp_url = http://a\nhttp_on_error = file\n",
+         r"\[auth\] http_on_error: file needs \[auth\] credentials"),
         ("[listener:a]\nendpoint = tcp:1\nsecurity_profile = 7\n",
          r"\[listener:a\] security_profile: must be from 0 to 3"),
         ("[listener:a]\nendpoint = tcp:1\ndefault_version = ocpp2.1\n"
@@ -225,3 +234,14 @@ def test_journal_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     assert parse(MINIMAL).journal == str(tmp_path / "xdg" / "ocppgw")
+
+
+def test_http_auth() -> None:
+    """[auth] http_url and its keys reach the model; profile 1 then needs no credentials file."""
+    config = parse(
+        "[listener:a]\nendpoint = tcp:1\nsecurity_profile = 1\n"
+        "[auth]\nhttp_url = https://auth.example/check\nhttp_timeout = 3\nhttp_cache = 0\n"
+    )
+    assert config.credentials is None
+    assert config.http_auth == HTTPAuthConfig("https://auth.example/check", 3.0, 0.0, "deny", None)
+    assert parse(MINIMAL).http_auth is None

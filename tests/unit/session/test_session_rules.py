@@ -20,6 +20,7 @@ from tests.clocks import Clocks, SessionsTestCase, end_session, made
 from tests.fakes import FakeConnection, FakeRouter
 
 VALIDATE = Validator().validate
+NOW = "2026-01-01T00:00:00Z"
 BOOT16 = '[2,"1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
 
 
@@ -137,6 +138,71 @@ class LocalHeartbeatTests(SessionsTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
 
+#: A valid StatusNotification per version.
+STATUS = {
+    OCPP16: {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
+    OCPP201: {
+        "timestamp": "2026-01-01T00:00:00Z",
+        "connectorStatus": "Available",
+        "evseId": 1,
+        "connectorId": 1,
+    },
+    OCPP21: {
+        "timestamp": "2026-01-01T00:00:00Z",
+        "connectorStatus": "Available",
+        "evseId": 1,
+        "connectorId": 1,
+    },
+}
+
+
+class LocalStatusNotificationTests(SessionsTestCase):
+    def test_answered_locally_and_published_in_every_version(self) -> None:
+        """[local] status_notification answers {} in 1.6, 2.0.1, 2.1 and publishes it, answered."""
+        for version, payload in STATUS.items():
+            session, connection, router, clock = make(version, local_status_notification=True)
+            session.frame_received(json.dumps([2, "s1", "StatusNotification", payload]))
+            self.assertEqual(connection.sent(), [[3, "s1", {}]])
+            (env,) = router.envelopes
+            self.assertTrue(env.answered)
+            self.assertEqual(env.message, Call("s1", "StatusNotification", payload))
+            self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_backend_answer_to_local_call_is_unmatched(self) -> None:
+        """An answer the backend sends anyway to a locally answered CALL is Unmatched, not sent."""
+        session, connection, router, _ = make(OCPP16, local_status_notification=True)
+        session.frame_received(json.dumps([2, "s1", "StatusNotification", STATUS[OCPP16]]))
+        connection.frames.clear()
+        session.envelope_received(Envelope(CallResult("s1", {})))
+        self.assertEqual(connection.frames, [])
+        self.assertEqual(router.envelopes[-1].message.error_code, "Unmatched")  # type: ignore[union-attr]
+
+    def test_off_by_default_relays_and_waits(self) -> None:
+        """Without the key a StatusNotification waits for the backend's answer (timer running)."""
+        session, connection, router, clock = make(OCPP16)
+        session.frame_received(json.dumps([2, "s1", "StatusNotification", STATUS[OCPP16]]))
+        self.assertEqual(connection.frames, [])
+        (env,) = router.envelopes
+        self.assertFalse(env.answered)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        session.envelope_received(Envelope(CallResult("s1", {})))
+        self.assertEqual(connection.sent(), [[3, "s1", {}]])
+
+    def test_only_status_notification_is_local(self) -> None:
+        """status_notification alone leaves Heartbeat to the backend, and heartbeat alone
+        leaves StatusNotification to it."""
+        session, connection, router, _ = make(OCPP16, local_status_notification=True)
+        session.frame_received('[2,"h1","Heartbeat",{}]')
+        self.assertEqual(connection.frames, [])
+        self.assertFalse(router.envelopes[-1].answered)
+        session.envelope_received(Envelope(CallResult("h1", {"currentTime": NOW})))
+        session, connection, router, _ = make(OCPP16, local_heartbeat=True)
+        session.frame_received(json.dumps([2, "s1", "StatusNotification", STATUS[OCPP16]]))
+        self.assertEqual(connection.frames, [])
+        self.assertFalse(router.envelopes[-1].answered)
+        session.envelope_received(Envelope(CallResult("s1", {})))
+
+
 class OptionsTests(SessionsTestCase):
     def test_config_to_options(self) -> None:
         """The INI keys of issue 3 reach the session options."""
@@ -146,7 +212,7 @@ class OptionsTests(SessionsTestCase):
             "[upstream]\nawaiting_timeout = 5\n"
             "[dnstream]\nawaiting_timeout = 7\nmax_queue = 3\n"
             "[validation]\nmode = upstream\n"
-            "[local]\nheartbeat = yes\n"
+            "[local]\nheartbeat = yes\nstatus_notification = true\n"
         )
         options = session_options(config)
         self.assertEqual(
@@ -156,8 +222,9 @@ class OptionsTests(SessionsTestCase):
                 options.downstream_timeout,
                 options.max_queue,
                 options.local_heartbeat,
+                options.local_status_notification,
             ),
-            (False, 5.0, 7.0, 3, True),
+            (False, 5.0, 7.0, 3, True, True),
         )
         self.assertIsNotNone(options.validate_upstream)
         self.assertIsNone(options.validate_downstream)
