@@ -16,6 +16,7 @@ from ocppgw.config.values import (
     boolean,
     choice,
     codec,
+    endpoint,
     int_range,
     nonempty,
     nonempty_codec,
@@ -199,9 +200,11 @@ PRESENCE = Section(model.PresenceConfig, keys={
 })
 
 ADMIN = Section(model.AdminConfig, keys={
-    "endpoint": Key(text, "tcp:9100:interface=127.0.0.1", optional=True, doc="""
+    "endpoint": Key(endpoint, "tcp:9100:interface=127.0.0.1", optional=True, doc="""
         The admin HTTP API (/api/v1/...), Prometheus metrics (/metrics) and
-        health (/healthz): a Twisted server endpoint string. Empty: off.
+        health (/healthz): a Twisted server endpoint string; a bare port, 9100,
+        means tcp:9100 (every interface). Empty: off. A port that cannot be
+        listened on stops the gateway: one line naming this key, exit status 1.
     """),
     "token": Key(text, "", derived=True, doc="""
         The bearer token every /api/ route (and /metrics) requires:
