@@ -54,7 +54,8 @@ def _online_presence(port: int, topic: str, found: dict[str, float | bytes]) -> 
 def test_embedded_broker_presence_within_2_s(tmp_path: Path, monkeypatch, speedups) -> None:
     """
     The embedded broker: the gateway's online presence is out within 2 s of
-    the gateway starting its services (its log's "starting embedded mosquitto").
+    the gateway starting its services (its log's "starting embedded mosquitto"),
+    and no refused connection is logged: it connects once mosquitto listens.
     """
     if speedups == "off":
         monkeypatch.setenv("OCPPGW_SPEEDUPS", "off")
@@ -95,7 +96,9 @@ def test_embedded_broker_presence_within_2_s(tmp_path: Path, monkeypatch, speedu
         assert "at" in found, f"no online presence on ocpp/gateway/{name}:\n{gw.log()}"
         took = float(found["at"]) - started
         assert took < 2.0, f"online presence {took:.2f} s after start:\n{gw.log()}"
-        assert "no connection within" not in gw.log(), gw.log()
+        # It connected once mosquitto listened: no refusal, no timeout to report.
+        log = gw.log()
+        assert "refused the connection" not in log and "unreachable" not in log, log
     finally:
         gw.stop()
 
