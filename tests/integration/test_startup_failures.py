@@ -85,18 +85,26 @@ def _one_line(text: str, *names: str) -> str:
     return lines[0]
 
 
-def test_listener_port_in_use_exits(broker, tmp_path, taken_port):
+WORKERS = pytest.mark.parametrize("workers", ["1", "2"])
+
+
+@WORKERS
+def test_listener_port_in_use_exits(broker, tmp_path, taken_port, workers):
     """A charge point listener whose port is taken: exit 1, one line naming key, value, cause."""
     endpoint = f"tcp:{taken_port}:interface=127.0.0.1"
-    out, err = _refused(tmp_path, _ini(broker, tmp_path, listener_ws={"endpoint": endpoint}))
+    ini = _ini(broker, tmp_path, gateway={"workers": workers}, listener_ws={"endpoint": endpoint})
+    out, err = _refused(tmp_path, ini)
     _one_line(out + err, "[listener:ws] endpoint", endpoint, "Address already in use")
 
 
-def test_admin_port_in_use_exits(broker, tmp_path, taken_port):
+@WORKERS
+def test_admin_port_in_use_exits(broker, tmp_path, taken_port, workers):
     """The admin endpoint's port is taken: exit 1, one line naming key, value, cause."""
     endpoint = f"tcp:{taken_port}:interface=127.0.0.1"
-    out, err = _refused(tmp_path, _ini(broker, tmp_path, admin={"endpoint": endpoint}))
+    ini = _ini(broker, tmp_path, gateway={"workers": workers}, admin={"endpoint": endpoint})
+    out, err = _refused(tmp_path, ini)
     _one_line(out + err, "[admin] endpoint", endpoint, "Address already in use")
+    assert "worker 0 started" not in out, out
 
 
 def test_missing_mosquitto_exits(broker, tmp_path):
