@@ -12,6 +12,7 @@ for all of them (:mod:`ocppgw.admin.fanout`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -160,7 +161,16 @@ def serve(parent: MultiService, config: AdminConfig, resource: Any, reactor: Any
     :raises ConfigError: the endpoint string is not usable.
     """
     assert config.endpoint is not None
-    if config.token is None:
+    if config.local is not None:
+        # endpoint = local: a directory only this user may enter, for the socket.
+        directory = os.path.dirname(config.local)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(
+                f"[admin] endpoint = local: cannot create {directory}: {e.strerror or e}"
+            ) from None
+    elif config.token is None:
         _log.warn(
             "[admin] token is not set: every /api/ route answers 401"
             + (" and so does /metrics" if config.metrics_auth else "")

@@ -59,9 +59,15 @@ def cause(failure: Failure | BaseException) -> str:
     """Why a port could not be bound, in a few words ("address already in use")."""
     error = failure.value if isinstance(failure, Failure) else failure
     if isinstance(error, CannotListenError):
-        where = f"{error.interface or '*'}:{error.port}"
+        port = error.port
+        if isinstance(port, bytes | str):  # a UNIX socket's path
+            where = port.decode("utf-8", "replace") if isinstance(port, bytes) else port
+        else:
+            where = f"{error.interface or '*'}:{port}"
         socket_error = error.socketError
         reason = getattr(socket_error, "strerror", None) or str(socket_error)
+        if reason == "Cannot acquire lock":
+            reason += " (another process listens there: a gateway with the same [gateway] id?)"
         return f"cannot listen on {where}: {reason}"
     if isinstance(error, OSError) and error.strerror:
         return f"cannot listen: {error.strerror}"
