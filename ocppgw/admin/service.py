@@ -161,16 +161,7 @@ def serve(parent: MultiService, config: AdminConfig, resource: Any, reactor: Any
     :raises ConfigError: the endpoint string is not usable.
     """
     assert config.endpoint is not None
-    if config.local is not None:
-        # endpoint = local: a directory only this user may enter, for the socket.
-        directory = os.path.dirname(config.local)
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(
-                f"[admin] endpoint = local: cannot create {directory}: {e.strerror or e}"
-            ) from None
-    elif config.token is None:
+    if config.local is None and config.token is None:
         _log.warn(
             "[admin] token is not set: every /api/ route answers 401"
             + (" and so does /metrics" if config.metrics_auth else "")
@@ -182,6 +173,8 @@ def serve(parent: MultiService, config: AdminConfig, resource: Any, reactor: Any
             config.endpoint,
             QuietSite(resource),
             partial(refuse_start, reactor),
+            # endpoint = local: the socket in a directory only this user may enter.
+            directory=None if config.local is None else os.path.dirname(config.local),
         )
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(

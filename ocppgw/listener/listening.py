@@ -15,6 +15,7 @@ listening, ``error`` when it could not, for ``/healthz`` and the admin API.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -85,15 +86,24 @@ def _log_refusal(line: str) -> None:
 class Listening(Service):
     """
     ``factory`` on the endpoint string ``value`` of INI key ``key`` (e.g.
-    ``[listener:ws] endpoint``); a failure to listen goes to ``refused``
-    as one line, never to the log as an unhandled error.
+    ``[listener:ws] endpoint``); a failure to listen (or to make
+    ``directory``, the UNIX socket's) goes to ``refused`` as one line, never
+    to the log as an unhandled error.
 
     :raises ValueError, TypeError, KeyError: ``value`` is not an endpoint string.
     """
 
     def __init__(
-        self, reactor: Any, key: str, value: str, factory: Any, refused: Refused = _log_refusal
+        self,
+        reactor: Any,
+        key: str,
+        value: str,
+        factory: Any,
+        refused: Refused = _log_refusal,
+        directory: str | None = None,
     ) -> None:
+        #: Made (mode 0700) before listening, for a UNIX socket: None, none.
+        self.directory = directory
         self.key = key
         self.value = value
         self.factory = factory
@@ -104,6 +114,13 @@ class Listening(Service):
 
     def startService(self) -> None:
         super().startService()
+        if self.directory is not None:
+            try:
+                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            except OSError as e:
+                reason = e.strerror or str(e)
+                self.refused(f"{self.key} = {self.value}: cannot create {self.directory}: {reason}")
+                return
         d = self._listening = self.endpoint.listen(self.factory)
         d.addErrback(self._failed)
 

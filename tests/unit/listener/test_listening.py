@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import stat
 from typing import Any
 
 from twisted.internet.error import CannotListenError
@@ -51,6 +53,40 @@ class ListeningTests(SynchronousTestCase):
         )
         self.assertIn("Address in use", service.endpoint.error or "")
         self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertIsNone(service.stopService())
+
+
+class DirectoryTests(SynchronousTestCase):
+    def test_socket_directory_made_private_at_start(self) -> None:
+        """A UNIX socket's directory is made (mode 0700) at start, not when built."""
+        base = self.mktemp()
+        directory = os.path.join(base, "ocppgw")
+        service = Listening(
+            MemoryReactorClock(), "[admin] endpoint", f"unix:{directory}/gw.sock", Factory(),
+            directory=directory,
+        )
+        self.assertFalse(os.path.exists(directory))
+        service.startService()
+        self.assertEqual(stat.S_IMODE(os.stat(directory).st_mode), 0o700)
+        service.stopService()
+
+    def test_directory_that_cannot_be_made_is_one_named_line(self) -> None:
+        """A directory that cannot be made: one line with key, value and why; no listening."""
+        blocker = self.mktemp()
+        with open(blocker, "w"):
+            pass  # a file where the directory's parent should be
+        directory = os.path.join(blocker, "ocppgw")
+        reactor = MemoryReactorClock()
+        refused: list[str] = []
+        value = f"unix:{directory}/gw.sock"
+        service = Listening(
+            reactor, "[admin] endpoint", value, Factory(), refused.append, directory=directory
+        )
+        service.startService()
+        self.assertEqual(
+            refused, [f"[admin] endpoint = {value}: cannot create {directory}: Not a directory"]
+        )
+        self.assertEqual(reactor.unixServers, [])
         self.assertIsNone(service.stopService())
 
 
