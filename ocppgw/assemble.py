@@ -30,8 +30,10 @@ from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.credentials import Credentials, CredentialsError
 from ocppgw.listener.factory import OCPPServerFactory
 from ocppgw.listener.httpauth import HTTPAuth
+from ocppgw.listener.listening import Listening
 from ocppgw.listener.ratelimit import LoginLimiter
 from ocppgw.listener.tls import ForwardedCertificates, ServerTLS, TLSConfigError, TLSListenerFactory
+from ocppgw.loop import refuse_start
 from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
 from ocppgw.mqtt.client import MQTTClient
 from ocppgw.mqtt.tls import BrokerTLSError
@@ -42,7 +44,7 @@ from ocppgw.router.journal import Journal
 from ocppgw.router.routing import Router
 from ocppgw.service import GatewayService, Reloadable
 from ocppgw.session.rules import SessionOptions, Validate, Violation
-from ocppgw.workers.sockets import ReusePortListener, listener_service, tcp_address
+from ocppgw.workers.sockets import ReusePortListener, tcp_address
 
 _log = Logger()
 
@@ -223,7 +225,14 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
                 address = tcp_address(listener.endpoint)
                 service: Service = ReusePortListener(reactor, address, wrapped)
             else:
-                service = listener_service(reactor, listener.endpoint, wrapped)
+                # A port it cannot listen on stops the gateway (exit 1), named.
+                service = Listening(
+                    reactor,
+                    f"{section} endpoint",
+                    listener.endpoint,
+                    wrapped,
+                    partial(refuse_start, reactor),
+                )
         except (ValueError, TypeError, KeyError) as e:
             raise ConfigError(
                 f"[listener:{listener.name}] endpoint: not a usable endpoint string "

@@ -11,14 +11,18 @@ A table for people, ``--json`` for scripts.  Every error (unreachable, 401,
 gateway cannot be reached.  The token comes from ``--token``, else
 ``$OCPPGW_TOKEN``, else the ``[admin]`` section of ``--config``.
 
-Standard library only (urllib): the CLI runs on a host without Twisted.
+Standard library only (urllib; http.client over the UNIX socket of
+``[admin] endpoint = local``, found with ``--config``): the CLI runs on a
+host without Twisted.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
+import socket
 import sys
 from importlib import resources
 from typing import Any
@@ -51,7 +55,8 @@ def url_of_endpoint(endpoint: str) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{parts[1]}"
 
 
-def _from_config(path: str) -> tuple[str | None, str | None]:
+def _from_config(path: str) -> tuple[str | None, str | None, str | None]:
+    """The URL, token and (``[admin] endpoint = local``) UNIX socket of ``path``'s gateway."""
     from ocppgw.config import ConfigError, load
 
     try:
@@ -60,15 +65,37 @@ def _from_config(path: str) -> tuple[str | None, str | None]:
         raise CtlError(str(e), 2) from None
     if admin.endpoint is None:
         raise CtlError(f"{path}: [admin] endpoint is empty: the admin API is off", 2)
-    return url_of_endpoint(admin.endpoint), admin.token
+    if admin.local is not None:
+        return "http://localhost", admin.token, admin.local
+    return url_of_endpoint(admin.endpoint), admin.token, None
+
+
+class _UNIXConnection(http.client.HTTPConnection):
+    """HTTP over the UNIX socket at ``path`` (``[admin] endpoint = local``)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 class Client:
     """The admin API over HTTP."""
 
-    def __init__(self, url: str, token: str | None) -> None:
+    def __init__(self, url: str, token: str | None, unix: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        #: The UNIX socket to reach the gateway by, instead of ``url``'s host.
+        self.unix = unix
 
     def request(
         self, method: str, path: str, body: Any = None, timeout: float = 10.0
@@ -79,17 +106,35 @@ class Client:
             req.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
-        try:
-            with request.urlopen(req, timeout=timeout) as answer:
-                return answer.status, self._json(answer.read())
-        except error.HTTPError as e:
-            status, payload = e.code, self._json(e.read())
-        except (error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise CtlError(f"cannot reach the gateway at {self.url}: {reason}", 3) from None
+        if self.unix is not None:
+            status, payload = self._over_unix(req, timeout)
+        else:
+            try:
+                with request.urlopen(req, timeout=timeout) as answer:
+                    return answer.status, self._json(answer.read())
+            except error.HTTPError as e:
+                status, payload = e.code, self._json(e.read())
+            except (error.URLError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                raise CtlError(f"cannot reach the gateway at {self.url}: {reason}", 3) from None
         if status == 401:
             raise CtlError(f"401 unauthorized: {payload.get('error', 'wrong or missing token')}")
         return status, payload
+
+    def _over_unix(self, req: Any, timeout: float) -> tuple[int, Any]:
+        assert self.unix is not None
+        connection = _UNIXConnection(self.unix, timeout)
+        try:
+            connection.request(
+                req.get_method(), req.selector, body=req.data, headers=dict(req.header_items())
+            )
+            answer = connection.getresponse()
+            return answer.status, self._json(answer.read())
+        except OSError as e:
+            reason = e.strerror or e
+            raise CtlError(f"cannot reach the gateway at {self.unix}: {reason}", 3) from None
+        finally:
+            connection.close()
 
     @staticmethod
     def _json(data: bytes) -> Any:
@@ -133,10 +178,12 @@ def _payload(text: str | None) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, out: Any) -> int:
     url, token = args.url, args.token or os.environ.get("OCPPGW_TOKEN")
+    unix = None
     if args.config:
-        config_url, config_token = _from_config(args.config)
+        config_url, config_token, unix = _from_config(args.config)
         url, token = url or config_url, token or config_token
-    client = Client(url or DEFAULT_URL, token)
+        unix = None if args.url else unix
+    client = Client(url or DEFAULT_URL, token, unix)
     quoted = parse.quote(getattr(args, "id", "") or "", safe="")
     show: Any
     if args.command == "health":

@@ -27,7 +27,9 @@ did not stop cleanly), as killed by the signal that stopped it (SIGTERM,
 exit status 143, when none did, as after SIGUSR1's drain).  Twisted's own
 SIGTERM and SIGINT handlers would make twistd end every signalled stop by
 that signal, so :func:`catch_stop_signals` replaces them once the reactor
-runs, with handlers that stop it the same way.
+runs, with handlers that stop it the same way.  A gateway that cannot
+start (a port it must listen on is taken: :func:`refuse_start`) logs one
+line naming the key, its value and the cause, stops, and exits 1.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class Exit:
         self.signal: int | None = None
         #: Whether the stop was complete; None: not stopped yet.
         self.complete: bool | None = None
+        #: Why the gateway could not start, if it could not: the exit status is 1.
+        self.refused: str | None = None
 
     def stopped(self, complete: bool) -> None:
         """The services stopped: completely (nothing left behind), or not."""
@@ -101,7 +105,10 @@ class Exit:
         return self.signal if self.signal is not None else signal.SIGTERM
 
     def end(self) -> None:
-        """At interpreter exit: end as :meth:`killed_by` says."""
+        """At interpreter exit: 1 after a refused start, else as :meth:`killed_by` says."""
+        if self.refused is not None:
+            _flush()
+            os._exit(1)
         number = self.killed_by()
         if number is None:
             return
@@ -113,6 +120,26 @@ class Exit:
 
 #: The process's own, armed by :func:`catch_stop_signals`.
 EXIT = Exit()
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()
+
+
+def refuse_start(reactor: Any, line: str, exit: Exit = EXIT) -> None:
+    """
+    The gateway cannot start (``line`` names the key, its value and why):
+    log it, and stop the reactor as soon as it runs; the process exits 1
+    (:meth:`Exit.end`, armed by :func:`catch_stop_signals`).  Only the first
+    refusal is logged and stops: the rest follow from it.
+    """
+    if exit.refused is not None:
+        return
+    exit.refused = line
+    _log.critical("{line}; not starting", line=line)
+    reactor.callWhenRunning(reactor.stop)
 
 
 def catch_stop_signals(reactor: Any, exit: Exit = EXIT) -> None:

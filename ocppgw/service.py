@@ -135,15 +135,24 @@ class GatewayService(MultiService):
             self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
         if hasattr(signal, "SIGUSR1"):
             self._previous_sigusr1 = signal.signal(signal.SIGUSR1, self._sigusr1)
-        if self.broker is not None:
-            self.broker.startService()
         if self.journal is not None:
             self._recover(self.journal)
+        if self.broker is not None:
+            self.broker.startService()
+            # Connect once the embedded mosquitto listens: not into a refusal.
+            self.broker.listening().addCallback(lambda _: self._connect())
+        else:
+            self._connect()
+        for listener in self.listeners:
+            listener.startService()
+
+    def _connect(self) -> None:
+        """Start the MQTT connections (unless the gateway stopped meanwhile)."""
+        if not self.running:
+            return
         self.mqtt.start()
         if self.catch_all is not None:
             self.catch_all.start()
-        for listener in self.listeners:
-            listener.startService()
 
     def _recover(self, journal: Journal) -> None:
         """Open the journal; answer what a killed previous run held, once MQTT is up."""

@@ -26,6 +26,16 @@ def default_config_path() -> str:
     return str(resources.files("ocppgw").joinpath("ocppgw.ini"))
 
 
+def refusal(error: ConfigError) -> SystemExit:
+    """
+    What a configuration that cannot run ends the process with: its one line
+    (naming the section, the key, the value and the cause) on stderr, exit
+    status 1, and neither twistd's usage text (a ``usage.UsageError`` would
+    print it above the line) nor a traceback.
+    """
+    return SystemExit(f"ocppgw: {error}")
+
+
 class Options(usage.Options):
     synopsis = "[--config FILE]"
     longdesc = (
@@ -49,7 +59,7 @@ class Options(usage.Options):
         try:
             self["parsed"] = load(self["config"])
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
+            raise refusal(e) from None
 
 
 def makeService(options: Options) -> IService:
@@ -79,7 +89,7 @@ def makeService(options: Options) -> IService:
         service: Any = operate(workers.as_run(config), reactor)
         workers.watch_supervisor(reactor)  # a worker stops once its supervisor is gone
     except ConfigError as e:
-        raise usage.UsageError(str(e)) from None
+        raise refusal(e) from None
     out = twistd_output(getattr(options, "parent", None))
     if out is not None:
         # twistd takes the application's log observer (AppLogger.start).

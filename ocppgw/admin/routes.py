@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -108,7 +109,13 @@ def later(request: Request, d: Deferred[tuple[int, Any]]) -> int:
 
 
 def refusal(config: AdminConfig, request: Request) -> str | None:
-    """Why ``request`` does not carry the token (RFC 6750 §3); None when it does."""
+    """
+    Why ``request`` does not carry the token (RFC 6750 §3); None when it
+    does, or when it came over ``[admin] endpoint = local``'s socket, whose
+    mode (0600, in a directory of mode 0700) lets only the gateway's user in.
+    """
+    if config.local is not None and isinstance(request.getHost(), UNIXAddress):
+        return None
     header = request.getHeader(b"authorization") or b""
     given = header.decode("latin-1") if isinstance(header, bytes) else header
     scheme, _, value = given.partition(" ")

@@ -12,9 +12,10 @@ for all of them (:mod:`ocppgw.admin.fanout`).
 from __future__ import annotations
 
 import dataclasses
+import os
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from twisted.application import strports
 from twisted.application.service import MultiService
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -25,6 +26,8 @@ from ocppgw.admin.api import resource
 from ocppgw.admin.calls import Calls
 from ocppgw.admin.metrics import State
 from ocppgw.config import ConfigError
+from ocppgw.listener.listening import Listening
+from ocppgw.loop import refuse_start
 from ocppgw.ocpp.timestamps import rfc3339
 from ocppgw.speedups import speedups
 
@@ -152,16 +155,27 @@ def serve(parent: MultiService, config: AdminConfig, resource: Any, reactor: Any
     """
     ``resource`` on ``[admin] endpoint``, a child service of ``parent``.
 
+    A port it cannot listen on stops the gateway (exit 1), named
+    (:func:`ocppgw.loop.refuse_start`).
+
     :raises ConfigError: the endpoint string is not usable.
     """
     assert config.endpoint is not None
-    if config.token is None:
+    if config.local is None and config.token is None:
         _log.warn(
             "[admin] token is not set: every /api/ route answers 401"
             + (" and so does /metrics" if config.metrics_auth else "")
         )
     try:
-        listening = strports.service(config.endpoint, QuietSite(resource), reactor=reactor)
+        listening = Listening(
+            reactor,
+            "[admin] endpoint",
+            config.endpoint,
+            QuietSite(resource),
+            partial(refuse_start, reactor),
+            # endpoint = local: the socket in a directory only this user may enter.
+            directory=None if config.local is None else os.path.dirname(config.local),
+        )
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(
             f"[admin] endpoint: not a usable endpoint string {config.endpoint!r}: {e}"

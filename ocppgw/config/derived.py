@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -22,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from ocppgw.config import model
 from ocppgw.config.declaration import Values
-from ocppgw.config.values import ConfigError
+from ocppgw.config.values import ConfigError, endpoint, gateway_id
 from ocppgw.router.topics import TemplateError, TopicTemplate
 
 
@@ -131,6 +132,31 @@ def _journal(ctx: Context) -> Mapping[str, Any]:
         return {"journal": "/var/lib/ocppgw"}
     state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return {"journal": os.path.join(state, "ocppgw")}
+
+
+def runtime_directory() -> str:
+    """Where ``[admin] endpoint = local`` puts its socket: a directory of this user's."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return os.path.join(runtime, "ocppgw")
+    if os.geteuid() == 0:
+        return "/run/ocppgw"
+    return os.path.join(tempfile.gettempdir(), f"ocppgw-{os.geteuid()}")
+
+
+def _admin_endpoint(ctx: Context) -> Mapping[str, Any]:
+    """``[admin] endpoint``: ``local`` (a UNIX socket named after the gateway), a string, off."""
+    value = ctx.raw["admin"]["endpoint"].strip()
+    if value != "local":
+        return {"endpoint": endpoint(value) or None, "local": None}
+    try:
+        name = gateway_id(ctx.raw["gateway"]["id"].strip())
+    except ValueError as e:
+        raise ConfigError(f"[gateway] id: {e}") from None
+    path = os.path.join(runtime_directory(), f"{name}.sock")
+    # lockfile: a second gateway of this id is refused; a dead one's socket replaced.
+    escaped = path.replace("\\", "\\\\").replace(":", "\\:")
+    return {"endpoint": f"unix:{escaped}:mode=600:lockfile=1", "local": path}
 
 
 def _listener_name(ctx: Context) -> Mapping[str, Any]:
@@ -312,5 +338,6 @@ DERIVATIONS = (
     Derivation(model.UpstreamConfig, ("call", "reply", "error", "overrides", "invalid"), _upstream),
     Derivation(model.DownstreamConfig, ("topic",), _downstream_topic),
     Derivation(model.PresenceConfig, ("topic", "gateway_topic"), _presence),
+    Derivation(model.AdminConfig, ("endpoint", "local"), _admin_endpoint),
     Derivation(model.AdminConfig, ("token",), _admin_token),
 )

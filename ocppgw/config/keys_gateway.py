@@ -20,7 +20,7 @@ from ocppgw.config.values import (
     header_name,
     int_range,
     networks,
-    nonempty,
+    required_endpoint,
     seconds,
     security_profile,
     text,
@@ -89,8 +89,11 @@ GATEWAY = Section(model.Config, keys={
 LISTENER = Section(model.ListenerConfig, suffix="ws", required=True, doc="""
     One or more listeners, each [listener:NAME].
 """, keys={
-    "endpoint": Key(nonempty, None, example="tcp:8080:interface=127.0.0.1", doc="""
-        A Twisted server endpoint string: tcp:PORT, tcp:PORT:interface=ADDR, ... (required)
+    "endpoint": Key(required_endpoint, None, example="tcp:8080:interface=127.0.0.1", doc="""
+        A Twisted server endpoint string: tcp:PORT, tcp:PORT:interface=ADDR, ...
+        (required); a bare port, 8080, means tcp:8080 (every interface). A port
+        that cannot be listened on (already in use) stops the gateway: one line
+        naming this key, and exit status 1.
     """),
     "path": Key(url_path, "/ocpp", doc="""
         Charge points connect to ws://HOST:PORT/PATH/IDENTITY.

@@ -204,9 +204,18 @@ PRESENCE = Section(model.PresenceConfig, keys={
 })
 
 ADMIN = Section(model.AdminConfig, keys={
-    "endpoint": Key(text, "tcp:9100:interface=127.0.0.1", optional=True, doc="""
+    "endpoint": Key(text, "local", derived=True, doc="""
         The admin HTTP API (/api/v1/...), Prometheus metrics (/metrics) and
-        health (/healthz): a Twisted server endpoint string. Empty: off.
+        health (/healthz). local: a UNIX socket named after [gateway] id,
+        RUNTIME/ocppgw/ID.sock, mode 0600 (RUNTIME: $XDG_RUNTIME_DIR, else /run
+        as root, else the temporary directory with ocppgw-UID), where two
+        gateways of one host never collide; ocppgw-ctl --config FILE finds it,
+        and only the gateway's user (and root) may connect, so no token is
+        asked there. Else a Twisted server endpoint string, e.g. for Prometheus:
+          endpoint = tcp:9100:interface=127.0.0.1
+        (a bare port, 9100, means tcp:9100 on every interface). Empty: off.
+        A port or socket that cannot be listened on stops the gateway: one line
+        naming this key, exit status 1.
     """),
     "token": Key(text, "", derived=True, doc="""
         The bearer token every /api/ route (and /metrics) requires:

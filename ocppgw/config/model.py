@@ -157,6 +157,9 @@ class AdminConfig:
     token: str | None
     #: Whether /metrics needs the token too.
     metrics_auth: bool
+    #: ``endpoint = local``: the path of its UNIX socket (mode 0600), whose
+    #: file mode is its access control; None for any other endpoint.
+    local: str | None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,15 @@ def nonempty(value: str) -> str:
     return value
 
 
+def endpoint(value: str) -> str:
+    """A Twisted server endpoint string; a bare port (``8080``) is ``tcp:8080``."""
+    return f"tcp:{value}" if value.isdigit() else value
+
+
+def required_endpoint(value: str) -> str:
+    return endpoint(nonempty(value))
+
+
 def int_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:

@@ -16,6 +16,12 @@ the broker last.  Once the gateway is stopping (:meth:`EmbeddedBroker.hold`)
 a broker that dies is not restarted, and the stop is bounded: SIGTERM, then
 SIGKILL after ``STOP_TIMEOUT`` seconds, so a hung mosquitto cannot hang the
 gateway's shutdown.
+
+The gateway's MQTT clients connect once mosquitto accepts connections
+(:meth:`EmbeddedBroker.listening`: a TCP connect tried every
+:data:`PROBE_INTERVAL` seconds, for at most :data:`PROBE_LIMIT`), not into
+a refusal and a retry ``reconnect_min`` later: a start with the embedded
+broker logs no refused connection, and connects as soon as it listens.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ import tempfile
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ProcessDone
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -123,6 +130,58 @@ def data_directory() -> str:
     return path
 
 
+#: Seconds between two tries of whether the embedded mosquitto listens yet.
+PROBE_INTERVAL = 0.05
+#: Seconds after which the MQTT clients connect anyway (and say why they cannot).
+PROBE_LIMIT = 5.0
+
+
+class _Probe:
+    """Tries a TCP connect to ``host:port`` until one is accepted; ``done`` fires then."""
+
+    def __init__(self, reactor: Any, host: str, port: int) -> None:
+        self._reactor = reactor
+        kind = TCP6ClientEndpoint if ":" in host else TCP4ClientEndpoint
+        self._endpoint = kind(reactor, host, port, timeout=1)
+        self._deadline = reactor.seconds() + PROBE_LIMIT
+        self._call: Any = None
+        self._attempt: Deferred[Any] | None = None
+        #: Fires once mosquitto accepted a connection, or the probe gave up or stopped.
+        self.done: Deferred[None] = Deferred()
+
+    def start(self) -> None:
+        self._call = None
+        attempt = self._attempt = self._endpoint.connect(Factory.forProtocol(Protocol))
+        attempt.addCallbacks(self._accepted, self._not_yet)
+
+    def _accepted(self, protocol: Protocol) -> None:
+        self._attempt = None
+        if protocol.transport is not None:
+            protocol.transport.abortConnection()  # type: ignore[attr-defined]
+        self._fire()
+
+    def _not_yet(self, failure: Failure) -> None:
+        self._attempt = None
+        if failure.check(CancelledError) or self.done.called:
+            return
+        if self._reactor.seconds() >= self._deadline:
+            self._fire()
+        else:
+            self._call = self._reactor.callLater(PROBE_INTERVAL, self.start)
+
+    def _fire(self) -> None:
+        if not self.done.called:
+            self.done.callback(None)
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        if self._attempt is not None:
+            self._attempt.cancel()
+        self._fire()
+
+
 class _Child(ProcessProtocol):
     def __init__(self, owner: EmbeddedBroker) -> None:
         self.owner = owner
@@ -154,6 +213,7 @@ class EmbeddedBroker(Service):
         self._kill: Any = None
         #: False once the gateway is stopping: nothing restarts the broker then.
         self._supervise = True
+        self._probe: _Probe | None = None
 
     def startService(self) -> None:
         super().startService()
@@ -162,6 +222,19 @@ class EmbeddedBroker(Service):
         with open(path, "w", encoding="utf-8") as f:
             f.write(mosquitto_config(self._host, self._port, self._dir))
         self._spawn()
+
+    def listening(self) -> Deferred[None]:
+        """
+        Fires once the mosquitto started by :meth:`startService` accepts
+        connections, or after :data:`PROBE_LIMIT` seconds, or when the
+        service stops, whichever is first.
+        """
+        if self._probe is None:
+            self._probe = _Probe(self._reactor, self._host, self._port)
+            self._probe.start()
+        done: Deferred[None] = Deferred()
+        self._probe.done.addCallback(lambda _: done.callback(None))
+        return done
 
     def _spawn(self) -> None:
         assert self._dir is not None
@@ -198,6 +271,8 @@ class EmbeddedBroker(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         self.hold()
+        if self._probe is not None:
+            self._probe.stop()
         child = self._child
         d: Deferred[None] = succeed(None)
         if child is not None and child.transport is not None:

@@ -265,6 +265,8 @@ class Supervisor(MultiService):
             signal.signal(signal.SIGHUP, lambda n, f: self.reactor.callFromThread(self._hup))
         if hasattr(signal, "SIGUSR1"):
             signal.signal(signal.SIGUSR1, lambda n, f: self.reactor.callFromThread(self.drain))
+        if self.exit.refused is not None:
+            return  # [admin] endpoint could not listen: no worker to start and stop
         for worker in self.workers:
             self._spawn(worker)
 

@@ -3,7 +3,8 @@
 Sharing a listening socket between worker processes: each worker binds the
 same TCP address with ``SO_REUSEPORT`` and the kernel spreads new
 connections over them.  Listeners record whether they listen (for
-``/healthz``), so nothing reads Twisted's private state.
+``/healthz``), so nothing reads Twisted's private state; a one-process
+gateway's are :class:`ocppgw.listener.listening.Listening`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,9 @@ import re
 import socket
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from zope.interface import implementer
 
 _log = Logger()
 
@@ -71,38 +67,6 @@ def bind_shared(address: TCPAddress) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-@implementer(IStreamServerEndpoint)
-class RecordingEndpoint:
-    """
-    A server endpoint that keeps what its ``listen`` gave: ``port`` once
-    listening, ``error`` when it could not listen.  What the admin API and
-    ``/healthz`` read of a listener, one-process or worker alike.
-    """
-
-    def __init__(self, endpoint: IStreamServerEndpoint) -> None:
-        self._endpoint = endpoint
-        self.port: IListeningPort | None = None
-        self.error: str | None = None
-
-    def listen(self, factory: Any) -> Deferred[IListeningPort]:
-        def bound(port: IListeningPort) -> IListeningPort:
-            self.port, self.error = port, None
-            return port
-
-        def failed(failure: Failure) -> Failure:
-            self.error = failure.getErrorMessage()
-            return failure
-
-        return self._endpoint.listen(factory).addCallbacks(bound, failed)
-
-
-def listener_service(reactor: Any, endpoint: str, factory: Any) -> StreamServerEndpointService:
-    """``strports.service(endpoint, factory)``, its ``endpoint`` a :class:`RecordingEndpoint`."""
-    return StreamServerEndpointService(
-        RecordingEndpoint(serverFromString(reactor, endpoint)), factory
-    )
 
 
 class ReusePortListener(Service):

@@ -50,7 +50,7 @@ def _resource(calls: FailingCalls) -> _Found:
     gateway: Any = SimpleNamespace(
         config=SimpleNamespace(downstream=SimpleNamespace(awaiting_timeout=30.0))
     )
-    config = AdminConfig("tcp:0", TOKEN, True)
+    config = AdminConfig("tcp:0", TOKEN, True, None)
     return _Found(resource(gateway, calls, None, config))  # type: ignore[arg-type]
 
 

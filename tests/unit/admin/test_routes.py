@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -74,12 +75,17 @@ def api(config: AdminConfig, calls: FakeCalls | None = None) -> IResource:
 
 
 def exchange(
-    resource: IResource, method: str, target: str, token: str | None = TOKEN, body: bytes = b""
+    resource: IResource,
+    method: str,
+    target: str,
+    token: str | None = TOKEN,
+    body: bytes = b"",
+    host: Any = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """(status, headers in lower case, body) of one HTTP/1.0 request to a Site of ``resource``."""
     site = Site(resource)
     protocol = site.buildProtocol(None)
-    transport = StringTransport()
+    transport = StringTransport() if host is None else StringTransport(hostAddress=host)
     assert protocol is not None
     protocol.makeConnection(transport)
     head = [f"{method} {target} HTTP/1.0", f"Content-Length: {len(body)}"]
@@ -92,7 +98,7 @@ def exchange(
     return int(status_line.split(" ")[1]), headers, data
 
 
-AUTH = AdminConfig("tcp:0", TOKEN, True)
+AUTH = AdminConfig("tcp:0", TOKEN, True, None)
 
 
 class RouteTests(SynchronousTestCase):
@@ -164,11 +170,24 @@ class RouteTests(SynchronousTestCase):
 
     def test_no_token_configured(self) -> None:
         """With no token configured, /api/ routes answer 401 saying so."""
-        config = AdminConfig("tcp:0", None, True)
+        config = AdminConfig("tcp:0", None, True, None)
         self.assertEqual(
             self.answer("GET", "/api/v1/gateway", config=config),
             (401, {"error": "no token is configured ([admin] token or token_file)"}),
         )
+
+    def test_local_socket_needs_no_token(self) -> None:
+        """Over [admin] endpoint = local's UNIX socket no token is asked; over TCP it still is."""
+        local = AdminConfig("unix:/run/ocppgw/gw.sock", None, True, "/run/ocppgw/gw.sock")
+        over_unix = UNIXAddress(b"/run/ocppgw/gw.sock")
+        for path in ("/api/v1/gateway", "/metrics"):
+            status, _, data = exchange(api(local), "GET", path, None, host=over_unix)
+            self.assertEqual(status, 200, data)
+        status, _, _ = exchange(api(local), "GET", "/api/v1/gateway", None)
+        self.assertEqual(status, 401)
+        other = AdminConfig("unix:/tmp/admin.sock", None, True, None)
+        status, _, _ = exchange(api(other), "GET", "/api/v1/gateway", None, host=over_unix)
+        self.assertEqual(status, 401)
 
     def test_metrics_needs_the_token_unless_metrics_auth_is_off(self) -> None:
         """/metrics is 401 without the token; with metrics_auth = false it is served without."""
@@ -176,7 +195,7 @@ class RouteTests(SynchronousTestCase):
             self.answer("GET", "/metrics", token=None),
             (401, {"error": "missing or wrong bearer token"}),
         )
-        open_metrics = AdminConfig("tcp:0", TOKEN, False)
+        open_metrics = AdminConfig("tcp:0", TOKEN, False, None)
         for token in (None, TOKEN):
             status, headers, data = exchange(api(open_metrics), "GET", "/metrics", token)
             self.assertEqual(status, 200)

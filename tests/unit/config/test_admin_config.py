@@ -11,10 +11,13 @@ from ocppgw.config import ConfigError, load, parse
 BASE = "[listener:ws]\nendpoint = tcp:8080\n"
 
 
-def test_admin_defaults() -> None:
-    """By default the admin endpoint is on loopback port 9100, with no token."""
-    config = parse(BASE)
-    assert config.admin.endpoint == "tcp:9100:interface=127.0.0.1"
+def test_admin_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """By default the admin endpoint is a UNIX socket named after the gateway id, no token."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    config = parse("[gateway]\nid = gw-1\n" + BASE)
+    path = str(tmp_path / "ocppgw" / "gw-1.sock")
+    assert config.admin.endpoint == f"unix:{path}:mode=600:lockfile=1"
+    assert config.admin.local == path
     assert config.admin.token is None
     assert config.admin.metrics_auth is True
     assert config.log_format == "text"
@@ -74,3 +77,17 @@ def test_shard_rejected_in_presence_topics(key: str) -> None:
     topic = "ocpp/presence/${shard}/${cid}" if key == "topic" else "ocpp/gateway/${shard}"
     with pytest.raises(ConfigError, match=rf"^\[presence\] {key}: .*\$\{{shard\}}"):
         parse(BASE + f"[presence]\n{key} = {topic}\n")
+
+
+def test_admin_local_socket_escapes_and_other_endpoints(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A colon of the gateway id is escaped in the endpoint string; tcp and a bare port are kept."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    config = parse("[gateway]\nid = site:1\n" + BASE)
+    assert config.admin.endpoint == f"unix:{tmp_path}/ocppgw/site\\:1.sock:mode=600:lockfile=1"
+    assert config.admin.local == f"{tmp_path}/ocppgw/site:1.sock"
+    tcp = parse(BASE + "[admin]\nendpoint = tcp:9100:interface=127.0.0.1\n").admin
+    assert (tcp.endpoint, tcp.local) == ("tcp:9100:interface=127.0.0.1", None)
+    bare = parse(BASE + "[admin]\nendpoint = 9100\n").admin
+    assert (bare.endpoint, bare.local) == ("tcp:9100", None)

@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 from twisted.internet.error import ProcessTerminated
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from ocppgw.mqtt.broker import (
+    PROBE_INTERVAL,
+    PROBE_LIMIT,
     BrokerNotFound,
     EmbeddedBroker,
     data_directory,
@@ -107,3 +110,71 @@ def test_restart_delay_doubles_on_quick_deaths_and_resets_after_a_healthy_run(
     assert waits == [0.5, 1.0, 2.0, 0.5]
     assert len(clock.children) == 5
     broker.stopService()
+
+
+class _ProbedReactor(MemoryReactorClock):
+    """A memory reactor whose mosquitto refuses until ``listens`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.children: list[Any] = []
+        self.listens = False
+
+    def spawnProcess(self, protocol: Any, executable: str, args: list[str], **kw: Any) -> None:
+        self.children.append(protocol)
+
+    def connectTCP(
+        self, host: str, port: int, factory: Any, timeout: float = 30, bindAddress: Any = None
+    ) -> Any:
+        connector = super().connectTCP(host, port, factory, timeout, bindAddress)
+        if self.listens:
+            protocol = factory.buildProtocol(None)
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+        else:
+            factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError()))
+        return connector
+
+
+def test_listening_fires_as_soon_as_mosquitto_accepts(clocks: Clocks) -> None:
+    """
+    listening() tries a connect every PROBE_INTERVAL while refused and fires
+    at the first accepted one, which it closes at once.
+    """
+    reactor = clocks.add(_ProbedReactor())
+    broker = EmbeddedBroker(reactor, "/usr/sbin/mosquitto", "127.0.0.1", 1883)
+    broker.startService()
+    fired: list[object] = []
+    broker.listening().addCallback(fired.append)
+    for _ in range(3):
+        assert fired == []
+        reactor.advance(PROBE_INTERVAL)
+    tries = len(reactor.tcpClients)
+    assert tries == 4 and reactor.tcpClients[0][:2] == ("127.0.0.1", 1883)
+    reactor.listens = True
+    reactor.advance(PROBE_INTERVAL)
+    assert fired == [None] and len(reactor.tcpClients) == 5
+    assert reactor.getDelayedCalls() == []
+    broker.stopService()
+
+
+def test_listening_gives_up_after_the_limit_and_on_stop(clocks: Clocks) -> None:
+    """A mosquitto that never listens: listening() fires after PROBE_LIMIT; a stop fires it too."""
+    reactor = clocks.add(_ProbedReactor())
+    broker = EmbeddedBroker(reactor, "/usr/sbin/mosquitto", "127.0.0.1", 1883)
+    broker.startService()
+    fired: list[object] = []
+    broker.listening().addCallback(fired.append)
+    reactor.advance(PROBE_LIMIT - 2 * PROBE_INTERVAL)
+    assert fired == []
+    reactor.pump([PROBE_INTERVAL] * 4)
+    assert fired == [None] and reactor.getDelayedCalls() == []
+    broker.stopService()
+
+    stopped = clocks.add(_ProbedReactor())
+    other = EmbeddedBroker(stopped, "/usr/sbin/mosquitto", "127.0.0.1", 1883)
+    other.startService()
+    fired_on_stop: list[object] = []
+    other.listening().addCallback(fired_on_stop.append)
+    other.stopService()
+    assert fired_on_stop == [None] and stopped.getDelayedCalls() == []
