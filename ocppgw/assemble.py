@@ -28,6 +28,7 @@ from ocppgw.config import Config, ConfigError
 from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
 from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.credentials import Credentials, CredentialsError
+from ocppgw.listener.crl import CRLError
 from ocppgw.listener.factory import OCPPServerFactory
 from ocppgw.listener.httpauth import HTTPAuth
 from ocppgw.listener.listening import Listening
@@ -200,13 +201,25 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
         forwarded = None
         try:
             if listener.tls_cert:
-                tls = ServerTLS(listener.name, listener.tls_cert, listener.tls_key, listener.tls_ca)
+                tls = ServerTLS(
+                    listener.name,
+                    listener.tls_cert,
+                    listener.tls_key,
+                    listener.tls_ca,
+                    listener.tls_crl,
+                    listener.tls_crl_expired,
+                    reactor.seconds,
+                )
                 reloadable.append(Reloadable(f"{section} certificates", tls))
+                if tls.revocation is not None:
+                    reloadable.append(Reloadable(f"{section} tls_crl", tls.revocation))
             elif listener.tls_ca is not None:
                 forwarded = ForwardedCertificates(listener.tls_ca, reactor)
                 reloadable.append(Reloadable(f"{section} tls_ca", forwarded))
         except TLSConfigError as e:
             raise ConfigError(f"{section} tls_cert/tls_key/tls_ca: {e}") from None
+        except CRLError as e:
+            raise ConfigError(f"{section} tls_crl: {e}") from None
         factory = OCPPServerFactory(
             listener,
             config.versions,

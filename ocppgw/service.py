@@ -23,7 +23,8 @@ SIGUSR1 drains: stop accepting, close the charge points at most
 SIGHUP reloads the listeners' certificates, the credentials file and the
 HTTP authentication headers (and clears its cache) without dropping a
 connection: new handshakes use the new files, and a file that
-cannot be used is logged and the old one kept.
+cannot be used is logged and the old one kept.  New revocation lists
+(``tls_crl``) close only the connections whose certificate they revoke.
 
 What is built, from which configuration, is :mod:`ocppgw.assemble`'s.
 """
@@ -43,6 +44,7 @@ from ocppgw import speedups
 from ocppgw.connection import OCPPServerProtocol
 from ocppgw.interfaces import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
 from ocppgw.listener.credentials import CredentialsError
+from ocppgw.listener.crl import CRLError
 from ocppgw.listener.tls import TLSConfigError
 from ocppgw.loop import EXIT, Exit
 from ocppgw.router.journal import Journal
@@ -116,7 +118,7 @@ class GatewayService(MultiService):
         for item in self.reloadable:
             try:
                 item.reload()
-            except (TLSConfigError, CredentialsError, OSError) as e:
+            except (TLSConfigError, CRLError, CredentialsError, OSError) as e:
                 _log.error("reload of {what} failed, keeping the old one: {e}", what=item, e=e)
             else:
                 _log.info("reloaded {what}", what=item)

@@ -1,7 +1,8 @@
 """
 Certificates made at run time for the tests (nothing private is committed):
 a CA, RSA and ECDSA server certificates, client certificates with any
-subject, expired ones, and ones from a CA nobody trusts.
+subject, expired ones, ones from a CA nobody trusts, and certificate
+revocation lists (current or expired, PEM or DER).
 """
 
 from __future__ import annotations
@@ -134,3 +135,33 @@ class CA:
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         return Issued(builder.sign(self.key, hashes.SHA256()), key)
+
+    def crl(
+        self,
+        revoked: tuple[x509.Certificate, ...] = (),
+        *,
+        expired: bool = False,
+        der: bool = False,
+    ) -> bytes:
+        """A CRL revoking ``revoked``; ``expired``: its nextUpdate has passed."""
+        now = datetime.datetime.now(datetime.UTC)
+        if expired:
+            last, after = now - datetime.timedelta(days=10), now - datetime.timedelta(days=1)
+        else:
+            last, after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=7)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(last)
+            .next_update(after)
+        )
+        for cert in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(cert.serial_number)
+                .revocation_date(last)
+                .build()
+            )
+        crl = builder.sign(self.key, hashes.SHA256())
+        encoding = serialization.Encoding.DER if der else serialization.Encoding.PEM
+        return crl.public_bytes(encoding)

@@ -148,7 +148,8 @@ _COUNTERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     (
         "refused",
         "ocppgw_handshakes_refused",
-        "Handshakes refused, by reason: an HTTP status (400, 401, 403, 404, 429) or TLS.",
+        "Handshakes refused, by reason: an HTTP status (400, 401, 403, 404, 429), TLS, "
+        "or TLS revoked (a client certificate tls_crl revokes).",
         ("reason",),
     ),
     (

@@ -188,10 +188,17 @@ def _listener_tls(ctx: Context) -> Mapping[str, Any]:
         raise ConfigError(f"[{section}] tls_ca: required for security_profile 3")
     if ca and profile != 3:
         raise ConfigError(f"[{section}] tls_ca: only used with security_profile 3")
+    crls = tuple(_file(section, "tls_crl", v, ctx.base_dir) for v in values["tls_crl"])
+    if crls and not (certs and ca):
+        raise ConfigError(
+            f"[{section}] tls_crl: only used with security_profile 3 and tls_cert "
+            "(a TLS-offloading proxy checks revocation itself)"
+        )
     return {
         "tls_cert": certs,
         "tls_key": keys,
         "tls_ca": _file(section, "tls_ca", ca, ctx.base_dir) if ca else None,
+        "tls_crl": crls,
     }
 
 
@@ -329,7 +336,7 @@ DERIVATIONS = (
     Derivation(model.Config, ("schema_dir",), _schema_dir),
     Derivation(model.Config, ("journal",), _journal),
     Derivation(model.ListenerConfig, ("name",), _listener_name),
-    Derivation(model.ListenerConfig, ("tls_cert", "tls_key", "tls_ca"), _listener_tls),
+    Derivation(model.ListenerConfig, ("tls_cert", "tls_key", "tls_ca", "tls_crl"), _listener_tls),
     Derivation(model.ListenerConfig, (), _default_version_spoken),
     Derivation(model.MQTTConfig, ("embedded", "host", "port", "tls"), _broker),
     Derivation(model.MQTTConfig, ("client_id",), _client_id),

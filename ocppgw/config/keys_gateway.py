@@ -125,6 +125,22 @@ LISTENER = Section(model.ListenerConfig, suffix="ws", required=True, doc="""
         handshake (a TLS alert; logged with the reason); one that does not match
         the identity gets HTTP 403 before the upgrade.
     """),
+    "tls_crl": Key(file_list, "", derived=True, doc="""
+        Profile 3 with tls_cert: certificate revocation lists (PEM or DER, one or
+        more files, space-separated), each issued by a CA in tls_ca. A client
+        certificate they revoke fails the TLS handshake (a TLS alert, no HTTP
+        response), counted in ocppgw_handshakes_refused as "TLS revoked" and
+        logged once per certificate with its serial. Re-read on SIGHUP and at the
+        next handshake after a file changes; a connected charge point whose
+        certificate a new list revokes is closed with 1008. A list that cannot be
+        read on a reload keeps the previous lists (an error line).
+    """),
+    "tls_crl_expired": Key(choice("refuse", "warn"), "refuse", doc="""
+        A CRL in tls_crl past its nextUpdate.
+          refuse: the gateway does not start; on a reload the previous lists stay
+                  and an error line says why.
+          warn:   it is used anyway, with a warning; good certificates connect.
+    """),
     "cert_identity": Key(choice("cn", "serial"), "cn", doc="""
         Profile 3: what the client certificate's subject CN must equal.
           cn:     the charge point identity from the URL, exactly.

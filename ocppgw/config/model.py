@@ -41,6 +41,9 @@ class ListenerConfig:
     tls_key: tuple[str, ...] = ()
     #: The CA(s) client certificates must chain to (profile 3).
     tls_ca: str | None = None
+    #: Certificate revocation lists of tls_ca's CAs (profile 3), and what an expired one does.
+    tls_crl: tuple[str, ...] = ()
+    tls_crl_expired: str = "refuse"
     #: What a client certificate's CN must equal: the identity, or its serial.
     cert_identity: str = "cn"
     #: What a client certificate's O must equal, if set (A00.FR.404).

@@ -166,7 +166,9 @@ class OCPPServerFactory(WebSocketServerFactory):
 
     def tls_failed(self, connection: OCPPServerProtocol, reason: Failure) -> None:
         """The TLS handshake of ``connection`` failed with ``reason``."""
-        handshake_failed(self.events, self.listener.name, peer_of(connection), reason)
+        handshake_failed(
+            self.events, self.listener.name, peer_of(connection), reason, connection.transport
+        )
 
     def negotiate(
         self,

@@ -16,6 +16,10 @@ Listeners (OCPP 1.6 security whitepaper §2.4-2.6, OCPP 2.0.1 Part 2 A00):
 - Profile 3: the client must present a certificate that chains to ``tls_ca``
   (A00.FR.403); a missing, untrusted or expired one fails the TLS handshake
   with an alert, logged with the reason.
+- Revocation (``tls_crl``, :mod:`ocppgw.listener.crl`): the verify callback
+  fails the handshake of a certificate a list revokes (counted as
+  ``TLS revoked``, logged once per serial); new lists close the open
+  connections whose certificate they revoke (1008).
 
 :class:`ServerTLS` builds a new ``SSL.Context`` on :meth:`ServerTLS.reload`
 (SIGHUP): new handshakes use it, established connections keep theirs.
@@ -24,7 +28,8 @@ Listeners (OCPP 1.6 security whitepaper §2.4-2.6, OCPP 2.0.1 Part 2 A00):
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -38,6 +43,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ocppgw.interfaces import IGatewayEvents
+from ocppgw.listener.crl import RevocationLists
 
 _log = Logger()
 
@@ -98,6 +104,7 @@ def server_context(
     name: str,
     pairs: Sequence[tuple[str, str]],
     ca: str | None,
+    verify: Callable[[SSL.Connection, Any, int, int, int], bool] | None = None,
 ) -> SSL.Context:
     """
     A server context serving each (certificate chain file, key file) of
@@ -140,7 +147,9 @@ def server_context(
             ctx.load_verify_locations(ca)
         except SSL.Error as e:
             raise TLSConfigError(f"{ca}: unusable CA file: {e}") from None
-        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _log_verify_failure)
+        ctx.set_verify(
+            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify or _log_verify_failure
+        )
     return ctx
 
 
@@ -175,7 +184,10 @@ def peer_of(protocol: Any) -> str:
 
 @implementer(IOpenSSLServerConnectionCreator)
 class ServerTLS:
-    """The TLS side of one listener; :meth:`reload` picks up new certificate files."""
+    """
+    The TLS side of one listener; :meth:`reload` picks up new certificate
+    files, :attr:`revocation` (with ``tls_crl``) the revocation lists.
+    """
 
     def __init__(
         self,
@@ -183,11 +195,25 @@ class ServerTLS:
         certs: Sequence[str],
         keys: Sequence[str],
         ca: str | None = None,
+        crls: Sequence[str] = (),
+        crl_expired: str = "refuse",
+        now: Callable[[], float] | None = None,
     ) -> None:
         self.name = name
         self._pairs = list(zip(certs, keys, strict=True))
         self._ca = ca
-        self._context = server_context(name, self._pairs, ca)
+        #: Live TLS connections, to close those whose certificate gets revoked.
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: Handshakes refused for a revoked certificate (for the metric's reason).
+        self._revoked_handshakes: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._logged: set[tuple[bytes, int]] = set()
+        self.revocation: RevocationLists | None = None
+        if crls and ca is not None:
+            # A CRLError (naming the file) goes to the caller.
+            self.revocation = RevocationLists(
+                f"[listener:{name}]", crls, ca, crl_expired, now or _wall_clock, self._close_revoked
+            )
+        self._context = server_context(name, self._pairs, ca, self._verify)
 
     @property
     def requires_client_certificate(self) -> bool:
@@ -200,15 +226,76 @@ class ServerTLS:
 
         :raises TLSConfigError: the old context stays in use.
         """
-        self._context = server_context(self.name, self._pairs, self._ca)
+        self._context = server_context(self.name, self._pairs, self._ca, self._verify)
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        if self.revocation is not None:
+            self.revocation.refresh()
         conn = SSL.Connection(self._context, None)
         conn.set_app_data(tlsProtocol)
+        if tlsProtocol is not None:
+            self._connections.add(tlsProtocol)
         return conn
 
+    def refusal_reason(self, tls_protocol: Any) -> str:
+        """The metric's reason for a failed handshake: ``TLS revoked`` or ``TLS``."""
+        return "TLS revoked" if tls_protocol in self._revoked_handshakes else "TLS"
 
-def handshake_failed(events: IGatewayEvents, listener: str, peer: str, reason: Failure) -> None:
+    def _verify(self, conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+        if not ok or depth != 0 or self.revocation is None:
+            return _log_verify_failure(conn, cert, errno, depth, ok)
+        leaf = cert.to_cryptography()
+        if not self.revocation.revoked(leaf):
+            return True
+        protocol = conn.get_app_data()
+        self._revoked_handshakes.add(protocol)
+        key = (leaf.issuer.public_bytes(), leaf.serial_number)
+        if key not in self._logged:
+            self._logged.add(key)
+            _log.warn(
+                "TLS: refused revoked client certificate serial {serial:X} "
+                "(subject {subject}) from {peer}",
+                serial=leaf.serial_number,
+                subject=_subject_text(cert),
+                peer=peer_of(protocol),
+            )
+        return False
+
+    def _close_revoked(self) -> None:
+        """New lists came into use: close connections whose certificate they revoke (1008)."""
+        revocation = self.revocation
+        if revocation is None:
+            return
+        for tls_protocol in list(self._connections):
+            handle = tls_protocol.getHandle()
+            peer_cert = None if handle is None else handle.get_peer_certificate()
+            if peer_cert is None:
+                # Gone already, or still in its handshake (the verify callback checks it).
+                continue
+            leaf = peer_cert.to_cryptography()
+            if not revocation.revoked(leaf):
+                continue
+            self._connections.discard(tls_protocol)
+            wrapped = tls_protocol.wrappedProtocol
+            _log.warn(
+                "TLS: closing {peer}: its client certificate serial {serial:X} is now revoked",
+                peer=peer_of(wrapped),
+                serial=leaf.serial_number,
+            )
+            close = getattr(wrapped, "close", None)
+            if close is not None:
+                close(1008, "certificate revoked")
+            else:
+                tls_protocol.transport.loseConnection()
+
+
+def _wall_clock() -> float:
+    return datetime.datetime.now(datetime.UTC).timestamp()
+
+
+def handshake_failed(
+    events: IGatewayEvents, listener: str, peer: str, reason: Failure, transport: Any = None
+) -> None:
     """
     A TLS handshake with ``peer`` failed: logged with its reason (A00.FR.407:
     why it ended), and counted as a refusal.  Twisted's TLS hands the error
@@ -216,7 +303,9 @@ def handshake_failed(events: IGatewayEvents, listener: str, peer: str, reason: F
     """
     why = reason.getErrorMessage()
     _log.info("TLS handshake with {peer} failed: {why}", peer=peer, why=why)
-    events.refused(listener, peer, "", "TLS", str(reason.value))
+    tls = getattr(getattr(transport, "factory", None), "tls", None)
+    status = tls.refusal_reason(transport) if isinstance(tls, ServerTLS) else "TLS"
+    events.refused(listener, peer, "", status, str(reason.value))
 
 
 class TLSListenerFactory(TLSMemoryBIOFactory):

@@ -160,6 +160,13 @@ def _tls_dir(tmp_path: Path) -> Path:
         ("security_profile = 2\ntls_cert = rsa.pem\ntls_key = rsa.key\ntls_ca = ca.pem\n",
          r"\[listener:a\] tls_ca: only used with security_profile 3"),
         ("cert_identity = name\n", r"\[listener:a\] cert_identity: must be one of cn, serial"),
+        ("security_profile = 3\ntls_cert = rsa.pem\ntls_key = rsa.key\ntls_ca = ca.pem\n"
+         "tls_crl = nope.crl\n", r"\[listener:a\] tls_crl: no such file: .*nope.crl"),
+        ("security_profile = 2\ntls_cert = rsa.pem\ntls_key = rsa.key\ntls_crl = ca.pem\n",
+         r"\[listener:a\] tls_crl: only used with security_profile 3 and tls_cert"),
+        ("security_profile = 3\ntls_ca = ca.pem\ntrusted_proxies = 10.0.0.0/8\n"
+         "tls_crl = ca.pem\n", r"\[listener:a\] tls_crl: only used with security_profile 3"),
+        ("tls_crl_expired = ignore\n", r"\[listener:a\] tls_crl_expired: must be one of refuse"),
         ("trusted_proxies = 10.0.0.0/8 bogus\n", r"\[listener:a\] trusted_proxies: 'bogus'"),
         ("client_cert_header = X Cert\n", r"\[listener:a\] client_cert_header: must be"),
     ],
@@ -185,6 +192,7 @@ def test_tls_listener_values(tmp_path: Path) -> None:
     a, b = config.listeners
     assert a.tls_cert == (str(d / "rsa.pem"), str(d / "ec.pem"))
     assert (a.tls_ca, a.cpo_name, a.cert_identity) == (str(d / "ca.pem"), "ACME", "cn")
+    assert (a.tls_crl, a.tls_crl_expired) == ((), "refuse")
     assert b.tls_cert == () and [str(n) for n in b.trusted_proxies] == ["10.0.0.0/8"]
     assert config.login_limits.per_address == 0 and config.login_limits.per_identity == 10
 
