@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
+import tempfile
 from typing import Any
 
 from twisted.internet.error import CannotListenError
@@ -57,9 +59,15 @@ class ListeningTests(SynchronousTestCase):
 
 
 class DirectoryTests(SynchronousTestCase):
+    def fresh_path(self) -> str:
+        """A path that does not exist yet, in a temporary directory removed after the test."""
+        base = tempfile.mkdtemp(prefix="ocppgw-listening-")
+        self.addCleanup(shutil.rmtree, base, True)
+        return os.path.join(base, "x")
+
     def test_socket_directory_made_private_at_start(self) -> None:
         """A UNIX socket's directory is made (mode 0700) at start, not when built."""
-        base = self.mktemp()
+        base = self.fresh_path()
         directory = os.path.join(base, "ocppgw")
         service = Listening(
             MemoryReactorClock(), "[admin] endpoint", f"unix:{directory}/gw.sock", Factory(),
@@ -72,7 +80,7 @@ class DirectoryTests(SynchronousTestCase):
 
     def test_directory_that_cannot_be_made_is_one_named_line(self) -> None:
         """A directory that cannot be made: one line with key, value and why; no listening."""
-        blocker = self.mktemp()
+        blocker = self.fresh_path()
         with open(blocker, "w"):
             pass  # a file where the directory's parent should be
         directory = os.path.join(blocker, "ocppgw")
