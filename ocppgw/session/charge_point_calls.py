@@ -177,7 +177,8 @@ class ChargePointCalls:
         del self.pending[answer.unique_id]
         cancel(pending.timer)
         if pending.action == "BootNotification" and isinstance(answer, CallResult):
-            self.registration.answered(answer.payload)
+            if self.registration.answered(answer.payload):
+                self._out.registered(answer.payload["status"])
         if isinstance(answer, CallResult) and has_21_types(self._out.version):
             self._answered[answer.unique_id] = pending.action
             while len(self._answered) > ANSWERED_MEMORY:

@@ -73,13 +73,18 @@ class Registration:
         #: Actions a TriggerMessage asked for while not Accepted, and how often.
         self._triggered: Counter[str] = Counter()
 
-    def answered(self, payload: Any) -> None:
-        """The backend answered the charge point's BootNotification with ``payload``."""
+    def answered(self, payload: Any) -> bool:
+        """
+        The backend answered the charge point's BootNotification with
+        ``payload``; whether that changed the status.
+        """
         status = payload.get("status") if isinstance(payload, dict) else None
-        if status in STATUSES:
-            self.status = status
-            if status == ACCEPTED:
-                self._triggered.clear()
+        if not isinstance(status, str) or status not in STATUSES:
+            return False
+        if status == ACCEPTED:
+            self._triggered.clear()
+        changed, self.status = status != self.status, status
+        return changed
 
     def trigger(self, payload: Any) -> None:
         """The backend sends the charge point a TriggerMessage with ``payload``."""

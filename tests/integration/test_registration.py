@@ -20,7 +20,7 @@ from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 
 from tests.integration.harness import charge_point, run_async, settle, topic_value
-from tests.integration.harness.support import NOW
+from tests.integration.harness.support import NOW, presence_topic
 
 
 class Triggered16(v16.ChargePoint):
@@ -81,14 +81,16 @@ async def _boot(cp, backend, cid: str, boot, uid: str, status: str) -> None:
 @pytest.mark.parametrize("status", ["Pending", "Rejected"])
 @run_async
 async def test_not_accepted_then_accepted(gateway, backend, version, status):
-    """Pending or Rejected: the charge point's Heartbeat gets CALLERROR SecurityError and
-    nothing is published; its next BootNotification is relayed, and once Accepted its
+    """Pending or Rejected: the retained presence says so (Registration), the charge
+    point's Heartbeat gets CALLERROR SecurityError and nothing is published; its next
+    BootNotification is relayed, and once Accepted (the presence says Accepted) its
     Heartbeat is published and answered."""
     gw = gateway()
     cls, boot, heartbeat = CASES[version]
     cid = f"it-reg-{status}-{version.replace('.', '')}"
     async with charge_point(cls, gw.url(cid), cid, version) as cp:
         await _boot(cp, backend, cid, boot, "b1", status)
+        await backend.envelope(presence_topic(cid), Online=True, Registration=status)
         await cp.call(heartbeat(), unique_id="h1")
         refused = cp.conn.received_for("h1")
         assert refused[:3] == [4, "h1", "SecurityError"], refused
@@ -96,6 +98,7 @@ async def test_not_accepted_then_accepted(gateway, backend, version, status):
         await settle(0.3)
         assert not backend.messages(lambda m: (m.json() or {}).get("UniqueId") == "h1")
         await _boot(cp, backend, cid, boot, "b2", "Accepted")
+        await backend.envelope(presence_topic(cid), Online=True, Registration="Accepted")
         answered = asyncio.ensure_future(cp.call(heartbeat(), unique_id="h2"))
         await backend.envelope(f"ocpp/cp/{cid}/Heartbeat", UniqueId="h2")
         backend.publish(

@@ -79,7 +79,8 @@ class RegistrationRulesTests(SessionsTestCase):
                 )
 
     def test_accepted_lifts_the_rule(self) -> None:
-        """Pending, then Accepted on a new BootNotification: every CALL is published again."""
+        """Pending, then Accepted on a new BootNotification: every CALL is published again,
+        and the router is told of each change."""
         for version in VERSIONS:
             session, connection, router, _ = make(version)
             boot(session, connection, "Pending")
@@ -89,6 +90,8 @@ class RegistrationRulesTests(SessionsTestCase):
             session.frame_received(HEARTBEAT)
             self.assertEqual(session.registration, "Accepted")
             self.assertEqual(router.envelopes[-1].message.action, "Heartbeat")
+            # The router is told each change once (the presence carries it).
+            self.assertEqual(router.registered_as, [("CP1", "Pending"), ("CP1", "Accepted")])
 
     def test_triggered_call_allowed_once_while_pending(self) -> None:
         """Pending (1.6 §4.2, B02.FR.09): the CALL a TriggerMessage asked for is published
