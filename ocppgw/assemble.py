@@ -103,6 +103,7 @@ def session_options(config: Config, events: IGatewayEvents = NO_EVENTS) -> Sessi
         strict=config.strict,
         local_heartbeat=config.local_heartbeat,
         local_status_notification=config.local_status_notification,
+        enforce_registration=config.enforce_registration,
         validate_upstream=validate_upstream,
         validate_downstream=validate_downstream,
         events=events,

@@ -83,6 +83,13 @@ class IRouter(Interface):
     def publish_invalid(charge_point: str, version: str, frame: str) -> None:
         """Publish a frame refused by validation, whole, on the invalid topic (if set)."""
 
+    def registered(charge_point: str, status: str) -> None:
+        """
+        The backend answered ``charge_point``'s BootNotification on its
+        current connection with ``status`` (Accepted, Pending, Rejected), a
+        change: its presence says so.
+        """
+
     def release(session: object) -> None:
         """
         ``session`` is over (its grace period ran out, or its identity moved

@@ -69,7 +69,11 @@ class FakeRouter:
         self.envelopes: list[Envelope] = []
         self.invalid: list[str] = []
         self.released: list[object] = []
+        self.registered_as: list[tuple[str, str]] = []
         self.failing = False
+
+    def registered(self, charge_point: str, status: str) -> None:
+        self.registered_as.append((charge_point, status))
 
     def publish_invalid(self, charge_point: str, version: str, frame: str) -> None:
         self.invalid.append(frame)

@@ -47,6 +47,13 @@ GATEWAY = Section(model.Config, keys={
         backend gets a CALLERROR (OCPP-J: one CALL in flight per direction).
         false: let it through, for non-compliant chargers; answers match by id.
     """),
+    "enforce_registration": Key(boolean, "true", doc="""
+        true: a charge point whose BootNotification the backend answered
+        Pending or Rejected may send only BootNotification (and, while
+        Pending, the CALLs a TriggerMessage asked for); any other CALL gets
+        CALLERROR SecurityError and is not published (OCPP 1.6 §4.2, §4.2.1;
+        2.0.1 and 2.1 B02.FR.09, B03.FR.07). false: relay every CALL.
+    """),
     "shutdown_timeout": Key(seconds(), "10", doc="""
         On SIGTERM/SIGINT: seconds to wait for outstanding PUBACKs and closing
         WebSockets before exiting.

@@ -193,8 +193,10 @@ LOCAL = Section(model.Config, keys={
 PRESENCE = Section(model.PresenceConfig, keys={
     "topic": Key(nonempty, "ocpp/presence/${cid}", derived=True, doc="""
         Retained, per charge point: {"ChargePointId", "Online", "Gateway",
-        "Protocol", "RemoteAddress", "Since"}. Instances sharing a broker read it
-        to close a connection that a newer one on another instance replaced.
+        "Protocol", "RemoteAddress", "Since", "Registration"}; Registration is
+        the backend's last BootNotification answer (null before one).
+        Instances sharing a broker read it to close a connection that a newer
+        one on another instance replaced.
         Both topics refuse ${shard}: every instance reads every charge point's.
     """),
     "gateway_topic": Key(nonempty, "ocpp/gateway/${gateway}", derived=True, doc="""

@@ -180,6 +180,8 @@ class Config:
     downstream: DownstreamConfig
     presence: PresenceConfig
     strict: bool
+    #: Restrict charge points the backend answered Pending or Rejected.
+    enforce_registration: bool
     shutdown_timeout: float
     validation_mode: str
     schema_dir: str | None

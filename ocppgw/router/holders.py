@@ -4,6 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+#: What other instances said is pruned when it grows past twice what was
+#: left at the last pruning, and at least this many entries.
+PRUNE_MIN = 1000
+
+#: How many dead runs of other instances are remembered.
+DEAD_RUNS = 1000
 
 
 @dataclass
@@ -23,6 +31,16 @@ class Here:
     echoed: bool = False
     #: Another live instance held the identity when it connected here.
     taken: bool = False
+    #: The backend's last BootNotification answer on this connection (None: none yet).
+    registration: str | None = None
+
+    def online_fields(self) -> dict[str, Any]:
+        """What an online presence says of this connection beyond the identity's own."""
+        return {
+            "RemoteAddress": self.peer,
+            "Connection": self.token,
+            "Registration": self.registration,
+        }
 
 
 @dataclass(slots=True)

@@ -14,6 +14,8 @@ Who holds which identity, across the gateway instances sharing a broker.
 - an instance gone without a goodbye (its last will on ``gateway_topic``):
   its charge points are offline, the catch-all answers for them at once, and
   their retained presence is corrected by the instances that saw it;
+- an online presence carries ``Registration`` (the backend's last
+  BootNotification answer, null before one): "connected" and "ready" apart;
 - every presence carries the run (``Run``: chosen at each process start) and
   a sequence number (``Seq``, growing with each publish of the run); the
   gateway presence and the last will carry the run.  A last will, or another
@@ -52,26 +54,14 @@ from twisted.logger import Logger
 
 from ocppgw.interfaces import IMQTTClient
 from ocppgw.ocpp.timestamps import rfc3339
-from ocppgw.router.holders import Elsewhere, Here
-from ocppgw.router.topics import TopicTemplate
+from ocppgw.router.holders import DEAD_RUNS, PRUNE_MIN, Elsewhere, Here
+from ocppgw.router.topics import TopicTemplate, topic_values
 
 if TYPE_CHECKING:
     from ocppgw.config import Config
     from ocppgw.session.rules import Session
 
 _log = Logger()
-
-#: What other instances said is pruned when it grows past twice what was
-#: left at the last pruning, and at least this many entries.
-_PRUNE_MIN = 1000
-
-#: How many dead runs of other instances are remembered.
-_DEAD_RUNS = 1000
-
-
-def topic_values(gateway: str, identity: str, version: str | None) -> dict[str, str]:
-    """The values of a topic template for one charge point (or none: ``identity=""``)."""
-    return {"cid": identity, "gateway": gateway, "version": version or ""}
 
 
 class Presence:
@@ -106,7 +96,7 @@ class Presence:
         self._dead: dict[tuple[str, object], bool] = {}
         #: How long a stopped instance's MQTT session keeps its commands.
         self._expiry = config.mqtt.session_expiry
-        self._prune_at = _PRUNE_MIN
+        self._prune_at = PRUNE_MIN
         self._topic_in = TopicTemplate.parse(config.presence.topic.text, downstream=True)
         #: The subscription that brings every identity's presence.
         self.topic_filter = self._topic_in.subscription(self._values("", None), any_cid=True)
@@ -139,6 +129,13 @@ class Presence:
     def offline(self, identity: str, version: str | None) -> None:
         """``identity``'s connection here is gone."""
         self._publish(identity, version, False)
+
+    def registered(self, identity: str, status: str) -> None:
+        """``identity``'s connection here got the backend's BootNotification answer ``status``."""
+        here = self._here.get(identity)
+        if here is not None and here.registration != status:
+            here.registration = status
+            self._publish(identity, here.version, True)
 
     def forget(self, identity: str) -> bool:
         """This instance holds nothing for ``identity`` any more; whether it did."""
@@ -181,8 +178,7 @@ class Presence:
             "Seq": seq,
         }
         if online and here is not None:
-            body["RemoteAddress"] = here.peer
-            body["Connection"] = here.token
+            body.update(here.online_fields())
         self._publish_body(identity, version, body)
 
     def _publish_body(self, identity: str, version: str | None, body: dict[str, Any]) -> None:
@@ -264,7 +260,7 @@ class Presence:
         if len(self._elsewhere) > self._prune_at:
             # Amortised: identities come and go; only those online elsewhere stay.
             self.prune()
-            self._prune_at = 2 * len(self._elsewhere) + _PRUNE_MIN
+            self._prune_at = 2 * len(self._elsewhere) + PRUNE_MIN
         if self._dead and (gateway, run) in self._dead:
             # Its will was read first (on the catch-all's connection): as offline.
             self._gone(identity, seen, self._clock.seconds(), self._dead[(gateway, run)])
@@ -323,7 +319,7 @@ class Presence:
         kept = body.get("Handover") is False
         if run is not None:
             self._dead[(gateway, run)] = kept
-            if len(self._dead) > _DEAD_RUNS:
+            if len(self._dead) > DEAD_RUNS:
                 del self._dead[next(iter(self._dead))]
         now = self._clock.seconds()
         for identity, seen in self._elsewhere.items():

@@ -32,8 +32,8 @@ from ocppgw.router.answers import Answers
 from ocppgw.router.awaited import Awaited
 from ocppgw.router.directory import Directory
 from ocppgw.router.instance import Instance
-from ocppgw.router.presence import Presence, topic_values
-from ocppgw.router.topics import TopicNames, compile_filter, shard, topic_matches
+from ocppgw.router.presence import Presence
+from ocppgw.router.topics import TopicNames, compile_filter, shard, topic_matches, topic_values
 from ocppgw.router.unclaimed import CATCH_ALL, PER_CHARGE_POINT, Unclaimed
 from ocppgw.session.rules import Session
 
@@ -145,6 +145,10 @@ class Router:
         (:meth:`release`); CALLs arriving then wait for a reconnection.
         """
         self._presence.offline(session.identity, session.version)
+
+    def registered(self, charge_point: str, status: str) -> None:
+        """``charge_point``'s registration changed: its presence carries it (issue 25)."""
+        self._presence.registered(charge_point, status)
 
     def release(self, session: object) -> None:
         """Forget ``session`` (expired, or moved to another instance) if it is current."""

@@ -287,3 +287,8 @@ def topic_matches(subscription: str, topic: str) -> bool:
         if s != "+" and s != top_levels[i]:
             return False
     return len(sub_levels) == len(top_levels)
+
+
+def topic_values(gateway: str, identity: str, version: str | None) -> dict[str, str]:
+    """The values of a topic template for one charge point (or none: ``identity=""``)."""
+    return {"cid": identity, "gateway": gateway, "version": version or ""}

@@ -50,6 +50,9 @@ class FromBackend:
         message = envelope.message
         out = self._out
         if isinstance(message, Call):
+            if message.action == "TriggerMessage":
+                # OCPP 1.6 §4.2, 2.0.1 and 2.1 B02.FR.09: what it asks for may be sent.
+                self._calls.registration.trigger(message.payload)
             self._backend.offer(envelope, message)
         elif isinstance(message, Send):
             why = downstream_refusal(

@@ -14,7 +14,12 @@ The charge point's CALLs waiting for the backend's answers, and their timers.
 - the backend's answer goes to the charge point only if its CALL waits for
   it (Unmatched otherwise); with validation on, an invalid CALLRESULT is
   refused (Invalid) and the CALL stays pending for a valid answer;
-- a CALL whose publish fails is answered InternalError at once.
+- a CALL whose publish fails is answered InternalError at once;
+- with ``[gateway] enforce_registration``, a charge point whose
+  BootNotification the backend answered Pending or Rejected may send only
+  what that version allows (:mod:`ocppgw.session.registration`: OCPP 1.6
+  §4.2 and §4.2.1, 2.0.1 and 2.1 B02.FR.09 and B03.FR.07); the others get
+  SecurityError, unpublished.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ocppgw.ocpp.versions import ErrorKind, has_21_types
 from ocppgw.session.checks import downstream_refusal, upstream_violation
 from ocppgw.session.options import SessionOptions
 from ocppgw.session.outbox import Outbox
+from ocppgw.session.registration import Registration
 from ocppgw.session.timers import Pending, SharedTimer, Timer, cancel
 
 #: How many answered 2.1 CALLs are remembered, for the Action of a CALLRESULTERROR.
@@ -40,7 +46,7 @@ ANSWERED_MEMORY = 32
 class ChargePointCalls:
     """One charge point's CALLs to the backend, from their publish to their one answer."""
 
-    __slots__ = ("_answered", "_clock", "_options", "_out", "_timer", "pending")
+    __slots__ = ("_answered", "_clock", "_options", "_out", "_timer", "pending", "registration")
 
     def __init__(self, outbox: Outbox, clock: IReactorTime, options: SessionOptions) -> None:
         self._out = outbox
@@ -53,6 +59,8 @@ class ChargePointCalls:
         #: 2.1: CALLs answered with a CALLRESULT (UniqueId to Action), so a
         #: CALLRESULTERROR for that result carries its Action (2.1 Part 4 §4.2.4).
         self._answered: OrderedDict[str, str] = OrderedDict()
+        #: The backend's BootNotification answer, and what it allows.
+        self.registration = Registration(outbox.version, options.enforce_registration)
 
     # --- from the charge point ---
 
@@ -73,6 +81,10 @@ class ChargePointCalls:
                 ErrorKind.PROTOCOL if out.version == "ocpp1.6" else ErrorKind.RPC_FRAMEWORK,
                 "a previous CALL is still waiting for its answer",
             )
+            return
+        refused = self.registration.refusal(call.action)
+        if refused is not None:
+            out.send_error(call.unique_id, ErrorKind.SECURITY, refused)
             return
         violation = upstream_violation(
             self._options.validate_upstream, out, call.action, True, call.payload, text
@@ -164,6 +176,9 @@ class ChargePointCalls:
             return
         del self.pending[answer.unique_id]
         cancel(pending.timer)
+        if pending.action == "BootNotification" and isinstance(answer, CallResult):
+            if self.registration.answered(answer.payload):
+                self._out.registered(answer.payload["status"])
         if isinstance(answer, CallResult) and has_21_types(self._out.version):
             self._answered[answer.unique_id] = pending.action
             while len(self._answered) > ANSWERED_MEMORY:

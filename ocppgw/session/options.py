@@ -49,6 +49,9 @@ class SessionOptions:
     local_heartbeat: bool = False
     #: Answer StatusNotification locally, with its empty result (and still publish it).
     local_status_notification: bool = False
+    #: Restrict a charge point the backend answered Pending or Rejected
+    #: ([gateway] enforce_registration; :mod:`ocppgw.session.registration`).
+    enforce_registration: bool = True
     #: Schema validation of the charge point's messages, if any.
     validate_upstream: Validate | None = None
     #: Schema validation of the backend's messages, if any.

@@ -107,6 +107,10 @@ class Outbox:
         """Report the charge point's invalid frame ``text`` on the invalid topic."""
         self._router.publish_invalid(self.identity, self.version, text)
 
+    def registered(self, status: str) -> None:
+        """The backend's BootNotification answer changed the registration to ``status``."""
+        self._router.registered(self.identity, status)
+
     def not_published(self, failure: Failure, envelope: Envelope) -> str:
         """Log that ``envelope`` could not be published; the reason."""
         message = envelope.message

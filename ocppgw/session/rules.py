@@ -130,6 +130,11 @@ class Session:
         """What this charge point may send (a token bucket on the reactor clock)."""
         return self._from_charge_point.rate
 
+    @property
+    def registration(self) -> str | None:
+        """The backend's BootNotification answer on this connection (None: none yet)."""
+        return self._calls.registration.status
+
     def awaiting_backend(self) -> int:
         """How many of the charge point's CALLs wait for the backend's answer."""
         return len(self._calls.pending)

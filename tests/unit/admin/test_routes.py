@@ -33,6 +33,7 @@ class FakeSession:
         self.version = "ocpp1.6"
         self.phase = Phase.OPEN
         self.connected = True
+        self.registration = None
         self.closed: list[tuple[int, str]] = []
         self.connection = SimpleNamespace(
             close=lambda code, reason: self.closed.append((code, reason))

@@ -79,10 +79,25 @@ class RouterTests(SetupTestCase):
         self.assertEqual(online, {"ChargePointId": "CP1", "Online": True, "Gateway": "gw1",
                                   "Protocol": "ocpp1.6", "Since": "2023-11-14T22:13:20.000Z",
                                   "RemoteAddress": "tcp4:192.0.2.1:5555",
-                                  "Connection": online["Connection"],
+                                  "Connection": online["Connection"], "Registration": None,
                                   "Run": online["Run"], "Seq": 1})
         self.assertTrue(online["Connection"].startswith("gw1/"))
         self.assertEqual((offline["Online"], offline["Gateway"]), (False, "gw1"))
+
+    def test_presence_carries_registration(self) -> None:
+        """The backend's BootNotification answer (Pending, then Accepted) publishes the
+        presence again with its Registration; the same status again publishes nothing."""
+        router, mqtt, session, _ = setup()
+        for uid, status in [("b1", "Pending"), ("b2", "Pending"), ("b3", "Accepted")]:
+            session.frame_received(f'[2,"{uid}","BootNotification",{{}}]')
+            mqtt.deliver("ocpp/cs/CP1/Reply/BootNotification", {
+                "MessageTypeId": 3, "UniqueId": uid,
+                "Payload": {"status": status, "currentTime": "t", "interval": 5}})
+        presences = [body for _, body in mqtt.retained()]
+        self.assertEqual([(p["Online"], p["Registration"]) for p in presences],
+                         [(True, None), (True, "Pending"), (True, "Accepted")])
+        self.assertEqual({p["Connection"] for p in presences}, {presences[0]["Connection"]})
+        router.directory.close(session)
 
     def test_held_call_delivered_on_reconnect(self) -> None:
         """A CALL for a charge point within offline_ttl is delivered when it reconnects."""
