@@ -36,16 +36,25 @@ class Redactor:
         self.paths = tuple(tuple(f.split(".")) for f in fields)
         self._key = key if key is not None else os.urandom(32)
         last = sorted({path[-1] for path in self.paths})
-        #: The quoted keys: a frame holding none of them is stored as it is.
-        self._needles = tuple(f'"{name}"' for name in last)
+        #: The keys: a frame holding none of them is stored as it is.
+        self._needles = tuple(last)
         self._pattern = (
-            re.compile(
-                "(" + "|".join(re.escape(n) for n in self._needles) + r")(\s*:\s*)" + _STRING
-            )
+            re.compile("(" + "|".join(re.escape(f'"{n}"') for n in last) + r")(\s*:\s*)" + _STRING)
             if last
             else None
         )
         self._plain = {path[-1] for path in self.paths if len(path) == 1}
+        #: The same keys inside a JSON string (a frame carried in an
+        #: envelope's field): every value replaced, whatever the path.
+        self._escaped = (
+            re.compile(
+                "("
+                + "|".join(re.escape('\\"' + n + '\\"') for n in last)
+                + r")(\s*:\s*)\\\"((?:(?!\\\").)*)\\\""
+            )
+            if last
+            else None
+        )
 
     def hash(self, value: str) -> str:
         """The stand-in of ``value``: ``h:`` and hex digits of its keyed hash."""
@@ -74,7 +83,12 @@ class Redactor:
                 return match.group(0)
             return f'{match.group(1)}{match.group(2)}"{self.hash(value)}"'
 
-        return pattern.sub(replace, text)
+        text = pattern.sub(replace, text)
+        if self._escaped is not None and '\\"' in text:
+            text = self._escaped.sub(
+                lambda m: f'{m.group(1)}{m.group(2)}\\"{self.hash(m.group(3))}\\"', text
+            )
+        return text
 
     def _nested_values(self, text: str) -> set[str] | None:
         """

@@ -54,6 +54,15 @@ class RedactorTests(ClockTestCase):
         self.assertIn('"idToken":"Z"', out)
         self.assertIn('"type":"ISO14443"', out)
 
+    def test_frame_inside_an_envelope(self) -> None:
+        """A frame carried as a JSON string in an envelope has its fields redacted too."""
+        redact = Redactor(["idTag", "idToken.idToken"], key=b"k")
+        inner = '[2,"1","Authorize",{"idToken":{"idToken":"T9"},"idTag":"A1"}]'
+        out = redact(json.dumps({"Frame": inner, "Payload": {"idTag": "A1"}}))
+        self.assertNotIn("T9", out)
+        self.assertNotIn("A1", out)
+        self.assertEqual(out.count(redact.hash("A1")), 2)
+
     def test_same_value_same_hash_within_a_run_only(self) -> None:
         """The same value gives the same hash under one key, another under another key."""
         one, two = Redactor(["idTag"]), Redactor(["idTag"])
