@@ -1,0 +1,175 @@
+"""
+The flight recorder through a running gateway (issue 21): the records of a
+charge point's exchanges with a backend over MQTT, exactly as each side sent
+them after redaction, in order, correlated, with verdicts and filters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call as call16
+
+from tests.integration.harness import (
+    WAIT,
+    Backend,
+    Gateway,
+    charge_point,
+    connect,
+    free_port,
+    recv_frame,
+    run_async,
+    wait_log,
+)
+from tests.integration.harness.admin import admin_gateway, ahttp, http, with_admin
+
+SECRET = "SECRET-TAG-7731"
+
+
+def cid(tag: str) -> str:
+    return f"fr-{tag}-{uuid.uuid4().hex[:8]}"
+
+
+@run_async
+async def test_records_of_an_exchange(
+    gateway: Callable[..., Gateway], backend: Backend
+) -> None:
+    """
+    An Authorize relayed to the backend and answered gives four records, each
+    Frame byte for byte what that side sent (the idTag as its hash), in order,
+    the answers with the Action and latency of their CALL; the secret appears
+    in neither the JSON, the JSON lines, nor the log.
+    """
+    gw, url = admin_gateway(gateway)
+    backend.answer("Authorize", {"idTagInfo": {"status": "Accepted"}})
+    identity = cid("auth")
+    async with charge_point(ChargePoint16, gw.url(identity), identity, "ocpp1.6") as cp:
+        await cp.call(call16.Authorize(id_tag=SECRET))
+        sent, received = list(cp.conn.sent), list(cp.conn.received)
+    status, records = await ahttp("GET", url + f"/api/v1/chargepoints/{identity}/messages")
+    assert status == 200, records
+    assert [r["Direction"] for r in records] == [
+        "FromChargePoint", "ToBackend", "FromBackend", "ToChargePoint"
+    ]
+    hashed = re.search(r'"idTag": ?"(h:[0-9a-f]{16})"', records[0]["Frame"])
+    assert hashed is not None, records[0]
+    assert records[0]["Frame"] == sent[0].replace(SECRET, hashed.group(1))
+    assert records[3]["Frame"] == received[0]
+    topics = (records[1]["Topic"], records[2]["Topic"])
+    mine = [m for m in backend.about(identity) if m.topic in topics]
+    assert [m.topic for m in mine] == [records[1]["Topic"], records[2]["Topic"]]
+    assert records[1]["Frame"] == mine[0].payload.decode().replace(SECRET, hashed.group(1))
+    assert records[2]["Frame"] == mine[1].payload.decode()
+    unique_id = json.loads(sent[0])[1]
+    for record in records:
+        assert (record["UniqueId"], record["Action"]) == (unique_id, "Authorize")
+        assert record["Verdict"] == "accepted"
+    assert [r["MessageTypeId"] for r in records] == [2, 2, 3, 3]
+    assert records[0]["LatencyMs"] is None and records[3]["LatencyMs"] >= 0
+    assert records[0]["Topic"] is None and records[1]["Topic"].endswith("Authorize")
+    status, lines, headers = http("GET", url + f"/api/v1/chargepoints/{identity}/messages.jsonl")
+    assert status == 200 and headers["Content-Type"] == "application/jsonl"
+    assert [json.loads(line) for line in lines.splitlines()] == records
+    everything = json.dumps(records) + lines + gw.log()
+    assert SECRET not in everything
+
+
+@run_async
+async def test_verdicts_and_filters(gateway: Callable[..., Gateway], backend: Backend) -> None:
+    """
+    A frame that is no OCPP-J message and a CALL of no known action are
+    recorded refused with the CALLERROR the charge point got; the filters
+    select by direction, UniqueId, type and action; limit keeps the newest.
+    """
+    gw, url = admin_gateway(gateway)
+    identity = cid("bad")
+    async with connect(gw.url(identity), ["ocpp2.0.1"]) as ws:
+        await ws.send('[2,"n1","NoSuchAction",{}]')
+        refused = await recv_frame(ws)
+        await ws.send("not json at all")
+        junk_answer = await recv_frame(ws)
+    assert refused[0] == 4 and junk_answer[0] == 4
+    base = url + f"/api/v1/chargepoints/{identity}/messages"
+    status, records = await ahttp("GET", base)
+    assert status == 200
+    assert [(r["Direction"], r["MessageTypeId"]) for r in records] == [
+        ("FromChargePoint", 2),
+        ("ToChargePoint", 4),
+        ("FromChargePoint", None),
+        ("ToChargePoint", 4),
+    ]
+    assert records[0]["Verdict"] == {"ErrorCode": refused[2], "ErrorDescription": refused[3]}
+    assert records[2]["Verdict"] == {
+        "ErrorCode": junk_answer[2], "ErrorDescription": junk_answer[3]
+    }
+    assert records[2]["Frame"] == "not json at all"
+    assert records[1]["Action"] == "NoSuchAction"
+    pick = lambda query: [r["Frame"] for r in http("GET", base + "?" + query)[1]]  # noqa: E731
+    assert pick("direction=ToChargePoint") == [records[1]["Frame"], records[3]["Frame"]]
+    assert pick("unique_id=n1") == [records[0]["Frame"], records[1]["Frame"]]
+    assert pick("type=4&limit=1") == [records[3]["Frame"]]
+    assert pick("action=NoSuchAction") == [records[0]["Frame"], records[1]["Frame"]]
+    assert pick("since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z") == [
+        r["Frame"] for r in records
+    ]
+    assert http("GET", base + "?direction=Sideways")[:2] == (
+        400,
+        {"error": "direction: one of FromChargePoint, ToChargePoint, ToBackend, FromBackend, "
+                  "not 'Sideways'"},
+    )
+    missing = http("GET", url + "/api/v1/chargepoints/nobody-here/messages")[:2]
+    assert missing == (404, {"error": "flight recorder: no history of charge point 'nobody-here'"})
+
+
+@run_async
+async def test_history_kept_for_keep_seconds(
+    gateway: Callable[..., Gateway], backend: Backend
+) -> None:
+    """A disconnected charge point's history is served for [recorder] keep seconds, then 404."""
+    gw, url = admin_gateway(gateway, {"recorder": {"keep": "2"}})
+    identity = cid("keep")
+    async with connect(gw.url(identity), ["ocpp1.6"]) as ws:
+        await ws.send('[2,"k1","NoSuchAction",{}]')
+        await recv_frame(ws)
+    await asyncio.sleep(0.5)
+    base = url + f"/api/v1/chargepoints/{identity}/messages"
+    status, records = await ahttp("GET", base)
+    assert status == 200 and len(records) == 2
+    await asyncio.sleep(2)
+    assert (await ahttp("GET", base))[0] == 404
+
+
+@run_async
+async def test_across_workers(gateway: Callable[..., Gateway], backend: Backend) -> None:
+    """With two workers, the supervisor serves each charge point's records from its worker."""
+    port = free_port()
+    gw = gateway(with_admin(port, {"gateway": {"workers": "2"}}))
+    wait_log(gw, r"worker \d: .*starting on", 2)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + WAIT
+    while http("GET", f"{url}/healthz")[0] != 200:  # both workers' admin sockets up
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    identities = [cid(f"w{i}") for i in range(6)]  # the kernel picks each one's worker
+    for identity in identities:
+        async with connect(gw.url(identity), ["ocpp1.6"]) as ws:
+            await ws.send(f'[2,"{identity}","NoSuchAction",{{}}]')
+            await recv_frame(ws)
+    for identity in identities:
+        status, records = await ahttp("GET", url + f"/api/v1/chargepoints/{identity}/messages")
+        assert status == 200, records
+        assert [(r["UniqueId"], r["Direction"]) for r in records] == [
+            (identity, "FromChargePoint"),
+            (identity, "ToChargePoint"),
+        ]
+        status, lines, _ = http("GET", url + f"/api/v1/chargepoints/{identity}/messages.jsonl")
+        assert status == 200 and [json.loads(x) for x in lines.splitlines()] == records
+        newest = http("GET", url + f"/api/v1/chargepoints/{identity}/messages?limit=1")
+        assert newest[:2] == (200, records[1:])
+    assert http("GET", url + "/api/v1/chargepoints/nobody/messages")[0] == 404
