@@ -165,10 +165,12 @@ class Answers:
             raise HTTPError(404, f"charge point {identity!r} is not known to this gateway")
         return self._send(request, 200, views.details(session, record))
 
-    def _messages(self, request: Request, identity: str, lines: bool) -> bytes:
+    def _messages(self, request: Request, identity: str, lines: bool) -> bytes | int:
         query = _query(request)
         chosen = messages.filters(query)
         flight = self._recorder.flight
+        if query.get("follow") == "true" and flight is not None and not lines:
+            return messages.follow(request, flight, identity, chosen)
         history = flight.history(identity) if flight is not None else None
         if history is None:
             why = "off" if flight is None else f"no history of charge point {identity!r}"

@@ -20,7 +20,8 @@ workers through those sockets, with the same token:
   from the worker that holds it).
 * ``GET /api/v1/gateway``: sums over the workers, and ``worker_states``.
 * ``GET /api/v1/chargepoints/{id}/messages`` (and ``.jsonl``): the records of
-  every worker that has a history of it, merged in time order.
+  every worker that has a history of it, merged in time order; ``follow``
+  relays each worker's events (:mod:`ocppgw.admin.relay`).
 
 Anything else goes to worker 0, which answers as one gateway does (404, 405).
 """
@@ -51,10 +52,11 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import NOT_DONE_YET, Request
 
 from ocppgw import __version__
+from ocppgw.admin import relay
 from ocppgw.admin.api import MAX_BODY
 from ocppgw.admin.asking import ASK_TIMEOUT, Reply, Worker, WorkerSockets
 from ocppgw.admin.history import Filters
-from ocppgw.admin.messages import filters, render
+from ocppgw.admin.messages import filters, query_of, render
 from ocppgw.admin.routes import Route, internal_error, later, send, tree
 from ocppgw.admin.service import serve
 from ocppgw.admin.views import DEFAULT_LIMIT, encode_cursor
@@ -126,10 +128,13 @@ class Fanout:
         return Route({"GET": partial(self._messages, identity, lines)}, self.nowhere.render)
 
     def _messages(self, identity: str, lines: bool, request: Request) -> int:
-        chosen = filters(_query(request))
+        query = query_of(request)
+        chosen = filters(query)
         uri = (
             (request.uri or b"/").decode("utf-8", "replace").replace("/messages.jsonl", "/messages")
         )
+        if query.get("follow") == "true" and not lines:
+            return relay.follow(request, self._agent, self._workers, uri, self._config.admin.token)
         finished: list[object] = []
         request.notifyFinish().addBoth(finished.append)
 
@@ -352,13 +357,6 @@ class Fanout:
                         outcome = {**outcome, "worker": worker}
                     results[identity] = outcome
         return 200, {"action": bodies[0][1]["action"], "results": results}
-
-
-def _query(request: Request) -> dict[str, str]:
-    return {
-        k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
-        for k, v in (request.args or {}).items()
-    }
 
 
 def _merged(replies: list[Reply], chosen: Filters) -> tuple[int, Any]:

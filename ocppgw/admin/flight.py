@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -82,6 +82,8 @@ class FlightRecorder:
         self.bytes = 0
         self.records = 0
         self.dropped = 0
+        #: identity -> the callables told of each new frame (``follow=true``).
+        self._followers: dict[str, list[Callable[[History], None]]] = {}
 
     @property
     def on(self) -> bool:
@@ -167,6 +169,26 @@ class FlightRecorder:
             self.records -= 1
         if self.bytes > self.config.max_memory:
             self._shrink()
+        if self._followers:
+            for told in self._followers.get(identity, ()):
+                told(history)
+
+    def follow(self, identity: str, told: Callable[[History], None]) -> Callable[[], None]:
+        """
+        Call ``told(history)`` after each frame added to ``identity``'s
+        history, from now on, whether it is connected yet or not; returns
+        what stops it.
+        """
+        self._followers.setdefault(identity, []).append(told)
+
+        def stop() -> None:
+            followers = self._followers.get(identity, [])
+            if told in followers:
+                followers.remove(told)
+            if not followers:
+                self._followers.pop(identity, None)
+
+        return stop
 
     def _shrink(self) -> None:
         """

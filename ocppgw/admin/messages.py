@@ -7,7 +7,8 @@ match the filters (issue 21).
 
 Query: ``limit`` (1-10000, default 100), ``since`` and ``until`` (RFC 3339),
 ``action``, ``direction`` (FromChargePoint, ToChargePoint, ToBackend,
-FromBackend), ``unique_id``, ``type`` (MessageTypeId 2-6).
+FromBackend), ``unique_id``, ``type`` (MessageTypeId 2-6).  ``follow=true``
+(not with ``.jsonl``): the new records that match, as Server-Sent Events.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
-from ocppgw.admin.flight import DIRECTIONS
-from ocppgw.admin.history import Filters
+from ocppgw.admin.flight import DIRECTIONS, FlightRecorder, History
+from ocppgw.admin.history import Filters, records
 from ocppgw.admin.routes import HTTPError
 
 #: The most records one answer holds.
@@ -39,6 +40,14 @@ def _ms(name: str, value: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def query_of(request: Request) -> dict[str, str]:
+    """The query parameters of ``request``, each by its last value."""
+    return {
+        k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
+        for k, v in (request.args or {}).items()
+    }
+
+
 def filters(query: Mapping[str, str]) -> Filters:
     """The filters of a request's query; :class:`HTTPError` 400 naming a bad one."""
     for name in query:
@@ -50,6 +59,8 @@ def filters(query: Mapping[str, str]) -> Filters:
     direction = query.get("direction")
     if direction is not None and direction not in DIRECTIONS:
         raise HTTPError(400, f"direction: one of {', '.join(DIRECTIONS)}, not {direction!r}")
+    if query.get("follow", "false") not in ("true", "false"):
+        raise HTTPError(400, f"follow: true or false, not {query['follow']!r}")
     kind = query.get("type")
     if kind is not None and kind not in ("2", "3", "4", "5", "6"):
         raise HTTPError(400, f"type: a MessageTypeId from 2 to 6, not {kind!r}")
@@ -62,6 +73,29 @@ def filters(query: Mapping[str, str]) -> Filters:
         unique_id=query.get("unique_id"),
         type=int(kind) if kind is not None else None,
     )
+
+
+def follow(request: Request, flight: FlightRecorder, identity: str, chosen: Filters) -> int:
+    """
+    Stream ``identity``'s new records that match ``chosen`` as Server-Sent
+    Events (one record as JSON in each event's ``data``), until the client
+    goes away.  Each is made when its frame is added, from the history (the
+    answer's Action and latency need its CALL).
+    """
+    request.setResponseCode(200)
+    request.setHeader(b"content-type", b"text/event-stream")
+    request.setHeader(b"cache-control", b"no-store")
+    request.write(b": following " + identity.encode("utf-8", "replace") + b"\n\n")
+
+    def told(history: History) -> None:
+        record = records(history.frames)[-1]
+        if chosen.match(record, record["_ms"]):
+            public = {k: v for k, v in record.items() if not k.startswith("_")}
+            request.write(b"data: " + json.dumps(public, ensure_ascii=False).encode() + b"\n\n")
+
+    stop = flight.follow(identity, told)
+    request.notifyFinish().addBoth(lambda _: stop())
+    return NOT_DONE_YET
 
 
 def render(request: Request, found: list[dict[str, Any]], lines: bool) -> bytes:

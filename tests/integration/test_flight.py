@@ -12,6 +12,8 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from http.client import HTTPConnection
+from typing import Any
 
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
@@ -27,7 +29,7 @@ from tests.integration.harness import (
     run_async,
     wait_log,
 )
-from tests.integration.harness.admin import admin_gateway, ahttp, http, with_admin
+from tests.integration.harness.admin import TOKEN, admin_gateway, ahttp, http, with_admin
 
 SECRET = "SECRET-TAG-7731"
 
@@ -173,3 +175,65 @@ async def test_across_workers(gateway: Callable[..., Gateway], backend: Backend)
         newest = http("GET", url + f"/api/v1/chargepoints/{identity}/messages?limit=1")
         assert newest[:2] == (200, records[1:])
     assert http("GET", url + "/api/v1/chargepoints/nobody/messages")[0] == 404
+
+
+def _stream(port: int, path: str) -> tuple[HTTPConnection, Any]:
+    """An open ``follow=true`` stream, its first comment read: the follow is on."""
+    conn = HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    conn.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
+    response = conn.getresponse()
+    assert response.status == 200, response.read()
+    assert response.getheader("Content-Type") == "text/event-stream"
+    assert response.readline().startswith(b": following")
+    assert response.readline() == b"\n"
+    return conn, response
+
+
+def _next_event(response: Any) -> dict[str, Any]:
+    """The record of the stream's next event."""
+    while True:
+        line = response.readline()
+        assert line, "the stream ended"
+        if line.startswith(b"data: "):
+            return json.loads(line[len(b"data: ") :])  # type: ignore[no-any-return]
+
+
+async def _follow_delivers(port: int, gw: Gateway, identity: str) -> None:
+    """A frame sent after the request arrives on the stream within 1 s, with its answer."""
+    path = f"/api/v1/chargepoints/{identity}/messages?follow=true&direction=FromChargePoint"
+    async with connect(gw.url(identity), ["ocpp1.6"]) as ws:
+        await ws.send('[2,"before","NoSuchAction",{}]')
+        await recv_frame(ws)
+        conn, response = await asyncio.to_thread(_stream, port, path)
+        try:
+            started = time.monotonic()
+            await ws.send('[2,"after","NoSuchAction",{}]')
+            record = await asyncio.to_thread(_next_event, response)
+            assert time.monotonic() - started < 1.0
+            assert (record["UniqueId"], record["Direction"]) == ("after", "FromChargePoint")
+            assert record["Frame"] == '[2,"after","NoSuchAction",{}]'
+            await recv_frame(ws)
+        finally:
+            conn.close()
+
+
+@run_async
+async def test_follow(gateway: Callable[..., Gateway]) -> None:
+    """follow=true streams the new records that match, not the past ones, as Server-Sent Events."""
+    port = free_port()
+    gw = gateway(with_admin(port))
+    await _follow_delivers(port, gw, cid("follow"))
+
+
+@run_async
+async def test_follow_across_workers(gateway: Callable[..., Gateway]) -> None:
+    """Through the supervisor of two workers, follow=true relays the worker's events."""
+    port = free_port()
+    gw = gateway(with_admin(port, {"gateway": {"workers": "2"}}))
+    wait_log(gw, r"worker \d: .*starting on", 2)
+    deadline = time.monotonic() + WAIT
+    while http("GET", f"http://127.0.0.1:{port}/healthz")[0] != 200:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    for i in range(3):  # whichever worker the kernel picks
+        await _follow_delivers(port, gw, cid(f"fw{i}"))

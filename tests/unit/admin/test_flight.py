@@ -240,3 +240,17 @@ class ReadingTests(ClockTestCase):
     def test_time_text(self) -> None:
         """Times are RFC 3339 UTC with milliseconds."""
         self.assertEqual(time_text(1_765_029_723_123), "2025-12-06T14:02:03.123Z")
+
+
+class FollowTests(ClockTestCase):
+    def test_follow_and_stop(self) -> None:
+        """A follower is told of each new frame of its charge point only, until it stops."""
+        flight = FlightRecorder(config(), self.clock)
+        flight.frame("cp", True, "[1]")
+        told: list[str] = []
+        stop = flight.follow("cp", lambda history: told.append(history.frames[-1][2]))  # type: ignore[arg-type]
+        flight.frame("other", True, "[2]")
+        flight.frame("cp", False, "[3]")
+        stop()
+        flight.frame("cp", True, "[4]")
+        self.assertEqual(told, ["[3]"])
