@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 
 from tests.integration.harness import (
+    BIN,
     WAIT,
     Backend,
     Gateway,
@@ -32,6 +34,7 @@ from tests.integration.harness import (
 from tests.integration.harness.admin import TOKEN, admin_gateway, ahttp, http, with_admin
 
 SECRET = "SECRET-TAG-7731"
+CTL = str(BIN / "ocppgw-ctl")
 
 
 def cid(tag: str) -> str:
@@ -237,3 +240,64 @@ async def test_follow_across_workers(gateway: Callable[..., Gateway]) -> None:
         await asyncio.sleep(0.05)
     for i in range(3):  # whichever worker the kernel picks
         await _follow_delivers(port, gw, cid(f"fw{i}"))
+
+
+async def _ctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run, [CTL, *args], capture_output=True, text=True, timeout=30
+    )
+
+
+@run_async
+async def test_ctl_messages_and_trace(gateway: Callable[..., Gateway], backend: Backend) -> None:
+    """
+    ocppgw-ctl messages prints one row per exchange (a CALL with its answer:
+    action, id, answer, latency, verdict), --json the API's records; trace
+    prints each new record as it comes, as tail -f does.
+    """
+    gw, url = admin_gateway(gateway)
+    backend.answer("Authorize", {"idTagInfo": {"status": "Accepted"}})
+    identity = cid("ctl")
+    auth = ["--url", url, "--token", TOKEN]
+    async with charge_point(ChargePoint16, gw.url(identity), identity, "ocpp1.6") as cp:
+        await cp.call(call16.Authorize(id_tag=SECRET))
+        await cp.conn.ws.send('[2,"bad-1","NoSuchAction",{}]')
+        await asyncio.sleep(0.3)
+        shown = await _ctl(*auth, "messages", identity)
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert lines[0].split() == [
+            "TIME", "FROM", "ACTION", "UNIQUE_ID", "ANSWER", "LATENCY_MS", "VERDICT"
+        ]
+        authorize = lines[1].split()
+        assert authorize[1:4] == ["charge", "point", "Authorize"]
+        assert authorize[5] == "CALLRESULT" and authorize[7] == "accepted"
+        refused = lines[2].split()
+        assert refused[1:7] == ["charge", "point", "NoSuchAction", "bad-1", "CALLERROR",
+                                "NotImplemented"]
+        assert int(refused[7]) >= 0
+        why = "refused: NotImplemented (unknown action 'NoSuchAction' for ocpp1.6)"
+        assert lines[2].endswith(why)
+        assert len(lines) == 3 and SECRET not in shown.stdout
+        as_json = await _ctl(*auth, "--json", "messages", identity, "--unique-id", "bad-1")
+        api = http("GET", url + f"/api/v1/chargepoints/{identity}/messages?unique_id=bad-1")[1]
+        assert json.loads(as_json.stdout) == api
+        tracing = subprocess.Popen(
+            [CTL, *auth, "trace", identity, "--direction", "FromChargePoint"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            await asyncio.sleep(1.0)  # the command has no way to say its follow is on
+            await cp.conn.ws.send('[2,"live-1","NoSuchAction",{}]')
+            line = await asyncio.to_thread(tracing.stdout.readline)  # type: ignore[union-attr]
+            assert " FromChargePoint " in line and "NoSuchAction live-1" in line, line
+            assert line.rstrip().endswith('[2,"live-1","NoSuchAction",{}]')
+        finally:
+            tracing.terminate()
+            tracing.wait(5)
+    missing = await _ctl(*auth, "messages", "nobody-here")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (
+        "ocppgw-ctl: 404: flight recorder: no history of charge point 'nobody-here'"
+    )
