@@ -7,6 +7,7 @@ them after redaction, in order, correlated, with verdicts and filters.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import re
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from http.client import HTTPConnection
 from typing import Any
 
+import pytest
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 
@@ -301,3 +303,64 @@ async def test_ctl_messages_and_trace(gateway: Callable[..., Gateway], backend: 
     assert missing.stderr.strip() == (
         "ocppgw-ctl: 404: flight recorder: no history of charge point 'nobody-here'"
     )
+
+
+def _clearing(version: str) -> type[Any]:
+    """A charge point of ``version`` (the ``ocpp`` package) that accepts ClearCache."""
+    from ocpp.routing import on
+
+    module = "v201" if version == "ocpp2.0.1" else "v21"
+    base = importlib.import_module(f"ocpp.{module}").ChargePoint
+    results = importlib.import_module(f"ocpp.{module}.call_result")
+
+    class Clearing(base):  # type: ignore[misc, valid-type]
+        @on("ClearCache")
+        def on_clear(self, **_: Any) -> Any:
+            return results.ClearCache(status="Accepted")
+
+    return Clearing
+
+
+@pytest.mark.parametrize("version", ["ocpp2.0.1", "ocpp2.1"])
+@run_async
+async def test_both_ways_201_and_21(
+    gateway: Callable[..., Gateway], backend: Backend, version: str
+) -> None:
+    """
+    A charge point's Authorize (its idToken.idToken redacted) and a backend's
+    ClearCache each give four records in order, each leg's Frame what that
+    side sent, answers correlated to their CALL with its Action.
+    """
+    gw, url = admin_gateway(gateway)
+    backend.answer("Authorize", {"idTokenInfo": {"status": "Accepted"}})
+    identity = cid(version[-3:].replace(".", ""))
+    calls = importlib.import_module(f"ocpp.{'v201' if version == 'ocpp2.0.1' else 'v21'}.call")
+    async with charge_point(_clearing(version), gw.url(identity), identity, version) as cp:
+        await cp.call(calls.Authorize(id_token={"id_token": SECRET, "type": "ISO14443"}))
+        backend.publish(
+            f"ocpp/cs/{identity}/Call/ClearCache",
+            {"MessageTypeId": 2, "UniqueId": "dn-1", "Action": "ClearCache", "Payload": {}},
+        )
+        await backend.envelope(f"ocpp/cp/Reply/{identity}", UniqueId="dn-1")
+        sent, received = list(cp.conn.sent), list(cp.conn.received)
+    status, records = await ahttp("GET", url + f"/api/v1/chargepoints/{identity}/messages")
+    assert status == 200, records
+    assert [(r["Direction"], r["MessageTypeId"], r["Action"]) for r in records] == [
+        ("FromChargePoint", 2, "Authorize"),
+        ("ToBackend", 2, "Authorize"),
+        ("FromBackend", 3, "Authorize"),
+        ("ToChargePoint", 3, "Authorize"),
+        ("FromBackend", 2, "ClearCache"),
+        ("ToChargePoint", 2, "ClearCache"),
+        ("FromChargePoint", 3, "ClearCache"),
+        ("ToBackend", 3, "ClearCache"),
+    ]
+    hashed = re.search(r'"idToken": ?"(h:[0-9a-f]{16})"', records[0]["Frame"])
+    assert hashed is not None, records[0]
+    assert [r["Frame"] for r in records if r["Topic"] is None] == [
+        sent[0].replace(SECRET, hashed.group(1)), received[0], received[1], sent[1]
+    ]
+    assert '"type":"ISO14443"' in records[0]["Frame"].replace(" ", "")
+    assert all(r["Verdict"] == "accepted" for r in records)
+    assert records[6]["LatencyMs"] is not None and records[7]["LatencyMs"] is not None
+    assert SECRET not in json.dumps(records) + gw.log()
