@@ -11,7 +11,7 @@ verdict) is worked out when the history is read (:func:`records`).
 
 Bounds: ``per_station`` frames per charge point (the oldest go first); all
 histories together within ``max_memory`` (an estimate of their size: the
-text and a fixed overhead per frame), the oldest frames of the largest
+text and a fixed overhead per frame and per history), the oldest frames of the largest
 histories dropped first, each counted in ``ocppgw_recorder_dropped_total``;
 a charge point that disconnected keeps its history ``keep`` seconds from
 the disconnect (forgotten on the next event after that, so no timer runs).
@@ -40,6 +40,8 @@ DIRECTIONS = ("FromChargePoint", "ToChargePoint", "ToBackend", "FromBackend")
 #: What one stored frame costs beyond its text: the tuple, the str header,
 #: the time and the deque's slot (CPython 3.11+, 64-bit), rounded up.
 OVERHEAD = 200
+#: What one charge point's history costs empty: its object, deque and key.
+HISTORY_OVERHEAD = 800
 
 #: One stored frame: (time in ms, direction, text or payload bytes, topic,
 #: MessageTypeId, UniqueId, Action); the last three only for MQTT messages.
@@ -156,6 +158,7 @@ class FlightRecorder:
         history = self.histories.get(identity)
         if history is None:
             history = self.histories[identity] = History()
+            self.bytes += HISTORY_OVERHEAD
         size = cost(frame[2])
         history.frames.append(frame)
         history.bytes += size
@@ -220,7 +223,7 @@ class FlightRecorder:
                 break
             del gone[identity]
             history = self.histories.pop(identity)
-            self.bytes -= history.bytes
+            self.bytes -= history.bytes + HISTORY_OVERHEAD
             self.records -= len(history.frames)
 
     def history(self, identity: str) -> History | None:

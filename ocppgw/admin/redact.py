@@ -71,7 +71,8 @@ class Redactor:
                 break
         else:
             return text
-        nested = self._nested_values(text)
+        #: The values at the dotted paths, parsed once, only if a key needs them.
+        nested: list[set[str] | None] = []
 
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)[1:-1]
@@ -79,8 +80,11 @@ class Redactor:
                 value = json.loads('"' + match.group(3) + '"')
             except ValueError:
                 value = match.group(3)
-            if name not in self._plain and nested is not None and value not in nested:
-                return match.group(0)
+            if name not in self._plain:
+                if not nested:
+                    nested.append(self._nested_values(text))
+                if nested[0] is not None and value not in nested[0]:
+                    return match.group(0)
             return f'{match.group(1)}{match.group(2)}"{self.hash(value)}"'
 
         text = pattern.sub(replace, text)

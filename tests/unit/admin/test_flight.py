@@ -6,7 +6,7 @@ import json
 
 from prometheus_client import generate_latest
 
-from ocppgw.admin.flight import OVERHEAD, FlightRecorder, cost
+from ocppgw.admin.flight import HISTORY_OVERHEAD, OVERHEAD, FlightRecorder, cost
 from ocppgw.admin.history import Filters, records, select, time_text
 from ocppgw.admin.metrics import Metrics
 from ocppgw.admin.records import Recorder
@@ -92,22 +92,23 @@ class BoundsTests(ClockTestCase):
         frames = flight.histories["cp"].frames
         self.assertEqual([json.loads(f[2])[1] for f in frames], ["2", "3", "4"])
         self.assertEqual((flight.records, flight.dropped), (3, 0))
-        self.assertEqual(flight.bytes, sum(cost(f[2]) for f in frames))
+        self.assertEqual(flight.bytes, HISTORY_OVERHEAD + sum(cost(f[2]) for f in frames))
 
     def test_max_memory_drops_oldest_of_largest(self) -> None:
         """Over max_memory, the oldest frames of the largest history go first, counted."""
         frame = "x" * 800  # cost 1000
-        flight = FlightRecorder(config(max_memory=10_000), self.clock)
+        budget = 10_000 + 2 * HISTORY_OVERHEAD
+        flight = FlightRecorder(config(max_memory=budget), self.clock)
         flight.frame("small", True, frame)
         for _ in range(9):
             flight.frame("big", True, frame)
-        self.assertEqual(flight.dropped, 0)
-        flight.frame("big", True, frame)  # 11,000 > 10,000: down to 9,000
-        self.assertEqual(flight.bytes, 9 * (800 + OVERHEAD))
-        self.assertEqual(flight.dropped, 2)
+        self.assertEqual((flight.bytes, flight.dropped), (budget, 0))
+        flight.frame("big", True, frame)  # over: down to 90% of it, the big one's oldest first
+        self.assertEqual(flight.dropped, 3)
+        self.assertEqual(flight.bytes, 8 * (800 + OVERHEAD) + 2 * HISTORY_OVERHEAD)
         self.assertEqual(len(flight.histories["small"].frames), 1)
-        self.assertEqual(len(flight.histories["big"].frames), 8)
-        self.assertLessEqual(flight.bytes, 10_000)
+        self.assertEqual(len(flight.histories["big"].frames), 7)
+        self.assertLessEqual(flight.bytes, budget * 9 // 10)
 
     def test_keep_counts_from_disconnect(self) -> None:
         """A disconnected charge point's history is kept keep seconds, then forgotten."""
@@ -143,11 +144,11 @@ class BoundsTests(ClockTestCase):
     def test_metrics(self) -> None:
         """/metrics has the recorder's bytes, records and dropped_total, as they are."""
         metrics = Metrics()
-        flight = FlightRecorder(config(max_memory=1000), self.clock)
+        flight = FlightRecorder(config(max_memory=2000), self.clock)
         Recorder(self.clock, metrics, flight).frame("cp", True, "y" * 700)
         flight.frame("cp", True, "y" * 700)
         text = generate_latest(metrics.registry).decode()
-        self.assertIn("ocppgw_recorder_bytes 900.0", text)
+        self.assertIn(f"ocppgw_recorder_bytes {900 + HISTORY_OVERHEAD}.0", text)
         self.assertIn("ocppgw_recorder_records 1.0", text)
         self.assertIn("ocppgw_recorder_dropped_total 1.0", text)
 
