@@ -40,8 +40,9 @@ DIRECTIONS = ("FromChargePoint", "ToChargePoint", "ToBackend", "FromBackend")
 #: What one stored frame costs beyond its text: the tuple, the str header,
 #: the time and the deque's slot (CPython 3.11+, 64-bit), rounded up.
 OVERHEAD = 200
-#: What one charge point's history costs empty: its object, deque and key.
-HISTORY_OVERHEAD = 800
+#: What one charge point's history costs empty: its object, deque, key and
+#: dict slot (measured with tracemalloc: some 930 bytes).
+HISTORY_OVERHEAD = 1000
 
 #: One stored frame: (time in ms, direction, text or payload bytes, topic,
 #: MessageTypeId, UniqueId, Action); the last three only for MQTT messages.
@@ -196,7 +197,8 @@ class FlightRecorder:
     def _shrink(self) -> None:
         """
         Drop the oldest frames of the largest histories until all fit in 90%
-        of ``max_memory`` (the slack makes one pass serve many frames).
+        of ``max_memory`` (the slack makes one pass serve many frames), and a
+        history left empty with them.
         """
         target = self.config.max_memory * 9 // 10
         heap = [(-h.bytes, identity) for identity, h in self.histories.items() if h.frames]
@@ -212,6 +214,10 @@ class FlightRecorder:
             self.dropped += 1
             if history.frames:
                 heapq.heappush(heap, (-history.bytes, identity))
+            else:  # an empty history costs too: made again by its next frame
+                del self.histories[identity]
+                self._gone.pop(identity, None)
+                self.bytes -= HISTORY_OVERHEAD
 
     def expire(self) -> None:
         """Forget the histories of charge points gone longer than ``keep``."""

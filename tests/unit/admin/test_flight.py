@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 from prometheus_client import generate_latest
 
@@ -144,7 +145,7 @@ class BoundsTests(ClockTestCase):
     def test_metrics(self) -> None:
         """/metrics has the recorder's bytes, records and dropped_total, as they are."""
         metrics = Metrics()
-        flight = FlightRecorder(config(max_memory=2000), self.clock)
+        flight = FlightRecorder(config(max_memory=2500), self.clock)
         Recorder(self.clock, metrics, flight).frame("cp", True, "y" * 700)
         flight.frame("cp", True, "y" * 700)
         text = generate_latest(metrics.registry).decode()
@@ -255,3 +256,27 @@ class FollowTests(ClockTestCase):
         stop()
         flight.frame("cp", True, "[4]")
         self.assertEqual(told, ["[3]"])
+
+
+class MemoryTests(ClockTestCase):
+    def test_budget_holds_for_real_memory(self) -> None:
+        """
+        10,000 charge points sending 1 KB frames beyond per_station: the memory
+        the recorder really holds (tracemalloc) stays within max_memory + 10%.
+        """
+        budget = 8 * 1024 * 1024
+        flight = FlightRecorder(config(max_memory=budget, per_station=3), self.clock)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(5):
+                for station in range(10_000):
+                    text = f'[2,"{n}","DataTransfer",{{"data":"{"x" * 1000}"}}]'
+                    flight.frame(f"cp-{station}", True, text)
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        self.assertGreater(flight.dropped, 0)
+        self.assertLess(len(flight.histories), 10_000)  # emptied ones are let go too
+        self.assertLessEqual(flight.bytes, budget)
+        self.assertLessEqual(held, budget * 1.1)
