@@ -45,9 +45,16 @@ OVERHEAD = 200
 HISTORY_OVERHEAD = 1000
 
 #: One stored frame: (time in ms, direction, text or payload bytes, topic,
-#: MessageTypeId, UniqueId, Action); the last three only for MQTT messages.
+#: MessageTypeId, UniqueId, Action or, of an error, its code and description);
+#: the last three only for MQTT messages.
 Frame = tuple[
-    int, int, "str | bytes | None", "str | None", "int | None", "str | None", "str | None"
+    int,
+    int,
+    "str | bytes | None",
+    "str | None",
+    "int | None",
+    "str | None",
+    "str | tuple[str, str] | None",
 ]
 
 
@@ -120,10 +127,15 @@ class FlightRecorder:
             # A binary payload (protobuf) cannot be redacted as text: with
             # redaction on it is not stored, only its fields.
             data = None if self.redact.paths else payload
-        kind = uid = action = None
+        kind = uid = None
+        action: str | tuple[str, str] | None = None
         if message is not None:
             kind, uid = int(message.message_type), message.unique_id
-            action = message.action
+            error_code = getattr(message, "error_code", None)
+            if error_code is not None:
+                action = (error_code, getattr(message, "error_description", ""))
+            else:
+                action = message.action
         self._add(
             identity,
             (

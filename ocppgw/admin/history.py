@@ -10,7 +10,8 @@ frame made a record, its fields worked out on reading.
 - ``Verdict``: ``"accepted"``, or for a CALL (or SEND) the gateway answered
   with a CALLERROR itself instead of relaying it, ``{"ErrorCode",
   "ErrorDescription"}`` of that CALLERROR; a frame that is no OCPP-J message
-  is refused (``FormatViolation``, or the error the gateway answered).
+  is refused (``FormatViolation``, or the error the gateway answered), as is
+  a downstream payload the topic's codec cannot decode.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ _ANSWERS = {
 }
 _CALL, _RESULT, _ERROR, _RESULT_ERROR, _SEND = 2, 3, 4, 5, 6
 UNREADABLE = {"ErrorCode": "FormatViolation", "ErrorDescription": "not an OCPP-J message"}
+UNDECODABLE = {
+    "ErrorCode": "FormatViolation",
+    "ErrorDescription": "not a message the topic's codec decodes",
+}
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ def _fields(frame: Frame) -> tuple[int | None, str | None, str | None, Any]:
     """MessageTypeId, UniqueId, Action (of a CALL) and the error (of an error) of ``frame``."""
     _, _, data, topic, kind, uid, action = frame
     if topic is not None:
+        if isinstance(action, tuple):
+            return kind, uid, None, {"ErrorCode": action[0], "ErrorDescription": action[1]}
         return kind, uid, action, None
     try:
         parsed = json.loads(data)  # type: ignore[arg-type]
@@ -117,9 +124,11 @@ def records(frames: Iterable[Frame]) -> list[dict[str, Any]]:
         if isinstance(data, bytes):
             record["Frame"] = base64.b64encode(data).decode("ascii")
             record["Encoding"] = "base64"
-        if kind is None and topic is None and direction == FROM_CHARGE_POINT:
+        if kind is None and direction == FROM_CHARGE_POINT:
             record["Verdict"] = dict(UNREADABLE)
             unreadable = record
+        elif kind is None and direction == FROM_BACKEND:
+            record["Verdict"] = dict(UNDECODABLE)
         elif kind in (_CALL, _SEND):
             calls[(direction, uid)] = (record, at, action)
         elif kind in (_RESULT, _ERROR, _RESULT_ERROR):

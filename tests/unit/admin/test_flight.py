@@ -13,7 +13,7 @@ from ocppgw.admin.metrics import Metrics
 from ocppgw.admin.records import Recorder
 from ocppgw.admin.redact import Redactor
 from ocppgw.config.model import RecorderConfig
-from ocppgw.ocpp.messages import Call, CallResult
+from ocppgw.ocpp.messages import Call, CallError, CallResult
 from tests.clocks import ClockTestCase
 
 
@@ -228,6 +228,21 @@ class ReadingTests(ClockTestCase):
         start = 1_700_000_000_000
         self.assertEqual(len(pick(since=start + 50)), 5)
         self.assertEqual(len(pick(until=start + 50)), 3)
+
+    def test_downstream_verdicts(self) -> None:
+        """
+        A backend CALL the gateway answered with its own error (never sent to
+        the charge point) is refused with it; an undecodable payload is refused.
+        """
+        flight = FlightRecorder(config(), self.clock)
+        flight.relayed("cp", False, "dn", b"{}", Call("d1", "Reset", {}))
+        flight.relayed("cp", True, "up", b"{}", CallError("d1", "Offline", "not connected"))
+        flight.relayed("cp", False, "dn", b"junk", None)
+        out = records(flight.histories["cp"].frames)
+        refusal = {"ErrorCode": "Offline", "ErrorDescription": "not connected"}
+        self.assertEqual(out[0]["Verdict"], refusal)
+        self.assertEqual((out[1]["Action"], out[1]["Verdict"]), ("Reset", "accepted"))
+        self.assertEqual(out[2]["Verdict"]["ErrorCode"], "FormatViolation")
 
     def test_binary_payload(self) -> None:
         """A payload that is not UTF-8 is base64 without redaction, withheld with it."""
