@@ -364,3 +364,37 @@ async def test_both_ways_201_and_21(
     assert all(r["Verdict"] == "accepted" for r in records)
     assert records[6]["LatencyMs"] is not None and records[7]["LatencyMs"] is not None
     assert SECRET not in json.dumps(records) + gw.log()
+
+
+@run_async
+async def test_downstream_refused(gateway: Callable[..., Gateway], backend: Backend) -> None:
+    """
+    A backend CALL the gateway refuses itself (an action 1.6 does not have)
+    is recorded FromBackend with the gateway's error as its Verdict, and the
+    error envelope as published ToBackend, correlated to it.
+    """
+    gw, url = admin_gateway(gateway)
+    identity = cid("dn")
+    base = url + f"/api/v1/chargepoints/{identity}/messages"
+    async with connect(gw.url(identity), ["ocpp1.6"]) as ws:
+        await ws.send('[2,"hb","Heartbeat",{}]')  # answered once the backend is reachable
+        backend.answer("Heartbeat", {"currentTime": "2026-01-01T00:00:00Z"})
+        await recv_frame(ws)
+        backend.publish(
+            f"ocpp/cs/{identity}/Call/NoSuchAction",
+            {"MessageTypeId": 2, "UniqueId": "dn-bad", "Action": "NoSuchAction", "Payload": {}},
+        )
+        deadline = time.monotonic() + WAIT
+        while len(records := http("GET", base + "?unique_id=dn-bad")[1]) < 2:
+            assert time.monotonic() < deadline, records
+            await asyncio.sleep(0.05)
+    call, error = records
+    assert (call["Direction"], call["MessageTypeId"]) == ("FromBackend", 2)
+    assert (error["Direction"], error["MessageTypeId"], error["Action"]) == (
+        "ToBackend", 4, "NoSuchAction"
+    )
+    published = json.loads(error["Frame"])
+    assert call["Verdict"] == {
+        "ErrorCode": published["ErrorCode"], "ErrorDescription": published["ErrorDescription"]
+    }
+    assert error["LatencyMs"] is not None
