@@ -21,6 +21,7 @@ from autobahn import websocket as autobahn_websocket
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 
+from ocppgw.admin.flight import FlightRecorder
 from ocppgw.admin.metrics import Metrics
 from ocppgw.admin.records import Recorder
 from ocppgw.admin.service import AdminService
@@ -117,7 +118,7 @@ def operate(config: Config, reactor: Any) -> MultiService:
     admin endpoint when ``[admin] endpoint`` is set.  The admin endpoint
     starts after the gateway and stops before it.
     """
-    recorder = Recorder(reactor, Metrics())
+    recorder = Recorder(reactor, Metrics(), FlightRecorder(config.recorder, reactor))
     gateway = build(config, reactor, recorder)
     top = MultiService()
     gateway.setServiceParent(top)

@@ -4,6 +4,7 @@
 
     ocppgw-ctl [--url URL] [--token TOKEN | --config INI] [--json]
                list | show ID | kick ID | call ID ACTION [PAYLOAD | @file] | health
+               | messages ID [filters] | trace ID [filters]
 
 A table for people, ``--json`` for scripts.  Every error (unreachable, 401,
 404, timeout, a CALLERROR) is one line on stderr and a non-zero exit status:
@@ -176,6 +177,97 @@ def _payload(text: str | None) -> dict[str, Any]:
     return payload
 
 
+#: The MessageTypeIds by name, for the tables.
+_TYPES = {2: "CALL", 3: "CALLRESULT", 4: "CALLERROR", 5: "CALLRESULTERROR", 6: "SEND"}
+#: Where a CALL starts, and the direction of the answer that closes it there.
+_ORIGINS = {
+    "FromChargePoint": ("charge point", "ToChargePoint"),
+    "FromBackend": ("backend", "ToBackend"),
+}
+
+
+def _verdict(verdict: Any) -> str:
+    if verdict == "accepted" or not isinstance(verdict, dict):
+        return str(verdict)
+    return f"refused: {verdict.get('ErrorCode')} ({verdict.get('ErrorDescription')})"
+
+
+def exchanges(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """
+    ``ocppgw-ctl messages``' rows: each CALL (or SEND) from a charge point or
+    the backend with the answer it got back (its type, or the error code, and
+    the latency); a frame that is no OCPP-J message on a row of its own.
+    """
+    rows: list[dict[str, Any]] = []
+    open_calls: dict[tuple[str, Any], dict[str, Any]] = {}
+    for r in records:
+        kind, direction = r.get("MessageTypeId"), r.get("Direction")
+        if kind in (2, 6) and direction in _ORIGINS:
+            origin, back = _ORIGINS[direction]
+            row = {
+                "time": r.get("Time"),
+                "from": origin,
+                "action": r.get("Action"),
+                "unique_id": r.get("UniqueId"),
+                "answer": None,
+                "latency_ms": None,
+                "verdict": _verdict(r.get("Verdict")),
+            }
+            rows.append(row)
+            open_calls[(back, r.get("UniqueId"))] = row
+        elif kind in (3, 4, 5):
+            row = open_calls.pop((direction, r.get("UniqueId")), None)  # type: ignore[arg-type]
+            if row is not None:
+                frame = r.get("Frame") or ""
+                code = ""
+                if kind != 3:
+                    try:
+                        code = " " + str(json.loads(frame)[2])
+                    except (ValueError, IndexError, TypeError):
+                        code = ""
+                row["answer"] = _TYPES[kind] + code
+                row["latency_ms"] = r.get("LatencyMs")
+        elif kind is None and direction == "FromChargePoint":
+            rows.append(
+                {
+                    "time": r.get("Time"),
+                    "from": "charge point",
+                    "action": "(unreadable)",
+                    "verdict": _verdict(r.get("Verdict")),
+                }
+            )
+    return rows
+
+
+def _trace_line(r: dict[str, Any]) -> str:
+    kind = _TYPES.get(r.get("MessageTypeId") or 0, "INVALID")
+    latency = f" {r['LatencyMs']}ms" if r.get("LatencyMs") is not None else ""
+    head = f"{r.get('Time')} {r.get('Direction'):15} {kind:10} {r.get('Action') or '-'}"
+    return f"{head} {r.get('UniqueId')}{latency} {_verdict(r.get('Verdict'))}: {r.get('Frame')}"
+
+
+def trace(client: Client, path: str, as_json: bool, out: Any) -> int:
+    """Print each record of a ``follow=true`` stream as it comes, until interrupted."""
+    req = request.Request(client.url + path)
+    if client.token:
+        req.add_header("Authorization", f"Bearer {client.token}")
+    try:
+        with request.urlopen(req) as stream:
+            for line in stream:
+                if line.startswith(b"data: "):
+                    record = json.loads(line[6:])
+                    print(json.dumps(record) if as_json else _trace_line(record), file=out)
+                    out.flush()
+    except error.HTTPError as e:
+        _check(e.code, Client._json(e.read()))
+    except (error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise CtlError(f"cannot reach the gateway at {client.url}: {reason}", 3) from None
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def run(args: argparse.Namespace, out: Any) -> int:
     url, token = args.url, args.token or os.environ.get("OCPPGW_TOKEN")
     unix = None
@@ -247,6 +339,22 @@ def run(args: argparse.Namespace, out: Any) -> int:
             file=out,
         )
         return 0
+    if args.command in ("messages", "trace"):
+        names = ("action", "direction", "unique_id", "type", "since", "until")
+        query = {k: str(v) for k in names if (v := getattr(args, k)) is not None}
+        path = f"/api/v1/chargepoints/{quoted}/messages?"
+        if args.command == "trace":
+            return trace(
+                client, path + parse.urlencode({**query, "follow": "true"}), args.json, out
+            )
+        query["limit"] = str(args.limit)
+        records = _check(*client.request("GET", path + parse.urlencode(query)))
+        if args.json:
+            print(json.dumps(records, indent=2), file=out)
+            return 0
+        columns = ["time", "from", "action", "unique_id", "answer", "latency_ms", "verdict"]
+        print(_table(exchanges(records), columns), file=out)
+        return 0
     if args.command == "kick":
         path = f"/api/v1/chargepoints/{quoted}?" + parse.urlencode({"code": args.code})
         body = _check(*client.request("DELETE", path))
@@ -295,6 +403,20 @@ def parser() -> argparse.ArgumentParser:
     call.add_argument("payload", nargs="?", help="JSON object, or @FILE (default {})")
     call.add_argument("--timeout", type=float, help="seconds to wait for the answer")
     sub.add_parser("health", help="the gateway's /healthz")
+    history = sub.add_parser("messages", help="a charge point's recent exchanges (flight recorder)")
+    follow = sub.add_parser("trace", help="follow a charge point's messages live, as tail -f")
+    for command in (history, follow):
+        command.add_argument("id")
+        command.add_argument("--action")
+        command.add_argument(
+            "--direction", choices=["FromChargePoint", "ToChargePoint", "ToBackend", "FromBackend"]
+        )
+        command.add_argument("--unique-id")
+        command.add_argument("--type", type=int, choices=[2, 3, 4, 5, 6], help="MessageTypeId")
+    history.add_argument("--since", help="RFC 3339, e.g. 2026-12-06T14:00:00Z")
+    history.add_argument("--until", help="RFC 3339")
+    history.add_argument("--limit", type=int, default=100, help="the newest records (100)")
+    follow.set_defaults(since=None, until=None)
     return p
 
 

@@ -149,6 +149,15 @@ class IGatewayEvents(Interface):
     def published(envelope: Envelope) -> None:
         """The router is publishing ``envelope`` for the backend."""
 
+    def relayed(
+        identity: str, upstream: bool, topic: str, payload: bytes, message: Message | None
+    ) -> None:
+        """
+        An MQTT message published for (``upstream``) or received for a charge
+        point, as it is on the broker; ``message``: what it holds (``None``:
+        undecodable).
+        """
+
     def validation_failed(action: str, upstream: bool) -> None:
         """A payload of ``action`` failed schema validation; ``upstream``: the charge point's."""
 
@@ -184,6 +193,11 @@ class NoEvents:
         pass
 
     def published(self, envelope: Envelope) -> None:
+        pass
+
+    def relayed(
+        self, identity: str, upstream: bool, topic: str, payload: bytes, message: Message | None
+    ) -> None:
         pass
 
     def validation_failed(self, action: str, upstream: bool) -> None:

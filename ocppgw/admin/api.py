@@ -21,8 +21,9 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from ocppgw.admin import views
+from ocppgw.admin import messages, views
 from ocppgw.admin.calls import Outcome, not_connected
+from ocppgw.admin.history import select
 from ocppgw.admin.routes import Handler, HTTPError, NoRoute, Route, later, send, tree
 from ocppgw.interfaces import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY
 
@@ -129,6 +130,9 @@ class Answers:
     def calls(self) -> Route:
         return _route(POST=self._call_many)
 
+    def messages(self, identity: str, lines: bool) -> Route:
+        return _route(GET=lambda request: self._messages(request, identity, lines))
+
     # --- plumbing ---
 
     def _send(self, request: Request, status: int, body: dict[str, Any]) -> bytes:
@@ -160,6 +164,18 @@ class Answers:
         if record is None:
             raise HTTPError(404, f"charge point {identity!r} is not known to this gateway")
         return self._send(request, 200, views.details(session, record))
+
+    def _messages(self, request: Request, identity: str, lines: bool) -> bytes | int:
+        query = _query(request)
+        chosen = messages.filters(query)
+        flight = self._recorder.flight
+        if query.get("follow") == "true" and flight is not None and not lines:
+            return messages.follow(request, flight, identity, chosen)
+        history = flight.history(identity) if flight is not None else None
+        if history is None:
+            why = "off" if flight is None else f"no history of charge point {identity!r}"
+            raise HTTPError(404, f"flight recorder: {why}")
+        return messages.render(request, select(history.frames, chosen), lines)
 
     def _kick(self, request: Request, identity: str) -> bytes:
         query = _query(request)

@@ -19,6 +19,9 @@ workers through those sockets, with the same token:
   holds the charge point (``POST /api/v1/calls``: each identity's outcome
   from the worker that holds it).
 * ``GET /api/v1/gateway``: sums over the workers, and ``worker_states``.
+* ``GET /api/v1/chargepoints/{id}/messages`` (and ``.jsonl``): the records of
+  every worker that has a history of it, merged in time order; ``follow``
+  relays each worker's events (:mod:`ocppgw.admin.relay`).
 
 Anything else goes to worker 0, which answers as one gateway does (404, 405).
 """
@@ -27,10 +30,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from io import BytesIO
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -44,66 +46,25 @@ from twisted.internet.defer import (
     maybeDeferred,
     succeed,
 )
-from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory
-from twisted.web.server import Request
-from zope.interface import implementer
+from twisted.web.server import NOT_DONE_YET, Request
 
 from ocppgw import __version__
+from ocppgw.admin import relay
 from ocppgw.admin.api import MAX_BODY
-from ocppgw.admin.routes import Route, later, tree
+from ocppgw.admin.asking import ASK_TIMEOUT, Reply, Worker, WorkerSockets
+from ocppgw.admin.history import Filters
+from ocppgw.admin.messages import filters, query_of, render
+from ocppgw.admin.routes import Route, internal_error, later, send, tree
 from ocppgw.admin.service import serve
 from ocppgw.admin.views import DEFAULT_LIMIT, encode_cursor
 from ocppgw.config import Config
 from ocppgw.ocpp.timestamps import rfc3339
 
-#: Seconds a worker has to answer anything but a CALL.
-ASK_TIMEOUT = 5.0
 #: Seconds beyond a CALL's own timeout.
 SLACK = 5.0
-
-
-class Worker(Protocol):
-    """A worker as :class:`ocppgw.workers.WorkerProcess` describes it."""
-
-    index: int
-    pid: int | None
-    gateway_id: str
-    client_id: str
-    admin_socket: str | None
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A worker's answer: ``status`` None when it could not be asked (``error`` says why)."""
-
-    worker: Worker
-    status: int | None
-    body: bytes = b""
-    error: str = ""
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return {"error": self.body.decode("utf-8", "replace")}
-
-
-@implementer(IAgentEndpointFactory)
-class _Sockets:
-    """``http://worker<N>/...`` goes to worker N's admin socket."""
-
-    def __init__(self, reactor: Any, workers: Sequence[Worker]) -> None:
-        self._reactor = reactor
-        self._workers = workers
-
-    def endpointForURI(self, uri: Any) -> UNIXClientEndpoint:
-        worker = self._workers[int(uri.host.decode("ascii").removeprefix("worker"))]
-        assert worker.admin_socket is not None
-        return UNIXClientEndpoint(self._reactor, worker.admin_socket, timeout=ASK_TIMEOUT)
 
 
 #: Asks the workers for one method of a route: ``(method, uri, body)`` to
@@ -121,7 +82,7 @@ class Fanout:
         #: Kept-alive connections: one per worker, not one per request.
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self._agent = Agent.usingEndpointFactory(
-            reactor, _Sockets(reactor, workers), pool=self.pool
+            reactor, WorkerSockets(reactor, workers), pool=self.pool
         )
         self._started = reactor.seconds()
         #: Worker 0 answers as one gateway does (404).
@@ -162,6 +123,31 @@ class Fanout:
                 method, uri, body, self._wait(body)
             ).addCallback(self._calls)
         )
+
+    def messages(self, identity: str, lines: bool) -> Route:
+        return Route({"GET": partial(self._messages, identity, lines)}, self.nowhere.render)
+
+    def _messages(self, identity: str, lines: bool, request: Request) -> int:
+        query = query_of(request)
+        chosen = filters(query)
+        uri = (
+            (request.uri or b"/").decode("utf-8", "replace").replace("/messages.jsonl", "/messages")
+        )
+        if query.get("follow") == "true" and not lines:
+            return relay.follow(request, self._agent, self._workers, uri, self._config.admin.token)
+        finished: list[object] = []
+        request.notifyFinish().addBoth(finished.append)
+
+        def answer(replies: list[Reply]) -> None:
+            if not finished:
+                status, body = _merged(replies, chosen)
+                out = render(request, body, lines) if status == 200 else send(request, status, body)
+                request.write(out)
+                request.finish()
+
+        d = self.ask_all("GET", uri).addCallback(answer)
+        d.addErrback(internal_error, request, finished)
+        return NOT_DONE_YET
 
     # --- asking the workers ---
 
@@ -371,6 +357,17 @@ class Fanout:
                         outcome = {**outcome, "worker": worker}
                     results[identity] = outcome
         return 200, {"action": bodies[0][1]["action"], "results": results}
+
+
+def _merged(replies: list[Reply], chosen: Filters) -> tuple[int, Any]:
+    """Every worker's records of a charge point in time order, the newest ``limit``."""
+    found = [r.json() for r in replies if r.status == 200]
+    if not found:
+        answered = [r for r in replies if r.status is not None]
+        reply = answered[0] if answered else replies[0]
+        return reply.status or 502, reply.json() if reply.status else {"error": reply.error}
+    merged = sorted((record for records in found for record in records), key=lambda r: r["Time"])
+    return 200, merged[-chosen.limit :]
 
 
 def _state(answered: bool, pid: int | None) -> str:

@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ocppgw.admin.flight import FlightRecorder
 from ocppgw.admin.metrics import Metrics
 from ocppgw.interfaces import IGatewayEvents
 from ocppgw.ocpp.envelope import ORIGIN_GATEWAY, Envelope
@@ -114,9 +115,15 @@ _ERRORS = (CallError, CallResultError)
 class Recorder:
     """Keeps the records, counts the metrics and writes the log lines."""
 
-    def __init__(self, clock: IReactorTime, metrics: Metrics) -> None:
+    def __init__(
+        self, clock: IReactorTime, metrics: Metrics, flight: FlightRecorder | None = None
+    ) -> None:
         self._clock = clock
         self.metrics = metrics
+        #: The flight recorder: every charge point's recent frames.
+        self.flight = flight if flight is not None and flight.on else None
+        if flight is not None:
+            metrics.registry.register(flight)
         self.records: dict[str, Record] = {}
         self._gone: OrderedDict[str, None] = OrderedDict()
         self._mqtt_connects = 0
@@ -143,6 +150,8 @@ class Recorder:
             record.events.extend(old.events)
             self._gone.pop(identity, None)
         self.records[identity] = record
+        if self.flight is not None:
+            self.flight.connected(identity)
         self._event(record, "connect", peer=peer, version=version, listener=listener)
         self.metrics.connections.labels(version, listener).inc()
         _log.info(
@@ -163,6 +172,8 @@ class Recorder:
                 record, "ping timeout" if ping_timeout else "close", code=code, reason=reason
             )
             self._forget_later(identity)
+            if self.flight is not None:
+                self.flight.disconnected(identity)
         self.metrics.disconnections.labels(str(code if code is not None else 1006)).inc()
         _log.info(
             "{cid}: disconnected from {peer}, close code {code}{why}",
@@ -183,6 +194,8 @@ class Recorder:
         # Only the size: the session parses the frame and reports message().
         # isascii() is O(1) in CPython; most frames are ASCII.
         size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        if self.flight is not None:
+            self.flight.frame(identity, inbound, text)
         self.metrics.bytes_of("in" if inbound else "out")(size)
         record = self.records.get(identity)
         if record is not None:
@@ -282,6 +295,12 @@ class Recorder:
                 id=message.unique_id,
                 why=message.error_description,
             )
+
+    def relayed(
+        self, identity: str, upstream: bool, topic: str, payload: bytes, message: Message | None
+    ) -> None:
+        if self.flight is not None:
+            self.flight.relayed(identity, upstream, topic, payload, message)
 
     def validation_failed(self, action: str, upstream: bool) -> None:
         self.metrics.validation_failures_of(self._action(action), "in" if upstream else "out")(1)

@@ -10,6 +10,7 @@ The admin routes as one ``twisted.web`` resource tree, which one gateway
     /api/v1/chargepoints
     /api/v1/chargepoints/{identity}
     /api/v1/chargepoints/{identity}/calls
+    /api/v1/chargepoints/{identity}/messages     (and messages.jsonl)
     /api/v1/calls
 
 * Twisted hands each path segment %-decoded (RFC 3986 §2.1), so a route's
@@ -218,6 +219,10 @@ class Routes(Protocol):
         """``/api/v1/calls``."""
         ...
 
+    def messages(self, identity: str, lines: bool) -> IResource:
+        """``/api/v1/chargepoints/{identity}/messages`` (``lines``: ``messages.jsonl``)."""
+        ...
+
 
 class Node(Resource):
     """A path of the tree: ``answer`` renders it; a child not put is ``nowhere``."""
@@ -247,6 +252,8 @@ class ChargePoints(Node):
         # An empty segment is no charge point, yet ``//calls`` is a CALL to "".
         node = Node(self._routes.chargepoint(identity) if identity else nowhere, nowhere)
         node.putChild(b"calls", Node(self._routes.call(identity), nowhere))
+        node.putChild(b"messages", Node(self._routes.messages(identity, False), nowhere))
+        node.putChild(b"messages.jsonl", Node(self._routes.messages(identity, True), nowhere))
         return node
 
 

@@ -24,6 +24,7 @@ from ocppgw.config.keys_mqtt import (
     UPSTREAM_ACTION,
     VALIDATION,
 )
+from ocppgw.config.keys_recorder import RECORDER
 
 __all__ = ["PREAMBLE", "SECTIONS", "Key", "Section"]
 
@@ -66,4 +67,5 @@ SECTIONS: Mapping[str, Section] = {
     "local": LOCAL,
     "presence": PRESENCE,
     "admin": ADMIN,
+    "recorder": RECORDER,
 }

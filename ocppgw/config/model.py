@@ -166,6 +166,20 @@ class AdminConfig:
 
 
 @dataclass(frozen=True)
+class RecorderConfig:
+    """``[recorder]``: the flight recorder (:mod:`ocppgw.admin.flight`)."""
+
+    #: Frames kept per charge point; 0: off.
+    per_station: int
+    #: The budget of all histories, in bytes.
+    max_memory: int
+    #: Seconds a disconnected charge point's history is kept.
+    keep: float
+    #: Payload fields whose string values are stored as a keyed hash.
+    redact: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, checked: what :func:`~ocppgw.config.parse` returns."""
 
@@ -189,6 +203,7 @@ class Config:
     local_status_notification: bool
     login_limits: LoginLimits
     admin: AdminConfig
+    recorder: RecorderConfig
     #: ``text`` or ``json`` (one object per line).
     log_format: str
     #: How charge points are let go on SIGTERM/SIGINT: going-away (1001),

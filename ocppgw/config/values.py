@@ -73,6 +73,40 @@ def seconds(allow_zero: bool = False) -> Callable[[str], float]:
     return parse
 
 
+#: Size suffixes (IEC binary and SI decimal).
+_UNITS = {
+    "": 1,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+}
+
+
+def size(value: str) -> int:
+    """A number of bytes, optionally with a unit: ``65536``, ``64MiB``, ``1GB``."""
+    number = value.rstrip("KMGiB")
+    unit = value[len(number) :]
+    if unit not in _UNITS or not number.strip().isdigit():
+        raise ValueError(
+            f"must be a number of bytes, optionally with KiB, MiB, GiB, KB, MB or GB, not {value!r}"
+        )
+    return int(number) * _UNITS[unit]
+
+
+def field_paths(value: str) -> tuple[str, ...]:
+    """Payload field names, separated by spaces: ``idTag idToken.idToken``."""
+    paths = tuple(value.split())
+    for path in paths:
+        if any(not part or not part.replace("_", "").isalnum() for part in path.split(".")):
+            raise ValueError(
+                f"{path!r} is not a field name or a dotted path of them (like idToken.idToken)"
+            )
+    return paths
+
+
 def boolean(value: str) -> bool:
     v = value.lower()
     if v in ("1", "yes", "true", "on"):

@@ -277,6 +277,7 @@ class Router:
         except Exception as e:  # a codec bug must not take the session down
             _log.failure("encoding for {topic} failed", topic=name)
             return fail(e)
+        self.events.relayed(cid, True, name, payload, envelope.message)
         d = self._mqtt.publish(name, payload, self._qos)
         if not d.called and cid:
             self._waiting[cid] = waiting + 1
@@ -358,9 +359,11 @@ class Router:
         try:
             envelope = self._dn_codec.decode(payload, session.decode_context)
         except CodecError as e:
+            self.events.relayed(identity, False, topic, payload, None)
             self._answers.reject(identity, session.version, e, topic, payload)
             return
         message = envelope.message
+        self.events.relayed(identity, False, topic, payload, message)
         if self._stopping is not None and isinstance(message, Call | Send):
             self._answers.error(
                 identity,

@@ -52,6 +52,7 @@ def test_every_field_has_one_source() -> None:
         model.PresenceConfig,
         model.LoginLimits,
         model.AdminConfig,
+        model.RecorderConfig,
     ]
 
 

@@ -1,0 +1,271 @@
+# -*- test-case-name: tests.unit.admin.test_flight -*-
+"""
+The flight recorder (issue 21): each charge point's recent messages, as they
+were on the wire, for ``GET /api/v1/chargepoints/{id}/messages``.
+
+Per frame it stores little: the time, the direction and the text (after
+``[recorder] redact``), the topic for MQTT messages and, for those, the
+type, UniqueId and Action the router already knows.  Everything else (the
+fields of a WebSocket frame, the Action of an answer, its latency, the
+verdict) is worked out when the history is read (:func:`records`).
+
+Bounds: ``per_station`` frames per charge point (the oldest go first); all
+histories together within ``max_memory`` (an estimate of their size: the
+text and a fixed overhead per frame and per history), the oldest frames of the largest
+histories dropped first, each counted in ``ocppgw_recorder_dropped_total``;
+a charge point that disconnected keeps its history ``keep`` seconds from
+the disconnect (forgotten on the next event after that, so no timer runs).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from ocppgw.admin.redact import Redactor
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+    from ocppgw.config.model import RecorderConfig
+    from ocppgw.ocpp.messages import Message
+
+#: Directions, as stored (small ints) and as the API names them.
+FROM_CHARGE_POINT, TO_CHARGE_POINT, TO_BACKEND, FROM_BACKEND = range(4)
+DIRECTIONS = ("FromChargePoint", "ToChargePoint", "ToBackend", "FromBackend")
+#: What one stored frame costs beyond its text: the tuple, the str header,
+#: the time and the deque's slot (CPython 3.11+, 64-bit), rounded up.
+OVERHEAD = 200
+#: What one charge point's history costs empty: its object, deque, key and
+#: dict slot (measured with tracemalloc: some 930 bytes).
+HISTORY_OVERHEAD = 1000
+
+#: One stored frame: (time in ms, direction, text or payload bytes, topic,
+#: MessageTypeId, UniqueId, Action or, of an error, its code and description);
+#: the last three only for MQTT messages.
+Frame = tuple[
+    int,
+    int,
+    "str | bytes | None",
+    "str | None",
+    "int | None",
+    "str | None",
+    "str | tuple[str, str] | None",
+]
+
+
+def cost(data: str | bytes | None) -> int:
+    """The estimated bytes one frame of ``data`` holds."""
+    if data is None:
+        return OVERHEAD
+    if isinstance(data, bytes) or data.isascii():
+        return OVERHEAD + len(data)
+    return OVERHEAD + 4 * len(data)
+
+
+class History:
+    """One charge point's frames, oldest first, and what they cost."""
+
+    __slots__ = ("bytes", "frames", "gone_at")
+
+    def __init__(self) -> None:
+        self.frames: deque[Frame] = deque()
+        self.bytes = 0
+        #: When its charge point disconnected (seconds); None: connected.
+        self.gone_at: float | None = None
+
+
+class FlightRecorder:
+    """Every charge point's history, within the bounds of ``[recorder]``."""
+
+    def __init__(self, config: RecorderConfig, clock: IReactorTime) -> None:
+        self.config = config
+        self._clock = clock
+        self.histories: dict[str, History] = {}
+        #: Disconnected charge points, by disconnect, the earliest first.
+        self._gone: OrderedDict[str, float] = OrderedDict()
+        self.redact = Redactor(config.redact)
+        self.bytes = 0
+        self.records = 0
+        self.dropped = 0
+        #: identity -> the callables told of each new frame (``follow=true``).
+        self._followers: dict[str, list[Callable[[History], None]]] = {}
+
+    @property
+    def on(self) -> bool:
+        return self.config.per_station > 0
+
+    # --- what the gateway reports (through the Recorder) ---
+
+    def frame(self, identity: str, inbound: bool, text: str) -> None:
+        """A WebSocket frame from (``inbound``) or to the charge point."""
+        self._add(
+            identity,
+            (
+                int(self._clock.seconds() * 1000),
+                FROM_CHARGE_POINT if inbound else TO_CHARGE_POINT,
+                self.redact(text),
+                None,
+                None,
+                None,
+                None,
+            ),
+        )
+
+    def relayed(
+        self, identity: str, upstream: bool, topic: str, payload: bytes, message: Message | None
+    ) -> None:
+        """An MQTT message published for (``upstream``) or received for the charge point."""
+        data: str | bytes | None
+        try:
+            data = self.redact(payload.decode("utf-8"))
+        except UnicodeDecodeError:
+            # A binary payload (protobuf) cannot be redacted as text: with
+            # redaction on it is not stored, only its fields.
+            data = None if self.redact.paths else payload
+        kind = uid = None
+        action: str | tuple[str, str] | None = None
+        if message is not None:
+            kind, uid = int(message.message_type), message.unique_id
+            error_code = getattr(message, "error_code", None)
+            if error_code is not None:
+                action = (error_code, getattr(message, "error_description", ""))
+            else:
+                action = message.action
+        self._add(
+            identity,
+            (
+                int(self._clock.seconds() * 1000),
+                TO_BACKEND if upstream else FROM_BACKEND,
+                data,
+                topic,
+                kind,
+                uid,
+                action,
+            ),
+        )
+
+    def connected(self, identity: str) -> None:
+        history = self.histories.get(identity)
+        if history is not None and history.gone_at is not None:
+            history.gone_at = None
+            self._gone.pop(identity, None)
+
+    def disconnected(self, identity: str) -> None:
+        history = self.histories.get(identity)
+        if history is not None and history.gone_at is None:
+            history.gone_at = self._clock.seconds()
+            self._gone[identity] = history.gone_at
+        self.expire()
+
+    # --- bounds ---
+
+    def _add(self, identity: str, frame: Frame) -> None:
+        limit = self.config.per_station
+        if limit <= 0 or not identity:
+            return
+        history = self.histories.get(identity)
+        if history is None:
+            history = self.histories[identity] = History()
+            self.bytes += HISTORY_OVERHEAD
+        size = cost(frame[2])
+        history.frames.append(frame)
+        history.bytes += size
+        self.bytes += size
+        self.records += 1
+        if len(history.frames) > limit:
+            old = history.frames.popleft()
+            size = cost(old[2])
+            history.bytes -= size
+            self.bytes -= size
+            self.records -= 1
+        if self.bytes > self.config.max_memory:
+            self._shrink()
+        if self._followers:
+            for told in self._followers.get(identity, ()):
+                told(history)
+
+    def follow(self, identity: str, told: Callable[[History], None]) -> Callable[[], None]:
+        """
+        Call ``told(history)`` after each frame added to ``identity``'s
+        history, from now on, whether it is connected yet or not; returns
+        what stops it.
+        """
+        self._followers.setdefault(identity, []).append(told)
+
+        def stop() -> None:
+            followers = self._followers.get(identity, [])
+            if told in followers:
+                followers.remove(told)
+            if not followers:
+                self._followers.pop(identity, None)
+
+        return stop
+
+    def _shrink(self) -> None:
+        """
+        Drop the oldest frames of the largest histories until all fit in 90%
+        of ``max_memory`` (the slack makes one pass serve many frames), and a
+        history left empty with them.
+        """
+        target = self.config.max_memory * 9 // 10
+        heap = [(-h.bytes, identity) for identity, h in self.histories.items() if h.frames]
+        heapq.heapify(heap)
+        while self.bytes > target and heap:
+            _, identity = heapq.heappop(heap)
+            history = self.histories[identity]
+            old = history.frames.popleft()
+            size = cost(old[2])
+            history.bytes -= size
+            self.bytes -= size
+            self.records -= 1
+            self.dropped += 1
+            if history.frames:
+                heapq.heappush(heap, (-history.bytes, identity))
+            else:  # an empty history costs too: made again by its next frame
+                del self.histories[identity]
+                self._gone.pop(identity, None)
+                self.bytes -= HISTORY_OVERHEAD
+
+    def expire(self) -> None:
+        """Forget the histories of charge points gone longer than ``keep``."""
+        deadline = self._clock.seconds() - self.config.keep
+        gone = self._gone
+        while gone:
+            identity, at = next(iter(gone.items()))
+            if at > deadline:
+                break
+            del gone[identity]
+            history = self.histories.pop(identity)
+            self.bytes -= history.bytes + HISTORY_OVERHEAD
+            self.records -= len(history.frames)
+
+    def history(self, identity: str) -> History | None:
+        """``identity``'s history, if it is still kept."""
+        self.expire()
+        return self.histories.get(identity)
+
+    # --- metrics ---
+
+    def collect(self) -> Iterator[Metric]:
+        """The recorder's metrics, read at scrape time (a prometheus-client collector)."""
+        self.expire()
+        yield GaugeMetricFamily(
+            "ocppgw_recorder_bytes",
+            "Estimated bytes the flight recorder holds, within [recorder] max_memory.",
+            value=self.bytes,
+        )
+        yield GaugeMetricFamily(
+            "ocppgw_recorder_records",
+            "Frames the flight recorder holds, over all charge points.",
+            value=self.records,
+        )
+        yield CounterMetricFamily(
+            "ocppgw_recorder_dropped",
+            "Frames dropped to stay within [recorder] max_memory.",
+            value=self.dropped,
+        )
