@@ -36,7 +36,8 @@ from ocppgw.listener.listening import Listening
 from ocppgw.listener.ratelimit import LoginLimiter
 from ocppgw.listener.tls import ForwardedCertificates, ServerTLS, TLSConfigError, TLSListenerFactory
 from ocppgw.loop import refuse_start
-from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
+from ocppgw.mqtt.broker import EmbeddedBroker, embedded_broker
+from ocppgw.mqtt.broker_access import BrokerAccessError
 from ocppgw.mqtt.client import MQTTClient
 from ocppgw.mqtt.tls import BrokerTLSError
 from ocppgw.ocpp.validation import SchemaError, Validator
@@ -136,13 +137,12 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
     :raises ConfigError: for what only shows when building (credentials file
         contents, a missing mosquitto binary).
     """
-    broker = None
+    broker: EmbeddedBroker | None = None
     if config.mqtt.embedded:
         try:
-            binary = find_mosquitto(config.mqtt.mosquitto)
-        except Exception as e:
+            broker = embedded_broker(reactor, config.mqtt)
+        except BrokerAccessError as e:
             raise ConfigError(str(e)) from None
-        broker = EmbeddedBroker(reactor, binary, config.mqtt.host, config.mqtt.port)
 
     credentials = None
     if config.credentials is not None:

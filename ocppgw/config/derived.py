@@ -12,6 +12,7 @@ fields of its model are filled.  Each error names its section and key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tempfile
@@ -253,6 +254,45 @@ def _mqtt_tls(ctx: Context) -> Mapping[str, Any]:
     return files
 
 
+def _embedded_users(ctx: Context) -> Mapping[str, Any]:
+    """
+    ``[mqtt] embedded_users`` (with username), and anonymous access to the
+    embedded broker only on loopback (issue 24).
+    """
+    m, built = ctx.raw["mqtt"], ctx.built
+    users = m["embedded_users"].strip()
+    login = built["username"] is not None and built["password"] is not None
+    if not built["embedded"]:
+        if users:
+            raise ConfigError("[mqtt] embedded_users: only used with broker = embedded")
+        return {"embedded_users": None}
+    if users and not login:
+        raise ConfigError(
+            "[mqtt] embedded_users: needs [mqtt] username and password too (the gateway's own)"
+        )
+    if built["username"] is not None and built["password"] is None:
+        raise ConfigError("[mqtt] password: the embedded broker needs one with username")
+    if not login and not _loopback(built["host"]):
+        raise ConfigError(
+            f"[mqtt] embedded_host: {built['host']} is not a loopback address, and the "
+            "embedded broker allows anonymous clients only there: set [mqtt] username and "
+            "password (the gateway's login) and embedded_users = FILE (the backends'), "
+            "or embedded_host = 127.0.0.1"
+        )
+    return {
+        "embedded_users": _file("mqtt", "embedded_users", users, ctx.base_dir) if users else None
+    }
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 def _reconnect_order(ctx: Context) -> Mapping[str, Any]:
     """``[mqtt] reconnect_min`` is at most reconnect_max."""
     if ctx.built["reconnect_min"] > ctx.built["reconnect_max"]:
@@ -341,6 +381,7 @@ DERIVATIONS = (
     Derivation(model.MQTTConfig, ("embedded", "host", "port", "tls"), _broker),
     Derivation(model.MQTTConfig, ("client_id",), _client_id),
     Derivation(model.MQTTConfig, ("tls_ca", "tls_cert", "tls_key"), _mqtt_tls),
+    Derivation(model.MQTTConfig, ("embedded_users",), _embedded_users),
     Derivation(model.MQTTConfig, (), _reconnect_order),
     Derivation(model.UpstreamConfig, ("call", "reply", "error", "overrides", "invalid"), _upstream),
     Derivation(model.DownstreamConfig, ("topic",), _downstream_topic),

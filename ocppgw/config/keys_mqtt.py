@@ -43,7 +43,11 @@ MQTT = Section(model.MQTTConfig, keys={
     "keepalive": Key(int_range(5, 65535), "30", doc="""
         MQTT keepalive in seconds.
     """),
-    "username": Key(text, "", optional=True),
+    "username": Key(text, "", optional=True, doc="""
+        The gateway's login to the broker. With broker = embedded, username and
+        password make the embedded broker refuse anonymous clients and let in
+        only this login and those of embedded_users.
+    """),
     "password": Key(text, "", optional=True),
     "protocol": Key(choice("5", "3.1.1"), "5", doc="""
         MQTT protocol version: 5 or 3.1.1.  Every connect (the first after a
@@ -69,9 +73,22 @@ MQTT = Section(model.MQTTConfig, keys={
     """),
     "reconnect_max": Key(seconds(), "30"),
     "embedded_host": Key(nonempty, "127.0.0.1", derived=True, doc="""
-        Where the embedded broker listens.
+        Where the embedded broker listens. Anyone who reaches it can send the
+        charge points commands, so an address other than loopback (127.0.0.1,
+        ::1, localhost) is refused unless username and password are set; then
+        the broker lets in no anonymous client.
     """),
-    "embedded_port": Key(int_range(1, 65535), "1883", derived=True),
+    "embedded_port": Key(int_range(1, 65535), "1883", derived=True, doc="""
+        A port another process already listens on stops the gateway at start,
+        naming that process; to use that broker instead, set broker =
+        mqtt://127.0.0.1:PORT.
+    """),
+    "embedded_users": Key(text, "", derived=True, doc="""
+        With broker = embedded and username: a file of the backends' logins to
+        the embedded broker, one "user password" per line (# comments), relative
+        to this file; keep it mode 0600. Read at start; the gateway writes the
+        broker's password file (hashed, mode 0600) itself.
+    """),
     "mosquitto": Key(text, "", doc="""
         Path of the mosquitto binary for the embedded broker. Default: found on
         PATH or in /usr/sbin, /usr/local/sbin, /usr/bin, /usr/local/bin.

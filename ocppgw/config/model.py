@@ -80,6 +80,9 @@ class MQTTConfig:
     tls_ca: str | None
     tls_cert: str | None
     tls_key: str | None
+    #: The backends' logins to the embedded broker (a file of ``user password``
+    #: lines), read when it starts; None: only the gateway's, if any.
+    embedded_users: str | None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,14 @@ The gateway's MQTT clients connect once mosquitto accepts connections
 :data:`PROBE_INTERVAL` seconds, for at most :data:`PROBE_LIMIT`), not into
 a refusal and a retry ``reconnect_min`` later: a start with the embedded
 broker logs no refused connection, and connects as soon as it listens.
+
+:func:`embedded_broker` checks before anything starts (issues 22 and 24): a
+port another process already listens on stops the gateway with a line naming
+that process (not a broker failing forever while the gateway uses the other
+one), and with ``[mqtt] username`` the broker lets in only the gateway's
+login and the backends' of ``embedded_users``
+(:mod:`ocppgw.mqtt.broker_access`); ``[mqtt] embedded_host`` off loopback
+requires that (:mod:`ocppgw.config.derived`).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.application.service import Service
@@ -42,6 +51,13 @@ from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ocppgw.mqtt.broker_access import (
+    BrokerAccessError,
+    BrokerSettings,
+    port_problem,
+    read_users,
+    write_password_file,
+)
 from ocppgw.restarts import Restarts
 
 _log = Logger()
@@ -56,7 +72,7 @@ STOP_TIMEOUT = 5.0
 _SETSID = "import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])"
 
 
-class BrokerNotFound(Exception):
+class BrokerNotFound(BrokerAccessError):
     """No mosquitto binary could be found."""
 
 
@@ -82,23 +98,59 @@ def find_mosquitto(configured: str = "") -> str:
     return found
 
 
+def embedded_broker(reactor: Any, mqtt: BrokerSettings) -> EmbeddedBroker:
+    """
+    The embedded broker as ``[mqtt]`` configures it, checked before it starts:
+    mosquitto is found, ``host:port`` is free (:func:`port_problem`), and,
+    with ``username``, only the gateway's login and those of
+    ``embedded_users`` are let in.
+
+    :raises BrokerAccessError: one line naming the key and the cause.
+    """
+    binary = find_mosquitto(mqtt.mosquitto)
+    host, port, username, users_file = mqtt.host, mqtt.port, mqtt.username, mqtt.embedded_users
+    logins = None
+    if username is not None:
+        logins = [(username, mqtt.password or "")]
+        if users_file is not None:
+            try:
+                backends = read_users(users_file)
+            except BrokerAccessError as e:
+                raise BrokerAccessError(f"[mqtt] embedded_users: {e}") from None
+            if any(user == username for user, _ in backends):
+                raise BrokerAccessError(
+                    f"[mqtt] embedded_users: {users_file} names [mqtt] username, the "
+                    "gateway's own login: give the backends logins of their own"
+                )
+            logins += backends
+    problem = port_problem(host, port)
+    if problem is not None:
+        raise BrokerAccessError(problem)
+    return EmbeddedBroker(reactor, binary, host, port, logins)
+
+
 #: Seconds between the embedded mosquitto's saves of its sessions to disk: each
 #: writes the whole database (every retained presence), so not too often.
 AUTOSAVE_INTERVAL = 60
 
 
-def mosquitto_config(host: str, port: int, data_dir: str) -> str:
+def mosquitto_config(host: str, port: int, data_dir: str, password_file: str | None = None) -> str:
     """
-    A mosquitto.conf for a local, anonymous broker that keeps its sessions,
-    queued and retained messages in ``data_dir`` (saved every
-    :data:`AUTOSAVE_INTERVAL` seconds and when it stops), so that a broker
-    the gateway restarts after a crash still holds the sessions it kept.
+    A mosquitto.conf for a local broker that keeps its sessions, queued and
+    retained messages in ``data_dir`` (saved every :data:`AUTOSAVE_INTERVAL`
+    seconds and when it stops), so that a broker the gateway restarts after a
+    crash still holds the sessions it kept.  Anonymous, unless
+    ``password_file`` is given: then only its logins are let in.
     """
+    if password_file is None:
+        access = ["allow_anonymous true"]
+    else:
+        access = ["allow_anonymous false", f"password_file {password_file}"]
     return "\n".join(
         [
             "# written by ocppgw for its embedded broker",
             f"listener {port} {host}",
-            "allow_anonymous true",
+            *access,
             "persistence true",
             f"persistence_location {os.path.join(data_dir, '')}",
             f"autosave_interval {AUTOSAVE_INTERVAL}",
@@ -202,8 +254,17 @@ class _Child(ProcessProtocol):
 class EmbeddedBroker(Service):
     """Runs mosquitto for as long as the service runs."""
 
-    def __init__(self, reactor: Any, binary: str, host: str, port: int) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        binary: str,
+        host: str,
+        port: int,
+        logins: Sequence[tuple[str, str]] | None = None,
+    ) -> None:
+        """``logins``: the only users let in (else anonymous access)."""
         self._reactor = reactor
+        self._logins = None if logins is None else tuple(logins)
         self._binary = binary
         self._host = host
         self._port = port
@@ -218,9 +279,13 @@ class EmbeddedBroker(Service):
     def startService(self) -> None:
         super().startService()
         self._dir = data_directory()
+        passwords = None
+        if self._logins is not None:
+            passwords = os.path.join(self._dir, "passwords")
+            write_password_file(passwords, self._logins)
         path = os.path.join(self._dir, "mosquitto.conf")
         with open(path, "w", encoding="utf-8") as f:
-            f.write(mosquitto_config(self._host, self._port, self._dir))
+            f.write(mosquitto_config(self._host, self._port, self._dir, passwords))
         self._spawn()
 
     def listening(self) -> Deferred[None]:

@@ -83,7 +83,8 @@ from twisted.python.failure import Failure
 from ocppgw.config import Config, ConfigError
 from ocppgw.loop import EXIT, Exit
 from ocppgw.loop_fast import GatewayReactor
-from ocppgw.mqtt.broker import EmbeddedBroker, find_mosquitto
+from ocppgw.mqtt.broker import EmbeddedBroker, embedded_broker
+from ocppgw.mqtt.broker_access import BrokerAccessError
 from ocppgw.restarts import Restarts
 from ocppgw.workers.lifeline import LIFELINE_FD, LIFELINE_VARIABLE, watch
 from ocppgw.workers.sockets import bind_shared, tcp_address
@@ -243,10 +244,9 @@ class Supervisor(MultiService):
         self.broker: EmbeddedBroker | None = None
         if config.mqtt.embedded:
             try:
-                binary = find_mosquitto(config.mqtt.mosquitto)
-            except Exception as e:
+                self.broker = embedded_broker(reactor, config.mqtt)
+            except BrokerAccessError as e:
                 raise ConfigError(str(e)) from None
-            self.broker = EmbeddedBroker(reactor, binary, config.mqtt.host, config.mqtt.port)
             self.broker.setServiceParent(self)
         #: Every worker, by index: what the admin API and metrics address.
         self.workers: tuple[WorkerProcess, ...] = tuple(

@@ -116,6 +116,35 @@ def test_missing_mosquitto_exits(broker, tmp_path):
     _one_line(err, "[mqtt] mosquitto", missing, "not an executable file")
 
 
+@WORKERS
+def test_non_loopback_embedded_host_without_credentials_exits(broker, tmp_path, workers):
+    """embedded_host off loopback without [mqtt] username/password: exit 1, one line naming it."""
+    mqtt = {"broker": "embedded", "embedded_host": "0.0.0.0", "embedded_port": str(free_port())}
+    ini = _ini(broker, tmp_path, gateway={"workers": workers}, mqtt=mqtt)
+    out, err = _refused(tmp_path, ini)
+    assert out == "", out
+    _one_line(err, "[mqtt] embedded_host", "0.0.0.0", "not a loopback address", "username")
+
+
+@WORKERS
+def test_embedded_port_taken_by_mosquitto_exits(broker, tmp_path, workers):
+    """
+    embedded_port taken by another mosquitto (the tests' broker): exit 1 within
+    seconds, one line naming the key, the port, the process holding it (name
+    and pid) and the [mqtt] broker line that would use it instead.
+    """
+    mqtt = {"broker": "embedded", "embedded_port": str(broker.port)}
+    ini = _ini(broker, tmp_path, gateway={"workers": workers}, mqtt=mqtt)
+    out, err = _refused(tmp_path, ini)
+    _one_line(
+        out + err,
+        f"[mqtt] embedded_port: {broker.port} on 127.0.0.1 is already in use",
+        f"by mosquitto (pid {broker.proc.pid})",
+        f"[mqtt] broker = mqtt://127.0.0.1:{broker.port}",
+    )
+    assert "starting embedded mosquitto" not in out + err, out + err
+
+
 def test_bad_key_is_one_line_without_usage_text(broker, tmp_path):
     """An invalid INI value: exit 1, its one named line on stderr, no twistd usage text."""
     ini = _ini(broker, tmp_path, listener_ws={"path": "no-slash"})
