@@ -36,7 +36,10 @@ mosquitto:
 	  { $$SUDO apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; } || { \
 	    echo "error: could not install mosquitto; install it by hand (apt-get install mosquitto)" >&2; \
-	    exit 1; }; }
+	    exit 1; }; \
+	  if command -v systemctl >/dev/null 2>&1 && $$SUDO systemctl is-active --quiet mosquitto 2>/dev/null; then \
+	    echo "stopping the mosquitto service the package just started: the gateway runs its own on 1883"; \
+	    $$SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi; }
 
 # tests/integration/test_rabbitmq_cluster.py starts its own two-node cluster
 # from these scripts; RUNLEVEL=1 keeps the package from starting the system's
