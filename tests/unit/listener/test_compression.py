@@ -17,6 +17,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from ocppgw.config import ListenerConfig
+from ocppgw.connection import OCPPServerProtocol
+from ocppgw.connection_fast import ShortWayProtocol
 from ocppgw.listener.compression import deflate_accept
 from ocppgw.listener.factory import OCPPServerFactory
 
@@ -164,6 +166,8 @@ def opened(extensions: str, **listener: Any) -> tuple[bytes, bool | None]:
         dataclasses.replace(LISTENER, **listener), VERSIONS, None,
         lambda identity, version, connection: object(), lambda session: None,
     )
+    # The speed-up's class whatever OCPPGW_SPEEDUPS says (make test runs both).
+    factory.protocol = ShortWayProtocol
     proto = factory.buildProtocol(("127.0.0.1", 5555))
     transport = _Transport()
     proto.makeConnection(transport)
@@ -247,17 +251,19 @@ def _server_text(raw: bytes) -> str:
     return zlib.decompressobj(-9).decompress(raw[2:] + b"\x00\x00\xff\xff").decode()
 
 
-def test_idle_compressed_connection_keeps_no_zlib_objects() -> None:
+@pytest.mark.parametrize("cls", [ShortWayProtocol, OCPPServerProtocol])
+def test_idle_compressed_connection_keeps_no_zlib_objects(cls: type[Any]) -> None:
     """
-    Between messages a connection with no context takeover both ways holds
-    neither a compressor nor a decompressor, and messages keep flowing
-    compressed both ways after they were dropped.
+    With the autobahn_frames speed-up, between messages a connection with no
+    context takeover both ways holds neither a compressor nor a decompressor;
+    on either path messages keep flowing compressed both ways.
     """
     session = _Session()
     factory = OCPPServerFactory(
         LISTENER, VERSIONS, None, lambda identity, version, connection: session,
         lambda s: None,
     )
+    factory.protocol = cls
     proto: Any = factory.buildProtocol(("127.0.0.1", 5555))
     transport = _Transport()
     proto.makeConnection(transport)
@@ -279,6 +285,7 @@ def test_idle_compressed_connection_keeps_no_zlib_objects() -> None:
             proto.send_frame(answer)
             assert _server_text(transport.value()) == answer
             assert proto._perMessageCompress is deflate
-            assert (deflate._compressor, deflate._decompressor) == (None, None)
+            if cls is ShortWayProtocol:
+                assert (deflate._compressor, deflate._decompressor) == (None, None)
     finally:
         proto.connectionLost(Failure(ConnectionDone()))
