@@ -178,6 +178,34 @@ LISTENER = Section(model.ListenerConfig, suffix="ws", required=True, doc="""
     "max_frame_size": Key(int_range(1024, 16 * 1024 * 1024), "65536", doc="""
         The largest WebSocket frame or message accepted; larger closes with 1009.
     """),
+    "compression": Key(boolean, "on", doc="""
+        on: permessage-deflate (RFC 7692) is accepted when a charge point offers it
+        (2.0.1 Part 4 §3.3), with parameters that bound its memory: the gateway
+        compresses each message on its own (server_no_context_takeover), asks the
+        charge point to do the same (client_no_context_takeover) and, where it
+        offers client_max_window_bits, to use compression_window_bits.  Its zlib state
+        and buffers (~17 KiB with the defaults below) exist only while a
+        message is compressed or inflated: between messages they are dropped.
+        off: the extension is declined, and the faster uncompressed path taken.
+        A compressed message inflating past max_frame_size closes with 1009.
+    """),
+    "compression_window_bits": Key(int_range(9, 15), "9", doc="""
+        Base-2 logarithm of the deflate window, 9 to 15: the gateway's own
+        (server_max_window_bits, announced) and the one asked of a charge point
+        that offers client_max_window_bits.  Costs, while a message is in flight,
+        about 4 x 2^bits bytes for the gateway's compressor and 2^bits for its
+        decompressor, beyond ~13 KiB of zlib state: 9 ~ 2.5 KiB, 15 (zlib's
+        default) ~ 160 KiB.  OCPP messages are small: a larger window saves
+        little.  Above 9, a charge point that offered a smaller
+        client_max_window_bits fails the handshake (its offered value is not
+        passed on by the WebSocket library): keep 9 unless measured.
+    """),
+    "compression_mem_level": Key(int_range(1, 9), "1", doc="""
+        zlib's memory level of the gateway's compressor, 1 to 9: its hash table
+        and buffers cost about 2^(level + 9) bytes (1: 1 KiB; zlib's default 8:
+        128 KiB) while a message is compressed; higher compresses a little better
+        and faster on large messages.
+    """),
     "max_message_rate": Key(int_range(0, 1_000_000), str(DEFAULT_RATE), doc="""
         Messages per second one charge point may send (0: no limit), and how many
         beyond that at once (a token bucket).  A CALL beyond them gets a CALLERROR

@@ -54,6 +54,10 @@ class ListenerConfig:
     max_message_rate: int = DEFAULT_RATE
     #: ... and how many beyond the rate at once (a token bucket).
     max_message_burst: int = DEFAULT_BURST
+    #: permessage-deflate accepted when offered (RFC 7692), and its bounds.
+    compression: bool = True
+    compression_window_bits: int = 9
+    compression_mem_level: int = 1
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory
-from autobahn.websocket.compress import (
-    PerMessageDeflateOffer,
-    PerMessageDeflateOfferAccept,
-)
 from cryptography import x509
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -43,6 +39,7 @@ from ocppgw.connection_fast import protocol as connection_protocol
 from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
 from ocppgw.listener import Refused
 from ocppgw.listener.admission import Gatekeeper
+from ocppgw.listener.compression import deflate_accept
 from ocppgw.listener.credentials import Credentials
 from ocppgw.listener.proxy import Source
 from ocppgw.listener.tls import handshake_failed, peer_of
@@ -107,14 +104,6 @@ class Admitted:
     subprotocol: str | None
 
 
-def _accept_deflate(offers: list[Any]) -> Any:
-    """Accept permessage-deflate (RFC 7692; required of a CSMS by 2.0.1 Part 4 §3.3)."""
-    for offer in offers:
-        if isinstance(offer, PerMessageDeflateOffer):
-            return PerMessageDeflateOfferAccept(offer)
-    return None
-
-
 class OCPPServerFactory(WebSocketServerFactory):
     """The charge point endpoint of one ``[listener:NAME]``."""
 
@@ -155,7 +144,9 @@ class OCPPServerFactory(WebSocketServerFactory):
             failByDrop=False,
             autoPingInterval=ping_interval,
             autoPingTimeout=pong_timeout,
-            perMessageCompressionAccept=_accept_deflate,
+            # permessage-deflate (RFC 7692; required of a CSMS by 2.0.1 Part 4
+            # §3.3) within the listener's memory bounds, or declined.
+            perMessageCompressionAccept=deflate_accept(listener),
             # The identity lives in the path; accept any Host/Origin.
             allowedOrigins=["*"],
         )
