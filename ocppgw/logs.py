@@ -5,7 +5,10 @@ repeated warnings held back.
 
 ``text`` is Twisted's one line per event; ``json`` is one JSON object per
 line (``time``, ``level``, ``namespace``, ``text``, and ``identity`` and
-``peer`` when the event is about a charge point), for log shippers.
+``peer`` when the event is about a charge point), for log shippers.  With
+``[gateway] workers`` above 1 the supervisor writes its workers' events
+too: in ``json`` each has ``worker`` (the worker's index), in ``text`` its
+line starts ``worker N:``.
 
 A warning repeated more than :data:`BURST` times within :data:`WINDOW`
 seconds (the same message template, for the same charge point) is held
@@ -44,6 +47,8 @@ BURST = 10
 WINDOW = 60.0
 #: Distinct warnings tracked at once; the oldest is forgotten beyond.
 MAX_KEYS = 1000
+#: The field of an event a worker logged (its index), which the supervisor relays.
+WORKER = "worker"
 
 
 @implementer(ILogObserver)
@@ -64,6 +69,8 @@ class JSONLines:
         for key, name in (("cid", "identity"), ("peer", "peer")):
             if event.get(key) is not None:
                 record[name] = str(event[key])
+        if event.get(WORKER) is not None:
+            record[WORKER] = event[WORKER]
         failure = event.get("log_failure")
         if failure is not None:
             record["failure"] = failure.getTraceback()

@@ -241,6 +241,15 @@ class GatewayService(MultiService):
         # Downstream CALLs get their answer now; upstream CALLs already
         # published get until the deadline for the backend's answer.
         router.shutting_down("gateway shutting down; not sent")
+        waiting = sum(s.awaiting_backend() for s in sessions.connected()) if mqtt.connected else 0
+        if waiting:
+            # Said at once: the stop may pause here until the deadline.
+            _log.info(
+                "stopping: waiting up to {seconds:.1f} s for the backend's answers "
+                "to {n} charge point CALLs",
+                seconds=max(0.0, deadline - clock.seconds()),
+                n=waiting,
+            )
         yield self._until(
             deadline,
             lambda: mqtt.connected and any(s.awaiting_backend() for s in sessions.connected()),

@@ -79,18 +79,22 @@ def makeService(options: Options) -> IService:
     # The exit status is the stop's (0 when complete), not the signal's.
     loop.catch_stop_signals(reactor)
     config = options["parsed"]
+    service: Any
     try:
         if workers.supervises(config):
-            supervisor = workers.Supervisor(config, options["config"], reactor)
+            service = workers.Supervisor(config, options["config"], reactor)
             if config.admin.endpoint is not None:
                 # Every admin route for all workers (ocppgw.admin.fanout).
-                FanoutService(config, supervisor.workers, reactor).setServiceParent(supervisor)
-            return supervisor
-        service: Any = operate(workers.as_run(config), reactor)
-        workers.watch_supervisor(reactor)  # a worker stops once its supervisor is gone
+                FanoutService(config, service.workers, reactor).setServiceParent(service)
+        else:
+            service = operate(workers.as_run(config), reactor)
+            workers.watch_supervisor(reactor)  # a worker stops once its supervisor is gone
     except ConfigError as e:
         raise refusal(e) from None
-    out = twistd_output(getattr(options, "parent", None))
+    # A worker's log is twist's JSON to its supervisor, which writes it in
+    # [gateway] log_format as its own (ocppgw.workers): no log file of its own.
+    parent = None if workers.worker_index() is not None else getattr(options, "parent", None)
+    out = twistd_output(parent)
     if out is not None:
         # twistd takes the application's log observer (AppLogger.start).
         service = Observed(service, observer_for(config.log_format, out))

@@ -24,7 +24,7 @@ from twisted.web.server import Request
 from ocppgw.admin import messages, views
 from ocppgw.admin.calls import Outcome, not_connected
 from ocppgw.admin.history import select
-from ocppgw.admin.routes import Handler, HTTPError, NoRoute, Route, later, send, tree
+from ocppgw.admin.routes import Handler, HTTPError, NoRoute, Route, caller, later, send, tree
 from ocppgw.interfaces import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_POLICY
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ class Answers:
             "{cid}: closed by the admin API ({code}) for {client}",
             cid=identity,
             code=code,
-            client=request.getClientAddress(),
+            client=caller(request),
         )
         session.connection.close(code, reason)
         return self._send(request, 200, {"identity": identity, "closed": True, "code": code})
@@ -224,7 +224,7 @@ class Answers:
             "{cid}: CALL {action} from the admin API for {client}",
             cid=identity,
             action=action,
-            client=request.getClientAddress(),
+            client=caller(request),
         )
         return self._later(request, self._calls.call(identity, action, payload, timeout))
 

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import socket
+import struct
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST
-from twisted.internet.address import UNIXAddress
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -107,6 +109,29 @@ def later(request: Request, d: Deferred[tuple[int, Any]]) -> int:
 
     d.addCallback(answer).addErrback(internal_error, request, finished)
     return NOT_DONE_YET
+
+
+def caller(request: Request) -> str:
+    """
+    Who sent ``request``, for the audit lines of the admin actions: the TCP
+    peer's address and port, or over a UNIX socket the peer process's pid and
+    uid (``SO_PEERCRED``, where the platform has it), else "local socket".
+    """
+    peer = request.getClientAddress()
+    if isinstance(peer, IPv4Address | IPv6Address):
+        return f"{peer.host}:{peer.port}"
+    if not isinstance(peer, UNIXAddress):
+        return str(peer)
+    handle = getattr(getattr(request, "transport", None), "getHandle", None)
+    credentials = getattr(socket, "SO_PEERCRED", None)
+    if handle is None or credentials is None:
+        return "local socket"
+    try:
+        raw = handle().getsockopt(socket.SOL_SOCKET, credentials, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return "local socket"
+    pid, uid, _ = struct.unpack("3i", raw)
+    return f"local socket (pid {pid}, uid {uid})"
 
 
 def refusal(config: AdminConfig, request: Request) -> str | None:

@@ -56,14 +56,17 @@ GATEWAY = Section(model.Config, keys={
     """),
     "shutdown_timeout": Key(seconds(), "10", doc="""
         On SIGTERM/SIGINT: seconds to wait for outstanding PUBACKs and closing
-        WebSockets before exiting.
+        WebSockets before exiting. A stop that waits for the backend's answers to
+        charge point CALLs logs at once how many it waits for, and how long at most.
     """),
     "log_format": Key(choice("text", "json"), "text", doc="""
         How log lines are written: text (one line each, for people) or json (one
         JSON object per line: time, level, namespace, text, and the identity and
-        remote address when the line is about a charge point). The same warning
-        repeated more than 10 times in 60 s is held back, and a count of what was
-        held back is logged once the minute is over.
+        remote address when the line is about a charge point). With workers above
+        1 every line of every process is written by the supervisor: in json each
+        worker's has the field worker (its index), in text it starts "worker N:".
+        The same warning repeated more than 10 times in 60 s is held back, and a
+        count of what was held back is logged once the minute is over.
     """),
     "shutdown_close": Key(choice("going-away", "service-restart", "abort"), "going-away", doc="""
         On SIGTERM/SIGINT, how connected charge points are let go: going-away

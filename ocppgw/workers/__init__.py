@@ -32,7 +32,8 @@ Lifecycle
     A worker that exits while the supervisor runs is started again (1 s,
     doubling to 30 s while it keeps failing, 1 s again after a run of a
     minute: :mod:`ocppgw.restarts`); its log lines are the supervisor's,
-    prefixed ``worker N:``.  SIGHUP is passed on to every worker.
+    prefixed ``worker N:`` (in ``log_format = json``: the field ``worker``).
+    SIGHUP is passed on to every worker.
     SIGTERM/SIGINT stops the workers (each shuts down as one gateway does)
     within ``[gateway] shutdown_timeout`` plus 5 s, SIGKILL after that, and
     the embedded broker last.
@@ -193,21 +194,23 @@ class _WorkerProtocol(ProcessProtocol):
         logs JSON events (twist does, to a pipe): each keeps its level and
         fields, gains ``worker``, and is written in the supervisor's
         ``[gateway] log_format``; anything else (a crash before logging
-        started) is logged as text.
+        started) is logged as the text of an event.
         """
         text = line.strip("\x1e").strip()
         if not text:
             return
+        index = self._worker.index
         try:
             event = eventFromJSON(text)
         except ValueError:
             event = None
+        # json: the field "worker" (ocppgw.logs); text: a prefix (fields are flattened).
+        text_prefix = "" if self._supervisor.config.log_format == "json" else f"worker {index}: "
         if not isinstance(event, dict):
-            _log.info("worker {index}: {line}", index=self._worker.index, line=text)
+            _log.info(text_prefix + "{line}", worker=index, line=text)
             return
-        event["worker"] = self._worker.index
-        # The fields of a JSON event are flattened: name the index literally.
-        event["log_format"] = f"worker {self._worker.index}: " + str(event.get("log_format") or "")
+        event["worker"] = index
+        event["log_format"] = text_prefix + str(event.get("log_format") or "")
         _log.observer(event)
 
     def processEnded(self, reason: Failure) -> None:

@@ -7,6 +7,8 @@ reaches each, and a second gateway of the same id is refused at start.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import stat
 import subprocess
@@ -17,7 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import BIN, TWISTD, free_port, launch_gateway, render_ini
+from tests.integration.harness import (
+    BIN,
+    TWISTD,
+    connect,
+    free_port,
+    launch_gateway,
+    render_ini,
+    run_async,
+    wait_closed,
+)
 
 CTL = str(BIN / "ocppgw-ctl")
 
@@ -96,3 +107,29 @@ def test_a_second_gateway_of_the_same_id_is_refused(broker, tmp_path, runtime):
         assert _ctl("--config", str(first.config_path), "list").returncode == 0
     finally:
         first.stop()
+
+
+@run_async
+async def test_the_audit_line_names_the_local_caller(broker, tmp_path, runtime):
+    """
+    ocppgw-ctl kick over the local socket: the gateway's audit line names the
+    caller by the pid and uid of the ocppgw-ctl process (SO_PEERCRED), not
+    an empty UNIX address.
+    """
+    name, port = f"it-{uuid.uuid4().hex[:12]}", free_port()
+    gw = launch_gateway(tmp_path / "gw", _minimal(name, port, broker.url), port, name)
+    try:
+        async with connect(gw.url("it-audit"), ["ocpp1.6"]) as ws:
+            ctl = await asyncio.create_subprocess_exec(
+                CTL, "--config", str(gw.config_path), "kick", "it-audit",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(ctl.communicate(), 30)
+            assert ctl.returncode == 0, (out, err)
+            await wait_closed(ws)
+        caller = f"local socket (pid {ctl.pid}, uid {os.getuid()})"
+        line = f"it-audit: closed by the admin API (1000) for {caller}"
+        gw.wait_log(line)
+    finally:
+        gw.stop()
+    assert "UNIXAddress" not in gw.log(), gw.log()

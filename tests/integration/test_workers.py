@@ -6,6 +6,7 @@ instance of its own on the broker, supervised by the first.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -108,3 +109,42 @@ async def test_killed_worker_is_restarted(gateway, backend):
     )
     answers = await asyncio.gather(*(_boot(gw, f"it-wk-restart-{i}") for i in range(6)))
     assert all(a[0] == 3 for a in answers), answers
+
+
+@run_async
+async def test_json_log_of_every_process_and_a_clean_stop_exits_0(gateway, backend):
+    """
+    workers = 2, log_format = json: a charge point boots and is connected
+    when SIGTERM stops the supervisor; the supervisor exits 0 (a clean stop),
+    and every line it wrote (stdout and stderr) is one JSON object, its
+    workers' events with the field "worker" (0 or 1) and no "worker N:" prefix.
+    """
+    gw = gateway({"gateway": {"workers": "2", "log_format": "json"}})
+    wait_log(gw, r'MQTT connected[^\n]*"worker": \d', 2)
+    wait_log(gw, r'starting on[^\n]*"worker": \d', 2)
+    backend.answer(
+        "BootNotification",
+        {"status": "Accepted", "currentTime": "2024-01-01T00:00:00Z", "interval": 60},
+    )
+    async with connect(gw.url("it-wk-json"), ["ocpp1.6"]) as ws:
+        await ws.send(
+            '[2,"b1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
+        )
+        answer = await recv_frame(ws)
+        assert answer[0] == 3 and answer[2]["status"] == "Accepted", answer
+        assert gw.proc is not None
+        gw.proc.send_signal(signal.SIGTERM)
+        await wait_closed(ws)
+    status = await asyncio.to_thread(gw.proc.wait, 30)
+    log = gw.log()
+    assert status == 0, log
+    records = []
+    for line in log.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}\nlog:\n{log}") from None
+    assert all(isinstance(r, dict) and "text" in r for r in records), log
+    assert {r["worker"] for r in records if "worker" in r} == {0, 1}, log
+    assert not [r for r in records if "worker" in r and r["text"].startswith("worker ")], log
+    assert any(r.get("worker") is not None and "shutting down" in r["text"] for r in records), log

@@ -32,6 +32,16 @@ class LogTests(SynchronousTestCase):
         )
         self.assertEqual(json.loads(lines[1])["text"], "plain\nline two")
 
+    def test_json_lines_name_the_worker(self) -> None:
+        """An event a worker logged (field "worker") keeps its index as the field "worker"."""
+        out = io.StringIO()
+        observer = JSONLines(out)
+        observer(event("MQTT connected", LogLevel.info, worker=1))
+        observer(event("the supervisor's own", LogLevel.info))
+        first, second = (json.loads(line) for line in out.getvalue().splitlines())
+        self.assertEqual((first["worker"], first["text"]), (1, "MQTT connected"))
+        self.assertNotIn("worker", second)
+
     def test_repeated_warnings_held_back(self) -> None:
         """Past BURST in a window a warning is held back; the next window says how many."""
         seen: list[dict[str, Any]] = []

@@ -148,3 +148,78 @@ class JournalStartTests(ClockTestCase):
         self.assertIn(f"[gateway] journal: {blocker}/gw.journal: ", line)
         self.assertIn("will not be answered", line)
         journal.queued("CP1", "ocpp1.6", "a", "Reset")  # not kept, and no error
+
+
+class WaitingSession:
+    """A charge point with ``calls`` CALLs the backend has not answered; closing it ends it."""
+
+    def __init__(self, router: WaitingRouter, calls: int) -> None:
+        self._router = router
+        self._calls = calls
+        self.connection = self
+
+    def awaiting_backend(self) -> int:
+        return self._calls
+
+    def close(self, code: int, reason: str) -> None:
+        self._router.sessions.remove(self)
+
+
+class WaitingRouter(OwingRouter):
+    """Nothing owed; charge points whose CALLs wait for the backend."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock, pay_after=0.0)
+        self.sessions: list[WaitingSession] = []
+
+    def connected(self) -> list[Any]:
+        return list(self.sessions)
+
+
+class WaitingStopTests(ClockTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.logged: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+    def _stop(self, router: OwingRouter) -> Deferred[Any]:
+        service = GatewayService(parse(CONFIG), self.clock, router, FakeMQTT(), None, [])  # type: ignore[arg-type]
+        service.running = 1
+        service.exit = Exit()  # not the process's own
+        return service.stopService()  # type: ignore[no-any-return]
+
+    def test_a_stop_that_waits_for_the_backend_says_so_at_once(self) -> None:
+        """
+        A stop with charge point CALLs unanswered by the backend logs at once
+        how many wait and for how long at most (shutdown_timeout), before any
+        time passes; the stop then ends at that deadline.
+        """
+        from twisted.logger import formatEvent
+
+        router = WaitingRouter(self.clock)
+        router.sessions += [WaitingSession(router, 2), WaitingSession(router, 1)]
+        done = self._stop(router)
+        lines = [formatEvent(e) for e in self.logged if "waiting up to" in formatEvent(e)]
+        self.assertEqual(
+            lines,
+            ["stopping: waiting up to 3.0 s for the backend's answers to 3 charge point CALLs"],
+        )
+        self.clock.advance(2.9)
+        self.assertNoResult(done)
+        for _ in range(10):
+            self.clock.advance(0.05)
+        self.successResultOf(done)
+        self.assertEqual(router.sessions, [])
+
+    def test_a_stop_with_nothing_awaited_says_nothing_of_waiting(self) -> None:
+        """A stop without unanswered charge point CALLs logs no waiting line."""
+        from twisted.logger import formatEvent
+
+        router = WaitingRouter(self.clock)
+        router.sessions.append(WaitingSession(router, 0))
+        done = self._stop(router)
+        for _ in range(10):
+            self.clock.advance(0.05)
+        self.successResultOf(done)
+        self.assertEqual([e for e in self.logged if "waiting up to" in formatEvent(e)], [])

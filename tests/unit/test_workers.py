@@ -116,6 +116,13 @@ def test_supervisor_lists_its_workers() -> None:
     ]
 
 
+class _Supervised:
+    """What a worker's log relay reads of its supervisor: the configuration."""
+
+    def __init__(self, extra: str = "") -> None:
+        self.config = _config(extra)
+
+
 def test_worker_log_events_keep_their_level_and_fields() -> None:
     """A worker's JSON log event reaches the supervisor's log with its level, fields and index."""
     import io
@@ -133,7 +140,8 @@ def test_worker_log_events_keep_their_level_and_fields() -> None:
     seen: list[dict[str, object]] = []
     globalLogPublisher.addObserver(seen.append)
     try:
-        relay = workers._WorkerProtocol(None, workers.WorkerProcess(1, "gw-w1", "c-w1", None))  # type: ignore[arg-type]
+        worker = workers.WorkerProcess(1, "gw-w1", "c-w1", None)  # type: ignore[arg-type]
+        relay = workers._WorkerProtocol(_Supervised(), worker)  # type: ignore[arg-type]
         relay.outReceived(out.getvalue().encode() + b"Traceback: not JSON\n")
     finally:
         globalLogPublisher.removeObserver(seen.append)
@@ -143,6 +151,36 @@ def test_worker_log_events_keep_their_level_and_fields() -> None:
     assert event["log_level"] == LogLevel.warn and event["worker"] == 1
 
 
+def test_worker_log_in_json_is_one_object_a_line_with_the_worker_field() -> None:
+    """
+    With log_format = json, the supervisor writes each line of a worker, JSON
+    event or not, as one JSON object with "worker": its index, and its text
+    without the "worker N:" prefix.
+    """
+    import io
+    import json
+
+    from twisted.logger import Logger, globalLogPublisher, jsonFileLogObserver
+
+    from ocppgw.logs import JSONLines
+
+    out = io.StringIO()
+    Logger(observer=jsonFileLogObserver(out)).warn("{cid}: slow", cid="CP1")
+    written = io.StringIO()
+    observer = JSONLines(written)
+    globalLogPublisher.addObserver(observer)
+    try:
+        supervisor = _Supervised("log_format = json")
+        relay = workers._WorkerProtocol(supervisor, workers.WorkerProcess(1, "gw-w1", "c-w1", None))  # type: ignore[arg-type]
+        relay.outReceived(out.getvalue().encode() + b"Traceback: not JSON\n")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    records = [json.loads(line) for line in written.getvalue().splitlines()]
+    mine = [(r["worker"], r["level"], r["text"]) for r in records if "worker" in r]
+    assert mine == [(1, "warn", "CP1: slow"), (1, "info", "Traceback: not JSON")]
+    assert [r["identity"] for r in records if r["text"] == "CP1: slow"] == ["CP1"]
+
+
 def test_worker_log_relay_keeps_a_partial_line_per_stream() -> None:
     """Partial lines on stdout and stderr, interleaved, are each completed by their own stream."""
     from twisted.logger import formatEvent, globalLogPublisher
@@ -150,7 +188,8 @@ def test_worker_log_relay_keeps_a_partial_line_per_stream() -> None:
     seen: list[dict[str, object]] = []
     globalLogPublisher.addObserver(seen.append)
     try:
-        relay = workers._WorkerProtocol(None, workers.WorkerProcess(2, "gw-w2", "c-w2", None))  # type: ignore[arg-type]
+        worker = workers.WorkerProcess(2, "gw-w2", "c-w2", None)  # type: ignore[arg-type]
+        relay = workers._WorkerProtocol(_Supervised(), worker)  # type: ignore[arg-type]
         relay.outReceived(b"out one ")
         relay.errReceived(b"err one ")
         relay.outReceived(b"half\nout two ")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from types import SimpleNamespace
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
-from twisted.internet.address import UNIXAddress
+from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -17,6 +19,7 @@ from twisted.web.server import Site
 from ocppgw.admin.api import resource
 from ocppgw.admin.calls import Outcome
 from ocppgw.admin.records import Record
+from ocppgw.admin.routes import caller
 from ocppgw.config.model import AdminConfig
 from ocppgw.session.rules import Phase
 from tests.clocks import ClockTestCase
@@ -327,3 +330,36 @@ class FanoutRouteTests(ClockTestCase):
             ],
         )
         self.assertEqual(self.calls[1].asked, ["a/b"])
+
+
+class _Over:
+    """A request as caller() reads it: the peer's address, and its transport's socket."""
+
+    def __init__(self, peer: Any, handle: Any = None) -> None:
+        self._peer = peer
+        if handle is not None:
+            self.transport = SimpleNamespace(getHandle=lambda: handle)
+
+    def getClientAddress(self) -> Any:
+        return self._peer
+
+
+class CallerTests(SynchronousTestCase):
+    def test_over_a_unix_socket_the_caller_is_its_pid_and_uid(self) -> None:
+        """Over a UNIX socket the audit names the peer process's pid and uid (SO_PEERCRED)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX)
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        self.assertEqual(
+            caller(_Over(UNIXAddress(None), ours)),  # type: ignore[arg-type]
+            f"local socket (pid {os.getpid()}, uid {os.getuid()})",
+        )
+
+    def test_a_unix_socket_without_credentials_is_named_local_socket(self) -> None:
+        """Without a socket to ask (no transport handle), the caller is "local socket"."""
+        self.assertEqual(caller(_Over(UNIXAddress(None))), "local socket")  # type: ignore[arg-type]
+
+    def test_over_tcp_the_caller_is_its_address_and_port(self) -> None:
+        """Over TCP the audit names the peer's address and port."""
+        peer = IPv4Address("TCP", "192.0.2.7", 40123)
+        self.assertEqual(caller(_Over(peer)), "192.0.2.7:40123")  # type: ignore[arg-type]
