@@ -2,7 +2,7 @@
 Start-up failures that fail (issue 22, point 2): a gateway that cannot run
 as configured exits non-zero within seconds, with one line naming the
 section, the key, the value and the cause, no traceback, and no twistd
-usage text; and a bare port is an endpoint (``8080`` is ``tcp:8080``).
+usage text; and a bare port is an endpoint (``PORT`` is ``tcp:PORT``).
 """
 
 from __future__ import annotations

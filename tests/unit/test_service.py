@@ -81,7 +81,9 @@ class OwingRouter:
         pass  # alone: the subscriptions stay, for the next run
 
 
-class OwedEnvelopesTests(ClockTestCase):
+class StopTestCase(ClockTestCase):
+    """A gateway service stopped on the clock, with what it logs kept in ``logged``."""
+
     def setUp(self) -> None:
         super().setUp()
         self.logged: list[dict[str, Any]] = []
@@ -93,6 +95,9 @@ class OwedEnvelopesTests(ClockTestCase):
         service.running = 1
         self.exit = service.exit = Exit()  # not the process's own
         return service.stopService()  # type: ignore[no-any-return]
+
+
+class OwedEnvelopesTests(StopTestCase):
 
     def _owed_lines(self) -> list[str]:
         from twisted.logger import formatEvent
@@ -176,18 +181,7 @@ class WaitingRouter(OwingRouter):
         return list(self.sessions)
 
 
-class WaitingStopTests(ClockTestCase):
-    def setUp(self) -> None:
-        super().setUp()
-        self.logged: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.logged.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
-
-    def _stop(self, router: OwingRouter) -> Deferred[Any]:
-        service = GatewayService(parse(CONFIG), self.clock, router, FakeMQTT(), None, [])  # type: ignore[arg-type]
-        service.running = 1
-        service.exit = Exit()  # not the process's own
-        return service.stopService()  # type: ignore[no-any-return]
+class WaitingStopTests(StopTestCase):
 
     def test_a_stop_that_waits_for_the_backend_says_so_at_once(self) -> None:
         """
