@@ -43,6 +43,25 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def why_not_json(e: BaseException) -> str:
+    """
+    Why text is not JSON, in the gateway's own words: what travels in a
+    CALLERROR or an error envelope never carries Python's exception text
+    (its recursion and digit limits name interpreter settings).
+    """
+    if isinstance(e, (NonFiniteNumber, LoneSurrogate)):
+        return str(e)  # our own text
+    if isinstance(e, json.JSONDecodeError):
+        return f"not JSON at character {e.pos}"
+    if isinstance(e, UnicodeDecodeError):
+        return f"byte {e.start} is not UTF-8"
+    if isinstance(e, RecursionError):
+        return "arrays or objects nest too deeply"
+    # The one other ValueError JSON text decodes to: an integer longer than
+    # Python converts (sys.set_int_max_str_digits).
+    return "a number has too many digits"
+
+
 #: One decoder for every frame: json.loads with keyword arguments builds a
 #: new JSONDecoder each call.
 _STRICT = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)

@@ -25,7 +25,7 @@ from enum import IntEnum
 from typing import Any
 
 from ocppgw.ocpp.frozen import fast_init
-from ocppgw.ocpp.jsontext import LoneSurrogate, NonFiniteNumber, dumps, loads
+from ocppgw.ocpp.jsontext import LoneSurrogate, NonFiniteNumber, dumps, loads, why_not_json
 from ocppgw.ocpp.versions import ErrorKind, has_21_types
 
 #: OCPP-J 1.6 §4.1.4, OCPP 2.0.1 Part 4 Table 4: a message id is a string of
@@ -194,10 +194,14 @@ def parse_frame(text: str, version: str) -> Message:
             # FormatViolation).
             unique_id, type_id = lenient
             raise FrameError(ErrorKind.FORMAT, str(e), unique_id, type_id) from None
-        raise FrameError(ErrorKind.RPC_FRAMEWORK, f"frame is not valid JSON: {_short(e)}") from None
+        raise FrameError(
+            ErrorKind.RPC_FRAMEWORK, f"frame is not valid JSON: {why_not_json(e)}"
+        ) from None
     except json.JSONDecodeError as e:
         # OCPP 2.0.1 Part 4 §4.2.3: the reply must not echo invalid JSON.
-        raise FrameError(ErrorKind.RPC_FRAMEWORK, f"frame is not valid JSON: {_short(e)}") from None
+        raise FrameError(
+            ErrorKind.RPC_FRAMEWORK, f"frame is not valid JSON: {why_not_json(e)}"
+        ) from None
     except RecursionError:
         raise _beyond_limits(text, "the frame nests arrays or objects too deeply") from None
     except ValueError:
@@ -338,10 +342,6 @@ def _lenient(text: str) -> tuple[str, int | None] | None:
         return UNREADABLE_ID, None
     type_id = frame[0] if isinstance(frame[0], int) and not isinstance(frame[0], bool) else None
     return check_unique_id(frame[1]) or UNREADABLE_ID, type_id
-
-
-def _short(e: Exception) -> str:
-    return str(e)[:120]
 
 
 def unique_id_of(payload: bytes | str) -> str | None:

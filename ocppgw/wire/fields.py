@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from ocppgw.ocpp.envelope import CodecError
-from ocppgw.ocpp.jsontext import loads
+from ocppgw.ocpp.jsontext import loads, why_not_json
 from ocppgw.ocpp.messages import (
     MESSAGE_TYPES,
     Call,
@@ -134,7 +134,7 @@ def json_object(
     try:
         value = loads(data)
     except (ValueError, RecursionError) as e:
-        raise error(f"{name} is not valid UTF-8 JSON: {str(e)[:120]}") from None
+        raise error(f"{name} is not valid UTF-8 JSON: {why_not_json(e)}") from None
     if not isinstance(value, dict):
         raise error(f"{parsed_name or name} is not a JSON object")
     return value

@@ -77,7 +77,8 @@ async def refused(url: str, password: bytes, offer: str = "ocpp1.6") -> int:
 async def test_allow_and_deny(gateway, backend, service, tmp_path: Path):
     """The service's allow admits a real 1.6 charge point (the request carries identity,
     Basic credentials, address, listener, offers and the http_headers); its deny is the 401
-    of a wrong password and counts towards the failed-login limit (then 429, unasked)."""
+    of a wrong password and counts towards the failed-login limit (then 429, unasked).
+    Neither the service's token nor any password shows up in the gateway's log."""
     headers = tmp_path / "headers"
     headers.write_text("Authorization: Bearer service-token\n")
     gw = gateway(
@@ -110,6 +111,11 @@ async def test_allow_and_deny(gateway, backend, service, tmp_path: Path):
     assert await refused(gw.url(denied), PASSWORD) == 429
     assert service.count() == 3  # the 429 asked nobody
     assert "wrong password for the test" in gw.log()
+    # Secrets stay inside (issue 24): neither the service's token nor a
+    # charge point's password is in the gateway's log.
+    log = gw.log()
+    for secret in ("service-token", PASSWORD.decode(), "wrong-0", "wrong-1"):
+        assert secret not in log, (secret, log)
 
 
 @pytest.mark.parametrize("on_error", ["deny", "file"])

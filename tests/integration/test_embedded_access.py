@@ -2,7 +2,9 @@
 The embedded broker is for this host (issue 24, point 3): off loopback it
 runs with logins only, the gateway's (``[mqtt] username`` / ``password``)
 and the backends' (``[mqtt] embedded_users``); an anonymous client is
-refused, and the gateway works through it.
+refused, and the gateway works through it.  None of those passwords shows
+up in the gateway's log (the embedded mosquitto's lines included), its
+admin API or ``/metrics`` (issue 24, point 4).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.integration.harness import (
     run_async,
     start_gateway,
 )
+from tests.integration.harness.admin import http
 
 NOW = "2026-01-02T03:04:05.000Z"
 GATEWAY_LOGIN = ("ocppgw", "gateway-password-0123456789")
@@ -72,6 +75,8 @@ async def test_non_loopback_with_credentials_refuses_anonymous_and_works(tmp_pat
     embedded broker refuses an anonymous client and a wrong password ("Not
     authorized"), and a charge point's CALL reaches the backend logged in
     with its embedded_users line, whose answer reaches the charge point.
+    Neither login's password nor the wrong one is in the log, the admin API
+    or /metrics.
     """
     mqtt_port = free_port()
     (tmp_path / "users").write_text(f"# the backends\n{' '.join(BACKEND_LOGIN)}\n")
@@ -85,8 +90,11 @@ async def test_non_loopback_with_credentials_refuses_anonymous_and_works(tmp_pat
         "password": GATEWAY_LOGIN[1],
         "embedded_users": "users",
     }
-    gw = start_gateway(tmp_path, embedded, {"mqtt": mqtt})
+    admin_port = free_port()
+    admin = {"endpoint": f"tcp:{admin_port}:interface=127.0.0.1", "token": "it-admin-token"}
+    gw = start_gateway(tmp_path, embedded, {"mqtt": mqtt, "admin": admin})
     backend = None
+    outputs: list[str] = []
     try:
         for login in (None, (BACKEND_LOGIN[0], "not-the-password")):
             reason = _connack(mqtt_port, login)
@@ -102,7 +110,16 @@ async def test_non_loopback_with_credentials_refuses_anonymous_and_works(tmp_pat
         env = await backend.envelope(f"ocpp/cp/{cid}/Heartbeat")
         assert (env["Action"], env["ChargePointId"]) == ("Heartbeat", cid)
         assert "Traceback" not in gw.log(), gw.log()
+        for path in ("/api/v1/gateway", f"/api/v1/chargepoints/{cid}", "/metrics"):
+            status, body, _ = http("GET", f"http://127.0.0.1:{admin_port}{path}",
+                                   token="it-admin-token")
+            assert status == 200, (path, status, body)
+            outputs.append(repr(body))
     finally:
         if backend is not None:
             backend.close()
         gw.stop()
+    outputs.append(gw.log())
+    everything = "\n".join(outputs)
+    for secret in (GATEWAY_LOGIN[1], BACKEND_LOGIN[1], "not-the-password"):
+        assert secret not in everything, f"{secret} in the output:\n{everything}"

@@ -131,10 +131,8 @@ def payload_from_proto(
         return _read(msg, found.plan)
     except PayloadError:
         raise
-    except Exception as e:  # protobuf raises several types
-        raise PayloadError(
-            f"Payload is not a {message_name(action, is_request)} message: {str(e)[:120]}"
-        ) from None
+    except Exception:  # protobuf raises several types; their text is protobuf's
+        raise PayloadError(f"Payload is not a {message_name(action, is_request)} message") from None
 
 
 def json_bytes(value: object) -> bytes:

@@ -206,11 +206,15 @@ def test_profile_and_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def test_weak_needs_flag_and_is_marked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str], argv: list[str],
                                        stdin: str) -> None:
-    """A 15-byte key or short password is refused with advice; --weak stores it marked weak."""
+    """
+    A 15-byte key or short password is refused with advice, and not echoed;
+    --weak stores it marked weak.
+    """
     f = str(tmp_path / "creds")
     assert run(monkeypatch, ["--file", f, "set", "CP1", *argv], stdin) == 2
     err = capsys.readouterr().err
     assert "--generate" in err and "--weak" in err
+    assert "ab" * 15 not in err and "short-pw" not in err  # the refused secret is not echoed
     assert not os.path.exists(f)
     assert run(monkeypatch, ["--file", f, "set", "CP1", *argv, "--weak"], stdin) == 0
     entry = read_file(f)["CP1"]

@@ -66,6 +66,30 @@ def test_json_decode_errors(payload: bytes, message: str) -> None:
         wire.get("json").decode(payload, CTX)
 
 
+#: Words of Python's or protobuf's own exception texts.
+INTERNAL = ("recursion", "int_max_str_digits", "Exceeds the limit", "sys.", "Expecting",
+            "codec can't", "Error parsing", "DecodeError")
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"Payload": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"UniqueId": "1", "x": ' + b"9" * 5000 + b"}",
+    b'{"UniqueId": "1", "Payload": {}',
+    b"\xff\xfe{}",
+])
+def test_undecodable_envelopes_say_it_in_our_words(payload: bytes) -> None:
+    """
+    An envelope past the decoder's limits or not JSON at all is refused with
+    the gateway's own text, never Python's exception text (which names
+    interpreter settings and may quote what it read), in every codec.
+    """
+    for name in ("json", "raw", "protobuf"):
+        with pytest.raises(CodecError) as caught:
+            wire.get(name).decode(payload, CTX)
+        text = str(caught.value)
+        assert not [w for w in INTERNAL if w in text], (name, text)
+
+
 def test_json_21_types_only_for_21() -> None:
     """MessageTypeId 5 and 6 are refused for a 1.6 or 2.0.1 charge point."""
     payload = b'{"MessageTypeId": 6, "UniqueId": "1", "Action": "A", "Payload": {}}'
