@@ -36,6 +36,7 @@ STATUS_OF = {
     GatewayError.QUEUE_FULL.value: 409,
     GatewayError.TIMEOUT.value: 504,
     GatewayError.SHUTDOWN.value: 503,
+    GatewayError.NOT_ACCEPTED.value: 409,
 }
 #: ``path.to[0].field: what is wrong`` (ocppgw.ocpp.violations), after the session's prefix.
 _FIELD = re.compile(r"(?:not sent to the charge point: )?([A-Za-z_][\w.\[\]]*): ")

@@ -52,7 +52,9 @@ GATEWAY = Section(model.Config, keys={
         Pending or Rejected may send only BootNotification (and, while
         Pending, the CALLs a TriggerMessage asked for); any other CALL gets
         CALLERROR SecurityError and is not published (OCPP 1.6 §4.2, §4.2.1;
-        2.0.1 and 2.1 B02.FR.09, B03.FR.07). false: relay every CALL.
+        2.0.1 and 2.1 B02.FR.09, B03.FR.07); while a 2.0.1 or 2.1 charge
+        point is Rejected, the backend's CALLs are not sent and get a
+        NotAccepted error envelope (B03.FR.03). false: relay every CALL.
     """),
     "shutdown_timeout": Key(seconds(), "10", doc="""
         On SIGTERM/SIGINT: seconds to wait for outstanding PUBACKs and closing

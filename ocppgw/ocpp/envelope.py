@@ -39,6 +39,10 @@ class GatewayError(Enum):
     #: The backend's CALL was older than ``awaiting_timeout`` (by its
     #: ``Timestamp``) when its turn to be sent came: it was not sent.
     EXPIRED = "Expired"
+    #: The charge point's registration forbids the backend's CALL: its
+    #: BootNotification was answered Rejected, and its version (2.0.1, 2.1:
+    #: B03.FR.03) lets the central system initiate nothing then.
+    NOT_ACCEPTED = "NotAccepted"
     #: The connection was replaced by a newer one for the same identity.
     REPLACED = "Replaced"
     #: The answer matches no pending CALL.

@@ -6,7 +6,9 @@ what became of those answered lately.
 - one CALL in flight (OCPP-J 1.6 §4.1.1, 2.0.1 Part 4 §4.1.1): the others
   wait in a bounded FIFO queue (at most ``max_queue``: QueueFull beyond); one
   the backend sent longer than ``downstream_timeout`` ago is answered
-  Expired instead of sent;
+  Expired instead of sent, and one the charge point's registration forbids
+  (:meth:`~ocppgw.session.registration.Registration.backend_refusal`)
+  NotAccepted;
 - the charge point has ``downstream_timeout`` seconds to answer the one in
   flight (then Timeout); an answer after that is still published, marked
   late (the last :data:`LATE_MEMORY` timed-out CALLs are remembered);
@@ -35,6 +37,7 @@ from ocppgw.session.checks import downstream_refusal, upstream_violation
 from ocppgw.session.options import ACTION, SessionOptions
 from ocppgw.session.outbox import Outbox
 from ocppgw.session.recent import Known, RecentCalls
+from ocppgw.session.registration import Registration
 from ocppgw.session.timers import Pending, cancel
 
 _log = Logger()
@@ -53,13 +56,21 @@ class BackendCalls:
         "_late",
         "_options",
         "_out",
+        "_registration",
         "in_flight",
         "queue",
         "recent",
     )
 
-    def __init__(self, outbox: Outbox, clock: IReactorTime, options: SessionOptions) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        clock: IReactorTime,
+        options: SessionOptions,
+        registration: Registration,
+    ) -> None:
         self._out = outbox
+        self._registration = registration
         self._clock = clock
         self._options = options
         #: The CALL the charge point has not answered yet.
@@ -173,6 +184,10 @@ class BackendCalls:
                 age = self._clock.seconds() - envelope.sent
                 why = f"not sent: the backend sent it {age:.0f} s ago, over {timeout:g} s"
                 self.refuse(call, GatewayError.EXPIRED, why)
+                continue
+            refused = self._registration.backend_refusal()
+            if refused is not None:
+                self.refuse(call, GatewayError.NOT_ACCEPTED, refused)
                 continue
             timer = self._clock.callLater(timeout, self._timed_out, call.unique_id)
             self.in_flight = Pending(call.unique_id, call.action, timer, call.payload)

@@ -28,10 +28,17 @@ it not to repeat it) is not restricted: the rules begin "has received a
 BootNotificationResponse". A CALL asked for by a TriggerMessage the backend
 sent while not Accepted is let through once (the TriggerMessage's
 ``requestedMessage``, which names the CALL's Action; the 2.x
-certificate triggers name SignCertificate). What the texts ask of the
-backend itself (1.6 §4.2.1 and B02.FR.03: no RequestStart/Stop while
-Pending; B03.FR.03: initiate nothing while Rejected) is a SHOULD NOT or a
-CSMS's own duty: the gateway relays the backend's CALLs as they come.
+certificate triggers name SignCertificate).
+
+What the texts ask of the central system itself: while Rejected, 2.0.1 and
+2.1 B03.FR.03 say it SHALL NOT initiate any message (and B03.FR.07's station
+would not answer), so the gateway, which is part of the central system,
+sends no backend CALL then and answers it ``NotAccepted``
+(:meth:`Registration.backend_refusal`); 1.6 §4.2.1 only says the Central
+System "SHOULD NOT initiate any", so 1.6 CALLs are relayed.  While Pending
+the central system MAY send requests (1.6 §4.2, 2.0.1 B02): relayed, the
+RemoteStart/RequestStart a charge point must then refuse included (its
+answer, not the gateway's).
 """
 
 from __future__ import annotations
@@ -107,4 +114,17 @@ class Registration:
             f"registration is {status}: only BootNotification"
             + (" and the CALLs a TriggerMessage asked for" if status == PENDING else "")
             + f" may be sent ({clause})"
+        )
+
+    def backend_refusal(self) -> str | None:
+        """
+        Why the backend's CALL may not go to the charge point now, or None:
+        send it.  Only a 2.x charge point that is Rejected: B03.FR.03.
+        """
+        if not self.enforce or self.status != REJECTED or self._version == "ocpp1.6":
+            return None
+        name = "OCPP 2.1" if self._version == "ocpp2.1" else "OCPP 2.0.1"
+        return (
+            "not sent: registration is Rejected, and the central system initiates "
+            f"no message then ({name} B03.FR.03)"
         )

@@ -60,7 +60,7 @@ class Session:
         self._options = options
         out = self._out = Outbox(identity, version, connection, router, clock, options.events)
         calls = self._calls = ChargePointCalls(out, clock, options)
-        backend = self._backend = BackendCalls(out, clock, options)
+        backend = self._backend = BackendCalls(out, clock, options, calls.registration)
         self._from_charge_point = FromChargePoint(out, calls, backend, clock, options)
         self._from_backend = FromBackend(out, calls, backend, options)
 

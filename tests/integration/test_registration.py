@@ -165,3 +165,32 @@ async def test_pending_triggered_call_relayed_once(gateway, backend, version):
         await _heartbeat_relayed(cp, backend, cid, heartbeat, "h1")
         await cp.call(heartbeat(), unique_id="h2")
         assert cp.conn.received_for("h2")[:3] == [4, "h2", "SecurityError"]
+
+
+@pytest.mark.parametrize("version", list(CASES))
+@run_async
+async def test_backend_call_to_rejected(gateway, backend, version):
+    """A Rejected charge point and the backend's ClearCache: 2.0.1 and 2.1 (B03.FR.03,
+    the central system initiates nothing) answer it NotAccepted on the error topic
+    without sending it; 1.6 (§4.2.1, a SHOULD NOT) sends it to the charge point."""
+    gw = gateway()
+    cls, boot, _ = CASES[version]
+    cid = f"it-reg-cmd-{version.replace('.', '')}"
+    async with charge_point(cls, gw.url(cid), cid, version) as cp:
+        await _boot(cp, backend, cid, boot, "b1", "Rejected")
+        backend.publish(
+            f"ocpp/cs/{topic_value(cid)}/Call/ClearCache",
+            {"MessageTypeId": 2, "UniqueId": "cc-1", "Action": "ClearCache", "Payload": {}},
+        )
+        if version == "ocpp1.6":
+            # The ocpp package's 1.6 charge point has no ClearCache handler: it
+            # answers NotImplemented, which proves the CALL reached it.
+            error = await backend.envelope(f"ocpp/cp/Error/{cid}", UniqueId="cc-1")
+            assert error["ErrorCode"] == "NotImplemented" and "Origin" not in error, error
+        else:
+            error = await backend.envelope(f"ocpp/cp/Error/{cid}", UniqueId="cc-1")
+            assert (error["ErrorCode"], error["Origin"]) == ("NotAccepted", "gateway"), error
+            assert "B03.FR.03" in error["ErrorDescription"], error
+            await settle(0.3)
+            with pytest.raises(AssertionError, match="no frame with id"):
+                cp.conn.received_for("cc-1")

@@ -121,6 +121,51 @@ class RegistrationRulesTests(SessionsTestCase):
             session.frame_received(HEARTBEAT)
             self.assertEqual(connection.sent()[-1][:3], [4, "h1", "SecurityError"])
 
+    def test_backend_calls_to_a_rejected_2x_charge_point_answered_not_accepted(self) -> None:
+        """
+        Rejected, 2.0.1 and 2.1 (B03.FR.03: the central system initiates nothing):
+        the backend's CALL is not sent and gets one NotAccepted error envelope naming
+        the clause; a copy of it gets nothing more.  1.6 (§4.2.1, a SHOULD NOT) and
+        Pending (the central system MAY send requests) relay it.
+        """
+        reset = Call("r1", "Reset", {"type": "Soft"})
+        for version, status, relayed in (
+            (OCPP201, "Rejected", False),
+            (OCPP21, "Rejected", False),
+            (OCPP16, "Rejected", True),
+            (OCPP201, "Pending", True),
+            (OCPP16, "Pending", True),
+        ):
+            session, connection, router, _ = make(version)
+            boot(session, connection, status)
+            session.envelope_received(Envelope(reset))
+            session.envelope_received(Envelope(reset))  # a QoS 1 copy
+            sent = [f[:3] for f in connection.sent()[1:]]
+            errors = [e.message for e in router.envelopes[1:]]
+            if relayed:
+                self.assertEqual(sent, [[2, "r1", "Reset"]], (version, status))
+                self.assertEqual(errors, [], (version, status))
+            else:
+                self.assertEqual(sent, [], (version, status))
+                (error,) = errors
+                self.assertEqual((error.unique_id, error.error_code), ("r1", "NotAccepted"))
+                self.assertIn("B03.FR.03", error.error_description)
+
+    def test_accepted_again_sends_backend_calls(self) -> None:
+        """A 2.0.1 charge point Rejected, then Accepted on a new BootNotification: the
+        backend's CALLs are sent again; with enforce_registration = false they always are."""
+        session, connection, _, _ = make(OCPP201)
+        boot(session, connection, "Rejected")
+        session.frame_received('[2,"b2","BootNotification",{}]')
+        accepted = {"status": "Accepted", "interval": 10, "currentTime": "t"}
+        session.envelope_received(Envelope(CallResult("b2", accepted)))
+        session.envelope_received(Envelope(Call("r1", "Reset", {"type": "Soft"})))
+        self.assertEqual(connection.sent()[-1][:3], [2, "r1", "Reset"])
+        session, connection, _, _ = make(OCPP201, enforce_registration=False)
+        boot(session, connection, "Rejected")
+        session.envelope_received(Envelope(Call("r1", "Reset", {"type": "Soft"})))
+        self.assertEqual(connection.sent()[-1][:3], [2, "r1", "Reset"])
+
     def test_admin_view_shows_registration(self) -> None:
         """The admin API's charge point view carries the registration status."""
         session, connection, _, _ = make(OCPP16)
