@@ -136,12 +136,21 @@ def _journal(ctx: Context) -> Mapping[str, Any]:
 
 
 def runtime_directory() -> str:
-    """Where ``[admin] endpoint = local`` puts its socket: a directory of this user's."""
+    """
+    Where ``[admin] endpoint = local`` puts its socket: a directory of this
+    user's.  ``$OCPPGW_RUNTIME_DIR`` first; then ``/run/ocppgw`` for root,
+    whatever ``$XDG_RUNTIME_DIR`` says (a root login shell has one, a root
+    service has none: ``ocppgw-ctl`` from the one must find the other's
+    socket); then ``$XDG_RUNTIME_DIR/ocppgw``; then the temporary directory.
+    """
+    chosen = os.environ.get("OCPPGW_RUNTIME_DIR")
+    if chosen:
+        return chosen
+    if os.geteuid() == 0:
+        return "/run/ocppgw"
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
         return os.path.join(runtime, "ocppgw")
-    if os.geteuid() == 0:
-        return "/run/ocppgw"
     return os.path.join(tempfile.gettempdir(), f"ocppgw-{os.geteuid()}")
 
 

@@ -226,8 +226,9 @@ ADMIN = Section(model.AdminConfig, keys={
     "endpoint": Key(text, "local", derived=True, doc="""
         The admin HTTP API (/api/v1/...), Prometheus metrics (/metrics) and
         health (/healthz). local: a UNIX socket named after [gateway] id,
-        RUNTIME/ocppgw/ID.sock, mode 0600 (RUNTIME: $XDG_RUNTIME_DIR, else /run
-        as root, else the temporary directory with ocppgw-UID), where two
+        DIR/ID.sock, mode 0600 (DIR: $OCPPGW_RUNTIME_DIR if set, else
+        /run/ocppgw as root, else $XDG_RUNTIME_DIR/ocppgw, else the temporary
+        directory's ocppgw-UID), where two
         gateways of one host never collide; ocppgw-ctl --config FILE finds it,
         and only the gateway's user (and root) may connect, so no token is
         asked there. Else a Twisted server endpoint string, e.g. for Prometheus:

@@ -35,9 +35,10 @@ CTL = str(BIN / "ocppgw-ctl")
 
 @pytest.fixture
 def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """$XDG_RUNTIME_DIR of the gateways and ocppgw-ctl: short (a socket path has 108 bytes)."""
+    """$OCPPGW_RUNTIME_DIR of the gateways and ocppgw-ctl: short (a socket path has 108
+    bytes), and this test's own (as root the default is /run/ocppgw)."""
     directory = Path(tempfile.mkdtemp(prefix="ogw-"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(directory))
+    monkeypatch.setenv("OCPPGW_RUNTIME_DIR", str(directory / "ocppgw"))
     try:
         yield directory
     finally:

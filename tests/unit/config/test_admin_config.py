@@ -13,7 +13,7 @@ BASE = "[listener:ws]\nendpoint = tcp:8080\n"
 
 def test_admin_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """By default the admin endpoint is a UNIX socket named after the gateway id, no token."""
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("OCPPGW_RUNTIME_DIR", str(tmp_path / "ocppgw"))
     config = parse("[gateway]\nid = gw-1\n" + BASE)
     path = str(tmp_path / "ocppgw" / "gw-1.sock")
     assert config.admin.endpoint == f"unix:{path}:mode=600:lockfile=1"
@@ -83,7 +83,7 @@ def test_admin_local_socket_escapes_and_other_endpoints(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A colon of the gateway id is escaped in the endpoint string; tcp and a bare port are kept."""
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("OCPPGW_RUNTIME_DIR", str(tmp_path / "ocppgw"))
     config = parse("[gateway]\nid = site:1\n" + BASE)
     assert config.admin.endpoint == f"unix:{tmp_path}/ocppgw/site\\:1.sock:mode=600:lockfile=1"
     assert config.admin.local == f"{tmp_path}/ocppgw/site:1.sock"
@@ -91,3 +91,32 @@ def test_admin_local_socket_escapes_and_other_endpoints(
     assert (tcp.endpoint, tcp.local) == ("tcp:9100:interface=127.0.0.1", None)
     bare = parse(BASE + "[admin]\nendpoint = 9100\n").admin
     assert (bare.endpoint, bare.local) == ("tcp:9100", None)
+
+
+@pytest.mark.parametrize("euid, xdg, chosen, expected", [
+    (0, "/run/user/0", None, "/run/ocppgw"),
+    (0, None, None, "/run/ocppgw"),
+    (1000, "/run/user/1000", None, "/run/user/1000/ocppgw"),
+    (1000, None, None, "TMP/ocppgw-1000"),
+    (0, "/run/user/0", "/srv/sock", "/srv/sock"),
+    (1000, "/run/user/1000", "/srv/sock", "/srv/sock"),
+])
+def test_runtime_directory(monkeypatch: pytest.MonkeyPatch, euid: int, xdg: str | None,
+                           chosen: str | None, expected: str) -> None:
+    """
+    The local socket's directory: $OCPPGW_RUNTIME_DIR if set; root always
+    /run/ocppgw (a root login shell's $XDG_RUNTIME_DIR would part ocppgw-ctl
+    from a root service); another user's $XDG_RUNTIME_DIR/ocppgw, else the
+    temporary directory's ocppgw-UID.
+    """
+    import tempfile
+
+    from ocppgw.config.derived import runtime_directory
+
+    monkeypatch.setattr("os.geteuid", lambda: euid)
+    for name, value in (("XDG_RUNTIME_DIR", xdg), ("OCPPGW_RUNTIME_DIR", chosen)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert runtime_directory() == expected.replace("TMP", tempfile.gettempdir())
