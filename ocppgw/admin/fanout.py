@@ -57,7 +57,7 @@ from ocppgw.admin.api import MAX_BODY
 from ocppgw.admin.asking import ASK_TIMEOUT, Reply, Worker, WorkerSockets
 from ocppgw.admin.history import Filters
 from ocppgw.admin.messages import filters, query_of, render
-from ocppgw.admin.routes import Route, internal_error, later, send, tree
+from ocppgw.admin.routes import Route, audit_passed_on, internal_error, later, send, tree
 from ocppgw.admin.service import serve
 from ocppgw.admin.views import DEFAULT_LIMIT, encode_cursor
 from ocppgw.config import Config
@@ -192,6 +192,7 @@ class Fanout:
     def _render(self, ask: Ask, request: Request) -> int:
         method = (request.method or b"GET").decode("ascii", "replace")
         uri = (request.uri or b"/").decode("utf-8", "replace")
+        audit_passed_on(request, method, uri)
         body = None
         if method in ("POST", "PUT", "PATCH"):
             assert request.content is not None

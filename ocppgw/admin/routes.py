@@ -134,6 +134,20 @@ def caller(request: Request) -> str:
     return f"local socket (pid {pid}, uid {uid})"
 
 
+def audit_passed_on(request: Request, method: str, uri: str) -> None:
+    """
+    With workers, the supervisor's audit line of an admin action it passes
+    on: the worker's own line can only name the supervisor as its caller.
+    """
+    if method not in ("GET", "HEAD"):
+        _log.info(
+            "admin API {method} {uri} for {client}, passed to the workers",
+            method=method,
+            uri=uri,
+            client=caller(request),
+        )
+
+
 def refusal(config: AdminConfig, request: Request) -> str | None:
     """
     Why ``request`` does not carry the token (RFC 6750 §3); None when it

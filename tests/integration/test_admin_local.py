@@ -110,15 +110,21 @@ def test_a_second_gateway_of_the_same_id_is_refused(broker, tmp_path, runtime):
         first.stop()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @run_async
-async def test_the_audit_line_names_the_local_caller(broker, tmp_path, runtime):
+async def test_the_audit_line_names_the_local_caller(broker, tmp_path, runtime, workers):
     """
     ocppgw-ctl kick over the local socket: the gateway's audit line names the
     caller by the pid and uid of the ocppgw-ctl process (SO_PEERCRED), not
-    an empty UNIX address.
+    an empty UNIX address; with workers, the supervisor's line does (the
+    worker sees only the supervisor).
     """
     name, port = f"it-{uuid.uuid4().hex[:12]}", free_port()
-    gw = launch_gateway(tmp_path / "gw", _minimal(name, port, broker.url), port, name)
+    ini = _minimal(name, port, broker.url)
+    if workers > 1:
+        ini = ini.replace("[gateway]\n", f"[gateway]\nworkers = {workers}\n", 1)
+        assert f"workers = {workers}" in ini, ini
+    gw = launch_gateway(tmp_path / "gw", ini, port, name)
     try:
         async with connect(gw.url("it-audit"), ["ocpp1.6"]) as ws:
             ctl = await asyncio.create_subprocess_exec(
@@ -129,7 +135,10 @@ async def test_the_audit_line_names_the_local_caller(broker, tmp_path, runtime):
             assert ctl.returncode == 0, (out, err)
             await wait_closed(ws)
         caller = f"local socket (pid {ctl.pid}, uid {os.getuid()})"
-        line = f"it-audit: closed by the admin API (1000) for {caller}"
+        if workers == 1:
+            line = f"it-audit: closed by the admin API (1000) for {caller}"
+        else:
+            line = f"admin API DELETE /api/v1/chargepoints/it-audit?code=1000 for {caller}"
         gw.wait_log(line)
     finally:
         gw.stop()
