@@ -13,7 +13,7 @@ LOCK := requirements/lock.txt
 OLDEST := requirements/oldest.txt
 VENV_OLDEST := .venv-oldest
 
-.PHONY: install test-deps mosquitto rabbitmq iptables prometheus run demo test lint typecheck contracts unit clean proto ini bench soak lock test-oldest
+.PHONY: install test-deps mosquitto rabbitmq iptables prometheus run demo test lint typecheck contracts unit clean proto ini bench soak lock test-oldest picture
 
 install: $(VENV)/.installed mosquitto
 
@@ -147,6 +147,11 @@ unit: install
 # fails when the committed file is not their rendering.
 ini: install
 	$(PY) -m ocppgw.config.reference > etc/ocppgw.ini.tmp && mv etc/ocppgw.ini.tmp etc/ocppgw.ini
+
+# The README's picture, docs/architecture.svg, from its source
+# docs/architecture.toml (tests/unit/test_picture.py checks it is current).
+picture: install
+	$(PY) tools/draw_architecture.py
 
 # Everything of docs/performance.md, about 5 minutes: the gateway beside its
 # baselines (bench/run.py), then the codec sizes; results in bench/results/.
