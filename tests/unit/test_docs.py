@@ -1,14 +1,16 @@
 """
-The README and docs/ (issue 22, points 6 and 8): every link stays inside the
+The README and docs/ (issue 22, points 6, 7 and 8): every link stays inside the
 repository and finds its file and heading; every block a reader is told to
 type or run (shell, Python, a Dockerfile; every block of docs/deploy.md, the
 recipes page) names the test that runs it or says it is an untested
 example; the README opens with what the gateway is, the picture and the two
-set-up commands, in that order.
+set-up commands, in that order; docs/monitoring.md explains every panel of
+the Grafana dashboard.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -125,3 +127,11 @@ def test_readme_opens_with_what_it_is_the_picture_and_the_two_commands() -> None
     assert order == sorted(order), order
     # The first screen: the picture and the commands within the first 20 lines.
     assert text[: text.index(commands) + len(commands)].count("\n") <= 20
+
+
+def test_monitoring_page_explains_every_dashboard_panel() -> None:
+    """docs/monitoring.md has a row for each panel of docs/grafana-dashboard.json, by its title."""
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text(encoding="utf-8"))
+    page = (ROOT / "docs" / "monitoring.md").read_text(encoding="utf-8")
+    titles = [panel["title"] for panel in dashboard["panels"]]
+    assert titles and [t for t in titles if f"\n| {t} |" not in page] == []
