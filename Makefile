@@ -1,7 +1,7 @@
 # ocppgw: `make run` runs the gateway, `make test` runs the whole suite.
 # Both install what they need first: a virtual env in .venv and mosquitto;
-# the tests also rabbitmq-server (the clustered-broker test) and iptables
-# (a black-holed broker address).
+# the tests also rabbitmq-server (the clustered-broker test), iptables
+# (a black-holed broker address) and prometheus (promtool, docs/monitoring.md).
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,12 +13,12 @@ LOCK := requirements/lock.txt
 OLDEST := requirements/oldest.txt
 VENV_OLDEST := .venv-oldest
 
-.PHONY: install test-deps mosquitto rabbitmq iptables run demo test lint typecheck contracts unit clean proto ini bench soak lock test-oldest
+.PHONY: install test-deps mosquitto rabbitmq iptables prometheus run demo test lint typecheck contracts unit clean proto ini bench soak lock test-oldest picture
 
 install: $(VENV)/.installed mosquitto
 
 # What only the tests need, beyond `install`.
-test-deps: rabbitmq iptables
+test-deps: rabbitmq iptables prometheus
 
 # The lock is a constraints file (-c): pip installs what setup.cfg asks for,
 # at the versions the lock names, pip's own included.
@@ -63,6 +63,21 @@ iptables:
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq iptables >/dev/null; } || { \
 	    echo "error: could not install iptables; install it by hand (apt-get install iptables)" >&2; \
 	    exit 1; }; }
+
+# tests/integration/test_monitoring.py runs promtool and a Prometheus on
+# docs/monitoring.md's files; without the recommended node exporter (port
+# 9100), and with no Prometheus service left running (the tests start theirs).
+prometheus:
+	@test -x /usr/bin/promtool || { \
+	  echo "promtool not found: installing Debian's prometheus package with apt-get"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  { $$SUDO apt-get update -qq && \
+	    $$SUDO env RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || { \
+	    echo "error: could not install prometheus; install it by hand (apt-get install --no-install-recommends prometheus)" >&2; \
+	    exit 1; }; \
+	  if command -v systemctl >/dev/null 2>&1 && $$SUDO systemctl is-active --quiet prometheus 2>/dev/null; then \
+	    echo "stopping the prometheus service the package just started: the tests run their own"; \
+	    $$SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; }
 
 run: install
 	$(VENV)/bin/twistd --nodaemon --pidfile= ocppgw --config $(CONFIG)
@@ -132,6 +147,11 @@ unit: install
 # fails when the committed file is not their rendering.
 ini: install
 	$(PY) -m ocppgw.config.reference > etc/ocppgw.ini.tmp && mv etc/ocppgw.ini.tmp etc/ocppgw.ini
+
+# The README's picture, docs/architecture.svg, from its source
+# docs/architecture.toml (tests/unit/test_picture.py checks it is current).
+picture: install
+	$(PY) tools/draw_architecture.py
 
 # Everything of docs/performance.md, about 5 minutes: the gateway beside its
 # baselines (bench/run.py), then the codec sizes; results in bench/results/.

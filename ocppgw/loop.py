@@ -146,16 +146,27 @@ def catch_stop_signals(reactor: Any, exit: Exit = EXIT) -> None:
     """
     Once ``reactor`` runs, SIGTERM and SIGINT stop it as Twisted's handlers
     do, remembered in ``exit``, which ends the process (at interpreter exit).
+    As Twisted does, an ignored SIGINT stays ignored (a shell's background
+    job, as ``make demo`` starts the gateway).  A second signal while the
+    reactor stops is logged and changes nothing (``reactor.stop`` again
+    would raise ReactorNotRunning, a traceback at the end of a clean stop).
     """
+    stopping: list[int] = []
 
     def stop(number: int, frame: FrameType | None) -> None:
-        _log.info("Received {name}, shutting down.", name=signal.Signals(number).name)
+        name = signal.Signals(number).name
+        if stopping:
+            _log.info("Received {name}, already shutting down.", name=name)
+            return
+        _log.info("Received {name}, shutting down.", name=name)
+        stopping.append(number)
         exit.signal = number
         reactor.callFromThread(reactor.stop)
 
     def install() -> None:
         signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, stop)
 
     reactor.callWhenRunning(install)
     atexit.register(exit.end)

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.integration.test_admin_api -*-
 """
-The admin HTTP routes of one gateway (README, "Admin API"): what each route
+The admin HTTP routes of one gateway (docs/operations.md, "Admin API"): what each route
 of :mod:`ocppgw.admin.routes`'s tree answers.
 
 ``/healthz`` is open; every ``/api/`` route and (unless ``[admin]

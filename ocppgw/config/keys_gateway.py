@@ -253,7 +253,8 @@ AUTH = Section(model.LoginLimits, keys={
         decides; the credentials file is then consulted only for
         http_on_error = file (and for cert_identity = serial and the no-
         downgrade rule). Profile 0 listeners never ask. The request and
-        answer are described in the README ("HTTP authentication service").
+        answer are described in docs/authentication.md ("HTTP authentication
+        service").
     """),
     "http_timeout": Key(seconds(), "2", derived=True, doc="""
         Seconds to wait for the service's answer (connecting included).

@@ -51,7 +51,7 @@ class ErrorKind(Enum):
 #: How OCPP 1.6 spells each kind.  1.6 has no RpcFrameworkError and no
 #: MessageTypeNotSupported; an unreadable frame or an unknown message type
 #: "does not conform the PDU structure", which 1.6 calls FormationViolation
-#: (OCPP-J 1.6 Table 7).  This choice is documented in the README.
+#: (OCPP-J 1.6 Table 7).  This choice is documented in docs/rules.md.
 _OCPP16_CODES = {
     ErrorKind.FORMAT: "FormationViolation",
     ErrorKind.OCCURRENCE_CONSTRAINT: "OccurenceConstraintViolation",

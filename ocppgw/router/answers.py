@@ -6,7 +6,7 @@ A downstream message that reaches no session's rules is answered here, once:
 ``Invalid`` when it cannot be read (naming its UniqueId, or ``"-1"`` when even
 that cannot be found), ``Offline`` for a charge point no instance has,
 ``Shutdown`` while the gateway stops, ``Internal`` when handling it failed.
-Each carries ``Origin: gateway`` and its time (README), and is kept until the
+Each carries ``Origin: gateway`` and its time (docs/topics.md), and is kept until the
 broker takes it (:class:`ocppgw.session.owed.Owed`): never a log line alone.
 """
 
@@ -73,7 +73,7 @@ class Answers:
             CallError(unique_id, code.value, description, {}, action),
             version=version,
             charge_point=identity,
-            # Every envelope the gateway publishes carries when (README).
+            # Every envelope the gateway publishes carries when (docs/topics.md).
             timestamp=rfc3339(self._clock.seconds()),
             origin=ORIGIN_GATEWAY,
         )

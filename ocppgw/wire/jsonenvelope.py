@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.router.test_codecs -*-
 """
-The JSON envelope (README, "Topics and envelopes"), with the field names of the Chargerlink
+The JSON envelope (docs/topics.md), with the field names of the Chargerlink
 ``Message`` class and the EMQX gateway::
 
     {"MessageTypeId": 2, "UniqueId": "1", "Action": "Heartbeat", "Payload": {}}

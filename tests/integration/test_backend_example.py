@@ -201,7 +201,8 @@ async def test_make_demo_answers_the_first_charge_point_and_stops_on_ctrl_c(tmp_
         ),
         encoding="utf-8",
     )
-    argv = ["make", "-s", "-C", str(ROOT), "demo", f"CONFIG={config}"]
+    # -o: never reinstall the venv from here (it may be shared with other checkouts).
+    argv = ["make", "-s", "-C", str(ROOT), "-o", ".venv/.installed", "demo", f"CONFIG={config}"]
     # Its own process group, as a terminal's foreground job: Ctrl-C reaches all of it.
     demo = PrintingProcess([*argv, f"DEMO_MQTT_PORT={mqtt_port}"], tmp_path, group=True)
     try:

@@ -83,8 +83,8 @@ UP_ONE, DN_ONE, DN_TWICE, CROSS, PROCS, MEMORY, EXIT, LOGS = INVARIANTS
 BUG_MARKERS = ("Traceback (most recent call last)", "Unhandled Error")
 
 #: Flags of a dn.answer that do not make it an answer of its own: a late
-#: answer after a Timeout or Shutdown (README: published with "Late": true).
-#: A copy of a CALL gets no answer at all (README), so nothing else is exempt.
+#: answer after a Timeout or Shutdown (docs/topics.md: published with "Late": true).
+#: A copy of a CALL gets no answer at all (docs/topics.md), so nothing else is exempt.
 _NOT_AN_ANSWER = ("late",)
 
 

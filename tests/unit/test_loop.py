@@ -424,3 +424,43 @@ print("stopped by", loop.EXIT.signal)
             )
             self.assertEqual(done.returncode, status, done.stderr)
             self.assertIn(f"stopped by {int(signal.SIGTERM)}", done.stdout)
+
+    def test_second_signal_and_ignored_sigint(self) -> None:
+        """
+        A second stop signal while the reactor stops is logged and raises
+        nothing (no ReactorNotRunning traceback); a SIGINT ignored when the
+        process started (a shell's background job) stays ignored.
+        """
+        code = """
+import os, signal, sys
+from twisted.logger import globalLogBeginner, textFileLogObserver
+from ocppgw import loop
+loop.install()
+from twisted.internet import reactor
+globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+loop.catch_stop_signals(reactor)
+def twice():
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)
+reactor.callLater(0.1, twice)
+reactor.addSystemEventTrigger("before", "shutdown", loop.EXIT.stopped, True)
+reactor.callLater(30, reactor.stop)
+reactor.run()
+print("stopped by", loop.EXIT.signal)
+"""
+        import signal
+
+        def ignore_sigint() -> None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+            preexec_fn=ignore_sigint,
+        )
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertNotIn("Traceback", done.stdout + done.stderr)
+        self.assertNotIn("Received SIGINT", done.stdout)
+        self.assertIn("Received SIGTERM, shutting down.", done.stdout)
+        self.assertIn("Received SIGTERM, already shutting down.", done.stdout)
+        self.assertIn(f"stopped by {int(signal.SIGTERM)}", done.stdout)

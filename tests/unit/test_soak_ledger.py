@@ -47,7 +47,7 @@ class CleanRecordTests(SynchronousTestCase):
         self.assertEqual(ledger.check_all(events), [])
 
     def test_duplicate_answer_is_a_second_answer(self) -> None:
-        """A second answer marked Duplicate is one answer too many: a copy gets none (README)."""
+        """A second answer marked Duplicate is one answer too many: a copy gets none (topics.md)."""
         events = [*_clean(), E(2.4, "dn.answer", "cp1", "bk-1", "result", "duplicate")]
         self.assertEqual([v.invariant for v in ledger.check_all(events)], [ledger.DN_ONE])
 

@@ -20,7 +20,7 @@ def test_registry_names_known_codecs() -> None:
 
 
 def test_json_envelope_shape() -> None:
-    """The JSON envelope has the README's field names, Action added to results."""
+    """The JSON envelope has docs/topics.md's field names, Action added to results."""
     env = Envelope(CallResult("1", {"status": "Accepted"}, "BootNotification"),
                    version="ocpp1.6", charge_point="CP1", timestamp="t")
     out = json.loads(wire.get("json").encode(env))

@@ -1,5 +1,5 @@
 """
-Every envelope keeps the README's promises in every codec: gateway-made
+Every envelope keeps docs/topics.md's promises in every codec: gateway-made
 envelopes carry Timestamp, and a 2.1 CALLRESULTERROR from a charge point
 carries the Action of its exchange.
 """
@@ -86,7 +86,7 @@ class EnvelopePromiseTests(ClockTestCase):
         session.frame_received(sent)
         invalid, cp_error = (p for t, p, *_ in mqtt.published if t == "ocpp/cp/Error/CP1")
         frame = json.loads(invalid)
-        # README "Codecs": no Timestamp, Origin or Action; the code says who made it.
+        # docs/topics.md, "The raw codec": no Timestamp, Origin or Action; the code says who.
         self.assertEqual(frame[:3], [4, "-1", "Invalid"])
         self.assertIn("ocpp/cs/CP1/Call/Reset", frame[3])
         self.assertEqual((len(frame), frame[4]), (5, {}))

@@ -333,7 +333,7 @@ class ExpiredTests(Base):
 
 
 class RefusedCopyTests(Base):
-    """A copy of a CALL the gateway refused gets no second error envelope (README)."""
+    """A copy of a CALL the gateway refused gets no second error envelope (docs/topics.md)."""
 
     options = {"max_queue": 1}
 
