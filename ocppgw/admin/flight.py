@@ -172,14 +172,18 @@ class FlightRecorder:
         if history is None:
             history = self.histories[identity] = History()
             self.bytes += HISTORY_OVERHEAD
-        size = cost(frame[2])
-        history.frames.append(frame)
+        # cost(), inline for ASCII text (nearly every frame): this runs for
+        # every frame both ways and every MQTT message, the oldest too.
+        data = frame[2]
+        size = OVERHEAD + len(data) if type(data) is str and data.isascii() else cost(data)
+        frames = history.frames
+        frames.append(frame)
         history.bytes += size
         self.bytes += size
         self.records += 1
-        if len(history.frames) > limit:
-            old = history.frames.popleft()
-            size = cost(old[2])
+        if len(frames) > limit:
+            data = frames.popleft()[2]
+            size = OVERHEAD + len(data) if type(data) is str and data.isascii() else cost(data)
             history.bytes -= size
             self.bytes -= size
             self.records -= 1
