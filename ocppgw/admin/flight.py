@@ -38,10 +38,11 @@ if TYPE_CHECKING:
 FROM_CHARGE_POINT, TO_CHARGE_POINT, TO_BACKEND, FROM_BACKEND = range(4)
 DIRECTIONS = ("FromChargePoint", "ToChargePoint", "ToBackend", "FromBackend")
 #: What one stored frame costs beyond its text: the tuple, the str header,
-#: the time and the deque's slot (CPython 3.11+, 64-bit), rounded up.
+#: the time and the list's slot (CPython 3.11+, 64-bit), rounded up.
 OVERHEAD = 200
-#: What one charge point's history costs empty: its object, deque, key and
-#: dict slot (measured with tracemalloc: some 930 bytes).
+#: What one charge point's history costs empty: its object, list, key and
+#: dict slot (some 930 bytes with a deque, measured with tracemalloc; less
+#: with the list, and kept: an estimate on the safe side).
 HISTORY_OVERHEAD = 1000
 
 #: One stored frame: (time in ms, direction, text or payload bytes, topic,
@@ -73,10 +74,20 @@ class History:
     __slots__ = ("bytes", "frames", "gone_at")
 
     def __init__(self) -> None:
-        self.frames: deque[Frame] = deque()
+        # A list until it is full (a deque is 624 bytes from its first frame,
+        # and most charge points have a few), then a deque: the oldest frame
+        # goes with each new one, and a list would move them all.
+        self.frames: list[Frame] | deque[Frame] = []
         self.bytes = 0
         #: When its charge point disconnected (seconds); None: connected.
         self.gone_at: float | None = None
+
+    def drop_oldest(self) -> Frame:
+        """Take the oldest frame out (the caller counts its cost)."""
+        frames = self.frames
+        if isinstance(frames, list):
+            return frames.pop(0)
+        return frames.popleft()
 
 
 class FlightRecorder:
@@ -182,6 +193,8 @@ class FlightRecorder:
         self.bytes += size
         self.records += 1
         if len(frames) > limit:
+            if isinstance(frames, list):
+                frames = history.frames = deque(frames)
             data = frames.popleft()[2]
             size = OVERHEAD + len(data) if type(data) is str and data.isascii() else cost(data)
             history.bytes -= size
@@ -222,7 +235,7 @@ class FlightRecorder:
         while self.bytes > target and heap:
             _, identity = heapq.heappop(heap)
             history = self.histories[identity]
-            old = history.frames.popleft()
+            old = history.drop_oldest()
             size = cost(old[2])
             history.bytes -= size
             self.bytes -= size
