@@ -44,6 +44,8 @@ OVERHEAD = 200
 #: dict slot (some 930 bytes with a deque, measured with tracemalloc; less
 #: with the list, and kept: an estimate on the safe side).
 HISTORY_OVERHEAD = 1000
+#: At most this often (seconds) is freed memory given back to the system.
+RELEASE_EVERY = 1.0
 
 #: One stored frame: (time in ms, direction, text or payload bytes, topic,
 #: MessageTypeId, UniqueId, Action or, of an error, its code and description);
@@ -93,9 +95,19 @@ class History:
 class FlightRecorder:
     """Every charge point's history, within the bounds of ``[recorder]``."""
 
-    def __init__(self, config: RecorderConfig, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        config: RecorderConfig,
+        clock: IReactorTime,
+        release: Callable[[], object] | None = None,
+    ) -> None:
         self.config = config
         self._clock = clock
+        #: Gives the heap's free pages back after drops (:mod:`ocppgw.admin.release`).
+        self._release = release
+        #: Bytes dropped since, and when (seconds), memory was last given back.
+        self._freed = 0
+        self._released_at = float("-inf")
         self.histories: dict[str, History] = {}
         #: Disconnected charge points, by disconnect, the earliest first.
         self._gone: OrderedDict[str, float] = OrderedDict()
@@ -230,6 +242,7 @@ class FlightRecorder:
         history left empty with them.
         """
         target = self.config.max_memory * 9 // 10
+        before = self.bytes
         heap = [(-h.bytes, identity) for identity, h in self.histories.items() if h.frames]
         heapq.heapify(heap)
         while self.bytes > target and heap:
@@ -247,6 +260,24 @@ class FlightRecorder:
                 del self.histories[identity]
                 self._gone.pop(identity, None)
                 self.bytes -= HISTORY_OVERHEAD
+        self._freed += before - self.bytes
+        self._give_back()
+
+    def _give_back(self) -> None:
+        """
+        Once a quarter of ``max_memory`` was dropped since the last time, and
+        at most once a second (it walks the heap: a few ms at 300 MiB), give
+        the heap's free pages back.
+        """
+        now = self._clock.seconds()
+        if (
+            self._release is not None
+            and self._freed >= self.config.max_memory // 4
+            and now - self._released_at >= RELEASE_EVERY
+        ):
+            self._freed = 0
+            self._released_at = now
+            self._release()
 
     def expire(self) -> None:
         """Forget the histories of charge points gone longer than ``keep``."""

@@ -12,6 +12,7 @@ from ocppgw.admin.history import Filters, records, select, time_text
 from ocppgw.admin.metrics import Metrics
 from ocppgw.admin.records import Recorder
 from ocppgw.admin.redact import Redactor
+from ocppgw.admin.release import heap_trimmer
 from ocppgw.config.model import RecorderConfig
 from ocppgw.ocpp.messages import Call, CallError, CallResult
 from tests.clocks import ClockTestCase
@@ -110,6 +111,44 @@ class BoundsTests(ClockTestCase):
         self.assertEqual(len(flight.histories["small"].frames), 1)
         self.assertEqual(len(flight.histories["big"].frames), 7)
         self.assertLessEqual(flight.bytes, budget * 9 // 10)
+
+    def test_dropped_memory_given_back(self) -> None:
+        """
+        Once a quarter of max_memory was dropped to stay within it, the
+        heap's free memory is given back, at most once a second; never
+        without drops.
+        """
+        released: list[float] = []
+        budget = 20_000 + HISTORY_OVERHEAD  # a quarter: 5,250; a pass drops to 18,900
+        flight = FlightRecorder(
+            config(max_memory=budget), self.clock, lambda: released.append(self.clock.seconds())
+        )
+        frame = "x" * 800  # cost 1000
+
+        def send(n: int) -> None:
+            for _ in range(n):
+                flight.frame("cp", True, frame)
+
+        send(20)
+        self.assertEqual((flight.dropped, released), (0, []))
+        send(1)  # over: a pass drops 4 frames, 4,000 bytes
+        self.assertEqual((flight.dropped, released), (4, []))
+        send(4)  # a second pass: 8,000 dropped since the start
+        self.assertEqual((flight.dropped, released), (8, [0.0]))
+        send(8)  # two more passes within the same second
+        self.assertEqual((flight.dropped, released), (16, [0.0]))
+        self.clock.advance(1)
+        send(4)
+        self.assertEqual((flight.dropped, released), (20, [0.0, 1.0]))
+
+    def test_heap_trimmer(self) -> None:
+        """
+        Where the C library has malloc_trim (glibc), heap_trimmer calls it
+        and it answers 0 or 1 (whether memory went back); elsewhere it is None.
+        """
+        trimmer = heap_trimmer()
+        if trimmer is not None:
+            self.assertIn(trimmer(), (0, 1))
 
     def test_keep_counts_from_disconnect(self) -> None:
         """A disconnected charge point's history is kept keep seconds, then forgotten."""
