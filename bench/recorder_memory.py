@@ -148,6 +148,7 @@ def one_run(b: Bench, args: argparse.Namespace, per_station: int) -> dict[str, A
                 time.sleep(args.settle)
                 after = sum(rss_kb(p) for p in pids)
                 counted = metrics(admin)
+                trimmed = trim(proc.pid) if args.trim else None
             finally:
                 if loader.poll() is None:
                     loader.stdin.write(b"done\n")
@@ -165,6 +166,10 @@ def one_run(b: Bench, args: argparse.Namespace, per_station: int) -> dict[str, A
         **sent,
         **counted,
     }
+    if trimmed is not None:
+        result["rss_trimmed_kib"] = trimmed
+    if trimmed is not None:
+        print(f"per_station {per_station}: after malloc_trim(0): {trimmed / 1024:.1f} MiB")
     print(
         f"per_station {per_station}: RSS {held / 1024:.1f} MiB held -> {after / 1024:.1f} MiB "
         f"after ({(after - held) / 1024:+.1f} MiB); answered {sent['answered']}, "
@@ -172,6 +177,23 @@ def one_run(b: Bench, args: argparse.Namespace, per_station: int) -> dict[str, A
         flush=True,
     )
     return result
+
+
+def trim(pid: int) -> int:
+    """
+    A diagnostic (``--trim``): the gateway's RSS after glibc's
+    ``malloc_trim(0)``, called in it through gdb: what of the growth is
+    memory free in the C heap but still resident.
+    """
+    subprocess.run(
+        ["gdb", "-p", str(pid), "-batch", "-ex", "call (int) malloc_trim(0)"],
+        check=True,
+        timeout=60,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    return rss_kb(pid)
 
 
 def expect(proc: Any, start: str, timeout: float) -> str:
@@ -194,6 +216,9 @@ def main() -> int:
     parser.add_argument("--max-memory", default="16MiB", help="[recorder] max_memory")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before each RSS")
     parser.add_argument("--rounds", type=int, default=1, help="off/on pairs (median reported)")
+    parser.add_argument(
+        "--trim", action="store_true", help="also the RSS after malloc_trim(0) (gdb; a diagnostic)"
+    )
     parser.add_argument("--json", help="also write the figures as JSON to this file")
     parser.add_argument("--out", default=str(HERE / "results" / "recorder_memory.txt"))
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
@@ -244,6 +269,13 @@ def main() -> int:
         + ("within" if on["growth_kib"] <= bound else "over")
         + ")",
     ]
+    if "rss_trimmed_kib" in on and "rss_trimmed_kib" in off:
+        on_t, off_t = on["rss_trimmed_kib"], off["rss_trimmed_kib"]
+        lines.append(
+            f"after malloc_trim(0) in the gateway (a diagnostic): off {off_t / 1024:.0f} MiB, "
+            f"on {on_t / 1024:.0f} MiB; the recorder's growth then "
+            f"{(on_t - on['rss_held_kib'] - off_t + off['rss_held_kib']) / 1024:.1f} MiB"
+        )
     text = "\n".join(lines) + "\n"
     print(text, end="")
     Path(args.out).write_text(text)
