@@ -12,7 +12,8 @@ verdict) is worked out when the history is read (:func:`records`).
 Bounds: ``per_station`` frames per charge point (the oldest go first); all
 histories together within ``max_memory`` (an estimate of their size: the
 text and a fixed overhead per frame and per history), the oldest frames of the largest
-histories dropped first, each counted in ``ocppgw_recorder_dropped_total``;
+histories dropped first, each counted in ``ocppgw_recorder_dropped_total``,
+and what they held given back to the system (:mod:`ocppgw.admin.release`);
 a charge point that disconnected keeps its history ``keep`` seconds from
 the disconnect (forgotten on the next event after that, so no timer runs).
 """
