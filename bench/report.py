@@ -19,6 +19,7 @@ _PLACES = [
     ("validation", ("jsonschema", "ocppgw/ocpp/validation", "ocppgw/ocpp/fastvalidation")),
     ("json", ("json/",)),
     ("protobuf", ("google/protobuf", "ocppgw/wire/protobuf")),
+    ("flight recorder", ("ocppgw/admin/flight", "ocppgw/admin/redact")),
     ("router + codecs", ("ocppgw/router/", "ocppgw/wire/")),
     ("session", ("ocppgw/session/",)),
     ("connection", ("ocppgw/connection",)),
@@ -246,6 +247,8 @@ def write_report(result: dict[str, Any], out: Path, quick: bool, only: str | Non
         lines += ["| target | measured | met |", "|---|---|---|"]
         lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets(result)]
         lines += ["", *public_paths(result), ""]
+        if "profile" in result:
+            lines += ["```", result["profile"], "```", ""]
     elif not quick:
         lines += ["| target | measured | met |", "|---|---|---|"]
         lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets(result)]

@@ -514,7 +514,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument(
         "--only",
-        choices=["variants"],
+        choices=["variants", "profile"],
         help="run only this part (its report: results/latest-PART.md)",
     )
     parser.add_argument(
@@ -549,6 +549,8 @@ def main() -> int:
     try:
         if args.only == "variants":
             result["variants"] = variants(b, args.rounds, only)
+        elif args.only == "profile":
+            result["profile"] = profile(b)
         elif args.quick:
             result["closed"] = closed_loop(b, [2], 1)
         else:
