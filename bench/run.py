@@ -303,15 +303,17 @@ def variants(b: Bench, repeat: int = 3, only: tuple[str, ...] = ()) -> list[dict
     rounds' ratios), so that a burst of noise from the shared machine
     changes one round, not the figure.  ``only``: just these variants (each
     round's one-worker JSON run still first), without the single speed-ups
-    and paho's ceiling.
+    and paho's ceiling (the rounds alternate which runs first).
     """
     runs: list[dict[str, Any]] = []
     singles = [("workers1", "json", "", 1, "")]
     singles += [(f"no-{name}", "json", "", 1, f"-{name}") for name in SPEEDUPS]
     plans = [(a, VARIANTS) for a in range(repeat)]
     if only:
+        # Alternate which goes first, so that a machine getting busier or
+        # quieter over a round does not favour one side.
         chosen = tuple(v for v in VARIANTS if v[0] == "workers1" or v[0] in only)
-        plans = [(a, chosen) for a in range(repeat)]
+        plans = [(a, chosen if a % 2 == 0 else chosen[::-1]) for a in range(repeat)]
     else:
         plans.append((repeat, tuple(singles)))
     for attempt, plan in plans:
