@@ -78,6 +78,22 @@ class RedactorTests(ClockTestCase):
         text = '[2,"1","Heartbeat",{}]'
         self.assertIs(redact(text), text)
 
+    def test_keys_with_and_without_a_common_start(self) -> None:
+        """
+        Keys that begin alike (idTag, idToken) and keys that do not (idTag,
+        token) are each redacted where they occur, and a frame with none of
+        them is stored as it is.
+        """
+        for fields in (["idTag", "idToken.idToken"], ["idTag", "token"]):
+            redact = Redactor(fields, key=b"k")
+            text = '[2,"1","X",{"idTag":"A1","token":"B2","idToken":{"idToken":"C3"}}]'
+            out = redact(text)
+            self.assertNotIn('"A1"', out)
+            self.assertEqual('"B2"' in out, "token" not in fields)
+            self.assertEqual('"C3"' in out, "idToken.idToken" not in fields)
+            plain = '[2,"1","Heartbeat",{"id":"x"}]'
+            self.assertIs(redact(plain), plain)
+
     def test_unparseable_text_is_redacted_too(self) -> None:
         """An invalid frame still has every value of a redacted key replaced."""
         redact = Redactor(["idToken.idToken"], key=b"k")
