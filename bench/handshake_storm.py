@@ -304,10 +304,33 @@ def main() -> int:
     parser.add_argument(
         "--boot", action="store_true", help="each sends a BootNotification, answered by a backend"
     )
+    parser.add_argument(
+        "--spy", help="write a py-spy profile of the gateway during the storm (raw) to this file"
+    )
+    parser.add_argument(
+        "--spy-flag",
+        dest="spy_flags",
+        action="append",
+        default=[],
+        help="a flag for py-spy record, e.g. --spy-flag=--native (time in C: the collector)",
+    )
+    parser.add_argument(
+        "--ini",
+        action="append",
+        default=[],
+        metavar="SECTION:KEY=VALUE",
+        help="a key of a section the storm does not write, e.g. recorder:per_station=0",
+    )
     parser.add_argument("--json", help="also write the figures as JSON to this file")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "handshake_storm.txt"))
     args = parser.parse_args()
     n = args.n
+    extra: dict[str, list[str]] = {}
+    for item in args.ini:
+        section, _, line = item.partition(":")
+        if not section or "=" not in line:
+            parser.error(f"--ini {item!r}: expected SECTION:KEY=VALUE")
+        extra.setdefault(section, []).append(line)
     limit = raise_fd_limit(n + 1024)
     if limit < n + 256:
         raise SystemExit(f"RLIMIT_NOFILE hard limit {limit} is too low for {n} connections")
@@ -331,6 +354,7 @@ def main() -> int:
         f"[auth]\ncredentials = {work / 'creds'}\n"
         f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n"
         f"[admin]\nendpoint = tcp:{free_port()}:interface=127.0.0.1\n"
+        + "".join(f"[{section}]\n" + "\n".join(lines) + "\n" for section, lines in extra.items())
     )
     broker_log = open(work / "mosquitto.log", "wb")
     gateway_log = open(work / "gateway.log", "wb")
@@ -339,6 +363,7 @@ def main() -> int:
     )
     gateway = None
     backend = None
+    spy: subprocess.Popen[bytes] | None = None
     procs: list[mp.Process] = []
     try:
         wait_port(mport, broker, "mosquitto")
@@ -372,6 +397,16 @@ def main() -> int:
         rss_before = rss_kb(gateway.pid)
         cpu_before = cpu_seconds(gateway.pid)
         broker_cpu_before = cpu_seconds(broker.pid)
+        if args.spy:
+            spied = ["-p", str(gateway.pid), "-r", "250", "-f", "raw", "-o", args.spy]
+            # py-spy reads native stacks only while the process is paused.
+            spied += args.spy_flags if "--native" in args.spy_flags else ["--nonblocking"]
+            spy = subprocess.Popen(
+                [str(TWISTD.parent / "py-spy"), "record", *spied],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )
+            time.sleep(0.5)  # attached before the storm begins
         ctx = mp.get_context("fork")
         release = ctx.Event()
         results = ctx.Queue()
@@ -400,6 +435,9 @@ def main() -> int:
                 release.set()
         rss_after = rss_kb(gateway.pid)
         gateway_cpu = cpu_seconds(gateway.pid) - cpu_before
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            spy.wait(30)
         broker_cpu = cpu_seconds(broker.pid) - broker_cpu_before
         for p in procs:
             p.join(30)
@@ -408,6 +446,8 @@ def main() -> int:
         failures = sum(c[2] for c in collected)
         upgraded = sorted(t for c in collected for t in c[3])
     finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
         if backend is not None:
             stop(backend)
         for p in procs:

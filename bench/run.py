@@ -15,9 +15,10 @@ Runs (``--quick``: only the first three, 2 charge points, 1 second):
    CALLRESULT, validation all, JSON envelope, QoS 1);
 2. closed loop at 100: the gateway with MQTT 3.1.1, with the protobuf
    profile, with ``workers = 2``, with every speed-up off
-   (``OCPPGW_SPEEDUPS=off``), each right after the plain one-worker gateway,
-   three rounds; then a round with each speed-up off alone; paho ->
-   mosquitto -> paho at QoS 1;
+   (``OCPPGW_SPEEDUPS=off``), with the flight recorder off, each right
+   after the plain one-worker gateway, three rounds; then a round with each
+   speed-up off alone; paho -> mosquitto -> paho at QoS 1 (``--only
+   variants [--variants recorder-off] [--rounds N]``: this part alone);
 3. open loop at half the gateway's peak, 1,000 connections: gateway and echo;
 4. memory: 10,000 idle charge points on one gateway process;
 5. reconnect storm (``handshake_storm.py``, 10,000 with Basic auth);
@@ -125,9 +126,19 @@ class Bench:
 
     @contextmanager
     def gateway(
-        self, mport: int, extra: str = "", codec: str = "json", workers: int = 1, speedups: str = ""
+        self,
+        mport: int,
+        extra: str = "",
+        codec: str = "json",
+        workers: int = 1,
+        speedups: str = "",
+        admin_extra: str = "",
     ) -> Iterator[tuple[int, Any]]:
-        """The gateway; ``speedups``: its ``OCPPGW_SPEEDUPS`` (``off``, ``-NAME``)."""
+        """
+        The gateway; ``speedups``: its ``OCPPGW_SPEEDUPS`` (``off``, ``-NAME``);
+        ``extra``: lines after ``[mqtt] broker`` (more sections too),
+        ``admin_extra``: lines of ``[admin]``.
+        """
         port = free_port()
         # The admin API as operators run it (with workers, the supervisor's).
         admin = f"tcp:{free_port()}:interface=127.0.0.1"
@@ -138,7 +149,7 @@ class Bench:
             # A closed loop sends far above a charge point's rate: the limiter
             # runs (its cost is measured) but never refuses.
             "max_message_rate = 1000000\nmax_message_burst = 1000000\n"
-            f"[admin]\nendpoint = {admin}\n"
+            f"[admin]\nendpoint = {admin}\n{admin_extra}\n"
             f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n{extra}\n"
             f"[upstream]\ncodec = {codec}\n[dnstream]\ncodec = {codec}\n"
             "[validation]\nmode = all\n"
@@ -266,6 +277,8 @@ VARIANTS = (
     ("protobuf", "protobuf", "", 1, ""),
     ("workers2", "json", "", 2, ""),
     ("speedups-off", "json", "", 1, "off"),
+    # The flight recorder off (issue 21): what it costs, the default being on.
+    ("recorder-off", "json", "[recorder]\nper_station = 0", 1, ""),
 )
 
 #: The speed-ups of docs/design.md, each turned off alone once after the rounds.
@@ -279,7 +292,7 @@ SPEEDUPS = (
 )
 
 
-def variants(b: Bench, repeat: int = 3) -> list[dict[str, Any]]:
+def variants(b: Bench, repeat: int = 3, only: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """
     The gateway at 100 connections: one worker with JSON, then each variant
     (MQTT 3.1.1, protobuf, two workers, every speed-up off) right after it,
@@ -288,12 +301,22 @@ def variants(b: Bench, repeat: int = 3) -> list[dict[str, Any]]:
     Targets 6 and 7 and the price of the public paths compare each variant
     with the one-worker JSON run of the same round (the median of the
     rounds' ratios), so that a burst of noise from the shared machine
-    changes one round, not the figure.
+    changes one round, not the figure.  ``only``: just these variants (each
+    round's one-worker JSON run still first), without the single speed-ups
+    and paho's ceiling (the rounds alternate which runs first).
     """
     runs: list[dict[str, Any]] = []
     singles = [("workers1", "json", "", 1, "")]
     singles += [(f"no-{name}", "json", "", 1, f"-{name}") for name in SPEEDUPS]
-    for attempt, plan in [*((a, VARIANTS) for a in range(repeat)), (repeat, tuple(singles))]:
+    plans = [(a, VARIANTS) for a in range(repeat)]
+    if only:
+        # Alternate which goes first, so that a machine getting busier or
+        # quieter over a round does not favour one side.
+        chosen = tuple(v for v in VARIANTS if v[0] == "workers1" or v[0] in only)
+        plans = [(a, chosen if a % 2 == 0 else chosen[::-1]) for a in range(repeat)]
+    else:
+        plans.append((repeat, tuple(singles)))
+    for attempt, plan in plans:
         for variant, codec, extra, workers, speedups in plan:
             with b.broker() as (mport, broker):
                 backend = b.spawn(
@@ -307,6 +330,8 @@ def variants(b: Bench, repeat: int = 3) -> list[dict[str, Any]]:
                 stop(backend)
             runs.append({"server": "gateway", "variant": variant, "attempt": attempt, **r})
             print(_line(runs[-1]), flush=True)
+    if only:
+        return runs
     with b.broker(SERVER_CORE) as (mport, broker):
         backend = b.spawn(
             LOAD_CORE, [PY, str(HERE / "servers.py"), "pahobackend", str(mport)], "backend"
@@ -489,7 +514,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--quick", action="store_true", help="2 charge points, 1 second, no extras")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument(
+        "--only",
+        choices=["variants", "profile"],
+        help="run only this part (its report: results/latest-PART.md)",
+    )
+    parser.add_argument(
+        "--variants",
+        default="",
+        help="with --only variants: these variants (comma-separated names) beside workers1",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the variants")
     args = parser.parse_args()
+    names = {v[0] for v in VARIANTS}
+    only = tuple(n for n in args.variants.split(",") if n)
+    if any(n not in names for n in only):
+        parser.error(f"--variants: unknown name in {args.variants!r}; known: {sorted(names)}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
     raise_fd_limit(20_000)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -507,11 +549,15 @@ def main() -> int:
         },
     }
     try:
-        if args.quick:
+        if args.only == "variants":
+            result["variants"] = variants(b, args.rounds, only)
+        elif args.only == "profile":
+            result["profile"] = profile(b)
+        elif args.quick:
             result["closed"] = closed_loop(b, [2], 1)
         else:
             result["closed"] = closed_loop(b, [1, 100, 1000], 2)
-            result["variants"] = variants(b)
+            result["variants"] = variants(b, args.rounds)
             peak = max(r["rate"] for r in result["closed"] if r["server"] == "gateway")
             result["open"] = open_loop(b, peak / 2)
             result["memory"] = [
@@ -527,7 +573,7 @@ def main() -> int:
     result["bench_seconds"] = time.monotonic() - began
     from report import write_report
 
-    write_report(result, out, args.quick)
+    write_report(result, out, args.quick, args.only)
     print(f"bench finished in {result['bench_seconds']:.0f} s; results in {out}")
     return 0
 

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from ocppgw.admin.flight import FlightRecorder
 from ocppgw.admin.metrics import Metrics
 from ocppgw.admin.records import Recorder
+from ocppgw.admin.release import heap_trimmer
 from ocppgw.admin.service import AdminService
 from ocppgw.config import Config, ConfigError
 from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
@@ -119,7 +120,8 @@ def operate(config: Config, reactor: Any) -> MultiService:
     admin endpoint when ``[admin] endpoint`` is set.  The admin endpoint
     starts after the gateway and stops before it.
     """
-    recorder = Recorder(reactor, Metrics(), FlightRecorder(config.recorder, reactor))
+    flight = FlightRecorder(config.recorder, reactor, heap_trimmer())
+    recorder = Recorder(reactor, Metrics(), flight)
     gateway = build(config, reactor, recorder)
     top = MultiService()
     gateway.setServiceParent(top)

@@ -12,7 +12,8 @@ verdict) is worked out when the history is read (:func:`records`).
 Bounds: ``per_station`` frames per charge point (the oldest go first); all
 histories together within ``max_memory`` (an estimate of their size: the
 text and a fixed overhead per frame and per history), the oldest frames of the largest
-histories dropped first, each counted in ``ocppgw_recorder_dropped_total``;
+histories dropped first, each counted in ``ocppgw_recorder_dropped_total``,
+and what they held given back to the system (:mod:`ocppgw.admin.release`);
 a charge point that disconnected keeps its history ``keep`` seconds from
 the disconnect (forgotten on the next event after that, so no timer runs).
 """
@@ -38,11 +39,17 @@ if TYPE_CHECKING:
 FROM_CHARGE_POINT, TO_CHARGE_POINT, TO_BACKEND, FROM_BACKEND = range(4)
 DIRECTIONS = ("FromChargePoint", "ToChargePoint", "ToBackend", "FromBackend")
 #: What one stored frame costs beyond its text: the tuple, the str header,
-#: the time and the deque's slot (CPython 3.11+, 64-bit), rounded up.
+#: the time and the list's slot (CPython 3.11+, 64-bit), rounded up.
 OVERHEAD = 200
-#: What one charge point's history costs empty: its object, deque, key and
-#: dict slot (measured with tracemalloc: some 930 bytes).
+#: What one charge point's history costs empty: its object, list, key and
+#: dict slot (some 930 bytes with a deque, measured with tracemalloc; less
+#: with the list, and kept: an estimate on the safe side).
 HISTORY_OVERHEAD = 1000
+#: At most this often (seconds) is freed memory given back to the system,
+#: and at most this share of the time: after a release that took t seconds,
+#: the next waits t / RELEASE_SHARE.
+RELEASE_EVERY = 1.0
+RELEASE_SHARE = 0.01
 
 #: One stored frame: (time in ms, direction, text or payload bytes, topic,
 #: MessageTypeId, UniqueId, Action or, of an error, its code and description);
@@ -73,18 +80,38 @@ class History:
     __slots__ = ("bytes", "frames", "gone_at")
 
     def __init__(self) -> None:
-        self.frames: deque[Frame] = deque()
+        # A list until it is full (a deque is 624 bytes from its first frame,
+        # and most charge points have a few), then a deque: the oldest frame
+        # goes with each new one, and a list would move them all.
+        self.frames: list[Frame] | deque[Frame] = []
         self.bytes = 0
         #: When its charge point disconnected (seconds); None: connected.
         self.gone_at: float | None = None
+
+    def drop_oldest(self) -> Frame:
+        """Take the oldest frame out (the caller counts its cost)."""
+        frames = self.frames
+        if isinstance(frames, list):
+            return frames.pop(0)
+        return frames.popleft()
 
 
 class FlightRecorder:
     """Every charge point's history, within the bounds of ``[recorder]``."""
 
-    def __init__(self, config: RecorderConfig, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        config: RecorderConfig,
+        clock: IReactorTime,
+        release: Callable[[], float] | None = None,
+    ) -> None:
         self.config = config
         self._clock = clock
+        #: Gives the heap's free pages back after drops (:mod:`ocppgw.admin.release`).
+        self._release = release
+        #: Bytes dropped since memory was last given back; when the next may be.
+        self._freed = 0
+        self._release_after = float("-inf")
         self.histories: dict[str, History] = {}
         #: Disconnected charge points, by disconnect, the earliest first.
         self._gone: OrderedDict[str, float] = OrderedDict()
@@ -172,14 +199,20 @@ class FlightRecorder:
         if history is None:
             history = self.histories[identity] = History()
             self.bytes += HISTORY_OVERHEAD
-        size = cost(frame[2])
-        history.frames.append(frame)
+        # cost(), inline for ASCII text (nearly every frame): this runs for
+        # every frame both ways and every MQTT message, the oldest too.
+        data = frame[2]
+        size = OVERHEAD + len(data) if type(data) is str and data.isascii() else cost(data)
+        frames = history.frames
+        frames.append(frame)
         history.bytes += size
         self.bytes += size
         self.records += 1
-        if len(history.frames) > limit:
-            old = history.frames.popleft()
-            size = cost(old[2])
+        if len(frames) > limit:
+            if isinstance(frames, list):
+                frames = history.frames = deque(frames)
+            data = frames.popleft()[2]
+            size = OVERHEAD + len(data) if type(data) is str and data.isascii() else cost(data)
             history.bytes -= size
             self.bytes -= size
             self.records -= 1
@@ -213,12 +246,13 @@ class FlightRecorder:
         history left empty with them.
         """
         target = self.config.max_memory * 9 // 10
+        before = self.bytes
         heap = [(-h.bytes, identity) for identity, h in self.histories.items() if h.frames]
         heapq.heapify(heap)
         while self.bytes > target and heap:
             _, identity = heapq.heappop(heap)
             history = self.histories[identity]
-            old = history.frames.popleft()
+            old = history.drop_oldest()
             size = cost(old[2])
             history.bytes -= size
             self.bytes -= size
@@ -230,6 +264,24 @@ class FlightRecorder:
                 del self.histories[identity]
                 self._gone.pop(identity, None)
                 self.bytes -= HISTORY_OVERHEAD
+        self._freed += before - self.bytes
+        self._give_back()
+
+    def _give_back(self) -> None:
+        """
+        Once a quarter of ``max_memory`` was dropped since the last time, give
+        the heap's free pages back: at most once a second, and no more than
+        1% of the time (it walks the heap, 25-55 ms at 300 MiB).
+        """
+        now = self._clock.seconds()
+        if (
+            self._release is not None
+            and self._freed >= self.config.max_memory // 4
+            and now >= self._release_after
+        ):
+            self._freed = 0
+            took = self._release()
+            self._release_after = now + max(RELEASE_EVERY, took / RELEASE_SHARE)
 
     def expire(self) -> None:
         """Forget the histories of charge points gone longer than ``keep``."""

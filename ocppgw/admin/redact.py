@@ -38,6 +38,9 @@ class Redactor:
         last = sorted({path[-1] for path in self.paths})
         #: The keys: a frame holding none of them is stored as it is.
         self._needles = tuple(last)
+        #: What all keys begin with ("idT" for idTag and idToken): one search
+        #: tells most frames apart, instead of one per key.
+        self._prefix = _common_start(last)
         self._pattern = (
             re.compile("(" + "|".join(re.escape(f'"{n}"') for n in last) + r")(\s*:\s*)" + _STRING)
             if last
@@ -64,7 +67,7 @@ class Redactor:
     def __call__(self, text: str) -> str:
         """``text`` with the named fields' string values replaced."""
         pattern = self._pattern
-        if pattern is None:
+        if pattern is None or self._prefix not in text:
             return text
         for needle in self._needles:
             if needle in text:
@@ -111,6 +114,17 @@ class Redactor:
         found: set[str] = set()
         _collect(document, (), nested, found)
         return found
+
+
+def _common_start(words: list[str]) -> str:
+    """The longest text every word begins with ("" for none)."""
+    if not words:
+        return ""
+    low, high = min(words), max(words)  # the others share what these two share
+    n = 0
+    while n < len(low) and low[n] == high[n]:
+        n += 1
+    return low[:n]
 
 
 def _collect(node: Any, keys: tuple[str, ...], paths: list[tuple[str, ...]], out: set[str]) -> None:

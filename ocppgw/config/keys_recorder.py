@@ -18,7 +18,10 @@ RECORDER = Section(model.RecorderConfig, keys={
     "max_memory": Key(size, "64MiB", doc="""
         A hard budget for all histories together (bytes; KiB, MiB, GiB allowed):
         over it, the oldest frames of the largest histories are dropped first,
-        and counted in ocppgw_recorder_dropped_total.
+        and counted in ocppgw_recorder_dropped_total; what they held is given
+        back to the system (glibc's malloc_trim, at most once a second and 1%
+        of the time), so the gateway's RSS grows by the budget, not by what
+        came and went.
     """),
     "keep": Key(seconds(allow_zero=True), "3600", doc="""
         Seconds a disconnected charge point's history is kept, from the

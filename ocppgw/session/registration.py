@@ -77,8 +77,9 @@ class Registration:
         self.enforce = enforce
         #: The backend's last BootNotification answer here; None: none yet.
         self.status: str | None = None
-        #: Actions a TriggerMessage asked for while not Accepted, and how often.
-        self._triggered: Counter[str] = Counter()
+        #: Actions a TriggerMessage asked for while not Accepted, and how
+        #: often; None until one does (most connections never see one).
+        self._triggered: Counter[str] | None = None
 
     def answered(self, payload: Any) -> bool:
         """
@@ -89,7 +90,7 @@ class Registration:
         if not isinstance(status, str) or status not in STATUSES:
             return False
         if status == ACCEPTED:
-            self._triggered.clear()
+            self._triggered = None
         changed, self.status = status != self.status, status
         return changed
 
@@ -99,6 +100,8 @@ class Registration:
             return
         requested = payload.get("requestedMessage")
         if isinstance(requested, str):
+            if self._triggered is None:
+                self._triggered = Counter()
             self._triggered[TRIGGERED_ACTION.get(requested, requested)] += 1
 
     def refusal(self, action: str) -> str | None:
@@ -106,8 +109,9 @@ class Registration:
         status = self.status
         if not self.enforce or status in (None, ACCEPTED) or action == "BootNotification":
             return None
-        if status == PENDING and self._triggered[action] > 0:
-            self._triggered[action] -= 1
+        triggered = self._triggered
+        if status == PENDING and triggered is not None and triggered[action] > 0:
+            triggered[action] -= 1
             return None
         clause = CLAUSES.get(self._version, CLAUSES["ocpp2.1"])[status]
         return (

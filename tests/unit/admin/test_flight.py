@@ -12,6 +12,7 @@ from ocppgw.admin.history import Filters, records, select, time_text
 from ocppgw.admin.metrics import Metrics
 from ocppgw.admin.records import Recorder
 from ocppgw.admin.redact import Redactor
+from ocppgw.admin.release import heap_trimmer
 from ocppgw.config.model import RecorderConfig
 from ocppgw.ocpp.messages import Call, CallError, CallResult
 from tests.clocks import ClockTestCase
@@ -77,6 +78,22 @@ class RedactorTests(ClockTestCase):
         text = '[2,"1","Heartbeat",{}]'
         self.assertIs(redact(text), text)
 
+    def test_keys_with_and_without_a_common_start(self) -> None:
+        """
+        Keys that begin alike (idTag, idToken) and keys that do not (idTag,
+        token) are each redacted where they occur, and a frame with none of
+        them is stored as it is.
+        """
+        for fields in (["idTag", "idToken.idToken"], ["idTag", "token"]):
+            redact = Redactor(fields, key=b"k")
+            text = '[2,"1","X",{"idTag":"A1","token":"B2","idToken":{"idToken":"C3"}}]'
+            out = redact(text)
+            self.assertNotIn('"A1"', out)
+            self.assertEqual('"B2"' in out, "token" not in fields)
+            self.assertEqual('"C3"' in out, "idToken.idToken" not in fields)
+            plain = '[2,"1","Heartbeat",{"id":"x"}]'
+            self.assertIs(redact(plain), plain)
+
     def test_unparseable_text_is_redacted_too(self) -> None:
         """An invalid frame still has every value of a redacted key replaced."""
         redact = Redactor(["idToken.idToken"], key=b"k")
@@ -110,6 +127,71 @@ class BoundsTests(ClockTestCase):
         self.assertEqual(len(flight.histories["small"].frames), 1)
         self.assertEqual(len(flight.histories["big"].frames), 7)
         self.assertLessEqual(flight.bytes, budget * 9 // 10)
+
+    def test_dropped_memory_given_back(self) -> None:
+        """
+        Once a quarter of max_memory was dropped to stay within it, the
+        heap's free memory is given back, at most once a second; never
+        without drops.
+        """
+        released: list[float] = []
+
+        def release() -> float:
+            released.append(self.clock.seconds())
+            return 0.001  # quick: the next may come a second later
+
+        budget = 20_000 + HISTORY_OVERHEAD  # a quarter: 5,250; a pass drops to 18,900
+        flight = FlightRecorder(config(max_memory=budget), self.clock, release)
+        frame = "x" * 800  # cost 1000
+
+        def send(n: int) -> None:
+            for _ in range(n):
+                flight.frame("cp", True, frame)
+
+        send(20)
+        self.assertEqual((flight.dropped, released), (0, []))
+        send(1)  # over: a pass drops 4 frames, 4,000 bytes
+        self.assertEqual((flight.dropped, released), (4, []))
+        send(4)  # a second pass: 8,000 dropped since the start
+        self.assertEqual((flight.dropped, released), (8, [0.0]))
+        send(8)  # two more passes within the same second
+        self.assertEqual((flight.dropped, released), (16, [0.0]))
+        self.clock.advance(1)
+        send(4)
+        self.assertEqual((flight.dropped, released), (20, [0.0, 1.0]))
+
+    def test_slow_release_waits_longer(self) -> None:
+        """A release that took t seconds is not called again for t / 1% (at most 1% of the time)."""
+        released: list[float] = []
+
+        def release() -> float:
+            released.append(self.clock.seconds())
+            return 0.05  # 50 ms: the next waits 5 seconds
+
+        budget = 20_000 + HISTORY_OVERHEAD
+        flight = FlightRecorder(config(max_memory=budget), self.clock, release)
+        for _ in range(25):  # two passes: 8,000 dropped, a quarter
+            flight.frame("cp", True, "x" * 800)
+        self.assertEqual(released, [0.0])
+        self.clock.advance(4.9)
+        for _ in range(8):
+            flight.frame("cp", True, "x" * 800)
+        self.assertEqual(released, [0.0])
+        self.clock.advance(0.1)
+        for _ in range(4):
+            flight.frame("cp", True, "x" * 800)
+        self.assertEqual(released, [0.0, 5.0])
+
+    def test_heap_trimmer(self) -> None:
+        """
+        Where the C library has malloc_trim (glibc), heap_trimmer calls it
+        and answers how long it took, in seconds; elsewhere it is None.
+        """
+        trimmer = heap_trimmer()
+        if trimmer is not None:
+            took = trimmer()
+            self.assertGreaterEqual(took, 0.0)
+            self.assertLess(took, 5.0)
 
     def test_keep_counts_from_disconnect(self) -> None:
         """A disconnected charge point's history is kept keep seconds, then forgotten."""
