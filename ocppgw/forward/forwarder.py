@@ -1,0 +1,133 @@
+# -*- test-case-name: tests.unit.forward.test_forwarder -*-
+"""
+One ``[forward:NAME]``: the central system its listeners' charge points are
+relayed to.  The listener asks :meth:`Forwarder.connect` during a charge
+point's HTTP upgrade, after its own rules (security profile, credentials,
+identity, rate limits) admitted it; once the charge point's connection is
+open, :meth:`Forwarder.open` makes its :class:`~ocppgw.forward.relay.Relay`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from ocppgw.forward.address import (
+    authorization,
+    peer_of,
+    read_credentials,
+    upstream_url,
+)
+from ocppgw.forward.relay import Link, Relay
+from ocppgw.forward.tap import Tap
+from ocppgw.forward.upstream import UpstreamProtocol, client_tls, open_upstream
+from ocppgw.forward.verdicts import Validate, Verdicts
+from ocppgw.interfaces import CLOSE_NORMAL, NO_EVENTS, IChargePointConnection, IGatewayEvents
+
+if TYPE_CHECKING:
+    from ocppgw.config import ForwardConfig, ListenerConfig
+
+_log = Logger()
+
+
+class Forwarder:
+    """The central system of one ``[forward:NAME]``, and its tap."""
+
+    def __init__(
+        self,
+        config: ForwardConfig,
+        reactor: Any,
+        tap: Tap | None,
+        validate: Validate | None = None,
+        events: IGatewayEvents = NO_EVENTS,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        """:raises CredentialsFileError: the credentials file cannot be used."""
+        self.config = config
+        self._reactor = reactor
+        self.tap = tap
+        self._validate = validate
+        self._events = events
+        self._wait = handshake_timeout
+        self.credentials = read_credentials(config.credentials) if config.credentials else {}
+        self.peer = peer_of(config.url)
+        self._tls = None
+        if config.url.startswith("wss:"):
+            # Checked now: a bad CA or key file stops the start, not a handshake.
+            client_tls("localhost", config.tls_ca, config.tls_cert, config.tls_key)
+            self._tls = partial(
+                client_tls, ca=config.tls_ca, cert=config.tls_cert, key=config.tls_key
+            )
+
+    def plain_auth_warning(self) -> str | None:
+        """The line to log once at start when credentials go over plain ws://."""
+        config = self.config
+        if config.url.startswith("ws:") and config.allow_plain_auth and config.auth != "none":
+            return (
+                f"[forward:{config.name}] allow_plain_auth = true: charge points' credentials "
+                f"go to {self.peer} over plain ws://, readable by anyone on the path"
+            )
+        return None
+
+    def connect(
+        self, identity: str, offered: list[str], offered_auth: str | None
+    ) -> Deferred[Link]:
+        """
+        The central system's connection for charge point ``identity``, which
+        offered the subprotocols ``offered`` (those the gateway speaks) and
+        the Authorization ``offered_auth``; fails with the ``ConnectionDeny``
+        the charge point gets (:mod:`~ocppgw.forward.upstream`).
+        """
+        config = self.config
+        url = upstream_url(config.url, identity)
+        headers = {}
+        auth = authorization(
+            config.auth, url, config.allow_plain_auth, identity, offered_auth, self.credentials
+        )
+        if auth is not None:
+            headers["Authorization"] = auth
+        d = open_upstream(self._reactor, url, offered, headers, config.connect_timeout, self._tls)
+        return d.addCallback(self._linked, offered)
+
+    def _linked(self, upstream: UpstreamProtocol, offered: list[str]) -> Link:
+        chosen = upstream.chosen
+        if chosen is not None and chosen not in offered:
+            # RFC 6455 §4.1: the client fails a connection whose server chose
+            # a subprotocol it did not offer; Autobahn lets it through.
+            chosen = None
+        if chosen is None and offered:
+            # OCPP-J 1.6 §3.2, 2.0.1 Part 4 §3.2: no agreed subprotocol; the
+            # charge point's upgrade completes without one, and both close.
+            upstream.close(CLOSE_NORMAL, "no agreed OCPP subprotocol")
+            return Link(upstream, None, self._reactor, 0)
+        return Link(upstream, chosen, self._reactor, self._wait)
+
+    def open(
+        self,
+        identity: str,
+        version: str,
+        connection: IChargePointConnection,
+        *,
+        listener: ListenerConfig,
+    ) -> Relay:
+        """The relay of a charge point whose connection is open (its link taken)."""
+        link: Link = getattr(connection, "link")  # noqa: B009 (set by the upgrade)
+        relay = Relay(
+            identity,
+            version,
+            connection,
+            link,
+            self.tap,
+            self.peer,
+            Verdicts(version, self._validate),
+        )
+        peer: str = getattr(connection, "peer", "") or ""
+        self._events.connected(identity, version, listener.name, listener.security_profile, peer)
+        return relay
+
+    def close(self, relay: Relay) -> None:
+        """The charge point's connection is gone (its close was relayed in ``closing``)."""
+        relay.closing()

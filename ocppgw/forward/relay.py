@@ -1,0 +1,145 @@
+# -*- test-case-name: tests.unit.forward.test_relay -*-
+"""
+The relay of one charge point: its connection and the central system's,
+frame for frame.
+
+- Each text frame goes on unchanged (the same characters, so the same UTF-8
+  bytes), in the order it came, before anything else is done with it; then
+  it is judged (:mod:`~ocppgw.forward.verdicts`) and tapped
+  (:mod:`~ocppgw.forward.tap`).
+- What the central system sends between its upgrade and the charge point's
+  is held by the :class:`Link` and relayed first, in order.
+- ``on_csms_down = close``: the central system's connection gone, the
+  charge point's is closed with 1012 (RFC 6455 §7.4.1, service restart), so
+  that it reconnects and is relayed again.  The charge point's gone, the
+  central system's is closed with the charge point's own close code when it
+  sent one a close frame may carry (1000, 1001, 3000-4999), else 1001.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from zope.interface import implementer
+
+from ocppgw.forward.tap import CHARGE_POINT, CSMS, Tap
+from ocppgw.forward.upstream import Receiver, UpstreamProtocol
+from ocppgw.forward.verdicts import Verdicts
+from ocppgw.interfaces import (
+    CLOSE_GOING_AWAY,
+    CLOSE_SERVICE_RESTART,
+    IChargePointConnection,
+    IChargePointSession,
+)
+
+
+def forwardable(code: int | None) -> int:
+    """A close code of the charge point's that the central system may be sent (RFC 6455 §7.4)."""
+    if code is not None and (code in (1000, 1001) or 3000 <= code <= 4999):
+        return code
+    return CLOSE_GOING_AWAY
+
+
+class Link(Receiver):
+    """The central system's open connection, from its upgrade until the relay takes it."""
+
+    def __init__(
+        self, upstream: UpstreamProtocol, version: str | None, clock: IReactorTime, wait: float
+    ) -> None:
+        self.upstream = upstream
+        #: The subprotocol the central system chose (the charge point's too).
+        self.version = version
+        self._held: list[str] = []
+        self._closed: tuple[int | None, str | None] | None = None
+        upstream.receiver = self
+        #: A charge point that leaves before its upgrade completes never takes it.
+        self._timer: IDelayedCall | None = None
+        if wait > 0:
+            self._timer = clock.callLater(wait, self.abandon)
+
+    def upstream_frame(self, text: str) -> None:
+        self._held.append(text)
+
+    def upstream_closed(self, code: int | None, reason: str | None) -> None:
+        self._closed = (code, reason)
+        self._stop_timer()
+
+    def abandon(self) -> None:
+        """Nobody takes this connection: close it."""
+        self._timer = None
+        self.upstream.close(CLOSE_GOING_AWAY, "charge point left during the handshake")
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def hand_to(self, receiver: Receiver) -> None:
+        """From now on ``receiver`` gets the frames and the close; first what was held."""
+        self._stop_timer()
+        self.upstream.receiver = receiver
+        held, self._held = self._held, []
+        for text in held:
+            receiver.upstream_frame(text)
+        if self._closed is not None:
+            receiver.upstream_closed(*self._closed)
+
+
+@implementer(IChargePointSession)
+class Relay(Receiver):
+    """One charge point relayed to its central system."""
+
+    def __init__(
+        self,
+        identity: str,
+        version: str,
+        connection: IChargePointConnection,
+        link: Link,
+        tap: Tap | None,
+        peer: str,
+        verdicts: Verdicts,
+    ) -> None:
+        self.identity = identity
+        self.version = version
+        self.connection = connection
+        self.upstream = link.upstream
+        self.tap = tap
+        self.peer = peer
+        self.verdicts = verdicts
+        #: Whose side closed first: the charge point's (True), the central system's (False).
+        self.closed_by: bool | None = None
+        link.hand_to(self)
+
+    # --- the charge point (IChargePointSession) ---
+
+    def frame_received(self, text: str) -> None:
+        self.upstream.send_frame(text)
+        self._tapped(text, True)
+
+    def closing(self) -> None:
+        if self.closed_by is None:
+            self.closed_by = True
+            code: Any = getattr(self.connection, "remoteCloseCode", None)
+            self.upstream.close(forwardable(code), "charge point disconnected")
+
+    # --- the central system (Receiver) ---
+
+    def upstream_frame(self, text: str) -> None:
+        self.connection.send_frame(text)
+        self._tapped(text, False)
+
+    def upstream_closed(self, code: int | None, reason: str | None) -> None:
+        if self.closed_by is None:
+            self.closed_by = False
+            self.connection.close(
+                CLOSE_SERVICE_RESTART, f"central system closed ({code}); reconnect"
+            )
+
+    def _tapped(self, text: str, from_charge_point: bool) -> None:
+        tap = self.tap
+        if tap is None:
+            return
+        message, verdict = self.verdicts.judge(text, from_charge_point)
+        direction = CHARGE_POINT if from_charge_point else CSMS
+        tap.frame(self.identity, self.version, text, direction, self.peer, message, verdict)

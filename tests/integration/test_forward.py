@@ -1,0 +1,348 @@
+"""
+Forward mode (issue 20): charge points on the PyPI ``ocpp`` package relayed
+by a real gateway to a central system on the ``ocpp`` package
+(tests/integration/harness/csms.py), over ws and wss, with the tap read
+from the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call as call16
+from ocpp.v16 import call_result as result16
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as result201
+from websockets.exceptions import InvalidStatus
+
+from tests.certs import CA
+from tests.integration.harness import (
+    WAIT,
+    Backend,
+    Gateway,
+    basic_auth,
+    charge_point,
+    connect,
+    run_async,
+    settle,
+    wait_closed,
+)
+from tests.integration.harness.csms import NOW, CentralSystem, central_system
+from tests.integration.harness.support import (
+    ReconnectingBackend,
+    own_gateway,
+    restart_broker,
+    start_own_broker,
+    stop_broker,
+)
+
+Start = Callable[..., Gateway]
+
+
+class Station16(ChargePoint16):
+    """A 1.6 charge point that accepts the central system's ChangeAvailability."""
+
+    @on("ChangeAvailability")
+    def change_availability(self, connector_id: int, type: str) -> Any:
+        return result16.ChangeAvailability(status="Accepted")
+
+
+class Station201(ChargePoint201):
+    """A 2.0.1 charging station that accepts the central system's SetVariables."""
+
+    @on("SetVariables")
+    def set_variables(self, set_variable_data: list[dict[str, Any]]) -> Any:
+        return result201.SetVariables(
+            set_variable_result=[
+                {
+                    "attribute_status": "Accepted",
+                    "component": d["component"],
+                    "variable": d["variable"],
+                }
+                for d in set_variable_data
+            ]
+        )
+
+
+def forwarding(central: CentralSystem, scheme: str = "ws", **forward: str) -> dict[str, Any]:
+    """The INI sections of a gateway whose listener forwards to ``central``."""
+    return {
+        "listener:ws": {"forward": "csms"},
+        "forward:csms": {"url": central.url(scheme), **forward},
+    }
+
+
+def tapped(backend: Backend, identity: str) -> list[dict[str, Any]]:
+    """The tap's envelopes of ``identity``, in the order the broker delivered them."""
+    return [m.json() for m in backend.messages(lambda m: m.topic == f"ocpp/tap/{identity}")]
+
+
+async def tap_count(
+    backend: Backend, identity: str, n: int, wait: float = WAIT
+) -> list[dict[str, Any]]:
+    """The first ``n`` tap envelopes of ``identity``, waiting for them."""
+    for _ in range(int(wait / 0.05)):
+        found = tapped(backend, identity)
+        if len(found) >= n:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{len(tapped(backend, identity))} tap messages, not {n}")
+
+
+@run_async
+async def test_a_16_session_is_relayed_byte_for_byte_and_tapped_in_order(
+    gateway: Start, backend: Backend
+) -> None:
+    """
+    Boot, authorize, a transaction and the central system's own
+    ChangeAvailability go through unchanged: the central system receives
+    exactly the frames the charge point sent and vice versa, and the tap
+    carries each of them once, in order, with Direction, Peer and Verdict.
+    """
+    async with central_system() as central:
+        gw = gateway(forwarding(central))
+        async with charge_point(Station16, gw.url("FWD-16"), "FWD-16", "ocpp1.6") as cp:
+            boot = await cp.call(call16.BootNotification("ACME", "X1"))
+            assert boot.status == "Accepted" and boot.current_time == NOW
+            await cp.call(call16.Authorize(id_tag="TAG"))
+            start = await cp.call(call16.StartTransaction(1, "TAG", 0, NOW))
+            assert start.transaction_id == 77
+            session = await central.session("FWD-16")
+            answer = await session.cp.call(call16.ChangeAvailability(1, "Inoperative"))
+            assert answer.status == "Accepted"
+            await cp.call(call16.StopTransaction(10, NOW, 77))
+            await settle()
+            sent_by_cp = cp.conn.sent
+            received_by_cp = cp.conn.received
+        got = [text for way, text in session.frames if way == "in"]
+        sent = [text for way, text in session.frames if way == "out"]
+        assert not central.errors
+        assert got == sent_by_cp
+        assert sent == received_by_cp
+        assert session.subprotocol == "ocpp1.6"
+        assert session.path == "/steve/FWD-16"
+        envelopes = await tap_count(backend, "FWD-16", len(session.frames))
+        assert len(envelopes) == len(session.frames)
+        order = [
+            ("ChargePoint" if way == "in" else "CSMS", json.loads(text)[1])
+            for way, text in session.frames
+        ]
+        assert [(e["Direction"], e["UniqueId"]) for e in envelopes] == order
+        peer = f"127.0.0.1:{central.port}"
+        assert {e["Peer"] for e in envelopes} == {peer}
+        assert {json.dumps(e["Verdict"]) for e in envelopes} == {'"accepted"'}
+        assert envelopes[1]["Action"] == "BootNotification"  # an answer names its CALL's Action
+        assert {(e["ChargePointId"], e["Protocol"]) for e in envelopes} == {("FWD-16", "ocpp1.6")}
+
+
+@run_async
+async def test_a_201_session_with_the_central_systems_command(
+    gateway: Start, backend: Backend
+) -> None:
+    """A 2.0.1 station boots, starts a transaction and answers SetVariables through the relay."""
+    async with central_system() as central:
+        gw = gateway(forwarding(central))
+        url = gw.url("FWD-201")
+        async with charge_point(Station201, url, "FWD-201", "ocpp2.0.1") as cp:
+            boot = await cp.call(
+                call201.BootNotification({"model": "X2", "vendor_name": "ACME"}, "PowerUp")
+            )
+            assert boot.status == "Accepted"
+            await cp.call(
+                call201.TransactionEvent(
+                    "Started", NOW, "CablePluggedIn", 1, {"transaction_id": "T1"}
+                )
+            )
+            session = await central.session("FWD-201")
+            variable = {
+                "attribute_value": "10",
+                "component": {"name": "OCPPCommCtrlr"},
+                "variable": {"name": "HeartbeatInterval"},
+            }
+            result = await session.cp.call(call201.SetVariables([variable]))
+            assert result.set_variable_result[0]["attribute_status"] == "Accepted"
+            await settle()
+        assert session.subprotocol == "ocpp2.0.1"
+        envelopes = await tap_count(backend, "FWD-201", 6)
+        directions = ["ChargePoint", "CSMS"] * 2 + ["CSMS", "ChargePoint"]
+        assert [e["Direction"] for e in envelopes] == directions
+        assert envelopes[4]["Action"] == "SetVariables"
+
+
+@run_async
+async def test_the_central_systems_refusal_is_the_charge_points(gateway: Start) -> None:
+    """The central system answers the upgrade with 401 or 404: the charge point gets that status."""
+    async with central_system() as central:
+        gw = gateway(forwarding(central))
+        central.refuse.update({"FWD-401": 401, "FWD-404": 404})
+        for identity, status in (("FWD-401", 401), ("FWD-404", 404)):
+            try:
+                async with connect(gw.url(identity), ["ocpp1.6"]):
+                    raise AssertionError("the upgrade was not refused")
+            except InvalidStatus as e:
+                assert e.response.status_code == status
+
+
+@run_async
+async def test_an_unreachable_central_system_is_502(gateway: Start) -> None:
+    """Nothing listens at the central system's port: the charge point gets 502 at once."""
+    async with central_system() as central:
+        port_url = central.url()
+    gw = gateway({"listener:ws": {"forward": "csms"}, "forward:csms": {"url": port_url}})
+    try:
+        async with connect(gw.url("FWD-502"), ["ocpp1.6"]):
+            raise AssertionError("the upgrade was not refused")
+    except InvalidStatus as e:
+        assert e.response.status_code == 502
+
+
+@run_async
+async def test_the_central_system_dying_closes_the_charge_point_with_1012(gateway: Start) -> None:
+    """on_csms_down = close: the central system dies mid-session; the charge point gets 1012."""
+    async with central_system() as central:
+        gw = gateway(forwarding(central))
+        async with connect(gw.url("FWD-DIE"), ["ocpp1.6"]) as ws:
+            await ws.send('[2,"h1","Heartbeat",{}]')
+            assert json.loads(await ws.recv())[1] == "h1"
+            await central.die()
+            closed = await wait_closed(ws)
+            assert closed.rcvd is not None and closed.rcvd.code == 1012
+
+
+@run_async
+async def test_the_charge_point_leaving_closes_the_central_systems_connection(
+    gateway: Start,
+) -> None:
+    """The charge point closes with 1000: the central system's connection is closed with 1000."""
+    async with central_system() as central:
+        gw = gateway(forwarding(central))
+        async with connect(gw.url("FWD-BYE"), ["ocpp1.6"]) as ws:
+            session = await central.session("FWD-BYE")
+            await ws.close(1000)
+        await asyncio.wait_for(session.closed.wait(), WAIT)
+        assert session.ws.close_code == 1000
+
+
+@run_async
+async def test_passthrough_basic_auth_is_seen_by_the_central_system(gateway: Start) -> None:
+    """
+    auth = passthrough over ws:// with allow_plain_auth: the central system
+    gets the charge point's Authorization header; without it, none.
+    """
+    header = basic_auth(b"FWD-AUTH", b"secret-password-16")
+    async with central_system() as central:
+        gw = gateway(forwarding(central, allow_plain_auth="true"))
+        async with connect(gw.url("FWD-AUTH"), ["ocpp1.6"], additional_headers=header):
+            session = await central.session("FWD-AUTH")
+        assert session.headers.get("Authorization") == header["Authorization"]
+        plain = gateway(forwarding(central))
+        async with connect(plain.url("FWD-NOAUTH"), ["ocpp1.6"], additional_headers=header):
+            session = await central.session("FWD-NOAUTH")
+        assert "Authorization" not in session.headers
+        assert "allow_plain_auth = true" in gw.log()
+
+
+@run_async
+async def test_the_identity_is_percent_encoded_in_the_url(gateway: Start) -> None:
+    """${cid}: unreserved characters kept, the rest (here ':' and '*') percent-encoded."""
+    async with central_system() as central:
+        gw = gateway(forwarding(central))
+        async with connect(gw.url("FWD.a-b_c~d%3Ae*f"), ["ocpp1.6"]):
+            await asyncio.sleep(0.2)
+        assert list(central.sessions) == ["FWD.a-b_c~d%3Ae%2Af"]
+
+
+@run_async
+async def test_over_wss_the_certificate_is_verified(gateway: Start, tmp_path: Path) -> None:
+    """wss:// with tls_ca: relayed; without it (the system's CAs do not know the CA): 502."""
+    ca = CA()
+    cert, key = ca.issue("localhost", server=True, dns=("localhost",), ips=("127.0.0.1",)).write(
+        tmp_path, "csms"
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    async with central_system(context) as central:
+        trusted = gateway(forwarding(central, "wss", tls_ca=str(ca.write(tmp_path / "ca.pem"))))
+        async with connect(trusted.url("FWD-TLS"), ["ocpp2.0.1"]) as ws:
+            assert ws.subprotocol == "ocpp2.0.1"
+            await ws.send('[2,"h1","Heartbeat",{}]')
+            assert json.loads(await ws.recv())[1] == "h1"
+        untrusted = gateway(forwarding(central, "wss"))
+        try:
+            async with connect(untrusted.url("FWD-NOTLS"), ["ocpp2.0.1"]):
+                raise AssertionError("the upgrade was not refused")
+        except InvalidStatus as e:
+            assert e.response.status_code == 502
+        assert "FWD-NOTLS" not in central.sessions
+
+
+@run_async
+async def test_a_central_system_that_does_not_answer_in_time_is_503(gateway: Start) -> None:
+    """It accepts TCP but never answers the upgrade: 503 after connect_timeout (1 s)."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        gw = gateway(
+            {
+                "listener:ws": {"forward": "csms"},
+                "forward:csms": {"url": f"ws://127.0.0.1:{port}/${{cid}}", "connect_timeout": "1"},
+            }
+        )
+        started = asyncio.get_running_loop().time()
+        try:
+            async with connect(gw.url("FWD-503"), ["ocpp1.6"]):
+                raise AssertionError("the upgrade was not refused")
+        except InvalidStatus as e:
+            assert e.response.status_code == 503
+        assert 0.9 < asyncio.get_running_loop().time() - started < 3
+
+
+@run_async
+async def test_the_tap_loses_and_repeats_nothing_across_a_broker_restart(tmp_path: Path) -> None:
+    """
+    The broker stops mid-session and comes back: the relay goes on meanwhile,
+    and the tap carries every frame exactly once, in order (the gateway's
+    publish window buffered them; the backend's session was kept). At
+    ``[mqtt] qos = 2`` and a QoS 2 subscription: QoS 1 is at least once on
+    either leg, a copy after a lost PUBACK.
+    """
+    broker = start_own_broker(tmp_path / "mqtt", persistent=True)
+
+    class ExactlyOnce(ReconnectingBackend):
+        subscribe_qos = 2
+
+    backend = ExactlyOnce(broker, persistent=True)
+    try:
+        async with central_system() as central:
+            sections = {**forwarding(central), "mqtt": {"qos": "2"}}
+            with own_gateway(tmp_path / "gw", broker, sections) as gw:
+                async with connect(gw.url("FWD-MQ"), ["ocpp1.6"]) as ws:
+                    for i in range(15):
+                        if i == 5:
+                            stop_broker(broker)
+                        if i == 10:
+                            restart_broker(broker)
+                        await ws.send(f'[2,"h{i}","Heartbeat",{{}}]')
+                        assert json.loads(await ws.recv())[1] == f"h{i}"
+                    envelopes = await tap_count(backend, "FWD-MQ", 30, wait=15)
+                    await settle(0.5)
+        envelopes = tapped(backend, "FWD-MQ")
+        expected = [(d, f"h{i}") for i in range(15) for d in ("ChargePoint", "CSMS")]
+        assert [(e["Direction"], e["UniqueId"]) for e in envelopes] == expected
+    finally:
+        backend.close()
+        stop_broker(broker)
