@@ -135,7 +135,7 @@ def forwarders(
                 reactor,
             )
         try:
-            made = Forwarder(forward, reactor, tap, validate, events)
+            made = Forwarder(forward, reactor, tap, validate)
         except CredentialsFileError as e:
             raise ConfigError(f"[forward:{forward.name}] credentials: {e}") from None
         except Exception as e:  # an unreadable CA, certificate or key file
@@ -264,8 +264,9 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
         close_session: Any = router.directory.close
         forwarder = None if listener.forward is None else forwarding[listener.forward]
         if forwarder is not None:
-            open_session = partial(forwarder.open, listener=listener)
-            close_session = forwarder.close
+            turn = config.downstream.awaiting_timeout
+            open_session = partial(forwarder.open, open_session=open_session, timeout=turn)
+            close_session = partial(forwarder.close, close_session=close_session)
         factory = OCPPServerFactory(
             listener,
             config.versions,

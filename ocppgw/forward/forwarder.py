@@ -9,6 +9,7 @@ open, :meth:`Forwarder.open` makes its :class:`~ocppgw.forward.relay.Relay`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -23,14 +24,18 @@ from ocppgw.forward.address import (
 )
 from ocppgw.forward.relay import Link, Relay
 from ocppgw.forward.tap import Tap
+from ocppgw.forward.turns import Turns
 from ocppgw.forward.upstream import UpstreamProtocol, client_tls, open_upstream
 from ocppgw.forward.verdicts import Validate, Verdicts
-from ocppgw.interfaces import CLOSE_NORMAL, NO_EVENTS, IChargePointConnection, IGatewayEvents
+from ocppgw.interfaces import CLOSE_NORMAL, IChargePointConnection
 
 if TYPE_CHECKING:
-    from ocppgw.config import ForwardConfig, ListenerConfig
+    from ocppgw.config import ForwardConfig
 
 _log = Logger()
+
+#: MQTT mode's session of a charge point on a connection (the router's directory's open).
+OpenSession = Callable[[str, str, IChargePointConnection], Any]
 
 
 class Forwarder:
@@ -42,7 +47,6 @@ class Forwarder:
         reactor: Any,
         tap: Tap | None,
         validate: Validate | None = None,
-        events: IGatewayEvents = NO_EVENTS,
         handshake_timeout: float = 10.0,
     ) -> None:
         """:raises CredentialsFileError: the credentials file cannot be used."""
@@ -50,7 +54,6 @@ class Forwarder:
         self._reactor = reactor
         self.tap = tap
         self._validate = validate
-        self._events = events
         self._wait = handshake_timeout
         self.credentials = read_credentials(config.credentials) if config.credentials else {}
         self.peer = peer_of(config.url)
@@ -111,11 +114,18 @@ class Forwarder:
         version: str,
         connection: IChargePointConnection,
         *,
-        listener: ListenerConfig,
+        open_session: OpenSession,
+        timeout: float,
     ) -> Relay:
-        """The relay of a charge point whose connection is open (its link taken)."""
+        """
+        The relay of a charge point whose connection is open (its link
+        taken), with the MQTT backends' session of the identity made by
+        ``open_session`` on its turns (``timeout``: a CALL's turn at most).
+        """
         link: Link = getattr(connection, "link")  # noqa: B009 (set by the upgrade)
-        relay = Relay(
+        turns = Turns(connection, self._reactor, timeout)
+        backend = open_session(identity, version, turns)
+        return Relay(
             identity,
             version,
             connection,
@@ -123,11 +133,13 @@ class Forwarder:
             self.tap,
             self.peer,
             Verdicts(version, self._validate),
+            turns,
+            backend,
         )
-        peer: str = getattr(connection, "peer", "") or ""
-        self._events.connected(identity, version, listener.name, listener.security_profile, peer)
-        return relay
 
-    def close(self, relay: Relay) -> None:
-        """The charge point's connection is gone (its close was relayed in ``closing``)."""
+    def close(self, relay: Relay, *, close_session: Callable[[Any], None]) -> None:
+        """The charge point's connection is gone: its upstream and backend session learn it."""
+        backend = relay.backend
         relay.closing()
+        if backend is not None:
+            close_session(backend)

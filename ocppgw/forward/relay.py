@@ -9,6 +9,9 @@ frame for frame.
   (:mod:`~ocppgw.forward.tap`).
 - What the central system sends between its upgrade and the charge point's
   is held by the :class:`Link` and relayed first, in order.
+- CALLs towards the charge point take turns with the MQTT backends' and the
+  answers go back to whoever asked (:mod:`~ocppgw.forward.turns`); the
+  backends' side is MQTT mode's session, whose connection is the turns.
 - ``on_csms_down = close``: the central system's connection gone, the
   charge point's is closed with 1012 (RFC 6455 §7.4.1, service restart), so
   that it reconnects and is relayed again.  The charge point's gone, the
@@ -23,7 +26,8 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
-from ocppgw.forward.tap import CHARGE_POINT, CSMS, Tap
+from ocppgw.forward.tap import CHARGE_POINT, Tap
+from ocppgw.forward.turns import BACKEND, Turns
 from ocppgw.forward.upstream import Receiver, UpstreamProtocol
 from ocppgw.forward.verdicts import Verdicts
 from ocppgw.interfaces import (
@@ -99,7 +103,10 @@ class Relay(Receiver):
         tap: Tap | None,
         peer: str,
         verdicts: Verdicts,
+        turns: Turns,
+        backend: IChargePointSession | None = None,
     ) -> None:
+        """``backend``: the MQTT backends' session of the charge point, on ``turns``."""
         self.identity = identity
         self.version = version
         self.connection = connection
@@ -107,27 +114,55 @@ class Relay(Receiver):
         self.tap = tap
         self.peer = peer
         self.verdicts = verdicts
+        self.turns = turns
+        #: The MQTT backends' session (kept for its close_session after it was told closing).
+        self.backend = backend
+        self._told = False
         #: Whose side closed first: the charge point's (True), the central system's (False).
         self.closed_by: bool | None = None
+        turns.on_sent = self._sent
         link.hand_to(self)
 
     # --- the charge point (IChargePointSession) ---
 
     def frame_received(self, text: str) -> None:
-        self.upstream.send_frame(text)
-        self._tapped(text, True)
+        turns = self.turns
+        if turns.in_flight is None:
+            self.upstream.send_frame(text)
+            self._tapped(text, True, CHARGE_POINT, self.peer)
+            return
+        if turns.answer_of(text) == BACKEND:
+            if self.backend is not None and not self._told:
+                self.backend.frame_received(text)
+            self._tapped(text, True, CHARGE_POINT, "")
+        else:
+            self.upstream.send_frame(text)
+            self._tapped(text, True, CHARGE_POINT, self.peer)
+        turns.resume()
 
     def closing(self) -> None:
         if self.closed_by is None:
             self.closed_by = True
             code: Any = getattr(self.connection, "remoteCloseCode", None)
             self.upstream.close(forwardable(code), "charge point disconnected")
+        self.left()
+
+    def left(self) -> None:
+        """The charge point's connection is not open any more: the backend's session learns it."""
+        self.turns.stop()
+        if not self._told:
+            self._told = True
+            if self.backend is not None:
+                self.backend.closing()
 
     # --- the central system (Receiver) ---
 
     def upstream_frame(self, text: str) -> None:
-        self.connection.send_frame(text)
-        self._tapped(text, False)
+        self.turns.from_central(text)
+
+    def _sent(self, text: str, who: str) -> None:
+        """A frame of ``who`` (the central system, a backend) went to the charge point."""
+        self._tapped(text, False, who, "" if who == BACKEND else self.peer)
 
     def upstream_closed(self, code: int | None, reason: str | None) -> None:
         if self.closed_by is None:
@@ -136,10 +171,9 @@ class Relay(Receiver):
                 CLOSE_SERVICE_RESTART, f"central system closed ({code}); reconnect"
             )
 
-    def _tapped(self, text: str, from_charge_point: bool) -> None:
+    def _tapped(self, text: str, from_charge_point: bool, direction: str, peer: str) -> None:
         tap = self.tap
         if tap is None:
             return
         message, verdict = self.verdicts.judge(text, from_charge_point)
-        direction = CHARGE_POINT if from_charge_point else CSMS
-        tap.frame(self.identity, self.version, text, direction, self.peer, message, verdict)
+        tap.frame(self.identity, self.version, text, direction, peer, message, verdict)

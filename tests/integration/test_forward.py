@@ -31,6 +31,7 @@ from tests.integration.harness import (
     basic_auth,
     charge_point,
     connect,
+    recv_frame,
     run_async,
     settle,
     wait_closed,
@@ -48,11 +49,22 @@ Start = Callable[..., Gateway]
 
 
 class Station16(ChargePoint16):
-    """A 1.6 charge point that accepts the central system's ChangeAvailability."""
+    """
+    A 1.6 charge point that accepts the central system's ChangeAvailability
+    (after a short while, so that other CALLs arrive meanwhile) and answers
+    GetConfiguration.
+    """
 
     @on("ChangeAvailability")
-    def change_availability(self, connector_id: int, type: str) -> Any:
+    async def change_availability(self, connector_id: int, type: str) -> Any:
+        await asyncio.sleep(0.4)
         return result16.ChangeAvailability(status="Accepted")
+
+    @on("GetConfiguration")
+    def get_configuration(self, **kw: Any) -> Any:
+        return result16.GetConfiguration(
+            configuration_key=[{"key": "HeartbeatInterval", "readonly": False, "value": "300"}]
+        )
 
 
 class Station201(ChargePoint201):
@@ -346,3 +358,66 @@ async def test_the_tap_loses_and_repeats_nothing_across_a_broker_restart(tmp_pat
     finally:
         backend.close()
         stop_broker(broker)
+
+
+@run_async
+async def test_a_backend_command_takes_its_turn_and_its_answer_goes_to_the_backend(
+    gateway: Start, backend: Backend
+) -> None:
+    """
+    A backend's GetConfiguration over MQTT, under the same UniqueId as the
+    central system's ChangeAvailability in flight: it waits for that one's
+    answer, then goes; the backend gets its answer on the reply topic, the
+    central system only its own; the tap has it all as Backend and ChargePoint.
+    """
+    async with central_system() as central:
+        gw = gateway(forwarding(central))
+        async with charge_point(Station16, gw.url("FWD-CMD"), "FWD-CMD", "ocpp1.6") as cp:
+            await cp.call(call16.BootNotification("ACME", "X1"))
+            session = await central.session("FWD-CMD")
+            mine = asyncio.create_task(
+                session.cp.call(call16.ChangeAvailability(0, "Operative"), unique_id="same-id")
+            )
+            await asyncio.sleep(0.1)
+            backend.publish(
+                "ocpp/cs/FWD-CMD/Call/GetConfiguration",
+                {"MessageTypeId": 2, "UniqueId": "same-id", "Action": "GetConfiguration",
+                 "Payload": {"key": ["HeartbeatInterval"]}},
+            )
+            assert (await mine).status == "Accepted"
+            reply = await backend.envelope("ocpp/cp/Reply/FWD-CMD", UniqueId="same-id")
+            assert reply["Payload"]["configurationKey"][0]["value"] == "300"
+            assert reply["Action"] == "GetConfiguration"
+            await settle()
+            received = [json.loads(t) for t in cp.conn.received]
+        assert [f[2] for f in received if f[0] == 2] == ["ChangeAvailability", "GetConfiguration"]
+        answers = [json.loads(t) for way, t in session.frames if way == "in" and t.startswith("[3")]
+        assert [a[2] for a in answers] == [{"status": "Accepted"}]  # never the backend's answer
+        assert not [m for m in backend.messages(lambda m: m.topic.startswith("ocpp/cp/FWD"))]
+        envelopes = tapped(backend, "FWD-CMD")
+        assert [(e["Direction"], e.get("Action")) for e in envelopes][2:] == [
+            ("CSMS", "ChangeAvailability"),
+            ("ChargePoint", "ChangeAvailability"),
+            ("Backend", "GetConfiguration"),
+            ("ChargePoint", "GetConfiguration"),
+        ]
+        assert envelopes[4]["Peer"] == ""
+
+
+@run_async
+async def test_a_backend_command_the_charge_point_does_not_answer_times_out(
+    gateway: Start, backend: Backend
+) -> None:
+    """MQTT mode's timeout applies: no answer within awaiting_timeout, a Timeout envelope."""
+    async with central_system() as central:
+        gw = gateway({**forwarding(central), "dnstream": {"awaiting_timeout": "1"}})
+        async with connect(gw.url("FWD-TO"), ["ocpp1.6"]) as ws:
+            await central.session("FWD-TO")
+            backend.publish(
+                "ocpp/cs/FWD-TO/Call/Reset",
+                {"MessageTypeId": 2, "UniqueId": "r1", "Action": "Reset",
+                 "Payload": {"type": "Soft"}},
+            )
+            assert await recv_frame(ws) == [2, "r1", "Reset", {"type": "Soft"}]
+            error = await backend.envelope("ocpp/cp/Error/FWD-TO", UniqueId="r1")
+            assert error["ErrorCode"] == "Timeout" and error["Origin"] == "gateway"

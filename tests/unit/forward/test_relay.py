@@ -7,6 +7,7 @@ from typing import Any
 
 from ocppgw.forward.relay import Link, Relay, forwardable
 from ocppgw.forward.tap import Tap
+from ocppgw.forward.turns import Turns
 from ocppgw.forward.upstream import Receiver
 from ocppgw.forward.verdicts import Verdicts
 from ocppgw.router.topics import TopicTemplate
@@ -45,7 +46,8 @@ class RelayTests(ClockTestCase):
         up: Any = self.upstream
         link = link or Link(up, "ocpp1.6", self.clock, 10)
         verdicts = Verdicts("ocpp1.6", None)
-        relay = Relay("CP1", "ocpp1.6", self.connection, link, self.tap, PEER, verdicts)
+        turns = Turns(self.connection, self.clock, 30)
+        relay = Relay("CP1", "ocpp1.6", self.connection, link, self.tap, PEER, verdicts, turns)
         self.connection.session = relay
         return relay
 
@@ -129,10 +131,13 @@ class LinkTests(ClockTestCase):
         link.upstream_frame('[2,"a","Reset",{"type":"Soft"}]')
         link.upstream_closed(1000, "bye")
         connection = FakeConnection()
-        Relay("CP1", "ocpp1.6", connection, link, None, PEER, Verdicts("ocpp1.6", None))
+        turns = Turns(connection, self.clock, 30)
+        verdicts = Verdicts("ocpp1.6", None)
+        relay = Relay("CP1", "ocpp1.6", connection, link, None, PEER, verdicts, turns)
         self.assertEqual(connection.frames, ['[2,"a","Reset",{"type":"Soft"}]'])
         assert connection.closed is not None
         self.assertEqual(connection.closed[0], 1012)
+        relay.closing()  # the connection's close_session
 
     def test_a_link_nobody_takes_is_closed(self) -> None:
         """A charge point gone during its upgrade: the upstream is closed after the wait."""
