@@ -135,7 +135,7 @@ def forwarders(
                 reactor,
             )
         try:
-            made = Forwarder(forward, reactor, tap, validate)
+            made = Forwarder(forward, reactor, tap, validate, events=events)
         except CredentialsFileError as e:
             raise ConfigError(f"[forward:{forward.name}] credentials: {e}") from None
         except Exception as e:  # an unreadable CA, certificate or key file

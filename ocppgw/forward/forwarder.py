@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ocppgw.forward.address import (
     authorization,
@@ -27,7 +28,7 @@ from ocppgw.forward.tap import Tap
 from ocppgw.forward.turns import Turns
 from ocppgw.forward.upstream import UpstreamProtocol, client_tls, open_upstream
 from ocppgw.forward.verdicts import Validate, Verdicts
-from ocppgw.interfaces import CLOSE_NORMAL, IChargePointConnection
+from ocppgw.interfaces import CLOSE_NORMAL, NO_EVENTS, IChargePointConnection, IGatewayEvents
 
 if TYPE_CHECKING:
     from ocppgw.config import ForwardConfig
@@ -48,12 +49,14 @@ class Forwarder:
         tap: Tap | None,
         validate: Validate | None = None,
         handshake_timeout: float = 10.0,
+        events: IGatewayEvents = NO_EVENTS,
     ) -> None:
         """:raises CredentialsFileError: the credentials file cannot be used."""
         self.config = config
         self._reactor = reactor
         self.tap = tap
         self._validate = validate
+        self._events = events
         self._wait = handshake_timeout
         self.credentials = read_credentials(config.credentials) if config.credentials else {}
         self.peer = peer_of(config.url)
@@ -93,7 +96,17 @@ class Forwarder:
         if auth is not None:
             headers["Authorization"] = auth
         d = open_upstream(self._reactor, url, offered, headers, config.connect_timeout, self._tls)
-        return d.addCallback(self._linked, offered)
+        return d.addCallbacks(self._linked, self._failed, callbackArgs=(offered,))
+
+    def _failed(self, failure: Failure) -> Failure:
+        code = getattr(failure.value, "code", None)
+        self._events.upstream_failed(str(code) if code is not None else "error")
+        _log.info(
+            "[forward:{name}] central system refused or unreachable: {why}",
+            name=self.config.name,
+            why=failure.getErrorMessage(),
+        )
+        return failure
 
     def _linked(self, upstream: UpstreamProtocol, offered: list[str]) -> Link:
         chosen = upstream.chosen
@@ -125,7 +138,7 @@ class Forwarder:
         link: Link = getattr(connection, "link")  # noqa: B009 (set by the upgrade)
         turns = Turns(connection, self._reactor, timeout)
         backend = open_session(identity, version, turns)
-        return Relay(
+        relay = Relay(
             identity,
             version,
             connection,
@@ -135,7 +148,11 @@ class Forwarder:
             Verdicts(version, self._validate),
             turns,
             backend,
+            self._events,
+            self._reactor,
         )
+        turns.state = relay.state
+        return relay
 
     def close(self, relay: Relay, *, close_session: Callable[[Any], None]) -> None:
         """The charge point's connection is gone: its upstream and backend session learn it."""

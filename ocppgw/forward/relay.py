@@ -33,8 +33,10 @@ from ocppgw.forward.verdicts import Verdicts
 from ocppgw.interfaces import (
     CLOSE_GOING_AWAY,
     CLOSE_SERVICE_RESTART,
+    NO_EVENTS,
     IChargePointConnection,
     IChargePointSession,
+    IGatewayEvents,
 )
 
 
@@ -105,6 +107,8 @@ class Relay(Receiver):
         verdicts: Verdicts,
         turns: Turns,
         backend: IChargePointSession | None = None,
+        events: IGatewayEvents = NO_EVENTS,
+        clock: IReactorTime | None = None,
     ) -> None:
         """``backend``: the MQTT backends' session of the charge point, on ``turns``."""
         self.identity = identity
@@ -120,23 +124,29 @@ class Relay(Receiver):
         self._told = False
         #: Whose side closed first: the charge point's (True), the central system's (False).
         self.closed_by: bool | None = None
+        self._events = events
+        self._seconds = clock.seconds if clock is not None else (lambda: 0.0)
         turns.on_sent = self._sent
         link.hand_to(self)
 
     # --- the charge point (IChargePointSession) ---
 
     def frame_received(self, text: str) -> None:
+        at = self._seconds()
         turns = self.turns
         if turns.in_flight is None:
             self.upstream.send_frame(text)
+            self._events.forwarded(CHARGE_POINT, self._seconds() - at)
             self._tapped(text, True, CHARGE_POINT, self.peer)
             return
         if turns.answer_of(text) == BACKEND:
             if self.backend is not None and not self._told:
                 self.backend.frame_received(text)
+            self._events.forwarded(CHARGE_POINT, self._seconds() - at)
             self._tapped(text, True, CHARGE_POINT, "")
         else:
             self.upstream.send_frame(text)
+            self._events.forwarded(CHARGE_POINT, self._seconds() - at)
             self._tapped(text, True, CHARGE_POINT, self.peer)
         turns.resume()
 
@@ -146,6 +156,19 @@ class Relay(Receiver):
             code: Any = getattr(self.connection, "remoteCloseCode", None)
             self.upstream.close(forwardable(code), "charge point disconnected")
         self.left()
+
+    def state(self) -> dict[str, object]:
+        """The central system's connection as the admin API shows it."""
+        upstream = self.upstream
+        names = {
+            upstream.STATE_OPEN: "open",
+            upstream.STATE_CLOSING: "closing",
+            upstream.STATE_CLOSED: "closed",
+        }
+        return {
+            "central_system": {"peer": self.peer, "state": names.get(upstream.state, "opening")},
+            "mirrors": [],
+        }
 
     def left(self) -> None:
         """The charge point's connection is not open any more: the backend's session learns it."""
@@ -160,13 +183,15 @@ class Relay(Receiver):
     def upstream_frame(self, text: str) -> None:
         self.turns.from_central(text)
 
-    def _sent(self, text: str, who: str) -> None:
-        """A frame of ``who`` (the central system, a backend) went to the charge point."""
+    def _sent(self, text: str, who: str, at: float) -> None:
+        """A frame of ``who`` (the central system, a backend), received ``at``, went out."""
+        self._events.forwarded(who, self._seconds() - at)
         self._tapped(text, False, who, "" if who == BACKEND else self.peer)
 
     def upstream_closed(self, code: int | None, reason: str | None) -> None:
         if self.closed_by is None:
             self.closed_by = False
+            self._events.upstream_failed("lost")
             self.connection.close(
                 CLOSE_SERVICE_RESTART, f"central system closed ({code}); reconnect"
             )

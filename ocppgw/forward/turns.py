@@ -59,37 +59,42 @@ class Turns:
         self._connection = connection
         self._clock = clock
         self._timeout = timeout
-        #: ``(text, who)``: a frame of ``who`` went to the charge point (the tap's).
-        self.on_sent: Callable[[str, str], None] = lambda text, who: None
+        #: ``(text, who, at)``: a frame of ``who``, received at ``at``, went to
+        #: the charge point (the tap's and the metrics').
+        self.on_sent: Callable[[str, str, float], None] = lambda text, who, at: None
         self.peer: str = getattr(connection, "peer", "") or ""
         #: (who, UniqueId) of the CALL in flight towards the charge point.
         self.in_flight: tuple[str, str] | None = None
-        self._waiting: deque[tuple[str, str, str]] = deque()
+        self._waiting: deque[tuple[str, str, str, float]] = deque()
         self._timer: IDelayedCall | None = None
+        #: The relay's connection states, for the admin API (its session's connection is this).
+        self.state: Callable[[], dict[str, object]] = lambda: {}
 
     # --- the senders ---
 
     def from_central(self, text: str) -> None:
         """A frame of the central system's for the charge point."""
+        at = self._clock.seconds()
         found = head(text)
         if found is not None and found[0] == 2:
-            self._call(CENTRAL, found[1], text)
+            self._call(CENTRAL, found[1], text, at)
         else:
             self._connection.send_frame(text)
-            self.on_sent(text, CENTRAL)
+            self.on_sent(text, CENTRAL, at)
 
     def send_frame(self, text: str) -> None:
         """A frame of the backend's session for the charge point (IChargePointConnection)."""
+        at = self._clock.seconds()
         found = head(text)
         if found is not None and found[0] == 2:
             if self.in_flight is not None and self.in_flight[0] == BACKEND:
                 # The session sends its next CALL only when the last one is
                 # done (answered, timed out): it is not in flight any more.
                 self._done()
-            self._call(BACKEND, found[1], text)
+            self._call(BACKEND, found[1], text, at)
         else:
             self._connection.send_frame(text)
-            self.on_sent(text, BACKEND)
+            self.on_sent(text, BACKEND, at)
 
     def close(self, code: int, reason: str) -> None:
         """The backend's session closes the charge point (replaced, moved, kicked)."""
@@ -127,14 +132,14 @@ class Turns:
 
     # --- turns ---
 
-    def _call(self, who: str, unique_id: str, text: str) -> None:
+    def _call(self, who: str, unique_id: str, text: str, at: float) -> None:
         if self.in_flight is not None:
-            self._waiting.append((who, unique_id, text))
+            self._waiting.append((who, unique_id, text, at))
             return
         self.in_flight = (who, unique_id)
         self._timer = self._clock.callLater(self._timeout, self._expired)
         self._connection.send_frame(text)
-        self.on_sent(text, who)
+        self.on_sent(text, who, at)
 
     def _expired(self) -> None:
         self._timer = None

@@ -36,6 +36,7 @@ from tests.integration.harness import (
     settle,
     wait_closed,
 )
+from tests.integration.harness.admin import admin_gateway, ahttp
 from tests.integration.harness.csms import NOW, CentralSystem, central_system
 from tests.integration.harness.support import (
     ReconnectingBackend,
@@ -421,3 +422,75 @@ async def test_a_backend_command_the_charge_point_does_not_answer_times_out(
             assert await recv_frame(ws) == [2, "r1", "Reset", {"type": "Soft"}]
             error = await backend.envelope("ocpp/cp/Error/FWD-TO", UniqueId="r1")
             assert error["ErrorCode"] == "Timeout" and error["Origin"] == "gateway"
+
+
+@run_async
+async def test_a_newer_connection_wins_and_the_older_ones_central_system_is_closed(
+    gateway: Start,
+) -> None:
+    """Takeover: the identity connects again; the old connection and its upstream are closed."""
+    async with central_system() as central:
+        gw = gateway(forwarding(central))
+        async with connect(gw.url("FWD-TAKE"), ["ocpp1.6"]) as old:
+            first = await central.session("FWD-TAKE")
+            async with connect(gw.url("FWD-TAKE"), ["ocpp1.6"]) as new:
+                await wait_closed(old)
+                await asyncio.wait_for(first.closed.wait(), WAIT)
+                await new.send('[2,"h1","Heartbeat",{}]')
+                assert json.loads(await new.recv())[1] == "h1"
+                assert len(central.sessions["FWD-TAKE"]) == 2
+                assert not central.sessions["FWD-TAKE"][1].closed.is_set()
+
+
+@run_async
+async def test_admin_shows_the_central_system_and_kick_closes_both_sides(
+    gateway: Start,
+) -> None:
+    """
+    GET /api/v1/chargepoints/{id} shows the central system's connection;
+    DELETE closes the charge point and its upstream; /metrics counts frames
+    by direction and the refused upstream connections.
+    """
+    async with central_system() as central:
+        central.refuse["FWD-ADM404"] = 404
+        gw, url = admin_gateway(gateway, forwarding(central))
+        async with connect(gw.url("FWD-ADM"), ["ocpp1.6"]) as ws:
+            await ws.send('[2,"h1","Heartbeat",{}]')
+            assert json.loads(await ws.recv())[1] == "h1"
+            session = await central.session("FWD-ADM")
+            status, body = await ahttp("GET", url + "/api/v1/chargepoints/FWD-ADM")
+            assert status == 200
+            assert body["forward"]["central_system"] == {
+                "peer": f"127.0.0.1:{central.port}",
+                "state": "open",
+            }
+            status, _ = await ahttp("DELETE", url + "/api/v1/chargepoints/FWD-ADM")
+            assert status in (200, 202, 204)
+            await wait_closed(ws)
+            await asyncio.wait_for(session.closed.wait(), WAIT)
+        try:
+            async with connect(gw.url("FWD-ADM404"), ["ocpp1.6"]):
+                raise AssertionError("the upgrade was not refused")
+        except InvalidStatus as e:
+            assert e.response.status_code == 404
+        status, text = await ahttp("GET", url + "/metrics")
+        assert 'ocppgw_forward_frames_total{direction="ChargePoint"} 1.0' in text
+        assert 'ocppgw_forward_frames_total{direction="CSMS"} 1.0' in text
+        assert 'ocppgw_forward_upstream_failures_total{reason="404"} 1.0' in text
+        assert 'ocppgw_forward_relay_seconds_count{direction="CSMS"} 1.0' in text
+
+
+@run_async
+async def test_a_takeover_across_instances_closes_the_older_upstream(gateway: Start) -> None:
+    """The identity connects to a second gateway on the same broker: the first lets go of both."""
+    async with central_system() as central:
+        first_gw = gateway(forwarding(central))
+        second_gw = gateway(forwarding(central))
+        async with connect(first_gw.url("FWD-ACROSS"), ["ocpp1.6"]) as old:
+            first = await central.session("FWD-ACROSS")
+            await settle(0.5)  # the first instance's presence is on the broker
+            async with connect(second_gw.url("FWD-ACROSS"), ["ocpp1.6"]) as new:
+                await wait_closed(old)
+                await asyncio.wait_for(first.closed.wait(), WAIT)
+                await new.send('[2,"h1","Heartbeat",{}]')
+                assert json.loads(await new.recv())[1] == "h1"

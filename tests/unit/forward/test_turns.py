@@ -13,7 +13,7 @@ class TurnsTests(ClockTestCase):
         self.connection = FakeConnection()
         self.turns = Turns(self.connection, self.clock, 30)
         self.sent: list[tuple[str, str]] = []
-        self.turns.on_sent = lambda text, who: self.sent.append((who, text))
+        self.turns.on_sent = lambda text, who, at: self.sent.append((who, text))
         self.addCleanup(self.turns.stop)
 
     def test_a_backend_call_waits_for_the_central_systems_call_in_flight(self) -> None:
