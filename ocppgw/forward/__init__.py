@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.forward -*-
+# -*- test-case-name: tests.unit.forward.test_relay -*-
 """
 Stage: forward mode (issue 20), the gateway in front of an existing central
 system.

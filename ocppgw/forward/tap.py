@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.forward.test_tap -*-
+# -*- test-case-name: tests.unit.forward.test_relay -*-
 """
 The tap: every frame of a forwarded charge point, published to ``tap_topic``
 in ``tap_codec``, in the order the gateway relayed them (one MQTT client,

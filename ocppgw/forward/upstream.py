@@ -161,6 +161,8 @@ def client_tls(host: str, ca: str | None, cert: str | None, key: str | None) -> 
             pem = f.read()
         marker = b"-----BEGIN CERTIFICATE-----"
         blocks = [marker + block for block in pem.split(marker)[1:]]
+        if not blocks:
+            raise ValueError(f"no PEM certificate in {ca}")
         trust = ssl.trustRootFromCertificates([ssl.Certificate.loadPEM(b) for b in blocks])
     client = None
     if cert is not None and key is not None:
