@@ -21,7 +21,12 @@ Runs (``--quick``: only the first three, 2 charge points, 1 second):
 3. open loop at half the gateway's peak, 1,000 connections: gateway and echo;
 4. memory: 10,000 idle charge points on one gateway process;
 5. reconnect storm (``handshake_storm.py``, 10,000 with Basic auth);
-6. a py-spy profile of the gateway at 100 connections.
+6. a py-spy profile of the gateway at 100 connections;
+7. forward mode (issue 20, docs/forward.md) at 100 connections: the ``ocpp``
+   package central system reached directly, then through the gateway in
+   forward mode (tap on, the central system on core 1), then the gateway in
+   MQTT mode, three rounds (``--forward``: only these, into
+   ``bench/results/forward-latest.md``).
 
 Writes ``bench/results/<date>.json``, ``bench/results/latest.md`` and the PNG
 plots ``bench/results/*.png``.  Bounded: each run has a deadline, and all of
@@ -125,10 +130,21 @@ class Bench:
 
     @contextmanager
     def gateway(
-        self, mport: int, extra: str = "", codec: str = "json", workers: int = 1, speedups: str = ""
+        self,
+        mport: int,
+        extra: str = "",
+        codec: str = "json",
+        workers: int = 1,
+        speedups: str = "",
+        forward: str = "",
     ) -> Iterator[tuple[int, Any]]:
-        """The gateway; ``speedups``: its ``OCPPGW_SPEEDUPS`` (``off``, ``-NAME``)."""
+        """
+        The gateway; ``speedups``: its ``OCPPGW_SPEEDUPS`` (``off``, ``-NAME``);
+        ``forward``: a central system's URL its listener forwards to (tap on).
+        """
         port = free_port()
+        if forward:
+            extra += f"\n[forward:csms]\nurl = {forward}\n"
         # The admin API as operators run it (with workers, the supervisor's).
         admin = f"tcp:{free_port()}:interface=127.0.0.1"
         ini = self.work / f"gw-{port}.ini"
@@ -138,6 +154,8 @@ class Bench:
             # A closed loop sends far above a charge point's rate: the limiter
             # runs (its cost is measured) but never refuses.
             "max_message_rate = 1000000\nmax_message_burst = 1000000\n"
+            + ("forward = csms\n" if forward else "")
+            +
             f"[admin]\nendpoint = {admin}\n"
             f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n{extra}\n"
             f"[upstream]\ncodec = {codec}\n[dnstream]\ncodec = {codec}\n"
@@ -342,6 +360,47 @@ def open_loop(b: Bench, rate: float) -> list[dict[str, Any]]:
     return runs
 
 
+def forward(b: Bench, repeat: int = 3, conns: int = 100) -> list[dict[str, Any]]:
+    """
+    Forward mode beside the same central system reached directly (the
+    ``ocpp`` package's, :mod:`servers`), and the gateway's MQTT mode, in
+    each of ``repeat`` rounds; the tap is read (``servers.py tapreader``).
+    Forwarded, the central system runs on the load core, so the server
+    core's CPU per round trip is the relay's own
+    (with the tap publishing every frame), to compare with MQTT mode's.
+    """
+    runs: list[dict[str, Any]] = []
+    with b.broker() as (mport, broker):
+        backend = b.spawn(
+            LOAD_CORE, [PY, str(HERE / "servers.py"), "backend", str(mport)], "backend"
+        )
+        reader = b.spawn(
+            LOAD_CORE, [PY, str(HERE / "servers.py"), "tapreader", str(mport)], "tapreader"
+        )
+        time.sleep(0.5)
+        for attempt in range(repeat):
+            with b.baseline("ocppcs") as (port, proc):
+                r = b.ws(port, conns, proc, [], prefix=f"D{attempt}-")
+            runs.append({"server": "ocppcs", "variant": "direct", "attempt": attempt, **r})
+            print(_line(runs[-1]), flush=True)
+            cs_port = free_port()
+            argv = [PY, str(HERE / "servers.py"), "ocppcs", str(cs_port)]
+            central = b.spawn(LOAD_CORE, argv, "ocppcs-forwarded", cs_port)
+            url = f"ws://127.0.0.1:{cs_port}/ocpp/${{cid}}"
+            with b.gateway(mport, forward=url) as (port, proc):
+                r = b.ws(port, conns, proc, [broker, central, reader], prefix=f"W{attempt}-")
+            stop(central)
+            runs.append({"server": "gateway", "variant": "forward", "attempt": attempt, **r})
+            print(_line(runs[-1]), flush=True)
+            with b.gateway(mport) as (port, proc):
+                r = b.ws(port, conns, proc, [broker, backend], prefix=f"M{attempt}-")
+            runs.append({"server": "gateway", "variant": "mqtt", "attempt": attempt, **r})
+            print(_line(runs[-1]), flush=True)
+        stop(backend)
+        stop(reader)
+    return runs
+
+
 def fd_room(pid: int) -> int:
     """How many more files process ``pid`` may open: its soft limit minus those open."""
     for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
@@ -489,6 +548,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--quick", action="store_true", help="2 charge points, 1 second, no extras")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--forward", action="store_true", help="only forward mode's comparison")
     args = parser.parse_args()
     raise_fd_limit(20_000)
     out = Path(args.out)
@@ -507,7 +567,9 @@ def main() -> int:
         },
     }
     try:
-        if args.quick:
+        if args.forward:
+            result["forward"] = forward(b)
+        elif args.quick:
             result["closed"] = closed_loop(b, [2], 1)
         else:
             result["closed"] = closed_loop(b, [1, 100, 1000], 2)
@@ -521,13 +583,17 @@ def main() -> int:
             ]
             result["storm"] = storm(b, 10_000)
             result["profile"] = profile(b)
+            result["forward"] = forward(b)
     finally:
         for proc in b.procs:
             stop(proc)
     result["bench_seconds"] = time.monotonic() - began
-    from report import write_report
+    from report import write_forward, write_report
 
-    write_report(result, out, args.quick)
+    if args.forward:
+        write_forward(result, out)
+    else:
+        write_report(result, out, args.quick)
     print(f"bench finished in {result['bench_seconds']:.0f} s; results in {out}")
     return 0
 
