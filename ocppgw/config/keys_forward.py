@@ -66,8 +66,9 @@ FORWARD = Section(model.ForwardConfig, suffix="csms", commented=True, doc="""
     """),
     "validation": Key(choice("observe", "enforce"), "observe", doc="""
         observe: every frame is relayed as it is, its verdict recorded in the
-        tap; enforce (the OCPP-J rules of MQTT mode on both sides) is not
-        built yet: it stops the gateway at start.
+        tap; enforce: MQTT mode's OCPP-J rules on both sides (the framing, and
+        the schemas of [validation] mode): a refused frame is not relayed and
+        the gateway answers the CALLERROR of the rules (docs/forward.md).
     """),
     "on_csms_down": Key(choice("close", "hold"), "close", doc="""
         The central system's connection is lost: close the charge point's with

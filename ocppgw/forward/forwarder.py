@@ -150,6 +150,7 @@ class Forwarder:
             backend,
             self._events,
             self._reactor,
+            enforce=self.config.validation == "enforce",
         )
         turns.state = relay.state
         return relay

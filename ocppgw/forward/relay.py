@@ -26,10 +26,11 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
-from ocppgw.forward.tap import CHARGE_POINT, Tap
+from ocppgw.forward.enforce import refusal
+from ocppgw.forward.tap import CHARGE_POINT, CSMS, Tap
 from ocppgw.forward.turns import BACKEND, Turns
 from ocppgw.forward.upstream import Receiver, UpstreamProtocol
-from ocppgw.forward.verdicts import Verdicts
+from ocppgw.forward.verdicts import ACCEPTED, Verdict, Verdicts
 from ocppgw.interfaces import (
     CLOSE_GOING_AWAY,
     CLOSE_SERVICE_RESTART,
@@ -38,6 +39,10 @@ from ocppgw.interfaces import (
     IChargePointSession,
     IGatewayEvents,
 )
+from ocppgw.ocpp.messages import Message
+
+#: A frame judged: its message (None: unreadable) and verdict.
+Judged = tuple[Message | None, Verdict]
 
 
 def forwardable(code: int | None) -> int:
@@ -109,6 +114,7 @@ class Relay(Receiver):
         backend: IChargePointSession | None = None,
         events: IGatewayEvents = NO_EVENTS,
         clock: IReactorTime | None = None,
+        enforce: bool = False,
     ) -> None:
         """``backend``: the MQTT backends' session of the charge point, on ``turns``."""
         self.identity = identity
@@ -126,6 +132,10 @@ class Relay(Receiver):
         self.closed_by: bool | None = None
         self._events = events
         self._seconds = clock.seconds if clock is not None else (lambda: 0.0)
+        #: validation = enforce: refused frames are answered here, not relayed.
+        self.enforce = enforce
+        #: The central system's frames judged before their turn, by id() (enforce).
+        self._judged: dict[int, tuple[str, Judged]] = {}
         turns.on_sent = self._sent
         link.hand_to(self)
 
@@ -133,22 +143,50 @@ class Relay(Receiver):
 
     def frame_received(self, text: str) -> None:
         at = self._seconds()
+        judged = None
+        if self.enforce:
+            judged = self.verdicts.judge(text, True)
+            if judged[1] != ACCEPTED:
+                self._refuse(text, True, judged)
+                return
         turns = self.turns
         if turns.in_flight is None:
             self.upstream.send_frame(text)
             self._events.forwarded(CHARGE_POINT, self._seconds() - at)
-            self._tapped(text, True, CHARGE_POINT, self.peer)
+            self._tapped(text, True, CHARGE_POINT, self.peer, judged)
             return
         if turns.answer_of(text) == BACKEND:
-            if self.backend is not None and not self._told:
-                self.backend.frame_received(text)
+            self._to_backend(text)
             self._events.forwarded(CHARGE_POINT, self._seconds() - at)
-            self._tapped(text, True, CHARGE_POINT, "")
+            self._tapped(text, True, CHARGE_POINT, "", judged)
         else:
             self.upstream.send_frame(text)
             self._events.forwarded(CHARGE_POINT, self._seconds() - at)
-            self._tapped(text, True, CHARGE_POINT, self.peer)
+            self._tapped(text, True, CHARGE_POINT, self.peer, judged)
         turns.resume()
+
+    def _to_backend(self, text: str) -> None:
+        if self.backend is not None and not self._told:
+            self.backend.frame_received(text)
+
+    def _refuse(self, text: str, from_charge_point: bool, judged: Judged) -> None:
+        """validation = enforce: ``text`` is not relayed; the CALLERROR of the rules instead."""
+        message, verdict = judged
+        sender, peer = (CHARGE_POINT, self.peer) if from_charge_point else (CSMS, self.peer)
+        found = refusal(text, self.version, message, verdict)
+        if found is not None:
+            error, to_sender = found
+            if to_sender == from_charge_point:
+                self.connection.send_frame(error)
+            elif not from_charge_point:
+                self.upstream.send_frame(error)
+            elif self.turns.answer_of(text) == BACKEND:
+                self._to_backend(error)
+                self.turns.resume()
+            else:
+                self.upstream.send_frame(error)
+                self.turns.resume()
+        self._tapped(text, from_charge_point, sender, peer, judged)
 
     def closing(self) -> None:
         if self.closed_by is None:
@@ -181,12 +219,20 @@ class Relay(Receiver):
     # --- the central system (Receiver) ---
 
     def upstream_frame(self, text: str) -> None:
+        if self.enforce:
+            judged = self.verdicts.judge(text, False)
+            if judged[1] != ACCEPTED:
+                self._refuse(text, False, judged)
+                return
+            self._judged[id(text)] = (text, judged)
         self.turns.from_central(text)
 
     def _sent(self, text: str, who: str, at: float) -> None:
         """A frame of ``who`` (the central system, a backend), received ``at``, went out."""
         self._events.forwarded(who, self._seconds() - at)
-        self._tapped(text, False, who, "" if who == BACKEND else self.peer)
+        judged = self._judged.pop(id(text), None) if self._judged else None
+        peer = "" if who == BACKEND else self.peer
+        self._tapped(text, False, who, peer, None if judged is None else judged[1])
 
     def upstream_closed(self, code: int | None, reason: str | None) -> None:
         if self.closed_by is None:
@@ -196,9 +242,18 @@ class Relay(Receiver):
                 CLOSE_SERVICE_RESTART, f"central system closed ({code}); reconnect"
             )
 
-    def _tapped(self, text: str, from_charge_point: bool, direction: str, peer: str) -> None:
+    def _tapped(
+        self,
+        text: str,
+        from_charge_point: bool,
+        direction: str,
+        peer: str,
+        judged: Judged | None = None,
+    ) -> None:
         tap = self.tap
         if tap is None:
             return
-        message, verdict = self.verdicts.judge(text, from_charge_point)
+        if judged is None:
+            judged = self.verdicts.judge(text, from_charge_point)
+        message, verdict = judged
         tap.frame(self.identity, self.version, text, direction, peer, message, verdict)

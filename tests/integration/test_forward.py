@@ -40,6 +40,7 @@ from tests.integration.harness.admin import admin_gateway, ahttp
 from tests.integration.harness.csms import NOW, CentralSystem, central_system
 from tests.integration.harness.support import (
     ReconnectingBackend,
+    no_frame,
     own_gateway,
     restart_broker,
     start_own_broker,
@@ -494,3 +495,34 @@ async def test_a_takeover_across_instances_closes_the_older_upstream(gateway: St
                 await asyncio.wait_for(first.closed.wait(), WAIT)
                 await new.send('[2,"h1","Heartbeat",{}]')
                 assert json.loads(await new.recv())[1] == "h1"
+
+
+@run_async
+async def test_enforce_refuses_invalid_frames_from_either_side(
+    gateway: Start, backend: Backend
+) -> None:
+    """
+    validation = enforce: the charge point's Authorize without idTag gets a
+    CALLERROR from the gateway and never reaches the central system; the
+    central system's Reset without type is answered to it the same way.
+    """
+    async with central_system() as central:
+        gw = gateway(forwarding(central, validation="enforce"))
+        async with connect(gw.url("FWD-ENF"), ["ocpp1.6"]) as ws:
+            session = await central.session("FWD-ENF")
+            await ws.send('[2,"a1","Authorize",{}]')
+            answer = await recv_frame(ws)
+            assert answer[:2] == [4, "a1"] and answer[2] == "OccurenceConstraintViolation"
+            await ws.send('[2,"a2","Authorize",{"idTag":"TAG"}]')
+            assert (await recv_frame(ws))[:2] == [3, "a2"]
+            await session.ws.send('[2,"r1","Reset",{}]')
+            await settle()
+            got = [json.loads(t) for way, t in session.frames if way == "in"]
+            assert got[0] == [2, "a2", "Authorize", {"idTag": "TAG"}]
+            assert got[1][:3] == [4, "r1", "OccurenceConstraintViolation"]
+            assert len(got) == 2
+            await no_frame(ws)  # the Reset never reached the charge point
+            envelopes = await tap_count(backend, "FWD-ENF", 4)
+            verdicts = [(e["UniqueId"], e["Verdict"]) for e in envelopes]
+            assert verdicts[0][0] == "a1" and verdicts[0][1]["ErrorCode"] == answer[2]
+            assert verdicts[3][0] == "r1" and verdicts[3][1]["ErrorCode"] != "accepted"

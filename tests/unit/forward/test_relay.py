@@ -10,11 +10,13 @@ from ocppgw.forward.tap import Tap
 from ocppgw.forward.turns import Turns
 from ocppgw.forward.upstream import Receiver
 from ocppgw.forward.verdicts import Verdicts
+from ocppgw.ocpp.validation import Validator
 from ocppgw.router.topics import TopicTemplate
 from tests.clocks import ClockTestCase
 from tests.fakes import FakeConnection, FakeMQTT
 
 PEER = "csms.example.com:443"
+VALIDATE = Validator().validate
 
 
 class FakeUpstream:
@@ -42,12 +44,15 @@ class RelayTests(ClockTestCase):
         self.upstream = FakeUpstream()
         self.connection = FakeConnection()
 
-    def relay(self, link: Link | None = None) -> Relay:
+    def relay(self, link: Link | None = None, enforce: bool = False) -> Relay:
         up: Any = self.upstream
         link = link or Link(up, "ocpp1.6", self.clock, 10)
-        verdicts = Verdicts("ocpp1.6", None)
+        verdicts = Verdicts("ocpp1.6", VALIDATE if enforce else None)
         turns = Turns(self.connection, self.clock, 30)
-        relay = Relay("CP1", "ocpp1.6", self.connection, link, self.tap, PEER, verdicts, turns)
+        relay = Relay(
+            "CP1", "ocpp1.6", self.connection, link, self.tap, PEER, verdicts, turns,
+            enforce=enforce,
+        )
         self.connection.session = relay
         return relay
 
@@ -100,6 +105,30 @@ class RelayTests(ClockTestCase):
         relay.frame_received('[2,"1","Heartbeat",{}]')
         self.assertEqual(self.upstream.sent, ['[2,"1","Heartbeat",{}]'])
         self.assertEqual(self.tap.lost, 1)
+        relay.closing()
+
+    def test_enforce_answers_a_refused_call_and_relays_nothing(self) -> None:
+        """enforce: the charge point's invalid CALL gets the CALLERROR; the tap has its verdict."""
+        relay = self.relay(enforce=True)
+        relay.frame_received('[2,"a1","Authorize",{}]')
+        self.assertEqual(self.upstream.sent, [])
+        (error,) = self.connection.sent()
+        self.assertEqual(error[:2], [4, "a1"])
+        (envelope,) = self.tapped()
+        self.assertEqual(envelope["Verdict"]["ErrorCode"], error[2])
+        relay.closing()
+
+    def test_enforce_replaces_a_refused_answer_towards_the_caller(self) -> None:
+        """enforce: the central system's invalid answer is a CALLERROR to the charge point."""
+        relay = self.relay(enforce=True)
+        relay.frame_received('[2,"h1","Heartbeat",{}]')
+        relay.upstream_frame('[3,"h1",{}]')
+        (error,) = self.connection.sent()
+        self.assertEqual(error[:2], [4, "h1"])
+        relay.upstream_frame('[2,"r1","Reset",{"type":"Soft"}]')
+        relay.frame_received('[3,"r1",{"status":"Maybe"}]')
+        self.assertEqual(self.upstream.sent[-1][:8], '[4,"r1",')
+        self.assertIsNone(relay.turns.in_flight)  # the refused answer ended the turn
         relay.closing()
 
     def test_the_central_system_leaving_closes_the_charge_point_with_1012(self) -> None:
