@@ -18,7 +18,7 @@ from ocppgw.config.values import ConfigError
 from ocppgw.router.topics import TemplateError, TopicTemplate
 
 #: What forward mode does not do yet: (key, value that asks for it).
-_NOT_BUILT = (("on_csms_down", "hold"),)
+_NOT_BUILT: tuple[tuple[str, str], ...] = ()
 
 
 def check_url(section: str, key: str, url: str) -> str:

@@ -73,8 +73,9 @@ FORWARD = Section(model.ForwardConfig, suffix="csms", commented=True, doc="""
     "on_csms_down": Key(choice("close", "hold"), "close", doc="""
         The central system's connection is lost: close the charge point's with
         1012 (service restart), so that it reconnects and is relayed again; or
-        hold it and reconnect upstream with backoff (not built yet: it stops
-        the gateway at start).
+        hold it and reconnect upstream (1 s, doubling to 30 s between attempts),
+        answering its CALLs with a CALLERROR (InternalError) meanwhile, each
+        shown in the tap with that CALLERROR as its Verdict.
     """),
     "connect_timeout": Key(seconds(), "10", doc="""
         Seconds the central system has to accept the WebSocket connection

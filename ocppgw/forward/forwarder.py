@@ -96,7 +96,16 @@ class Forwarder:
         if auth is not None:
             headers["Authorization"] = auth
         d = open_upstream(self._reactor, url, offered, headers, config.connect_timeout, self._tls)
-        return d.addCallbacks(self._linked, self._failed, callbackArgs=(offered,))
+        linked = d.addCallbacks(self._linked, self._failed, callbackArgs=(offered,))
+        if config.on_csms_down == "hold":
+            return linked.addCallback(self._reopens, identity, offered_auth)
+        return linked
+
+    def _reopens(self, link: Link, identity: str, offered_auth: str | None) -> Link:
+        """on_csms_down = hold: the link can be opened again, with the subprotocol spoken."""
+        if link.version is not None:
+            link.reopen = partial(self.connect, identity, [link.version], offered_auth)
+        return link
 
     def _failed(self, failure: Failure) -> Failure:
         code = getattr(failure.value, "code", None)

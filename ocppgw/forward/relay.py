@@ -21,12 +21,15 @@ frame for frame.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
 from ocppgw.forward.enforce import refusal
+from ocppgw.forward.hold import Reconnect, held_off
 from ocppgw.forward.tap import CHARGE_POINT, CSMS, Tap
 from ocppgw.forward.turns import BACKEND, Turns
 from ocppgw.forward.upstream import Receiver, UpstreamProtocol
@@ -39,7 +42,7 @@ from ocppgw.interfaces import (
     IChargePointSession,
     IGatewayEvents,
 )
-from ocppgw.ocpp.messages import Message
+from ocppgw.ocpp.messages import Message, MessageType
 
 #: A frame judged: its message (None: unreadable) and verdict.
 Judged = tuple[Message | None, Verdict]
@@ -61,6 +64,8 @@ class Link(Receiver):
         self.upstream = upstream
         #: The subprotocol the central system chose (the charge point's too).
         self.version = version
+        #: ``on_csms_down = hold``: opens this connection again (a Deferred of a Link).
+        self.reopen: Callable[[], Deferred[Link]] | None = None
         self._held: list[str] = []
         self._closed: tuple[int | None, str | None] | None = None
         upstream.receiver = self
@@ -136,6 +141,11 @@ class Relay(Receiver):
         self.enforce = enforce
         #: The central system's frames judged before their turn, by id() (enforce).
         self._judged: dict[int, tuple[str, Judged]] = {}
+        #: on_csms_down = hold: the attempts to reconnect, and whether it is away now.
+        self._reconnect: Reconnect | None = None
+        self.away = False
+        if link.reopen is not None and clock is not None:
+            self._reconnect = Reconnect(clock, link.reopen, self._relinked)
         turns.on_sent = self._sent
         link.hand_to(self)
 
@@ -150,6 +160,9 @@ class Relay(Receiver):
                 self._refuse(text, True, judged)
                 return
         turns = self.turns
+        if self.away:
+            self._held_off(text, judged)
+            return
         if turns.in_flight is None:
             self.upstream.send_frame(text)
             self._events.forwarded(CHARGE_POINT, self._seconds() - at)
@@ -193,7 +206,32 @@ class Relay(Receiver):
             self.closed_by = True
             code: Any = getattr(self.connection, "remoteCloseCode", None)
             self.upstream.close(forwardable(code), "charge point disconnected")
+        if self._reconnect is not None:
+            self._reconnect.stop()
         self.left()
+
+    def _held_off(self, text: str, judged: Judged | None) -> None:
+        """on_csms_down = hold, the central system away: CALLs answered here, nothing relayed."""
+        turns = self.turns
+        if turns.in_flight is not None and turns.answer_of(text) == BACKEND:
+            self._to_backend(text)
+            self._tapped(text, True, CHARGE_POINT, "", judged)
+            turns.resume()
+            return
+        if judged is None:
+            judged = self.verdicts.judge(text, True)
+        message = judged[0]
+        error, verdict = held_off(self.version, message.unique_id if message else "-1")
+        if message is not None and message.message_type == MessageType.CALL:
+            self.connection.send_frame(error)
+        self._tapped(text, True, CHARGE_POINT, self.peer, (message, verdict))
+        turns.resume()
+
+    def _relinked(self, link: Link) -> None:
+        """The central system's connection is open again."""
+        self.upstream = link.upstream
+        self.away = False
+        link.hand_to(self)
 
     def state(self) -> dict[str, object]:
         """The central system's connection as the admin API shows it."""
@@ -203,10 +241,8 @@ class Relay(Receiver):
             upstream.STATE_CLOSING: "closing",
             upstream.STATE_CLOSED: "closed",
         }
-        return {
-            "central_system": {"peer": self.peer, "state": names.get(upstream.state, "opening")},
-            "mirrors": [],
-        }
+        state = "reconnecting" if self.away else names.get(upstream.state, "opening")
+        return {"central_system": {"peer": self.peer, "state": state}, "mirrors": []}
 
     def left(self) -> None:
         """The charge point's connection is not open any more: the backend's session learns it."""
@@ -235,6 +271,13 @@ class Relay(Receiver):
         self._tapped(text, False, who, peer, None if judged is None else judged[1])
 
     def upstream_closed(self, code: int | None, reason: str | None) -> None:
+        if self.closed_by is None and self._reconnect is not None:
+            if not self.away:
+                self.away = True
+                self._events.upstream_failed("lost")
+                self.turns.central_gone()
+            self._reconnect.start()
+            return
         if self.closed_by is None:
             self.closed_by = False
             self._events.upstream_failed("lost")

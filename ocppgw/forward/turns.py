@@ -124,6 +124,12 @@ class Turns:
         if self.in_flight is None and self._waiting:
             self._call(*self._waiting.popleft())
 
+    def central_gone(self) -> None:
+        """The central system's connection is gone: its CALLs waiting or in flight are dropped."""
+        self._waiting = deque(w for w in self._waiting if w[0] != CENTRAL)
+        if self.in_flight is not None and self.in_flight[0] == CENTRAL:
+            self._done()
+
     def stop(self) -> None:
         """The connection is gone: nothing more is sent, no timer left."""
         self._waiting.clear()

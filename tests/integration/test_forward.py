@@ -526,3 +526,30 @@ async def test_enforce_refuses_invalid_frames_from_either_side(
             verdicts = [(e["UniqueId"], e["Verdict"]) for e in envelopes]
             assert verdicts[0][0] == "a1" and verdicts[0][1]["ErrorCode"] == answer[2]
             assert verdicts[3][0] == "r1" and verdicts[3][1]["ErrorCode"] != "accepted"
+
+
+@run_async
+async def test_hold_keeps_the_charge_point_and_reconnects(gateway: Start, backend: Backend) -> None:
+    """
+    on_csms_down = hold: the central system dies; the charge point stays
+    connected, its CALL gets InternalError (and the tap says so); a central
+    system back on the same port gets the next CALL.
+    """
+    async with central_system() as central:
+        gw = gateway(forwarding(central, on_csms_down="hold"))
+        port = central.port
+        async with connect(gw.url("FWD-HOLD"), ["ocpp1.6"]) as ws:
+            await central.session("FWD-HOLD")
+            await central.die()
+            await settle(0.3)
+            await ws.send('[2,"h1","Heartbeat",{}]')
+            answer = await recv_frame(ws)
+            assert answer[:3] == [4, "h1", "InternalError"]
+            async with central_system(port=port) as again:
+                session = await again.session("FWD-HOLD", timeout=WAIT)
+                await ws.send('[2,"h2","Heartbeat",{}]')
+                assert (await recv_frame(ws))[:2] == [3, "h2"]
+                assert [json.loads(t)[1] for way, t in session.frames if way == "in"] == ["h2"]
+        envelopes = tapped(backend, "FWD-HOLD")
+        held = [e for e in envelopes if e["UniqueId"] == "h1"]
+        assert held[0]["Verdict"]["ErrorCode"] == "InternalError"

@@ -182,13 +182,15 @@ class CentralSystem:
 
 
 @contextlib.asynccontextmanager
-async def central_system(tls: ssl.SSLContext | None = None) -> AsyncIterator[CentralSystem]:
-    """A central system on a free loopback port (wss with ``tls``), stopped at the end."""
+async def central_system(
+    tls: ssl.SSLContext | None = None, port: int = 0
+) -> AsyncIterator[CentralSystem]:
+    """A central system on loopback ``port`` (0: any free one; wss with ``tls``), then stopped."""
     central = CentralSystem()
     async with serve(
         central.handler,
         "127.0.0.1",
-        0,
+        port,
         subprotocols=["ocpp2.0.1", "ocpp1.6"],  # type: ignore[list-item]
         process_request=central.process_request,
         ssl=tls,

@@ -92,10 +92,6 @@ def test_files_are_resolved_and_the_tap_may_be_off(tmp_path: Path) -> None:
         (LISTENER + FORWARD + "tap_topic = ocpp/${nope}\n", "[forward:csms] tap_topic:"),
         (LISTENER + FORWARD + "connect_timeout = 0\n", "[forward:csms] connect_timeout:"),
         (
-            LISTENER + FORWARD + "on_csms_down = hold\n",
-            "[forward:csms] on_csms_down: hold is not built yet",
-        ),
-        (
             LISTENER + FORWARD + "mirrors = ws://m/${cid}\n",
             "[forward:csms] mirrors: mirrors are not built yet",
         ),

@@ -22,6 +22,10 @@ VALIDATE = Validator().validate
 class FakeUpstream:
     """The central system's connection as the relay uses it: sends, closes, a receiver."""
 
+    # Autobahn's states, as the admin view reads them.
+    STATE_CLOSED, STATE_CLOSING, STATE_OPEN = 0, 2, 3
+    state = STATE_OPEN
+
     def __init__(self) -> None:
         self.sent: list[str] = []
         self.closed: tuple[int, str] | None = None
