@@ -17,9 +17,6 @@ from ocppgw.config.derived import Context, Derivation
 from ocppgw.config.values import ConfigError
 from ocppgw.router.topics import TemplateError, TopicTemplate
 
-#: What forward mode does not do yet: (key, value that asks for it).
-_NOT_BUILT: tuple[tuple[str, str], ...] = ()
-
 
 def check_url(section: str, key: str, url: str) -> str:
     """``[section] key``: a ws:// or wss:// URL with a host, ``${cid}`` in its path."""
@@ -52,15 +49,17 @@ def _forward(ctx: Context) -> Mapping[str, Any]:
     """A forward section: its name, URLs, files and tap topic, checked."""
     section, values = ctx.section, ctx.raw[ctx.section]
     url = check_url(section, "url", values["url"])
-    for key, value in _NOT_BUILT:
-        if values[key] == value:
-            raise ConfigError(f"[{section}] {key}: {value} is not built yet (issue 20)")
     mirrors = tuple(check_url(section, "mirrors", m) for m in values["mirrors"].split())
-    if mirrors:
-        raise ConfigError(f"[{section}] mirrors: mirrors are not built yet (issue 20)")
-    calls = values["mirror_calls"].split()
-    if calls != ["refuse"]:
-        raise ConfigError(f"[{section}] mirror_calls: only refuse until mirrors are built")
+    calls = tuple(values["mirror_calls"].split())
+    if calls == ("refuse",):
+        calls = ()
+    elif not calls or "refuse" in calls:
+        raise ConfigError(
+            f"[{section}] mirror_calls: refuse, or a space-separated list of Actions, "
+            f"not {values['mirror_calls']!r}"
+        )
+    elif not mirrors:
+        raise ConfigError(f"[{section}] mirror_calls: Actions listed, but no mirrors")
     base = ctx.base_dir
     credentials = _file(section, "credentials", values["credentials"], base)
     if (values["auth"] == "credentials") != (credentials is not None):
@@ -88,7 +87,7 @@ def _forward(ctx: Context) -> Mapping[str, Any]:
         "tls_cert": cert,
         "tls_key": private,
         "mirrors": mirrors,
-        "mirror_calls": (),
+        "mirror_calls": calls,
         "tap_topic": tap,
     }
 

@@ -48,13 +48,16 @@ FORWARD = Section(model.ForwardConfig, suffix="csms", commented=True, doc="""
     "tls_key": Key(text, "", derived=True),
     "mirrors": Key(text, "", derived=True, doc="""
         Space-separated ws:// or wss:// URLs, with ${cid} as in url: read-only
-        copies of the charge point's CALLs (docs/forward.md). Empty: none.
-        Not built yet: a non-empty value stops the gateway at start.
+        copies of the charge point's CALLs, each over its own connection per
+        charge point (no Authorization; tls_ca, tls_cert and tls_key apply),
+        reconnected when lost; their answers go only to the tap
+        (docs/forward.md). Empty: none.
     """),
     "mirror_calls": Key(text, "refuse", derived=True, doc="""
         refuse: a mirror's CALLs to the charge point are answered with a
-        CALLERROR; or a space-separated list of the Actions a mirror may send
-        (with mirrors, not built yet).
+        CALLERROR (NotSupported); or a space-separated list of the Actions a
+        mirror may send: they take their turn like a backend's, and the charge
+        point's answer goes back to that mirror.
     """),
     "tap_topic": Key(text, "ocpp/tap/${cid}", derived=True, doc="""
         Every frame both ways (and those of mirrors and MQTT backends) is

@@ -23,6 +23,7 @@ from ocppgw.forward.address import (
     read_credentials,
     upstream_url,
 )
+from ocppgw.forward.mirror import Mirror
 from ocppgw.forward.relay import Link, Relay
 from ocppgw.forward.tap import Tap
 from ocppgw.forward.turns import Turns
@@ -162,6 +163,23 @@ class Forwarder:
             enforce=self.config.validation == "enforce",
         )
         turns.state = relay.state
+        config = self.config
+        for index, template in enumerate(config.mirrors):
+            url = upstream_url(template, identity)
+            opener = partial(
+                open_upstream, self._reactor, url, [version], {}, config.connect_timeout, self._tls
+            )
+            relay.mirrors.add(
+                Mirror.made(
+                    index,
+                    peer_of(url),
+                    version,
+                    self._reactor,
+                    opener,
+                    config.mirror_calls,
+                    relay.mirrors,
+                )
+            )
         return relay
 
     def close(self, relay: Relay, *, close_session: Callable[[Any], None]) -> None:

@@ -42,12 +42,16 @@ class Reconnect:
         clock: IReactorTime,
         reopen: Callable[[], Deferred[Any]],
         linked: Callable[[Any], None],
+        first_now: bool = False,
     ) -> None:
-        """``reopen()``: a Deferred of the new link; ``linked(link)``: what to do with it."""
+        """
+        ``reopen()``: a Deferred of the new link; ``linked(link)``: what to do
+        with it; ``first_now``: the first attempt at once (a mirror's opening).
+        """
         self._clock = clock
         self._reopen = reopen
         self._linked = linked
-        self._wait = FIRST_WAIT
+        self._wait = 0.0 if first_now else FIRST_WAIT
         self._timer: IDelayedCall | None = None
         self._trying: Deferred[Any] | None = None
         self.stopped = False
@@ -79,7 +83,12 @@ class Reconnect:
     def _opened(self, link: Any) -> None:
         self._trying = None
         if self.stopped:
-            link.abandon()
+            # A relay's link, or a mirror's bare connection.
+            close = getattr(link, "abandon", None)
+            if close is not None:
+                close()
+            else:
+                link.close(1001, "charge point left")
             return
         self._wait = FIRST_WAIT
         self.failures = 0
@@ -88,5 +97,5 @@ class Reconnect:
     def _failed(self, failure: Failure) -> None:
         self._trying = None
         self.failures += 1
-        self._wait = min(self._wait * 2, LONGEST_WAIT)
+        self._wait = min(max(self._wait * 2, FIRST_WAIT), LONGEST_WAIT)
         self.start()

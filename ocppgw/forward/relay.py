@@ -30,8 +30,9 @@ from zope.interface import implementer
 
 from ocppgw.forward.enforce import refusal
 from ocppgw.forward.hold import Reconnect, held_off
-from ocppgw.forward.tap import CHARGE_POINT, CSMS, Tap
-from ocppgw.forward.turns import BACKEND, Turns
+from ocppgw.forward.mirror import Mirrors
+from ocppgw.forward.tap import CHARGE_POINT, CSMS, MIRROR, Tap
+from ocppgw.forward.turns import BACKEND, CENTRAL, Turns
 from ocppgw.forward.upstream import Receiver, UpstreamProtocol
 from ocppgw.forward.verdicts import ACCEPTED, Verdict, Verdicts
 from ocppgw.interfaces import (
@@ -146,6 +147,8 @@ class Relay(Receiver):
         self.away = False
         if link.reopen is not None and clock is not None:
             self._reconnect = Reconnect(clock, link.reopen, self._relinked)
+        #: The mirrors' connections (:mod:`~ocppgw.forward.mirror`), added by the forwarder.
+        self.mirrors = Mirrors(identity, version, tap, turns, lambda: Verdicts(version, None))
         turns.on_sent = self._sent
         link.hand_to(self)
 
@@ -160,22 +163,26 @@ class Relay(Receiver):
                 self._refuse(text, True, judged)
                 return
         turns = self.turns
+        if turns.in_flight is not None:
+            who = turns.answer_of(text)
+            if who is not None and who != CENTRAL:
+                # The answer to a backend's or a mirror's CALL: theirs alone.
+                if who == BACKEND:
+                    self._to_backend(text)
+                    self._tapped(text, True, CHARGE_POINT, "", judged)
+                else:
+                    self.mirrors.answered(who, text)
+                self._events.forwarded(CHARGE_POINT, self._seconds() - at)
+                turns.resume()
+                return
         if self.away:
             self._held_off(text, judged)
-            return
-        if turns.in_flight is None:
-            self.upstream.send_frame(text)
-            self._events.forwarded(CHARGE_POINT, self._seconds() - at)
-            self._tapped(text, True, CHARGE_POINT, self.peer, judged)
-            return
-        if turns.answer_of(text) == BACKEND:
-            self._to_backend(text)
-            self._events.forwarded(CHARGE_POINT, self._seconds() - at)
-            self._tapped(text, True, CHARGE_POINT, "", judged)
         else:
             self.upstream.send_frame(text)
             self._events.forwarded(CHARGE_POINT, self._seconds() - at)
             self._tapped(text, True, CHARGE_POINT, self.peer, judged)
+        if self.mirrors:
+            self.mirrors.copy(text)
         turns.resume()
 
     def _to_backend(self, text: str) -> None:
@@ -208,16 +215,13 @@ class Relay(Receiver):
             self.upstream.close(forwardable(code), "charge point disconnected")
         if self._reconnect is not None:
             self._reconnect.stop()
+        if self.mirrors:
+            code = getattr(self.connection, "remoteCloseCode", None)
+            self.mirrors.stop(forwardable(code))
         self.left()
 
     def _held_off(self, text: str, judged: Judged | None) -> None:
         """on_csms_down = hold, the central system away: CALLs answered here, nothing relayed."""
-        turns = self.turns
-        if turns.in_flight is not None and turns.answer_of(text) == BACKEND:
-            self._to_backend(text)
-            self._tapped(text, True, CHARGE_POINT, "", judged)
-            turns.resume()
-            return
         if judged is None:
             judged = self.verdicts.judge(text, True)
         message = judged[0]
@@ -225,7 +229,6 @@ class Relay(Receiver):
         if message is not None and message.message_type == MessageType.CALL:
             self.connection.send_frame(error)
         self._tapped(text, True, CHARGE_POINT, self.peer, (message, verdict))
-        turns.resume()
 
     def _relinked(self, link: Link) -> None:
         """The central system's connection is open again."""
@@ -242,7 +245,10 @@ class Relay(Receiver):
             upstream.STATE_CLOSED: "closed",
         }
         state = "reconnecting" if self.away else names.get(upstream.state, "opening")
-        return {"central_system": {"peer": self.peer, "state": state}, "mirrors": []}
+        return {
+            "central_system": {"peer": self.peer, "state": state},
+            "mirrors": self.mirrors.state(),
+        }
 
     def left(self) -> None:
         """The charge point's connection is not open any more: the backend's session learns it."""
@@ -264,7 +270,10 @@ class Relay(Receiver):
         self.turns.from_central(text)
 
     def _sent(self, text: str, who: str, at: float) -> None:
-        """A frame of ``who`` (the central system, a backend), received ``at``, went out."""
+        """A frame of ``who`` (central system, backend, mirror), received ``at``, went out."""
+        if self.mirrors and self.mirrors.sent(who, text):
+            self._events.forwarded(MIRROR, self._seconds() - at)
+            return
         self._events.forwarded(who, self._seconds() - at)
         judged = self._judged.pop(id(text), None) if self._judged else None
         peer = "" if who == BACKEND else self.peer

@@ -96,6 +96,10 @@ class Turns:
             self._connection.send_frame(text)
             self.on_sent(text, BACKEND, at)
 
+    def from_other(self, who: str, unique_id: str, text: str) -> None:
+        """A CALL of another sender (a mirror's allowed Action): its turn like the others'."""
+        self._call(who, unique_id, text, self._clock.seconds())
+
     def close(self, code: int, reason: str) -> None:
         """The backend's session closes the charge point (replaced, moved, kicked)."""
         self._connection.close(code, reason)

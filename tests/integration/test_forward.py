@@ -553,3 +553,52 @@ async def test_hold_keeps_the_charge_point_and_reconnects(gateway: Start, backen
         envelopes = tapped(backend, "FWD-HOLD")
         held = [e for e in envelopes if e["UniqueId"] == "h1"]
         assert held[0]["Verdict"]["ErrorCode"] == "InternalError"
+
+
+@run_async
+async def test_a_mirror_gets_copies_and_its_answers_only_reach_the_tap(
+    gateway: Start, backend: Backend
+) -> None:
+    """
+    A mirror (a second ocpp-package central system) gets a copy of every
+    CALL of the charge point, whose answers come from the central system
+    only; the mirror's answers are in the tap; its ChangeAvailability is
+    refused, its GetConfiguration (mirror_calls) answered to it.
+    """
+    async with central_system() as central, central_system() as mirror:
+        gw = gateway(forwarding(central, mirrors=mirror.url(), mirror_calls="GetConfiguration"))
+        async with charge_point(Station16, gw.url("FWD-MIR"), "FWD-MIR", "ocpp1.6") as cp:
+            await cp.call(call16.BootNotification("ACME", "X1"))
+            await cp.call(call16.Heartbeat())
+            watching = await mirror.session("FWD-MIR")
+            assert watching.subprotocol == "ocpp1.6"
+            assert "Authorization" not in watching.headers
+            await settle()
+            copies = [json.loads(t)[2] for way, t in watching.frames if way == "in"]
+            assert copies == ["BootNotification", "Heartbeat"]
+            assert len(cp.conn.received) == 2  # one answer each: the central system's
+            change = '[2,"m1","ChangeAvailability",{"connectorId":0,"type":"Operative"}]'
+            await watching.ws.send(change)
+            config = await watching.cp.call(call16.GetConfiguration(key=["HeartbeatInterval"]))
+            assert config.configuration_key[0]["value"] == "300"
+            await settle()
+        mirrored = [json.loads(t) for way, t in watching.frames if way == "in"]
+        assert [4, "m1", "NotSupported"] == mirrored[2][:3]
+        assert all(f[2] != "ChangeAvailability" for f in map(json.loads, cp.conn.received))
+        envelopes = tapped(backend, "FWD-MIR")
+        from_mirror = [e for e in envelopes if e["Direction"] == "Mirror"]
+        assert [e.get("Action") for e in from_mirror][:2] == ["BootNotification", "Heartbeat"]
+        assert {e["Peer"] for e in from_mirror} == {f"127.0.0.1:{mirror.port}"}
+
+
+@run_async
+async def test_a_dead_mirror_delays_nothing(gateway: Start) -> None:
+    """Nothing listens at the mirror's port: the charge point and central system go on as usual."""
+    async with central_system() as gone:
+        dead = gone.url()
+    async with central_system() as central:
+        gw = gateway(forwarding(central, mirrors=dead))
+        async with connect(gw.url("FWD-DEAD"), ["ocpp1.6"]) as ws:
+            for i in range(3):
+                await ws.send(f'[2,"h{i}","Heartbeat",{{}}]')
+                assert (await recv_frame(ws, timeout=1))[:2] == [3, f"h{i}"]

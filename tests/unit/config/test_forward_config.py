@@ -32,6 +32,16 @@ def test_defaults() -> None:
     assert forward.connect_timeout == 10.0
 
 
+def test_mirrors_and_the_actions_they_may_send() -> None:
+    """mirrors: URLs with ${cid}; mirror_calls: refuse (none), or the Actions listed."""
+    text = LISTENER + FORWARD + "mirrors = ws://a/${cid} wss://b:9/x/${cid}\n"
+    (forward,) = parse(text).forwards
+    assert forward.mirrors == ("ws://a/${cid}", "wss://b:9/x/${cid}")
+    assert forward.mirror_calls == ()
+    (forward,) = parse(text + "mirror_calls = GetConfiguration Reset\n").forwards
+    assert forward.mirror_calls == ("GetConfiguration", "Reset")
+
+
 def test_a_listener_without_forward_is_in_mqtt_mode() -> None:
     """forward left out: the listener's forward is None (MQTT mode); no forward section needed."""
     config = parse("[listener:ws]\nendpoint = tcp:8080\n")
@@ -92,8 +102,16 @@ def test_files_are_resolved_and_the_tap_may_be_off(tmp_path: Path) -> None:
         (LISTENER + FORWARD + "tap_topic = ocpp/${nope}\n", "[forward:csms] tap_topic:"),
         (LISTENER + FORWARD + "connect_timeout = 0\n", "[forward:csms] connect_timeout:"),
         (
-            LISTENER + FORWARD + "mirrors = ws://m/${cid}\n",
-            "[forward:csms] mirrors: mirrors are not built yet",
+            LISTENER + FORWARD + "mirrors = ws://m/ocpp\n",
+            "[forward:csms] mirrors: must hold ${cid} once, in its path",
+        ),
+        (
+            LISTENER + FORWARD + "mirror_calls = GetConfiguration\n",
+            "[forward:csms] mirror_calls: Actions listed, but no mirrors",
+        ),
+        (
+            LISTENER + FORWARD + "mirrors = ws://m/${cid}\nmirror_calls = refuse Reset\n",
+            "[forward:csms] mirror_calls: refuse, or a space-separated list of Actions",
         ),
         (LISTENER + FORWARD + "nonsense = 1\n", "[forward:csms] nonsense: unknown key"),
     ],
