@@ -13,12 +13,21 @@ LOCK := requirements/lock.txt
 OLDEST := requirements/oldest.txt
 VENV_OLDEST := .venv-oldest
 
-.PHONY: install test-deps mosquitto rabbitmq iptables run demo test lint typecheck contracts unit clean proto ini bench soak lock test-oldest
+.PHONY: install test-deps node-deps mosquitto rabbitmq iptables run demo test lint typecheck contracts unit clean proto ini bench soak lock test-oldest
 
 install: $(VENV)/.installed mosquitto
 
 # What only the tests need, beyond `install`.
-test-deps: rabbitmq iptables
+test-deps: rabbitmq iptables node-deps
+
+# tests/integration/test_forward_ocpp_rpc.py runs a central system on npm's
+# ocpp-rpc (tests/integration/node: its version pinned in package-lock.json).
+node-deps:
+	@command -v node >/dev/null 2>&1 || { \
+	  echo "error: node not found: install Node.js 18 or newer (apt-get install nodejs npm)" >&2; \
+	  exit 1; }
+	@test -d tests/integration/node/node_modules/ocpp-rpc || \
+	  npm ci --prefix tests/integration/node --no-audit --no-fund
 
 # The lock is a constraints file (-c): pip installs what setup.cfg asks for,
 # at the versions the lock names, pip's own included.
