@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ from tests.integration.harness import (
     run_async,
     settle,
     wait_closed,
+    wait_log,
 )
 from tests.integration.harness.admin import admin_gateway, ahttp
 from tests.integration.harness.csms import NOW, CentralSystem, central_system
@@ -602,3 +604,33 @@ async def test_a_dead_mirror_delays_nothing(gateway: Start) -> None:
             for i in range(3):
                 await ws.send(f'[2,"h{i}","Heartbeat",{{}}]')
                 assert (await recv_frame(ws, timeout=1))[:2] == [3, f"h{i}"]
+
+
+@run_async
+async def test_two_workers_forward_and_tap(gateway: Start, backend: Backend) -> None:
+    """[gateway] workers = 2 sharing the port: every charge point is relayed and tapped."""
+    async with central_system() as central:
+        gw = gateway({**forwarding(central), "gateway": {"workers": "2"}})
+        wait_log(gw, r"worker \d: .*MQTT connected", 2)
+        wait_log(gw, r"worker \d: .*starting on", 2)
+        for n in range(6):
+            async with connect(gw.url(f"FWD-W{n}"), ["ocpp1.6"]) as ws:
+                await ws.send(f'[2,"h{n}","Heartbeat",{{}}]')
+                assert (await recv_frame(ws))[:2] == [3, f"h{n}"]
+        for n in range(6):
+            await tap_count(backend, f"FWD-W{n}", 2)
+
+
+@run_async
+async def test_sigterm_closes_both_sides(gateway: Start) -> None:
+    """SIGTERM: the charge point is let go (going away) and its central system connection closed."""
+    async with central_system() as central:
+        gw = gateway(forwarding(central))
+        async with connect(gw.url("FWD-TERM"), ["ocpp1.6"]) as ws:
+            session = await central.session("FWD-TERM")
+            assert gw.proc is not None
+            gw.proc.send_signal(signal.SIGTERM)
+            closed = await wait_closed(ws)
+            assert closed.rcvd is not None and closed.rcvd.code in (1001, 1012)
+            await asyncio.wait_for(session.closed.wait(), WAIT)
+        assert await asyncio.to_thread(gw.proc.wait, 10) == 0
