@@ -34,6 +34,9 @@ from ocppgw.wire.jsonenvelope import envelope_fields
 
 _log = Logger()
 
+#: Topics remembered at most (charge points; all forgotten at once past it).
+MAX_TOPICS = 100_000
+
 #: Who sent a frame (the tap's ``Direction``).
 CHARGE_POINT = "ChargePoint"
 CSMS = "CSMS"
@@ -62,6 +65,11 @@ class Tap:
         self._clock = clock
         #: Publishes that failed (the MQTT buffer full, the gateway stopping).
         self.lost = 0
+        #: The template names no message field: each charge point's topic is rendered once.
+        self._per_charge_point = not any(
+            "${" + name + "}" in template.text for name in ("action", "type", "id")
+        )
+        self._topics: dict[tuple[str, str], str] = {}
 
     def frame(
         self,
@@ -74,13 +82,9 @@ class Tap:
         verdict: Verdict,
     ) -> None:
         """Publish ``text``, which ``direction`` sent, with its ``message`` and ``verdict``."""
-        values = topic_values(self._gateway, identity, version)
-        values["shard"] = "0"
-        if message is not None:
-            values["action"] = message.action or ""
-            values["type"] = str(int(message.message_type))
-            values["id"] = message.unique_id
-        topic = self._template.render(values)
+        topic = self._topics.get((identity, version)) if self._per_charge_point else None
+        if topic is None:
+            topic = self._topic(identity, version, message)
         if self._codec == "raw":
             payload = text.encode("utf-8")
         else:
@@ -104,6 +108,20 @@ class Tap:
             else:
                 payload = self._encoder.encode(envelope)
         self._mqtt.publish(topic, payload, self._qos).addErrback(self._failed, identity)
+
+    def _topic(self, identity: str, version: str, message: Message | None) -> str:
+        values = topic_values(self._gateway, identity, version)
+        values["shard"] = "0"
+        if message is not None:
+            values["action"] = message.action or ""
+            values["type"] = str(int(message.message_type))
+            values["id"] = message.unique_id
+        topic = self._template.render(values)
+        if self._per_charge_point:
+            if len(self._topics) >= MAX_TOPICS:
+                self._topics.clear()
+            self._topics[(identity, version)] = topic
+        return topic
 
     def _failed(self, failure: Failure, identity: str) -> None:
         self.lost += 1

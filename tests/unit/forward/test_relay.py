@@ -10,6 +10,7 @@ from ocppgw.forward.tap import Tap
 from ocppgw.forward.turns import Turns
 from ocppgw.forward.upstream import Receiver
 from ocppgw.forward.verdicts import Verdicts
+from ocppgw.ocpp.messages import Call
 from ocppgw.ocpp.validation import Validator
 from ocppgw.router.topics import TopicTemplate
 from tests.clocks import ClockTestCase
@@ -180,3 +181,22 @@ class LinkTests(ClockTestCase):
         self.assertIsNone(upstream.closed)
         self.clock.advance(0.1)
         self.assertEqual(upstream.closed[0], 1001)
+
+
+class TapTopicTests(ClockTestCase):
+    def test_a_template_with_message_fields_is_rendered_per_frame(self) -> None:
+        """tap_topic with ${action} and ${id}: each frame's own topic (values escaped)."""
+        mqtt = FakeMQTT()
+        template = TopicTemplate.parse("tap/${cid}/${action}/${id}")
+        tap = Tap(mqtt, 1, template, "raw", "gw", self.clock)
+        tap.frame("CP/1", "ocpp1.6", '[2,"a","Heartbeat",{}]', "ChargePoint", PEER,
+                  Call("a", "Heartbeat", {}), "accepted")
+        tap.frame("CP/1", "ocpp1.6", '[2,"b","Authorize",{}]', "ChargePoint", PEER,
+                  Call("b", "Authorize", {}), "accepted")
+        self.assertEqual(
+            [(t, p) for t, p, _, _ in mqtt.published],
+            [
+                ("tap/CP%2F1/Heartbeat/a", b'[2,"a","Heartbeat",{}]'),
+                ("tap/CP%2F1/Authorize/b", b'[2,"b","Authorize",{}]'),
+            ],
+        )
