@@ -634,3 +634,50 @@ async def test_sigterm_closes_both_sides(gateway: Start) -> None:
             assert closed.rcvd is not None and closed.rcvd.code in (1001, 1012)
             await asyncio.wait_for(session.closed.wait(), WAIT)
         assert await asyncio.to_thread(gw.proc.wait, 10) == 0
+
+
+@run_async
+async def test_credentials_from_a_file_and_a_client_certificate(
+    gateway: Start, tmp_path: Path
+) -> None:
+    """
+    auth = credentials over wss: the central system gets HTTP Basic from the
+    file, and the gateway's client certificate (tls_cert, tls_key), which it
+    requires; an identity the file does not list connects without a header.
+    """
+    ca = CA()
+    server = ca.issue("localhost", server=True, dns=("localhost",), ips=("127.0.0.1",))
+    cert, key = server.write(tmp_path, "csms")
+    client_cert, client_key = ca.issue("ocppgw").write(tmp_path, "gateway")
+    bundle = ca.write(tmp_path / "ca.pem")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.load_verify_locations(bundle)
+    context.verify_mode = ssl.CERT_REQUIRED
+    users = tmp_path / "users"
+    users.write_text("# identity user password\nFWD-CRED csms-user csms-password\n")
+    async with central_system(context) as central:
+        gw = gateway(
+            forwarding(
+                central,
+                "wss",
+                auth="credentials",
+                credentials=str(users),
+                tls_ca=str(bundle),
+                tls_cert=str(client_cert),
+                tls_key=str(client_key),
+            )
+        )
+        async with connect(gw.url("FWD-CRED"), ["ocpp1.6"]):
+            listed = await central.session("FWD-CRED")
+        async with connect(gw.url("FWD-NOCRED"), ["ocpp1.6"]):
+            unlisted = await central.session("FWD-NOCRED")
+        expected = basic_auth(b"csms-user", b"csms-password")["Authorization"]
+        assert listed.headers.get("Authorization") == expected
+        assert "Authorization" not in unlisted.headers
+        without = gateway(forwarding(central, "wss", tls_ca=str(bundle)))
+        try:
+            async with connect(without.url("FWD-NOCERT"), ["ocpp1.6"]):
+                raise AssertionError("the upgrade was not refused")
+        except InvalidStatus as e:
+            assert e.response.status_code == 502
