@@ -16,7 +16,13 @@ frame for frame.
   charge point's is closed with 1012 (RFC 6455 §7.4.1, service restart), so
   that it reconnects and is relayed again.  The charge point's gone, the
   central system's is closed with the charge point's own close code when it
-  sent one a close frame may carry (1000, 1001, 3000-4999), else 1001.
+  sent one a close frame may carry (1000, 1001, 3000-4999), else 1001; so
+  are the mirrors' (:mod:`~ocppgw.forward.mirror`).
+- ``on_csms_down = hold``: the charge point is kept, its CALLs answered
+  with a CALLERROR while the central system's connection is opened again
+  (:mod:`~ocppgw.forward.hold`).
+- ``validation = enforce``: a frame the rules refuse is answered, not
+  relayed (:mod:`~ocppgw.forward.enforce`).
 """
 
 from __future__ import annotations
