@@ -1,7 +1,8 @@
 # ocppgw: `make run` runs the gateway, `make test` runs the whole suite.
 # Both install what they need first: a virtual env in .venv and mosquitto;
 # the tests also rabbitmq-server (the clustered-broker test), iptables
-# (a black-holed broker address) and prometheus (promtool, docs/monitoring.md).
+# (a black-holed broker address), prometheus (promtool, docs/monitoring.md)
+# and Node.js with npm ocpp-rpc (a central system for forward mode).
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,12 +14,21 @@ LOCK := requirements/lock.txt
 OLDEST := requirements/oldest.txt
 VENV_OLDEST := .venv-oldest
 
-.PHONY: install test-deps mosquitto rabbitmq iptables prometheus run demo test lint typecheck contracts unit clean proto ini bench soak lock test-oldest picture
+.PHONY: install test-deps node-deps mosquitto rabbitmq iptables prometheus run demo test lint typecheck contracts unit clean proto ini bench soak lock test-oldest picture
 
 install: $(VENV)/.installed mosquitto
 
 # What only the tests need, beyond `install`.
-test-deps: rabbitmq iptables prometheus
+test-deps: rabbitmq iptables prometheus node-deps
+
+# tests/integration/test_forward_ocpp_rpc.py runs a central system on npm's
+# ocpp-rpc (tests/integration/node: its version pinned in package-lock.json).
+node-deps:
+	@command -v node >/dev/null 2>&1 || { \
+	  echo "error: node not found: install Node.js 18 or newer (apt-get install nodejs npm)" >&2; \
+	  exit 1; }
+	@test -d tests/integration/node/node_modules/ocpp-rpc || \
+	  npm ci --prefix tests/integration/node --no-audit --no-fund
 
 # The lock is a constraints file (-c): pip installs what setup.cfg asks for,
 # at the versions the lock names, pip's own included.

@@ -225,9 +225,10 @@ def table(result: dict[str, Any]) -> str:
         "paho-mosquitto-paho": "paho → mosquitto → paho (QoS 1)",
         "floor": "floor: the wire work alone, no rules (`bench/floor.py`)",
     }
-    for r in result.get("closed", []) + result.get("variants", []) + result.get("open", []):
+    runs = result.get("closed", []) + result.get("variants", []) + result.get("open", [])
+    for r in runs + result.get("forward", []):
         name = names[r["server"]] + (f" ({r['variant']})" if r["variant"] else "")
-        if r["variant"] not in ("", "open"):
+        if r["variant"] not in ("", "open") or r in result.get("forward", []):
             name += f", round {r['attempt'] + 1}"
         rows.append(
             f"| {name} | {r['conns']} | {r['rate']:,.0f} | {r['failures']} | "
@@ -235,6 +236,49 @@ def table(result: dict[str, Any]) -> str:
             f"{r['load_core_busy']:.0%} |"
         )
     return "\n".join(rows)
+
+
+def forward_lines(result: dict[str, Any]) -> list[str]:
+    """Forward mode (issue 20) beside the central system reached directly, and MQTT mode."""
+    runs = result.get("forward", [])
+    if not runs:
+        return []
+    rounds = sorted({r["attempt"] for r in runs})
+
+    def of(variant: str, key: str) -> dict[int, float]:
+        return {r["attempt"]: r[key] for r in runs if r["variant"] == variant}
+
+    direct, forwarded, mqtt = of("direct", "rate"), of("forward", "rate"), of("mqtt", "rate")
+    fcpu, mcpu = of("forward", "server_cpu_us_per_rt"), of("mqtt", "server_cpu_us_per_rt")
+    rcpu = of("relay", "server_cpu_us_per_rt")
+    rate = [forwarded[a] / direct[a] for a in rounds if a in forwarded and a in direct]
+    cpu = [fcpu[a] / mcpu[a] for a in rounds if a in fcpu and a in mcpu]
+    alone = [rcpu[a] / mcpu[a] for a in rounds if a in rcpu and a in mcpu]
+    out = [
+        "| forward mode, 100 connections (median of rounds) | measured |",
+        "|---|---|",
+        f"| round trips/s: `ocpp` central system direct | {_median(list(direct.values())):,.0f} |",
+        f"| round trips/s: through ocppgw forward mode, tap on | "
+        f"{_median(list(forwarded.values())):,.0f} |",
+        f"| forwarded / direct round trips/s | {_ratios(rate)} |",
+        f"| round trips/s: ocppgw MQTT mode | {_median(list(mqtt.values())):,.0f} |",
+        f"| gateway CPU per round trip, forward mode | {_median(list(fcpu.values())):.0f} µs |",
+        f"| gateway CPU per round trip, MQTT mode | {_median(list(mcpu.values())):.0f} µs |",
+        f"| forward / MQTT mode CPU per round trip | {_ratios(cpu)} |",
+        f"| gateway CPU per round trip, the relay alone (tap off) | "
+        f"{_median(list(rcpu.values())):.0f} µs |",
+        f"| relay alone / MQTT mode CPU per round trip (target: at most 1) | {_ratios(alone)} |",
+    ]
+    return out
+
+
+def write_forward(result: dict[str, Any], out: Path) -> None:
+    """``run.py --forward``: forward mode's comparison alone, in ``forward-latest.md``."""
+    stamp = result["date"].replace(":", "")
+    (out / f"{stamp}-forward.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    lines = [f"# bench/run.py --forward, {result['date']}", "", table(result), ""]
+    lines += [*forward_lines(result), "", f"bench time: {result['bench_seconds']:.0f} s"]
+    (out / "forward-latest.md").write_text("\n".join(lines) + "\n")
 
 
 def write_report(result: dict[str, Any], out: Path, quick: bool, only: str | None = None) -> None:
@@ -253,6 +297,7 @@ def write_report(result: dict[str, Any], out: Path, quick: bool, only: str | Non
         lines += ["| target | measured | met |", "|---|---|---|"]
         lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets(result)]
         lines += ["", *public_paths(result)]
+        lines += ["", *forward_lines(result)]
         lines += ["", "```", result.get("profile", ""), "```", ""]
     lines.append(f"bench time: {result['bench_seconds']:.0f} s")
     (out / (f"latest-{only}.md" if only else "latest.md")).write_text("\n".join(lines) + "\n")

@@ -22,7 +22,12 @@ Runs (``--quick``: only the first three, 2 charge points, 1 second):
 3. open loop at half the gateway's peak, 1,000 connections: gateway and echo;
 4. memory: 10,000 idle charge points on one gateway process;
 5. reconnect storm (``handshake_storm.py``, 10,000 with Basic auth);
-6. a py-spy profile of the gateway at 100 connections.
+6. a py-spy profile of the gateway at 100 connections;
+7. forward mode (issue 20, docs/forward.md) at 100 connections: the ``ocpp``
+   package central system reached directly, then through the gateway in
+   forward mode (tap on, the central system on core 1), the same without
+   the tap (the relay alone), then the gateway in MQTT mode, three rounds
+   (``--forward``: only these, into ``bench/results/forward-latest.md``).
 
 Writes ``bench/results/<date>.json``, ``bench/results/latest.md`` and the PNG
 plots ``bench/results/*.png``.  Bounded: each run has a deadline, and all of
@@ -133,13 +138,18 @@ class Bench:
         workers: int = 1,
         speedups: str = "",
         admin_extra: str = "",
+        forward: str = "",
+        tap: bool = True,
     ) -> Iterator[tuple[int, Any]]:
         """
         The gateway; ``speedups``: its ``OCPPGW_SPEEDUPS`` (``off``, ``-NAME``);
         ``extra``: lines after ``[mqtt] broker`` (more sections too),
-        ``admin_extra``: lines of ``[admin]``.
+        ``admin_extra``: lines of ``[admin]``; ``forward``: a central system's
+        URL its listener forwards to (``tap``: with the tap on).
         """
         port = free_port()
+        if forward:
+            extra += f"\n[forward:csms]\nurl = {forward}\n" + ("" if tap else "tap_topic =\n")
         # The admin API as operators run it (with workers, the supervisor's).
         admin = f"tcp:{free_port()}:interface=127.0.0.1"
         ini = self.work / f"gw-{port}.ini"
@@ -149,7 +159,8 @@ class Bench:
             # A closed loop sends far above a charge point's rate: the limiter
             # runs (its cost is measured) but never refuses.
             "max_message_rate = 1000000\nmax_message_burst = 1000000\n"
-            f"[admin]\nendpoint = {admin}\n{admin_extra}\n"
+            + ("forward = csms\n" if forward else "")
+            + f"[admin]\nendpoint = {admin}\n{admin_extra}\n"
             f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n{extra}\n"
             f"[upstream]\ncodec = {codec}\n[dnstream]\ncodec = {codec}\n"
             "[validation]\nmode = all\n"
@@ -367,6 +378,52 @@ def open_loop(b: Bench, rate: float) -> list[dict[str, Any]]:
     return runs
 
 
+def forward(b: Bench, repeat: int = 3, conns: int = 100) -> list[dict[str, Any]]:
+    """
+    Forward mode beside the same central system reached directly (the
+    ``ocpp`` package's, :mod:`servers`), and the gateway's MQTT mode, in
+    each of ``repeat`` rounds; the tap is read (``servers.py tapreader``).
+    Forwarded, the central system runs on the load core, so the server
+    core's CPU per round trip is the relay's own
+    (with the tap publishing every frame), to compare with MQTT mode's.
+    """
+    runs: list[dict[str, Any]] = []
+    with b.broker() as (mport, broker):
+        backend = b.spawn(
+            LOAD_CORE, [PY, str(HERE / "servers.py"), "backend", str(mport)], "backend"
+        )
+        reader = b.spawn(
+            LOAD_CORE, [PY, str(HERE / "servers.py"), "tapreader", str(mport)], "tapreader"
+        )
+        time.sleep(0.5)
+        for attempt in range(repeat):
+            with b.baseline("ocppcs") as (port, proc):
+                r = b.ws(port, conns, proc, [], prefix=f"D{attempt}-")
+            runs.append({"server": "ocppcs", "variant": "direct", "attempt": attempt, **r})
+            print(_line(runs[-1]), flush=True)
+            cs_port = free_port()
+            argv = [PY, str(HERE / "servers.py"), "ocppcs", str(cs_port)]
+            central = b.spawn(LOAD_CORE, argv, "ocppcs-forwarded", cs_port)
+            url = f"ws://127.0.0.1:{cs_port}/ocpp/${{cid}}"
+            with b.gateway(mport, forward=url) as (port, proc):
+                r = b.ws(port, conns, proc, [broker, central, reader], prefix=f"W{attempt}-")
+            runs.append({"server": "gateway", "variant": "forward", "attempt": attempt, **r})
+            print(_line(runs[-1]), flush=True)
+            # The relay alone: the same, without the tap.
+            with b.gateway(mport, forward=url, tap=False) as (port, proc):
+                r = b.ws(port, conns, proc, [broker, central], prefix=f"N{attempt}-")
+            stop(central)
+            runs.append({"server": "gateway", "variant": "relay", "attempt": attempt, **r})
+            print(_line(runs[-1]), flush=True)
+            with b.gateway(mport) as (port, proc):
+                r = b.ws(port, conns, proc, [broker, backend], prefix=f"M{attempt}-")
+            runs.append({"server": "gateway", "variant": "mqtt", "attempt": attempt, **r})
+            print(_line(runs[-1]), flush=True)
+        stop(backend)
+        stop(reader)
+    return runs
+
+
 def fd_room(pid: int) -> int:
     """How many more files process ``pid`` may open: its soft limit minus those open."""
     for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
@@ -525,6 +582,7 @@ def main() -> int:
         help="with --only variants: these variants (comma-separated names) beside workers1",
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the variants")
+    parser.add_argument("--forward", action="store_true", help="only forward mode's comparison")
     args = parser.parse_args()
     names = {v[0] for v in VARIANTS}
     only = tuple(n for n in args.variants.split(",") if n)
@@ -553,6 +611,8 @@ def main() -> int:
             result["variants"] = variants(b, args.rounds, only)
         elif args.only == "profile":
             result["profile"] = profile(b)
+        elif args.forward:
+            result["forward"] = forward(b)
         elif args.quick:
             result["closed"] = closed_loop(b, [2], 1)
         else:
@@ -567,13 +627,17 @@ def main() -> int:
             ]
             result["storm"] = storm(b, 10_000)
             result["profile"] = profile(b)
+            result["forward"] = forward(b)
     finally:
         for proc in b.procs:
             stop(proc)
     result["bench_seconds"] = time.monotonic() - began
-    from report import write_report
+    from report import write_forward, write_report
 
-    write_report(result, out, args.quick, args.only)
+    if args.forward:
+        write_forward(result, out)
+    else:
+        write_report(result, out, args.quick, args.only)
     print(f"bench finished in {result['bench_seconds']:.0f} s; results in {out}")
     return 0
 

@@ -17,7 +17,11 @@ The baselines and helpers of the benchmark, one per subcommand:
   ``bench/req/N`` echoed on ``bench/rep/N``: the far end of the broker
   baseline;
 - ``mqttload MQTTPORT N SECONDS``: the broker baseline's load, N requests in
-  flight, paho -> mosquitto -> paho backend -> mosquitto -> paho at QoS 1.
+  flight, paho -> mosquitto -> paho backend -> mosquitto -> paho at QoS 1;
+- ``tapreader MQTTPORT``: forward mode's tap consumer (issue 20): reads
+  ``ocpp/tap/#`` at QoS 1 and acknowledges each message, as cheaply as the
+  backend (a tap nobody reads is not what operators run, and mosquitto's
+  PUBACK for a topic nobody subscribes to carries a reason code).
 
 Each runs until killed, or (mqttload) for its bounded time.
 """
@@ -224,6 +228,19 @@ def backend(port: int, codec: str) -> None:
             mqtt.sock.sendall(b"".join(out))
 
 
+def tapreader(port: int) -> None:
+    mqtt = RawMQTT(port, f"bench-tap-{port}")
+    mqtt.subscribe("ocpp/tap/#")
+    for batch in mqtt.batches():
+        out = []
+        for first, body in batch:
+            if first >> 4 == 3 and (first >> 1) & 3:
+                n = int.from_bytes(body[:2], "big")
+                out.append(b"\x40\x02" + body[2 + n : 4 + n])  # PUBACK (§3.4)
+        if out:
+            mqtt.sock.sendall(b"".join(out))
+
+
 def pahobackend(port: int) -> None:
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-backend-{port}")
     client.max_inflight_messages_set(65535)
@@ -324,6 +341,8 @@ if __name__ == "__main__":
         ocppcs(int(rest[0]))
     elif what == "backend":
         backend(int(rest[0]), rest[1] if len(rest) > 1 else "json")
+    elif what == "tapreader":
+        tapreader(int(rest[0]))
     elif what == "pahobackend":
         pahobackend(int(rest[0]))
     elif what == "mqttload":

@@ -27,6 +27,9 @@ from ocppgw.admin.records import Recorder
 from ocppgw.admin.release import heap_trimmer
 from ocppgw.admin.service import AdminService
 from ocppgw.config import Config, ConfigError
+from ocppgw.forward.address import CredentialsFileError
+from ocppgw.forward.forwarder import Forwarder
+from ocppgw.forward.tap import Tap
 from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
 from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.credentials import Credentials, CredentialsError
@@ -113,6 +116,40 @@ def session_options(config: Config, events: IGatewayEvents = NO_EVENTS) -> Sessi
     )
 
 
+def forwarders(
+    config: Config, reactor: Any, mqtt: MQTTClient, events: IGatewayEvents
+) -> dict[str, Forwarder]:
+    """The central system of each ``[forward:NAME]``, with its tap (issue 20)."""
+    out: dict[str, Forwarder] = {}
+    validate = None
+    if config.forwards and config.validation_mode != "off":
+        validate = Validator(config.schema_dir).validate
+    for forward in config.forwards:
+        tap = None
+        if forward.tap_topic is not None:
+            tap = Tap(
+                mqtt,
+                config.mqtt.qos,
+                forward.tap_topic,
+                forward.tap_codec,
+                config.gateway_id,
+                reactor,
+            )
+        try:
+            made = Forwarder(forward, reactor, tap, validate, events=events)
+        except CredentialsFileError as e:
+            raise ConfigError(f"[forward:{forward.name}] credentials: {e}") from None
+        except Exception as e:  # an unreadable CA, certificate or key file
+            raise ConfigError(
+                f"[forward:{forward.name}] tls_ca/tls_cert/tls_key: {str(e)[:200]}"
+            ) from None
+        warning = made.plain_auth_warning()
+        if warning is not None:
+            _log.warn("{warning}", warning=warning)
+        out[forward.name] = made
+    return out
+
+
 def operate(config: Config, reactor: Any) -> MultiService:
     """
     The gateway and what operates it: its events recorded (metrics, the log
@@ -193,6 +230,7 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
             raise ConfigError(f"[auth] http_headers: {e}") from None
         reloadable.append(Reloadable("[auth] http_url cache and http_headers", http_auth))
     listeners: list[Service] = []
+    forwarding = forwarders(config, reactor, client, events)
     for listener in config.listeners:
         if listener.security_profile == 0:
             _log.warn(
@@ -224,16 +262,24 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
             raise ConfigError(f"{section} tls_cert/tls_key/tls_ca: {e}") from None
         except CRLError as e:
             raise ConfigError(f"{section} tls_crl: {e}") from None
+        open_session: Any = partial(router.directory.open, listener=listener, options=options)
+        close_session: Any = router.directory.close
+        forwarder = None if listener.forward is None else forwarding[listener.forward]
+        if forwarder is not None:
+            turn = config.downstream.awaiting_timeout
+            open_session = partial(forwarder.open, open_session=open_session, timeout=turn)
+            close_session = partial(forwarder.close, close_session=close_session)
         factory = OCPPServerFactory(
             listener,
             config.versions,
             credentials,
-            partial(router.directory.open, listener=listener, options=options),
-            router.directory.close,
+            open_session,
+            close_session,
             ping_interval=listener.ping_interval,
             pong_timeout=listener.pong_timeout,
             gatekeeper=Gatekeeper(listener, credentials, limiter, forwarded, http_auth),
             over_tls=tls is not None,
+            forward=None if forwarder is None else forwarder.connect,
         )
         factory.events = events
         wrapped: Any = factory if tls is None else TLSListenerFactory(tls, factory)

@@ -125,6 +125,8 @@ class OCPPServerProtocol(WebSocketServerProtocol):
         self.session: IChargePointSession | None = None
         #: Where the handshake came from, once read (trusted proxies honoured).
         self.source: Source | None = None
+        #: Forward mode: the central system's open connection (ocppgw.forward).
+        self.link: object | None = None
 
     # --- handshake ---
 
@@ -220,6 +222,8 @@ class OCPPServerProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(400, "connection lost during the handshake")
         self.identity = admitted.identity
         self.version = admitted.version
+        # Forward mode: the central system's connection, for the relay.
+        self.link = getattr(admitted, "link", None)
         return admitted.subprotocol
 
     def _tls_certificate(self) -> x509.Certificate | None:

@@ -167,6 +167,18 @@ class IGatewayEvents(Interface):
     def auth_http(result: str) -> None:
         """The HTTP authentication service: ``allow``, ``deny``, ``error`` or ``cache_hit``."""
 
+    def forwarded(direction: str, seconds: float) -> None:
+        """
+        Forward mode relayed a frame that ``direction`` sent (``ChargePoint``,
+        ``CSMS``, ``Backend``) in ``seconds`` (received to written).
+        """
+
+    def upstream_failed(reason: str) -> None:
+        """
+        Forward mode's connection to a central system failed: the status the
+        charge point got (``401``, ``502``, ``503``, ...) or ``lost`` (mid-session).
+        """
+
 
 @implementer(IGatewayEvents)
 class NoEvents:
@@ -207,6 +219,12 @@ class NoEvents:
         pass
 
     def auth_http(self, result: str) -> None:
+        pass
+
+    def forwarded(self, direction: str, seconds: float) -> None:
+        pass
+
+    def upstream_failed(self, reason: str) -> None:
         pass
 
 

@@ -170,7 +170,23 @@ _COUNTERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
         "Times the MQTT client connected to the broker again after the first time.",
         (),
     ),
+    (
+        "forward_frames",
+        "ocppgw_forward_frames",
+        "Forward mode: frames relayed, by who sent them (ChargePoint, CSMS, Backend).",
+        ("direction",),
+    ),
+    (
+        "forward_failures",
+        "ocppgw_forward_upstream_failures",
+        "Forward mode: central system connections that failed, by the status the charge "
+        "point got (401, 404, 502, 503, ...) or lost (mid-session).",
+        ("reason",),
+    ),
 )
+
+#: Buckets of the relay's own time per frame, in seconds.
+RELAY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
 
 
 class Labelled:
@@ -215,6 +231,8 @@ class Metrics:
     takeovers: Counter
     auth_http: Counter
     mqtt_reconnects: Counter
+    forward_frames: Counter
+    forward_failures: Counter
 
     def __init__(self, state: State | None = None) -> None:
         enabled()  # the speed-up's verdict, before start-up reports them
@@ -235,6 +253,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.forward_latency = Histogram(
+            "ocppgw_forward_relay_seconds",
+            "Forward mode: the gateway's own time to relay a frame (received to written), "
+            "by who sent it.",
+            ["direction"],
+            buckets=RELAY_BUCKETS,
+            registry=registry,
+        )
         ProcessCollector(namespace="ocppgw", registry=registry)
         #: The children counted for every message, made once each.
         self.messages_of = Labelled(self.messages)
@@ -243,6 +269,8 @@ class Metrics:
         self.downstream_latency_of = Labelled(self.downstream_latency)
         self.upstream_latency_of = Labelled(self.upstream_latency)
         self.validation_failures_of = Labelled(self.validation_failures)
+        self.forward_frames_of = Labelled(self.forward_frames)
+        self.forward_latency_of = Labelled(self.forward_latency)
         if state is not None:
             self.watch(state)
 

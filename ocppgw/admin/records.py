@@ -308,6 +308,13 @@ class Recorder:
     def auth_http(self, result: str) -> None:
         self.metrics.auth_http.labels(result).inc()
 
+    def forwarded(self, direction: str, seconds: float) -> None:
+        self.metrics.forward_frames_of(direction)(1)
+        self.metrics.forward_latency_of(direction)(max(0.0, seconds))
+
+    def upstream_failed(self, reason: str) -> None:
+        self.metrics.forward_failures.labels(reason).inc()
+
     def mqtt_connected(self) -> None:
         self._mqtt_connects += 1
         if self._mqtt_connects > 1:

@@ -59,6 +59,11 @@ def details(session: Session | None, record: Record) -> dict[str, Any]:
     """One charge point as ``GET /api/v1/chargepoints/{id}`` shows it."""
     if session is not None:
         body = summary(session, record)
+        # Forward mode: the session's connection is the relay's turns, which
+        # tell the central system's (and mirrors') connection states.
+        forward = getattr(session.connection, "state", None)
+        if callable(forward):
+            body["forward"] = forward()
     else:
         body = {
             "identity": record.identity,

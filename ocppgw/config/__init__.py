@@ -31,6 +31,7 @@ from ocppgw.config.keys import SECTIONS, Key, Section
 from ocppgw.config.model import (
     Config,
     DownstreamConfig,
+    ForwardConfig,
     HTTPAuthConfig,
     ListenerConfig,
     LoginLimits,
@@ -47,6 +48,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DownstreamConfig",
+    "ForwardConfig",
     "HTTPAuthConfig",
     "Key",
     "ListenerConfig",

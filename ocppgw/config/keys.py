@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ocppgw.config.declaration import Key, Section
+from ocppgw.config.keys_forward import FORWARD
 from ocppgw.config.keys_gateway import AUTH, GATEWAY, LISTENER
 from ocppgw.config.keys_mqtt import (
     ADMIN,
@@ -68,4 +69,5 @@ SECTIONS: Mapping[str, Section] = {
     "presence": PRESENCE,
     "admin": ADMIN,
     "recorder": RECORDER,
+    "forward:": FORWARD,
 }

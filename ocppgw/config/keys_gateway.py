@@ -233,6 +233,10 @@ LISTENER = Section(model.ListenerConfig, suffix="ws", required=True, doc="""
         Seconds to wait for the pong; none: the connection is closed and the
         charge point is marked offline.
     """),
+    "forward": Key(text, "", optional=True, doc="""
+        Empty: MQTT mode. NAME: forward mode, this listener's charge points are
+        relayed to the central system of [forward:NAME] (docs/forward.md).
+    """),
 })
 
 AUTH = Section(model.LoginLimits, keys={

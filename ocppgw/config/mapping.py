@@ -18,11 +18,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ocppgw.config.declaration import Key, Values
-from ocppgw.config.derived import DERIVATIONS, Context, Derivation
+from ocppgw.config.derived import DERIVATIONS as _BASE
+from ocppgw.config.derived import Context, Derivation
+from ocppgw.config.derived_forward import FORWARD_DERIVATIONS
 from ocppgw.config.keys import SECTIONS
 from ocppgw.config.values import ConfigError
 
 _T = TypeVar("_T")
+
+#: Every derivation: the gateway's, then forward mode's.
+DERIVATIONS = _BASE + FORWARD_DERIVATIONS
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,9 @@ class ListenerConfig:
     compression: bool = True
     compression_window_bits: int = 9
     compression_mem_level: int = 1
+    #: ``forward = NAME``: this listener's charge points are relayed to
+    #: ``[forward:NAME]`` (ocppgw.forward); None: MQTT mode.
+    forward: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,36 @@ class RecorderConfig:
 
 
 @dataclass(frozen=True)
+class ForwardConfig:
+    """``[forward:NAME]``: an existing central system the charge points are relayed to."""
+
+    name: str
+    #: ws:// or wss:// URL with ``${cid}`` (the identity, percent-encoded).
+    url: str
+    #: ``passthrough``, ``none`` or ``credentials``.
+    auth: str
+    allow_plain_auth: bool
+    #: With ``auth = credentials``: the file of identity, user, password lines.
+    credentials: str | None
+    #: The CA bundle the central system's certificate must chain to; None: the system's.
+    tls_ca: str | None
+    tls_cert: str | None
+    tls_key: str | None
+    #: Read-only copies: URLs with ``${cid}``.
+    mirrors: tuple[str, ...]
+    #: Actions a mirror may send to the charge point; empty: all refused.
+    mirror_calls: tuple[str, ...]
+    #: Where every frame is published; None: no tap.
+    tap_topic: TopicTemplate | None
+    tap_codec: str
+    #: ``observe`` or ``enforce``.
+    validation: str
+    #: ``close`` or ``hold``.
+    on_csms_down: str
+    connect_timeout: float
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, checked: what :func:`~ocppgw.config.parse` returns."""
 
@@ -223,6 +256,8 @@ class Config:
     #: ``[gateway] journal``: the directory of the journals of backend CALLs
     #: held (:mod:`ocppgw.router.journal`); None: none kept.
     journal: str | None
+    #: ``[forward:NAME]`` sections: central systems listeners relay to (issue 20).
+    forwards: tuple[ForwardConfig, ...]
 
 
 @dataclass(frozen=True)

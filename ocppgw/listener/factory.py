@@ -49,6 +49,10 @@ if TYPE_CHECKING:
     # The stages read the typed configuration they are handed; config/ is above them.
     from ocppgw.config import ListenerConfig
 
+#: Forward mode's upgrade (ocppgw.forward.forwarder.Forwarder.connect): the
+#: identity, the offers the gateway speaks and the Authorization header.
+Forward = Callable[[str, list[str], str | None], Deferred[Any]]
+
 
 def identity_from_uri(uri: str, base: str) -> str:
     """
@@ -102,6 +106,8 @@ class Admitted:
     version: str | None
     #: The subprotocol to echo in the 101 response, if any.
     subprotocol: str | None
+    #: Forward mode: the central system's open connection (ocppgw.forward.relay.Link).
+    link: Any = None
 
 
 class OCPPServerFactory(WebSocketServerFactory):
@@ -123,6 +129,7 @@ class OCPPServerFactory(WebSocketServerFactory):
         pong_timeout: float = 30.0,
         gatekeeper: Gatekeeper | None = None,
         over_tls: bool = False,
+        forward: Forward | None = None,
     ) -> None:
         super().__init__(protocols=list(versions), server="ocppgw")
         self.listener = listener
@@ -133,6 +140,8 @@ class OCPPServerFactory(WebSocketServerFactory):
         self.over_tls = over_tls
         self.open_session = open_session
         self.close_session = close_session
+        #: Forward mode: opens the central system's connection once admitted.
+        self.forward = forward
         self.setProtocolOptions(
             maxFramePayloadSize=listener.max_frame_size,
             maxMessagePayloadSize=listener.max_frame_size,
@@ -187,9 +196,37 @@ class OCPPServerFactory(WebSocketServerFactory):
             over_tls=self.over_tls,
             offered=protocols,
         )
+        if self.forward is not None:
+            if isinstance(allowed, Deferred):
+                return allowed.addCallback(self._forwarded, identity, version, protocols, headers)
+            return self._forwarded(allowed, identity, version, protocols, headers)
         if isinstance(allowed, Deferred):
             return allowed.addCallback(self._admitted, identity, version, protocols)
         return self._admitted(allowed, identity, version, protocols)
+
+    def _forwarded(
+        self,
+        allowed: tuple[str, ...] | None,
+        identity: str,
+        version: str | None,
+        protocols: list[str],
+        headers: Mapping[str, str],
+    ) -> Admitted | Deferred[Admitted]:
+        """Admitted by the listener's rules: the central system's upgrade decides the rest."""
+        admitted = self._admitted(allowed, identity, version, protocols)
+        if admitted.version is None or self.forward is None:
+            return admitted
+        # The charge point's offers the gateway speaks (and the service allowed).
+        offers = [
+            p for p in protocols if p in self.ocpp_versions and (allowed is None or p in allowed)
+        ]
+        default = admitted.version
+
+        def linked(link: Any) -> Admitted:
+            spoken = link.version if offers else default
+            return Admitted(identity, spoken, link.version, link)
+
+        return self.forward(identity, offers, headers.get("authorization")).addCallback(linked)
 
     def _admitted(
         self,

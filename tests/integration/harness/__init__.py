@@ -326,6 +326,8 @@ class Backend:
 
     #: Seconds of MQTT keepalive.
     keepalive = 30
+    #: The QoS of its subscription to ``#`` (2: no copy after a lost PUBACK).
+    subscribe_qos = 1
 
     def __init__(self, broker: Broker, persistent: bool = False) -> None:
         """``persistent``: a session the broker keeps (clean session off)."""
@@ -365,7 +367,7 @@ class Backend:
     ) -> None:
         if not reason.is_failure:
             self._connected.set()
-            client.subscribe("#", qos=1)
+            client.subscribe("#", qos=self.subscribe_qos)
 
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, reasons: Any, properties: Any

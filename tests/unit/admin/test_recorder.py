@@ -121,6 +121,24 @@ class RecorderTests(ClockTestCase):
         self.assertNotIn("CP1", " ".join(str(labels) for _, labels in got))
         self.assertEqual(recorder.records["CP1"].events[-1]["event"], "refusal")
 
+    def test_forward_mode_frames_latency_and_failures(self) -> None:
+        """Forward mode: frames by direction, the relay's time by direction, upstream failures."""
+        recorder = connected(self.clock)
+        recorder.forwarded("ChargePoint", 0.0002)
+        recorder.forwarded("CSMS", 0.0001)
+        recorder.forwarded("CSMS", 0.0001)
+        recorder.upstream_failed("404")
+        recorder.upstream_failed("lost")
+        got = samples(recorder)
+        frames = "ocppgw_forward_frames_total"
+        self.assertEqual(got[(frames, (("direction", "ChargePoint"),))], 1)
+        self.assertEqual(got[(frames, (("direction", "CSMS"),))], 2)
+        count = "ocppgw_forward_relay_seconds_count"
+        self.assertEqual(got[(count, (("direction", "CSMS"),))], 2)
+        failures = "ocppgw_forward_upstream_failures_total"
+        self.assertEqual(got[(failures, (("reason", "404"),))], 1)
+        self.assertEqual(got[(failures, (("reason", "lost"),))], 1)
+
     def test_reconnects(self) -> None:
         """The first MQTT connection is not a reconnect; the next ones are."""
         recorder = connected(self.clock)

@@ -53,6 +53,7 @@ def test_every_field_has_one_source() -> None:
         model.LoginLimits,
         model.AdminConfig,
         model.RecorderConfig,
+        model.ForwardConfig,
     ]
 
 
