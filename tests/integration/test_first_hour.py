@@ -49,6 +49,25 @@ def _no_traceback(*outputs: list[str]) -> None:
         assert "Traceback" not in text and "Unhandled" not in text, text
 
 
+def _embedded_ini(tmp_path: Path, name: str, ws_port: int, mqtt_port: int) -> Path:
+    """etc/ocppgw.ini's set-up on free ports: a listener and the embedded broker."""
+    config = tmp_path / "ocppgw.ini"
+    config.write_text(
+        render_ini(
+            {
+                "gateway": {
+                    "id": f"it-{name}-{uuid.uuid4().hex[:8]}",
+                    "journal": str(tmp_path / "journal"),
+                },
+                "listener:ws": {"endpoint": f"tcp:{ws_port}:interface=127.0.0.1"},
+                "mqtt": {"broker": "embedded", "embedded_port": str(mqtt_port)},
+            }
+        ),
+        encoding="utf-8",
+    )
+    return config
+
+
 def test_demo_charge_point_and_a_first_command(tmp_path: Path) -> None:
     """
     The charge point example prints its accepted boot and stays connected;
@@ -60,20 +79,7 @@ def test_demo_charge_point_and_a_first_command(tmp_path: Path) -> None:
     point (closing with 1000) and the demo, and nothing printed a traceback.
     """
     ws_port, mqtt_port = free_port(), free_port()
-    config = tmp_path / "ocppgw.ini"
-    config.write_text(
-        render_ini(
-            {
-                "gateway": {
-                    "id": f"it-first-{uuid.uuid4().hex[:8]}",
-                    "journal": str(tmp_path / "journal"),
-                },
-                "listener:ws": {"endpoint": f"tcp:{ws_port}:interface=127.0.0.1"},
-                "mqtt": {"broker": "embedded", "embedded_port": str(mqtt_port)},
-            }
-        ),
-        encoding="utf-8",
-    )
+    config = _embedded_ini(tmp_path, "first", ws_port, mqtt_port)
     demo = PrintingProcess(
         [
             # -o: never reinstall the venv from here (it may be shared with other checkouts);
@@ -146,20 +152,7 @@ def test_make_run_starts_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     traceback.
     """
     ws_port, mqtt_port = free_port(), free_port()
-    config = tmp_path / "ocppgw.ini"
-    config.write_text(
-        render_ini(
-            {
-                "gateway": {
-                    "id": f"it-run-{uuid.uuid4().hex[:8]}",
-                    "journal": str(tmp_path / "journal"),
-                },
-                "listener:ws": {"endpoint": f"tcp:{ws_port}:interface=127.0.0.1"},
-                "mqtt": {"broker": "embedded", "embedded_port": str(mqtt_port)},
-            }
-        ),
-        encoding="utf-8",
-    )
+    config = _embedded_ini(tmp_path, "run", ws_port, mqtt_port)
     run = PrintingProcess(
         ["make", "-s", "-C", str(ROOT), "-o", ".venv/.installed", "run", f"CONFIG={config}"],
         tmp_path,
