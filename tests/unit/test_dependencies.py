@@ -177,6 +177,34 @@ def test_tests_tools_and_bench_import_only_declared_distributions() -> None:
     assert undeclared(BENCH_ROOTS, testing | names(groups["bench"])) == {}
 
 
+def missing_packages(setup_cfg: str) -> set[str]:
+    """The packages of ocppgw/ (directories with an __init__.py) that setup.cfg does not list."""
+    parser = configparser.ConfigParser()
+    parser.read_string(setup_cfg)
+    listed = {p.strip() for p in parser["options"]["packages"].splitlines() if p.strip()}
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "ocppgw").rglob("__init__.py")
+    }
+    return found - listed
+
+
+def test_every_package_of_ocppgw_is_in_the_wheel() -> None:
+    """
+    setup.cfg lists its packages by hand (``find:`` would drop twisted/plugins),
+    so each directory of ocppgw/ with an __init__.py must be there, or the
+    wheel installs a gateway that fails on its first import of it.
+    """
+    missing = missing_packages(SETUP_CFG.read_text())
+    assert not missing, f"setup.cfg [options] packages lacks {sorted(missing)}"
+
+
+def test_a_package_left_out_of_setup_cfg_is_found() -> None:
+    """The check above finds a package missing from the list."""
+    text = SETUP_CFG.read_text().replace("    ocppgw.forward\n", "")
+    assert missing_packages(text) == {"ocppgw.forward"}
+
+
 def test_every_requirement_has_a_lower_and_an_upper_bound() -> None:
     """Each requirement of install_requires and of every extra says >= and <, nothing else."""
     assert unbounded(groups_now()) == []
