@@ -13,7 +13,8 @@ Each envelope is the usual one (README, "Topics and envelopes") plus
 (:mod:`~ocppgw.forward.verdicts`).  A frame that is no OCPP-J message is
 carried as a CALLERROR envelope of UniqueId ``-1`` whose ``ErrorDetails``
 hold it (``{"Frame": text}``).  ``raw`` carries the frame exactly as relayed;
-``protobuf`` the usual wrapper, without the three fields.
+``protobuf`` the usual wrapper with its tap-only fields 16-18 set
+(``Verdict``: ``accepted``, or the refusal as JSON text).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ocppgw.ocpp.messages import CallError, Message
 from ocppgw.ocpp.timestamps import rfc3339
 from ocppgw.router.topics import TopicTemplate, topic_values
 from ocppgw.wire.jsonenvelope import envelope_fields
+from ocppgw.wire.protobuf import wrapper_of
 
 _log = Logger()
 
@@ -60,7 +62,7 @@ class Tap:
         self._qos = qos
         self._template = template
         self._codec = codec
-        self._encoder = wire.get(codec)
+        wire.get(codec)  # an unavailable codec is refused here, by name
         self._gateway = gateway
         self._clock = clock
         #: Publishes that failed (the MQTT buffer full, the gateway stopping).
@@ -106,7 +108,11 @@ class Tap:
                 fields["Verdict"] = verdict
                 payload = dumps(fields).encode("utf-8")
             else:
-                payload = self._encoder.encode(envelope)
+                wrapper = wrapper_of(envelope)
+                wrapper.Direction = direction
+                wrapper.Peer = peer
+                wrapper.Verdict = verdict if isinstance(verdict, str) else dumps(verdict)
+                payload = wrapper.SerializeToString()
         self._mqtt.publish(topic, payload, self._qos).addErrback(self._failed, identity)
 
     def _topic(self, identity: str, version: str, message: Message | None) -> str:

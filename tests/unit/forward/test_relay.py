@@ -200,3 +200,22 @@ class TapTopicTests(ClockTestCase):
                 ("tap/CP%2F1/Authorize/b", b'[2,"b","Authorize",{}]'),
             ],
         )
+
+    def test_protobuf_tap_carries_direction_peer_and_verdict(self) -> None:
+        """tap_codec = protobuf: the usual wrapper, with Direction, Peer and Verdict in
+        its fields 16-18 (a refusal's Verdict as JSON text)."""
+        from ocppgw.wire.protobuf.generated import message_pb2
+
+        mqtt = FakeMQTT()
+        tap = Tap(mqtt, 1, TopicTemplate.parse("tap/${cid}"), "protobuf", "gw", self.clock)
+        tap.frame("CP1", "ocpp1.6", '[2,"a","Heartbeat",{}]', "ChargePoint", PEER,
+                  Call("a", "Heartbeat", {}), "accepted")
+        refusal = {"ErrorCode": "FormationViolation", "ErrorDescription": "bad"}
+        tap.frame("CP1", "ocpp1.6", '[2,"b","Heartbeat",{"x":1}]', "CSMS", PEER,
+                  Call("b", "Heartbeat", {"x": 1}), refusal)
+        first, second = (message_pb2.Message.FromString(p) for _, p, _, _ in mqtt.published)
+        self.assertEqual(
+            (first.UniqueId, first.Action, first.Direction, first.Peer, first.Verdict),
+            ("a", "Heartbeat", "ChargePoint", PEER, "accepted"),
+        )
+        self.assertEqual((second.Direction, json.loads(second.Verdict)), ("CSMS", refusal))

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aocppgw_pb/v1/message.proto\x12\x0cocppgw_pb.v1\"\x85\x03\n\x07Message\x12\x30\n\rMessageTypeId\x18\x01 \x01(\x0e\x32\x19.ocppgw_pb.v1.MessageType\x12\x10\n\x08UniqueId\x18\x02 \x01(\t\x12\x0e\n\x06\x41\x63tion\x18\x03 \x01(\t\x12*\n\tErrorCode\x18\x04 \x01(\x0e\x32\x17.ocppgw_pb.v1.ErrorType\x12\x18\n\x10\x45rrorDescription\x18\x05 \x01(\t\x12\x0f\n\x07Payload\x18\x06 \x01(\x0c\x12\x14\n\x0c\x45rrorDetails\x18\x07 \x01(\x0c\x12\x10\n\x08Protocol\x18\x08 \x01(\t\x12\x36\n\x0fPayloadEncoding\x18\t \x01(\x0e\x32\x1d.ocppgw_pb.v1.PayloadEncoding\x12\x15\n\rChargePointId\x18\n \x01(\t\x12\x11\n\tTimestamp\x18\x0b \x01(\t\x12\x0e\n\x06Origin\x18\x0c \x01(\t\x12\x0c\n\x04Late\x18\r \x01(\x08\x12\x15\n\rErrorCodeText\x18\x0e \x01(\t\x12\x10\n\x08\x41nswered\x18\x0f \x01(\x08*s\n\x0bMessageType\x12\x1c\n\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04\x43\x41LL\x10\x02\x12\x0e\n\nCALLRESULT\x10\x03\x12\r\n\tCALLERROR\x10\x04\x12\x13\n\x0f\x43\x41LLRESULTERROR\x10\x05\x12\x08\n\x04SEND\x10\x06*\xc3\x04\n\tErrorType\x12\x1a\n\x16\x45RROR_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eNotImplemented\x10\x01\x12\x10\n\x0cNotSupported\x10\x02\x12\x11\n\rInternalError\x10\x03\x12\x11\n\rProtocolError\x10\x04\x12\x11\n\rSecurityError\x10\x05\x12\x16\n\x12\x46ormationViolation\x10\x06\x12\x1f\n\x1bPropertyConstraintViolation\x10\x07\x12 \n\x1cOccurenceConstraintViolation\x10\x08\x12\x1b\n\x17TypeConstraintViolation\x10\t\x12\x10\n\x0cGenericError\x10\n\x12\x13\n\x0f\x46ormatViolation\x10\x0b\x12!\n\x1dOccurrenceConstraintViolation\x10\x0c\x12\x1b\n\x17MessageTypeNotSupported\x10\r\x12\x15\n\x11RpcFrameworkError\x10\x0e\x12\x0b\n\x07Invalid\x10\x64\x12\x0b\n\x07Offline\x10\x65\x12\r\n\tQueueFull\x10\x66\x12\x0b\n\x07Timeout\x10g\x12\x0c\n\x08Replaced\x10h\x12\r\n\tUnmatched\x10i\x12\x10\n\x0c\x44isconnected\x10j\x12\x14\n\x10ValidationFailed\x10k\x12\x0c\n\x08Shutdown\x10l\x12\x10\n\x0cNotPublished\x10m\x12\x0c\n\x08Internal\x10n\x12\x0b\n\x07\x45xpired\x10o\x12\x0f\n\x0bNotAccepted\x10p*H\n\x0fPayloadEncoding\x12\x1a\n\x16PAYLOAD_ENCODING_TYPED\x10\x00\x12\x19\n\x15PAYLOAD_ENCODING_JSON\x10\x01\x42\x17Z\x15ocppgw_pb/v1;ocppgwpbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aocppgw_pb/v1/message.proto\x12\x0cocppgw_pb.v1\"\xb7\x03\n\x07Message\x12\x30\n\rMessageTypeId\x18\x01 \x01(\x0e\x32\x19.ocppgw_pb.v1.MessageType\x12\x10\n\x08UniqueId\x18\x02 \x01(\t\x12\x0e\n\x06\x41\x63tion\x18\x03 \x01(\t\x12*\n\tErrorCode\x18\x04 \x01(\x0e\x32\x17.ocppgw_pb.v1.ErrorType\x12\x18\n\x10\x45rrorDescription\x18\x05 \x01(\t\x12\x0f\n\x07Payload\x18\x06 \x01(\x0c\x12\x14\n\x0c\x45rrorDetails\x18\x07 \x01(\x0c\x12\x10\n\x08Protocol\x18\x08 \x01(\t\x12\x36\n\x0fPayloadEncoding\x18\t \x01(\x0e\x32\x1d.ocppgw_pb.v1.PayloadEncoding\x12\x15\n\rChargePointId\x18\n \x01(\t\x12\x11\n\tTimestamp\x18\x0b \x01(\t\x12\x0e\n\x06Origin\x18\x0c \x01(\t\x12\x0c\n\x04Late\x18\r \x01(\x08\x12\x15\n\rErrorCodeText\x18\x0e \x01(\t\x12\x10\n\x08\x41nswered\x18\x0f \x01(\x08\x12\x11\n\tDirection\x18\x10 \x01(\t\x12\x0c\n\x04Peer\x18\x11 \x01(\t\x12\x0f\n\x07Verdict\x18\x12 \x01(\t*s\n\x0bMessageType\x12\x1c\n\x18MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04\x43\x41LL\x10\x02\x12\x0e\n\nCALLRESULT\x10\x03\x12\r\n\tCALLERROR\x10\x04\x12\x13\n\x0f\x43\x41LLRESULTERROR\x10\x05\x12\x08\n\x04SEND\x10\x06*\xc3\x04\n\tErrorType\x12\x1a\n\x16\x45RROR_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eNotImplemented\x10\x01\x12\x10\n\x0cNotSupported\x10\x02\x12\x11\n\rInternalError\x10\x03\x12\x11\n\rProtocolError\x10\x04\x12\x11\n\rSecurityError\x10\x05\x12\x16\n\x12\x46ormationViolation\x10\x06\x12\x1f\n\x1bPropertyConstraintViolation\x10\x07\x12 \n\x1cOccurenceConstraintViolation\x10\x08\x12\x1b\n\x17TypeConstraintViolation\x10\t\x12\x10\n\x0cGenericError\x10\n\x12\x13\n\x0f\x46ormatViolation\x10\x0b\x12!\n\x1dOccurrenceConstraintViolation\x10\x0c\x12\x1b\n\x17MessageTypeNotSupported\x10\r\x12\x15\n\x11RpcFrameworkError\x10\x0e\x12\x0b\n\x07Invalid\x10\x64\x12\x0b\n\x07Offline\x10\x65\x12\r\n\tQueueFull\x10\x66\x12\x0b\n\x07Timeout\x10g\x12\x0c\n\x08Replaced\x10h\x12\r\n\tUnmatched\x10i\x12\x10\n\x0c\x44isconnected\x10j\x12\x14\n\x10ValidationFailed\x10k\x12\x0c\n\x08Shutdown\x10l\x12\x10\n\x0cNotPublished\x10m\x12\x0c\n\x08Internal\x10n\x12\x0b\n\x07\x45xpired\x10o\x12\x0f\n\x0bNotAccepted\x10p*H\n\x0fPayloadEncoding\x12\x1a\n\x16PAYLOAD_ENCODING_TYPED\x10\x00\x12\x19\n\x15PAYLOAD_ENCODING_JSON\x10\x01\x42\x17Z\x15ocppgw_pb/v1;ocppgwpbb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,12 +32,12 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ocppgw_pb.v1.message_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\025ocppgw_pb/v1;ocppgwpb'
-  _globals['_MESSAGETYPE']._serialized_start=436
-  _globals['_MESSAGETYPE']._serialized_end=551
-  _globals['_ERRORTYPE']._serialized_start=554
-  _globals['_ERRORTYPE']._serialized_end=1133
-  _globals['_PAYLOADENCODING']._serialized_start=1135
-  _globals['_PAYLOADENCODING']._serialized_end=1207
+  _globals['_MESSAGETYPE']._serialized_start=486
+  _globals['_MESSAGETYPE']._serialized_end=601
+  _globals['_ERRORTYPE']._serialized_start=604
+  _globals['_ERRORTYPE']._serialized_end=1183
+  _globals['_PAYLOADENCODING']._serialized_start=1185
+  _globals['_PAYLOADENCODING']._serialized_end=1257
   _globals['_MESSAGE']._serialized_start=45
-  _globals['_MESSAGE']._serialized_end=434
+  _globals['_MESSAGE']._serialized_end=484
 # @@protoc_insertion_point(module_scope)
