@@ -231,6 +231,9 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
         reloadable.append(Reloadable("[auth] http_url cache and http_headers", http_auth))
     listeners: list[Service] = []
     forwarding = forwarders(config, reactor, client, events)
+    for name, each in forwarding.items():
+        if each.config.credentials:
+            reloadable.append(Reloadable(f"[forward:{name}] credentials", each))
     for listener in config.listeners:
         if listener.security_profile == 0:
             _log.warn(

@@ -42,6 +42,7 @@ from twisted.logger import Logger
 
 from ocppgw import speedups
 from ocppgw.connection import OCPPServerProtocol
+from ocppgw.forward.address import CredentialsFileError
 from ocppgw.interfaces import CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART
 from ocppgw.listener.credentials import CredentialsError
 from ocppgw.listener.crl import CRLError
@@ -118,7 +119,7 @@ class GatewayService(MultiService):
         for item in self.reloadable:
             try:
                 item.reload()
-            except (TLSConfigError, CRLError, CredentialsError, OSError) as e:
+            except (TLSConfigError, CRLError, CredentialsError, CredentialsFileError, OSError) as e:
                 _log.error("reload of {what} failed, keeping the old one: {e}", what=item, e=e)
             else:
                 _log.info("reloaded {what}", what=item)

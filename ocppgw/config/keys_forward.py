@@ -33,7 +33,8 @@ FORWARD = Section(model.ForwardConfig, suffix="csms", commented=True, doc="""
     """),
     "credentials": Key(text, "", derived=True, doc="""
         With auth = credentials: a file of "identity user password" lines
-        (# comments, blank lines ignored), read at start.
+        (# comments, blank lines ignored), read at start and on SIGHUP (a
+        file that cannot be used then is refused and the old one kept).
     """),
     "tls_ca": Key(text, "", derived=True, doc="""
         wss://: the CA bundle (PEM) the central system's certificate must chain

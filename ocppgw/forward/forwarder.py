@@ -69,6 +69,16 @@ class Forwarder:
                 client_tls, ca=config.tls_ca, cert=config.tls_cert, key=config.tls_key
             )
 
+    def reload(self) -> None:
+        """
+        SIGHUP: the ``auth = credentials`` file read again, for the next
+        handshakes.
+
+        :raises CredentialsFileError: it cannot be used; the old one is kept.
+        """
+        if self.config.credentials:
+            self.credentials = read_credentials(self.config.credentials)
+
     def plain_auth_warning(self) -> str | None:
         """The line to log once at start when credentials go over plain ws://."""
         config = self.config

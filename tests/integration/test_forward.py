@@ -644,6 +644,7 @@ async def test_credentials_from_a_file_and_a_client_certificate(
     auth = credentials over wss: the central system gets HTTP Basic from the
     file, and the gateway's client certificate (tls_cert, tls_key), which it
     requires; an identity the file does not list connects without a header.
+    SIGHUP re-reads the file: a broken one is kept out, a new password used.
     """
     ca = CA()
     server = ca.issue("localhost", server=True, dns=("localhost",), ips=("127.0.0.1",))
@@ -675,6 +676,22 @@ async def test_credentials_from_a_file_and_a_client_certificate(
         expected = basic_auth(b"csms-user", b"csms-password")["Authorization"]
         assert listed.headers.get("Authorization") == expected
         assert "Authorization" not in unlisted.headers
+        # SIGHUP reads the file again: a broken one is refused (the old kept,
+        # its line not echoed), a good one is used for the next handshake.
+        assert gw.proc is not None
+        users.write_text("FWD-CRED csms-user secret-typo-0123 extra\n")
+        gw.proc.send_signal(signal.SIGHUP)
+        await asyncio.to_thread(
+            wait_log, gw, r"reload of \[forward:csms\] credentials failed, keeping", 1
+        )
+        assert "secret-typo-0123" not in gw.log()
+        users.write_text("FWD-CRED csms-user renewed-password\n")
+        gw.proc.send_signal(signal.SIGHUP)
+        await asyncio.to_thread(wait_log, gw, r"reloaded \[forward:csms\] credentials", 1)
+        async with connect(gw.url("FWD-CRED"), ["ocpp1.6"]):
+            renewed = await central.session("FWD-CRED")
+        expected = basic_auth(b"csms-user", b"renewed-password")["Authorization"]
+        assert renewed.headers.get("Authorization") == expected
         without = gateway(forwarding(central, "wss", tls_ca=str(bundle)))
         try:
             async with connect(without.url("FWD-NOCERT"), ["ocpp1.6"]):
