@@ -6,6 +6,9 @@ and the decisions of the HTTP upgrade.
 Everything that can refuse a charge point happens in the upgrade, before the
 101 response and before anything is published:
 
+- first admission control (:mod:`ocppgw.listener.throttle`): a handshake over
+  the listener's ``max_handshake_rate`` gets 503 with ``Retry-After``, before
+  anything else of it is looked at;
 - the identity is the percent-decoded path segment after the listener's
   ``path`` (OCPP-J 1.6 §3.1.1, 2.0.1 Part 4 §3.1.1; the rules are in
   :mod:`ocppgw.ocpp.identity`): an unusable one gets 400, another path 404;
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from autobahn.twisted.websocket import WebSocketServerFactory
 from cryptography import x509
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ocppgw.connection import OCPPServerProtocol
@@ -42,12 +46,15 @@ from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.compression import deflate_accept
 from ocppgw.listener.credentials import Credentials
 from ocppgw.listener.proxy import Source
+from ocppgw.listener.throttle import HandshakeRate
 from ocppgw.listener.tls import handshake_failed, peer_of
 from ocppgw.ocpp.identity import IdentityError, identity_from_segment
 
 if TYPE_CHECKING:
     # The stages read the typed configuration they are handed; config/ is above them.
     from ocppgw.config import ListenerConfig
+
+_log = Logger()
 
 
 def identity_from_uri(uri: str, base: str) -> str:
@@ -123,6 +130,7 @@ class OCPPServerFactory(WebSocketServerFactory):
         pong_timeout: float = 30.0,
         gatekeeper: Gatekeeper | None = None,
         over_tls: bool = False,
+        throttle: HandshakeRate | None = None,
     ) -> None:
         super().__init__(protocols=list(versions), server="ocppgw")
         self.listener = listener
@@ -131,6 +139,8 @@ class OCPPServerFactory(WebSocketServerFactory):
         self.gatekeeper = gatekeeper or Gatekeeper(listener, credentials)
         #: The listener wraps its connections in TLS itself (ocppgw.listener.tls).
         self.over_tls = over_tls
+        #: Admission control (max_handshake_rate); None: every handshake is looked at.
+        self.throttle = throttle
         self.open_session = open_session
         self.close_session = close_session
         self.setProtocolOptions(
@@ -177,6 +187,10 @@ class OCPPServerFactory(WebSocketServerFactory):
             Deferred fails with it).
         """
         listener = self.listener
+        if self.throttle is not None:
+            wait = self.throttle.admit()
+            if wait is not None:
+                self._throttled(wait)
         identity = identity_from_uri(uri, listener.path)
         version = choose_version(protocols, self.ocpp_versions, listener.default_version)
         allowed = self.gatekeeper.admit(
@@ -190,6 +204,22 @@ class OCPPServerFactory(WebSocketServerFactory):
         if isinstance(allowed, Deferred):
             return allowed.addCallback(self._admitted, identity, version, protocols)
         return self._admitted(allowed, identity, version, protocols)
+
+    def _throttled(self, wait: int) -> None:
+        """Answer a handshake over the rate: 503, counted, logged at most now and then."""
+        name = self.listener.name
+        self.events.throttled(name)
+        # One format, so the log's rate limit holds a storm to a few lines a minute.
+        _log.warn(
+            "[listener:{name}] handshakes over max_handshake_rate answered 503 with Retry-After",
+            name=name,
+        )
+        raise Refused(
+            503,
+            f"too many handshakes; retry in {wait} s",
+            [("Retry-After", str(wait))],
+            counted=True,
+        )
 
     def _admitted(
         self,
