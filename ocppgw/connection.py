@@ -181,8 +181,6 @@ class OCPPServerProtocol(WebSocketServerProtocol):
     def _refused(self, e: ConnectionDeny) -> None:
         # The listener's Refused carries the headers that go with its status.
         self._deny_headers = getattr(e, "headers", [])
-        if getattr(e, "counted", False):
-            return
         proxy = self.source.proxy if self.source is not None else None
         _log.info(
             "refused {peer}{via} {uri}: {code} {reason}",

@@ -21,15 +21,6 @@ from autobahn.websocket.types import ConnectionDeny
 class Refused(ConnectionDeny):
     """A refused handshake, with the HTTP headers that go with the status."""
 
-    def __init__(
-        self,
-        code: int,
-        reason: str,
-        headers: list[tuple[str, str]] | None = None,
-        counted: bool = False,
-    ):
+    def __init__(self, code: int, reason: str, headers: list[tuple[str, str]] | None = None):
         super().__init__(code, reason)  # type: ignore[no-untyped-call]
         self.headers = headers or []
-        #: The listener counted (and logged) it itself: a 503 of admission
-        #: control, cheap in a storm, is neither logged nor recorded one by one.
-        self.counted = counted

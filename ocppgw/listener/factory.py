@@ -6,9 +6,9 @@ and the decisions of the HTTP upgrade.
 Everything that can refuse a charge point happens in the upgrade, before the
 101 response and before anything is published:
 
-- first admission control (:mod:`ocppgw.listener.throttle`): a handshake over
-  the listener's ``max_handshake_rate`` gets 503 with ``Retry-After``, before
-  anything else of it is looked at;
+- first admission control (:mod:`ocppgw.listener.throttle`): a connection
+  over the listener's ``max_handshake_rate`` gets no WebSocket protocol, only
+  a 503 with ``Retry-After`` to its request;
 - the identity is the percent-decoded path segment after the listener's
   ``path`` (OCPP-J 1.6 §3.1.1, 2.0.1 Part 4 §3.1.1; the rules are in
   :mod:`ocppgw.ocpp.identity`): an unusable one gets 400, another path 404;
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from autobahn.twisted.websocket import WebSocketServerFactory
 from cryptography import x509
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -161,6 +162,26 @@ class OCPPServerFactory(WebSocketServerFactory):
             allowedOrigins=["*"],
         )
 
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        """
+        A new connection's protocol: the charge point's, or over the admission
+        rate the 503 of :class:`~ocppgw.listener.throttle.Busy` (counted, and
+        logged at most now and then).
+        """
+        if self.throttle is not None:
+            busy = self.throttle.busy(self.listener.handshake_timeout)
+            if busy is not None:
+                name = self.listener.name
+                self.events.throttled(name)
+                # One format: the log's rate limit holds a storm to a few lines a minute.
+                _log.warn(
+                    "[listener:{name}] connections over max_handshake_rate answered 503 "
+                    "with Retry-After",
+                    name=name,
+                )
+                return busy
+        return super().buildProtocol(addr)
+
     def source(self, peer_host: str, headers: Mapping[str, str]) -> Source:
         """Where a handshake comes from (trusted proxies honoured)."""
         return self.gatekeeper.source(peer_host, headers)
@@ -187,10 +208,6 @@ class OCPPServerFactory(WebSocketServerFactory):
             Deferred fails with it).
         """
         listener = self.listener
-        if self.throttle is not None:
-            wait = self.throttle.admit()
-            if wait is not None:
-                self._throttled(wait)
         identity = identity_from_uri(uri, listener.path)
         version = choose_version(protocols, self.ocpp_versions, listener.default_version)
         allowed = self.gatekeeper.admit(
@@ -204,22 +221,6 @@ class OCPPServerFactory(WebSocketServerFactory):
         if isinstance(allowed, Deferred):
             return allowed.addCallback(self._admitted, identity, version, protocols)
         return self._admitted(allowed, identity, version, protocols)
-
-    def _throttled(self, wait: int) -> None:
-        """Answer a handshake over the rate: 503, counted, logged at most now and then."""
-        name = self.listener.name
-        self.events.throttled(name)
-        # One format, so the log's rate limit holds a storm to a few lines a minute.
-        _log.warn(
-            "[listener:{name}] handshakes over max_handshake_rate answered 503 with Retry-After",
-            name=name,
-        )
-        raise Refused(
-            503,
-            f"too many handshakes; retry in {wait} s",
-            [("Retry-After", str(wait))],
-            counted=True,
-        )
 
     def _admitted(
         self,

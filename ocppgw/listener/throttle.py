@@ -6,12 +6,15 @@ at once), so that a reconnect storm does not starve the charge points
 already connected.
 
 A token bucket of ``max_handshake_burst`` tokens, refilled at
-``max_handshake_rate`` tokens a second; each handshake takes one.  A
-handshake that finds no token is answered with HTTP 503 (RFC 9110 §15.6.4)
-and a ``Retry-After`` in whole seconds (§10.2.3), before its identity,
-credentials or subprotocol are looked at.  A charge point whose handshakes
-come at most at the rate, ``max_handshake_burst`` at once, always finds a
-token: it never gets a 503.
+``max_handshake_rate`` tokens a second; each connection takes one as it is
+accepted.  One that finds no token gets no WebSocket protocol at all but
+:class:`Busy`, which answers its request with HTTP 503 (RFC 9110 §15.6.4)
+and a ``Retry-After`` in whole seconds (§10.2.3) and closes: its identity,
+credentials or subprotocol are never looked at, and a refusal costs little
+more than the accept (a storm's first wave is mostly refusals).  On a TLS
+listener the TLS handshake, which carries the request, comes first.  A
+charge point whose connections come at most at the rate,
+``max_handshake_burst`` at once, always finds a token: it never gets a 503.
 
 The ``Retry-After`` is the time the bucket needs to serve the charge points
 told to come back before this one and this one too (each refusal reserves
@@ -30,7 +33,12 @@ import math
 import random
 from collections.abc import Callable
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+
+#: A request head longer than this is answered at once.
+_MAX_HEAD = 65536
 
 #: Floating-point slack: a handshake exactly 1/rate after the last finds its token.
 _SLACK = 1e-9
@@ -76,6 +84,61 @@ class HandshakeRate:
         wait = self._promised - now
         spread = max(1.0, wait / 10.0)
         return max(1, math.ceil(wait + self._chance() * spread - _SLACK))
+
+    def busy(self, timeout: float) -> Busy | None:
+        """
+        Take a token for a new connection: None when there was one, else the
+        :class:`Busy` protocol that refuses it (``timeout``: for its request).
+        """
+        wait = self.admit()
+        return None if wait is None else Busy(wait, self._clock, timeout)
+
+
+class Busy(Protocol):
+    """
+    A connection over the rate: once its request head is in, HTTP 503 with
+    ``Retry-After`` and the connection closed; a client that sends no whole
+    head within ``timeout`` seconds is dropped.
+    """
+
+    def __init__(self, retry_after: int, clock: IReactorTime, timeout: float) -> None:
+        self._answer = (
+            "HTTP/1.1 503 Service Unavailable\r\nServer: ocppgw\r\n"
+            f"Retry-After: {retry_after}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ).encode()
+        self._head = b""
+        self._clock = clock
+        self._timeout = timeout
+        self._timer: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        self._timer = self._clock.callLater(self._timeout, self._drop)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._timer is None:
+            return  # answered: the rest is ignored until the close
+        self._head += data
+        # The whole head read first: a close with unread data would be a reset
+        # that may discard the answer at the client.
+        if b"\r\n\r\n" in self._head or len(self._head) > _MAX_HEAD:
+            self._cancel()
+            self._head = b""
+            assert self.transport is not None
+            self.transport.write(self._answer)
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _drop(self) -> None:
+        self._timer = None
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
 
 def handshake_rate(

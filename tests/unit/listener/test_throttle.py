@@ -1,4 +1,4 @@
-"""Admission control: the handshake token bucket on a task.Clock, and its 503 in the upgrade."""
+"""Admission control: the handshake token bucket on a task.Clock; the 503 over it."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import math
 import random
 
 import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from ocppgw.config import ListenerConfig
-from ocppgw.listener import Refused
+from ocppgw.connection import OCPPServerProtocol
 from ocppgw.listener.factory import OCPPServerFactory
-from ocppgw.listener.proxy import Source
-from ocppgw.listener.throttle import HandshakeRate, handshake_rate
+from ocppgw.listener.throttle import Busy, HandshakeRate, handshake_rate
 from tests.clocks import Clocks
 
 LISTENER = ListenerConfig("ws", "tcp:0", "/ocpp", 0, None, 65536, 10.0)
@@ -129,13 +132,8 @@ def test_bad_bucket_is_refused(rate: float, burst: int) -> None:
         HandshakeRate(Clock(), rate, burst)
 
 
-def test_upgrade_over_the_rate_gets_503_before_anything_else(clocks: Clocks) -> None:
-    """
-    Over the rate, the listener answers 503 with the Retry-After header and
-    counts it, before the path is looked at (a wrong path gets 503, not 404);
-    under it, the handshake is decided as usual.
-    """
-    clock = clocks.new()
+def _factory(clock: Clock, counted: list[str]) -> OCPPServerFactory:
+    """A listener admitting 1 handshake a second, burst 1, without jitter; throttles counted."""
     factory = OCPPServerFactory(
         dataclasses.replace(LISTENER, max_handshake_rate=1, max_handshake_burst=1),
         ("ocpp1.6",),
@@ -144,17 +142,67 @@ def test_upgrade_over_the_rate_gets_503_before_anything_else(clocks: Clocks) -> 
         lambda session: None,
         throttle=HandshakeRate(clock, 1, 1, lambda: 0.0),
     )
-    counted: list[str] = []
     factory.events = type("E", (), {"throttled": lambda self, name: counted.append(name)})()
-    source = Source("192.0.2.1")
-    admitted = factory.negotiate(source, "/ocpp/CP1", ["ocpp1.6"], {}, None)
-    assert not isinstance(admitted, Refused)
-    with pytest.raises(Refused) as refused:
-        factory.negotiate(source, "/elsewhere/CP2", ["ocpp1.6"], {}, None)
-    assert (refused.value.code, refused.value.headers) == (503, [("Retry-After", "1")])
-    assert refused.value.counted
+    return factory
+
+
+HEAD = (
+    b"GET /ocpp/CP2 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+)
+
+
+def test_connection_over_the_rate_gets_503_and_retry_after(clocks: Clocks) -> None:
+    """
+    Over the rate a connection gets no WebSocket protocol: once its request
+    head is whole, 503 with Retry-After, then the close; counted once. The
+    first connection (under the rate) gets the charge point protocol.
+    """
+    clock = clocks.new()
+    counted: list[str] = []
+    factory = _factory(clock, counted)
+    address = IPv4Address("TCP", "127.0.0.1", 5555)
+    first = factory.buildProtocol(address)
+    assert isinstance(first, OCPPServerProtocol)
+    busy = factory.buildProtocol(address)
+    assert isinstance(busy, Busy)
+    transport = StringTransport()
+    busy.makeConnection(transport)
+    busy.dataReceived(HEAD[:40])
+    assert transport.value() == b""
+    busy.dataReceived(HEAD[40:])
+    response = transport.value()
+    assert response.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), response
+    assert b"\r\nRetry-After: 1\r\n" in response
+    assert transport.disconnecting
+    busy.dataReceived(b"more")
+    assert transport.value() == response
+    busy.connectionLost(Failure(ConnectionDone()))
     assert counted == ["ws"]
     clock.advance(1)
-    with pytest.raises(Refused) as not_found:
-        factory.negotiate(source, "/elsewhere/CP2", ["ocpp1.6"], {}, None)
-    assert not_found.value.code == 404
+    assert isinstance(factory.buildProtocol(address), OCPPServerProtocol)
+
+
+def test_busy_connection_without_a_request_is_dropped(clocks: Clocks) -> None:
+    """A refused connection that sends no whole request head is aborted after handshake_timeout."""
+    clock = clocks.new()
+    busy = Busy(3, clock, 10.0)
+    transport = StringTransport()
+    busy.makeConnection(transport)
+    busy.dataReceived(b"GET / HTTP/1.1\r\n")
+    clock.advance(9.9)
+    assert not transport.disconnected
+    clock.advance(0.2)
+    assert transport.disconnected
+    assert transport.value() == b""
+    busy.connectionLost(Failure(ConnectionDone()))
+
+
+def test_busy_connection_lost_early_leaves_no_timer(clocks: Clocks) -> None:
+    """A refused connection that goes before its request leaves no timer behind."""
+    clock = clocks.new()
+    busy = Busy(3, clock, 10.0)
+    busy.makeConnection(StringTransport())
+    busy.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
