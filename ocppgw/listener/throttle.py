@@ -16,11 +16,15 @@ listener the TLS handshake, which carries the request, comes first.  A
 charge point whose connections come at most at the rate,
 ``max_handshake_burst`` at once, always finds a token: it never gets a 503.
 
-The ``Retry-After`` is the time the bucket needs to serve the charge points
-told to come back before this one and this one too (each refusal reserves
-the next token after those promised already), spread by a random share of
-up to a tenth of that wait (at least a second), so that the retries of a
-storm come back at the rate instead of all at once.  A reservation is not
+When a refused charge point is to come back: a second from now, plus the
+time the bucket needs to serve the charge points told to come back before
+it (each refusal reserves the next token after those promised already), plus
+a random share of up to a tenth of that (at most a second): the jitter.
+``Retry-After`` counts whole seconds, and the first wave of a storm comes
+within a fraction of one: told whole seconds only, its charge points would
+come back in clumps of a second's worth, overflowing a small burst.  So the
+503 is held for the fraction of a second and ``Retry-After`` gives the whole
+seconds: the retries come back spread at the rate.  A reservation is not
 held for its charge point: it only shapes when each is told to return.
 
 Time comes from an injected ``IReactorTime``, chance from an injected
@@ -65,10 +69,11 @@ class HandshakeRate:
         #: When the last token promised to a refused handshake comes.
         self._promised = self._stamp
 
-    def admit(self) -> int | None:
+    def admit(self) -> float | None:
         """
         Take a token for one handshake: None when there was one, else the
-        ``Retry-After`` seconds to answer with the 503.
+        seconds from now when the refused charge point is to come back (at
+        least one).
         """
         now = self._clock.seconds()
         tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
@@ -82,8 +87,7 @@ class HandshakeRate:
         first = now + (1.0 - tokens) / self._rate
         self._promised = max(self._promised + 1.0 / self._rate, first)
         wait = self._promised - now
-        spread = max(1.0, wait / 10.0)
-        return max(1, math.ceil(wait + self._chance() * spread - _SLACK))
+        return 1.0 + wait + self._chance() * min(1.0, wait / 10.0)
 
     def busy(self, timeout: float) -> Busy | None:
         """
@@ -96,36 +100,48 @@ class HandshakeRate:
 
 class Busy(Protocol):
     """
-    A connection over the rate: once its request head is in, HTTP 503 with
-    ``Retry-After`` and the connection closed; a client that sends no whole
-    head within ``timeout`` seconds is dropped.
+    A connection over the rate, to come back in ``back`` seconds (at least
+    one): once its request head is in, and the fraction of a second of
+    ``back`` has passed, HTTP 503 with the whole seconds as ``Retry-After``,
+    and the connection closed.  A client that sends no whole head within
+    ``timeout`` seconds is dropped.
     """
 
-    def __init__(self, retry_after: int, clock: IReactorTime, timeout: float) -> None:
+    def __init__(self, back: float, clock: IReactorTime, timeout: float) -> None:
+        whole = max(1, math.floor(back))
         self._answer = (
             "HTTP/1.1 503 Service Unavailable\r\nServer: ocppgw\r\n"
-            f"Retry-After: {retry_after}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            f"Retry-After: {whole}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         ).encode()
-        self._head = b""
+        self._head: bytes | None = b""
         self._clock = clock
         self._timeout = timeout
+        self._answer_at = clock.seconds() + max(0.0, back - whole)
         self._timer: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         self._timer = self._clock.callLater(self._timeout, self._drop)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._timer is None:
-            return  # answered: the rest is ignored until the close
+        if self._head is None:
+            return  # answered or answering: the rest is ignored until the close
         self._head += data
         # The whole head read first: a close with unread data would be a reset
         # that may discard the answer at the client.
         if b"\r\n\r\n" in self._head or len(self._head) > _MAX_HEAD:
+            self._head = None
             self._cancel()
-            self._head = b""
-            assert self.transport is not None
-            self.transport.write(self._answer)
-            self.transport.loseConnection()
+            hold = self._answer_at - self._clock.seconds()
+            if hold > 0:
+                self._timer = self._clock.callLater(hold, self._respond)
+            else:
+                self._respond()
+
+    def _respond(self) -> None:
+        self._timer = None
+        assert self.transport is not None
+        self.transport.write(self._answer)
+        self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel()
