@@ -180,7 +180,8 @@ def table(result: dict[str, Any]) -> str:
         "paho-mosquitto-paho": "paho → mosquitto → paho (QoS 1)",
         "floor": "floor: the wire work alone, no rules (`bench/floor.py`)",
     }
-    for r in result["closed"] + result.get("variants", []) + result.get("open", []):
+    runs = result["closed"] + result.get("variants", []) + result.get("compression", [])
+    for r in runs + result.get("open", []):
         name = names[r["server"]] + (f" ({r['variant']})" if r["variant"] else "")
         if r["variant"] not in ("", "open"):
             name += f", round {r['attempt'] + 1}"
@@ -198,7 +199,10 @@ def write_report(result: dict[str, Any], out: Path, quick: bool) -> None:
     lines = [f"# make bench, {result['date']}", "", table(result), ""]
     if not quick:
         lines += ["| target | measured | met |", "|---|---|---|"]
-        lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets(result)]
+        from fleet import targets as fleet_targets
+
+        rows = targets(result) + fleet_targets(result)
+        lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in rows]
         lines += ["", *public_paths(result)]
         lines += ["", "```", result.get("profile", ""), "```", ""]
     lines.append(f"bench time: {result['bench_seconds']:.0f} s")

@@ -20,8 +20,14 @@ Runs (``--quick``: only the first three, 2 charge points, 1 second):
    mosquitto -> paho at QoS 1;
 3. open loop at half the gateway's peak, 1,000 connections: gateway and echo;
 4. memory: 10,000 idle charge points on one gateway process;
-5. reconnect storm (``handshake_storm.py``, 10,000 with Basic auth);
-6. a py-spy profile of the gateway at 100 connections.
+5. reconnect storm (``handshake_storm.py``, 10,000 with Basic auth), the
+   gateway's capacity: no admission control;
+6. a py-spy profile of the gateway at 100 connections;
+7. the fleet rows (``fleet.py``, issue 23): compression's round trips and
+   memory beside the uncompressed figures, and a storm of 10,000 against
+   1,000 charge points in an open loop at the default admission rate
+   (``--only fleet`` runs these alone, into ``bench/results/fleet.md``;
+   ``--admission RATE:BURST`` measures other rates too).
 
 Writes ``bench/results/<date>.json``, ``bench/results/latest.md`` and the PNG
 plots ``bench/results/*.png``.  Bounded: each run has a deadline, and all of
@@ -50,6 +56,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import fleet  # noqa: E402
 from handshake_storm import cpu_seconds, free_port, raise_fd_limit, rss_kb, stop, wait_port  # noqa: E402
 
 from ocppgw.mqtt.broker import data_directory, find_mosquitto, mosquitto_config  # noqa: E402
@@ -125,9 +132,18 @@ class Bench:
 
     @contextmanager
     def gateway(
-        self, mport: int, extra: str = "", codec: str = "json", workers: int = 1, speedups: str = ""
+        self,
+        mport: int,
+        extra: str = "",
+        codec: str = "json",
+        workers: int = 1,
+        speedups: str = "",
+        listener: str = "",
     ) -> Iterator[tuple[int, Any]]:
-        """The gateway; ``speedups``: its ``OCPPGW_SPEEDUPS`` (``off``, ``-NAME``)."""
+        """
+        The gateway; ``speedups``: its ``OCPPGW_SPEEDUPS`` (``off``, ``-NAME``);
+        ``listener``: more ``[listener:ws]`` lines.
+        """
         port = free_port()
         # The admin API as operators run it (with workers, the supervisor's).
         admin = f"tcp:{free_port()}:interface=127.0.0.1"
@@ -138,6 +154,10 @@ class Bench:
             # A closed loop sends far above a charge point's rate: the limiter
             # runs (its cost is measured) but never refuses.
             "max_message_rate = 1000000\nmax_message_burst = 1000000\n"
+            # Every handshake at once, as fast as it comes (admission control
+            # is measured on its own: bench/admission_storm.py).
+            "max_handshake_rate = 0\n"
+            f"{listener}"
             f"[admin]\nendpoint = {admin}\n"
             f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n{extra}\n"
             f"[upstream]\ncodec = {codec}\n[dnstream]\ncodec = {codec}\n"
@@ -180,9 +200,17 @@ class Bench:
             stop(proc)
 
     def load(
-        self, argv: list[str], server: Any, others: list[Any], timeout: float = 120
+        self,
+        argv: list[str],
+        server: Any,
+        others: list[Any],
+        timeout: float = 120,
+        on_start: Any = None,
     ) -> dict[str, Any]:
-        """Run a load process; CPU of the server and the rest over its measuring window."""
+        """
+        Run a load process; CPU of the server and the rest over its measuring
+        window; ``on_start()`` is called when the window opens.
+        """
         load = subprocess.Popen(
             pinned(LOAD_CORE, argv),
             stdout=subprocess.PIPE,
@@ -200,6 +228,8 @@ class Bench:
             if line in ("MEASURE_START", "MEASURE_END"):
                 # the load process's own CPU is in its result; this is the rest of core 1.
                 marks[line] = (time.monotonic(), cpu_of(spids), cpu_of(opids), 0.0)
+                if line == "MEASURE_START" and on_start is not None:
+                    on_start()
             elif line.startswith("{"):
                 result = json.loads(line)
             if time.monotonic() > deadline:
@@ -489,7 +519,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--quick", action="store_true", help="2 charge points, 1 second, no extras")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--only", choices=["fleet"], help="run only these rows (fleet.py)")
+    parser.add_argument(
+        "--admission",
+        action="append",
+        default=[],
+        metavar="RATE:BURST",
+        help="the admission storm at this max_handshake_rate:max_handshake_burst "
+        "(default: the gateway's defaults)",
+    )
     args = parser.parse_args()
+    from ocppgw.config.model import DEFAULT_HANDSHAKE_BURST, DEFAULT_HANDSHAKE_RATE
+
+    rates = [tuple(int(x) for x in a.split(":", 1)) for a in args.admission] or [
+        (DEFAULT_HANDSHAKE_RATE, DEFAULT_HANDSHAKE_BURST)
+    ]
     raise_fd_limit(20_000)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -507,7 +551,9 @@ def main() -> int:
         },
     }
     try:
-        if args.quick:
+        if args.only == "fleet":
+            result.update(fleet.run(b, rates))  # type: ignore[arg-type]
+        elif args.quick:
             result["closed"] = closed_loop(b, [2], 1)
         else:
             result["closed"] = closed_loop(b, [1, 100, 1000], 2)
@@ -521,10 +567,15 @@ def main() -> int:
             ]
             result["storm"] = storm(b, 10_000)
             result["profile"] = profile(b)
+            result.update(fleet.run(b, rates))  # type: ignore[arg-type]
     finally:
         for proc in b.procs:
             stop(proc)
     result["bench_seconds"] = time.monotonic() - began
+    if args.only == "fleet":
+        fleet.write(result, out)
+        print(f"fleet rows finished in {result['bench_seconds']:.0f} s; {out / 'fleet.md'}")
+        return 0
     from report import write_report
 
     write_report(result, out, args.quick)
