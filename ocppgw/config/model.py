@@ -25,7 +25,7 @@ from ocppgw.session.flood import DEFAULT_BURST, DEFAULT_RATE
 #: The defaults of ``max_handshake_rate`` and ``max_handshake_burst``, measured
 #: (docs/performance.md).
 DEFAULT_HANDSHAKE_RATE = 500
-DEFAULT_HANDSHAKE_BURST = 500
+DEFAULT_HANDSHAKE_BURST = 50
 
 
 @dataclass(frozen=True)
