@@ -294,17 +294,19 @@ def cpu_of(pids: list[int]) -> float:
     return float(cpu(pids))
 
 
-def metric(admin: str, name: str) -> float:
-    """The sum of every sample of ``name`` on the gateway's /metrics."""
+def metric(admin: str, name: str) -> dict[str, float]:
+    """Every sample of ``name`` on the gateway's /metrics, by its code label, workers summed."""
     request = urllib.request.Request(admin + "/metrics")
     request.add_header("Authorization", f"Bearer {TOKEN}")
     with urllib.request.urlopen(request, timeout=30) as r:
         text = r.read().decode()
-    total = 0.0
+    found: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith(name) and not line.startswith(name + "_created"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+        if line.startswith(name + "{"):
+            labels, value = line[len(name) + 1 :].rsplit("} ", 1)
+            code = labels.split('code="', 1)[1].split('"', 1)[0] if 'code="' in labels else ""
+            found[code] = found.get(code, 0.0) + float(value)
+    return found
 
 
 class Loaders:
@@ -314,11 +316,12 @@ class Loaders:
         self.procs = procs
 
     def tell(self, *words: str) -> list[dict[str, Any]]:
+        """Each its answer (none to ``stop``)."""
         for p in self.procs:
             assert p.stdin is not None
             p.stdin.write((" ".join(words) + "\n").encode())
             p.stdin.flush()
-        return [self.answer(p) for p in self.procs]
+        return [self.answer(p) for p in self.procs] if words != ("stop",) else []
 
     @staticmethod
     def answer(p: subprocess.Popen[bytes], timeout: float = 600) -> dict[str, Any]:
@@ -483,7 +486,13 @@ def controller(args: argparse.Namespace) -> int:
                 "all_back_s": back[-1] if back else float("nan"),
                 "p50_s": percentile(back, 0.5),
             }
-            result["error_envelopes"] = metric(admin, "ocppgw_gateway_errors_total") - errors_before
+            errors = metric(admin, "ocppgw_gateway_errors_total")
+            result["error_envelopes_by_code"] = {
+                code: n - errors_before.get(code, 0.0)
+                for code, n in errors.items()
+                if n != errors_before.get(code, 0.0)
+            }
+            result["error_envelopes"] = sum(result["error_envelopes_by_code"].values())
             result["refusals_503"] = sum(r["refusals"] for r in reports)
             result["cpu_series"] = cpu_series
             result["latency_series"] = _per_second(reports)
@@ -557,7 +566,7 @@ def write(result: dict[str, Any], out: Path) -> None:
         f"Reconnect storm: {s['back']:,} of {result['storm']:,} back and booted, the last "
         f"{s['all_back_s']:.1f} s after they dropped (median {s['p50_s']:.1f} s).  "
         f"Error envelopes the gateway published over the whole run: "
-        f"**{result['error_envelopes']:.0f}**.",
+        f"**{result['error_envelopes']:.0f}** {result['error_envelopes_by_code'] or ''}.",
         "",
         f"bench time: {result['bench_seconds']:.0f} s.  Plot: `city.png`.",
     ]
