@@ -294,6 +294,13 @@ def cpu_of(pids: list[int]) -> float:
     return float(cpu(pids))
 
 
+def host_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of every core so far (/proc/stat)."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def metric(admin: str, name: str) -> dict[str, float]:
     """Every sample of ``name`` on the gateway's /metrics, by its code label, workers summed."""
     request = urllib.request.Request(admin + "/metrics")
@@ -458,6 +465,8 @@ def controller(args: argparse.Namespace) -> int:
 
             def measure(label: str, seconds: float, at: float | None = None) -> dict[str, Any]:
                 group.tell("label", label)
+                others = [p.pid for p in loaders], [p.pid for p in b.procs if p is not gateway]
+                l0, o0, h0 = cpu_of(others[0]), cpu_of(others[1]), host_busy()
                 c0, w0 = cpu_of(pids), time.monotonic()
                 last = (w0, c0)
                 stormed = False
@@ -472,7 +481,14 @@ def controller(args: argparse.Namespace) -> int:
                         result["storm_at_s"] = now - t0
                 wall, cpu = time.monotonic() - w0, cpu_of(pids) - c0
                 cores = os.cpu_count() or 1
-                return {"seconds": wall, "gateway_cpu_share": cpu / wall / cores}
+                h1 = host_busy()
+                return {
+                    "seconds": wall,
+                    "gateway_cpu_share": cpu / wall / cores,
+                    "load_cpu_share": (cpu_of(others[0]) - l0) / wall / cores,
+                    "broker_backend_cpu_share": (cpu_of(others[1]) - o0) / wall / cores,
+                    "host_busy": (h1[0] - h0[0]) / (h1[1] - h0[1]),
+                }
 
             result["steady"] = measure("steady", args.steady)
             result["stormy"] = measure("storm", args.steady, at=args.steady / 6)
@@ -549,14 +565,17 @@ def write(result: dict[str, Any], out: Path) -> None:
         f"-> {result['rss_kib']['after'] / 1024:.0f} MiB: "
         f"**{result['rss_kib_per_cp']:.1f} KiB per charge point**.",
         "",
-        "| window | seconds | gateway CPU (share of all cores) | CALLs | p50 | p99 | max "
-        "| CALLERRORs | timeouts |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| window | seconds | gateway CPU (share of all cores) | load / broker + backend CPU "
+        "| host busy | CALLs | p50 | p99 | max | CALLERRORs | timeouts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, title in (("steady", "steady"), ("stormy", f"{result['storm']:,} reconnect")):
         w = result[name]
         rows.append(
-            f"| {title} | {w['seconds']:.0f} | {w['gateway_cpu_share']:.0%} | {w['calls']:,} | "
+            f"| {title} | {w['seconds']:.0f} | {w['gateway_cpu_share']:.0%} | "
+            f"{w.get('load_cpu_share', float('nan')):.0%} / "
+            f"{w.get('broker_backend_cpu_share', float('nan')):.0%} | "
+            f"{w.get('host_busy', float('nan')):.0%} | {w['calls']:,} | "
             f"{w['p50_ms']:.1f} ms | {w['p99_ms']:.1f} ms | {w['max_ms']:.0f} ms | "
             f"{w['callerrors']} | {w['timeouts']} |"
         )
