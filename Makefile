@@ -14,7 +14,7 @@ LOCK := requirements/lock.txt
 OLDEST := requirements/oldest.txt
 VENV_OLDEST := .venv-oldest
 
-.PHONY: install test-deps node-deps mosquitto rabbitmq iptables prometheus run demo test lint typecheck contracts unit clean proto ini bench soak lock test-oldest picture
+.PHONY: install test-deps node-deps mosquitto rabbitmq iptables prometheus run demo test lint typecheck contracts unit clean proto ini bench bench-city soak lock test-oldest picture
 
 install: $(VENV)/.installed mosquitto
 
@@ -169,6 +169,14 @@ bench: install
 	$(PY) -m pip install --quiet -c $(LOCK) --config-settings editable_mode=compat -e '.[test,bench]'
 	$(PY) bench/run.py
 	$(PY) bench/wire_size.py
+
+# A city on one host (issue 23; not part of make bench, about 10 minutes):
+# 50,000 charge points with a day's traffic against a 4-worker gateway, and a
+# 10,000-charge-point reconnect storm in the middle (bench/city.py); results
+# in bench/results/city.md, city.png and city-<date>.json.
+bench-city: install
+	$(PY) -m pip install --quiet -c $(LOCK) --config-settings editable_mode=compat -e '.[test,bench]'
+	$(PY) bench/city.py
 
 # The fault soak of issue 18 (tests/soak/, docs/design.md "Testing"): two
 # instances, a persistent mosquitto, a backend and 300 charge points under

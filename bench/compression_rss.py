@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import platform
 import subprocess
 import sys
@@ -32,6 +33,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 from handshake_storm import (  # type: ignore[import-not-found]
     MOSQUITTO,
@@ -101,7 +103,7 @@ async def connect_all(port: int, n: int, compressed: bool, kept: list[asyncio.St
     return sum(await asyncio.gather(*(bounded(i) for i in range(n))))
 
 
-def measure(n: int, compression: str, extra: list[str], work: Path) -> str:
+def measure(n: int, compression: str, extra: list[str], work: Path) -> tuple[str, dict[str, Any]]:
     mport, gport = free_port(), free_port()
     (work / "mosquitto.conf").write_text(
         f"listener {mport} 127.0.0.1\nallow_anonymous true\npersistence false\n"
@@ -110,22 +112,29 @@ def measure(n: int, compression: str, extra: list[str], work: Path) -> str:
     (work / "ocppgw.ini").write_text(
         f"[gateway]\nid = rss-{compression}\njournal = {work / 'journal'}\n[listener:ws]\n"
         f"endpoint = tcp:{gport}:interface=127.0.0.1:backlog=4096\nping_interval = 0\n"
+        "max_handshake_rate = 0\n"
         f"compression = {compression}\n{listener}"
         f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n[admin]\nendpoint =\n"
     )
     log = open(work / f"gateway-{compression}.log", "wb")
-    broker = subprocess.Popen([MOSQUITTO, "-c", str(work / "mosquitto.conf")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    broker = subprocess.Popen(
+        [MOSQUITTO, "-c", str(work / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     backend = gateway = None
     try:
         wait_port(mport, broker, "mosquitto")
         backend = subprocess.Popen(
             [sys.executable, str(ROOT / "bench" / "servers.py"), "backend", str(mport)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
         gateway = subprocess.Popen(
             [str(TWISTD), "-n", "--pidfile=", "ocppgw", "--config", str(work / "ocppgw.ini")],
-            stdout=log, stderr=subprocess.STDOUT, cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=work,
         )
         wait_port(gport, gateway, "gateway")
         time.sleep(1.0)  # MQTT connect
@@ -141,11 +150,13 @@ def measure(n: int, compression: str, extra: list[str], work: Path) -> str:
             return deflated, after
 
         deflated, after = asyncio.run(asyncio.wait_for(run(), 60 + n / 50))
+        figures = {"n": n, "before_kib": before, "after_kib": after, "deflated": deflated}
+        figures["kib_per_conn"] = (after - before) / n
         return (
             f"compression={compression} {' '.join(extra)} n={n}: RSS {before} -> {after} KiB, "
             f"{(after - before) / n:.1f} KiB per idle charge point; "
             f"answers deflated: {deflated}/{n}"
-        )
+        ), figures
     finally:
         for proc in (gateway, backend, broker):
             if proc is not None:
@@ -157,16 +168,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--compression", choices=("on", "off", "both"), default="both")
-    parser.add_argument("--ini", action="append", default=[], metavar="KEY=VALUE",
-                        help="a [listener:ws] key, e.g. compression_mem_level=4")
+    parser.add_argument(
+        "--ini",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [listener:ws] key, e.g. compression_mem_level=4",
+    )
+    parser.add_argument("--json", help="also write the figures as JSON to this file")
     args = parser.parse_args()
     raise_fd_limit(args.n * 2 + 1000)
     lines = [f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"]
+    figures: dict[str, Any] = {}
     for compression in ("off", "on") if args.compression == "both" else (args.compression,):
         with tempfile.TemporaryDirectory(prefix="ocppgw-rss-") as work:
-            line = measure(args.n, compression, args.ini, Path(work))
+            line, figures[compression] = measure(args.n, compression, args.ini, Path(work))
         print(line, flush=True)
         lines.append(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures) + "\n")
     out = ROOT / "bench" / "results" / "compression_rss.txt"
     out.write_text("\n".join(lines) + "\n")
     return 0

@@ -12,8 +12,12 @@ upgrade request and reading the response head, spread over a few processes,
 each with a bound on handshakes in flight (real charge points are spread over
 many hosts; one loopback host must not become the bottleneck).  Every
 connection stays open until all are done, so at the end N are connected at
-once.  Everything is bounded: a deadline on the whole storm, timeouts on
-each handshake, and the gateway and broker are stopped on the way out.
+once.  A handshake answered 503 (admission control, ``max_handshake_rate``)
+is tried again after its ``Retry-After``, as a charge point would, without
+holding a place among those in flight while it waits.  Everything is bounded:
+a deadline on the whole storm, timeouts on each handshake, and the gateway
+and broker are stopped on the way out.  The gateway here runs without
+admission control (``max_handshake_rate = 0``): the figure is its capacity.
 
     .venv/bin/python bench/handshake_storm.py [--n 10000] [--procs 2]
 
@@ -102,13 +106,30 @@ def request(identity: str, port: int) -> bytes:
     ).encode()
 
 
+def source_address(identity: str) -> str:
+    """A loopback source address for ``identity``: 250 charge points an address."""
+    n = int("".join(c for c in identity if c.isdigit()) or "0") % 62_500
+    return f"127.{101 + n // 250 // 250}.{1 + n // 250 % 250}.{1 + n % 250}"
+
+
+def retry_after(head: bytes) -> int | None:
+    """The Retry-After seconds of a 503 response head; None for any other."""
+    if not head.startswith(b"HTTP/1.1 503"):
+        return None
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"retry-after":
+            return max(1, int(value.strip()))
+    return 1
+
+
 class _Upgrade(asyncio.Protocol):
     """One charge point: sends the upgrade request, waits for the response head."""
 
     def __init__(
         self,
         payload: bytes,
-        answered: asyncio.Future[bool],
+        answered: asyncio.Future[bool | int],
         boot: bytes | None = None,
         booted: asyncio.Future[bool] | None = None,
     ) -> None:
@@ -130,7 +151,9 @@ class _Upgrade(asyncio.Protocol):
             if end < 0:
                 return
             ok = self.buffer.startswith(b"HTTP/1.1 101")
-            self.answered.set_result(ok)
+            retry = retry_after(self.buffer[:end]) if not ok else None
+            # 503: the number of seconds to wait before trying again.
+            self.answered.set_result(retry if retry is not None else ok)
             self.buffer = self.buffer[end + 4 :]
             if ok and self.boot is not None and self.transport is not None:
                 self.transport.write(self.boot)
@@ -176,12 +199,22 @@ async def storm(
     transports: list[asyncio.BaseTransport] = []
     gate = asyncio.Semaphore(concurrency)
     connected: list[float] = []
+    refusals = [0]
 
     async def one(identity: str) -> None:
+        t0 = time.time()
+        while True:
+            wait = await attempt(identity, t0)
+            if wait is None:
+                return
+            refusals[0] += 1
+            await asyncio.sleep(wait)
+
+    async def attempt(identity: str, t0: float) -> int | None:
+        """One handshake (and boot); the seconds to wait on a 503, else None."""
         nonlocal failures
         async with gate:
-            t0 = time.time()
-            answered: asyncio.Future[bool] = loop.create_future()
+            answered: asyncio.Future[bool | int] = loop.create_future()
             booted: asyncio.Future[bool] | None = loop.create_future() if boot else None
             try:
                 transport, _ = await asyncio.wait_for(
@@ -191,17 +224,25 @@ async def storm(
                         ),
                         "127.0.0.1",
                         port,
+                        # Spread over 127.0.0.0/8: retries leave TIME_WAITs behind.
+                        local_addr=(source_address(identity), 0),
                     ),
                     max(0.1, deadline - t0),
                 )
                 ok = await asyncio.wait_for(answered, max(0.1, deadline - time.time()))
+                if ok is not True and ok is not False:
+                    transport.close()
+                    if time.time() + ok > deadline:
+                        failures += 1
+                        return None
+                    return ok
                 if ok:
                     connected.append(time.time())
                 if ok and booted is not None:
                     ok = await asyncio.wait_for(booted, max(0.1, deadline - time.time()))
             except (TimeoutError, OSError):
                 failures += 1
-                return
+                return None
             if ok:
                 t1 = time.time()
                 done.append(t1)
@@ -210,10 +251,11 @@ async def storm(
             else:
                 failures += 1
                 transport.close()
+            return None
 
     await asyncio.sleep(max(0.0, start_at - time.time()))
     await asyncio.gather(*(one(i) for i in identities))
-    results.put((done, latencies, failures, connected))
+    results.put((done, latencies, failures, connected, refusals[0]))
     # Hold every connection until all client processes are done.
     while not release.is_set() and time.time() < deadline + 5:
         await asyncio.sleep(0.05)
@@ -351,6 +393,8 @@ def main() -> int:
         f"[gateway]\nid = storm\n[listener:ws]\n"
         f"endpoint = tcp:{gport}:interface=127.0.0.1:backlog=4096\n"
         f"security_profile = 1\nhandshake_timeout = 60\nping_interval = 0\n"
+        # The capacity: no admission control (bench/admission_storm.py measures it).
+        "max_handshake_rate = 0\n"
         f"[auth]\ncredentials = {work / 'creds'}\n"
         f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n"
         f"[admin]\nendpoint = tcp:{free_port()}:interface=127.0.0.1\n"

@@ -225,8 +225,8 @@ def table(result: dict[str, Any]) -> str:
         "paho-mosquitto-paho": "paho → mosquitto → paho (QoS 1)",
         "floor": "floor: the wire work alone, no rules (`bench/floor.py`)",
     }
-    runs = result.get("closed", []) + result.get("variants", []) + result.get("open", [])
-    for r in runs + result.get("forward", []):
+    runs = result.get("closed", []) + result.get("variants", []) + result.get("compression", [])
+    for r in runs + result.get("open", []) + result.get("forward", []):
         name = names[r["server"]] + (f" ({r['variant']})" if r["variant"] else "")
         if r["variant"] not in ("", "open") or r in result.get("forward", []):
             name += f", round {r['attempt'] + 1}"
@@ -295,7 +295,10 @@ def write_report(result: dict[str, Any], out: Path, quick: bool, only: str | Non
             lines += ["```", result["profile"], "```", ""]
     elif not quick:
         lines += ["| target | measured | met |", "|---|---|---|"]
-        lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets(result)]
+        from fleet import targets as fleet_targets
+
+        rows = targets(result) + fleet_targets(result)
+        lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in rows]
         lines += ["", *public_paths(result)]
         lines += ["", *forward_lines(result)]
         lines += ["", "```", result.get("profile", ""), "```", ""]

@@ -21,13 +21,19 @@ Runs (``--quick``: only the first three, 2 charge points, 1 second):
    variants [--variants recorder-off] [--rounds N]``: this part alone);
 3. open loop at half the gateway's peak, 1,000 connections: gateway and echo;
 4. memory: 10,000 idle charge points on one gateway process;
-5. reconnect storm (``handshake_storm.py``, 10,000 with Basic auth);
+5. reconnect storm (``handshake_storm.py``, 10,000 with Basic auth), the
+   gateway's capacity: no admission control;
 6. a py-spy profile of the gateway at 100 connections;
 7. forward mode (issue 20, docs/forward.md) at 100 connections: the ``ocpp``
    package central system reached directly, then through the gateway in
    forward mode (tap on, the central system on core 1), the same without
    the tap (the relay alone), then the gateway in MQTT mode, three rounds
-   (``--forward``: only these, into ``bench/results/forward-latest.md``).
+   (``--forward``: only these, into ``bench/results/forward-latest.md``);
+8. the fleet rows (``fleet.py``, issue 23): compression's round trips and
+   memory beside the uncompressed figures, and a storm of 10,000 against
+   1,000 charge points in an open loop at the default admission rate
+   (``--only fleet`` runs these alone, into ``bench/results/fleet.md``;
+   ``--admission RATE:BURST`` measures other rates too).
 
 Writes ``bench/results/<date>.json``, ``bench/results/latest.md`` and the PNG
 plots ``bench/results/*.png``.  Bounded: each run has a deadline, and all of
@@ -56,6 +62,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import fleet  # noqa: E402
 from handshake_storm import cpu_seconds, free_port, raise_fd_limit, rss_kb, stop, wait_port  # noqa: E402
 
 from ocppgw.mqtt.broker import data_directory, find_mosquitto, mosquitto_config  # noqa: E402
@@ -140,12 +147,14 @@ class Bench:
         admin_extra: str = "",
         forward: str = "",
         tap: bool = True,
+        listener: str = "",
     ) -> Iterator[tuple[int, Any]]:
         """
         The gateway; ``speedups``: its ``OCPPGW_SPEEDUPS`` (``off``, ``-NAME``);
         ``extra``: lines after ``[mqtt] broker`` (more sections too),
         ``admin_extra``: lines of ``[admin]``; ``forward``: a central system's
-        URL its listener forwards to (``tap``: with the tap on).
+        URL its listener forwards to (``tap``: with the tap on);
+        ``listener``: more ``[listener:ws]`` lines.
         """
         port = free_port()
         if forward:
@@ -159,6 +168,10 @@ class Bench:
             # A closed loop sends far above a charge point's rate: the limiter
             # runs (its cost is measured) but never refuses.
             "max_message_rate = 1000000\nmax_message_burst = 1000000\n"
+            # Every handshake at once, as fast as it comes (admission control
+            # is measured on its own: the fleet rows).
+            "max_handshake_rate = 0\n"
+            f"{listener}"
             + ("forward = csms\n" if forward else "")
             + f"[admin]\nendpoint = {admin}\n{admin_extra}\n"
             f"[mqtt]\nbroker = mqtt://127.0.0.1:{mport}\n{extra}\n"
@@ -202,9 +215,17 @@ class Bench:
             stop(proc)
 
     def load(
-        self, argv: list[str], server: Any, others: list[Any], timeout: float = 120
+        self,
+        argv: list[str],
+        server: Any,
+        others: list[Any],
+        timeout: float = 120,
+        on_start: Any = None,
     ) -> dict[str, Any]:
-        """Run a load process; CPU of the server and the rest over its measuring window."""
+        """
+        Run a load process; CPU of the server and the rest over its measuring
+        window; ``on_start()`` is called when the window opens.
+        """
         load = subprocess.Popen(
             pinned(LOAD_CORE, argv),
             stdout=subprocess.PIPE,
@@ -222,6 +243,8 @@ class Bench:
             if line in ("MEASURE_START", "MEASURE_END"):
                 # the load process's own CPU is in its result; this is the rest of core 1.
                 marks[line] = (time.monotonic(), cpu_of(spids), cpu_of(opids), 0.0)
+                if line == "MEASURE_START" and on_start is not None:
+                    on_start()
             elif line.startswith("{"):
                 result = json.loads(line)
             if time.monotonic() > deadline:
@@ -573,8 +596,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument(
         "--only",
-        choices=["variants", "profile"],
-        help="run only this part (its report: results/latest-PART.md)",
+        choices=["variants", "profile", "fleet"],
+        help="run only this part (its report: results/latest-PART.md; fleet: results/fleet.md)",
     )
     parser.add_argument(
         "--variants",
@@ -583,6 +606,14 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the variants")
     parser.add_argument("--forward", action="store_true", help="only forward mode's comparison")
+    parser.add_argument(
+        "--admission",
+        action="append",
+        default=[],
+        metavar="RATE:BURST",
+        help="the admission storm at this max_handshake_rate:max_handshake_burst "
+        "(default: the gateway's defaults)",
+    )
     args = parser.parse_args()
     names = {v[0] for v in VARIANTS}
     only = tuple(n for n in args.variants.split(",") if n)
@@ -590,6 +621,11 @@ def main() -> int:
         parser.error(f"--variants: unknown name in {args.variants!r}; known: {sorted(names)}")
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, not {args.rounds}")
+    from ocppgw.config.model import DEFAULT_HANDSHAKE_BURST, DEFAULT_HANDSHAKE_RATE
+
+    rates = [tuple(int(x) for x in a.split(":", 1)) for a in args.admission] or [
+        (DEFAULT_HANDSHAKE_RATE, DEFAULT_HANDSHAKE_BURST)
+    ]
     raise_fd_limit(20_000)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -611,6 +647,8 @@ def main() -> int:
             result["variants"] = variants(b, args.rounds, only)
         elif args.only == "profile":
             result["profile"] = profile(b)
+        elif args.only == "fleet":
+            result.update(fleet.run(b, rates))  # type: ignore[arg-type]
         elif args.forward:
             result["forward"] = forward(b)
         elif args.quick:
@@ -628,10 +666,15 @@ def main() -> int:
             result["storm"] = storm(b, 10_000)
             result["profile"] = profile(b)
             result["forward"] = forward(b)
+            result.update(fleet.run(b, rates))  # type: ignore[arg-type]
     finally:
         for proc in b.procs:
             stop(proc)
     result["bench_seconds"] = time.monotonic() - began
+    if args.only == "fleet":
+        fleet.write(result, out)
+        print(f"fleet rows finished in {result['bench_seconds']:.0f} s; {out / 'fleet.md'}")
+        return 0
     from report import write_forward, write_report
 
     if args.forward:

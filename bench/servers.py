@@ -45,6 +45,9 @@ _ANSWERS = {
     "BootNotification": (
         b'{"status":"Accepted","currentTime":"2024-01-01T00:00:00Z","interval":300}'
     ),
+    # bench/city.py's transactions.
+    "StartTransaction": b'{"transactionId":1,"idTagInfo":{"status":"Accepted"}}',
+    "StopTransaction": b"{}",
 }
 
 

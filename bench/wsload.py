@@ -19,6 +19,11 @@ Modes (one per process, results as one JSON line on stdout):
   its wait (no coordinated omission);
 - ``idle``: open N connections, print ``HELD``, wait for a line on stdin.
 
+``--deflate``: each charge point offers permessage-deflate as Python
+``websockets`` does (``client_max_window_bits``), must get it, sends each
+CALL deflated on its own (window 9, as the gateway asks) and inflates the
+deflated answers: compression used both ways.
+
 Every run is bounded: ``--warmup`` plus ``--seconds`` of measuring, then a
 hard deadline; connections are spread over source addresses 127.0.0.x so
 that 10,000 of them do not exhaust one address's ephemeral ports.
@@ -36,6 +41,7 @@ import resource
 import struct
 import sys
 import time
+import zlib
 from typing import Any
 
 _PAYLOADS = [
@@ -49,27 +55,44 @@ _PAYLOADS = [
 ]
 
 
-def frame(text: bytes, opcode: int = 1) -> bytes:
-    """A client frame: FIN, masked with the zero key (RFC 6455 §5.2)."""
+def frame(text: bytes, opcode: int = 1, rsv1: bool = False) -> bytes:
+    """A client frame: FIN, masked with the zero key (RFC 6455 §5.2); RSV1: deflated."""
     n = len(text)
+    first = 0x80 | opcode | (0x40 if rsv1 else 0)
     if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        head = struct.pack("!BB", first, 0x80 | n)
     elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        head = struct.pack("!BBH", first, 0x80 | 126, n)
     else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        head = struct.pack("!BBQ", first, 0x80 | 127, n)
     return head + b"\0\0\0\0" + text
+
+
+def deflated(text: bytes) -> bytes:
+    """``text`` deflated on its own with window 9 (RFC 7692 §7.2.1: the tail dropped)."""
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -9, 1)
+    return (deflate.compress(text) + deflate.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def inflated(data: bytes) -> bytes:
+    """A deflated message of the server's, inflated on its own (no context takeover)."""
+    return zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff")
 
 
 class Client(asyncio.Protocol):
     """One charge point: handshake, then frames; one waiter for the CALL in flight."""
 
-    def __init__(self, path: str, host: str) -> None:
+    def __init__(self, path: str, host: str, deflate: bool = False) -> None:
+        offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
+            f"{offer if deflate else ''}\r\n"
         ).encode()
+        self.deflate = deflate
+        #: Text frames that came deflated (RSV1).
+        self.deflated_in = 0
         self.buffer = b""
         self.open: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.closed = False
@@ -87,11 +110,13 @@ class Client(asyncio.Protocol):
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 return
-            self.open.set_result(self.buffer.startswith(b"HTTP/1.1 101"))
+            head = self.buffer[:end].lower()
+            agreed = not self.deflate or b"permessage-deflate" in head
+            self.open.set_result(self.buffer.startswith(b"HTTP/1.1 101") and agreed)
             self.buffer = self.buffer[end + 4 :]
         buf = self.buffer
         while len(buf) >= 2:
-            opcode, n = buf[0] & 0x0F, buf[1] & 0x7F
+            opcode, rsv1, n = buf[0] & 0x0F, buf[0] & 0x40, buf[1] & 0x7F
             at = 2
             if n == 126:
                 if len(buf) < 4:
@@ -105,6 +130,9 @@ class Client(asyncio.Protocol):
                 break
             payload, buf = buf[at : at + n], buf[at + n :]
             if opcode == 1:
+                if rsv1:
+                    self.deflated_in += 1
+                    payload = inflated(payload)
                 self._text(payload)
             elif opcode == 9:
                 self.transport.write(frame(payload, 10))
@@ -128,7 +156,11 @@ class Client(asyncio.Protocol):
     def call(self, unique_id: str, action: str, payload: str) -> asyncio.Future[int]:
         self.waiting = unique_id
         self.reply = asyncio.get_running_loop().create_future()
-        self.transport.write(frame(f'[2,"{unique_id}","{action}",{payload}]'.encode()))
+        text = f'[2,"{unique_id}","{action}",{payload}]'.encode()
+        if self.deflate:
+            self.transport.write(frame(deflated(text), rsv1=True))
+        else:
+            self.transport.write(frame(text))
         return self.reply
 
 
@@ -138,6 +170,9 @@ class Stats:
         self.ok = 0
         self.failed = 0
         self.latencies: list[float] = []
+        #: The second of the measuring window each latency began in.
+        self.seconds: list[int] = []
+        self.started = 0.0
         self.oldest = 0.0
 
 
@@ -156,7 +191,7 @@ async def connect_all(args: argparse.Namespace) -> list[Client]:
         async with gate:
             path = f"{args.path}/{args.prefix}{i}"
             _, client = await loop.create_connection(
-                lambda: Client(path, f"127.0.0.1:{args.port}"),
+                lambda: Client(path, f"127.0.0.1:{args.port}", args.deflate),
                 "127.0.0.1",
                 args.port,
                 local_addr=(source(i), 0),
@@ -199,6 +234,7 @@ async def drive(
         if kind in ok_types:
             stats.ok += 1
             stats.latencies.append(latency)
+            stats.seconds.append(int(started - stats.started))
             stats.oldest = max(stats.oldest, latency)
         else:
             stats.failed += 1
@@ -227,6 +263,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     print("MEASURE_START", flush=True)
     cpu0, t0 = time.process_time(), loop.time()
     stats.measuring = True
+    stats.started = t0
     await asyncio.sleep(args.seconds)
     stats.measuring = False
     elapsed, cpu = loop.time() - t0, time.process_time() - cpu0
@@ -247,7 +284,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "p99_ms": percentile(lat, 0.99) * 1e3,
         "max_ms": stats.oldest * 1e3,
         "loadgen_cpu_s": cpu,
+        "deflated_answers": sum(c.deflated_in for c in clients),
+        "p99_by_second_ms": _by_second(stats, 0.99),
     }
+
+
+def _by_second(stats: Stats, q: float) -> list[float]:
+    """The ``q`` percentile of the latencies of each second of the window, in ms."""
+    by: dict[int, list[float]] = {}
+    for second, latency in zip(stats.seconds, stats.latencies, strict=True):
+        by.setdefault(second, []).append(latency)
+    return [round(percentile(by[s], q) * 1e3, 2) for s in sorted(by)]
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -265,6 +312,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--connect-timeout", type=float, default=90.0)
     p.add_argument("--echo", action="store_true", help="the server echoes: a copy is an answer")
+    p.add_argument("--deflate", action="store_true", help="permessage-deflate used both ways")
     return p.parse_args(argv)
 
 

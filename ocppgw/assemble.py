@@ -38,6 +38,7 @@ from ocppgw.listener.factory import OCPPServerFactory
 from ocppgw.listener.httpauth import HTTPAuth
 from ocppgw.listener.listening import Listening
 from ocppgw.listener.ratelimit import LoginLimiter
+from ocppgw.listener.throttle import handshake_rate
 from ocppgw.listener.tls import ForwardedCertificates, ServerTLS, TLSConfigError, TLSListenerFactory
 from ocppgw.loop import refuse_start
 from ocppgw.mqtt.broker import EmbeddedBroker, embedded_broker
@@ -283,6 +284,9 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
             gatekeeper=Gatekeeper(listener, credentials, limiter, forwarded, http_auth),
             over_tls=tls is not None,
             forward=None if forwarder is None else forwarder.connect,
+            throttle=handshake_rate(
+                listener.max_handshake_rate, listener.max_handshake_burst, config.workers, reactor
+            ),
         )
         factory.events = events
         wrapped: Any = factory if tls is None else TLSListenerFactory(tls, factory)

@@ -143,6 +143,9 @@ class IGatewayEvents(Interface):
     def refused(listener: str, peer: str, uri: str, status: str, reason: str) -> None:
         """A handshake refused: an HTTP ``status`` (400, 401, ...) or ``TLS``."""
 
+    def throttled(listener: str) -> None:
+        """A handshake answered 503: over ``listener``'s ``max_handshake_rate``."""
+
     def takeover(identity: str, across: bool) -> None:
         """A newer connection took ``identity`` over, here or (``across``) on another instance."""
 
@@ -199,6 +202,9 @@ class NoEvents:
         pass
 
     def refused(self, listener: str, peer: str, uri: str, status: str, reason: str) -> None:
+        pass
+
+    def throttled(self, listener: str) -> None:
         pass
 
     def takeover(self, identity: str, across: bool) -> None:

@@ -18,7 +18,17 @@ sight, so its full collections no longer walk it.  Its thresholds stay
 Python's: a larger young threshold collects less often, but charge points
 coming and going then leave their cyclic garbage (read buffers among it)
 alive for longer, and the RSS that ``tests/integration/test_edges_memory.py``
-bounds grows past its bound.
+bounds grows past its bound.  :class:`Collector` runs it, and then keeps the
+full collections of a large heap short: CPython collects the oldest
+generation whenever it grew by a quarter, and with thousands of charge
+points arriving (a reconnect storm) that is a pause that grows with them
+(0.45-0.54 s at 10,000, docs/performance.md), finding nothing each time:
+their state is long-lived.  After a full collection that took longer than
+``slow`` seconds and found almost nothing (at most ``few`` objects: charge
+points coming and going leave cycles it does find, and those must not wait),
+what survived it is frozen too; every ``period`` seconds
+all is unfrozen and collected once, then frozen again, so the cyclic
+garbage of charge points that left meanwhile lives at most that long.
 
 :class:`Exit` is how the process ends: 0 after a complete, orderly stop,
 also one that a signal started, as supervisors expect of a clean shutdown;
@@ -39,9 +49,12 @@ import gc
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ocppgw.loop_fast import made
@@ -76,6 +89,71 @@ def tune_collector() -> None:
     """Collect once, and freeze what survived out of the collector's sight."""
     gc.collect()
     gc.freeze()
+
+
+class Collector:
+    """The cyclic garbage collector of a running gateway (see the module text)."""
+
+    #: A full collection longer than this (seconds) freezes what survived it.
+    SLOW = 0.05
+    #: ... and found at most this many unreachable objects.
+    FEW = 1000
+    #: Seconds between two looks at everything (unfreeze, collect, freeze).
+    PERIOD = 300.0
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        slow: float = SLOW,
+        period: float = PERIOD,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._clock = clock
+        self._slow = slow
+        self._period = period
+        #: How long a collection took: a CPU pause, not the reactor's time.
+        self._timer = timer
+        self._began = 0.0
+        self._sweeping = False
+        self._call: IDelayedCall | None = None
+        #: Full collections after which the survivors were frozen.
+        self.frozen = 0
+
+    def start(self) -> None:
+        """Freeze start-up's objects, then watch the full collections."""
+        tune_collector()
+        gc.callbacks.append(self._observe)
+        self._call = self._clock.callLater(self._period, self._sweep)
+
+    def stop(self) -> None:
+        if self._observe in gc.callbacks:
+            gc.callbacks.remove(self._observe)
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if self._sweeping:
+            return
+        if phase == "start":
+            self._began = self._timer()
+        elif (
+            info.get("generation") == 2
+            and info.get("collected", 0) <= self.FEW
+            and self._timer() - self._began > self._slow
+        ):
+            gc.freeze()
+            self.frozen += 1
+
+    def _sweep(self) -> None:
+        self._sweeping = True
+        try:
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+        finally:
+            self._sweeping = False
+        self._call = self._clock.callLater(self._period, self._sweep)
 
 
 class Exit:

@@ -74,8 +74,9 @@ def makeService(options: Options) -> IService:
     from ocppgw.admin.fanout import FanoutService
     from ocppgw.assemble import operate
 
-    # Once start-up is over: its objects are frozen out of the collector's sight.
-    reactor.callWhenRunning(loop.tune_collector)
+    # Once start-up is over: its objects are frozen out of the collector's
+    # sight, and full collections of a large heap kept short (loop.Collector).
+    reactor.callWhenRunning(loop.Collector(reactor).start)
     # The exit status is the stop's (0 when complete), not the signal's.
     loop.catch_stop_signals(reactor)
     config = options["parsed"]

@@ -153,6 +153,12 @@ _COUNTERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
         ("reason",),
     ),
     (
+        "throttled",
+        "ocppgw_handshakes_throttled",
+        "Handshakes answered 503 with Retry-After: over the listener's max_handshake_rate.",
+        ("listener",),
+    ),
+    (
         "takeovers",
         "ocppgw_takeovers",
         "Connections taken over by a newer one: on this instance (same) or another (across).",
@@ -228,6 +234,7 @@ class Metrics:
     call_errors: Counter
     validation_failures: Counter
     refused: Counter
+    throttled: Counter
     takeovers: Counter
     auth_http: Counter
     mqtt_reconnects: Counter

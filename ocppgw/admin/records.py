@@ -266,6 +266,9 @@ class Recorder:
         if record is not None:
             self._event(record, "refusal", peer=peer, status=status, reason=reason)
 
+    def throttled(self, listener: str) -> None:
+        self.metrics.throttled.labels(listener).inc()
+
     def takeover(self, identity: str, across: bool) -> None:
         self.metrics.takeovers.labels("across" if across else "same").inc()
         record = self.records.get(identity)

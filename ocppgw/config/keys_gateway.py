@@ -223,6 +223,19 @@ LISTENER = Section(model.ListenerConfig, suffix="ws", required=True, doc="""
         own bucket of twice max_message_rate and max_message_burst.
     """),
     "max_message_burst": Key(int_range(1, 1_000_000), str(DEFAULT_BURST)),
+    "max_handshake_rate": Key(int_range(0, 1_000_000), str(model.DEFAULT_HANDSHAKE_RATE), doc="""
+        Handshakes per second this listener admits (0: no limit), and how many
+        beyond that at once (a token bucket): a reconnect storm is let in at the
+        rate the gateway serves while its connected charge points keep their
+        latency.  A handshake beyond them gets HTTP 503 with a Retry-After
+        (seconds, jittered: the retries of a storm come back spread at the rate)
+        before its identity or credentials are looked at; on a TLS listener the
+        TLS handshake, which carries the request, has happened by then.  A
+        charge point under the rate never gets a 503.  Counted in
+        ocppgw_handshakes_throttled_total.  With workers = N each worker
+        admits 1/N of both.  Defaults measured: docs/performance.md.
+    """),
+    "max_handshake_burst": Key(int_range(1, 1_000_000), str(model.DEFAULT_HANDSHAKE_BURST)),
     "handshake_timeout": Key(seconds(), "10", doc="""
         Seconds a client has to complete the HTTP upgrade.
     """),

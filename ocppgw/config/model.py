@@ -22,6 +22,11 @@ from ocppgw.listener.proxy import DEFAULT_CERT_HEADER, Network
 from ocppgw.router.topics import TopicTemplate
 from ocppgw.session.flood import DEFAULT_BURST, DEFAULT_RATE
 
+#: The defaults of ``max_handshake_rate`` and ``max_handshake_burst``, measured
+#: (docs/performance.md).
+DEFAULT_HANDSHAKE_RATE = 500
+DEFAULT_HANDSHAKE_BURST = 50
+
 
 @dataclass(frozen=True)
 class ListenerConfig:
@@ -61,6 +66,10 @@ class ListenerConfig:
     #: ``forward = NAME``: this listener's charge points are relayed to
     #: ``[forward:NAME]`` (ocppgw.forward); None: MQTT mode.
     forward: str | None = None
+    #: Handshakes per second admitted (0: no limit) ...
+    max_handshake_rate: int = DEFAULT_HANDSHAKE_RATE
+    #: ... and how many beyond the rate at once (a token bucket).
+    max_handshake_burst: int = DEFAULT_HANDSHAKE_BURST
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ and the decisions of the HTTP upgrade.
 Everything that can refuse a charge point happens in the upgrade, before the
 101 response and before anything is published:
 
+- first admission control (:mod:`ocppgw.listener.throttle`): a connection
+  over the listener's ``max_handshake_rate`` gets no WebSocket protocol, only
+  a 503 with ``Retry-After`` to its request;
 - the identity is the percent-decoded path segment after the listener's
   ``path`` (OCPP-J 1.6 §3.1.1, 2.0.1 Part 4 §3.1.1; the rules are in
   :mod:`ocppgw.ocpp.identity`): an unusable one gets 400, another path 404;
@@ -32,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 from autobahn.twisted.websocket import WebSocketServerFactory
 from cryptography import x509
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ocppgw.connection import OCPPServerProtocol
@@ -42,6 +47,7 @@ from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.compression import deflate_accept
 from ocppgw.listener.credentials import Credentials
 from ocppgw.listener.proxy import Source
+from ocppgw.listener.throttle import HandshakeRate
 from ocppgw.listener.tls import handshake_failed, peer_of
 from ocppgw.ocpp.identity import IdentityError, identity_from_segment
 
@@ -52,6 +58,8 @@ if TYPE_CHECKING:
 #: Forward mode's upgrade (ocppgw.forward.forwarder.Forwarder.connect): the
 #: identity, the offers the gateway speaks and the Authorization header.
 Forward = Callable[[str, list[str], str | None], Deferred[Any]]
+
+_log = Logger()
 
 
 def identity_from_uri(uri: str, base: str) -> str:
@@ -130,6 +138,7 @@ class OCPPServerFactory(WebSocketServerFactory):
         gatekeeper: Gatekeeper | None = None,
         over_tls: bool = False,
         forward: Forward | None = None,
+        throttle: HandshakeRate | None = None,
     ) -> None:
         super().__init__(protocols=list(versions), server="ocppgw")
         self.listener = listener
@@ -138,6 +147,8 @@ class OCPPServerFactory(WebSocketServerFactory):
         self.gatekeeper = gatekeeper or Gatekeeper(listener, credentials)
         #: The listener wraps its connections in TLS itself (ocppgw.listener.tls).
         self.over_tls = over_tls
+        #: Admission control (max_handshake_rate); None: every handshake is looked at.
+        self.throttle = throttle
         self.open_session = open_session
         self.close_session = close_session
         #: Forward mode: opens the central system's connection once admitted.
@@ -159,6 +170,26 @@ class OCPPServerFactory(WebSocketServerFactory):
             # The identity lives in the path; accept any Host/Origin.
             allowedOrigins=["*"],
         )
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        """
+        A new connection's protocol: the charge point's, or over the admission
+        rate the 503 of :class:`~ocppgw.listener.throttle.Busy` (counted, and
+        logged at most now and then).
+        """
+        if self.throttle is not None:
+            busy = self.throttle.busy(self.listener.handshake_timeout)
+            if busy is not None:
+                name = self.listener.name
+                self.events.throttled(name)
+                # One format: the log's rate limit holds a storm to a few lines a minute.
+                _log.warn(
+                    "[listener:{name}] connections over max_handshake_rate answered 503 "
+                    "with Retry-After",
+                    name=name,
+                )
+                return busy
+        return super().buildProtocol(addr)
 
     def source(self, peer_host: str, headers: Mapping[str, str]) -> Source:
         """Where a handshake comes from (trusted proxies honoured)."""

@@ -88,7 +88,11 @@ def test_rss_bounded_with_identities_coming_and_going(tmp_path: Path) -> None:
 
 async def _measure(tmp_path: Path, deadline: float) -> None:
     broker: Broker = start_own_broker(tmp_path / "broker")
-    ttl = {"dnstream": {"offline_ttl": str(_TTL)}}
+    ttl = {
+        "dnstream": {"offline_ttl": str(_TTL)},
+        # As fast as the gateway takes them: admission control is test_admission.py's.
+        "listener:ws": {"max_handshake_rate": "0"},
+    }
     try:
         with (
             own_gateway(tmp_path / "a", broker, with_admin(free_port(), ttl)) as here,

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import subprocess
 import sys
+import weakref
 from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.python import context, log
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from ocppgw import loop
 from ocppgw.loop_fast import GatewayReactor, writes_when_asked
 
 
@@ -464,3 +468,67 @@ print("stopped by", loop.EXIT.signal)
         self.assertIn("Received SIGTERM, shutting down.", done.stdout)
         self.assertIn("Received SIGTERM, already shutting down.", done.stdout)
         self.assertIn(f"stopped by {int(signal.SIGTERM)}", done.stdout)
+
+class FullCollectionTests(SynchronousTestCase):
+    """loop.Collector on a task.Clock, its pauses timed by a fake timer."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.now = [0.0]
+        self.collector = loop.Collector(self.clock, 0.05, 300.0, lambda: self.now[0])
+        self.addCleanup(gc.unfreeze)
+        self.addCleanup(self.collector.stop)
+        self.collector.start()
+        gc.unfreeze()
+
+    def _collection(self, generation: int, seconds: float) -> None:
+        self.collector._observe("start", {"generation": generation})
+        self.now[0] += seconds
+        self.collector._observe("stop", {"generation": generation, "collected": 0})
+
+    def test_slow_full_collection_freezes_its_survivors(self) -> None:
+        """A full collection longer than slow freezes what survived; a short one does not."""
+        self._collection(2, 0.01)
+        self.assertEqual((self.collector.frozen, gc.get_freeze_count()), (0, 0))
+        self._collection(2, 0.2)
+        self.assertEqual(self.collector.frozen, 1)
+        self.assertGreater(gc.get_freeze_count(), 0)
+
+    def test_slow_full_collection_that_found_garbage_freezes_nothing(self) -> None:
+        """A slow full collection that found many unreachable objects (churn) freezes nothing."""
+        self.collector._observe("start", {"generation": 2})
+        self.now[0] += 0.2
+        self.collector._observe("stop", {"generation": 2, "collected": 5000})
+        self.assertEqual((self.collector.frozen, gc.get_freeze_count()), (0, 0))
+
+    def test_slow_young_collection_freezes_nothing(self) -> None:
+        """Only full collections count: a slow generation-1 collection freezes nothing."""
+        self._collection(1, 0.2)
+        self.assertEqual((self.collector.frozen, gc.get_freeze_count()), (0, 0))
+
+    def test_every_period_all_is_collected_once(self) -> None:
+        """
+        Every period the frozen objects are unfrozen and collected: a reference
+        cycle frozen in the meantime is collected then, and the survivors frozen again.
+        """
+
+        class Node:
+            other: Any
+
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        alive = weakref.ref(a)
+        self._collection(2, 0.2)  # the cycle is frozen with the rest
+        del a, b
+        gc.collect()
+        self.assertIsNotNone(alive())
+        self.clock.advance(300)
+        self.assertIsNone(alive())
+        self.assertGreater(gc.get_freeze_count(), 0)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+
+    def test_stop_leaves_no_timer_and_no_callback(self) -> None:
+        """stop() cancels the periodic look and removes the collector's callback."""
+        self.collector.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertNotIn(self.collector._observe, gc.callbacks)

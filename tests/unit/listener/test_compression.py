@@ -196,9 +196,15 @@ def extension_header(response: bytes) -> str | None:
 @pytest.mark.parametrize("offered", [
     "permessage-deflate; client_max_window_bits",
     "permessage-deflate",
+    # Insisting on context takeover: neither no_context_takeover offered, windows of 15.
+    "permessage-deflate; client_max_window_bits=15; server_max_window_bits=15",
 ])
 def test_101_carries_the_bounded_answer(offered: str) -> None:
-    """The 101 to a permessage-deflate offer names server_no_context_takeover and window 9."""
+    """
+    The 101 to each kind of permessage-deflate offer (websockets' default, a
+    bare one, one insisting on context takeover) names
+    server_no_context_takeover and window 9.
+    """
     response = upgrade(offered)
     assert response.startswith(b"HTTP/1.1 101"), response
     header = extension_header(response)

@@ -1,0 +1,172 @@
+# -*- test-case-name: tests.unit.listener.test_throttle -*-
+"""
+Admission control of one ``[listener:NAME]``: handshakes at the rate the
+gateway can serve (``max_handshake_rate`` a second, ``max_handshake_burst``
+at once), so that a reconnect storm does not starve the charge points
+already connected.
+
+A token bucket of ``max_handshake_burst`` tokens, refilled at
+``max_handshake_rate`` tokens a second; each connection takes one as it is
+accepted.  One that finds no token gets no WebSocket protocol at all but
+:class:`Busy`, which answers its request with HTTP 503 (RFC 9110 §15.6.4)
+and a ``Retry-After`` in whole seconds (§10.2.3) and closes: its identity,
+credentials or subprotocol are never looked at, and a refusal costs little
+more than the accept (a storm's first wave is mostly refusals).  On a TLS
+listener the TLS handshake, which carries the request, comes first.  A
+charge point whose connections come at most at the rate,
+``max_handshake_burst`` at once, always finds a token: it never gets a 503.
+
+When a refused charge point is to come back: a second from now, plus the
+time the bucket needs to serve the charge points told to come back before
+it (each refusal reserves the next token after those promised already), plus
+a random share of up to a tenth of that (at most a second): the jitter.
+``Retry-After`` counts whole seconds, and the first wave of a storm comes
+within a fraction of one: told whole seconds only, its charge points would
+come back in clumps of a second's worth, overflowing a small burst.  So the
+503 is held for the fraction of a second and ``Retry-After`` gives the whole
+seconds: the retries come back spread at the rate.  A reservation is not
+held for its charge point: it only shapes when each is told to return.
+
+Time comes from an injected ``IReactorTime``, chance from an injected
+``random()``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+
+#: A request head longer than this is answered at once.
+_MAX_HEAD = 65536
+
+#: Floating-point slack: a handshake exactly 1/rate after the last finds its token.
+_SLACK = 1e-9
+
+
+class HandshakeRate:
+    """The token bucket of one listener's handshakes."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        rate: float,
+        burst: int,
+        chance: Callable[[], float] = random.random,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate > 0 and burst >= 1 required")
+        self._clock = clock
+        self._rate = rate
+        self._burst = float(burst)
+        self._chance = chance
+        self._tokens = float(burst)
+        self._stamp = clock.seconds()
+        #: When the last token promised to a refused handshake comes.
+        self._promised = self._stamp
+
+    def admit(self) -> float | None:
+        """
+        Take a token for one handshake: None when there was one, else the
+        seconds from now when the refused charge point is to come back (at
+        least one).
+        """
+        now = self._clock.seconds()
+        tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if tokens >= 1.0 - _SLACK:
+            self._tokens = tokens - 1.0
+            return None
+        self._tokens = tokens
+        # The next token not promised yet: after the ones promised, and not
+        # before the bucket holds one.
+        first = now + (1.0 - tokens) / self._rate
+        self._promised = max(self._promised + 1.0 / self._rate, first)
+        wait = self._promised - now
+        return 1.0 + wait + self._chance() * min(1.0, wait / 10.0)
+
+    def busy(self, timeout: float) -> Busy | None:
+        """
+        Take a token for a new connection: None when there was one, else the
+        :class:`Busy` protocol that refuses it (``timeout``: for its request).
+        """
+        wait = self.admit()
+        return None if wait is None else Busy(wait, self._clock, timeout)
+
+
+class Busy(Protocol):
+    """
+    A connection over the rate, to come back in ``back`` seconds (at least
+    one): once its request head is in, and the fraction of a second of
+    ``back`` has passed, HTTP 503 with the whole seconds as ``Retry-After``,
+    and the connection closed.  A client that sends no whole head within
+    ``timeout`` seconds is dropped.
+    """
+
+    def __init__(self, back: float, clock: IReactorTime, timeout: float) -> None:
+        whole = max(1, math.floor(back))
+        self._answer = (
+            "HTTP/1.1 503 Service Unavailable\r\nServer: ocppgw\r\n"
+            f"Retry-After: {whole}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ).encode()
+        self._head: bytes | None = b""
+        self._clock = clock
+        self._timeout = timeout
+        self._answer_at = clock.seconds() + max(0.0, back - whole)
+        self._timer: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        self._timer = self._clock.callLater(self._timeout, self._drop)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._head is None:
+            return  # answered or answering: the rest is ignored until the close
+        self._head += data
+        # The whole head read first: a close with unread data would be a reset
+        # that may discard the answer at the client.
+        if b"\r\n\r\n" in self._head or len(self._head) > _MAX_HEAD:
+            self._head = None
+            self._cancel()
+            hold = self._answer_at - self._clock.seconds()
+            if hold > 0:
+                self._timer = self._clock.callLater(hold, self._respond)
+            else:
+                self._respond()
+
+    def _respond(self) -> None:
+        self._timer = None
+        assert self.transport is not None
+        self.transport.write(self._answer)
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _drop(self) -> None:
+        self._timer = None
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+
+def handshake_rate(
+    rate: int, burst: int, workers: int, clock: IReactorTime
+) -> HandshakeRate | None:
+    """
+    The admission control of a listener of ``max_handshake_rate`` ``rate``
+    and ``max_handshake_burst`` ``burst`` in one of ``workers`` processes
+    (which share its port, each taking about 1/N of the handshakes, so each
+    admits 1/N of the rate and burst); None with a rate of 0 (no limit).
+    """
+    if rate == 0:
+        return None
+    share = max(1, workers)
+    return HandshakeRate(clock, rate / share, max(1, burst // share))
