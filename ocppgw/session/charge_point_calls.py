@@ -12,7 +12,9 @@ The charge point's CALLs waiting for the backend's answers, and their timers.
   1.6 StatusNotification.conf, 2.0.1 and 2.1 StatusNotificationResponse have
   no required field), both still published, marked answered;
 - the backend's answer goes to the charge point only if its CALL waits for
-  it (Unmatched otherwise); with validation on, an invalid CALLRESULT is
+  it (Unmatched otherwise, but an exact copy of one of the last answers
+  sent is dropped: a QoS 1 redelivery, or the catch-all's republished
+  copy); with validation on, an invalid CALLRESULT is
   refused (Invalid) and the CALL stays pending for a valid answer;
 - a CALL whose publish fails is answered InternalError at once;
 - with ``[gateway] enforce_registration``, a charge point whose
@@ -27,6 +29,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ocppgw.ocpp.envelope import Envelope, GatewayError
@@ -39,14 +42,30 @@ from ocppgw.session.outbox import Outbox
 from ocppgw.session.registration import Registration
 from ocppgw.session.timers import Pending, SharedTimer, Timer, cancel
 
+_log = Logger()
+
 #: How many answered 2.1 CALLs are remembered, for the Action of a CALLRESULTERROR.
 ANSWERED_MEMORY = 32
+#: How many of the backend's answers sent last are remembered, so that a copy
+#: of one (a QoS 1 redelivery, or the catch-all's copy republished when the
+#: charge point's presence came after the answer: ocppgw.router.offline) is
+#: dropped, not answered Unmatched.
+SENT_MEMORY = 4
 
 
 class ChargePointCalls:
     """One charge point's CALLs to the backend, from their publish to their one answer."""
 
-    __slots__ = ("_answered", "_clock", "_options", "_out", "_timer", "pending", "registration")
+    __slots__ = (
+        "_answered",
+        "_clock",
+        "_options",
+        "_out",
+        "_sent",
+        "_timer",
+        "pending",
+        "registration",
+    )
 
     def __init__(self, outbox: Outbox, clock: IReactorTime, options: SessionOptions) -> None:
         self._out = outbox
@@ -59,6 +78,8 @@ class ChargePointCalls:
         #: 2.1: CALLs answered with a CALLRESULT (UniqueId to Action), so a
         #: CALLRESULTERROR for that result carries its Action (2.1 Part 4 §4.2.4).
         self._answered: OrderedDict[str, str] = OrderedDict()
+        #: The backend's answers sent last (at most SENT_MEMORY; made with the first).
+        self._sent: list[CallResult | CallError] | None = None
         #: The backend's BootNotification answer, and what it allows.
         self.registration = Registration(outbox.version, options.enforce_registration)
 
@@ -171,6 +192,14 @@ class ChargePointCalls:
                 self._out.gateway_error(answer.unique_id, GatewayError.INVALID, why, pending.action)
                 return  # the charge point's CALL stays pending for a valid answer
         if pending is None:
+            if self._sent is not None and answer in self._sent:
+                # A copy of an answer sent: it was answered once, and that is all.
+                _log.debug(
+                    "{cid}: copy of answer {id} dropped",
+                    cid=self._out.identity,
+                    id=answer.unique_id,
+                )
+                return
             # Nothing to answer: never send the charge point an unmatched answer.
             self._out.unmatched(answer.unique_id, answer.action)
             return
@@ -184,6 +213,11 @@ class ChargePointCalls:
             while len(self._answered) > ANSWERED_MEMORY:
                 self._answered.popitem(last=False)
         self._out.send(answer)
+        if self._sent is None:
+            self._sent = []
+        self._sent.append(answer)
+        if len(self._sent) > SENT_MEMORY:
+            del self._sent[0]
 
     def refuse(self, answer: CallResult | CallError, code: GatewayError, why: str) -> None:
         """The backend's answer cannot be sent: its CALL ends, answered ``code`` to the backend."""

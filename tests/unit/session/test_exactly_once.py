@@ -443,6 +443,23 @@ class JournalTests(Base):
         self.assertEqual(answered, ["d0", "d1"])
 
 
+class AnswerCopyTests(Base):
+    def test_a_copy_of_an_answer_sent_is_dropped(self) -> None:
+        """
+        The backend's answer to the charge point's CALL, then a copy of it (a QoS 1
+        redelivery, or the catch-all's copy republished once the charge point's
+        presence came): the charge point gets it once and the backend no error;
+        another answer under the same id is still Unmatched.
+        """
+        self.session.frame_received('[2,"b1","Heartbeat",{}]')
+        answer = CallResult("b1", {"currentTime": "2026-12-07T00:00:00Z"})
+        self.backend(answer, CallResult("b1", {"currentTime": "2026-12-07T00:00:00Z"}))
+        self.assertEqual([f[:2] for f in self.connection.sent()], [[3, "b1"]])
+        self.assertEqual([p for p in self.published() if p[0] == "b1" and p[1] != "Call"], [])
+        self.backend(CallResult("b1", {"currentTime": "2026-12-07T00:00:01Z"}))
+        self.assertEqual(self.published()[-1][:2], ("b1", "Unmatched"))
+
+
 class GraceCallResultErrorTests(Base):
     version = OCPP21
 
