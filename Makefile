@@ -163,7 +163,7 @@ ini: install
 picture: install
 	$(PY) tools/draw_architecture.py
 
-# Everything of docs/performance.md, about 5 minutes: the gateway beside its
+# Everything of docs/performance.md, about 7 minutes before forward mode and the fleet rows joined it (not yet timed whole since): the gateway beside its
 # baselines (bench/run.py), then the codec sizes; results in bench/results/.
 bench: install
 	$(PY) -m pip install --quiet -c $(LOCK) --config-settings editable_mode=compat -e '.[test,bench]'
