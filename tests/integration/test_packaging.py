@@ -174,10 +174,14 @@ def test_wheel_installs_the_twistd_plugin(installed: Installed) -> None:
 
 
 def _set(ini: str, section: str, line: str, value: str) -> str:
-    """``ini`` with ``line`` (e.g. ``#broker = embedded``) of ``section`` replaced by ``value``."""
+    """
+    ``ini`` with the first line of ``section`` that starts with ``line`` (e.g.
+    ``#broker = embedded``, ``endpoint = ``) replaced by ``value``.
+    """
     start = ini.index(f"\n[{section}]\n")
-    at = ini.index(f"\n{line}\n", start) + 1
-    return ini[:at] + value + ini[at + len(line) :]
+    at = ini.index(f"\n{line}", start) + 1
+    end = ini.index("\n", at)
+    return ini[:at] + value + ini[end:]
 
 
 def _mapped_files(pid: int) -> set[str]:
@@ -212,8 +216,7 @@ async def test_installed_gateway_runs_on_the_default_ini(
     ini = _set(ini, "gateway", "#id =", f"id = {name}")
     ini = _set(ini, "gateway", "#journal =", f"journal = {tmp_path / 'journal'}")
     ini = _set(
-        ini, "listener:ws", "endpoint = tcp:8080:interface=127.0.0.1",
-        f"endpoint = tcp:{port}:interface=127.0.0.1",
+        ini, "listener:ws", "endpoint = ", f"endpoint = tcp:{port}:interface=127.0.0.1",
     )
     ini = _set(ini, "mqtt", "#broker = embedded", f"broker = {own_broker.url}")
     config = cwd / "ocppgw.ini"
