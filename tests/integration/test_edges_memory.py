@@ -92,6 +92,11 @@ async def _measure(tmp_path: Path, deadline: float) -> None:
         "dnstream": {"offline_ttl": str(_TTL)},
         # As fast as the gateway takes them: admission control is test_admission.py's.
         "listener:ws": {"max_handshake_rate": "0"},
+        # The flight recorder keeps a gone identity's history for keep
+        # seconds (an hour by default, within its own max_memory budget):
+        # here as short as the grace period, so that what it keeps of gone
+        # identities is shown to be given up too.
+        "recorder": {"keep": str(_TTL)},
     }
     try:
         with (
