@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,9 +95,11 @@ class PrintingProcess:
 # --- a broker the test owns ---
 
 
-def start_own_broker(directory: Path, persistent: bool = False) -> Broker:
+def start_own_broker(
+    directory: Path, persistent: bool = False, extra: Sequence[str] = ()
+) -> Broker:
     """A broker this test owns (see :func:`harness.start_broker`)."""
-    return start_broker(directory, persistent)
+    return start_broker(directory, persistent, extra)
 
 
 def restart_broker(broker: Broker) -> None:
