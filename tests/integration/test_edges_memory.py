@@ -8,8 +8,9 @@ each a distinct identity that connects, completes the handshake and closes;
 bounded by a count and a deadline.  RSS (``VmRSS`` of /proc/PID/status) is
 read after the first 10,000 identities and after all of them, each time once
 the offline grace period (``offline_ttl``, short here) of the last ones has
-run out and the broker has acknowledged every publish.  ``OCPPGW_MEMORY_IDENTITIES`` sets how many: the suite's default,
-20,000, fits its time budget; 100,000 (about 2 minutes) was run by hand, see
+run out and the broker has acknowledged every publish.
+``OCPPGW_MEMORY_IDENTITIES`` sets how many: the suite's default, 20,000,
+fits its time budget; 100,000 (about 2 minutes) was run by hand, see
 the test's docstring.
 """
 
