@@ -136,13 +136,15 @@ SECOND_PASS_SKIP := --ignore=tests/unit/ocpp/test_fastvalidation.py
 # With OCPPGW_SPEEDUPS=off (the public paths of docs/design.md, "Speed-ups"),
 # the unit suite runs again, and these integration tests: each stage's happy
 # path and its faults (broker restart and outage, takeover, shutdown, QoS 1
-# redelivery, TLS on both sides, workers, the admin API and metrics).
+# redelivery, TLS on both sides, workers, the admin API and metrics, forward
+# mode against ocpp-rpc's strict central system over ws and wss).
 PUBLIC_PATH_TESTS := $(addprefix tests/integration/,test_upstream_calls.py \
 	test_downstream.py test_handshake.py test_topics_codecs.py \
 	test_protobuf_backend.py test_edges_broker.py test_fault.py \
 	test_instances.py test_edges_shutdown.py test_exactly_once_mqtt.py \
 	test_exactly_once_presence.py test_mqtt_window.py test_mqtt_tls.py \
-	test_workers.py test_admin_api.py test_admin_metrics.py)
+	test_workers.py test_admin_api.py test_admin_metrics.py \
+	test_forward_ocpp_rpc.py)
 # Alone, not beside another worker: with speed-ups off and a second test
 # process beside it, test_profile_3_good_certificate twice saw its request
 # never reach Autobahn (the opening-handshake timeout after 10 s), and not

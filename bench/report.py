@@ -251,9 +251,11 @@ def forward_lines(result: dict[str, Any]) -> list[str]:
     direct, forwarded, mqtt = of("direct", "rate"), of("forward", "rate"), of("mqtt", "rate")
     fcpu, mcpu = of("forward", "server_cpu_us_per_rt"), of("mqtt", "server_cpu_us_per_rt")
     rcpu = of("relay", "server_cpu_us_per_rt")
+    pcpu = of("relay-public", "server_cpu_us_per_rt")
     rate = [forwarded[a] / direct[a] for a in rounds if a in forwarded and a in direct]
     cpu = [fcpu[a] / mcpu[a] for a in rounds if a in fcpu and a in mcpu]
     alone = [rcpu[a] / mcpu[a] for a in rounds if a in rcpu and a in mcpu]
+    public = [pcpu[a] / rcpu[a] for a in rounds if a in pcpu and a in rcpu]
     out = [
         "| forward mode, 100 connections (median of rounds) | measured |",
         "|---|---|",
@@ -269,6 +271,11 @@ def forward_lines(result: dict[str, Any]) -> list[str]:
         f"{_median(list(rcpu.values())):.0f} µs |",
         f"| relay alone / MQTT mode CPU per round trip (target: at most 1) | {_ratios(alone)} |",
     ]
+    if public:
+        out.append(
+            "| relay alone, `autobahn_client_frames` off / on, CPU per round trip | "
+            f"{_ratios(public)} |"
+        )
     return out
 
 

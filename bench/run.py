@@ -406,6 +406,8 @@ def forward(b: Bench, repeat: int = 3, conns: int = 100) -> list[dict[str, Any]]
     Forward mode beside the same central system reached directly (the
     ``ocpp`` package's, :mod:`servers`), and the gateway's MQTT mode, in
     each of ``repeat`` rounds; the tap is read (``servers.py tapreader``).
+    The relay alone (tap off) runs twice: with the ``autobahn_client_frames``
+    speed-up and without it.
     Forwarded, the central system runs on the load core, so the server
     core's CPU per round trip is the relay's own
     (with the tap publishing every frame), to compare with MQTT mode's.
@@ -435,8 +437,14 @@ def forward(b: Bench, repeat: int = 3, conns: int = 100) -> list[dict[str, Any]]
             # The relay alone: the same, without the tap.
             with b.gateway(mport, forward=url, tap=False) as (port, proc):
                 r = b.ws(port, conns, proc, [broker, central], prefix=f"N{attempt}-")
-            stop(central)
             runs.append({"server": "gateway", "variant": "relay", "attempt": attempt, **r})
+            print(_line(runs[-1]), flush=True)
+            # ... and with the central system's side on Autobahn's public path.
+            off = "-autobahn_client_frames"
+            with b.gateway(mport, forward=url, tap=False, speedups=off) as (port, proc):
+                r = b.ws(port, conns, proc, [broker, central], prefix=f"P{attempt}-")
+            stop(central)
+            runs.append({"server": "gateway", "variant": "relay-public", "attempt": attempt, **r})
             print(_line(runs[-1]), flush=True)
             with b.gateway(mport) as (port, proc):
                 r = b.ws(port, conns, proc, [broker, backend], prefix=f"M{attempt}-")

@@ -28,6 +28,7 @@ from ocppgw.forward.relay import Link, Relay
 from ocppgw.forward.tap import Tap
 from ocppgw.forward.turns import Turns
 from ocppgw.forward.upstream import UpstreamProtocol, client_tls, open_upstream
+from ocppgw.forward.upstream_fast import protocol as upstream_protocol
 from ocppgw.forward.verdicts import Validate, Verdicts
 from ocppgw.interfaces import CLOSE_NORMAL, NO_EVENTS, IChargePointConnection, IGatewayEvents
 
@@ -61,6 +62,8 @@ class Forwarder:
         self._wait = handshake_timeout
         self.credentials = read_credentials(config.credentials) if config.credentials else {}
         self.peer = peer_of(config.url)
+        #: The central system's connections' class: with the speed-up where it fits.
+        self._protocol = upstream_protocol()
         self._tls = None
         if config.url.startswith("wss:"):
             # Checked now: a bad CA or key file stops the start, not a handshake.
@@ -106,7 +109,9 @@ class Forwarder:
         )
         if auth is not None:
             headers["Authorization"] = auth
-        d = open_upstream(self._reactor, url, offered, headers, config.connect_timeout, self._tls)
+        d = open_upstream(
+            self._reactor, url, offered, headers, config.connect_timeout, self._tls, self._protocol
+        )
         linked = d.addCallbacks(self._linked, self._failed, callbackArgs=(offered,))
         if config.on_csms_down == "hold":
             return linked.addCallback(self._reopens, identity, offered_auth)
@@ -177,7 +182,14 @@ class Forwarder:
         for index, template in enumerate(config.mirrors):
             url = upstream_url(template, identity)
             opener = partial(
-                open_upstream, self._reactor, url, [version], {}, config.connect_timeout, self._tls
+                open_upstream,
+                self._reactor,
+                url,
+                [version],
+                {},
+                config.connect_timeout,
+                self._tls,
+                self._protocol,
             )
             relay.mirrors.add(
                 Mirror.made(

@@ -123,10 +123,17 @@ class UpstreamFactory(WebSocketClientFactory):
 
     protocol = UpstreamProtocol  # type: ignore[assignment]
 
-    def __init__(self, url: str, protocols: list[str], headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        url: str,
+        protocols: list[str],
+        headers: dict[str, str],
+        protocol: type[UpstreamProtocol] = UpstreamProtocol,
+    ) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
             url, protocols=protocols, headers=headers, useragent="ocppgw"
         )
+        self.protocol = protocol
         self.done: Deferred[UpstreamProtocol] = Deferred()
         #: The protocol made for the connection, once the TCP connection is made.
         self.made: UpstreamProtocol | None = None
@@ -178,17 +185,19 @@ def open_upstream(
     headers: dict[str, str],
     timeout: float,
     tls: Callable[[str], Any] | None = None,
+    protocol: type[UpstreamProtocol] = UpstreamProtocol,
 ) -> Deferred[UpstreamProtocol]:
     """
     The open WebSocket to ``url`` offering ``protocols``, or a failure with
     the ``ConnectionDeny`` for the charge point (the module's docstring).
-    ``tls``: the client TLS options of a host, for wss://.
+    ``tls``: the client TLS options of a host, for wss://; ``protocol``:
+    the class of the connection (:mod:`~ocppgw.forward.upstream_fast`).
     """
     parts = urlsplit(url)
     host = parts.hostname or ""
     secure = parts.scheme == "wss"
     port = parts.port or (443 if secure else 80)
-    factory = UpstreamFactory(url, protocols, headers)
+    factory = UpstreamFactory(url, protocols, headers, protocol)
     # connect_timeout is this module's timer; Autobahn's own comes after it.
     factory.setProtocolOptions(  # type: ignore[no-untyped-call]
         openHandshakeTimeout=timeout + 1, closeHandshakeTimeout=5

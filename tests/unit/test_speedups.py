@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ocppgw import loop_fast, speedups
 from ocppgw.admin import metrics_fast
+from ocppgw.forward import upstream_fast
 from ocppgw.mqtt import speedup as mqtt_speedup
 from ocppgw.ocpp import jsontext, jsontext_fast
 from tests.clocks import Clocks
@@ -110,12 +111,14 @@ def test_the_gateway_speedups_run_here_unless_turned_off() -> None:
     metrics_fast.enabled()  # checked when the first child is counted
     mqtt_speedup.fast_driver()  # checked when the first MQTT client is built
     loop_fast.made()  # checked when the global reactor is installed
+    upstream_fast.protocol()  # checked when a [forward:NAME] is set up
     names = {s.name: s.enabled for s in speedups.speedups()}
     assert {
         "json_encoder",
         "prometheus_values",
         "automat_index",
         "autobahn_frames",
+        "autobahn_client_frames",
         "paho_internals",
         "twisted_reactor",
     } <= names.keys()
