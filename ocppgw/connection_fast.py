@@ -46,6 +46,54 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
+def whole_text_frame(data: bytes, masked: bool, limits: tuple[int, int, int]) -> tuple[int, int]:
+    """
+    ``(start, end)`` of the payload of a whole, unfragmented text frame at
+    the head of ``data`` (after the masking key when ``masked``: client to
+    server, RFC 6455 §5.3), or ``(0, 0)`` for anything else: not FIN + RSV 0
+    + text (§5.2), masked other than ``masked`` says (§5.1), a 64-bit or
+    non-minimal length, empty, not all here yet, or over Autobahn's frame or
+    message limit (``limits``: Autobahn fails it with 1009).
+    """
+    head = 6 if masked else 2
+    if len(data) < head + 1 or data[0] != 0x81:
+        return 0, 0
+    length = data[1] ^ 0x80 if masked else data[1]
+    if length > 126:
+        return 0, 0
+    start = head
+    if length == 126:
+        length, start = int.from_bytes(data[2:4], "big"), head + 2
+        if length < 126:
+            return 0, 0
+    end = start + length
+    max_frame, max_message, _ = limits
+    if length == 0 or len(data) < end or 0 < max_frame < length or 0 < max_message < length:
+        return 0, 0
+    return start, end
+
+
+def count_in(protocol: Any, length: int) -> None:
+    """Autobahn's traffic counts of one whole text frame in, and its ping timer's restart."""
+    stats = protocol.trafficStats
+    stats.incomingOctetsWebSocketLevel += length
+    stats.incomingOctetsAppLevel += length
+    stats.incomingWebSocketFrames += 1
+    stats.incomingWebSocketMessages += 1
+    if protocol.autoPingTimeoutCall and protocol.autoPingRestartOnAnyTraffic:
+        protocol._cancelAutoPingTimeoutCall()
+
+
+def count_out(protocol: Any, length: int, wire: int) -> None:
+    """Autobahn's traffic counts of one text frame of ``length`` out, ``wire`` bytes written."""
+    stats = protocol.trafficStats
+    stats.outgoingWebSocketMessages += 1
+    stats.outgoingWebSocketFrames += 1
+    stats.outgoingOctetsAppLevel += length
+    stats.outgoingOctetsWebSocketLevel += length
+    stats.outgoingOctetsWireLevel += wire
+
+
 def text_frame_header(n: int) -> bytes:
     """RFC 6455 §5.2: FIN, text opcode, unmasked (server to client, §5.1), minimal length."""
     if n <= 125:
@@ -137,37 +185,17 @@ class ShortWayProtocol(OCPPServerProtocol):
         ``None`` (nothing consumed) for Autobahn to handle whatever it is.
         """
         data = self.data
-        if len(data) < 7 or data[0] != 0x81 or self.inside_message:
-            return None  # RFC 6455 §5.2: not FIN + RSV 0 + text, or a fragment follows
-        length = data[1] ^ 0x80
-        if length > 126:
-            return None  # unmasked (§5.3: a server fails it), or a 64-bit length
-        start = 6
-        if length == 126:
-            length, start = int.from_bytes(data[2:4], "big"), 8
-            if length < 126:
-                return None  # not the minimal length encoding (§5.2)
-        end = start + length
-        max_frame, max_message, _ = self._limits
-        if (
-            length == 0
-            or len(data) < end
-            or 0 < max_frame < length
-            or 0 < max_message < length  # Autobahn fails both with 1009
-        ):
+        if self.inside_message:
+            return None  # a fragment follows (RFC 6455 §5.4)
+        start, end = whole_text_frame(data, True, self._limits)
+        if not end:
             return None
         try:
             text = unmask(data[start:end], data[start - 4 : start]).decode("utf-8")
         except UnicodeDecodeError:
             return None  # Autobahn fails it with 1007 (§8.1)
         self.data = data[end:]
-        stats = self.trafficStats
-        stats.incomingOctetsWebSocketLevel += length
-        stats.incomingOctetsAppLevel += length
-        stats.incomingWebSocketFrames += 1
-        stats.incomingWebSocketMessages += 1
-        if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
-            self._cancelAutoPingTimeoutCall()
+        count_in(self, end - start)
         self._text_received(text)
         return len(self.data) > 0
 
@@ -191,12 +219,7 @@ class ShortWayProtocol(OCPPServerProtocol):
             # Autobahn's sendMessage -> sendFrame -> sendData, in one write.
             raw = text_frame_header(n) + data
             self.transport.write(raw)  # type: ignore[union-attr]
-            stats = self.trafficStats
-            stats.outgoingWebSocketMessages += 1
-            stats.outgoingWebSocketFrames += 1
-            stats.outgoingOctetsAppLevel += n
-            stats.outgoingOctetsWebSocketLevel += n
-            stats.outgoingOctetsWireLevel += len(raw)
+            count_out(self, n, len(raw))
         self.factory.events.frame(self.identity or "", False, text)
 
 

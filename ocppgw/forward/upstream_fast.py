@@ -32,7 +32,7 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketClientProtocol
 
 from ocppgw import speedups
-from ocppgw.connection_fast import unmask
+from ocppgw.connection_fast import count_in, count_out, unmask, whole_text_frame
 from ocppgw.forward.upstream import UpstreamProtocol
 
 #: The Autobahn versions whose frame state this was checked against.
@@ -112,37 +112,17 @@ class ShortWayUpstream(UpstreamProtocol):
         ``None`` (nothing consumed) for Autobahn to handle whatever it is.
         """
         data = self.data
-        if len(data) < 3 or data[0] != 0x81 or self.inside_message:
-            return None  # RFC 6455 §5.2: not FIN + RSV 0 + text, or a fragment follows
-        length = data[1]
-        if length > 126:
-            return None  # masked (§5.1: a client fails it), or a 64-bit length
-        start = 2
-        if length == 126:
-            length, start = int.from_bytes(data[2:4], "big"), 4
-            if length < 126:
-                return None  # not the minimal length encoding (§5.2)
-        end = start + length
-        max_frame, max_message, _ = self._limits
-        if (
-            length == 0
-            or len(data) < end
-            or 0 < max_frame < length
-            or 0 < max_message < length  # Autobahn fails both with 1009
-        ):
+        if self.inside_message:
+            return None  # a fragment follows (RFC 6455 §5.4)
+        start, end = whole_text_frame(data, False, self._limits)
+        if not end:
             return None
         try:
             text = data[start:end].decode("utf-8")
         except UnicodeDecodeError:
             return None  # Autobahn fails it with 1007 (§8.1)
         self.data = data[end:]
-        stats = self.trafficStats
-        stats.incomingOctetsWebSocketLevel += length
-        stats.incomingOctetsAppLevel += length
-        stats.incomingWebSocketFrames += 1
-        stats.incomingWebSocketMessages += 1
-        if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
-            self._cancelAutoPingTimeoutCall()
+        count_in(self, end - start)
         self.receiver.upstream_frame(text)
         return len(self.data) > 0
 
@@ -164,12 +144,7 @@ class ShortWayUpstream(UpstreamProtocol):
         # key drawn as Autobahn's sendFrame draws it (its issue 758).
         raw = masked_text_frame(data, random.getrandbits(32).to_bytes(4, "big"))
         self.transport.write(raw)  # type: ignore[union-attr]
-        stats = self.trafficStats
-        stats.outgoingWebSocketMessages += 1
-        stats.outgoingWebSocketFrames += 1
-        stats.outgoingOctetsAppLevel += n
-        stats.outgoingOctetsWebSocketLevel += n
-        stats.outgoingOctetsWireLevel += len(raw)
+        count_out(self, n, len(raw))
         return True
 
 
