@@ -103,37 +103,48 @@ def text_frame_header(n: int) -> bytes:
     return b"\x81\x7f" + n.to_bytes(8, "big")
 
 
-class ShortWayProtocol(OCPPServerProtocol):
-    """:class:`~ocppgw.connection.OCPPServerProtocol` with the short ways."""
+class ShortWayFrames:
+    """
+    The short way in, for either side of a WebSocket: mixed in before an
+    Autobahn protocol, whose state it reads.  Open, on the short way, a whole
+    text frame (masked as ``_masked`` says) is read, checked as UTF-8 and
+    handed to :meth:`_deliver` in one step; anything else goes to Autobahn.
+    """
 
-    #: Autobahn copies these options from the factory in ``_connectionMade``
-    #: and pretty-prints them for a debug line whether or not debug logging
-    #: is on: about 1 ms a connection, a third of a handshake in a reconnect
-    #: storm.  We copy them ourselves and leave Autobahn nothing to print.
-    _FACTORY_OPTIONS = tuple(WebSocketServerProtocol.CONFIG_ATTRS)
-    CONFIG_ATTRS: list[str] = []
-
-    def _connectionMade(self) -> None:
-        factory = self.factory
-        for name in self._FACTORY_OPTIONS:
-            if name not in self.__dict__:
-                setattr(self, name, getattr(factory, name))
-        super()._connectionMade()
-
+    #: Frames in are masked (client to server) or not (RFC 6455 §5.1).
+    _masked = True
     #: The short ways are taken (set at open, from Autobahn's options then).
     _short_way = False
     #: Autobahn's payload limits and auto-fragment size (0: none), copied at open.
     _limits = (0, 0, 0)
+    #: Autobahn copies these options from the factory in ``_connectionMade``
+    #: and pretty-prints them for a debug line whether or not debug logging
+    #: is on: about 1 ms a connection, a third of a handshake in a reconnect
+    #: storm.  We copy them ourselves and leave Autobahn nothing to print
+    #: (each class sets its protocol's list here and an empty CONFIG_ATTRS).
+    _FACTORY_OPTIONS: tuple[str, ...] = ()
 
-    def _options_at_open(self) -> None:
+    def _connectionMade(self) -> None:
+        proto: Any = self
+        factory = proto.factory
+        for name in self._FACTORY_OPTIONS:
+            if name not in proto.__dict__:
+                setattr(proto, name, getattr(factory, name))
+        super()._connectionMade()  # type: ignore[misc]
+
+    def _open_short(self, masking: bool) -> None:
+        """
+        At open: the short ways are taken when nothing Autobahn does per frame
+        is asked for (compression, frame and octet logs, timings) and the
+        masking is what RFC 6455 §5.1 says (``masking``); its limits copied.
+        """
         options: Any = self
         self._short_way = (
-            self._perMessageCompress is None
+            options._perMessageCompress is None
             and not options.logFrames
             and not options.logOctets
             and not options.trackedTimings
-            and not options.maskServerFrames
-            and bool(options.applyMask)
+            and masking
         )
         self._limits = (
             options.maxFramePayloadSize,
@@ -146,20 +157,79 @@ class ShortWayProtocol(OCPPServerProtocol):
         # hlval) for every read, debug logging on or off.  Open, on the short
         # way (no octet logging): what its _dataReceived and consumeData do
         # then, without their calls; otherwise its own.
-        if self._short_way and self.state == self.STATE_OPEN:
-            self.trafficStats.incomingOctetsWireLevel += len(data)
-            self.data += data
-            while self.processData() and self.state != self.STATE_CLOSED:
+        proto: Any = self
+        if self._short_way and proto.state == proto.STATE_OPEN:
+            proto.trafficStats.incomingOctetsWireLevel += len(data)
+            proto.data += data
+            while self.processData() and proto.state != proto.STATE_CLOSED:
                 pass
             return
-        super().dataReceived(data)
+        super().dataReceived(data)  # type: ignore[misc]
 
     def processData(self) -> bool:
-        if self._short_way and self.current_frame is None and self.state == self.STATE_OPEN:
+        proto: Any = self
+        if self._short_way and proto.current_frame is None and proto.state == proto.STATE_OPEN:
             done = self._plain_text_frame()
             if done is not None:
                 return done
-        more: bool = super().processData()
+        more: bool = super().processData()  # type: ignore[misc]
+        return more
+
+    def _plain_text_frame(self) -> bool | None:
+        """
+        Handle a whole text frame at the head of the buffer, or return
+        ``None`` (nothing consumed) for Autobahn to handle whatever it is.
+        """
+        proto: Any = self
+        data = proto.data
+        if proto.inside_message:
+            return None  # a fragment follows (RFC 6455 §5.4)
+        start, end = whole_text_frame(data, self._masked, self._limits)
+        if not end:
+            return None
+        payload = data[start:end]
+        if self._masked:
+            payload = unmask(payload, data[start - 4 : start])
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # Autobahn fails it with 1007 (§8.1)
+        proto.data = data[end:]
+        count_in(proto, end - start)
+        self._deliver(text)
+        return len(proto.data) > 0
+
+    def _deliver(self, text: str) -> None:
+        """A whole text frame read the short way."""
+        raise NotImplementedError
+
+    def _writes_short(self, n: int) -> bool:
+        """Whether a text frame of ``n`` bytes may be written in one step, not by Autobahn."""
+        proto: Any = self
+        _, max_message, fragment = self._limits
+        return (
+            self._short_way
+            and not proto.send_queue  # after what Autobahn still holds
+            and not 0 < fragment < n  # Autobahn fragments it
+            and not 0 < max_message < n  # Autobahn raises PayloadExceededError
+        )
+
+
+# (ignore: Autobahn's own two base classes disagree on peer's type; seen
+# by mypy only where a class has two bases.)
+class ShortWayProtocol(ShortWayFrames, OCPPServerProtocol):  # type: ignore[misc]
+    """:class:`~ocppgw.connection.OCPPServerProtocol` with the short ways."""
+
+    _FACTORY_OPTIONS = tuple(WebSocketServerProtocol.CONFIG_ATTRS)
+    CONFIG_ATTRS: list[str] = []
+
+    def _options_at_open(self) -> None:
+        # Frames out unmasked, frames in masked and unmasked here (RFC 6455 §5.1).
+        options: Any = self
+        self._open_short(not options.maskServerFrames and bool(options.applyMask))
+
+    def processData(self) -> bool:
+        more = super().processData()
         if self._perMessageCompress is not None and not self.inside_message:
             self._release_deflate()
         return more
@@ -179,25 +249,8 @@ class ShortWayProtocol(OCPPServerProtocol):
             if getattr(deflate, "_decompressor", None) is not None:
                 deflate._decompressor = None
 
-    def _plain_text_frame(self) -> bool | None:
-        """
-        Handle a whole text frame at the head of the buffer, or return
-        ``None`` (nothing consumed) for Autobahn to handle whatever it is.
-        """
-        data = self.data
-        if self.inside_message:
-            return None  # a fragment follows (RFC 6455 §5.4)
-        start, end = whole_text_frame(data, True, self._limits)
-        if not end:
-            return None
-        try:
-            text = unmask(data[start:end], data[start - 4 : start]).decode("utf-8")
-        except UnicodeDecodeError:
-            return None  # Autobahn fails it with 1007 (§8.1)
-        self.data = data[end:]
-        count_in(self, end - start)
+    def _deliver(self, text: str) -> None:
         self._text_received(text)
-        return len(self.data) > 0
 
     def send_frame(self, text: str) -> None:
         if self.state != self.STATE_OPEN:
@@ -205,13 +258,7 @@ class ShortWayProtocol(OCPPServerProtocol):
             return
         data = text.encode("utf-8")
         n = len(data)
-        _, max_message, fragment = self._limits
-        if (
-            not self._short_way
-            or self.send_queue
-            or 0 < fragment < n
-            or 0 < max_message < n  # Autobahn raises PayloadExceededError
-        ):
+        if not self._writes_short(n):
             self.sendMessage(data, isBinary=False)
             if self._perMessageCompress is not None:
                 self._release_deflate()

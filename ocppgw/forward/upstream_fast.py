@@ -32,7 +32,7 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketClientProtocol
 
 from ocppgw import speedups
-from ocppgw.connection_fast import count_in, count_out, unmask, whole_text_frame
+from ocppgw.connection_fast import ShortWayFrames, count_out, unmask
 from ocppgw.forward.upstream import UpstreamProtocol
 
 #: The Autobahn versions whose frame state this was checked against.
@@ -53,91 +53,31 @@ def masked_text_frame(data: bytes, mask: bytes) -> bytes:
     return header + mask + unmask(data, mask)
 
 
-class ShortWayUpstream(UpstreamProtocol):
+# (ignore: Autobahn's own two base classes disagree on peer's type; seen
+# by mypy only where a class has two bases.)
+class ShortWayUpstream(ShortWayFrames, UpstreamProtocol):  # type: ignore[misc]
     """:class:`~ocppgw.forward.upstream.UpstreamProtocol` with the short ways."""
 
-    #: Autobahn pretty-prints the options it copies from the factory, for a
-    #: debug line, whether or not debug logging is on; they are copied here.
     _FACTORY_OPTIONS = tuple(WebSocketClientProtocol.CONFIG_ATTRS)
     CONFIG_ATTRS: Any = ()
-
-    #: The short ways are taken (set at open, from Autobahn's options then).
-    _short_way = False
-    #: Autobahn's payload limits and auto-fragment size (0: none), copied at open.
-    _limits = (0, 0, 0)
-
-    def _connectionMade(self) -> None:
-        factory = self.factory
-        for name in self._FACTORY_OPTIONS:
-            if name not in self.__dict__:
-                setattr(self, name, getattr(factory, name))
-        super()._connectionMade()  # type: ignore[no-untyped-call]
+    #: From the central system, frames are not masked (RFC 6455 §5.1).
+    _masked = False
 
     def onOpen(self) -> None:
+        # Frames out masked (§5.3).
         options: Any = self
-        self._short_way = (
-            self._perMessageCompress is None
-            and not options.logFrames
-            and not options.logOctets
-            and not options.trackedTimings
-            and bool(options.maskClientFrames)
-        )
-        self._limits = (
-            options.maxFramePayloadSize,
-            options.maxMessagePayloadSize,
-            options.autoFragmentSize,
-        )
+        self._open_short(bool(options.maskClientFrames))
         super().onOpen()
 
-    def dataReceived(self, data: bytes) -> None:
-        if self._short_way and self.state == self.STATE_OPEN:
-            self.trafficStats.incomingOctetsWireLevel += len(data)
-            self.data += data
-            while self.processData() and self.state != self.STATE_CLOSED:
-                pass
-            return
-        super().dataReceived(data)
-
-    def processData(self) -> bool:
-        if self._short_way and self.current_frame is None and self.state == self.STATE_OPEN:
-            done = self._plain_text_frame()
-            if done is not None:
-                return done
-        more: bool = super().processData()
-        return more
-
-    def _plain_text_frame(self) -> bool | None:
-        """
-        Handle a whole text frame at the head of the buffer, or return
-        ``None`` (nothing consumed) for Autobahn to handle whatever it is.
-        """
-        data = self.data
-        if self.inside_message:
-            return None  # a fragment follows (RFC 6455 §5.4)
-        start, end = whole_text_frame(data, False, self._limits)
-        if not end:
-            return None
-        try:
-            text = data[start:end].decode("utf-8")
-        except UnicodeDecodeError:
-            return None  # Autobahn fails it with 1007 (§8.1)
-        self.data = data[end:]
-        count_in(self, end - start)
+    def _deliver(self, text: str) -> None:
         self.receiver.upstream_frame(text)
-        return len(self.data) > 0
 
     def send_frame(self, text: str) -> bool:
         if self.state != self.STATE_OPEN:
             return False
         data = text.encode("utf-8")
         n = len(data)
-        _, max_message, fragment = self._limits
-        if (
-            not self._short_way
-            or self.send_queue
-            or 0 < fragment < n
-            or 0 < max_message < n  # Autobahn raises PayloadExceededError
-        ):
+        if not self._writes_short(n):
             self.sendMessage(data, isBinary=False)  # type: ignore[no-untyped-call]
             return True
         # Autobahn's sendMessage -> sendFrame -> sendData, in one write; the

@@ -30,6 +30,25 @@ def client_frame(opcode: int, payload: bytes, mask: bytes, fin: bool = True) -> 
     return head + mask + create_xor_masker(mask, n).process(payload) if n else head + mask
 
 
+def feed(proto: Any, data: bytes, cuts: list[int]) -> tuple[int, ...]:
+    """
+    Feed ``data`` to ``proto`` in pieces cut at ``cuts``; its incoming
+    traffic counts after.
+    """
+    last = 0
+    for cut in [*sorted(c % (len(data) + 1) for c in cuts), len(data)]:
+        proto.dataReceived(data[last:cut])
+        last = max(last, cut)
+    stats = proto.trafficStats
+    return (
+        stats.incomingOctetsWireLevel,
+        stats.incomingOctetsWebSocketLevel,
+        stats.incomingOctetsAppLevel,
+        stats.incomingWebSocketFrames,
+        stats.incomingWebSocketMessages,
+    )
+
+
 def run(data: bytes, cuts: list[int], short_way: bool) -> tuple[object, ...]:
     """
     Feed ``data`` in pieces cut at ``cuts``: what the session got, what was
@@ -37,22 +56,12 @@ def run(data: bytes, cuts: list[int], short_way: bool) -> tuple[object, ...]:
     """
     proto, session = open_connection(ShortWayProtocol)
     proto._short_way = short_way
-    last = 0
-    for cut in [*sorted(c % (len(data) + 1) for c in cuts), len(data)]:
-        proto.dataReceived(data[last:cut])
-        last = max(last, cut)
-    stats = proto.trafficStats
-    counts = (
-        stats.incomingOctetsWireLevel,
-        stats.incomingOctetsWebSocketLevel,
-        stats.incomingOctetsAppLevel,
-        stats.incomingWebSocketFrames,
-        stats.incomingWebSocketMessages,
-    )
+    counts = feed(proto, data, cuts)
     return session.events, bytes(proto.transport.value()), proto.state, counts
 
 
-_FRAME = st.one_of(
+#: A frame's opcode, payload and FIN bit, of the kinds the short way must tell apart.
+FRAME = st.one_of(
     st.tuples(st.just(1), st.text(max_size=200).map(str.encode), st.just(True)),  # text
     st.tuples(st.just(1), st.binary(max_size=140), st.booleans()),  # often not UTF-8; fragments
     st.tuples(st.just(0), st.text(max_size=20).map(str.encode), st.booleans()),  # continuation
@@ -63,7 +72,7 @@ _FRAME = st.one_of(
 
 @settings(max_examples=300, deadline=None, database=None)
 @given(
-    frames=st.lists(st.tuples(_FRAME, st.binary(min_size=4, max_size=4)), max_size=6),
+    frames=st.lists(st.tuples(FRAME, st.binary(min_size=4, max_size=4)), max_size=6),
     cuts=st.lists(st.integers(0, 2000), max_size=5),
 )
 def test_short_way_agrees_with_autobahn(frames: list[Any], cuts: list[int]) -> None:

@@ -18,6 +18,7 @@ from twisted.internet.testing import StringTransport
 from ocppgw import speedups
 from ocppgw.forward.upstream import Receiver, UpstreamFactory
 from ocppgw.forward.upstream_fast import ShortWayUpstream, masked_text_frame, protocol
+from tests.unit.test_connection_short_way import FRAME, feed
 
 #: RFC 6455 §1.3: the GUID of the accept key.
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -97,34 +98,14 @@ def run(data: bytes, cuts: list[int], short_way: bool) -> tuple[object, ...]:
     proto, receiver = open_upstream_connection(short_way)
     proto.transport.clear()
     random.seed(7)
-    last = 0
-    for cut in [*sorted(c % (len(data) + 1) for c in cuts), len(data)]:
-        proto.dataReceived(data[last:cut])
-        last = max(last, cut)
-    stats = proto.trafficStats
-    counts = (
-        stats.incomingOctetsWireLevel,
-        stats.incomingOctetsWebSocketLevel,
-        stats.incomingOctetsAppLevel,
-        stats.incomingWebSocketFrames,
-        stats.incomingWebSocketMessages,
-    )
+    counts = feed(proto, data, cuts)
     sent = proto.transport.value()
     return receiver.events, sent, proto.transport.disconnecting, proto.state, counts
 
 
-_FRAME = st.one_of(
-    st.tuples(st.just(1), st.text(max_size=200).map(str.encode), st.just(True)),  # text
-    st.tuples(st.just(1), st.binary(max_size=140), st.booleans()),  # often not UTF-8; fragments
-    st.tuples(st.just(0), st.text(max_size=20).map(str.encode), st.booleans()),  # continuation
-    st.tuples(st.just(9), st.binary(max_size=20), st.just(True)),  # ping
-    st.tuples(st.just(2), st.binary(max_size=10), st.just(True)),  # binary: closed with 1003
-)
-
-
 @settings(max_examples=300, deadline=None, database=None)
 @given(
-    frames=st.lists(st.tuples(_FRAME, st.booleans()), max_size=6),
+    frames=st.lists(st.tuples(FRAME, st.booleans()), max_size=6),
     cuts=st.lists(st.integers(0, 2000), max_size=5),
 )
 def test_short_way_agrees_with_autobahn(frames: list[Any], cuts: list[int]) -> None:
