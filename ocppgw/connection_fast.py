@@ -24,6 +24,7 @@ not a version it was checked against, or lacks one of them,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
@@ -111,6 +112,9 @@ class ShortWayFrames:
     handed to :meth:`_deliver` in one step; anything else goes to Autobahn.
     """
 
+    #: Where a whole text frame read the short way goes: each side's class
+    #: defines it (the session's, the relay's).
+    _deliver: Callable[[str], None]
     #: Frames in are masked (client to server) or not (RFC 6455 §5.1).
     _masked = True
     #: The short ways are taken (set at open, from Autobahn's options then).
@@ -198,10 +202,6 @@ class ShortWayFrames:
         count_in(proto, end - start)
         self._deliver(text)
         return len(proto.data) > 0
-
-    def _deliver(self, text: str) -> None:
-        """A whole text frame read the short way."""
-        raise NotImplementedError
 
     def _writes_short(self, n: int) -> bool:
         """Whether a text frame of ``n`` bytes may be written in one step, not by Autobahn."""
