@@ -354,13 +354,19 @@ def command(backend: Backend, cid: str, unique_id: str) -> None:
 
 
 def answers(backend: Backend, cid: str) -> dict[str, list[str]]:
-    """Every answer envelope about ``cid``'s downstream CALLs: UniqueId -> kinds."""
+    """
+    Every answer envelope about ``cid``'s downstream CALLs: UniqueId -> kinds.
+    A charge point's answer after its CALL was already answered Timeout or
+    Shutdown is published marked ``"Late": true`` (docs/topics.md) and is
+    not an answer of its own, as the soak's ledger counts it
+    (tests/soak/ledger.py); an unmarked second answer still is.
+    """
     found: dict[str, list[str]] = {}
     for m in backend.messages(
         lambda m: m.topic in (f"ocpp/cp/Reply/{cid}", f"ocpp/cp/Error/{cid}")
     ):
         env = m.json()
-        if isinstance(env, dict):
+        if isinstance(env, dict) and env.get("Late") is not True:
             kind = env.get("ErrorCode") or "CALLRESULT"
             found.setdefault(str(env.get("UniqueId")), []).append(kind)
     return found
