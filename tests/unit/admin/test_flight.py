@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import tracemalloc
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
-from ocppgw.admin.flight import HISTORY_OVERHEAD, OVERHEAD, FlightRecorder, cost
+from ocppgw.admin.flight import HISTORY_OVERHEAD, OVERHEAD, STEP, FlightRecorder, cost
 from ocppgw.admin.history import Filters, records, select, time_text
 from ocppgw.admin.metrics import Metrics
 from ocppgw.admin.records import Recorder
@@ -127,6 +129,50 @@ class BoundsTests(ClockTestCase):
         self.assertEqual(len(flight.histories["small"].frames), 1)
         self.assertEqual(len(flight.histories["big"].frames), 7)
         self.assertLessEqual(flight.bytes, budget * 9 // 10)
+
+    def test_drops_spread_over_the_frames_after(self) -> None:
+        """
+        The frame that takes the total over max_memory drops what brings it
+        back within and STEP more; each frame after it drops at most STEP
+        until the total is 90% of max_memory; then none until it is over again.
+        """
+        frame = "x" * 800  # cost 1000
+        budget = 100_000 + 10 * HISTORY_OVERHEAD  # 90%: 99,000
+        flight = FlightRecorder(config(max_memory=budget), self.clock)
+        for n in range(100):
+            flight.frame(f"cp{n % 10}", True, frame)
+        self.assertEqual((flight.bytes, flight.dropped), (budget, 0))
+        flight.frame("cp0", True, frame)  # 111,000: one to be within, STEP more
+        self.assertEqual((flight.dropped, flight.bytes), (1 + STEP, budget - STEP * 1000))
+        flight.frame("cp1", True, frame)  # 103,000: four to reach 99,000
+        self.assertEqual((flight.dropped, flight.bytes), (5 + STEP, budget * 9 // 10))
+        flight.frame("cp2", True, frame)  # 100,000: within, no pass on
+        self.assertEqual((flight.dropped, flight.bytes), (5 + STEP, budget * 9 // 10 + 1000))
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        budget=st.integers(1_000, 30_000),
+        frames=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 3_000)), max_size=120),
+    )
+    def test_never_over_the_budget(self, budget: int, frames: list[tuple[int, int]]) -> None:
+        """
+        Whatever frames come, of whatever sizes for whichever charge points,
+        after each the total is within max_memory and is what the histories
+        hold, and no frame drops more than its own excess and STEP frames.
+        """
+        flight = FlightRecorder(config(max_memory=budget, per_station=50), self.clock)
+        for station, size in frames:
+            dropped = flight.dropped
+            flight.frame(f"cp{station}", True, "x" * size)
+            held = sum(h.bytes + HISTORY_OVERHEAD for h in flight.histories.values())
+            self.assertLessEqual(flight.bytes, budget)
+            self.assertEqual(flight.bytes, held)
+            self.assertEqual(
+                flight.records, sum(len(h.frames) for h in flight.histories.values())
+            )
+            # Frames cost at least OVERHEAD each; a new history costs HISTORY_OVERHEAD too.
+            excess = (size + OVERHEAD + HISTORY_OVERHEAD) // OVERHEAD + 1
+            self.assertLessEqual(flight.dropped - dropped, excess + STEP)
 
     def test_dropped_memory_given_back(self) -> None:
         """
