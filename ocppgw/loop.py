@@ -14,21 +14,26 @@ per event and with fewer system calls per write) where it may run, else
 
 :func:`tune_collector`, run once the reactor runs, freezes what start-up left
 (modules, schemas, configuration) out of the cyclic garbage collector's
-sight, so its full collections no longer walk it.  Its thresholds stay
-Python's: a larger young threshold collects less often, but charge points
-coming and going then leave their cyclic garbage (read buffers among it)
-alive for longer, and the RSS that ``tests/integration/test_edges_memory.py``
-bounds grows past its bound.  :class:`Collector` runs it, and then keeps the
-full collections of a large heap short: CPython collects the oldest
-generation whenever it grew by a quarter, and with thousands of charge
-points arriving (a reconnect storm) that is a pause that grows with them
-(0.45-0.54 s at 10,000, docs/performance.md), finding nothing each time:
-their state is long-lived.  After a full collection that took longer than
-``slow`` seconds and found almost nothing (at most ``few`` objects: charge
-points coming and going leave cycles it does find, and those must not wait),
-what survived it is frozen too; every ``period`` seconds
-all is unfrozen and collected once, then frozen again, so the cyclic
-garbage of charge points that left meanwhile lives at most that long.
+sight, so its full collections no longer walk it.  Its young thresholds stay
+Python's: a larger one collects less often, but charge points coming and
+going then leave their cyclic garbage (read buffers among it) alive for
+longer, and the RSS that ``tests/integration/test_edges_memory.py`` bounds
+grows past its bound.  :class:`Collector` runs it, and then keeps the full
+collections short while charge points arrive and none leave (a reconnect
+storm): CPython collects the oldest generation whenever it grew by a
+quarter, a pause that grows with the charge points connected (0.45-0.54 s
+at 10,000, docs/performance.md) and finds nothing, their state being
+long-lived.  A full collection is considered after every generation-1 one
+(the third threshold 1, not 10), and after one that, with those of the last
+``quiet`` seconds, found almost nothing (at most ``few`` unreachable
+objects), what survived it is frozen: each full collection then walks only
+what came since the last, some milliseconds, not one that walks thousands
+of charge points' state every few seconds.  Charge points that go leave
+their session and connection as cyclic garbage, found by the collections
+that follow, so while they go nothing is frozen and their garbage does not
+wait; every ``period`` seconds all is unfrozen and collected once, then
+frozen again, so the cyclic garbage of charge points that left after being
+frozen lives at most that long.
 
 :class:`Exit` is how the process ends: 0 after a complete, orderly stop,
 also one that a signal started, as supervisors expect of a clean shutdown;
@@ -49,8 +54,7 @@ import gc
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable
+from collections import deque
 from types import FrameType
 from typing import Any
 
@@ -94,34 +98,35 @@ def tune_collector() -> None:
 class Collector:
     """The cyclic garbage collector of a running gateway (see the module text)."""
 
-    #: A full collection longer than this (seconds) freezes what survived it.
-    SLOW = 0.05
-    #: ... and found at most this many unreachable objects.
+    #: A full collection freezes what survived it when it and those of the
+    #: last QUIET seconds found at most FEW unreachable objects together.
     FEW = 1000
+    QUIET = 10.0
     #: Seconds between two looks at everything (unfreeze, collect, freeze).
     PERIOD = 300.0
 
     def __init__(
         self,
         clock: IReactorTime,
-        slow: float = SLOW,
+        quiet: float = QUIET,
         period: float = PERIOD,
-        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._clock = clock
-        self._slow = slow
+        self._quiet = quiet
         self._period = period
-        #: How long a collection took: a CPU pause, not the reactor's time.
-        self._timer = timer
-        self._began = 0.0
         self._sweeping = False
         self._call: IDelayedCall | None = None
+        #: (when, unreachable objects found) of the full collections of the
+        #: last ``quiet`` seconds that found any.
+        self._found: deque[tuple[float, int]] = deque()
         #: Full collections after which the survivors were frozen.
         self.frozen = 0
 
     def start(self) -> None:
         """Freeze start-up's objects, then watch the full collections."""
         tune_collector()
+        young, older, _ = gc.get_threshold()
+        gc.set_threshold(young, older, 1)
         gc.callbacks.append(self._observe)
         self._call = self._clock.callLater(self._period, self._sweep)
 
@@ -133,15 +138,16 @@ class Collector:
         self._call = None
 
     def _observe(self, phase: str, info: dict[str, int]) -> None:
-        if self._sweeping:
+        if self._sweeping or phase != "stop" or info.get("generation") != 2:
             return
-        if phase == "start":
-            self._began = self._timer()
-        elif (
-            info.get("generation") == 2
-            and info.get("collected", 0) <= self.FEW
-            and self._timer() - self._began > self._slow
-        ):
+        now = self._clock.seconds()
+        found = self._found
+        while found and found[0][0] <= now - self._quiet:
+            found.popleft()
+        collected = info.get("collected", 0)
+        if collected:
+            found.append((now, collected))
+        if sum(n for _, n in found) <= self.FEW:
             gc.freeze()
             self.frozen += 1
 

@@ -364,7 +364,8 @@ class CollectorTests(SynchronousTestCase):
     def test_twistd_ocppgw_tunes_the_collector_once_running(self) -> None:
         """
         makeService leaves the collector as it is until the reactor runs; then
-        start-up's objects are frozen, the thresholds stay Python's, and a
+        start-up's objects are frozen, the young thresholds stay Python's, a
+        full collection is considered after every generation-1 one, and a
         reference cycle made later is still collected.
         """
         import tempfile
@@ -378,7 +379,7 @@ class CollectorTests(SynchronousTestCase):
                 check=True,
             )
         self.assertEqual(
-            out.stdout.strip(), "((700, 10, 10), 0) (700, 10, 10) True True"
+            out.stdout.strip(), "((700, 10, 10), 0) (700, 10, 1) True True"
         )
 
 
@@ -470,40 +471,52 @@ print("stopped by", loop.EXIT.signal)
         self.assertIn(f"stopped by {int(signal.SIGTERM)}", done.stdout)
 
 class FullCollectionTests(SynchronousTestCase):
-    """loop.Collector on a task.Clock, its pauses timed by a fake timer."""
+    """loop.Collector on a task.Clock, told of collections as CPython tells it."""
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.now = [0.0]
-        self.collector = loop.Collector(self.clock, 0.05, 300.0, lambda: self.now[0])
+        self.collector = loop.Collector(self.clock, 10.0, 300.0)
+        self.addCleanup(gc.set_threshold, *gc.get_threshold())
         self.addCleanup(gc.unfreeze)
         self.addCleanup(self.collector.stop)
         self.collector.start()
         gc.unfreeze()
 
-    def _collection(self, generation: int, seconds: float) -> None:
+    def _collection(self, generation: int, found: int = 0) -> None:
         self.collector._observe("start", {"generation": generation})
-        self.now[0] += seconds
-        self.collector._observe("stop", {"generation": generation, "collected": 0})
+        self.collector._observe("stop", {"generation": generation, "collected": found})
 
-    def test_slow_full_collection_freezes_its_survivors(self) -> None:
-        """A full collection longer than slow freezes what survived; a short one does not."""
-        self._collection(2, 0.01)
-        self.assertEqual((self.collector.frozen, gc.get_freeze_count()), (0, 0))
-        self._collection(2, 0.2)
+    def test_full_collection_that_found_nothing_freezes_its_survivors(self) -> None:
+        """A full collection that found (almost) nothing freezes what survived it."""
+        self._collection(2, found=loop.Collector.FEW)
         self.assertEqual(self.collector.frozen, 1)
         self.assertGreater(gc.get_freeze_count(), 0)
 
-    def test_slow_full_collection_that_found_garbage_freezes_nothing(self) -> None:
-        """A slow full collection that found many unreachable objects (churn) freezes nothing."""
-        self.collector._observe("start", {"generation": 2})
-        self.now[0] += 0.2
-        self.collector._observe("stop", {"generation": 2, "collected": 5000})
+    def test_full_collection_that_found_garbage_freezes_nothing(self) -> None:
+        """A full collection that found many unreachable objects (churn) freezes nothing."""
+        self._collection(2, found=loop.Collector.FEW + 1)
         self.assertEqual((self.collector.frozen, gc.get_freeze_count()), (0, 0))
 
-    def test_slow_young_collection_freezes_nothing(self) -> None:
-        """Only full collections count: a slow generation-1 collection freezes nothing."""
-        self._collection(1, 0.2)
+    def test_garbage_of_the_last_quiet_seconds_counts_together(self) -> None:
+        """
+        Charge points going, a little garbage found each time: while the full
+        collections of the last quiet seconds (10) found more than FEW
+        together, none freezes; once they found FEW or less, one does.
+        """
+        some = loop.Collector.FEW // 2 + 1
+        for _ in range(4):  # at 0, 2, 4 and 6 s
+            self._collection(2, found=some)
+            self.clock.advance(2)
+        self.assertEqual(self.collector.frozen, 1)  # at 0 s: FEW / 2 + 1 alone
+        self._collection(2)  # at 8 s: the four within the last 10 s
+        self.assertEqual(self.collector.frozen, 1)
+        self.clock.advance(7)
+        self._collection(2)  # at 15 s: only the one at 6 s within them
+        self.assertEqual(self.collector.frozen, 2)
+
+    def test_young_collection_freezes_nothing(self) -> None:
+        """Only full collections count: a generation-1 collection freezes nothing."""
+        self._collection(1)
         self.assertEqual((self.collector.frozen, gc.get_freeze_count()), (0, 0))
 
     def test_every_period_all_is_collected_once(self) -> None:
@@ -518,7 +531,7 @@ class FullCollectionTests(SynchronousTestCase):
         a, b = Node(), Node()
         a.other, b.other = b, a
         alive = weakref.ref(a)
-        self._collection(2, 0.2)  # the cycle is frozen with the rest
+        self._collection(2)  # the cycle is frozen with the rest
         del a, b
         gc.collect()
         self.assertIsNotNone(alive())
