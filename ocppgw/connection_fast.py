@@ -8,10 +8,15 @@ checked as UTF-8 and handed to the session in one step, and a text frame to
 the charge point is framed and written in one; Autobahn's generic frame
 machine, its per-frame debug helpers (``hltype``/``hlval`` are evaluated for
 a debug line even with debug logging off) and its per-frame objects cost
-more than the rest of the WebSocket layer.  Every other frame (control
-frames, fragments, compression, a frame over the size limit, invalid UTF-8,
-a frame not yet complete) and every state but OPEN still goes to Autobahn,
-which enforces RFC 6455 and fails the connection as it always did.
+more than the rest of the WebSocket layer.  Where permessage-deflate
+compresses each message on its own both ways (RFC 7692 §7.1.1, as the
+listener asks), whole compressed text frames take the same short way,
+through the extension's own methods as Autobahn calls them.  Every other
+frame (control frames, fragments, context takeover, a frame over the size
+limits or not inflatable, invalid UTF-8, a frame not yet complete) and every
+state but OPEN still goes to Autobahn, which enforces RFC 6455 and RFC 7692
+and fails the connection as it always did: nothing is taken from its buffer
+until the whole frame was read.
 
 It reads and writes Autobahn's private state: the receive buffer ``data``,
 ``current_frame``, ``inside_message``, ``send_queue``,
@@ -24,10 +29,13 @@ not a version it was checked against, or lacks one of them,
 
 from __future__ import annotations
 
+import inspect
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.compress import PerMessageDeflate
 
 from ocppgw import speedups
 from ocppgw.connection import OCPPServerProtocol
@@ -47,17 +55,25 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
-def whole_text_frame(data: bytes, masked: bool, limits: tuple[int, int, int]) -> tuple[int, int]:
+#: The first octet of a whole text frame: FIN and the text opcode (RFC 6455
+#: §5.2); with RSV1, compressed (RFC 7692 §6).
+TEXT, DEFLATED_TEXT = 0x81, 0xC1
+
+
+def whole_text_frame(
+    data: bytes, masked: bool, limits: tuple[int, int, int], first: int = TEXT
+) -> tuple[int, int]:
     """
     ``(start, end)`` of the payload of a whole, unfragmented text frame at
     the head of ``data`` (after the masking key when ``masked``: client to
-    server, RFC 6455 §5.3), or ``(0, 0)`` for anything else: not FIN + RSV 0
-    + text (§5.2), masked other than ``masked`` says (§5.1), a 64-bit or
-    non-minimal length, empty, not all here yet, or over Autobahn's frame or
-    message limit (``limits``: Autobahn fails it with 1009).
+    server, RFC 6455 §5.3), or ``(0, 0)`` for anything else: a first octet
+    other than ``first`` (FIN, the RSV bits and text, §5.2), masked other
+    than ``masked`` says (§5.1), a 64-bit or non-minimal length, empty, not
+    all here yet, or over Autobahn's frame or message limit (``limits``:
+    Autobahn fails it with 1009).
     """
     head = 6 if masked else 2
-    if len(data) < head + 1 or data[0] != 0x81:
+    if len(data) < head + 1 or data[0] != first:
         return 0, 0
     length = data[1] ^ 0x80 if masked else data[1]
     if length > 126:
@@ -74,34 +90,72 @@ def whole_text_frame(data: bytes, masked: bool, limits: tuple[int, int, int]) ->
     return start, end
 
 
-def count_in(protocol: Any, length: int) -> None:
-    """Autobahn's traffic counts of one whole text frame in, and its ping timer's restart."""
+def count_in(protocol: Any, length: int, inflated: int | None = None) -> None:
+    """
+    Autobahn's traffic counts of one whole text frame of ``length`` in
+    (``inflated`` once inflated, if it was compressed), and its ping timer's
+    restart.
+    """
     stats = protocol.trafficStats
     stats.incomingOctetsWebSocketLevel += length
-    stats.incomingOctetsAppLevel += length
+    stats.incomingOctetsAppLevel += length if inflated is None else inflated
     stats.incomingWebSocketFrames += 1
     stats.incomingWebSocketMessages += 1
     if protocol.autoPingTimeoutCall and protocol.autoPingRestartOnAnyTraffic:
         protocol._cancelAutoPingTimeoutCall()
 
 
-def count_out(protocol: Any, length: int, wire: int) -> None:
-    """Autobahn's traffic counts of one text frame of ``length`` out, ``wire`` bytes written."""
+def count_out(protocol: Any, length: int, wire: int, deflated: int | None = None) -> None:
+    """
+    Autobahn's traffic counts of one text frame of ``length`` out
+    (``deflated`` once compressed, if it was), ``wire`` bytes written.
+    """
     stats = protocol.trafficStats
     stats.outgoingWebSocketMessages += 1
     stats.outgoingWebSocketFrames += 1
     stats.outgoingOctetsAppLevel += length
-    stats.outgoingOctetsWebSocketLevel += length
+    stats.outgoingOctetsWebSocketLevel += length if deflated is None else deflated
     stats.outgoingOctetsWireLevel += wire
 
 
-def text_frame_header(n: int) -> bytes:
-    """RFC 6455 §5.2: FIN, text opcode, unmasked (server to client, §5.1), minimal length."""
+def text_frame_header(n: int, first: int = TEXT) -> bytes:
+    """
+    RFC 6455 §5.2: ``first`` (FIN, text opcode; RSV1 too when compressed),
+    unmasked (server to client, §5.1), minimal length.
+    """
     if n <= 125:
-        return bytes((0x81, n))
+        return bytes((first, n))
     if n <= 0xFFFF:
-        return b"\x81\x7e" + n.to_bytes(2, "big")
-    return b"\x81\x7f" + n.to_bytes(8, "big")
+        return bytes((first, 0x7E)) + n.to_bytes(2, "big")
+    return bytes((first, 0x7F)) + n.to_bytes(8, "big")
+
+
+def each_message_alone(deflate: Any) -> bool:
+    """
+    Whether a negotiated permessage-deflate compresses each message on its own
+    both ways (``server_no_context_takeover`` and ``client_no_context_takeover``,
+    RFC 7692 §7.1.1), through an extension whose inflating takes a bound
+    (``max_output_len``): then its compressed frames may take the short way.
+    """
+    return (
+        isinstance(deflate, PerMessageDeflate)
+        and bool(getattr(deflate, "server_no_context_takeover", False))
+        and bool(getattr(deflate, "client_no_context_takeover", False))
+        and _BOUNDED_INFLATE
+    )
+
+
+def _takes_bound() -> bool:
+    try:
+        parameters = inspect.signature(PerMessageDeflate.decompress_message_data).parameters
+    except (TypeError, ValueError):
+        return False
+    return "max_output_len" in parameters
+
+
+#: Autobahn's extension inflates within a bound (its versions since the
+#: decompression-bomb fix): else compressed frames all go to Autobahn.
+_BOUNDED_INFLATE = _takes_bound()
 
 
 class ShortWayFrames:
@@ -121,6 +175,10 @@ class ShortWayFrames:
     _short_way = False
     #: Autobahn's payload limits and auto-fragment size (0: none), copied at open.
     _limits = (0, 0, 0)
+    #: The permessage-deflate extension whose compressed frames take the short
+    #: way (set at open, where each message is compressed on its own); None:
+    #: none is negotiated, or its frames go to Autobahn.
+    _deflate: Any = None
     #: Autobahn copies these options from the factory in ``_connectionMade``
     #: and pretty-prints them for a debug line whether or not debug logging
     #: is on: about 1 ms a connection, a third of a handshake in a reconnect
@@ -136,15 +194,17 @@ class ShortWayFrames:
                 setattr(proto, name, getattr(factory, name))
         super()._connectionMade()  # type: ignore[misc]
 
-    def _open_short(self, masking: bool) -> None:
+    def _open_short(self, masking: bool, deflate_short: bool = False) -> None:
         """
         At open: the short ways are taken when nothing Autobahn does per frame
-        is asked for (compression, frame and octet logs, timings) and the
-        masking is what RFC 6455 §5.1 says (``masking``); its limits copied.
+        is asked for (compression, unless ``deflate_short``; frame and octet
+        logs, timings) and the masking is what RFC 6455 §5.1 says
+        (``masking``); its limits copied.
         """
         options: Any = self
+        compress = options._perMessageCompress
         self._short_way = (
-            options._perMessageCompress is None
+            (compress is None or deflate_short)
             and not options.logFrames
             and not options.logOctets
             and not options.trackedTimings
@@ -155,6 +215,7 @@ class ShortWayFrames:
             options.maxMessagePayloadSize,
             options.autoFragmentSize,
         )
+        self._deflate = compress if self._short_way else None
 
     def dataReceived(self, data: bytes) -> None:
         # Autobahn's Twisted adapter builds a debug line's arguments (hltype,
@@ -188,6 +249,8 @@ class ShortWayFrames:
         data = proto.data
         if proto.inside_message:
             return None  # a fragment follows (RFC 6455 §5.4)
+        if self._deflate is not None and data[:1] == b"\xc1":
+            return self._deflated_text_frame(data)
         start, end = whole_text_frame(data, self._masked, self._limits)
         if not end:
             return None
@@ -200,6 +263,36 @@ class ShortWayFrames:
             return None  # Autobahn fails it with 1007 (§8.1)
         proto.data = data[end:]
         count_in(proto, end - start)
+        self._deliver(text)
+        return len(proto.data) > 0
+
+    def _deflated_text_frame(self, data: bytes) -> bool | None:
+        """
+        A whole compressed text frame at the head of the buffer, inflated as
+        Autobahn inflates it (within the message limit), or ``None``, nothing
+        consumed, for Autobahn to read it afresh (and fail it: too large,
+        not inflatable, not UTF-8).
+        """
+        proto: Any = self
+        start, end = whole_text_frame(data, self._masked, self._limits, DEFLATED_TEXT)
+        if not end:
+            return None
+        payload = data[start:end]
+        if self._masked:
+            payload = unmask(payload, data[start - 4 : start])
+        deflate = self._deflate
+        max_message = self._limits[1]
+        try:
+            deflate.start_decompress_message()
+            inflated = deflate.decompress_message_data(payload, max_output_len=max_message or None)
+            deflate.end_decompress_message()
+            text = inflated.decode("utf-8")
+        except (RuntimeError, ValueError, zlib.error):
+            return None  # PayloadExceededError, PayloadCorruptError, invalid UTF-8
+        if 0 < max_message < len(inflated):
+            return None
+        proto.data = data[end:]
+        count_in(proto, end - start, len(inflated))
         self._deliver(text)
         return len(proto.data) > 0
 
@@ -226,7 +319,10 @@ class ShortWayProtocol(ShortWayFrames, OCPPServerProtocol):  # type: ignore[misc
     def _options_at_open(self) -> None:
         # Frames out unmasked, frames in masked and unmasked here (RFC 6455 §5.1).
         options: Any = self
-        self._open_short(not options.maskServerFrames and bool(options.applyMask))
+        self._open_short(
+            not options.maskServerFrames and bool(options.applyMask),
+            each_message_alone(options._perMessageCompress),
+        )
 
     def processData(self) -> bool:
         more = super().processData()
@@ -257,16 +353,20 @@ class ShortWayProtocol(ShortWayFrames, OCPPServerProtocol):  # type: ignore[misc
             super().send_frame(text)  # dropped, and logged, there
             return
         data = text.encode("utf-8")
-        n = len(data)
+        payload, deflate = data, self._deflate
+        if deflate is not None:  # as Autobahn's sendMessage compresses it
+            deflate.start_compress_message()
+            payload = deflate.compress_message_data(data) + deflate.end_compress_message()
+        n = len(payload)
         if not self._writes_short(n):
-            self.sendMessage(data, isBinary=False)
-            if self._perMessageCompress is not None:
-                self._release_deflate()
+            self.sendMessage(data, isBinary=False)  # compressed afresh, if at all
         else:
             # Autobahn's sendMessage -> sendFrame -> sendData, in one write.
-            raw = text_frame_header(n) + data
+            raw = text_frame_header(n, TEXT if deflate is None else DEFLATED_TEXT) + payload
             self.transport.write(raw)  # type: ignore[union-attr]
-            count_out(self, n, len(raw))
+            count_out(self, len(data), len(raw), n)
+        if self._perMessageCompress is not None:
+            self._release_deflate()
         self.factory.events.frame(self.identity or "", False, text)
 
 

@@ -37,10 +37,12 @@ class _Transport(StringTransport):
 
 def open_connection(
     protocol: type[OCPPServerProtocol] | None = None,
+    extensions: str | None = None,
 ) -> tuple[OCPPServerProtocol, RecordingSession]:
     """
     A connection through the upgrade, with a recording session: of the
-    listener's protocol class (the speed-up's where it fits), or ``protocol``.
+    listener's protocol class (the speed-up's where it fits), or ``protocol``;
+    offering ``extensions`` (``Sec-WebSocket-Extensions``), if given.
     """
     session = RecordingSession()
     listener = ListenerConfig("t", "tcp:0", "/ocpp", 0, None, 65536, 10.0)
@@ -54,7 +56,9 @@ def open_connection(
     request = (
         "GET /ocpp/CP1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        "Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+        "Sec-WebSocket-Protocol: ocpp1.6\r\n"
+        + (f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else "")
+        + "\r\n"
     )
     proto.dataReceived(request.encode())
     assert proto.state == proto.STATE_OPEN

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from typing import Any
 
+import pytest
+from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.xormasker import create_xor_masker
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -49,15 +52,36 @@ def feed(proto: Any, data: bytes, cuts: list[int]) -> tuple[int, ...]:
     )
 
 
-def run(data: bytes, cuts: list[int], short_way: bool) -> tuple[object, ...]:
+#: websockets' default offer: answered with no context takeover both ways, windows of 9.
+DEFLATE = "permessage-deflate; client_max_window_bits"
+
+
+def run(
+    data: bytes, cuts: list[int], short_way: bool, extensions: str | None = None
+) -> tuple[object, ...]:
     """
-    Feed ``data`` in pieces cut at ``cuts``: what the session got, what was
-    sent, the state, and the incoming traffic counts.
+    Feed ``data`` in pieces cut at ``cuts`` to a connection that offered
+    ``extensions``: what the session got, what was sent, the state, and the
+    incoming traffic counts.
     """
-    proto, session = open_connection(ShortWayProtocol)
-    proto._short_way = short_way
+    proto, session = open_connection(ShortWayProtocol, extensions)
+    assert proto._short_way and (proto._deflate is not None) == (extensions is not None)
+    if not short_way:
+        proto._short_way, proto._deflate = False, None
     counts = feed(proto, data, cuts)
     return session.events, bytes(proto.transport.value()), proto.state, counts
+
+
+def deflated(payload: bytes, bits: int = 9) -> bytes:
+    """``payload`` compressed on its own, as a permessage-deflate frame carries it (§7.2.1)."""
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -bits)
+    return (deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def client_deflated_frame(opcode: int, payload: bytes, mask: bytes, fin: bool = True) -> bytes:
+    """A masked client frame with RSV1 set: its payload compressed (RFC 7692 §6)."""
+    frame = client_frame(opcode, payload, mask, fin)
+    return bytes([frame[0] | 0x40]) + frame[1:]
 
 
 #: A frame's opcode, payload and FIN bit, of the kinds the short way must tell apart.
@@ -79,6 +103,103 @@ def test_short_way_agrees_with_autobahn(frames: list[Any], cuts: list[int]) -> N
     """Any stream of frames, cut anywhere: same messages, same bytes sent, same state."""
     data = b"".join(client_frame(op, body, mask, fin) for (op, body, fin), mask in frames)
     assert run(data, cuts, True) == run(data, cuts, False)
+
+
+#: Frames on a connection that negotiated permessage-deflate: compressed and
+#: not, whole and fragmented, inflating past the 65,536-byte limit, not
+#: inflatable, not UTF-8 once inflated.
+DEFLATE_FRAME = st.one_of(
+    st.tuples(st.just(True), st.just(1), st.text(max_size=300).map(str.encode).map(deflated)),
+    st.tuples(st.just(True), st.just(1), st.binary(max_size=100).map(deflated)),
+    st.tuples(st.just(True), st.just(1), st.binary(min_size=1, max_size=40)),  # not deflate data
+    st.tuples(st.just(True), st.just(1), st.just(deflated(b"x" * 70_000))),  # inflates too far
+    st.tuples(st.just(False), st.just(1), st.text(max_size=100).map(str.encode)),
+    st.tuples(st.just(False), st.just(9), st.binary(max_size=20)),  # ping
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    frames=st.lists(
+        st.tuples(DEFLATE_FRAME, st.booleans(), st.binary(min_size=4, max_size=4)), max_size=5
+    ),
+    cuts=st.lists(st.integers(0, 2000), max_size=5),
+)
+def test_deflated_short_way_agrees_with_autobahn(frames: list[Any], cuts: list[int]) -> None:
+    """
+    On a connection compressing each message on its own both ways, any stream
+    of compressed and plain frames (some fragmented, some that inflate past
+    the limit or not at all), cut anywhere: the same messages, bytes sent,
+    state and counts as Autobahn's own path.
+    """
+    data = b""
+    for (compressed, opcode, body), fin, mask in frames:
+        fin = fin or opcode == 9
+        if compressed:
+            data += client_deflated_frame(opcode, body, mask, fin)
+        else:
+            data += client_frame(opcode, body, mask, fin)
+        if not fin:  # a continuation (RFC 6455 §5.4), the message's end
+            data += client_frame(0, b"", mask)
+    assert run(data, cuts, True, DEFLATE) == run(data, cuts, False, DEFLATE)
+
+
+def test_deflated_text_frame_reaches_the_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A compressed text frame is inflated and handed to the session, counted as
+    Autobahn does, and the answer compressed, without Autobahn's frame machine.
+    """
+    monkeypatch.setattr(WebSocketProtocol, "processData", _not_autobahn)
+    monkeypatch.setattr(WebSocketProtocol, "sendMessage", _not_autobahn)
+    text = '[2,"1","Heartbeat",{}]' * 3
+    frame = client_deflated_frame(1, deflated(text.encode()), b"abcd")
+    proto, session = open_connection(ShortWayProtocol, DEFLATE)
+    counts = feed(proto, frame, [])
+    wire = len(deflated(text.encode()))
+    assert (session.events, counts) == ([text], (len(frame), wire, len(text), 1, 1))
+    proto.send_frame(text)
+    sent = bytes(proto.transport.value())
+    assert sent == bytes((0xC1, wire)) + deflated(text.encode())
+
+
+def _not_autobahn(*args: object, **kwargs: object) -> None:
+    raise AssertionError("Autobahn's own path was taken")
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(text=st.text(max_size=300) | st.just("x" * 70_000))
+def test_deflated_send_frame_agrees_with_autobahn(text: str) -> None:
+    """A compressed frame to the charge point has the bytes and counts of Autobahn's sendMessage."""
+    sent = []
+    for short_way in (True, False):
+        proto, _ = open_connection(ShortWayProtocol, DEFLATE)
+        if not short_way:
+            proto._short_way, proto._deflate = False, None
+        proto.send_frame(text)
+        stats = proto.trafficStats
+        sent.append(
+            (
+                bytes(proto.transport.value()),
+                stats.outgoingOctetsAppLevel,
+                stats.outgoingOctetsWebSocketLevel,
+                stats.outgoingOctetsWireLevel,
+                stats.outgoingWebSocketFrames,
+            )
+        )
+    assert sent[0] == sent[1]
+    assert sent[0][0][:1] == b"\xc1"  # compressed (RSV1), whole
+
+
+def test_context_takeover_steps_aside() -> None:
+    """
+    Where a message may refer to an earlier one's context (no
+    client_no_context_takeover), compressed frames go to Autobahn: the
+    extension is not taken for the short way.
+    """
+    proto, _ = open_connection(ShortWayProtocol, DEFLATE)
+    proto._perMessageCompress.client_no_context_takeover = False
+    proto._options_at_open()
+    assert proto._deflate is None and not proto._short_way
 
 
 @settings(max_examples=200, deadline=None, database=None)

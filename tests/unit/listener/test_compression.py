@@ -220,14 +220,15 @@ def test_101_without_the_extension_when_off() -> None:
     assert extension_header(response) is None, response
 
 
-def test_short_way_steps_aside_for_a_compressed_connection() -> None:
+def test_short_way_taken_by_a_compressed_connection() -> None:
     """
-    ocppgw.connection_fast's short way (plain text frames only) is off on a
-    connection that negotiated permessage-deflate, and on for one that did not.
+    ocppgw.connection_fast's short way is on for a connection that negotiated
+    permessage-deflate (each message compressed on its own both ways, as the
+    listener answers every offer), as for one that did not.
     """
     _, compressed = opened("permessage-deflate; client_max_window_bits")
     _, plain = opened("permessage-deflate; client_max_window_bits", compression=False)
-    assert (compressed, plain) == (False, True)
+    assert (compressed, plain) == (True, True)
 
 
 class _Session:
