@@ -141,7 +141,7 @@ def each_message_alone(deflate: Any) -> bool:
         isinstance(deflate, PerMessageDeflate)
         and bool(getattr(deflate, "server_no_context_takeover", False))
         and bool(getattr(deflate, "client_no_context_takeover", False))
-        and _BOUNDED_INFLATE
+        and BOUNDED_INFLATE
     )
 
 
@@ -153,9 +153,9 @@ def _takes_bound() -> bool:
     return "max_output_len" in parameters
 
 
-#: Autobahn's extension inflates within a bound (its versions since the
-#: decompression-bomb fix): else compressed frames all go to Autobahn.
-_BOUNDED_INFLATE = _takes_bound()
+#: Autobahn's extension inflates within a bound given per call (26.11.1 does,
+#: 25.9.1 not): else compressed frames all go to Autobahn.
+BOUNDED_INFLATE = _takes_bound()
 
 
 class ShortWayFrames:
