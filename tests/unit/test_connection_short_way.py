@@ -115,10 +115,17 @@ def test_short_way_agrees_with_autobahn(frames: list[Any], cuts: list[int]) -> N
 DEFLATE_FRAME = st.one_of(
     st.tuples(st.just(True), st.just(1), st.text(max_size=300).map(str.encode).map(deflated)),
     st.tuples(st.just(True), st.just(1), st.binary(max_size=100).map(deflated)),
-    st.tuples(st.just(True), st.just(1), st.binary(min_size=1, max_size=40)),  # not deflate data
-    st.tuples(st.just(True), st.just(1), st.just(deflated(b"x" * 70_000))),  # inflates too far
     st.tuples(st.just(False), st.just(1), st.text(max_size=100).map(str.encode)),
     st.tuples(st.just(False), st.just(9), st.binary(max_size=20)),  # ping
+    *(
+        # Where Autobahn fails them itself (1007, 1009); 25.9.1's raises zlib.error.
+        [
+            st.tuples(st.just(True), st.just(1), st.binary(min_size=1, max_size=40)),
+            st.tuples(st.just(True), st.just(1), st.just(deflated(b"x" * 70_000))),
+        ]
+        if BOUNDED_INFLATE
+        else []
+    ),
 )
 
 
