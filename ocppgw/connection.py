@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ocppgw import loop
 from ocppgw.interfaces import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_UNSUPPORTED_DATA,
@@ -280,6 +281,7 @@ class OCPPServerProtocol(WebSocketServerProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
+        loop.charge_point_went()
         if self.factory.over_tls and not self.tls_done:
             # Twisted's TLS hands over the handshake's error as the reason.
             self.factory.tls_failed(self, reason)

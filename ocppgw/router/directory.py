@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
 
+from ocppgw import loop
 from ocppgw.interfaces import IChargePointConnection, IRouter
 from ocppgw.session.rules import Session, SessionOptions
 
@@ -123,4 +124,5 @@ class Directory:
         if identity is None or self.by_identity.get(identity) is not session:
             return None
         del self.by_identity[identity]
+        loop.charge_point_went()
         return identity

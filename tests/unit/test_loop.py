@@ -6,6 +6,7 @@ import gc
 import socket
 import subprocess
 import sys
+import types
 import weakref
 from typing import Any
 
@@ -513,6 +514,38 @@ class FullCollectionTests(SynchronousTestCase):
         self.clock.advance(7)
         self._collection(2)  # at 15 s: only the one at 6 s within them
         self.assertEqual(self.collector.frozen, 2)
+
+    def test_nothing_frozen_while_charge_points_go(self) -> None:
+        """
+        Within quiet seconds (10) of a charge point going, a full collection
+        that found nothing freezes nothing (a frozen session that then goes
+        hides its garbage from every collection); quiet seconds after, one does.
+        """
+        self.clock.advance(100)
+        loop.charge_point_went()
+        self.clock.advance(9.9)
+        self._collection(2)
+        self.assertEqual(self.collector.frozen, 0)
+        self.clock.advance(0.1)
+        self._collection(2)
+        self.assertEqual(self.collector.frozen, 1)
+
+    def test_a_connection_and_a_forgotten_session_tell_it(self) -> None:
+        """A charge point's connection ending, and its session forgotten, each count as it going."""
+        from ocppgw.router.directory import Directory
+        from tests.unit.test_connection import open_connection
+
+        self.clock.advance(100)
+        proto, _ = open_connection()
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.collector._went, 100)
+
+        self.clock.advance(5)
+        directory = Directory(object(), self.clock, lambda s, p: None, lambda s: None)  # type: ignore[arg-type]
+        session = types.SimpleNamespace(identity="CP1")
+        directory.by_identity["CP1"] = session  # type: ignore[assignment]
+        self.assertEqual(directory.forget(session), "CP1")
+        self.assertEqual(self.collector._went, 105)
 
     def test_young_collection_freezes_nothing(self) -> None:
         """Only full collections count: a generation-1 collection freezes nothing."""
