@@ -242,59 +242,47 @@ class ShortWayFrames:
 
     def _plain_text_frame(self) -> bool | None:
         """
-        Handle a whole text frame at the head of the buffer, or return
-        ``None`` (nothing consumed) for Autobahn to handle whatever it is.
+        Handle a whole text frame at the head of the buffer (compressed, where
+        :attr:`_deflate` is set), or return ``None`` (nothing consumed) for
+        Autobahn to read whatever it is afresh (and fail it: too large, not
+        inflatable, not UTF-8).
         """
         proto: Any = self
         data = proto.data
         if proto.inside_message:
             return None  # a fragment follows (RFC 6455 §5.4)
-        if self._deflate is not None and data[:1] == b"\xc1":
-            return self._deflated_text_frame(data)
-        start, end = whole_text_frame(data, self._masked, self._limits)
+        deflated = self._deflate is not None and data[:1] == b"\xc1"
+        first = DEFLATED_TEXT if deflated else TEXT
+        start, end = whole_text_frame(data, self._masked, self._limits, first)
         if not end:
             return None
         payload = data[start:end]
         if self._masked:
             payload = unmask(payload, data[start - 4 : start])
         try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            return None  # Autobahn fails it with 1007 (§8.1)
+            message = self._inflate(payload) if deflated else payload
+            text = message.decode("utf-8")
+        except (RuntimeError, ValueError, zlib.error):
+            # Invalid UTF-8 (1007, §8.1); from the extension PayloadExceededError
+            # (1009) and PayloadCorruptError (1007).
+            return None
         proto.data = data[end:]
-        count_in(proto, end - start)
+        count_in(proto, end - start, len(message))
         self._deliver(text)
         return len(proto.data) > 0
 
-    def _deflated_text_frame(self, data: bytes) -> bool | None:
-        """
-        A whole compressed text frame at the head of the buffer, inflated as
-        Autobahn inflates it (within the message limit), or ``None``, nothing
-        consumed, for Autobahn to read it afresh (and fail it: too large,
-        not inflatable, not UTF-8).
-        """
-        proto: Any = self
-        start, end = whole_text_frame(data, self._masked, self._limits, DEFLATED_TEXT)
-        if not end:
-            return None
-        payload = data[start:end]
-        if self._masked:
-            payload = unmask(payload, data[start - 4 : start])
+    def _inflate(self, payload: bytes) -> bytes:
+        """A compressed message inflated as Autobahn inflates it, within the message limit."""
         deflate = self._deflate
         max_message = self._limits[1]
-        try:
-            deflate.start_decompress_message()
-            inflated = deflate.decompress_message_data(payload, max_output_len=max_message or None)
-            deflate.end_decompress_message()
-            text = inflated.decode("utf-8")
-        except (RuntimeError, ValueError, zlib.error):
-            return None  # PayloadExceededError, PayloadCorruptError, invalid UTF-8
+        deflate.start_decompress_message()
+        inflated: bytes = deflate.decompress_message_data(
+            payload, max_output_len=max_message or None
+        )
+        deflate.end_decompress_message()
         if 0 < max_message < len(inflated):
-            return None
-        proto.data = data[end:]
-        count_in(proto, end - start, len(inflated))
-        self._deliver(text)
-        return len(proto.data) > 0
+            raise ValueError("over the message limit")  # Autobahn fails it with 1009
+        return inflated
 
     def _writes_short(self, n: int) -> bool:
         """Whether a text frame of ``n`` bytes may be written in one step, not by Autobahn."""
