@@ -22,6 +22,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -58,11 +59,51 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
 
+def _port_share() -> range:
+    """
+    The ports :func:`free_port` hands out in this process: those below the
+    kernel's ephemeral range (``ip_local_port_range``, from which every
+    outgoing connection takes its source port, and ``bind`` to port 0 its
+    port), from 20000, split evenly between the pytest-xdist workers.
+    """
+    try:
+        lowest = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        lowest = 32768
+    ports = range(20000, max(lowest, 20000 + 4096))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    size = len(ports) // max(count, 1)
+    return ports[index * size : (index + 1) * size]
+
+
+#: This process's ports (:func:`_port_share`) and the next one to try, from a
+#: place of its own (two runs of one test do not begin on the same port).
+_PORTS = _port_share()
+_NEXT = [random.randrange(len(_PORTS))]
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """
+    A TCP port on 127.0.0.1 that nothing listens on right now, and that no
+    one else takes before the test's gateway or broker binds it: none of the
+    thousands of connections the tests open takes it as its source port (it
+    is below the ephemeral range), the other xdist workers pick from other
+    ports, and this process hands each port once in a round of its share.
+    (A port from ``bind(("127.0.0.1", 0))`` was taken by another connection
+    before the gateway listened on it: "Address already in use" in CI.)
+    """
+    for _ in range(len(_PORTS)):
+        port = _PORTS[_NEXT[0] % len(_PORTS)]
+        _NEXT[0] += 1
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {_PORTS}")
 
 
 def accepts(port: int) -> bool:
