@@ -32,6 +32,31 @@ from tests.protoc import protoc
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+#: The files whose tests take longest (15-75 s each: the soak, the memory
+#: bound, the RabbitMQ cluster, the wheel, a stalled instance, Prometheus),
+#: run first: make test hands out the tests one at a time as workers come
+#: free (--maxschedchunk 1), so the longest go first to different workers
+#: instead of one of them running the last alone while the others wait.
+LONGEST = (
+    "test_soak.py",
+    "test_edges_memory.py",
+    "test_rabbitmq_cluster.py",
+    "test_packaging.py",
+    "test_exactly_once_replay.py",
+    "test_monitoring.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of :data:`LONGEST` first, in its order; the rest as collected."""
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST.index(name) if name in LONGEST else len(LONGEST)
+
+    items.sort(key=rank)
+
+
 #: The log lines that mean the gateway hit a bug, whatever the test checks.
 _BUG_MARKERS = ("Traceback (most recent call last)", "Unhandled Error")
 

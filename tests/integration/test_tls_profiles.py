@@ -104,6 +104,12 @@ broker = mqtt://127.0.0.1:{broker.port}
     assert "Traceback" not in log and "Unhandled" not in log, log
 
 
+@pytest.fixture(autouse=True)
+def _log_on_failure(setup: Setup, request: pytest.FixtureRequest) -> None:
+    """The module's gateway log goes with a failed test's report (conftest.py)."""
+    request.node._ocppgw_gateways = [setup.gw]
+
+
 def served_certificate(port: int, ctx: ssl.SSLContext) -> x509.Certificate:
     import socket
 
