@@ -10,7 +10,8 @@ for bench runs, not for production.
 Each ``twistd`` process appends to ``$OCPPGW_STALL_LOG-PID.log``:
 
 - every garbage collection that took over 5 ms, and every full one, with
-  its generation and the unreachable objects it found (``gc.callbacks``);
+  its generation, the unreachable objects it found and the objects frozen
+  out of the collector's sight (``gc.callbacks``);
 - every time the reactor went more than 30 ms without returning to epoll:
   a thread samples the main thread's stack every 5 ms meanwhile.  (The
   probe wraps the reactor's epoll object to know when it waits; a
@@ -48,7 +49,7 @@ def _install(path: str) -> None:
         if ms > GC_MS or info["generation"] == 2:
             log.write(
                 f"{time.time():.3f} GC gen{info['generation']} {ms:.1f}ms "
-                f"collected {info['collected']}\n"
+                f"collected {info['collected']} frozen {gc.get_freeze_count()}\n"
             )
 
     gc.callbacks.append(collected)
