@@ -278,6 +278,11 @@ class GatewayService(MultiService):
                 clock.seconds() + 1.0, lambda: not (done.called and router.said_goodbye())
             )
         router.leave()
+        # What leaving decided (catch-all copies and held messages answered
+        # now) is published like the rest: waited for until the deadline.
+        yield self._until(
+            deadline, lambda: mqtt.connected and bool(mqtt.unacknowledged() or router.owed())
+        )
         # Counted before the client stops (which fails what is unacknowledged).
         left, owed = mqtt.unacknowledged(), router.owed()
         yield mqtt.stop()

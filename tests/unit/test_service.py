@@ -90,8 +90,9 @@ class StopTestCase(ClockTestCase):
         globalLogPublisher.addObserver(self.logged.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
 
-    def _stop(self, router: OwingRouter) -> Deferred[Any]:
-        service = GatewayService(parse(CONFIG), self.clock, router, FakeMQTT(), None, [])  # type: ignore[arg-type]
+    def _stop(self, router: OwingRouter, mqtt: FakeMQTT | None = None) -> Deferred[Any]:
+        mqtt = mqtt if mqtt is not None else FakeMQTT()
+        service = GatewayService(parse(CONFIG), self.clock, router, mqtt, None, [])  # type: ignore[arg-type]
         service.running = 1
         self.exit = service.exit = Exit()  # not the process's own
         return service.stopService()  # type: ignore[no-any-return]
@@ -217,3 +218,59 @@ class WaitingStopTests(StopTestCase):
             self.clock.advance(0.05)
         self.successResultOf(done)
         self.assertEqual([e for e in self.logged if "waiting up to" in formatEvent(e)], [])
+
+
+class AcknowledgingMQTT(FakeMQTT):
+    """Connected; each publish acknowledged by the broker ``after`` seconds later."""
+
+    def __init__(self, clock: Clock, after: float) -> None:
+        self._clock = clock
+        self._after = after
+        self.pending = 0
+
+    def unacknowledged(self) -> int:
+        return self.pending
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> Deferred[None]:
+        self.pending += 1
+        acked: Deferred[None] = Deferred()
+        self._clock.callLater(self._after, self._acked, acked)
+        return acked
+
+    def _acked(self, acked: Deferred[None]) -> None:
+        self.pending -= 1
+        acked.callback(None)
+
+
+class LeavingRouter(OwingRouter):
+    """Nothing owed; as it leaves, a catch-all copy that waited is answered Offline."""
+
+    def __init__(self, clock: Clock, mqtt: AcknowledgingMQTT) -> None:
+        super().__init__(clock, pay_after=0.0)
+        self._mqtt = mqtt
+
+    def leave(self) -> None:
+        self._mqtt.publish("ocpp/CP1/answer", b'{"Error": "Offline"}', 1)
+
+
+class LeavingStopTests(StopTestCase):
+
+    def test_answers_decided_as_the_router_leaves_are_acknowledged_before_the_stop_ends(
+        self,
+    ) -> None:
+        """
+        What the router decides as it leaves (a catch-all copy answered
+        Offline) is published like every other answer: the stop ends once the
+        broker acknowledged it, complete (exit 0), with no line of publishes
+        left, not at once with the publish counted as lost.
+        """
+        from twisted.logger import formatEvent
+
+        mqtt = AcknowledgingMQTT(self.clock, after=0.2)
+        done = self._stop(LeavingRouter(self.clock, mqtt), mqtt)
+        for _ in range(40):
+            self.clock.advance(0.05)
+        self.successResultOf(done)
+        self.assertEqual(mqtt.pending, 0)
+        self.assertIsNone(self.exit.killed_by())
+        self.assertEqual([e for e in self.logged if "not acknowledged" in formatEvent(e)], [])
