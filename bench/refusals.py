@@ -1,0 +1,110 @@
+"""
+The gateway's CPU per connection refused by admission control (HTTP 503 with
+``Retry-After``, issue 23): a real gateway with a second listener of
+``max_handshake_rate = 1`` (burst 1) on the server core, and N raw
+connections from the load core (500 at a time), each sending a WebSocket
+upgrade request and reading until the close.  The gateway's CPU time
+(``/proc``, user and system) over the round, divided by N, is the cost of one
+refusal: the accept, the transport, the request read, the 503 and the close.
+The few admitted (one a second) stay until their ping times out (5 s, then
+2 s for the pong), which bounds the round.
+
+``--profile FILE`` runs py-spy on the gateway meanwhile (raw, native frames).
+Not run by the tests; bounded (timeouts, the gateway and broker stopped on
+the way out).
+
+    .venv/bin/python bench/refusals.py [--n 5000] [--rounds 2] [--profile out.raw]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from handshake_storm import free_port, raise_fd_limit  # noqa: E402
+from run import LOAD_CORE, Bench, stop  # noqa: E402
+
+REQUEST = (
+    "GET /ocpp/CP{n} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _one(port: int, n: int, slots: asyncio.Semaphore, seen: dict[str, int]) -> None:
+    async with slots:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(REQUEST.format(n=n).encode())
+            data = await asyncio.wait_for(reader.read(), 60)
+            what = data[9:12].decode(errors="replace") or "closed"
+            writer.close()
+        except (TimeoutError, OSError) as e:
+            what = type(e).__name__
+        seen[what] = seen.get(what, 0) + 1
+
+
+async def _round(port: int, n: int) -> dict[str, int]:
+    slots, seen = asyncio.Semaphore(500), {}
+    await asyncio.gather(*(_one(port, i, slots, seen) for i in range(n)))
+    return seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--profile", help="py-spy raw output of the gateway")
+    args = parser.parse_args()
+    raise_fd_limit(20_000)
+    os.sched_setaffinity(0, {int(LOAD_CORE)})
+    b = Bench(Path(tempfile.mkdtemp(prefix="refusals-")), False)
+    try:
+        with b.broker() as (mport, _broker):
+            port = free_port()
+            extra = (
+                f"[listener:refusing]\nendpoint = tcp:{port}:interface=127.0.0.1:backlog=4096\n"
+                "max_handshake_rate = 1\nmax_handshake_burst = 1\n"
+                "ping_interval = 5\npong_timeout = 2\n"
+            )
+            with b.gateway(mport, extra) as (_port, gateway):
+                spy = None
+                if args.profile:
+                    argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--native"]
+                    argv += ["-r", "500", "-f", "raw"]
+                    argv += ["-o", args.profile, "-p", str(gateway.pid)]
+                    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+                    time.sleep(1)
+                for n in range(args.rounds):
+                    before, began = cpu_seconds(gateway.pid), time.monotonic()
+                    seen = asyncio.run(_round(port, args.n))
+                    used, took = cpu_seconds(gateway.pid) - before, time.monotonic() - began
+                    print(
+                        f"round {n}: {args.n} connections in {took:.1f} s, gateway CPU "
+                        f"{used:.2f} s: {used / args.n * 1e6:.0f} us each; answers {seen}",
+                        flush=True,
+                    )
+                if spy is not None:
+                    spy.send_signal(2)
+                    spy.wait(30)
+    finally:
+        for proc in b.procs:
+            stop(proc)
+
+
+if __name__ == "__main__":
+    main()
