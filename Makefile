@@ -120,10 +120,9 @@ contracts: install
 # time on the two cores (each starts its own brokers and gateways on free
 # ports, and spends most of its time waiting on them: at two at a time the
 # cores were half idle and the integration suite alone took 410-430 s of the
-# 10 minutes, at three 300-330 s), handed out one at a time as workers come
-# free, the longest first (tests/integration/conftest.py).  (pytest-xdist's
-# --dist loadgroup would keep a module's tests on one worker, but its group
-# marks do nothing on pytest 9.2, whose items keep their node id elsewhere.)
+# 10 minutes, at three about 300 s), a file at a time to the worker that
+# comes free, so that a module's fixtures (a RabbitMQ cluster, a built wheel)
+# are made once, the longest files first (tests/integration/conftest.py).
 # $(3): the environment of the run.
 PYTEST = $(PY) -m pytest -q -p no:cacheprovider
 define run_pytest
@@ -158,7 +157,7 @@ PUBLIC_PATH_TESTS := $(addprefix tests/integration/,test_upstream_calls.py \
 # speed-ups on; not once in 17 runs alone, 12 of them beside two busy loops.
 # Not understood yet (a failed test's report now carries the gateway's log).
 ALONE := tests/integration/test_tls_profiles.py
-INTEGRATION = -n 3 --maxschedchunk 1
+INTEGRATION = -n 3 --dist loadfile --no-loadscope-reorder
 
 test: install test-deps lint typecheck contracts
 	$(call run_pytest,-n auto tests/unit,tests/unit)
