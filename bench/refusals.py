@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from handshake_storm import free_port, raise_fd_limit  # noqa: E402
+from handshake_storm import cpu_seconds, free_port, raise_fd_limit  # noqa: E402
 from run import LOAD_CORE, Bench, stop  # noqa: E402
 
 REQUEST = (
@@ -38,11 +38,6 @@ REQUEST = (
     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _one(port: int, n: int, slots: asyncio.Semaphore, seen: dict[str, int]) -> None:

@@ -257,12 +257,16 @@ class GatewayService(MultiService):
         )
         for session in sessions.connected():
             _let_go(session.connection, self.config.shutdown_close)
-        # Error envelopes whose publish failed (owed) are published again
-        # every second: they are waited for as the unacknowledged ones are.
+
+        def publishing() -> bool:
+            # Error envelopes whose publish failed (owed) are published again
+            # every second: they are waited for as the unacknowledged ones are.
+            return bool(mqtt.unacknowledged() or router.owed())
+
         yield self._until(
             deadline,
             lambda: (
-                bool(sessions.connected() or mqtt.unacknowledged() or router.owed())
+                bool(sessions.connected() or publishing())
                 and bool(mqtt.connected or sessions.connected())
             ),
         )
@@ -280,9 +284,7 @@ class GatewayService(MultiService):
         router.leave()
         # What leaving decided (catch-all copies and held messages answered
         # now) is published like the rest: waited for until the deadline.
-        yield self._until(
-            deadline, lambda: mqtt.connected and bool(mqtt.unacknowledged() or router.owed())
-        )
+        yield self._until(deadline, lambda: mqtt.connected and publishing())
         # Counted before the client stops (which fails what is unacknowledged).
         left, owed = mqtt.unacknowledged(), router.owed()
         yield mqtt.stop()
