@@ -9,11 +9,16 @@ refusal: the accept, the transport, the request read, the 503 and the close.
 The few admitted (one a second) stay until their ping times out (5 s, then
 2 s for the pong), which bounds the round.
 
+With ``--queued`` each round's connections are made and their requests
+sent while the gateway is stopped (SIGSTOP), so that every request head is
+in when it is accepted, as when a storm finds the gateway busy; the CPU is
+counted from its SIGCONT (N at most the listener's backlog, 4096).
+
 ``--profile FILE`` runs py-spy on the gateway meanwhile (raw, native frames).
 Not run by the tests; bounded (timeouts, the gateway and broker stopped on
 the way out).
 
-    .venv/bin/python bench/refusals.py [--n 5000] [--rounds 2] [--profile out.raw]
+    .venv/bin/python bench/refusals.py [--n 5000] [--rounds 2] [--queued] [--profile out.raw]
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,11 +46,15 @@ REQUEST = (
 )
 
 
-async def _one(port: int, n: int, slots: asyncio.Semaphore, seen: dict[str, int]) -> None:
+async def _one(
+    port: int, n: int, slots: asyncio.Semaphore, seen: dict[str, int], sent: list[int]
+) -> None:
     async with slots:
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(REQUEST.format(n=n).encode())
+            await writer.drain()
+            sent.append(n)
             data = await asyncio.wait_for(reader.read(), 60)
             what = data[9:12].decode(errors="replace") or "closed"
             writer.close()
@@ -53,18 +63,33 @@ async def _one(port: int, n: int, slots: asyncio.Semaphore, seen: dict[str, int]
         seen[what] = seen.get(what, 0) + 1
 
 
-async def _round(port: int, n: int) -> dict[str, int]:
-    slots, seen = asyncio.Semaphore(500), {}
-    await asyncio.gather(*(_one(port, i, slots, seen) for i in range(n)))
-    return seen
+async def _round(port: int, n: int, gateway: int, queued: bool) -> tuple[dict[str, int], float]:
+    """What the N connections were answered, and the gateway's CPU seconds for them."""
+    slots, seen, sent = asyncio.Semaphore(n if queued else 500), {}, []
+    if queued:
+        os.kill(gateway, signal.SIGSTOP)
+    try:
+        tasks = [asyncio.ensure_future(_one(port, i, slots, seen, sent)) for i in range(n)]
+        deadline = time.monotonic() + 60
+        while queued and len(sent) < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        before = cpu_seconds(gateway)
+    finally:
+        if queued:
+            os.kill(gateway, signal.SIGCONT)
+    await asyncio.gather(*tasks)
+    return seen, cpu_seconds(gateway) - before
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--queued", action="store_true", help="requests in before the accept")
     parser.add_argument("--profile", help="py-spy raw output of the gateway")
     args = parser.parse_args()
+    if args.queued and not 0 < args.n <= 4096:
+        parser.error("--queued needs --n from 1 to 4096 (the listener's backlog)")
     raise_fd_limit(20_000)
     os.sched_setaffinity(0, {int(LOAD_CORE)})
     b = Bench(Path(tempfile.mkdtemp(prefix="refusals-")), False)
@@ -85,9 +110,9 @@ def main() -> None:
                     spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
                     time.sleep(1)
                 for n in range(args.rounds):
-                    before, began = cpu_seconds(gateway.pid), time.monotonic()
-                    seen = asyncio.run(_round(port, args.n))
-                    used, took = cpu_seconds(gateway.pid) - before, time.monotonic() - began
+                    began = time.monotonic()
+                    seen, used = asyncio.run(_round(port, args.n, gateway.pid, args.queued))
+                    took = time.monotonic() - began
                     print(
                         f"round {n}: {args.n} connections in {took:.1f} s, gateway CPU "
                         f"{used:.2f} s: {used / args.n * 1e6:.0f} us each; answers {seen}",

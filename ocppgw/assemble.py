@@ -31,6 +31,7 @@ from ocppgw.forward.address import CredentialsFileError
 from ocppgw.forward.forwarder import Forwarder
 from ocppgw.forward.tap import Tap
 from ocppgw.interfaces import NO_EVENTS, IGatewayEvents
+from ocppgw.listener.accepting import accepting_endpoint
 from ocppgw.listener.admission import Gatekeeper
 from ocppgw.listener.credentials import Credentials, CredentialsError
 from ocppgw.listener.crl import CRLError
@@ -291,9 +292,11 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
         factory.events = events
         wrapped: Any = factory if tls is None else TLSListenerFactory(tls, factory)
         try:
+            # Refusals answered on the socket where the request is not inside TLS.
+            gate = factory if tls is None and factory.throttle is not None else None
             if config.workers > 1:
                 address = tcp_address(listener.endpoint)
-                service: Service = ReusePortListener(reactor, address, wrapped)
+                service: Service = ReusePortListener(reactor, address, wrapped, gate)
             else:
                 # A port it cannot listen on stops the gateway (exit 1), named.
                 service = Listening(
@@ -302,6 +305,7 @@ def build(config: Config, reactor: Any, events: IGatewayEvents = NO_EVENTS) -> G
                     listener.endpoint,
                     wrapped,
                     partial(refuse_start, reactor),
+                    endpoint=accepting_endpoint(reactor, listener.endpoint, gate),
                 )
         except (ValueError, TypeError, KeyError) as e:
             raise ConfigError(

@@ -105,7 +105,11 @@ LISTENER = Section(model.ListenerConfig, suffix="ws", required=True, doc="""
         A Twisted server endpoint string: tcp:PORT, tcp:PORT:interface=ADDR, ...
         (required); a bare port, 8080, means tcp:8080 (every interface). A port
         that cannot be listened on (already in use) stops the gateway: one line
-        naming this key, and exit status 1.
+        naming this key, and exit status 1. A tcp: or tcp6: endpoint (options
+        port, interface, backlog) takes at most 16 connections a turn of the
+        event loop, so that a reconnect storm's arrivals cannot hold the
+        connected charge points' traffic; backlog (default 50) is how many more
+        the kernel holds meanwhile.
     """),
     "path": Key(url_path, "/ocpp", doc="""
         Charge points connect to ws://HOST:PORT/PATH/IDENTITY.
@@ -229,8 +233,9 @@ LISTENER = Section(model.ListenerConfig, suffix="ws", required=True, doc="""
         rate the gateway serves while its connected charge points keep their
         latency.  A handshake beyond them gets HTTP 503 with a Retry-After
         (seconds, jittered: the retries of a storm come back spread at the rate)
-        before its identity or credentials are looked at; on a TLS listener the
-        TLS handshake, which carries the request, has happened by then.  A
+        before its identity or credentials are looked at, on a tcp: endpoint
+        without making it a Twisted transport; on a TLS listener the TLS
+        handshake, which carries the request, has happened by then.  A
         charge point under the rate never gets a 503.  Counted in
         ocppgw_handshakes_throttled_total.  With workers = N each worker
         admits 1/N of both.  Defaults measured: docs/performance.md.

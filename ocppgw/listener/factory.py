@@ -174,21 +174,42 @@ class OCPPServerFactory(WebSocketServerFactory):
     def buildProtocol(self, addr: IAddress | None) -> Any:
         """
         A new connection's protocol: the charge point's, or over the admission
-        rate the 503 of :class:`~ocppgw.listener.throttle.Busy` (counted, and
-        logged at most now and then).
+        rate the 503 of :class:`~ocppgw.listener.throttle.Busy`.
         """
-        if self.throttle is not None:
-            busy = self.throttle.busy(self.listener.handshake_timeout)
-            if busy is not None:
-                name = self.listener.name
-                self.events.throttled(name)
-                # One format: the log's rate limit holds a storm to a few lines a minute.
-                _log.warn(
-                    "[listener:{name}] connections over max_handshake_rate answered 503 "
-                    "with Retry-After",
-                    name=name,
-                )
-                return busy
+        back = self.refused()
+        if back is not None:
+            assert self.throttle is not None
+            return self.throttle.busy(back, self.listener.handshake_timeout)
+        return self.admitted(addr)
+
+    def refused(self) -> float | None:
+        """
+        Take an admission token for a new connection: None when there was one
+        (or there is no admission control), else the seconds from now when
+        the refused charge point is to come back (counted, and logged at most
+        now and then).
+        """
+        if self.throttle is None:
+            return None
+        back = self.throttle.admit()
+        if back is not None:
+            name = self.listener.name
+            self.events.throttled(name)
+            # One format: the log's rate limit holds a storm to a few lines a minute.
+            _log.warn(
+                "[listener:{name}] connections over max_handshake_rate answered 503 "
+                "with Retry-After",
+                name=name,
+            )
+        return back
+
+    @property
+    def head_timeout(self) -> float:
+        """Seconds a refused connection has to send its request head (``handshake_timeout``)."""
+        return self.listener.handshake_timeout
+
+    def admitted(self, addr: IAddress | None) -> Any:
+        """The charge point's protocol for a connection that has its token."""
         return super().buildProtocol(addr)
 
     def source(self, peer_host: str, headers: Mapping[str, str]) -> Source:

@@ -86,9 +86,9 @@ def _log_refusal(line: str) -> None:
 class Listening(Service):
     """
     ``factory`` on the endpoint string ``value`` of INI key ``key`` (e.g.
-    ``[listener:ws] endpoint``); a failure to listen (or to make
-    ``directory``, the UNIX socket's) goes to ``refused`` as one line, never
-    to the log as an unhandled error.
+    ``[listener:ws] endpoint``), or on ``endpoint`` made of it, when given; a
+    failure to listen (or to make ``directory``, the UNIX socket's) goes to
+    ``refused`` as one line, never to the log as an unhandled error.
 
     :raises ValueError, TypeError, KeyError: ``value`` is not an endpoint string.
     """
@@ -101,6 +101,7 @@ class Listening(Service):
         factory: Any,
         refused: Refused = _log_refusal,
         directory: str | None = None,
+        endpoint: IStreamServerEndpoint | None = None,
     ) -> None:
         #: Made (mode 0700) before listening, for a UNIX socket: None, none.
         self.directory = directory
@@ -109,7 +110,7 @@ class Listening(Service):
         self.factory = factory
         self.refused = refused
         #: What the admin API reads: the port, or why there is none.
-        self.endpoint = RecordingEndpoint(serverFromString(reactor, value))
+        self.endpoint = RecordingEndpoint(endpoint or serverFromString(reactor, value))
         self._listening: Deferred[IListeningPort] | None = None
 
     def startService(self) -> None:

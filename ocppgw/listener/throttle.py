@@ -7,12 +7,15 @@ already connected.
 
 A token bucket of ``max_handshake_burst`` tokens, refilled at
 ``max_handshake_rate`` tokens a second; each connection takes one as it is
-accepted.  One that finds no token gets no WebSocket protocol at all but
-:class:`Busy`, which answers its request with HTTP 503 (RFC 9110 §15.6.4)
-and a ``Retry-After`` in whole seconds (§10.2.3) and closes: its identity,
+accepted.  One that finds no token gets no WebSocket protocol at all: its
+request is answered with HTTP 503 (RFC 9110 §15.6.4) and a ``Retry-After``
+in whole seconds (§10.2.3) and the connection closed; its identity,
 credentials or subprotocol are never looked at, and a refusal costs little
-more than the accept (a storm's first wave is mostly refusals).  On a TLS
-listener the TLS handshake, which carries the request, comes first.  A
+more than the accept (a storm's first wave is mostly refusals).  On a
+``tcp:`` listener the port (:mod:`ocppgw.listener.accepting`) hands it to
+:class:`Refusal`, which answers on the socket with no Twisted transport; on
+a TLS listener (whose TLS handshake, which carries the request, comes
+first) and on other endpoints, :class:`Busy` answers on a transport.  A
 charge point whose connections come at most at the rate,
 ``max_handshake_burst`` at once, always finds a token: it never gets a 503.
 
@@ -33,16 +36,23 @@ Time comes from an injected ``IReactorTime``, chance from an injected
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+import socket
 from collections.abc import Callable
+from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IReadDescriptor
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 #: A request head longer than this is answered at once.
 _MAX_HEAD = 65536
+
+#: Reads of a refused connection's unread bytes before its answer, at most.
+_DRAINS = 8
 
 #: Floating-point slack: a handshake exactly 1/rate after the last finds its token.
 _SLACK = 1e-9
@@ -89,13 +99,31 @@ class HandshakeRate:
         wait = self._promised - now
         return 1.0 + wait + self._chance() * min(1.0, wait / 10.0)
 
-    def busy(self, timeout: float) -> Busy | None:
+    def busy(self, back: float, timeout: float) -> Busy:
         """
-        Take a token for a new connection: None when there was one, else the
-        :class:`Busy` protocol that refuses it (``timeout``: for its request).
+        The :class:`Busy` protocol that refuses a connection told to come back
+        in ``back`` seconds (``timeout``: for its request).
         """
-        wait = self.admit()
-        return None if wait is None else Busy(wait, self._clock, timeout)
+        return Busy(back, self._clock, timeout)
+
+
+def _unavailable(back: float) -> tuple[bytes, float]:
+    """
+    The 503 for a connection to come back in ``back`` seconds (at least
+    one): the response, with the whole seconds as ``Retry-After``, and the
+    fraction of a second to hold it.
+    """
+    whole = max(1, math.floor(back))
+    answer = (
+        "HTTP/1.1 503 Service Unavailable\r\nServer: ocppgw\r\n"
+        f"Retry-After: {whole}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    ).encode()
+    return answer, max(0.0, back - whole)
+
+
+def _head_complete(head: bytes) -> bool:
+    """Whether ``head`` holds a whole request head (or more than is ever read of one)."""
+    return b"\r\n\r\n" in head or len(head) > _MAX_HEAD
 
 
 class Busy(Protocol):
@@ -108,15 +136,11 @@ class Busy(Protocol):
     """
 
     def __init__(self, back: float, clock: IReactorTime, timeout: float) -> None:
-        whole = max(1, math.floor(back))
-        self._answer = (
-            "HTTP/1.1 503 Service Unavailable\r\nServer: ocppgw\r\n"
-            f"Retry-After: {whole}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        ).encode()
+        self._answer, hold = _unavailable(back)
         self._head: bytes | None = b""
         self._clock = clock
         self._timeout = timeout
-        self._answer_at = clock.seconds() + max(0.0, back - whole)
+        self._answer_at = clock.seconds() + hold
         self._timer: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
@@ -128,7 +152,7 @@ class Busy(Protocol):
         self._head += data
         # The whole head read first: a close with unread data would be a reset
         # that may discard the answer at the client.
-        if b"\r\n\r\n" in self._head or len(self._head) > _MAX_HEAD:
+        if _head_complete(self._head):
             self._head = None
             self._cancel()
             hold = self._answer_at - self._clock.seconds()
@@ -170,3 +194,122 @@ def handshake_rate(
         return None
     share = max(1, workers)
     return HandshakeRate(clock, rate / share, max(1, burst // share))
+
+
+@implementer(IReadDescriptor)
+class Refusal:
+    """
+    A connection refused by admission control, to come back in ``back``
+    seconds, answered on its socket: its request head read (what is in at
+    once, the rest as epoll says it comes, for at most the head timeout;
+    then the connection is dropped unanswered), the 503 held for the
+    fraction of a second of ``back``, then written, and the socket closed.
+    ``done`` is told when it is closed.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        conn: socket.socket,
+        back: float,
+        done: Callable[[Refusal], None],
+    ) -> None:
+        self._reactor = reactor
+        self._conn: socket.socket | None = conn
+        self._fd = conn.fileno()
+        self._answer, hold = _unavailable(back)
+        self._answer_at = reactor.seconds() + hold
+        #: What came of the request head; None once it is all in.
+        self._head: bytes | None = b""
+        self._reading = False
+        self._timer: IDelayedCall | None = None
+        self._done = done
+
+    def start(self, timeout: float) -> None:
+        """Read what is in; wait for the rest of the head at most ``timeout`` seconds."""
+        self.doRead()
+        if self._conn is not None and self._head is not None:
+            self._reading = True
+            self._reactor.addReader(self)
+            self._timer = self._reactor.callLater(timeout, self._close)
+
+    def end(self) -> None:
+        """The port stops: answered now if the head is in, else dropped."""
+        if self._conn is not None and self._head is None:
+            self._respond()
+        else:
+            self._close()
+
+    # IReadDescriptor
+
+    def fileno(self) -> int:
+        return self._fd if self._conn is not None else -1
+
+    def logPrefix(self) -> str:
+        return "refused"
+
+    def doRead(self) -> None:
+        conn = self._conn
+        if conn is None or self._head is None:
+            return
+        try:
+            data = conn.recv(_MAX_HEAD + 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._close()
+            return
+        if not data:
+            self._close()  # it went before its answer
+            return
+        self._head += data
+        if not _head_complete(self._head):
+            return
+        self._head = None
+        self._stop_waiting()
+        hold = self._answer_at - self._reactor.seconds()
+        if hold > 0:
+            self._timer = self._reactor.callLater(hold, self._respond)
+        else:
+            self._respond()
+
+    def connectionLost(self, reason: Failure) -> None:
+        """The reactor dropped the socket (an error on it)."""
+        self._reading = False
+        self._close()
+
+    def _respond(self) -> None:
+        """The 503 and the close, after whatever else the client sent."""
+        conn = self._conn
+        if conn is None:
+            return
+        self._stop_waiting()  # the hold's timer, when the port's stop answers early
+        try:
+            for _ in range(_DRAINS):
+                if not conn.recv(_MAX_HEAD):
+                    break
+        except BlockingIOError:
+            pass  # nothing more to read
+        except OSError:
+            self._close()
+            return
+        with contextlib.suppress(OSError):
+            # A new connection's send buffer takes the whole of it.
+            conn.send(self._answer)
+        self._close()
+
+    def _stop_waiting(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._reactor.removeReader(self)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _close(self) -> None:
+        if self._conn is None:
+            return
+        self._stop_waiting()
+        conn, self._conn = self._conn, None
+        conn.close()
+        self._done(self)

@@ -7,6 +7,7 @@ handshakes beyond the rate get HTTP 503 with a Retry-After and are counted in
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable
 
@@ -79,3 +80,31 @@ async def test_charge_points_under_the_rate_never_get_503(
             await ws.close()
     assert len(held) == 15
     assert value(scrape(admin), "ocppgw_handshakes_throttled_total", listener="ws") == 0
+
+
+@run_async
+async def test_handshakes_waiting_for_a_busy_gateway_get_503_not_a_reset(
+    gateway: Callable[..., Gateway],
+) -> None:
+    """
+    40 charge points that connect and send their upgrade while the gateway
+    is stopped (SIGSTOP: the kernel queues the connections and their
+    requests, as for a gateway busy in a storm), then let go: each gets 101
+    or 503 with a Retry-After, none a reset or a close without an answer;
+    the 503s are counted.
+    """
+    gw, admin = admin_gateway(gateway, RATE)
+    assert gw.proc is not None
+    gw.proc.send_signal(signal.SIGSTOP)
+    try:
+        pending = [
+            asyncio.ensure_future(_handshake(gw.url(f"it-adm-busy-{i}"))) for i in range(40)
+        ]
+        await asyncio.sleep(1.0)
+    finally:
+        gw.proc.send_signal(signal.SIGCONT)
+    answers = await asyncio.gather(*pending)
+    refused = [a for a in answers if a[0] != 101]
+    assert refused and all(status == 503 and wait for status, wait in refused), answers
+    assert sum(1 for status, _ in answers if status == 101) <= 4 + 4 * 2, answers
+    assert value(scrape(admin), "ocppgw_handshakes_throttled_total", listener="ws") == len(refused)
