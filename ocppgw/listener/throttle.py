@@ -107,23 +107,47 @@ class HandshakeRate:
         return Busy(back, self._clock, timeout)
 
 
-def _unavailable(back: float) -> tuple[bytes, float]:
+class _Answer:
     """
-    The 503 for a connection to come back in ``back`` seconds (at least
-    one): the response, with the whole seconds as ``Retry-After``, and the
-    fraction of a second to hold it.
+    The 503 of a connection to come back in ``back`` seconds (at least one)
+    and when it is due: the whole seconds are its ``Retry-After``, the
+    fraction of a second is held, counted from now on ``clock``.  What
+    :class:`Busy` and :class:`Refusal` share: the request head to wait for.
     """
-    whole = max(1, math.floor(back))
-    answer = (
-        "HTTP/1.1 503 Service Unavailable\r\nServer: ocppgw\r\n"
-        f"Retry-After: {whole}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    ).encode()
-    return answer, max(0.0, back - whole)
 
+    def __init__(self, back: float, clock: IReactorTime) -> None:
+        whole = max(1, math.floor(back))
+        self.response = (
+            "HTTP/1.1 503 Service Unavailable\r\nServer: ocppgw\r\n"
+            f"Retry-After: {whole}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ).encode()
+        self._clock = clock
+        self._due = clock.seconds() + max(0.0, back - whole)
+        #: What came of the request head; None once it is all in.
+        self.head: bytes | None = b""
 
-def _head_complete(head: bytes) -> bool:
-    """Whether ``head`` holds a whole request head (or more than is ever read of one)."""
-    return b"\r\n\r\n" in head or len(head) > _MAX_HEAD
+    def took(self, data: bytes) -> bool:
+        """
+        ``data`` added to the head: True when that completed it (or made it
+        longer than is ever read of one).  The whole head is read first: a
+        close with unread data would be a reset that may discard the answer
+        at the client.
+        """
+        if self.head is None:
+            return False
+        self.head += data
+        if b"\r\n\r\n" not in self.head and len(self.head) <= _MAX_HEAD:
+            return False
+        self.head = None
+        return True
+
+    def when_due(self, respond: Callable[[], None]) -> IDelayedCall | None:
+        """``respond`` now if the hold is over (None), else its timer."""
+        hold = self._due - self._clock.seconds()
+        if hold > 0:
+            return self._clock.callLater(hold, respond)
+        respond()
+        return None
 
 
 class Busy(Protocol):
@@ -136,35 +160,24 @@ class Busy(Protocol):
     """
 
     def __init__(self, back: float, clock: IReactorTime, timeout: float) -> None:
-        self._answer, hold = _unavailable(back)
-        self._head: bytes | None = b""
+        self._answer = _Answer(back, clock)
         self._clock = clock
         self._timeout = timeout
-        self._answer_at = clock.seconds() + hold
         self._timer: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         self._timer = self._clock.callLater(self._timeout, self._drop)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._head is None:
-            return  # answered or answering: the rest is ignored until the close
-        self._head += data
-        # The whole head read first: a close with unread data would be a reset
-        # that may discard the answer at the client.
-        if _head_complete(self._head):
-            self._head = None
+        # Once answered or answering, the rest is ignored until the close.
+        if self._answer.took(data):
             self._cancel()
-            hold = self._answer_at - self._clock.seconds()
-            if hold > 0:
-                self._timer = self._clock.callLater(hold, self._respond)
-            else:
-                self._respond()
+            self._timer = self._answer.when_due(self._respond)
 
     def _respond(self) -> None:
         self._timer = None
         assert self.transport is not None
-        self.transport.write(self._answer)
+        self.transport.write(self._answer.response)
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -217,10 +230,7 @@ class Refusal:
         self._reactor = reactor
         self._conn: socket.socket | None = conn
         self._fd = conn.fileno()
-        self._answer, hold = _unavailable(back)
-        self._answer_at = reactor.seconds() + hold
-        #: What came of the request head; None once it is all in.
-        self._head: bytes | None = b""
+        self._answer = _Answer(back, reactor)
         self._reading = False
         self._timer: IDelayedCall | None = None
         self._done = done
@@ -228,14 +238,14 @@ class Refusal:
     def start(self, timeout: float) -> None:
         """Read what is in; wait for the rest of the head at most ``timeout`` seconds."""
         self.doRead()
-        if self._conn is not None and self._head is not None:
+        if self._conn is not None and self._answer.head is not None:
             self._reading = True
             self._reactor.addReader(self)
             self._timer = self._reactor.callLater(timeout, self._close)
 
     def end(self) -> None:
         """The port stops: answered now if the head is in, else dropped."""
-        if self._conn is not None and self._head is None:
+        if self._conn is not None and self._answer.head is None:
             self._respond()
         else:
             self._close()
@@ -250,7 +260,7 @@ class Refusal:
 
     def doRead(self) -> None:
         conn = self._conn
-        if conn is None or self._head is None:
+        if conn is None or self._answer.head is None:
             return
         try:
             data = conn.recv(_MAX_HEAD + 1)
@@ -262,16 +272,9 @@ class Refusal:
         if not data:
             self._close()  # it went before its answer
             return
-        self._head += data
-        if not _head_complete(self._head):
-            return
-        self._head = None
-        self._stop_waiting()
-        hold = self._answer_at - self._reactor.seconds()
-        if hold > 0:
-            self._timer = self._reactor.callLater(hold, self._respond)
-        else:
-            self._respond()
+        if self._answer.took(data):
+            self._stop_waiting()
+            self._timer = self._answer.when_due(self._respond)
 
     def connectionLost(self, reason: Failure) -> None:
         """The reactor dropped the socket (an error on it)."""
@@ -295,7 +298,7 @@ class Refusal:
             return
         with contextlib.suppress(OSError):
             # A new connection's send buffer takes the whole of it.
-            conn.send(self._answer)
+            conn.send(self._answer.response)
         self._close()
 
     def _stop_waiting(self) -> None:

@@ -7,6 +7,7 @@ a fake reactor on a task.Clock that records what it adopts).
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
 import time
@@ -247,19 +248,25 @@ class _Exhausted:
 
     def accept(self) -> Any:
         self.accepts += 1
-        raise OSError(self.error, "Too many open files")
+        raise OSError(self.error, os.strerror(self.error))
 
     def close(self) -> None:
         pass
 
 
-def test_out_of_descriptors_pauses_accepting() -> None:
-    """EMFILE: accepting stops for PAUSE seconds (the port not a reader), then resumes."""
+def _failing(error: int) -> tuple[MemoryReactorClock, _Exhausted, AcceptingPort]:
+    """A port listening on a socket whose accept() fails with ``error``, after one turn."""
     reactor = MemoryReactorClock()
-    sock = _Exhausted(errno.EMFILE)
+    sock = _Exhausted(error)
     port = AcceptingPort(reactor, sock, Factory.forProtocol(Protocol), None)  # type: ignore[arg-type]
     port.startListening()
     port.doRead()
+    return reactor, sock, port
+
+
+def test_out_of_descriptors_pauses_accepting() -> None:
+    """EMFILE: accepting stops for PAUSE seconds (the port not a reader), then resumes."""
+    reactor, sock, port = _failing(errno.EMFILE)
     assert sock.accepts == 1
     assert port not in reactor.readers
     reactor.advance(PAUSE)
@@ -269,11 +276,7 @@ def test_out_of_descriptors_pauses_accepting() -> None:
 
 def test_a_connection_gone_before_accept_takes_the_next() -> None:
     """ECONNABORTED is one connection's end: the turn goes on (here to PER_TURN attempts)."""
-    reactor = MemoryReactorClock()
-    sock = _Exhausted(errno.ECONNABORTED)
-    port = AcceptingPort(reactor, sock, Factory.forProtocol(Protocol), None)  # type: ignore[arg-type]
-    port.startListening()
-    port.doRead()
+    reactor, sock, port = _failing(errno.ECONNABORTED)
     assert sock.accepts == PER_TURN
     assert port in reactor.readers
     port.connectionLost(Failure(Exception("gone")))
