@@ -29,9 +29,9 @@ listener (whose request is inside TLS) and on another kind of endpoint a
 refused connection gets a transport and
 :class:`~ocppgw.listener.throttle.Busy`, which does the same.
 
-Out of file descriptors (``EMFILE``, ``ENFILE``) or kernel memory, the port
-stops accepting for :data:`PAUSE` seconds (connections wait in the backlog)
-and logs why.
+Out of file descriptors (``EMFILE``, ``ENFILE``) or kernel memory, or on
+any error of ``accept`` but one connection's own, the port stops accepting
+for :data:`PAUSE` seconds (connections wait in the backlog) and logs why.
 """
 
 from __future__ import annotations
@@ -66,9 +66,8 @@ PER_TURN = 16
 PAUSE = 0.5
 
 #: accept() errors of one connection that went (or was never allowed): take the next.
+#: Any other (out of descriptors or memory, above all) stops accepting for PAUSE.
 _GONE = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
-#: accept() errors of exhaustion: stop accepting for a while.
-_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 _log = Logger()
 
@@ -247,10 +246,8 @@ class AcceptingPort:
 
     def _pause(self, error: OSError) -> None:
         why = error.strerror or str(error)
-        if error.errno not in _EXHAUSTED:
-            _log.error("{prefix}: accept failed: {why}", prefix=self._prefix, why=why)
-            return
-        _log.error(
+        # A warning: the log's rate limit holds a lasting shortage to a few lines a minute.
+        _log.warn(
             "{prefix} on port {port} cannot accept ({why}); accepting again in {pause} s",
             prefix=self._prefix,
             port=self._port,
