@@ -264,9 +264,13 @@ def _failing(error: int) -> tuple[MemoryReactorClock, _Exhausted, AcceptingPort]
     return reactor, sock, port
 
 
-def test_out_of_descriptors_pauses_accepting() -> None:
-    """EMFILE: accepting stops for PAUSE seconds (the port not a reader), then resumes."""
-    reactor, sock, port = _failing(errno.EMFILE)
+@pytest.mark.parametrize("error", [errno.EMFILE, errno.ENFILE, errno.EINVAL])
+def test_out_of_descriptors_pauses_accepting(error: int) -> None:
+    """
+    EMFILE (or any error not one connection's own): accepting stops for
+    PAUSE seconds (the port not a reader), then resumes.
+    """
+    reactor, sock, port = _failing(error)
     assert sock.accepts == 1
     assert port not in reactor.readers
     reactor.advance(PAUSE)
