@@ -32,7 +32,7 @@ def tcp_address(endpoint: str) -> TCPAddress:
     try:
         address = accepting.tcp_address(endpoint)
     except ValueError as e:
-        raise ValueError(f"workers > 1 {e}") from None
+        raise ValueError(f"workers > 1: {e}") from None
     if address.port == 0:
         raise ValueError(f"workers > 1 needs a fixed port from 1 to 65535 in {endpoint!r}")
     return address
