@@ -18,11 +18,22 @@ that fails every second must not drown the log of the other 10 000.
 twistd picks the observer up from the application (:class:`Observed`),
 writing where it would have written: stdout with ``--nodaemon``, else
 ``--logfile`` (default ``twistd.log``).
+
+The text of an event is exactly Twisted's (``formatEvent``), made by
+``str.format_map`` where the event's format allows it: Twisted's own
+formatter, written in Python, took half of a line's time.  An event it
+cannot format (call syntax ``{f()}``, a missing field, one relayed from a
+worker, whose fields are flattened) is left to Twisted.  The time stamp,
+to the second, is formatted once a second.  A ``text`` line is Twisted's
+classic line.  A charge point's "connected" line, measured in a loop:
+12-18 µs in either format, against 28-31 µs (text) and 34-54 µs (json)
+with Twisted's formatting.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections import OrderedDict
@@ -31,12 +42,14 @@ from typing import IO, Any
 
 from twisted.application.service import IServiceCollection, MultiService, Service
 from twisted.logger import (
+    FileLogObserver,
     ILogObserver,
     LogEvent,
     LogLevel,
     formatEvent,
+    formatEventAsClassicLogText,
     formatTime,
-    textFileLogObserver,
+    timeFormatRFC3339,
 )
 from twisted.python import logfile
 from zope.interface import implementer
@@ -51,20 +64,64 @@ MAX_KEYS = 1000
 WORKER = "worker"
 
 
+def event_text(event: LogEvent) -> str:
+    """What Twisted's ``formatEvent`` makes of ``event``, faster where it can."""
+    log_format = event.get("log_format")
+    if type(log_format) is str and "log_flattened" not in event:
+        try:
+            return log_format.format_map(event)
+        except Exception:  # Twisted's formatter says what went wrong
+            pass
+    return formatEvent(event)
+
+
+class Timestamps:
+    """``formatTime`` in RFC 3339 to the second, formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+        self._text = ""
+
+    def __call__(self, when: float | None) -> str:
+        if when is None:
+            return formatTime(when, timeFormatRFC3339)
+        # The second datetime makes of it: microseconds rounded half to even first.
+        fraction, whole = math.modf(when)
+        micro = round(fraction * 1e6)
+        second = int(whole) + (1 if micro >= 1_000_000 else -1 if micro < 0 else 0)
+        if second != self._second:
+            self._second, self._text = second, formatTime(second, timeFormatRFC3339)
+        return self._text
+
+
+class ClassicLines:
+    """Twisted's classic text line of an event, its text made by :func:`event_text`."""
+
+    def __init__(self) -> None:
+        self._time = Timestamps()
+
+    def __call__(self, event: LogEvent) -> str | None:
+        text = event_text(event).replace("{", "{{").replace("}", "}}")
+        plain = {**event, "log_format": text}
+        plain.pop("log_flattened", None)
+        return formatEventAsClassicLogText(plain, formatTime=self._time)
+
+
 @implementer(ILogObserver)
 class JSONLines:
     """One JSON object per event and line."""
 
     def __init__(self, out: IO[str]) -> None:
         self._out = out
+        self._time = Timestamps()
 
     def __call__(self, event: LogEvent) -> None:
         level = event.get("log_level")
         record: dict[str, Any] = {
-            "time": formatTime(event.get("log_time"), "%Y-%m-%dT%H:%M:%S%z"),
+            "time": self._time(event.get("log_time")),
             "level": level.name if isinstance(level, type(LogLevel.info)) else "info",
             "namespace": event.get("log_namespace", ""),
-            "text": formatEvent(event),
+            "text": event_text(event),
         }
         for key, name in (("cid", "identity"), ("peer", "peer")):
             if event.get(key) is not None:
@@ -121,7 +178,9 @@ class RateLimited:
 
 def observer_for(log_format: str, out: IO[str]) -> ILogObserver:
     """The observer of ``[gateway] log_format``, writing to ``out``."""
-    base: ILogObserver = JSONLines(out) if log_format == "json" else textFileLogObserver(out)
+    base: ILogObserver = (
+        JSONLines(out) if log_format == "json" else FileLogObserver(out, ClassicLines())
+    )
     return RateLimited(base)
 
 
