@@ -2,7 +2,9 @@
 """
 Stage: the listener, where a charge point arrives.
 
-TLS (:mod:`~ocppgw.listener.tls`), the HTTP upgrade and its decisions
+The listening port of a ``tcp:`` endpoint (:mod:`~ocppgw.listener.accepting`),
+admission control (:mod:`~ocppgw.listener.throttle`), TLS
+(:mod:`~ocppgw.listener.tls`), the HTTP upgrade and its decisions
 (:mod:`~ocppgw.listener.factory`), who may connect
 (:mod:`~ocppgw.listener.admission`, with the credentials file, failed-login
 limits and trusted proxies), and ``ocppgw-passwd``
