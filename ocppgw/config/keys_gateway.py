@@ -106,10 +106,9 @@ LISTENER = Section(model.ListenerConfig, suffix="ws", required=True, doc="""
         (required); a bare port, 8080, means tcp:8080 (every interface). A port
         that cannot be listened on (already in use) stops the gateway: one line
         naming this key, and exit status 1. A tcp: or tcp6: endpoint (options
-        port, interface, backlog) takes at most 16 connections a turn of the
-        event loop, so that a reconnect storm's arrivals cannot hold the
-        connected charge points' traffic; backlog (default 50) is how many more
-        the kernel holds meanwhile.
+        port, interface, backlog) takes at most 16 new connections a turn of
+        the event loop, so that no turn is spent on a storm's arrivals alone;
+        backlog (default 50) is how many more the kernel holds meanwhile.
     """),
     "path": Key(url_path, "/ocpp", doc="""
         Charge points connect to ws://HOST:PORT/PATH/IDENTITY.
