@@ -171,6 +171,8 @@ class AcceptingPort:
             factory.logPrefix() if ILoggingContext.providedBy(factory) else type(factory).__name__
         )
         self._port = sock.getsockname()[1]
+        #: Every accepted connection's, read once (the socket's property makes an enum).
+        self._family = int(sock.family)
 
     # IListeningPort
 
@@ -190,7 +192,7 @@ class AcceptingPort:
 
     def getHost(self) -> IPv4Address | IPv6Address:
         host, port, *rest = self._socket.getsockname()
-        if self._socket.family == socket.AF_INET6:
+        if self._family == socket.AF_INET6:
             return IPv6Address("TCP", host, port, *rest)
         return IPv4Address("TCP", host, port)
 
@@ -235,7 +237,7 @@ class AcceptingPort:
         if back is None:
             try:
                 # The reactor's transport gets its own descriptor (a duplicate).
-                self._reactor.adoptStreamConnection(conn.fileno(), conn.family, self._admitted)
+                self._reactor.adoptStreamConnection(conn.fileno(), self._family, self._admitted)
             finally:
                 conn.close()
             return

@@ -9,7 +9,6 @@ gateway's are :class:`ocppgw.listener.listening.Listening`.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from twisted.application.service import Service
@@ -38,11 +37,6 @@ def tcp_address(endpoint: str) -> TCPAddress:
     return address
 
 
-def bind_shared(address: TCPAddress) -> socket.socket:
-    """A listening socket on ``address`` that other processes may bind too."""
-    return accepting.bind(address, shared=True)
-
-
 class ReusePortListener(Service):
     """A worker's listener: its own ``SO_REUSEPORT`` socket on the shared address."""
 
@@ -61,7 +55,7 @@ class ReusePortListener(Service):
     def startService(self) -> None:
         super().startService()
         try:
-            sock = bind_shared(self._address)
+            sock = accepting.bind(self._address, shared=True)
         except OSError as e:
             self.error = str(e)
             raise
