@@ -82,14 +82,13 @@ from twisted.logger import Logger, eventFromJSON
 from twisted.python.failure import Failure
 
 from ocppgw.config import Config, ConfigError
-from ocppgw.listener.accepting import bind
 from ocppgw.loop import EXIT, Exit
 from ocppgw.loop_fast import GatewayReactor
 from ocppgw.mqtt.broker import EmbeddedBroker, embedded_broker
 from ocppgw.mqtt.broker_access import BrokerAccessError
 from ocppgw.restarts import Restarts
 from ocppgw.workers.lifeline import LIFELINE_FD, LIFELINE_VARIABLE, watch
-from ocppgw.workers.sockets import tcp_address
+from ocppgw.workers.sockets import bind_shared, tcp_address
 
 _log = Logger()
 
@@ -240,7 +239,7 @@ class Supervisor(MultiService):
         for listener in config.listeners:
             key = f"[listener:{listener.name}] endpoint"
             try:
-                bind(tcp_address(listener.endpoint), shared=True).close()
+                bind_shared(tcp_address(listener.endpoint)).close()
             except ValueError as e:
                 raise ConfigError(f"{key}: {e}") from None
             except OSError as e:

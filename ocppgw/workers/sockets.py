@@ -9,6 +9,7 @@ gateway's are :class:`ocppgw.listener.listening.Listening`.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from twisted.application.service import Service
@@ -37,6 +38,11 @@ def tcp_address(endpoint: str) -> TCPAddress:
     return address
 
 
+def bind_shared(address: TCPAddress) -> socket.socket:
+    """A listening socket on ``address`` that other processes may bind too."""
+    return accepting.bind(address, shared=True)
+
+
 class ReusePortListener(Service):
     """A worker's listener: its own ``SO_REUSEPORT`` socket on the shared address."""
 
@@ -55,7 +61,7 @@ class ReusePortListener(Service):
     def startService(self) -> None:
         super().startService()
         try:
-            sock = accepting.bind(self._address, shared=True)
+            sock = bind_shared(self._address)
         except OSError as e:
             self.error = str(e)
             raise
